@@ -1,0 +1,58 @@
+# hms-dr: two commands for a newcomer: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+SANDBOX ?= $(CURDIR)/.sandbox
+SCALE_MB ?= 50
+export PYTHONPATH := $(CURDIR)/plugins
+export HMS_DR_SANDBOX := $(SANDBOX)
+# Loads the sandbox's Airflow settings and connections (secrets stay in that 0600 file).
+WITH_SANDBOX := set -a && source "$$($(PY) -m hms_dr.sandbox env)" && set +a &&
+
+.PHONY: help venv sandbox stop demo airflow test test-unit bench lock clean
+
+help:
+	@echo "make demo     build everything, start the sandbox, run the daily backup through Airflow"
+	@echo "make airflow  serve the same sandbox in the Airflow UI (airflow standalone)"
+	@echo "make test     the whole test suite (unit, integration on real servers, DAGs) and mypy"
+	@echo "make bench    benchmarks (bench/), printing ratios against the bare tools"
+	@echo "make stop     stop the sandbox's servers (data kept); make clean removes it"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip<27"
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	touch $@
+
+sandbox: venv
+	$(PY) -m hms_dr.sandbox start --scale-mb $(SCALE_MB)
+
+stop: venv
+	$(PY) -m hms_dr.sandbox stop
+
+demo: sandbox
+	$(WITH_SANDBOX) $(PY) -m hms_dr.sandbox.demo
+
+airflow: sandbox
+	$(WITH_SANDBOX) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m hms_dr.sandbox.standalone
+
+test: venv
+	$(PY) -m mypy --config-file mypy.ini plugins/hms_dr
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+test-unit: venv
+	$(PY) -m pytest tests/unit -q
+
+bench: venv
+	$(PY) bench/daily_backup_vs_pg_dump.py
+
+lock:
+	$(PY) -m pip freeze --exclude-editable | grep -v '^pip==' > constraints.txt
+
+clean:
+	-test -x $(PY) && $(PY) -m hms_dr.sandbox stop
+	-test -x $(PY) && $(PY) -m hms_dr.sandbox stop --state-dir $(CURDIR)/.sandbox-test
+	rm -rf .sandbox .sandbox-test .pytest_cache .mypy_cache test-artifacts

@@ -1,0 +1,125 @@
+"""The catalog: every backup set in one store, read from the manifests themselves.
+
+There is no second source of truth to drift: a set exists exactly when its folder holds a
+readable manifest. Folders without one are the leftovers of interrupted runs ("orphans"); they
+are never listed as sets, never restored, and retention removes them. Only ``key_for`` builds keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from hms_dr.errors import ManifestInvalid, NoBackupForTarget, ObjectMissing
+from hms_dr.manifest import MANIFEST_NAME, BackupKind, Manifest, parse_manifest
+
+if TYPE_CHECKING:
+    from hms_dr.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def key_for(cluster: str, kind: BackupKind, backup_set_id: str, name: str = "") -> str:
+    """<cluster>/<kind>/<backup_set_id>/<name>; with no name, the set's folder (ending in '/')."""
+    return f"{cluster}/{kind.value}/{backup_set_id}/{name}"
+
+
+@dataclass(frozen=True)
+class BackupSet:
+    """A complete set as the catalog knows it: its manifest and where that manifest lies."""
+
+    manifest: Manifest
+    manifest_key: str
+
+    @property
+    def backup_set_id(self) -> str:
+        return self.manifest.backup_set_id
+
+    @property
+    def kind(self) -> BackupKind:
+        return self.manifest.kind
+
+    @property
+    def finished_at(self) -> datetime:
+        return self.manifest.finished_at
+
+    @property
+    def size_bytes(self) -> int:
+        return self.manifest.size_bytes
+
+
+@dataclass(frozen=True)
+class OrphanFolder:
+    """Objects of one set folder that has no manifest: an interrupted or failed run."""
+
+    kind: BackupKind
+    backup_set_id: str
+    keys: tuple[str, ...]
+    newest_modified_at: datetime
+
+
+@dataclass(frozen=True)
+class CatalogListing:
+    sets: tuple[BackupSet, ...]  # oldest first
+    orphans: tuple[OrphanFolder, ...]
+    unreadable: tuple[str, ...]  # manifest keys that did not parse: reported, never deleted
+
+
+def list_catalog(store: Store, cluster: str, kind: BackupKind) -> CatalogListing:
+    """Read every manifest of one kind; folders without a manifest come back as orphans."""
+    prefix = f"{cluster}/{kind.value}/"
+    folders: dict[str, list] = {}
+    for obj in store.list(prefix):
+        rest = obj.key[len(prefix):]
+        backup_set_id, _, name = rest.partition("/")
+        if not name:
+            continue
+        folders.setdefault(backup_set_id, []).append(obj)
+
+    sets: list[BackupSet] = []
+    orphans: list[OrphanFolder] = []
+    unreadable: list[str] = []
+    for backup_set_id, objects in sorted(folders.items()):
+        manifest_key = key_for(cluster, kind, backup_set_id, MANIFEST_NAME)
+        if any(obj.key == manifest_key for obj in objects):
+            try:
+                manifest = parse_manifest(store.get_bytes(manifest_key), where=store.describe(manifest_key))
+            except ManifestInvalid as exc:
+                log.warning("unreadable manifest, set ignored: %s", exc)
+                unreadable.append(manifest_key)
+                continue
+            if manifest.backup_set_id != backup_set_id or manifest.kind is not kind:
+                log.warning("manifest %s describes %s/%s: ignored", manifest_key, manifest.kind.value, manifest.backup_set_id)
+                unreadable.append(manifest_key)
+                continue
+            sets.append(BackupSet(manifest=manifest, manifest_key=manifest_key))
+        else:
+            orphans.append(
+                OrphanFolder(
+                    kind=kind,
+                    backup_set_id=backup_set_id,
+                    keys=tuple(sorted(obj.key for obj in objects)),
+                    newest_modified_at=max(obj.modified_at for obj in objects),
+                )
+            )
+    sets.sort(key=lambda s: (s.finished_at, s.backup_set_id))
+    return CatalogListing(sets=tuple(sets), orphans=tuple(orphans), unreadable=tuple(unreadable))
+
+
+def find_set(store: Store, cluster: str, kind: BackupKind, backup_set_id: str) -> BackupSet:
+    """The set with this id, or "latest" for the newest complete one."""
+    if backup_set_id == "latest":
+        listing = list_catalog(store, cluster, kind)
+        if not listing.sets:
+            raise NoBackupForTarget(f"no complete {kind.value} backup set in {store.describe(f'{cluster}/{kind.value}/')}")
+        return listing.sets[-1]
+    manifest_key = key_for(cluster, kind, backup_set_id, MANIFEST_NAME)
+    try:
+        raw = store.get_bytes(manifest_key)
+    except ObjectMissing:
+        raise NoBackupForTarget(
+            f"no complete {kind.value} backup set {backup_set_id} in {store.describe(key_for(cluster, kind, backup_set_id))}"
+        ) from None
+    return BackupSet(manifest=parse_manifest(raw, where=store.describe(manifest_key)), manifest_key=manifest_key)

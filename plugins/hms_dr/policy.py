@@ -1,0 +1,327 @@
+"""The policy: what is protected, when, where to and for how long, read from one YAML file.
+
+The file is validated whenever the DAGs are parsed, so a wrong value stops the DAGs from loading
+with a one-line error naming the key, instead of producing a bad backup at 02:00. Credentials are
+never part of the policy: it only names the Airflow Connections that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Mapping
+
+from hms_dr.errors import PolicyInvalid
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_POLICY_PATH = REPO_ROOT / "include" / "policy.yaml"
+POLICY_ENV_VAR = "HMS_DR_POLICY"
+SUPPORTED_FORMAT_VERSIONS = (1,)
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_$]{0,62}$")
+_QUALIFIED = re.compile(r"^([a-z_][a-z0-9_$]{0,62}\.)?[a-z_][a-z0-9_$]{0,62}$")
+_CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z]+$")
+_FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
+_CLUSTER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+class EncryptionMode(str, Enum):
+    PUBLIC_KEY = "public_key"
+    SYMMETRIC = "symmetric"
+
+
+class CompressionMethod(str, Enum):
+    ZSTD = "zstd"
+    GZIP = "gzip"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class ClusterPolicy:
+    name: str
+    database: str
+    connection_id: str
+
+
+@dataclass(frozen=True)
+class StorePolicy:
+    primary_url: str
+    connection_id: str
+    offsite_url: str
+    offsite_connection_id: str
+    part_size_mib: int
+    verify_readback: bool
+
+
+@dataclass(frozen=True)
+class StagingPolicy:
+    dir: Path
+    min_free_mib: int
+    reserve_ratio: float
+
+
+@dataclass(frozen=True)
+class EncryptionPolicy:
+    mode: EncryptionMode
+    key_id: str
+    connection_id: str
+    restore_connection_id: str
+
+
+@dataclass(frozen=True)
+class CompressionPolicy:
+    method: CompressionMethod
+    level: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class LogicalBackupPolicy:
+    schemas: tuple[str, ...]
+    data_only_tables: tuple[str, ...]
+    baseline_views: tuple[str, ...]
+    dump_jobs: int
+    retries: int
+    retry_delay_s: int
+    max_retry_delay_s: int
+    execution_timeout_min: int
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    logical_days: int
+    orphan_payload_hours: int
+    wal_days: int
+    base_backups_keep: int
+    offsite_days: int
+    restore_reports_days: int
+
+
+@dataclass(frozen=True)
+class Policy:
+    source: str
+    cluster: ClusterPolicy
+    schedules: Mapping[str, str]
+    store: StorePolicy
+    staging: StagingPolicy
+    encryption: EncryptionPolicy
+    compression: CompressionPolicy
+    logical_backup: LogicalBackupPolicy
+    retention: RetentionPolicy
+    wal_spool_dir: Path
+    rpo_minutes: int
+    rto_minutes: int
+    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+SCHEDULE_NAMES = (
+    "daily_logical_backup",
+    "wal_archive",
+    "weekly_base_backup",
+    "offsite_sync",
+    "restore_test",
+    "integrity_check",
+)
+
+
+def policy_path() -> Path:
+    """The policy file in force: $HMS_DR_POLICY, else the committed include/policy.yaml."""
+    return Path(os.environ.get(POLICY_ENV_VAR) or DEFAULT_POLICY_PATH)
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """Read and validate the policy file; raises PolicyInvalid naming the file and the key."""
+    import yaml  # a light import, but only needed here
+
+    path = path or policy_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyInvalid(f"cannot read policy file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else "malformed YAML"
+        raise PolicyInvalid(f"policy file {path} is not valid YAML: {first_line}") from exc
+    return parse_policy(data, source=str(path))
+
+
+def parse_policy(data: Any, *, source: str = "<policy>") -> Policy:
+    """Validate a policy mapping (as read from YAML) and return the typed Policy."""
+    reader = _Reader(data, source)
+    version = reader.integer("format_version", minimum=1)
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        raise PolicyInvalid(f"{source}: format_version {version} is not supported (known: 1)")
+
+    cluster = ClusterPolicy(
+        name=reader.matching("cluster.name", _CLUSTER_NAME, "lower-case letters, digits, '.', '_' or '-'"),
+        database=reader.text("cluster.database"),
+        connection_id=reader.text("cluster.connection_id"),
+    )
+    schedules = {name: reader.cron(f"schedules.{name}") for name in SCHEDULE_NAMES}
+    store = StorePolicy(
+        primary_url=reader.store_url("store.primary_url"),
+        connection_id=reader.text("store.connection_id"),
+        offsite_url=reader.store_url("store.offsite_url"),
+        offsite_connection_id=reader.text("store.offsite_connection_id"),
+        part_size_mib=reader.integer("store.part_size_mib", minimum=5, maximum=5120),
+        verify_readback=reader.boolean("store.verify_readback"),
+    )
+    if store.primary_url.rstrip("/") == store.offsite_url.rstrip("/"):
+        raise PolicyInvalid(f"{source}: store.offsite_url must differ from store.primary_url")
+    staging = StagingPolicy(
+        dir=Path(reader.absolute_path("staging.dir")),
+        min_free_mib=reader.integer("staging.min_free_mib", minimum=0),
+        reserve_ratio=reader.number("staging.reserve_ratio", minimum=1.0),
+    )
+    mode = reader.choice("encryption.mode", EncryptionMode)
+    key_id = reader.text("encryption.key_id").replace(" ", "").upper()
+    if mode is EncryptionMode.PUBLIC_KEY and not _FINGERPRINT.match(key_id):
+        raise PolicyInvalid(
+            f"{source}: encryption.key_id must be the 40-hex-digit fingerprint of the backup public key, got {key_id!r}"
+        )
+    encryption = EncryptionPolicy(
+        mode=mode,
+        key_id=key_id,
+        connection_id=reader.text("encryption.connection_id"),
+        restore_connection_id=reader.text("encryption.restore_connection_id"),
+    )
+    method = reader.choice("compression.method", CompressionMethod)
+    compression = CompressionPolicy(
+        method=method,
+        level=reader.integer("compression.level", minimum=0, maximum=19 if method is CompressionMethod.ZSTD else 9),
+        threads=reader.integer("compression.threads", minimum=0, maximum=64),
+    )
+    logical = LogicalBackupPolicy(
+        schemas=reader.identifiers("logical_backup.schemas", _IDENTIFIER),
+        data_only_tables=reader.identifiers("logical_backup.data_only_tables", _QUALIFIED),
+        baseline_views=reader.identifiers("logical_backup.baseline_views", _QUALIFIED),
+        dump_jobs=reader.integer("logical_backup.dump_jobs", minimum=1, maximum=1),
+        retries=reader.integer("logical_backup.retries", minimum=0, maximum=20),
+        retry_delay_s=reader.integer("logical_backup.retry_delay_s", minimum=0),
+        max_retry_delay_s=reader.integer("logical_backup.max_retry_delay_s", minimum=0),
+        execution_timeout_min=reader.integer("logical_backup.execution_timeout_min", minimum=1),
+    )
+    retention = RetentionPolicy(
+        logical_days=reader.integer("retention.logical_days", minimum=1),
+        orphan_payload_hours=reader.integer("retention.orphan_payload_hours", minimum=1),
+        wal_days=reader.integer("retention.wal_days", minimum=1),
+        base_backups_keep=reader.integer("retention.base_backups_keep", minimum=1),
+        offsite_days=reader.integer("retention.offsite_days", minimum=1),
+        restore_reports_days=reader.integer("retention.restore_reports_days", minimum=1),
+    )
+    return Policy(
+        source=source,
+        cluster=cluster,
+        schedules=schedules,
+        store=store,
+        staging=staging,
+        encryption=encryption,
+        compression=compression,
+        logical_backup=logical,
+        retention=retention,
+        wal_spool_dir=Path(reader.absolute_path("wal.spool_dir")),
+        rpo_minutes=reader.integer("targets.rpo_minutes", minimum=1),
+        rto_minutes=reader.integer("targets.rto_minutes", minimum=1),
+        raw=data,
+    )
+
+
+class _Reader:
+    """Looks up dotted keys in the policy mapping and turns every bad value into one clear line."""
+
+    def __init__(self, data: Any, source: str) -> None:
+        if not isinstance(data, dict):
+            raise PolicyInvalid(f"{source}: the policy must be a YAML mapping, got {type(data).__name__}")
+        self.data = data
+        self.source = source
+
+    def _fail(self, key: str, why: str) -> PolicyInvalid:
+        return PolicyInvalid(f"{self.source}: {key} {why}")
+
+    def value(self, key: str) -> Any:
+        node: Any = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise self._fail(key, "is missing")
+            node = node[part]
+        return node
+
+    def text(self, key: str) -> str:
+        value = self.value(key)
+        if not isinstance(value, str) or not value.strip():
+            raise self._fail(key, f"must be a non-empty string, got {value!r}")
+        return value.strip()
+
+    def matching(self, key: str, pattern: re.Pattern[str], described: str) -> str:
+        value = self.text(key)
+        if not pattern.match(value):
+            raise self._fail(key, f"must be {described}, got {value!r}")
+        return value
+
+    def integer(self, key: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+        value = self.value(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._fail(key, f"must be a whole number, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise self._fail(key, f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self._fail(key, f"must be at most {maximum}, got {value}")
+        return value
+
+    def number(self, key: str, *, minimum: float) -> float:
+        value = self.value(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self._fail(key, f"must be a number, got {value!r}")
+        if value < minimum:
+            raise self._fail(key, f"must be at least {minimum}, got {value}")
+        return float(value)
+
+    def boolean(self, key: str) -> bool:
+        value = self.value(key)
+        if not isinstance(value, bool):
+            raise self._fail(key, f"must be true or false, got {value!r}")
+        return value
+
+    def choice(self, key: str, enum: type[Enum]) -> Any:
+        value = self.text(key)
+        try:
+            return enum(value)
+        except ValueError:
+            allowed = " | ".join(member.value for member in enum)
+            raise self._fail(key, f"must be one of {allowed}, got {value!r}") from None
+
+    def cron(self, key: str) -> str:
+        value = self.text(key)
+        fields = value.split()
+        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+            raise self._fail(key, f"must be a 5-field cron expression, got {value!r}")
+        return value
+
+    def store_url(self, key: str) -> str:
+        value = self.text(key)
+        if value.startswith("s3://") and len(value) > len("s3://"):
+            return value
+        if value.startswith("file:///"):
+            return value
+        raise self._fail(key, f"must be s3://bucket[/prefix] or file:///absolute/path, got {value!r}")
+
+    def absolute_path(self, key: str) -> str:
+        value = self.text(key)
+        if not value.startswith("/"):
+            raise self._fail(key, f"must be an absolute path, got {value!r}")
+        return value
+
+    def identifiers(self, key: str, pattern: re.Pattern[str]) -> tuple[str, ...]:
+        value = self.value(key)
+        if not isinstance(value, list):
+            raise self._fail(key, f"must be a list, got {value!r}")
+        for item in value:
+            if not isinstance(item, str) or not pattern.match(item):
+                raise self._fail(key, f"holds {item!r}, which is not a plain lower-case SQL identifier")
+        if len(set(value)) != len(value):
+            raise self._fail(key, "lists a name twice")
+        return tuple(value)

@@ -1,0 +1,139 @@
+"""Preflight of a logical backup: every precondition checked before anything is dumped.
+
+Each failed check is one clear line naming what is wrong (the role, the table, the directory,
+the bytes short); nothing in the database or the store is changed by a failed preflight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hms_dr import sqlfiles
+from hms_dr.catalog import list_catalog
+from hms_dr.crypto import EncryptionKey, check_encryption_key, gpg_home
+from hms_dr.database import connect
+from hms_dr.errors import PreflightFailed
+from hms_dr.manifest import BackupKind
+from hms_dr.pgtools import ConnectionInfo, tool_version
+from hms_dr.policy import CompressionMethod, EncryptionMode, Policy
+from hms_dr.store import Store, check_writable
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER_KEY_ID = "0" * 40
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class SpaceCheck:
+    """Free space needed and found in one place where the backup writes."""
+
+    place: str
+    free_bytes: int
+    needed_bytes: int
+
+    @property
+    def enough(self) -> bool:
+        return self.free_bytes >= self.needed_bytes
+
+
+def check_space(checks: list[SpaceCheck]) -> None:
+    """Raise for the first place short of space (a pure decision over measured figures)."""
+    for check in checks:
+        if not check.enough:
+            raise PreflightFailed(
+                f"not enough free space in {check.place}: {check.free_bytes / MIB:,.0f} MiB free, "
+                f"{check.needed_bytes / MIB:,.0f} MiB needed",
+                hint="free space there, or lower staging.min_free_mib / staging.reserve_ratio in the policy",
+            )
+
+
+def expected_set_size_bytes(previous_sizes: list[int], database_size_bytes: int) -> int:
+    """What the next set will take: the largest of the last three sets, else the database size."""
+    if previous_sizes:
+        return max(previous_sizes[-3:])
+    return database_size_bytes
+
+
+def run_preflight(conn: ConnectionInfo, policy: Policy, store: Store, key: EncryptionKey) -> dict[str, Any]:
+    """Check connection, privileges, versions, store, space and key; return what was found."""
+    report: dict[str, Any] = {}
+    if key.mode is EncryptionMode.PUBLIC_KEY and key.key_id == PLACEHOLDER_KEY_ID:
+        raise PreflightFailed(
+            f"encryption.key_id in {policy.source} is still the placeholder",
+            hint="set it to the fingerprint of the hospital's backup public key",
+        )
+    for program in ["gpg", "gpgconf"] + (["zstd"] if policy.compression.method is CompressionMethod.ZSTD else []):
+        if shutil.which(program) is None:
+            raise PreflightFailed(f"{program} is not installed on this worker")
+
+    dump_major, dump_version = tool_version("pg_dump")
+    restore_major, _ = tool_version("pg_restore")
+    schemas = list(policy.logical_backup.schemas)
+    with connect(conn) as connection, connection.cursor() as cursor:
+        cursor.execute(sqlfiles.text("server_identity"))
+        server_version_num, server_version, in_recovery, database, database_size, system_id = cursor.fetchone()
+        server_major = server_version_num // 10000
+        report["server"] = {
+            "version": server_version, "version_num": server_version_num, "in_recovery": in_recovery,
+            "database": database, "database_size_bytes": database_size, "system_identifier": system_id,
+        }
+        report["tools"] = {"pg_dump": dump_version}
+        if dump_major < server_major or restore_major < server_major:
+            raise PreflightFailed(
+                f"pg_dump {dump_version} is older than the server ({server_version}): "
+                "a dump must be taken with pg_dump of the server's major version or newer"
+            )
+        cursor.execute(sqlfiles.text("backup_role_attributes"))
+        role, is_superuser, _, reads_all_data, reads_settings, reads_stats = cursor.fetchone()
+        report["role"] = role
+        if is_superuser:
+            log.warning("the backup logs in as superuser %s; the runbook asks for a dedicated read-only role", role)
+        missing_roles = [name for name, held in (
+            ("pg_read_all_data", reads_all_data), ("pg_read_all_settings", reads_settings), ("pg_read_all_stats", reads_stats),
+        ) if not held and not is_superuser]
+        if missing_roles:
+            log.warning("backup role %s lacks %s (the runbook's preparation checklist)", role, ", ".join(missing_roles))
+        cursor.execute(sqlfiles.text("unreadable_relations"), {"schemas": schemas})
+        unreadable = [f"{schema}.{name}" for schema, name, _ in cursor.fetchall()]
+        if unreadable:
+            raise PreflightFailed(
+                f"backup role {role} cannot read {len(unreadable)} relation(s): {', '.join(unreadable[:5])}",
+                hint="GRANT pg_read_all_data TO the backup role",
+            )
+        for name in policy.logical_backup.data_only_tables + policy.logical_backup.baseline_views:
+            cursor.execute(sqlfiles.text("resolve_relation"), {"name": name})
+            if cursor.fetchone() is None:
+                raise PreflightFailed(f"{name!r}, named in the policy, does not exist in database {database}")
+
+    check_writable(store, f"{policy.cluster.name}/.preflight")
+    report["store"] = store.url
+
+    previous = list_catalog(store, policy.cluster.name, BackupKind.LOGICAL).sets
+    expected = expected_set_size_bytes([s.size_bytes for s in previous], int(database_size))
+    spaces = [SpaceCheck(f"staging directory {policy.staging.dir}", _free_bytes(policy.staging.dir), policy.staging.min_free_mib * MIB)]
+    store_free = store.free_bytes()
+    if store_free is not None:
+        spaces.append(SpaceCheck(f"store {store.url}", store_free, int(expected * policy.staging.reserve_ratio)))
+    check_space(spaces)
+    report["space"] = [{"place": s.place, "free_bytes": s.free_bytes, "needed_bytes": s.needed_bytes} for s in spaces]
+
+    with gpg_home(policy.staging.dir) as home:
+        check_encryption_key(home, key)
+    report["encryption"] = {"mode": key.mode.value, "key_id": key.key_id}
+    log.info(
+        "preflight passed: %s (PostgreSQL %s, %.0f MiB) as %s, pg_dump %s, store %s, key %s",
+        database, server_version, database_size / MIB, role, dump_version, store.url, key.key_id,
+    )
+    return report
+
+
+def _free_bytes(directory: Path) -> int:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stats = os.statvfs(directory)
+    return stats.f_bavail * stats.f_frsize

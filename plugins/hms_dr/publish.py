@@ -1,0 +1,82 @@
+"""Publishing a backup set: prove the stored bytes, then write the manifest last.
+
+The manifest is the commit point: it is only written once every payload of the set has been
+re-read from the store and hashes to what the writer computed on the way in. A set is never
+published over an existing manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Mapping
+
+from hms_dr.catalog import key_for
+from hms_dr.errors import ChecksumMismatch
+from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload, build_manifest, dump_manifest
+
+if TYPE_CHECKING:
+    from hms_dr.store import Store
+
+log = logging.getLogger(__name__)
+
+MIB = 1 << 20
+READ_CHUNK = 4 << 20
+
+
+def sha256_of_stored(store: Store, key: str) -> tuple[str, int]:
+    """Stream an object back from the store and hash it: (sha256 hex, size in bytes)."""
+    digest = hashlib.sha256()
+    size = 0
+    with store.open(key) as stream:
+        while True:
+            chunk = stream.read(READ_CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def verify_stored_payload(store: Store, key: str, expected: Payload) -> dict[str, Any]:
+    """Re-read one payload; ChecksumMismatch names the object when size or sha256 differ."""
+    started = time.monotonic()
+    sha256, size = sha256_of_stored(store, key)
+    seconds = time.monotonic() - started
+    where = store.describe(key)
+    if size != expected.size_bytes:
+        raise ChecksumMismatch(f"{where} holds {size} bytes, {expected.size_bytes} were written")
+    if sha256 != expected.sha256:
+        raise ChecksumMismatch(f"{where} has sha256 {sha256[:16]}…, {expected.sha256[:16]}… was written")
+    log.info("read back %s: %.1f MiB, sha256 matches, %.1f MiB/s", where, size / MIB, size / MIB / max(seconds, 1e-6))
+    return {"key": key, "sha256": sha256, "size_bytes": size, "seconds": round(seconds, 3)}
+
+
+def publish_set(
+    store: Store,
+    *,
+    kind: BackupKind,
+    cluster: str,
+    backup_set_id: str,
+    started_at: datetime,
+    finished_at: datetime,
+    payloads: list[Payload],
+    extra: Mapping[str, Any],
+) -> str:
+    """Write the set's manifest (never over an existing one); returns its key."""
+    for payload in payloads:
+        stored = store.stat(key_for(cluster, kind, backup_set_id, payload.name))
+        if stored.size_bytes != payload.size_bytes:
+            raise ChecksumMismatch(
+                f"{store.describe(stored.key)} holds {stored.size_bytes} bytes, the manifest would say {payload.size_bytes}"
+            )
+    document = build_manifest(
+        kind=kind, backup_set_id=backup_set_id, cluster=cluster, started_at=started_at,
+        finished_at=finished_at, payloads=payloads, extra=extra,
+    )
+    manifest_key = key_for(cluster, kind, backup_set_id, MANIFEST_NAME)
+    store.put_bytes(manifest_key, dump_manifest(document), overwrite=False)
+    log.info("published %s set %s: %s", kind.value, backup_set_id, store.describe(manifest_key))
+    return manifest_key

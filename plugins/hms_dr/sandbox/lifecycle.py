@@ -1,0 +1,266 @@
+"""Start, stop and report on the sandbox: PostgreSQL with WAL archiving, moto S3, a GPG key, Airflow settings.
+
+Starting is idempotent: secrets, ports, the cluster, the HMS data and the key are created once and
+reused; only what is down is started again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hms_dr.errors import PreflightFailed
+from hms_dr.sandbox.airflow_env import write_airflow_env
+from hms_dr.sandbox.cluster import PG_BIN, LocalCluster, ensure_reachable_by_server, free_port, prepare_server_dir, server_user
+from hms_dr.sandbox.keys import export_public_key, export_secret_key, generate_key_pair, stop_gpg_agent
+from hms_dr.sandbox.policy_file import sandbox_policy_overrides, write_sandbox_policy
+from hms_dr.sandbox.s3server import MotoServer, create_buckets
+from hms_dr.sandbox.state import (
+    GPG_UID,
+    HMS_DATABASE,
+    HMS_ROLES,
+    OFFSITE_BUCKET,
+    PRIMARY_BUCKET,
+    Sandbox,
+    SandboxPaths,
+    SandboxSecrets,
+    load_sandbox,
+    load_secrets,
+    load_state,
+    save_secrets,
+    save_state,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_prerequisites(paths: SandboxPaths) -> None:
+    """Fail before touching anything when a program or a repository file is missing."""
+    for required in (paths.committed_policy, paths.conf_fragment, paths.archive_script):
+        if not required.is_file():
+            raise PreflightFailed(f"{required} is missing; the sandbox needs it")
+    if not os.access(paths.archive_script, os.X_OK):
+        raise PreflightFailed(f"{paths.archive_script} is not executable", hint=f"chmod 0755 {paths.archive_script}")
+    for program in (PG_BIN / "initdb", PG_BIN / "pg_ctl"):
+        if not program.exists():
+            raise PreflightFailed(f"{program} not found", hint="install PostgreSQL 15 or set HMS_DR_PG_BIN")
+    for program_name in ("gpg", "gpgconf") + (("runuser",) if server_user() else ()):
+        if shutil.which(program_name) is None:
+            raise PreflightFailed(f"{program_name} not found on PATH")
+    for server_path in (paths.conf_fragment, paths.archive_script, paths.data_dir, paths.spool_dir):
+        ensure_reachable_by_server(server_path)
+
+
+def _make_private_dir(path: Path) -> None:
+    """A directory we own; when root the server user may walk through it (0711), else 0700."""
+    created = [p for p in [path, *path.parents] if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    for directory in created:
+        directory.chmod(0o711 if server_user() else 0o700)
+
+
+def archive_command(script: Path, spool_dir: Path) -> str:
+    """The archive_command calling archive_wal.sh with the segment and the spool."""
+    def quoted(path: Path) -> str:
+        return shlex.quote(str(path.absolute())).replace("%", "%%")
+
+    return f'{quoted(script)} "%p" {quoted(spool_dir)}'
+
+
+def _start_postgres(paths: SandboxPaths, state: dict[str, Any], sandbox_secrets: SandboxSecrets) -> LocalCluster:
+    postgres_state = state.setdefault("postgres", {})
+    cluster = LocalCluster(paths.data_dir, int(postgres_state.setdefault("port", free_port())), paths.pg_log_file, paths.socket_dir)
+    prepare_server_dir(paths.spool_dir, 0o700)
+    if not cluster.is_initialized():
+        cluster.init(
+            sandbox_secrets.role_passwords["postgres"],
+            data_checksums=True,
+            conf={"archive_command": archive_command(paths.archive_script, paths.spool_dir)},
+            conf_fragment=paths.conf_fragment,
+        )
+        postgres_state["initialized_at"] = _now()
+        save_state(paths, state)
+    cluster.start()
+    postgres_state["pid"] = cluster.postmaster_pid()
+    return cluster
+
+
+def _load_hms_database(cluster: LocalCluster, state: dict[str, Any], sandbox_secrets: SandboxSecrets, scale_mb: float) -> None:
+    loaded = state.get("hms_database")
+    if loaded:
+        if loaded.get("scale_mb") != scale_mb:
+            log.info("HMS database already loaded at scale %s MB; not reloading it at %s MB", loaded.get("scale_mb"), scale_mb)
+        return
+    from hms_dr.sandbox.hmsdb import create_hms_database
+
+    started = datetime.now(timezone.utc)
+    summary = create_hms_database(
+        cluster.dsn("postgres", sandbox_secrets.role_passwords["postgres"], "postgres"),
+        database=HMS_DATABASE,
+        scale_mb=scale_mb,
+        passwords={role: sandbox_secrets.role_passwords[role] for role in HMS_ROLES},
+    )
+    state["hms_database"] = {
+        "database": HMS_DATABASE,
+        "scale_mb": scale_mb,
+        "loaded_at": _now(),
+        "load_s": round((datetime.now(timezone.utc) - started).total_seconds(), 1),
+        "summary": _without_secrets(summary),
+    }
+
+
+def _without_secrets(summary: Any) -> Any:
+    """Keep the generator's summary in state.json, minus anything that could be a credential."""
+    if not isinstance(summary, dict):
+        return None
+    suspicious = ("password", "secret", "dsn", "key", "conninfo")
+    return {
+        str(k): v for k, v in summary.items()
+        if not any(word in str(k).lower() for word in suspicious) and isinstance(v, (int, float, str, bool, list, dict, type(None)))
+    }
+
+
+def _start_s3(paths: SandboxPaths, state: dict[str, Any], sandbox_secrets: SandboxSecrets) -> MotoServer:
+    s3_state = state.setdefault("s3", {})
+    server = MotoServer(int(s3_state.setdefault("port", free_port())), paths.s3_dir)
+    server.start()
+    # moto forgets everything when it stops: (re)create the buckets on every start.
+    create_buckets(
+        server.endpoint_url,
+        [PRIMARY_BUCKET, OFFSITE_BUCKET],
+        access_key=sandbox_secrets.s3_access_key,
+        secret_key=sandbox_secrets.s3_secret_key,
+        object_lock_buckets=[OFFSITE_BUCKET],
+    )
+    s3_state.update(pid=server.pid(), endpoint_url=server.endpoint_url, buckets=[PRIMARY_BUCKET, OFFSITE_BUCKET], object_lock_buckets=[OFFSITE_BUCKET])
+    return server
+
+
+def _ensure_gpg_key(paths: SandboxPaths, state: dict[str, Any], sandbox_secrets: SandboxSecrets) -> SandboxSecrets:
+    gpg_state = state.setdefault("gpg", {})
+    if gpg_state.get("fingerprint") and sandbox_secrets.gpg_secret_key:
+        return sandbox_secrets
+    try:
+        fingerprint = generate_key_pair(paths.gnupg_home, GPG_UID, sandbox_secrets.gpg_passphrase)
+        with_keys = sandbox_secrets.with_gpg_keys(
+            export_public_key(paths.gnupg_home, fingerprint),
+            export_secret_key(paths.gnupg_home, fingerprint, sandbox_secrets.gpg_passphrase),
+        )
+    finally:
+        stop_gpg_agent(paths.gnupg_home)
+    save_secrets(paths, with_keys)
+    gpg_state.update(fingerprint=fingerprint, uid=GPG_UID, home=str(paths.gnupg_home), created_at=_now())
+    return with_keys
+
+
+def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50) -> Sandbox:
+    """Bring the sandbox up (creating whatever does not exist yet) and return it."""
+    paths = SandboxPaths.at(state_dir)
+    _check_prerequisites(paths)
+    _make_private_dir(paths.state_dir)
+    state = load_state(paths)
+    if paths.data_dir.exists() and any(paths.data_dir.iterdir()) and "postgres" not in state:
+        raise PreflightFailed(f"{paths.data_dir} holds a cluster but {paths.state_file} does not record it", hint=f"remove {paths.state_dir} and start again")
+    sandbox_secrets = load_secrets(paths)
+    if sandbox_secrets is None:
+        sandbox_secrets = SandboxSecrets.generate()
+        save_secrets(paths, sandbox_secrets)
+    state.update(repo_root=str(paths.repo_root), database=HMS_DATABASE, paths=paths.as_strings())
+    for directory in (paths.cluster_dir, paths.s3_dir, paths.staging_dir, paths.airflow_home):
+        _make_private_dir(directory)
+
+    cluster = _start_postgres(paths, state, sandbox_secrets)
+    save_state(paths, state)
+    _load_hms_database(cluster, state, sandbox_secrets, scale_mb)
+    save_state(paths, state)
+    _start_s3(paths, state, sandbox_secrets)
+    save_state(paths, state)
+    sandbox_secrets = _ensure_gpg_key(paths, state, sandbox_secrets)
+    state["started_at"] = _now()
+    save_state(paths, state)
+
+    sandbox = load_sandbox(paths.state_dir)
+    write_sandbox_policy(
+        paths.committed_policy,
+        paths.policy_file,
+        sandbox_policy_overrides(fingerprint=sandbox.fingerprint, staging_dir=paths.staging_dir, spool_dir=paths.spool_dir),
+    )
+    write_airflow_env(sandbox)
+    log.info("sandbox ready in %s: PostgreSQL on 127.0.0.1:%d, S3 at %s", paths.state_dir, sandbox.pg_port, sandbox.s3_endpoint_url)
+    return sandbox
+
+
+def stop_sandbox(state_dir: Path | None = None) -> None:
+    """Stop PostgreSQL, moto and any gpg agent; keep every file (moto's buckets are in memory and go)."""
+    paths = SandboxPaths.at(state_dir)
+    state = load_state(paths)
+    if not state:
+        log.info("no sandbox in %s: nothing to stop", paths.state_dir)
+        return
+    if "postgres" in state:
+        LocalCluster(paths.data_dir, int(state["postgres"]["port"]), paths.pg_log_file, paths.socket_dir).stop()
+        state["postgres"]["pid"] = None
+    if "s3" in state:
+        MotoServer(int(state["s3"]["port"]), paths.s3_dir).stop()
+        state["s3"]["pid"] = None
+    stop_gpg_agent(paths.gnupg_home)
+    state["stopped_at"] = _now()
+    save_state(paths, state)
+    log.info("sandbox in %s stopped; data kept", paths.state_dir)
+
+
+def sandbox_status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
+    """Whether every service runs, and one line per component."""
+    paths = SandboxPaths.at(state_dir)
+    state = load_state(paths)
+    if not state:
+        return False, [f"sandbox    not created in {paths.state_dir}"]
+    lines: list[str] = []
+    all_up = True
+    if "postgres" in state:
+        cluster = LocalCluster(paths.data_dir, int(state["postgres"]["port"]), paths.pg_log_file, paths.socket_dir)
+        up = cluster.is_running()
+        all_up &= up
+        lines.append(f"postgres   {'running' if up else 'stopped'}  127.0.0.1:{cluster.port}  data {paths.data_dir}")
+    else:
+        all_up = False
+        lines.append("postgres   not created")
+    loaded = state.get("hms_database")
+    lines.append(f"hms data   {'loaded at ' + str(loaded.get('scale_mb')) + ' MB on ' + str(loaded.get('loaded_at')) if loaded else 'not loaded'}")
+    segments = [p for p in paths.spool_dir.iterdir() if not p.name.startswith(".")] if paths.spool_dir.is_dir() else []
+    lines.append(f"wal spool  {len(segments)} file(s) in {paths.spool_dir}")
+    if "s3" in state:
+        server = MotoServer(int(state["s3"]["port"]), paths.s3_dir)
+        up = server.is_running()
+        all_up &= up
+        lines.append(f"s3 (moto)  {'running' if up else 'stopped'}  {server.endpoint_url}  buckets {PRIMARY_BUCKET}, {OFFSITE_BUCKET}")
+    else:
+        all_up = False
+        lines.append("s3 (moto)  not created")
+    fingerprint = state.get("gpg", {}).get("fingerprint")
+    lines.append(f"gpg key    {fingerprint or 'not generated'}")
+    lines.append(f"airflow    {'source ' + str(paths.env_file) if paths.env_file.exists() else 'airflow.env not written'}")
+    return all_up, lines
+
+
+def describe_sandbox(sandbox: Sandbox) -> list[str]:
+    """What runs where, without any secret."""
+    paths = sandbox.paths
+    return [
+        f"hms-dr sandbox in {paths.state_dir}",
+        f"  PostgreSQL 15  127.0.0.1:{sandbox.pg_port}  database {sandbox.database}  log {paths.pg_log_file}",
+        f"  WAL spool      {paths.spool_dir}",
+        f"  S3 (moto)      {sandbox.s3_endpoint_url}  buckets {sandbox.primary_bucket}, {sandbox.offsite_bucket} (object lock)",
+        f"  GPG key        {sandbox.fingerprint}",
+        f"  policy         {paths.policy_file}",
+        f"  Airflow        source {paths.env_file}",
+    ]

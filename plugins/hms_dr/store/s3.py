@@ -1,0 +1,446 @@
+"""The S3 store: backup sets in a bucket (AWS, MinIO, moto), addressed as ``s3://bucket[/prefix]``.
+
+Large payloads stream through a multipart upload whose parts go up on a background thread while the
+next part is read; any failure aborts the upload so no invisible parts are left. Only this module
+imports botocore, and it is imported only when an ``s3://`` store is opened.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import io
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+    BotoCoreError,
+    ClientError,
+    ConnectionError as BotoConnectionError,
+    CredentialRetrievalError,
+    FlexibleChecksumError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    SSLError,
+)
+
+from hms_dr.errors import HmsDrError, ObjectMissing, StoreRefused, StoreUnavailable
+from hms_dr.store import (
+    DEFAULT_PART_SIZE_BYTES,
+    GuardedReader,
+    ProgressMeter,
+    PutResult,
+    StoredObject,
+    StoreFeatures,
+    buffered,
+    validate_key,
+    validate_prefix,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_PART_SIZE_BYTES = 5 * 2**20  # S3 rejects smaller parts (except the last)
+MAX_PART_SIZE_BYTES = 5 * 2**30
+MAX_PARTS = 10_000
+
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_AUTH_CODES = frozenset(
+    {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+     "InvalidToken", "AllAccessDisabled", "AccountProblem"}
+)  # fmt: skip
+# NoSuchUpload: the upload vanished (e.g. a lifecycle rule aborted it); ConditionalRequestConflict: a
+# concurrent conditional write is still deciding. Retrying the whole put is the answer to both.
+_TRANSIENT_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestThrottled", "RequestLimitExceeded",
+     "TooManyRequestsException", "RequestTimeout", "InternalError", "ServiceUnavailable", "NoSuchUpload",
+     "ConditionalRequestConflict"}
+)  # fmt: skip
+_TRANSIENT_BOTO_ERRORS = (BotoConnectionError, HTTPClientError, IncompleteReadError, FlexibleChecksumError)
+_CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)
+
+
+class S3Store:
+    """A store in an S3 bucket, optionally below a key prefix, using a caller-built boto3 client."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        client: Any,
+        part_size_bytes: int = DEFAULT_PART_SIZE_BYTES,
+        sse: str | None = None,
+    ) -> None:
+        """:param sse: ServerSideEncryption for every write ("AES256", "aws:kms"); None sets none."""
+        if not bucket or "/" in bucket:
+            raise ValueError(f"s3 store needs a bucket name, got {bucket!r}")
+        if not MIN_PART_SIZE_BYTES <= part_size_bytes <= MAX_PART_SIZE_BYTES:
+            raise ValueError(
+                f"part_size_bytes must be between {MIN_PART_SIZE_BYTES} and {MAX_PART_SIZE_BYTES}, "
+                f"got {part_size_bytes}"
+            )
+        prefix = prefix.strip("/")
+        if prefix:
+            validate_key(prefix)
+        self.bucket = bucket
+        self.prefix = prefix
+        self.part_size_bytes = part_size_bytes
+        self.sse = sse
+        self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        self.features = StoreFeatures(needs_fsync=False, supports_object_lock=False, local_path=None)
+        self._client = client
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        src: BinaryIO,
+        *,
+        overwrite: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> PutResult:
+        """Stream `src` to `key`: one put_object if it fits in a part, else a multipart upload."""
+        validate_key(key)
+        if not overwrite and self._head(key) is not None:
+            # Early refusal before streaming; the conditional write (IfNoneMatch) is the real guard.
+            raise self._refuse_existing(key)
+        digest = hashlib.sha256()
+        meter = ProgressMeter(progress, every_bytes=self.part_size_bytes)
+        first = _read_full(src, self.part_size_bytes)
+        digest.update(first)
+        meter.add(len(first))
+        if len(first) < self.part_size_bytes:
+            self._put_object(key, first, digest.hexdigest(), overwrite=overwrite)
+        else:
+            self._put_multipart(key, first, src, digest, meter, overwrite=overwrite)
+        meter.finish()
+        return PutResult(key=key, size_bytes=meter.total, sha256=digest.hexdigest())
+
+    def put_bytes(self, key: str, data: bytes, *, overwrite: bool = False) -> PutResult:
+        """Store a small in-memory payload under `key`."""
+        return self.put(key, io.BytesIO(data), overwrite=overwrite)
+
+    def _put_object(self, key: str, data: bytes, sha256: str, *, overwrite: bool) -> None:
+        args: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._full(key),
+            "Body": data,
+            "Metadata": {"sha256": sha256},
+            **self._sse_args(),
+        }
+        if not overwrite:
+            args["IfNoneMatch"] = "*"
+        self._call("write", key, self._client.put_object, conditional=not overwrite, **args)
+
+    def _put_multipart(
+        self,
+        key: str,
+        first: bytes,
+        src: BinaryIO,
+        digest: Any,
+        meter: ProgressMeter,
+        *,
+        overwrite: bool,
+    ) -> None:
+        full = self._full(key)
+        create_args: dict[str, Any] = {"Bucket": self.bucket, "Key": full, **self._sse_args()}
+        created = self._call("write", key, self._client.create_multipart_upload, **create_args)
+        upload_id: str = created["UploadId"]
+
+        def upload_part(number: int, data: bytes) -> str:
+            response = self._call(
+                "write",
+                key,
+                self._client.upload_part,
+                Bucket=self.bucket,
+                Key=full,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+            )
+            return str(response["ETag"])
+
+        uploader = _PartUploader(upload_part)
+        try:
+            uploader.submit(1, first)
+            number = 1
+            while True:
+                chunk = _read_full(src, self.part_size_bytes)  # the source's own errors propagate
+                if not chunk:
+                    break
+                number += 1
+                if number > MAX_PARTS:
+                    raise StoreRefused(
+                        f"{self.describe(key)} needs more than {MAX_PARTS} parts "
+                        f"of {self.part_size_bytes} bytes",
+                        hint="raise part_size_bytes for this store",
+                    )
+                digest.update(chunk)
+                meter.add(len(chunk))
+                uploader.submit(number, chunk)
+            parts = uploader.finish()
+            args: dict[str, Any] = {
+                "Bucket": self.bucket,
+                "Key": full,
+                "UploadId": upload_id,
+                "MultipartUpload": {"Parts": parts},
+            }
+            if not overwrite:
+                args["IfNoneMatch"] = "*"
+            self._call(
+                "write", key, self._client.complete_multipart_upload, conditional=not overwrite, **args
+            )
+        except BaseException:
+            # Covers KeyboardInterrupt too. Stop the uploader first, so no part lands after the abort.
+            uploader.cancel()
+            self._abort(full, upload_id)
+            raise
+
+    def _abort(self, full: str, upload_id: str) -> None:
+        try:
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                return  # already gone: nothing is left behind
+            self._log_abort_failure(full, upload_id, exc)
+        except Exception as exc:
+            self._log_abort_failure(full, upload_id, exc)
+
+    def _log_abort_failure(self, full: str, upload_id: str, exc: Exception) -> None:
+        log.error(
+            "could not abort multipart upload %s of s3://%s/%s: %s; its parts stay stored "
+            "until a lifecycle rule for incomplete uploads removes them",
+            upload_id,
+            self.bucket,
+            full,
+            exc,
+        )
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def open(self, key: str) -> BinaryIO:
+        """Open `key` for a streaming read of the get_object body."""
+        validate_key(key)
+        response = self._call(
+            "read", key, self._client.get_object, Bucket=self.bucket, Key=self._full(key)
+        )
+        reader = GuardedReader(
+            response["Body"],
+            lambda exc: self._translate(exc, key, "read"),
+            catch=(BotoCoreError, ClientError),
+        )
+        return buffered(reader)
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read the whole object at `key`."""
+        with self.open(key) as f:
+            return f.read()
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under `key`."""
+        validate_key(key)
+        return self._head(key) is not None
+
+    def stat(self, key: str) -> StoredObject:
+        """Size and mtime of `key`."""
+        validate_key(key)
+        head = self._head(key)
+        if head is None:
+            raise ObjectMissing(f"no object {self.describe(key)}")
+        return StoredObject(key, size_bytes=int(head["ContentLength"]), modified_at=head["LastModified"])
+
+    def list(self, prefix: str = "") -> builtins.list[StoredObject]:
+        """Every object whose key starts with `prefix`, sorted by key."""
+        validate_prefix(prefix)
+        full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        skip = len(self.prefix) + 1 if self.prefix else 0
+        found: builtins.list[StoredObject] = []
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full_prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    key = item["Key"][skip:]
+                    try:
+                        validate_key(key)
+                    except ValueError:
+                        log.warning("skipping s3://%s/%s: not a valid store key", self.bucket, item["Key"])
+                        continue
+                    found.append(StoredObject(key, int(item["Size"]), item["LastModified"]))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, None, "list") from exc
+        return sorted(found, key=lambda o: o.key)
+
+    # -- deleting and the rest -----------------------------------------------------------------
+
+    def delete(self, key: str) -> None:
+        """Remove `key`; S3 deletes silently, so a head first tells a missing key apart."""
+        validate_key(key)
+        if self._head(key) is None:
+            raise ObjectMissing(f"no object {self.describe(key)}")
+        self._call("delete", key, self._client.delete_object, Bucket=self.bucket, Key=self._full(key))
+
+    def free_bytes(self) -> int | None:
+        """S3 has no meaningful free-space figure."""
+        return None
+
+    def describe(self, key: str) -> str:
+        """The s3:// URL of `key`."""
+        return f"{self.url}/{key}"
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _full(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _sse_args(self) -> dict[str, str]:
+        return {"ServerSideEncryption": self.sse} if self.sse else {}
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            response: dict[str, Any] = self._client.head_object(Bucket=self.bucket, Key=self._full(key))
+        except (BotoCoreError, ClientError) as exc:
+            error = self._translate(exc, key, "read")
+            # HEAD has no body, so a missing bucket is a plain 404 too; a later write tells them apart.
+            if isinstance(error, ObjectMissing):
+                return None
+            raise error from exc
+        return response
+
+    def _call(
+        self, op: str, key: str | None, fn: Callable[..., Any], *, conditional: bool = False, **kwargs: Any
+    ) -> Any:
+        try:
+            return fn(**kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, key, op, conditional=conditional) from exc
+
+    def _refuse_existing(self, key: str) -> StoreRefused:
+        return StoreRefused(
+            f"refusing to overwrite {self.describe(key)}: it already exists",
+            hint="objects in a store are never replaced; a new backup set needs a new key",
+        )
+
+    def _translate(
+        self, exc: BaseException, key: str | None, op: str, *, conditional: bool = False
+    ) -> HmsDrError:
+        """Map a botocore failure to the store error an operator (and the retry logic) can act on."""
+        if isinstance(exc, HmsDrError):
+            return exc
+        where = self.describe(key) if key else self.url
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            detail = f"{code or 'error'} (HTTP {status})"
+            if conditional and (code == "PreconditionFailed" or status == 412) and key is not None:
+                return StoreRefused(
+                    f"refusing to overwrite {where}: another writer stored it first",
+                    hint="objects in a store are never replaced; a new backup set needs a new key",
+                )
+            if code == "NoSuchBucket":
+                return StoreRefused(
+                    f"S3 bucket {self.bucket} does not exist ({op} {where})",
+                    hint="check the bucket name in the store url and the endpoint/region of the connection",
+                )
+            if code in _MISSING_CODES:
+                return ObjectMissing(f"no object {where}")
+            if code in _AUTH_CODES or status in (401, 403):
+                return StoreRefused(
+                    f"S3 refused {op} {where}: {detail}",
+                    hint=f"check the connection's access key and secret and that its policy allows {op} "
+                    f"in bucket {self.bucket}",
+                )
+            if code == "NotImplemented" or status == 501:
+                return StoreRefused(
+                    f"the S3 endpoint does not implement {op} {where} as hms-dr asks: {detail}",
+                    hint="hms-dr needs conditional writes (If-None-Match); use AWS S3 or a recent MinIO",
+                )
+            if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+                return StoreUnavailable(f"S3 failed {op} {where}: {detail}", hint="a later retry may succeed")
+            return StoreRefused(f"S3 refused {op} {where}: {detail} {error.get('Message', '')}".rstrip())
+        if isinstance(exc, _CREDENTIAL_ERRORS):
+            return StoreRefused(
+                f"no usable S3 credentials for {op} {where}: {exc}",
+                hint="check the access key and secret of the store's Airflow connection",
+            )
+        if isinstance(exc, SSLError):
+            return StoreRefused(
+                f"TLS to the S3 endpoint failed for {op} {where}: {exc}",
+                hint="check the endpoint URL and the CA bundle of the connection",
+            )
+        if isinstance(exc, _TRANSIENT_BOTO_ERRORS):
+            return StoreUnavailable(
+                f"cannot reach S3 for {op} {where}: {exc}",
+                hint=f"check the endpoint of the connection and the network path to bucket {self.bucket}",
+            )
+        return StoreRefused(f"S3 client failed {op} {where}: {type(exc).__name__}: {exc}")
+
+
+class _PartUploader:
+    """Uploads parts on one background thread; at most two parts are in flight (one sending, one queued)."""
+
+    def __init__(self, upload: Callable[[int, bytes], str]) -> None:
+        self._upload = upload
+        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=1)
+        self._cancelled = threading.Event()
+        self._error: BaseException | None = None
+        self._etags: dict[int, str] = {}
+        self._thread = threading.Thread(target=self._run, name="hms-dr-s3-parts", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None or self._cancelled.is_set():
+                continue  # keep draining so the producer never blocks on a full queue
+            number, data = item
+            try:
+                self._etags[number] = self._upload(number, data)
+            except BaseException as exc:
+                self._error = exc
+
+    def submit(self, number: int, data: bytes) -> None:
+        """Queue a part, blocking while two are in flight; raises a failure of an earlier part."""
+        self._raise_if_failed()
+        self._queue.put((number, data))
+
+    def finish(self) -> builtins.list[dict[str, Any]]:
+        """Wait for every queued part; return them for complete_multipart_upload."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise_if_failed()
+        return [{"PartNumber": n, "ETag": self._etags[n]} for n in sorted(self._etags)]
+
+    def cancel(self) -> None:
+        """Drop queued parts, let the part being sent finish, and stop the thread."""
+        self._cancelled.set()
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+def _read_full(src: BinaryIO, size: int) -> bytes:
+    """Read `size` bytes from `src`, or fewer only at end of stream (pipes return short reads)."""
+    chunks: builtins.list[bytes] = []
+    have = 0
+    while have < size:
+        chunk = src.read(size - have)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        have += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

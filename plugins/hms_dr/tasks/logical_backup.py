@@ -1,0 +1,117 @@
+"""Task callables of hms_daily_logical_backup: preflight, back up, read back, publish, expire.
+
+Each step reloads the policy (cheap) and rebuilds its inputs from the Connections, so a retry
+of one step needs nothing but the XCom of the steps before it, which holds no secret.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow.sdk import get_current_context, task
+
+from hms_dr import logical, preflight, publish, retention
+from hms_dr.baseline import summarize_baselines
+from hms_dr.catalog import list_catalog
+from hms_dr.manifest import BackupKind, Payload
+from hms_dr.policy import load_policy
+from hms_dr.tasks.assets import LOGICAL_BACKUPS
+from hms_dr.tasks.connections import database_connection, encryption_key, open_policy_store
+from hms_dr.tasks.failures import engine_errors_decide_retry
+
+log = logging.getLogger(__name__)
+
+MIB = 1 << 20
+LOGICAL_KINDS = (BackupKind.LOGICAL, BackupKind.SCHEMA, BackupKind.DATA)
+
+
+@task
+@engine_errors_decide_retry
+def check_preconditions() -> dict[str, Any]:
+    """Connect as the backup role, check its privileges, tool versions, store, space and key."""
+    policy = load_policy()
+    conn = database_connection(policy.cluster.connection_id, policy.cluster.database)
+    return preflight.run_preflight(conn, policy, open_policy_store(policy), encryption_key(policy))
+
+
+@task
+@engine_errors_decide_retry
+def dump_in_one_snapshot() -> dict[str, Any]:
+    """Baselines, the whole-database dump and the schema/data exports, streamed into the store."""
+    policy = load_policy()
+    conn = database_connection(policy.cluster.connection_id, policy.cluster.database)
+    result = logical.take_logical_backup(conn, policy, open_policy_store(policy), encryption_key(policy))
+    for line in summarize_baselines(result["baselines"]):
+        log.info("baseline %s", line)
+    return result
+
+
+@task
+@engine_errors_decide_retry
+def read_back_payloads(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Re-read every stored payload and compare its sha256 with what was written."""
+    policy = load_policy()
+    store = open_policy_store(policy)
+    if not policy.store.verify_readback:
+        log.warning("store.verify_readback is off: payloads are checked by size only")
+        return [{"key": d["key"], "size_bytes": store.stat(d["key"]).size_bytes} for d in result["dumps"]]
+    return [publish.verify_stored_payload(store, d["key"], Payload.from_dict(d["payload"])) for d in result["dumps"]]
+
+
+@task(outlets=[LOGICAL_BACKUPS])
+@engine_errors_decide_retry
+def publish_manifests(result: dict[str, Any], readback: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write each set's manifest last (exports first, the whole-database set last) and announce it."""
+    policy = load_policy()
+    store = open_policy_store(policy)
+    context = get_current_context()
+    producer = {"dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
+    read = {r["key"] for r in readback}
+    manifests: dict[str, str] = {}
+    ordered = sorted(result["dumps"], key=lambda d: d["kind"] == BackupKind.LOGICAL.value)
+    for dump in ordered:
+        if dump["key"] not in read:
+            raise RuntimeError(f"{dump['key']} was not read back; refusing to publish it")
+        extra = {**logical.manifest_extra(result, dump), "producer": producer}
+        manifests[dump["kind"]] = publish.publish_set(
+            store,
+            kind=BackupKind(dump["kind"]),
+            cluster=result["cluster"],
+            backup_set_id=result["backup_set_id"],
+            started_at=datetime.fromisoformat(result["started_at"]),
+            finished_at=datetime.fromisoformat(result["finished_at"]),
+            payloads=[Payload.from_dict(dump["payload"])],
+            extra=extra,
+        )
+    logical_manifest = store.describe(manifests[BackupKind.LOGICAL.value])
+    context["outlet_events"][LOGICAL_BACKUPS].extra = {
+        "backup_set_id": result["backup_set_id"],
+        "manifest": logical_manifest,
+        "cluster": result["cluster"],
+    }
+    total = sum(d["payload"]["size_bytes"] for d in result["dumps"])
+    log.info("backup set %s complete: %s (%.1f MiB in %d payloads)", result["backup_set_id"], logical_manifest, total / MIB, len(ordered))
+    return {"backup_set_id": result["backup_set_id"], "manifests": {k: store.describe(v) for k, v in manifests.items()}}
+
+
+@task
+@engine_errors_decide_retry
+def expire_old_sets() -> dict[str, Any]:
+    """Apply the retention plan to the daily sets and to leftovers of interrupted runs."""
+    policy = load_policy()
+    store = open_policy_store(policy)
+    rule = retention.RetentionRule(
+        max_age=timedelta(days=policy.retention.logical_days),
+        orphan_max_age=timedelta(hours=policy.retention.orphan_payload_hours),
+    )
+    now = datetime.now(timezone.utc)
+    report: dict[str, Any] = {}
+    for kind in LOGICAL_KINDS:
+        plan = retention.plan_retention(list_catalog(store, policy.cluster.name, kind), kind, rule, now)
+        for set_id in plan.keep:
+            log.info("keep %s/%s: %s", kind.value, set_id, plan.reasons[set_id])
+        deleted = retention.apply_retention(plan, store, policy.cluster.name)
+        report[kind.value] = {"kept": list(plan.keep), "expired": [e.backup_set_id for e in plan.expire], "deleted_keys": len(deleted)}
+    return report

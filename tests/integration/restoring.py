@@ -1,0 +1,50 @@
+"""Test-side restore: fetch a set's payload (sha256-checked, decrypted), pg_restore it into a new
+empty database, and measure that database the way the backup measured production."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from hms_dr import baseline
+from hms_dr.catalog import BackupSet, key_for
+from hms_dr.fetch import fetch_payload
+from hms_dr.pgtools import tool_path
+
+
+def fetch_plain(store: Any, backup_set: BackupSet, restore_key: Any, workdir: Path) -> Path:
+    payload = backup_set.manifest.payloads[0]
+    key = key_for(backup_set.manifest.cluster, backup_set.kind, backup_set.backup_set_id, payload.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    return fetch_payload(store, key, payload, restore_key, workdir / f"{uuid.uuid4().hex}.plain", staging_dir=workdir)
+
+
+def restore_into_new_database(sandbox: Any, archive: Path) -> str:
+    """pg_restore the archive into a fresh database owned by hms_admin; returns its name."""
+    name = f"restored_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(sandbox.superuser_dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" OWNER hms_admin')
+    dsn = sandbox.superuser_dsn(name)
+    done = subprocess.run(
+        [tool_path("pg_restore"), "--exit-on-error", "-j", "2", "-d", dsn, str(archive)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return name
+
+
+def observed_baselines(sandbox: Any, database: str, expected: dict[str, Any]) -> dict[str, Any]:
+    views = [tuple(name.split(".", 1)) for name in expected.get("views", {})]
+    with psycopg.connect(sandbox.superuser_dsn(database)) as conn, conn.cursor() as cursor:
+        baseline.apply_fingerprint_settings(cursor)
+        tables = baseline.list_tables(cursor, [])
+        return baseline.measure(cursor, tables, views)
+
+
+def drop_database(sandbox: Any, name: str) -> None:
+    with psycopg.connect(sandbox.superuser_dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,44 @@
+"""argv builders and output parsers of the PostgreSQL client tools, without a server."""
+
+from __future__ import annotations
+
+from hms_dr.pgtools import ConnectionInfo, parse_restore_list, parse_tool_version, pg_dump_argv
+
+
+def test_password_goes_to_the_environment_never_argv_or_repr() -> None:
+    conn = ConnectionInfo("127.0.0.1", 5433, "hms_backup", "hospital_management", password="pa55-w0rd-xyz")
+    argv = pg_dump_argv(snapshot="00000003-00000002-1", archive_format="c", compress_level=0)
+    assert not any("pa55" in a for a in argv)
+    assert "pa55" not in repr(conn)
+    assert conn.libpq_env()["PGPASSWORD"] == "pa55-w0rd-xyz"
+
+
+def test_pg_dump_argv_shares_the_snapshot_and_selects_tables() -> None:
+    argv = pg_dump_argv(snapshot="S-1", archive_format="c", compress_level=0, data_only=True, tables=["public.billing"])
+    assert "--snapshot=S-1" in argv and "--data-only" in argv and "--table=public.billing" in argv
+    assert "--format=c" in argv and "--compress=0" in argv
+    assert "--blobs" not in argv
+
+
+def test_whole_database_dump_includes_large_objects() -> None:
+    assert "--blobs" in pg_dump_argv(snapshot=None, archive_format="c", compress_level=6)
+
+
+def test_reads_versions_of_debian_builds() -> None:
+    assert parse_tool_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n") == (15, "15.18")
+    assert parse_tool_version("pg_restore (PostgreSQL) 16beta2") == (16, "16")
+
+
+def test_parses_restore_list_entries() -> None:
+    listing = """;
+; Archive created at 2026-11-24 02:00:01 UTC
+3401; 0 16390 TABLE DATA public patients hms_admin
+3402; 0 16400 TABLE DATA public billing hms_admin
+215; 1259 16385 TABLE public patients hms_admin
+3250; 2606 16550 FK CONSTRAINT public billing billing_patient_id_fkey hms_admin
+"""
+    entries = parse_restore_list(listing)
+    assert ("TABLE DATA", "public", "patients") in entries
+    assert ("TABLE DATA", "public", "billing") in entries
+    assert ("TABLE", "public", "patients") in entries
+    assert ("FK CONSTRAINT", "public", "billing") in entries
