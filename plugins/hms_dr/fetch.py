@@ -18,6 +18,7 @@ from hms_dr.crypto import DecryptionKey, decrypt_stage, explain_decryption_failu
 from hms_dr.errors import ChecksumMismatch, ToolFailed
 from hms_dr.manifest import Payload
 from hms_dr.streams import Pipeline, Stage
+from hms_dr.units import human_bytes
 
 if TYPE_CHECKING:
     from hms_dr.store import Store
@@ -74,8 +75,8 @@ def fetch_payload(
         raise
     seconds = time.monotonic() - started
     log.info(
-        "fetched %s: %.1f MiB stored, sha256 verified, %.1f MiB plain in %.1f s",
-        store.describe(key), stored_size / MIB, destination.stat().st_size / MIB, seconds,
+        "fetched %s: %s stored, sha256 verified, %s plain in %.1f s",
+        store.describe(key), human_bytes(stored_size), human_bytes(destination.stat().st_size), seconds,
     )
     return destination
 

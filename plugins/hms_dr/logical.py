@@ -36,10 +36,10 @@ from hms_dr.pgtools import (
 from hms_dr.policy import CompressionMethod, CompressionPolicy, Policy
 from hms_dr.store import Store
 from hms_dr.streams import Pipeline, Stage
+from hms_dr.units import human_bytes, human_rate
 
 log = logging.getLogger(__name__)
 
-MIB = 1 << 20
 PROGRESS_EVERY_S = 15.0
 PLAIN_DUMP_END_MARK = b"-- PostgreSQL database dump complete"
 
@@ -138,15 +138,21 @@ class _Verifier:
             self.process.wait()
 
 
-def compression_stage(compression: CompressionPolicy) -> Stage | None:
-    """The external compressor, if any (pg_dump compresses gzip itself)."""
+def compression_stage(compression: CompressionPolicy, archive_format: str) -> Stage | None:
+    """The external compressor after the verifier's tap, if any.
+
+    Custom archives under gzip compress their data blocks inside pg_dump (-Z); everything else
+    is compressed outside, after the tap, so the verifier and plain_sha256 see the plain dump.
+    """
     if compression.method is CompressionMethod.ZSTD:
         return Stage("zstd", ["zstd", "-q", "-c", f"-{compression.level}", f"-T{compression.threads}"])
+    if compression.method is CompressionMethod.GZIP and archive_format == "p":
+        return Stage("gzip", ["gzip", "-c", f"-{max(compression.level, 1)}"])
     return None
 
 
-def pg_dump_compress_level(compression: CompressionPolicy) -> int:
-    return compression.level if compression.method is CompressionMethod.GZIP else 0
+def pg_dump_compress_level(compression: CompressionPolicy, archive_format: str) -> int:
+    return compression.level if compression.method is CompressionMethod.GZIP and archive_format == "c" else 0
 
 
 def payload_name(spec: DumpSpec, compression: CompressionPolicy) -> str:
@@ -185,14 +191,14 @@ def stream_dump(
     argv = pg_dump_argv(
         snapshot=snapshot_id,
         archive_format=spec.archive_format,
-        compress_level=pg_dump_compress_level(compression),
+        compress_level=pg_dump_compress_level(compression, spec.archive_format),
         schema_only=spec.schema_only,
         data_only=spec.data_only,
         tables=spec.tables,
         schemas=() if spec.tables else schemas,
     )
     stages = [Stage("pg_dump", argv, env=tool_env(conn))]
-    compressor = compression_stage(compression)
+    compressor = compression_stage(compression, spec.archive_format)
     if compressor is not None:
         stages.append(compressor)
     stages.append(encryption_stage)
@@ -220,9 +226,9 @@ def stream_dump(
         plain_sha256=verifier.plain_hash.hexdigest(),
     )
     log.info(
-        "stored %s: %.1f MiB (plain %.1f MiB, ratio %.2f) in %.1f s, %.1f MiB/s of plain dump",
-        store.describe(key), stored.size_bytes / MIB, verifier.plain_size / MIB,
-        verifier.plain_size / max(stored.size_bytes, 1), seconds, verifier.plain_size / MIB / max(seconds, 1e-6),
+        "stored %s: %s (plain dump %s, compression ratio %.2f) in %.1f s, %s of plain dump",
+        store.describe(key), human_bytes(stored.size_bytes), human_bytes(verifier.plain_size),
+        verifier.plain_size / max(stored.size_bytes, 1), seconds, human_rate(verifier.plain_size, seconds),
     )
     return DumpResult(spec.kind, payload, verification, seconds)
 
@@ -243,8 +249,9 @@ class _ProgressLog:
         self.last = now
         elapsed = now - self.started
         log.info(
-            "%s: %.0f MiB dumped, %.0f MiB stored, %.0f s, %.1f MiB/s",
-            self.where, self.plain_bytes() / MIB, stored_bytes / MIB, elapsed, self.plain_bytes() / MIB / elapsed,
+            "%s: %s dumped, %s stored, %.0f s, %s",
+            self.where, human_bytes(self.plain_bytes()), human_bytes(stored_bytes), elapsed,
+            human_rate(self.plain_bytes(), elapsed),
         )
 
 

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 from hms_dr.catalog import key_for
 from hms_dr.errors import ChecksumMismatch
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload, build_manifest, dump_manifest
+from hms_dr.units import human_bytes, human_rate
 
 if TYPE_CHECKING:
     from hms_dr.store import Store
 
 log = logging.getLogger(__name__)
 
-MIB = 1 << 20
 READ_CHUNK = 4 << 20
 
 
@@ -50,7 +50,7 @@ def verify_stored_payload(store: Store, key: str, expected: Payload) -> dict[str
         raise ChecksumMismatch(f"{where} holds {size} bytes, {expected.size_bytes} were written")
     if sha256 != expected.sha256:
         raise ChecksumMismatch(f"{where} has sha256 {sha256[:16]}…, {expected.sha256[:16]}… was written")
-    log.info("read back %s: %.1f MiB, sha256 matches, %.1f MiB/s", where, size / MIB, size / MIB / max(seconds, 1e-6))
+    log.info("read back %s: %s, sha256 matches, %s", where, human_bytes(size), human_rate(size, seconds))
     return {"key": key, "sha256": sha256, "size_bytes": size, "seconds": round(seconds, 3)}
 
 

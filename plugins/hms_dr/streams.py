@@ -16,7 +16,8 @@ import subprocess
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import IO, BinaryIO, Callable, Mapping, Sequence
 
 from hms_dr.errors import ToolFailed
 
@@ -40,7 +41,7 @@ class Stage:
 
 
 class _StageProcess:
-    def __init__(self, stage: Stage, stdin: int | BinaryIO | None, stdout: int) -> None:
+    def __init__(self, stage: Stage, stdin: int | IO[bytes] | None, stdout: int) -> None:
         self.stage = stage
         self.stderr_lines: deque[str] = deque(maxlen=STDERR_LINES_KEPT)
         pass_fds: tuple[int, ...] = ()
@@ -127,8 +128,8 @@ class Pipeline:
         self.output = CheckedReader(self._output_file, self)
 
     def _start(self, stages: Sequence[Stage], source: BinaryIO | None, tap: Callable[[bytes], None], tap_after: int) -> None:
-        upstream: int | BinaryIO | None = subprocess.DEVNULL if source is None else None
-        pump_input: BinaryIO | None = source
+        upstream: int | IO[bytes] | None = subprocess.DEVNULL if source is None else None
+        pump_input: IO[bytes] | None = source
         for index, stage in enumerate(stages):
             if index == tap_after:
                 # A Python pump between the previous stage (or the source) and this stage.
@@ -144,19 +145,19 @@ class Pipeline:
             elif upstream is not None and hasattr(upstream, "close"):
                 upstream.close()
             self._processes.append(proc)
-            upstream = proc.process.stdout  # type: ignore[assignment]
+            upstream = proc.process.stdout
             pump_input = proc.process.stdout
         if tap_after == len(stages):
             read_end, write_end = os.pipe()
             assert pump_input is not None
             self._pump(pump_input, write_end, tap)
-            self._output_file: BinaryIO = os.fdopen(read_end, "rb")
+            self._output_file: IO[bytes] = os.fdopen(read_end, "rb")
         else:
             last = self._processes[-1].process.stdout
             assert last is not None
             self._output_file = last
 
-    def _pump(self, src: BinaryIO, write_fd: int, tap: Callable[[bytes], None]) -> None:
+    def _pump(self, src: IO[bytes], write_fd: int, tap: Callable[[bytes], None]) -> None:
         def run() -> None:
             try:
                 with os.fdopen(write_fd, "wb") as sink:
@@ -198,7 +199,9 @@ class Pipeline:
     def __enter__(self) -> Pipeline:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is not None:
             self.abort()
             for proc in self._processes:
@@ -211,7 +214,7 @@ class Pipeline:
 class CheckedReader:
     """The pipeline's output; EOF is only reported once every stage exited successfully."""
 
-    def __init__(self, raw: BinaryIO, pipeline: Pipeline) -> None:
+    def __init__(self, raw: IO[bytes], pipeline: Pipeline) -> None:
         self._raw = raw
         self._pipeline = pipeline
 

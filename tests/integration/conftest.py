@@ -28,7 +28,8 @@ VENV_BIN = Path(sys.executable).parent
 def worker_state_dir(worker_id: str) -> Path:
     # Under the repository, not pytest's tmp_path: when the tests run as root the server runs as
     # the postgres OS user, which must be able to traverse every parent directory.
-    return REPO_ROOT / ".sandbox-test" / worker_id
+    # HMS_DR_TEST_SANDBOX names a separate one, for two test runs side by side on one machine.
+    return REPO_ROOT / ".sandbox-test" / os.environ.get("HMS_DR_TEST_SANDBOX", worker_id)
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,9 @@ ALTER TABLE staff       ADD CONSTRAINT staff_employee_no_key UNIQUE (employee_no
                         ADD CONSTRAINT staff_email_key UNIQUE (email);
 ALTER TABLE patients    ADD CONSTRAINT patients_mrn_key UNIQUE (mrn);
 ALTER TABLE billing     ADD CONSTRAINT billing_invoice_no_key UNIQUE (invoice_no),
-                        ADD CONSTRAINT billing_appointment_id_key UNIQUE (appointment_id),
-                        ADD CONSTRAINT billing_admission_id_key UNIQUE (admission_id);
+                        ADD CONSTRAINT billing_appointment_id_key UNIQUE (appointment_id);
+-- partial: most invoices are for appointments, their NULL admission_id need no index entry
+CREATE UNIQUE INDEX billing_admission_id_key ON billing (admission_id) WHERE admission_id IS NOT NULL;
 
 -- ---------------------------------------------------------------- secondary indexes
 CREATE INDEX staff_department_id_role_idx        ON staff (department_id, role);

@@ -35,6 +35,11 @@ CREATE FUNCTION pg_temp.day_of(secs bigint) RETURNS integer
 
 -- Names come in cultural groups so first and last names match; the *_ascii arrays are the
 -- transliterations (same length, same order) used to build e-mail addresses.
+-- calendar year of a day number (>= -730), integer arithmetic only (exact up to 2099)
+CREATE FUNCTION pg_temp.year_of(day integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+    $$ SELECT 2013 + 4 * ((day + 730) / 1461) + least(((day + 730) % 1461) / 365, 3) $$;
+
 CREATE FUNCTION pg_temp.name_group(seed bigint) RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
     $$ SELECT CASE WHEN pg_temp.h(seed, 7) % 100 < 64 THEN 0
@@ -126,7 +131,7 @@ CREATE FUNCTION pg_temp.appt_booked_secs(a bigint, n bigint) RETURNS bigint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 SELECT CASE WHEN pg_temp.appt_day(a, n) < 3653
             THEN pg_temp.appt_secs(a, n) - (1 + pg_temp.h(a, 105) % 30) * 86400 - pg_temp.h(a, 106) % 28800
-            ELSE 314940800 + pg_temp.h(a, 105) % 2592000 END $$;
+            ELSE 312940800 + pg_temp.h(a, 105) % 2592000 END $$;
 
 -- Admissions: evenly spread over 2015-2024, length of stay 1-15 days (skewed short).
 CREATE FUNCTION pg_temp.adm_day(m bigint, n bigint) RETURNS bigint
@@ -265,8 +270,10 @@ FROM (VALUES (1, 'Lipitor', 'atorvastatin', 'tablet', '10 mg|20 mg|40 mg', 'C10A
 CROSS JOIN generate_series(1, 3) AS s;
 
 -- ---------------------------------------------------------------- row counts from the scale
--- base_mb: an empty database plus catalogs and reference tables; per_mb: patients per MB above
--- it. Tuned so pg_database_size() lands within a few percent of the target (see hmsdb.py).
+-- 9.3 MB is an empty database with this schema and the reference tables; every MB above it
+-- holds 190 patients with their encounters (~5.3 KB of rows and indexes per patient).
+-- Measured on PostgreSQL 15: pg_database_size() within 1% of hms.scale_mb from 20 MB to 2 GB.
+-- Re-measure both constants after changing columns, indexes or per-patient ratios.
 CREATE TEMP TABLE hms_gen AS
 SELECT x.p AS n_patients,
        greatest(1, x.p / 5) AS n_legacy,
@@ -280,7 +287,7 @@ SELECT x.p AS n_patients,
        (SELECT count(*) FROM diagnoses) AS n_diagnoses,
        (SELECT count(*) FROM medications) AS n_medications
 FROM (SELECT p, 10 * greatest(25, (p + 249) / 250) AS s
-      FROM (SELECT greatest(200, ceil(greatest(scale_mb - 8.0, 1.0) * 236))::bigint AS p
+      FROM (SELECT greatest(200, ceil(greatest(scale_mb - 9.3, 1.0) * 190))::bigint AS p
             FROM (SELECT coalesce(nullif(current_setting('hms.scale_mb', true), ''), '50')::numeric AS scale_mb) AS k) AS y) AS x;
 
 ANALYZE hms_gen;
@@ -289,7 +296,7 @@ ANALYZE hms_gen;
 INSERT INTO staff (id, employee_no, first_name, last_name, role, department_id, specialty, license_no,
                    email, phone, hire_date, salary, is_active, created_at) OVERRIDING SYSTEM VALUE
 SELECT i,
-       'E' || lpad(i::text, 6, '0'),
+       'E' || lpad(i::text, greatest(6, length(i::text)), '0'),
        pg_temp.first_name(i * 7 + 3, pg_temp.h(i, 500) % 2 = 0, false),
        pg_temp.last_name(i * 7 + 3, false),
        (ARRAY['doctor','doctor','doctor','nurse','nurse','nurse','nurse','technician','admin','pharmacist']::staff_role[])[((i - 1) % 10 + 1)::int],
@@ -317,7 +324,7 @@ INSERT INTO patients (id, mrn, first_name, last_name, date_of_birth, sex, blood_
                       emergency_contact_name, emergency_contact_phone, allergies, registered_at, is_active, notes)
 OVERRIDING SYSTEM VALUE
 SELECT i,
-       'MRN' || lpad(i::text, 8, '0'),
+       'MRN' || lpad(i::text, greatest(8, length(i::text)), '0'),
        pg_temp.first_name(i, sex <> 'M' AND (sex = 'F' OR pg_temp.h(i, 22) % 2 = 0), false),
        pg_temp.last_name(i, false),
        date '2015-01-01' + regday - (pg_temp.h(i, 23) % 32850)::int,
@@ -367,7 +374,49 @@ SELECT a,
        pg_temp.pick(ARRAY['Annual physical examination','Follow-up visit','Chest pain','Shortness of breath','Headache and dizziness','Persistent cough','Back pain','Knee pain after fall','Prenatal check-up','Post-operative review','Medication review','Blood pressure check','Diabetes management','Skin rash','Abdominal pain','Fever and chills','Anxiety and sleep problems','Vaccination','Lab results discussion','Pre-surgery assessment','Well-child visit','Palpitations','Joint stiffness','Contrôle de routine'], pg_temp.h(a, 108)),
        CASE WHEN pg_temp.appt_status(a, c.n_appointments) = 'completed' AND pg_temp.h(a, 109) % 100 < 85
             THEN 1 + pg_temp.h(a, 110) % c.n_diagnoses END,
-       CASE WHEN pg_temp.h(a, 111) % 100 < 30 THEN pg_temp.pick(ARRAY['Patient arrived late','Referred by GP','Interpreter present','Telehealth visit','Bring previous imaging','Fasting required','Accompanied by family member','Re-booked from earlier slot','Wheelchair access needed','Consent form signed'], pg_temp.h(a, 112)) END,
+       -- completed visits carry a short clinical note (the bulk of a real EHR is free text)
+       CASE WHEN pg_temp.appt_status(a, c.n_appointments) = 'completed' AND pg_temp.h(a, 111) % 100 < 90 THEN
+                 pg_temp.pick(ARRAY['Patient reports intermittent chest discomfort for two weeks, worse on exertion, relieved by rest.',
+                                    'Presents with a three-day history of productive cough, low-grade fever and fatigue.',
+                                    'Follow-up of type 2 diabetes; home glucose readings mostly within target, occasional morning highs.',
+                                    'Complains of lower back pain radiating to the left leg after lifting a heavy box at work.',
+                                    'Routine review of hypertension; no headaches, chest pain or visual disturbance reported.',
+                                    'Reports worsening anxiety and poor sleep over the last month, no thoughts of self-harm.',
+                                    'Attends for post-operative wound check ten days after laparoscopic cholecystectomy.',
+                                    'Mother reports the child has had ear pain and irritability since yesterday evening.',
+                                    'Presents with an itchy erythematous rash on both forearms after starting a new detergent.',
+                                    'Reports episodes of palpitations lasting several minutes, no syncope.',
+                                    'Seen for antenatal check at 28 weeks; feeling well, good fetal movements.',
+                                    'Presents after a fall on an outstretched hand with pain and swelling of the right wrist.',
+                                    'Chronic kidney disease review; reports mild ankle swelling in the evenings.',
+                                    'Intermittent epigastric burning after meals, worse when lying down.',
+                                    'Shortness of breath on climbing stairs, known COPD, using rescue inhaler more often.',
+                                    'Recurrent migraines, about four per month, partially responsive to ibuprofen.'], pg_temp.h(a, 112))
+                 || ' ' || pg_temp.pick(ARRAY['On examination: BP 138/86, HR 78 regular, SpO2 98% on room air, afebrile.',
+                                    'Examination: chest clear, heart sounds normal, no peripheral oedema.',
+                                    'Abdomen soft, mild epigastric tenderness, no guarding, bowel sounds present.',
+                                    'Tenderness over the distal radius, neurovascularly intact, X-ray requested.',
+                                    'Reduced air entry at the left base with crackles; temperature 38.1 °C.',
+                                    'Neurological examination unremarkable; fundi normal.',
+                                    'Wound healing well, no erythema or discharge, sutures removed.',
+                                    'Right tympanic membrane red and bulging; throat mildly inflamed.',
+                                    'BMI 31.4, foot examination normal, monofilament sensation intact.',
+                                    'Mental state: anxious affect, coherent, good insight, no psychotic features.',
+                                    'Fundal height consistent with dates, fetal heart rate 142 bpm.',
+                                    'Mild pitting oedema to mid-shin bilaterally; JVP not raised.'], pg_temp.h(a, 113))
+                 || ' ' || pg_temp.pick(ARRAY['Plan: continue current medication, repeat bloods in three months.',
+                                    'Plan: start antibiotics, safety-netting advice given, review in one week if not improving.',
+                                    'Plan: refer to physiotherapy, simple analgesia, return if numbness or weakness develops.',
+                                    'Plan: ECG and 24-hour Holter monitor arranged; cardiology follow-up booked.',
+                                    'Plan: increase dose, lifestyle advice discussed, HbA1c in three months.',
+                                    'Plan: referral to talking therapies, sleep hygiene leaflet provided.',
+                                    'Plan: cast applied, fracture clinic in one week, analgesia prescribed.',
+                                    'Plan: trial of proton pump inhibitor for eight weeks, avoid late meals.',
+                                    'Plan: spirometry booked, inhaler technique reviewed, pulmonary rehab referral.',
+                                    'Plan: routine antenatal care, glucose tolerance test at next visit.',
+                                    'Plan: emollients and topical steroid, avoid irritant, review in four weeks.',
+                                    'Plan: no changes today; patient happy with management. Próxima cita en 6 meses.'], pg_temp.h(a, 114))
+            WHEN pg_temp.h(a, 111) % 100 < 25 THEN pg_temp.pick(ARRAY['Patient arrived late','Referred by GP','Interpreter present','Telehealth visit','Bring previous imaging','Fasting required','Accompanied by family member','Re-booked from earlier slot','Wheelchair access needed','Consent form signed'], pg_temp.h(a, 112)) END,
        pg_temp.ts(pg_temp.appt_booked_secs(a, c.n_appointments))
 FROM hms_gen c CROSS JOIN generate_series(1::bigint, c.n_appointments) AS a;
 
@@ -448,20 +497,19 @@ JOIN medications med ON med.id = r.med_id;
 INSERT INTO billing (id, invoice_no, patient_id, appointment_id, admission_id, issued_at, due_date, currency,
                      subtotal, discount, tax, total_amount, insurance_covered, status, notes) OVERRIDING SYSTEM VALUE
 SELECT id,
-       'INV-' || extract(year FROM date '2015-01-01' + pg_temp.day_of(issued_secs))::text || '-' || lpad(id::text, 8, '0'),
+       'INV-' || pg_temp.year_of(pg_temp.day_of(issued_secs))::text || '-' || lpad(id::text, greatest(8, length(id::text)), '0'),
        patient, appointment_id, admission_id,
        pg_temp.ts(issued_secs),
        date '2015-01-01' + pg_temp.day_of(issued_secs) + 30,
        'USD', subtotal, discount, tax, subtotal - discount + tax,
-       CASE WHEN insured AND status NOT IN ('draft', 'void') AND kind <> 'no_show'
+       CASE WHEN pg_temp.patient_insured(patient) AND status NOT IN ('draft', 'void') AND kind <> 'no_show'
             THEN round((subtotal - discount + tax) * (0.5 + (pg_temp.h(id, 404) % 5) * 0.1), 2) ELSE 0 END,
        status,
        CASE WHEN kind = 'no_show' THEN 'Missed appointment fee'
             WHEN status = 'void' THEN 'Appointment cancelled'
             WHEN pg_temp.h(id, 405) % 100 < 5 THEN 'Payment plan agreed' END
-FROM (SELECT id, patient, appointment_id, admission_id, issued_secs, kind, subtotal, discount,
+FROM (SELECT inv.*,
              CASE WHEN dept = 10 AND kind = 'completed' THEN round((subtotal - discount) * 0.08, 2) ELSE 0 END AS tax,
-             pg_temp.patient_insured(patient) AS insured,
              CASE WHEN kind = 'scheduled' OR kind = 'admitted' THEN 'draft'::invoice_status
                   WHEN kind = 'cancelled' THEN 'void'
                   WHEN 3653 - pg_temp.day_of(issued_secs) < 30 THEN
@@ -469,35 +517,35 @@ FROM (SELECT id, patient, appointment_id, admission_id, issued_secs, kind, subto
                   WHEN pg_temp.h(id, 401) % 100 < 84 THEN 'paid'
                   WHEN pg_temp.h(id, 401) % 100 < 91 THEN 'partially_paid'
                   ELSE 'overdue' END AS status
-      FROM (SELECT a AS id,
-                   pg_temp.appt_patient(a, c.n_appointments, c.n_patients, c.n_legacy) AS patient,
-                   a AS appointment_id, NULL::bigint AS admission_id,
-                   pg_temp.appt_dept(a, c.n_doctors) AS dept,
-                   pg_temp.appt_status(a, c.n_appointments)::text AS kind,
-                   CASE WHEN pg_temp.appt_status(a, c.n_appointments) IN ('completed', 'no_show')
-                        THEN pg_temp.appt_secs(a, c.n_appointments) + 3600
-                        ELSE pg_temp.appt_booked_secs(a, c.n_appointments) END AS issued_secs,
-                   CASE WHEN pg_temp.appt_status(a, c.n_appointments) = 'no_show' THEN 50.00
-                        WHEN pg_temp.appt_status(a, c.n_appointments) = 'completed'
-                        THEN pg_temp.consult_fee(pg_temp.appt_dept(a, c.n_doctors))
-                             + (pg_temp.h(a, 402) % 4) * 35.00 + CASE WHEN pg_temp.h(a, 406) % 10 = 0 THEN 120.00 ELSE 0 END
-                        ELSE pg_temp.consult_fee(pg_temp.appt_dept(a, c.n_doctors)) END AS subtotal,
-                   CASE WHEN pg_temp.appt_status(a, c.n_appointments) = 'completed' AND pg_temp.h(a, 403) % 100 < 8
-                        THEN round(pg_temp.consult_fee(pg_temp.appt_dept(a, c.n_doctors)) * 0.10, 2)
-                        ELSE 0 END AS discount
-            FROM hms_gen c CROSS JOIN generate_series(1::bigint, c.n_appointments) AS a
+      FROM (SELECT a AS id, patient, a AS appointment_id, NULL::bigint AS admission_id, dept, kind,
+                   CASE WHEN kind IN ('completed', 'no_show') THEN secs + 3600
+                        ELSE pg_temp.appt_booked_secs(a, n_appointments) END AS issued_secs,
+                   CASE kind WHEN 'no_show' THEN 50.00
+                             WHEN 'completed' THEN fee + (pg_temp.h(a, 402) % 4) * 35.00
+                                                   + CASE WHEN pg_temp.h(a, 406) % 10 = 0 THEN 120.00 ELSE 0 END
+                             ELSE fee END AS subtotal,
+                   CASE WHEN kind = 'completed' AND pg_temp.h(a, 403) % 100 < 8 THEN round(fee * 0.10, 2) ELSE 0 END AS discount
+            FROM (SELECT a, c.n_appointments,
+                         pg_temp.appt_patient(a, c.n_appointments, c.n_patients, c.n_legacy) AS patient,
+                         pg_temp.appt_dept(a, c.n_doctors) AS dept,
+                         pg_temp.consult_fee(pg_temp.appt_dept(a, c.n_doctors)) AS fee,
+                         pg_temp.appt_status(a, c.n_appointments)::text AS kind,
+                         pg_temp.appt_secs(a, c.n_appointments) AS secs
+                  FROM hms_gen c CROSS JOIN generate_series(1::bigint, c.n_appointments) AS a OFFSET 0) AS x
             UNION ALL
-            SELECT c.n_appointments + m,
-                   pg_temp.adm_patient(m, c.n_admissions, c.n_patients, c.n_legacy),
-                   NULL, m,
-                   pg_temp.adm_dept(m, c.n_doctors),
-                   CASE WHEN pg_temp.adm_out_secs(m, c.n_admissions) IS NULL THEN 'admitted' ELSE 'discharged' END,
-                   coalesce(pg_temp.adm_out_secs(m, c.n_admissions), pg_temp.adm_secs(m, c.n_admissions)),
-                   pg_temp.ward_rate((pg_temp.adm_dept(m, c.n_doctors) - 1) * 2 + 1 + pg_temp.h(m, 206) % 2)
-                     * (1 + pg_temp.adm_los_secs(m) / 86400)
+            SELECT n_appointments + m, patient, NULL, m, dept,
+                   CASE WHEN out_secs IS NULL THEN 'admitted' ELSE 'discharged' END,
+                   coalesce(out_secs, in_secs),
+                   pg_temp.ward_rate((dept - 1) * 2 + 1 + pg_temp.h(m, 206) % 2) * (1 + pg_temp.adm_los_secs(m) / 86400)
                      + (pg_temp.h(m, 407) % 8) * 250.00 + (pg_temp.h(m, 408) % 5) * 40.00,
                    CASE WHEN pg_temp.h(m, 409) % 100 < 5 THEN 100.00 ELSE 0 END
-            FROM hms_gen c CROSS JOIN generate_series(1::bigint, c.n_admissions) AS m) AS inv OFFSET 0) AS b;
+            FROM (SELECT m, c.n_appointments,
+                         pg_temp.adm_patient(m, c.n_admissions, c.n_patients, c.n_legacy) AS patient,
+                         pg_temp.adm_dept(m, c.n_doctors) AS dept,
+                         pg_temp.adm_secs(m, c.n_admissions) AS in_secs,
+                         pg_temp.adm_out_secs(m, c.n_admissions) AS out_secs
+                  FROM hms_gen c CROSS JOIN generate_series(1::bigint, c.n_admissions) AS m OFFSET 0) AS y) AS inv
+      OFFSET 0) AS b;
 
 -- ---------------------------------------------------------------- payments
 -- paid: insurance share + patient share (or one payment); partially_paid: one payment.
@@ -543,31 +591,32 @@ SELECT i,
                 WHEN 'payments' THEN 1 + pg_temp.h(i, 703) % greatest(1, i * c.n_payments / c.n_audit) END,
        inet '10.20.0.0' + pg_temp.h(coalesce(actor, 0), 704) % 4096,
        NOT (action = 'LOGIN' AND pg_temp.h(i, 705) % 100 < 6),
-       CASE WHEN action IN ('LOGIN', 'LOGOUT') THEN
-                 jsonb_build_object('app', app, 'session', to_hex(pg_temp.h(i / 7, 706)),
-                                    'mfa', pg_temp.h(i, 707) % 10 < 8,
-                                    'user_agent', pg_temp.pick(ARRAY['Mozilla/5.0 (Windows NT 10.0; Win64; x64)','Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2)','HMS-Kiosk/2.3 (Linux)','HMS-Mobile/4.1 (iOS 17.2)'], pg_temp.h(i, 708)))
-            WHEN action = 'UPDATE' THEN
-                 jsonb_build_object('app', app, 'session', to_hex(pg_temp.h(i / 7, 706)),
-                                    'changed', jsonb_build_object(
-                                        pg_temp.pick(ARRAY['status','notes','phone','email','address_line','dosage','due_date'], pg_temp.h(i, 709)),
-                                        jsonb_build_object('old', pg_temp.pick(ARRAY['scheduled','pending','draft','n/a','issued'], pg_temp.h(i, 710)),
-                                                           'new', pg_temp.pick(ARRAY['completed','confirmed','issued','updated','paid'], pg_temp.h(i, 711)))),
-                                    'reason', pg_temp.pick(ARRAY['treatment','payment','operations','correction'], pg_temp.h(i, 712)))
-            ELSE jsonb_build_object('app', app, 'session', to_hex(pg_temp.h(i / 7, 706)),
-                                    'purpose', pg_temp.pick(ARRAY['treatment','treatment','treatment','payment','operations','audit','patient request'], pg_temp.h(i, 712)),
-                                    'rows', CASE WHEN action IN ('EXPORT', 'PRINT') THEN 1 + pg_temp.h(i, 713) % 500 ELSE 1 END)
-       END
-FROM (SELECT i, c.*, greatest(1, 315619200 / c.n_audit) AS spacing,
-             CASE WHEN pg_temp.h(i, 702) % 100 < 3 THEN NULL ELSE 1 + pg_temp.h(i, 714) % c.n_staff END AS actor,
-             (ARRAY['SELECT','SELECT','SELECT','SELECT','SELECT','SELECT','SELECT','SELECT','SELECT','UPDATE','UPDATE','UPDATE','UPDATE','INSERT','INSERT','INSERT','LOGIN','LOGIN','LOGOUT','PRINT'])[(1 + pg_temp.h(i, 715) % 20)::int] AS action_raw,
-             pg_temp.pick(ARRAY['hms-web/4.2.1','hms-web/4.2.1','hms-web/4.3.0','hms-mobile/2.0.7','hms-kiosk/2.3.0'], pg_temp.h(i, 717)) AS app
-      FROM hms_gen c CROSS JOIN generate_series(1::bigint, c.n_audit) AS i OFFSET 0) AS c
-CROSS JOIN LATERAL (SELECT CASE WHEN pg_temp.h(i, 718) % 1000 < 4 THEN 'EXPORT'
-                                WHEN pg_temp.h(i, 718) % 1000 < 6 THEN 'DELETE'
-                                ELSE c.action_raw END AS action) AS act
-CROSS JOIN LATERAL (SELECT CASE WHEN act.action IN ('LOGIN', 'LOGOUT') THEN NULL
-                                ELSE pg_temp.pick(ARRAY['patients','patients','patients','appointments','appointments','admissions','prescriptions','prescriptions','billing','payments'], pg_temp.h(i, 719)) END AS tbl) AS t;
+       -- built as JSON text and cast: much cheaper than nested jsonb_build_object() calls
+       (CASE WHEN action IN ('LOGIN', 'LOGOUT') THEN
+                 '{"app": "' || app || '", "session": "' || session || '", "mfa": ' || (pg_temp.h(i, 707) % 10 < 8)::text
+                 || ', "user_agent": "' || pg_temp.pick(ARRAY['Mozilla/5.0 (Windows NT 10.0; Win64; x64)','Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2)','HMS-Kiosk/2.3 (Linux)','HMS-Mobile/4.1 (iOS 17.2)'], pg_temp.h(i, 708)) || '"}'
+             WHEN action = 'UPDATE' THEN
+                 '{"app": "' || app || '", "session": "' || session || '", "changed": {"'
+                 || pg_temp.pick(ARRAY['status','notes','phone','email','address_line','dosage','due_date'], pg_temp.h(i, 709))
+                 || '": {"old": "' || pg_temp.pick(ARRAY['scheduled','pending','draft','n/a','issued'], pg_temp.h(i, 710))
+                 || '", "new": "' || pg_temp.pick(ARRAY['completed','confirmed','issued','updated','paid'], pg_temp.h(i, 711))
+                 || '"}}, "reason": "' || pg_temp.pick(ARRAY['treatment','payment','operations','correction'], pg_temp.h(i, 712)) || '"}'
+             ELSE '{"app": "' || app || '", "session": "' || session || '", "purpose": "'
+                 || pg_temp.pick(ARRAY['treatment','treatment','treatment','payment','operations','audit','patient request'], pg_temp.h(i, 712))
+                 || '", "rows": ' || CASE WHEN action IN ('EXPORT', 'PRINT') THEN (1 + pg_temp.h(i, 713) % 500)::text ELSE '1' END || '}'
+        END)::jsonb
+FROM (SELECT c.*,
+             CASE WHEN action IN ('LOGIN', 'LOGOUT') THEN NULL
+                  ELSE pg_temp.pick(ARRAY['patients','patients','patients','appointments','appointments','admissions','prescriptions','prescriptions','billing','payments'], pg_temp.h(i, 719)) END AS tbl
+      FROM (SELECT i, c.*, greatest(1, 315619200 / c.n_audit) AS spacing,
+                   CASE WHEN pg_temp.h(i, 702) % 100 < 3 THEN NULL ELSE 1 + pg_temp.h(i, 714) % c.n_staff END AS actor,
+                   CASE WHEN pg_temp.h(i, 718) % 1000 < 4 THEN 'EXPORT'
+                        WHEN pg_temp.h(i, 718) % 1000 < 6 THEN 'DELETE'
+                        ELSE (ARRAY['SELECT','SELECT','SELECT','SELECT','SELECT','SELECT','SELECT','SELECT','SELECT','UPDATE','UPDATE','UPDATE','UPDATE','INSERT','INSERT','INSERT','LOGIN','LOGIN','LOGOUT','PRINT'])[(1 + pg_temp.h(i, 715) % 20)::int] END AS action,
+                   pg_temp.pick(ARRAY['hms-web/4.2.1','hms-web/4.2.1','hms-web/4.3.0','hms-mobile/2.0.7','hms-kiosk/2.3.0'], pg_temp.h(i, 717)) AS app,
+                   to_hex(pg_temp.h(i / 7, 706)) AS session
+            FROM hms_gen c CROSS JOIN generate_series(1::bigint, c.n_audit) AS i OFFSET 0) AS c
+      OFFSET 0) AS c;
 
 -- ---------------------------------------------------------------- identity sequences
 -- Explicit ids were inserted: move every identity sequence past them so the application's
@@ -588,6 +637,6 @@ SELECT setval(pg_get_serial_sequence('audit_log', 'id'), (SELECT max(id) FROM au
 DROP TABLE pg_temp.hms_gen;
 DROP FUNCTION pg_temp.h, pg_temp.ts, pg_temp.pick, pg_temp.day_of, pg_temp.name_group, pg_temp.first_name,
     pg_temp.last_name, pg_temp.phone, pg_temp.doctor, pg_temp.staff_dept, pg_temp.patient_upto, pg_temp.patient_sex,
-    pg_temp.patient_insured, pg_temp.doctor_dept, pg_temp.appt_dept, pg_temp.adm_dept, pg_temp.appt_day, pg_temp.appt_secs, pg_temp.appt_patient, pg_temp.appt_doctor,
+    pg_temp.patient_insured, pg_temp.year_of, pg_temp.doctor_dept, pg_temp.appt_dept, pg_temp.adm_dept, pg_temp.appt_day, pg_temp.appt_secs, pg_temp.appt_patient, pg_temp.appt_doctor,
     pg_temp.appt_status, pg_temp.appt_booked_secs, pg_temp.adm_day, pg_temp.adm_secs, pg_temp.adm_patient,
     pg_temp.adm_doctor, pg_temp.adm_los_secs, pg_temp.adm_out_secs, pg_temp.ward_rate, pg_temp.consult_fee;

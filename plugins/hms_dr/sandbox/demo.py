@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,6 +25,8 @@ from hms_dr.store import open_store
 
 DAG_ID = "hms_daily_logical_backup"
 MIB = 1 << 20
+# A structlog console line of the engine: "<ts> [info     ] <message> [hms_dr.<module>] loc=..."
+ENGINE_LOG_LINE = re.compile(r"\[(?P<level>info|warning|error)\s*\] (?P<message>.*?) \[hms_dr[\w.]*\]")
 
 
 def airflow(*args: str, log_file: Path | None = None) -> int:
@@ -65,8 +68,9 @@ def main() -> int:
     code = airflow("dags", "test", DAG_ID, log_file=log_file)
     elapsed = time.monotonic() - started
     for line in log_file.read_text(errors="replace").splitlines():
-        if " INFO - " in line and ("hms_dr" in line or "stored " in line) or "ERROR" in line:
-            say("  " + line.split(" - ", 2)[-1][:200])
+        step = ENGINE_LOG_LINE.search(line)
+        if step and not step.group("message").startswith("baseline "):
+            say(f"  {step.group('level'):7} {step.group('message')[:220]}")
 
     policy = load_policy()
     store = open_store(policy.store.primary_url, s3_client=s3_client_from_env(os.environ["AIRFLOW_CONN_HMS_STORAGE"]))

@@ -20,10 +20,10 @@ from hms_dr.policy import load_policy
 from hms_dr.tasks.assets import LOGICAL_BACKUPS
 from hms_dr.tasks.connections import database_connection, encryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
+from hms_dr.units import human_bytes
 
 log = logging.getLogger(__name__)
 
-MIB = 1 << 20
 LOGICAL_KINDS = (BackupKind.LOGICAL, BackupKind.SCHEMA, BackupKind.DATA)
 
 
@@ -92,7 +92,7 @@ def publish_manifests(result: dict[str, Any], readback: list[dict[str, Any]]) ->
         "cluster": result["cluster"],
     }
     total = sum(d["payload"]["size_bytes"] for d in result["dumps"])
-    log.info("backup set %s complete: %s (%.1f MiB in %d payloads)", result["backup_set_id"], logical_manifest, total / MIB, len(ordered))
+    log.info("backup set %s complete: %s (%s in %d payloads)", result["backup_set_id"], logical_manifest, human_bytes(total), len(ordered))
     return {"backup_set_id": result["backup_set_id"], "manifests": {k: store.describe(v) for k, v in manifests.items()}}
 
 

@@ -1,0 +1,18 @@
+"""Sizes and rates written for the people who read the logs."""
+
+from __future__ import annotations
+
+
+def human_bytes(size_bytes: float) -> str:
+    """1536 -> '1.5 KiB'; 5.8 * 2**20 -> '5.8 MiB'."""
+    size = float(size_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def human_rate(size_bytes: float, seconds: float) -> str:
+    """Throughput as MiB/s, guarded against a zero duration."""
+    return f"{size_bytes / (1 << 20) / max(seconds, 1e-6):.1f} MiB/s"
