@@ -77,16 +77,18 @@ def run_bare(conn: Any, workdir: Path, sampler: CpuSampler) -> dict[str, Any]:
 def run_tools_chain(conn: Any, sandbox: Any, policy: Any, sampler: CpuSampler) -> dict[str, Any]:
     """pg_dump -Fc -Z0 | zstd | gpg --encrypt | wc -c, with the engine's own argv for each tool."""
     from hms_dr.crypto import check_encryption_key, encrypt_stage, gpg_home
-    from hms_dr.logical import compression_stage, pg_dump_compress_level
     from hms_dr.pgtools import pg_dump_argv, tool_env
 
+    compression = policy.compression
     with gpg_home(policy.staging.dir) as home:
         key = benchlib.encryption_key(sandbox)
         check_encryption_key(home, key)
-        stages = [pg_dump_argv(snapshot=None, archive_format="c", compress_level=pg_dump_compress_level(policy.compression))]
-        compressor = compression_stage(policy.compression)
-        if compressor is not None:
-            stages.append(list(compressor.argv))
+        # The engine's chain for the whole-database custom archive: gzip happens inside pg_dump (-Z),
+        # zstd outside it (pg_dump -Z0 | zstd -q -c -<level> -T<threads>).
+        gzip_level = compression.level if compression.method.value == "gzip" else 0
+        stages = [pg_dump_argv(snapshot=None, archive_format="c", compress_level=gzip_level)]
+        if compression.method.value == "zstd":
+            stages.append(["zstd", "-q", "-c", f"-{compression.level}", f"-T{compression.threads}"])
         stages.append(list(encrypt_stage(home, key).argv))
         script = " | ".join(shlex.join(s) for s in stages) + " | wc -c"
 
@@ -138,19 +140,21 @@ def run_pipeline(conn: Any, sandbox: Any, policy: Any, store: Any, capture: _Cap
         t1 = time.monotonic()
         readback = [publish.verify_stored_payload(store, d["key"], Payload.from_dict(d["payload"])) for d in result["dumps"]]
         t2 = time.monotonic()
-        # Exports first, the whole-database set last, as publish_manifests does.
-        for dump in sorted(result["dumps"], key=lambda d: d["kind"] == BackupKind.LOGICAL.value):
-            extra = {**logical.manifest_extra(result, dump), "producer": {"dag_id": "bench", "run_id": "bench"}}
-            publish.publish_set(
-                store,
-                kind=BackupKind(dump["kind"]),
-                cluster=result["cluster"],
-                backup_set_id=result["backup_set_id"],
-                started_at=datetime.fromisoformat(result["started_at"]),
-                finished_at=datetime.fromisoformat(result["finished_at"]),
-                payloads=[Payload.from_dict(dump["payload"])],
-                extra=extra,
-            )
+        producer = {"dag_id": "bench", "run_id": "bench"}
+        if hasattr(logical, "publish_logical_sets"):  # what the publish_manifests task calls
+            logical.publish_logical_sets(store, result, producer)
+        else:  # exports first, the whole-database set last, as publish_manifests did
+            for dump in sorted(result["dumps"], key=lambda d: d["kind"] == BackupKind.LOGICAL.value):
+                publish.publish_set(
+                    store,
+                    kind=BackupKind(dump["kind"]),
+                    cluster=result["cluster"],
+                    backup_set_id=result["backup_set_id"],
+                    started_at=datetime.fromisoformat(result["started_at"]),
+                    finished_at=datetime.fromisoformat(result["finished_at"]),
+                    payloads=[Payload.from_dict(dump["payload"])],
+                    extra={**logical.manifest_extra(result, dump), "producer": producer},
+                )
         t3 = time.monotonic()
         phases.update(dump_step=t1 - t0, readback=t2 - t1, publish=t3 - t2)
         out.update(result=result, readback=readback)

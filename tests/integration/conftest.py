@@ -45,23 +45,11 @@ def sandbox(worker_id: str) -> Iterator[Any]:
         stop_sandbox(state_dir=state_dir)
 
 
-def s3_client_for(sandbox: Any) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=sandbox.s3_endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=sandbox.secrets.s3_access_key,
-        aws_secret_access_key=sandbox.secrets.s3_secret_key,
-    )
-
-
 @pytest.fixture(scope="session")
 def primary_store(sandbox: Any) -> Any:
     from hms_dr.store import open_store
 
-    return open_store(f"s3://{sandbox.primary_bucket}", s3_client=s3_client_for(sandbox))
+    return open_store(f"s3://{sandbox.primary_bucket}", s3_client=sandbox.s3_client())
 
 
 @pytest.fixture(scope="session")

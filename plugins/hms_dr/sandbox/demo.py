@@ -38,22 +38,6 @@ def airflow(*args: str, log_file: Path | None = None) -> int:
         return subprocess.run([executable, *args], stdout=out, stderr=subprocess.STDOUT).returncode
 
 
-def s3_client_from_env(conn_json: str):  # type: ignore[no-untyped-def]
-    """A boto3 client from the sandbox's AIRFLOW_CONN_HMS_STORAGE (outside Airflow)."""
-    import json
-
-    import boto3
-
-    conn = json.loads(conn_json)
-    return boto3.client(
-        "s3",
-        endpoint_url=conn["extra"]["endpoint_url"],
-        region_name=conn["extra"].get("region_name", "us-east-1"),
-        aws_access_key_id=conn["login"],
-        aws_secret_access_key=conn["password"],
-    )
-
-
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     sandbox = load_sandbox()
@@ -73,7 +57,7 @@ def main() -> int:
             say(f"  {step.group('level'):7} {step.group('message')[:220]}")
 
     policy = load_policy()
-    store = open_store(policy.store.primary_url, s3_client=s3_client_from_env(os.environ["AIRFLOW_CONN_HMS_STORAGE"]))
+    store = open_store(policy.store.primary_url, s3_client=sandbox.s3_client())
     try:
         backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, "latest")
     except Exception as exc:  # the run failed: say so and point at the log

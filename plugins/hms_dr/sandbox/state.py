@@ -169,6 +169,18 @@ class Sandbox:
             raise PreflightFailed(f"the sandbox has no password for role {role!r}; known: {', '.join(self.secrets.role_passwords)}") from None
         return self.cluster().dsn(role, password, db or self.database)
 
+    def s3_client(self) -> Any:
+        """A boto3 S3 client for the sandbox's moto server (outside Airflow: tests, demo, bench)."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=self.secrets.s3_access_key,
+            aws_secret_access_key=self.secrets.s3_secret_key,
+        )
+
     def env(self) -> dict[str, str]:
         """The variables of airflow.env (Airflow settings and connections, secrets included)."""
         from hms_dr.sandbox.airflow_env import build_airflow_env

@@ -68,23 +68,10 @@ def publish_manifests(result: dict[str, Any], readback: list[dict[str, Any]]) ->
     store = open_policy_store(policy)
     context = get_current_context()
     producer = {"dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
-    read = {r["key"] for r in readback}
-    manifests: dict[str, str] = {}
-    ordered = sorted(result["dumps"], key=lambda d: d["kind"] == BackupKind.LOGICAL.value)
-    for dump in ordered:
-        if dump["key"] not in read:
-            raise RuntimeError(f"{dump['key']} was not read back; refusing to publish it")
-        extra = {**logical.manifest_extra(result, dump), "producer": producer}
-        manifests[dump["kind"]] = publish.publish_set(
-            store,
-            kind=BackupKind(dump["kind"]),
-            cluster=result["cluster"],
-            backup_set_id=result["backup_set_id"],
-            started_at=datetime.fromisoformat(result["started_at"]),
-            finished_at=datetime.fromisoformat(result["finished_at"]),
-            payloads=[Payload.from_dict(dump["payload"])],
-            extra=extra,
-        )
+    unread = [d["key"] for d in result["dumps"] if d["key"] not in {r["key"] for r in readback}]
+    if unread:
+        raise RuntimeError(f"refusing to publish payloads that were not read back: {unread}")
+    manifests = logical.publish_logical_sets(store, result, producer)
     logical_manifest = store.describe(manifests[BackupKind.LOGICAL.value])
     context["outlet_events"][LOGICAL_BACKUPS].extra = {
         "backup_set_id": result["backup_set_id"],
@@ -92,7 +79,7 @@ def publish_manifests(result: dict[str, Any], readback: list[dict[str, Any]]) ->
         "cluster": result["cluster"],
     }
     total = sum(d["payload"]["size_bytes"] for d in result["dumps"])
-    log.info("backup set %s complete: %s (%s in %d payloads)", result["backup_set_id"], logical_manifest, human_bytes(total), len(ordered))
+    log.info("backup set %s complete: %s (%s in %d payloads)", result["backup_set_id"], logical_manifest, human_bytes(total), len(manifests))
     return {"backup_set_id": result["backup_set_id"], "manifests": {k: store.describe(v) for k, v in manifests.items()}}
 
 

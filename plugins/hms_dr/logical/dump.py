@@ -1,0 +1,164 @@
+"""One pg_dump streamed into the store: ``pg_dump | [compressor] | gpg``, verified on the way.
+
+What a run dumps (``dump_specs``), how each payload is named and compressed, and
+``stream_dump``, which runs one pipeline into ``store.put`` and returns the payload's proof.
+A failed or killed stage makes the upload fail, so no truncated payload is ever committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from hms_dr.errors import HmsDrError
+from hms_dr.logical.verify import StreamVerifier
+from hms_dr.manifest import BackupKind, Payload
+from hms_dr.pgtools import ConnectionInfo, pg_dump_argv, tool_env
+from hms_dr.policy import CompressionMethod, CompressionPolicy, Policy
+from hms_dr.store import Store
+from hms_dr.streams import Pipeline, Stage
+from hms_dr.units import human_bytes, human_rate
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 15.0
+
+
+@dataclass(frozen=True)
+class DumpSpec:
+    """One pg_dump of the run: what it dumps, how its payload is named, what it must contain."""
+
+    kind: BackupKind
+    label: str
+    archive_format: str  # "c" custom, "p" plain SQL
+    schema_only: bool = False
+    data_only: bool = False
+    tables: tuple[str, ...] = ()
+    expect_table_data: tuple[str, ...] = ()  # filled in once the baselines know the tables
+
+
+@dataclass
+class DumpResult:
+    kind: BackupKind
+    payload: Payload
+    verification: dict[str, Any]
+    seconds: float
+
+
+def compression_stage(compression: CompressionPolicy, archive_format: str) -> Stage | None:
+    """The external compressor after the verifier's tap, if any.
+
+    Custom archives under gzip compress their data blocks inside pg_dump (-Z); everything else
+    is compressed outside, after the tap, so the verifier and plain_sha256 see the plain dump.
+    """
+    if compression.method is CompressionMethod.ZSTD:
+        return Stage("zstd", ["zstd", "-q", "-c", f"-{compression.level}", f"-T{compression.threads}"])
+    if compression.method is CompressionMethod.GZIP and archive_format == "p":
+        return Stage("gzip", ["gzip", "-c", f"-{max(compression.level, 1)}"])
+    return None
+
+
+def pg_dump_compress_level(compression: CompressionPolicy, archive_format: str) -> int:
+    return compression.level if compression.method is CompressionMethod.GZIP and archive_format == "c" else 0
+
+
+def payload_name(spec: DumpSpec, compression: CompressionPolicy) -> str:
+    stem = {"c": f"{spec.label}.pgdump", "p": f"{spec.label}.sql"}[spec.archive_format]
+    if compression.method is CompressionMethod.ZSTD:
+        stem += ".zst"
+    elif compression.method is CompressionMethod.GZIP and spec.archive_format == "p":
+        stem += ".gz"  # custom archives compress their data blocks inside the archive
+    return stem + ".gpg"
+
+
+def dump_specs(policy: Policy) -> list[DumpSpec]:
+    """The dumps of one run, in the order they stream: whole database, schema, data-only tables."""
+    specs = [
+        DumpSpec(BackupKind.LOGICAL, "dump", "c"),
+        DumpSpec(BackupKind.SCHEMA, "schema", "p", schema_only=True),
+    ]
+    if policy.logical_backup.data_only_tables:
+        specs.append(DumpSpec(BackupKind.DATA, "data", "c", data_only=True, tables=policy.logical_backup.data_only_tables))
+    return specs
+
+
+def stream_dump(
+    spec: DumpSpec,
+    *,
+    conn: ConnectionInfo,
+    snapshot_id: str,
+    schemas: tuple[str, ...],
+    compression: CompressionPolicy,
+    encryption_stage: Stage,
+    store: Store,
+    key: str,
+) -> DumpResult:
+    """pg_dump | [zstd] | gpg into the store under ``key``, verified and hashed on the way."""
+    started = time.monotonic()
+    argv = pg_dump_argv(
+        snapshot=snapshot_id,
+        archive_format=spec.archive_format,
+        compress_level=pg_dump_compress_level(compression, spec.archive_format),
+        schema_only=spec.schema_only,
+        data_only=spec.data_only,
+        tables=spec.tables,
+        schemas=() if spec.tables else schemas,
+    )
+    stages = [Stage("pg_dump", argv, env=tool_env(conn))]
+    compressor = compression_stage(compression, spec.archive_format)
+    if compressor is not None:
+        stages.append(compressor)
+    stages.append(encryption_stage)
+    verifier = StreamVerifier(spec.archive_format)
+    verifier.start()
+    progress = _ProgressLog(store.describe(key), lambda: verifier.plain_size, started)
+    try:
+        with Pipeline(stages, tap=verifier.feed, tap_after=1) as pipeline:
+            stored = store.put(key, pipeline.output, progress=progress)  # type: ignore[arg-type]
+    except BaseException:
+        verifier.kill()
+        raise
+    try:
+        verification = verifier.finish(spec.expect_table_data, store.describe(key))
+    except HmsDrError:
+        store.delete(key)  # a payload that failed verification must not linger as if it were good
+        raise
+    seconds = time.monotonic() - started
+    payload = Payload(
+        name=key.rsplit("/", 1)[-1],
+        size_bytes=stored.size_bytes,
+        sha256=stored.sha256,
+        format="pg_dump_custom" if spec.archive_format == "c" else "pg_dump_plain",
+        plain_size_bytes=verifier.plain_size,
+        plain_sha256=verifier.plain_hash.hexdigest(),
+    )
+    log.info(
+        "stored %s: %s (plain dump %s, compression ratio %.2f) in %.1f s, %s of plain dump",
+        store.describe(key), human_bytes(stored.size_bytes), human_bytes(verifier.plain_size),
+        verifier.plain_size / max(stored.size_bytes, 1), seconds, human_rate(verifier.plain_size, seconds),
+    )
+    return DumpResult(spec.kind, payload, verification, seconds)
+
+
+class _ProgressLog:
+    """The store's progress callback: a line every PROGRESS_EVERY_S seconds with sizes and speed."""
+
+    def __init__(self, where: str, plain_bytes: Callable[[], int], started: float) -> None:
+        self.where = where
+        self.plain_bytes = plain_bytes
+        self.started = started
+        self.last = started
+
+    def __call__(self, stored_bytes: int) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_S:
+            return
+        self.last = now
+        elapsed = now - self.started
+        log.info(
+            "%s: %s dumped, %s stored, %.0f s, %s",
+            self.where, human_bytes(self.plain_bytes()), human_bytes(stored_bytes), elapsed,
+            human_rate(self.plain_bytes(), elapsed),
+        )

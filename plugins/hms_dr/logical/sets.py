@@ -1,0 +1,68 @@
+"""The sets one logical run publishes: whole database, schema-only and data-only.
+
+Each gets its own manifest with the fields of its kind; the exports name the whole-database set
+as their parent. Manifests are written exports first and the whole-database set last, so the
+set the restore test and the Asset event point at is only visible once the rest is there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Mapping
+
+from hms_dr.manifest import BackupKind, Payload
+from hms_dr.publish import publish_set
+
+if TYPE_CHECKING:
+    from hms_dr.store import Store
+
+
+def manifest_extra(result: Mapping[str, Any], dump: Mapping[str, Any]) -> dict[str, Any]:
+    """The kind-specific fields of one set's manifest, from what take_logical_backup returned.
+
+    The whole-database set carries every baseline; the data-only set the baselines of its own
+    tables; the schema-only set the table structure (columns) without row counts.
+    """
+    kind = BackupKind(dump["kind"])
+    baselines = result["baselines"]
+    if kind is BackupKind.LOGICAL:
+        kind_baselines: dict[str, Any] = baselines
+    elif kind is BackupKind.DATA:
+        listed = set(result.get("data_only_tables", ()))
+        kind_baselines = {**baselines, "tables": {n: t for n, t in baselines["tables"].items() if n in listed}, "views": {}}
+    else:
+        kind_baselines = {
+            **baselines,
+            "tables": {n: {"columns": t["columns"], "relkind": t["relkind"]} for n, t in baselines["tables"].items()},
+            "views": {},
+        }
+    extra: dict[str, Any] = {
+        "database": result["database"],
+        "server": result["server"],
+        "tools": result["tools"],
+        "snapshot": result["snapshot"],
+        "compression": result["compression"],
+        "encryption": result["encryption"],
+        "verification": dump["verification"],
+        "baselines": kind_baselines,
+    }
+    if kind is not BackupKind.LOGICAL:
+        extra["parent"] = {"kind": BackupKind.LOGICAL.value, "backup_set_id": result["backup_set_id"]}
+    return extra
+
+
+def publish_logical_sets(store: Store, result: Mapping[str, Any], producer: Mapping[str, Any]) -> dict[str, str]:
+    """Write every manifest of the run (exports first); kind -> manifest key."""
+    manifests: dict[str, str] = {}
+    for dump in sorted(result["dumps"], key=lambda d: d["kind"] == BackupKind.LOGICAL.value):
+        manifests[dump["kind"]] = publish_set(
+            store,
+            kind=BackupKind(dump["kind"]),
+            cluster=result["cluster"],
+            backup_set_id=result["backup_set_id"],
+            started_at=datetime.fromisoformat(result["started_at"]),
+            finished_at=datetime.fromisoformat(result["finished_at"]),
+            payloads=[Payload.from_dict(dump["payload"])],
+            extra={**manifest_extra(result, dump), "producer": dict(producer)},
+        )
+    return manifests

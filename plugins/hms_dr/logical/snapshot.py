@@ -1,0 +1,149 @@
+"""Baselines and every pg_dump of one run, taken in ONE exported snapshot.
+
+A REPEATABLE READ transaction exports its snapshot; the whole-database dump, the schema-only
+export and the data-only export all dump it, while the same transaction counts every table and
+fingerprints the policy's views. Under live writes the restore must therefore match the
+baselines exactly. Nothing here writes a manifest: the caller publishes after reading back.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from hms_dr import baseline, sqlfiles
+from hms_dr.catalog import key_for
+from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home, gpg_version
+from hms_dr.database import connect
+from hms_dr.errors import HmsDrError
+from hms_dr.logical.dump import DumpResult, dump_specs, payload_name, stream_dump
+from hms_dr.manifest import BackupKind, new_backup_set_id
+from hms_dr.pgtools import ConnectionInfo, tool_version
+from hms_dr.policy import CompressionMethod, CompressionPolicy, Policy
+from hms_dr.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def take_logical_backup(
+    conn: ConnectionInfo,
+    policy: Policy,
+    store: Store,
+    key: EncryptionKey,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> dict[str, Any]:
+    """Baselines + every dump of the run in one snapshot, streamed, verified and stored.
+
+    Returns plain data (fits XCom) for the manifests; stores no manifest. On any failure the
+    payloads stored by this call are deleted before the error propagates.
+    """
+    started_at = now()
+    backup_set_id = new_backup_set_id(started_at)
+    cluster = policy.cluster.name
+    schemas = policy.logical_backup.schemas
+    stored_keys: list[str] = []
+    results: list[DumpResult] = []
+    baseline_outcome: dict[str, Any] = {}
+
+    with connect(conn, autocommit=False) as connection, gpg_home(policy.staging.dir) as home:
+        cursor = connection.cursor()
+        cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        cursor.execute(sqlfiles.text("export_snapshot"))
+        snapshot_id, wal_lsn, txid_snapshot, taken_at = cursor.fetchone()
+        cursor.execute(sqlfiles.text("server_identity"))
+        version_num, version, in_recovery, _, database_size, system_identifier = cursor.fetchone()
+        server = {
+            "version": version, "version_num": version_num, "in_recovery": in_recovery,
+            "database_size_bytes": database_size, "system_identifier": system_identifier,
+        }
+        log.info("backup set %s: snapshot %s exported at WAL %s", backup_set_id, snapshot_id, wal_lsn)
+
+        # The table list and the relations are resolved first (quick catalog queries); the
+        # counting and fingerprinting then run on this connection while the dumps stream.
+        baseline.apply_fingerprint_settings(cursor)
+        tables = baseline.list_tables(cursor, schemas)
+        views = baseline.resolve_relations(cursor, policy.logical_backup.baseline_views, purpose="baseline view")
+        data_tables = baseline.resolve_relations(cursor, policy.logical_backup.data_only_tables, purpose="data-only table")
+
+        def count_baselines() -> None:
+            try:
+                baseline_outcome["baselines"] = baseline.measure(cursor, tables, views)
+            except BaseException as exc:  # re-raised in the main thread
+                baseline_outcome["error"] = exc
+
+        counter = threading.Thread(target=count_baselines, name="baselines", daemon=True)
+        counter.start()
+        try:
+            check_encryption_key(home, key)  # imports the public key into this private gpg home
+            encryption = encrypt_stage(home, key)
+            for spec in dump_specs(policy):
+                expected = tuple(tables) if spec.kind is BackupKind.LOGICAL else ()
+                if spec.kind is BackupKind.DATA:
+                    expected = tuple(baseline.qualified(s, n) for s, n in data_tables)
+                spec = replace(spec, expect_table_data=expected)
+                payload_key = key_for(cluster, spec.kind, backup_set_id, payload_name(spec, policy.compression))
+                stored_keys.append(payload_key)
+                results.append(
+                    stream_dump(
+                        spec, conn=conn, snapshot_id=snapshot_id, schemas=schemas, compression=policy.compression,
+                        encryption_stage=encryption, store=store, key=payload_key,
+                    )
+                )
+            counter.join()
+            if "error" in baseline_outcome:
+                raise baseline_outcome["error"]
+            connection.rollback()
+        except BaseException:
+            _delete_quietly(store, stored_keys)
+            raise
+
+    finished_at = now()
+    baselines = baseline_outcome["baselines"]
+    _, dump_version = tool_version("pg_dump")
+    return {
+        "backup_set_id": backup_set_id,
+        "cluster": cluster,
+        "database": conn.dbname,
+        "started_at": started_at.isoformat(),
+        "finished_at": finished_at.isoformat(),
+        "server": server,
+        "data_only_tables": [baseline.qualified(s, n) for s, n in data_tables],
+        "snapshot": {"wal_lsn": wal_lsn, "txid_snapshot": txid_snapshot, "taken_at": taken_at.isoformat()},
+        "tools": {"pg_dump": dump_version, "gpg": gpg_version(), "zstd": _zstd_version(policy.compression)},
+        "compression": {"method": policy.compression.method.value, "level": policy.compression.level},
+        "encryption": {"mode": key.mode.value, "key_id": key.key_id, "cipher": "AES256"},
+        "baselines": baselines,
+        "dumps": [
+            {
+                "kind": r.kind.value,
+                "key": key_for(cluster, r.kind, backup_set_id, r.payload.name),
+                "payload": r.payload.to_dict(),
+                "verification": r.verification,
+                "seconds": round(r.seconds, 3),
+            }
+            for r in results
+        ],
+    }
+
+
+def _zstd_version(compression: CompressionPolicy) -> str | None:
+    if compression.method is not CompressionMethod.ZSTD:
+        return None
+    done = subprocess.run(["zstd", "--version"], capture_output=True, text=True, timeout=30)
+    words = done.stdout.replace(",", " ").split()
+    return next((w.lstrip("v") for w in words if w.startswith("v") and w[1:2].isdigit()), done.stdout.strip())
+
+
+def _delete_quietly(store: Store, keys: list[str]) -> None:
+    for key in keys:
+        try:
+            if store.exists(key):
+                store.delete(key)
+                log.info("removed %s left by the failed run", store.describe(key))
+        except HmsDrError as exc:
+            log.warning("could not remove %s (retention will): %s", store.describe(key), exc)
