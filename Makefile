@@ -41,7 +41,7 @@ airflow: sandbox
 
 test: venv
 	$(PY) -m mypy --config-file mypy.ini plugins/hms_dr
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test-unit: venv
 	$(PY) -m pytest tests/unit -q

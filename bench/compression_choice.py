@@ -20,7 +20,6 @@ Writes bench/results/<date>-compression-choice.md.
 from __future__ import annotations
 
 import argparse
-import logging
 import shlex
 import subprocess
 import sys

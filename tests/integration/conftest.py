@@ -45,6 +45,27 @@ def sandbox(worker_id: str) -> Iterator[Any]:
         stop_sandbox(state_dir=state_dir)
 
 
+@pytest.fixture(scope="module")
+def scratch_cluster(worker_id: str) -> Iterator[str]:
+    """A throw-away PostgreSQL 15 cluster of its own (not the sandbox's): its superuser DSN."""
+    import secrets
+    import shutil
+    import uuid
+
+    from hms_dr.sandbox.cluster import LocalCluster, free_port
+
+    base = worker_state_dir(worker_id).parent / f"scratch-{uuid.uuid4().hex[:8]}"
+    cluster = LocalCluster(base / "data", free_port(), base / "log" / "server.log", base / "sockets")
+    password = secrets.token_urlsafe(24)
+    cluster.init(password, data_checksums=False, conf={"fsync": "off"})
+    cluster.start()
+    try:
+        yield cluster.dsn("postgres", password)
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def primary_store(sandbox: Any) -> Any:
     from hms_dr.store import open_store

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from typing import Any, Iterator
 
+import psutil
 import pytest
 
 from hms_dr.sandbox.cluster import free_port
@@ -49,19 +49,24 @@ def test_unreachable_store_is_retried_then_fails_with_no_manifest(
 
 
 def test_pg_dump_killed_mid_run_leaves_no_set_and_no_payload(
-    dag_runner: Any, primary_store: Any, store_snapshot: set[str]
+    dag_runner: Any, sandbox: Any, primary_store: Any, store_snapshot: set[str]
 ) -> None:
     killed: list[int] = []
     stop = threading.Event()
+    # Only a pg_dump of THIS sandbox (another test worker may be dumping its own right now).
+    our_port = str(sandbox.pg_port)
 
     def kill_first_pg_dump() -> None:
         while not stop.is_set() and not killed:
-            found = subprocess.run(["pgrep", "-f", "pg_dump .*--snapshot="], capture_output=True, text=True).stdout.split()
-            for pid in found:
+            for process in psutil.process_iter(["name", "cmdline"]):
                 try:
-                    os.kill(int(pid), signal.SIGKILL)
-                    killed.append(int(pid))
-                except ProcessLookupError:
+                    if process.info["name"] != "pg_dump" or "--format=c" not in (process.info["cmdline"] or []):
+                        continue
+                    if process.environ().get("PGPORT") != our_port:
+                        continue
+                    process.send_signal(signal.SIGKILL)
+                    killed.append(process.pid)
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
             time.sleep(0.01)
 

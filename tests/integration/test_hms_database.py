@@ -4,15 +4,8 @@ the backup role read access without superuser rights."""
 from __future__ import annotations
 
 import logging
-import os
-import pwd
 import secrets
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -24,7 +17,6 @@ from hms_dr.sandbox.hmsdb import TABLES, VIEWS, create_hms_database, drop_hms_da
 
 pytestmark = pytest.mark.integration
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SCALE_MB = 20
 DATABASE = "hospital_management"
 REQUIRED_TABLES = (
@@ -59,61 +51,6 @@ EXPECTED_FOREIGN_KEYS = {
 }
 
 
-# ---------------------------------------------------------------- private throwaway cluster
-# TODO(lead): replace with the shared cluster fixture (hms_dr.sandbox.cluster) once it settles.
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _as_server_user(argv: list[str]) -> list[str]:
-    # initdb and pg_ctl refuse to run as root: run them as the postgres OS user instead.
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
-
-
-def _run(argv: list[str]) -> None:
-    env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
-    done = subprocess.run(_as_server_user(argv), capture_output=True, text=True, env=env, timeout=120, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{Path(argv[0]).name} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
-
-
-@pytest.fixture(scope="module")
-def _superuser_dsn() -> Iterator[str]:
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"PostgreSQL 15 server binaries not found in {PG_BIN}")
-    # Not pytest's tmp_path: it lives under a 0700 directory the postgres user cannot traverse.
-    base = Path(tempfile.mkdtemp(prefix="hms-db-test-", dir="/tmp"))
-    base.chmod(0o755)
-    password = secrets.token_urlsafe(24)
-    pwfile = base / "superuser.pw"
-    pwfile.write_text(password + "\n", encoding="utf-8")
-    pwfile.chmod(0o600)
-    if os.geteuid() == 0:
-        server = pwd.getpwnam("postgres")
-        for path in (base, pwfile):
-            os.chown(path, server.pw_uid, server.pw_gid)
-    data_dir, log_file, port = base / "data", base / "server.log", _free_port()
-    _run([str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=scram-sha-256",
-          f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"])
-    pwfile.unlink()
-    options = f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base} -c fsync=off"
-    try:
-        _run([str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-w", "-t", "60", "-o", options, "start"])
-    except RuntimeError:
-        shutil.rmtree(base, ignore_errors=True)
-        raise
-    try:
-        yield make_conninfo(host="127.0.0.1", port=port, user="postgres", password=password, dbname="postgres")
-    finally:
-        try:
-            _run([str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"])
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
-
-
 # ---------------------------------------------------------------- HMS database under test
 
 @pytest.fixture(scope="module")
@@ -122,13 +59,13 @@ def passwords() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def hms(_superuser_dsn: str, passwords: dict[str, str]) -> dict[str, object]:
-    return create_hms_database(_superuser_dsn, database=DATABASE, scale_mb=SCALE_MB, passwords=passwords)
+def hms(scratch_cluster: str, passwords: dict[str, str]) -> dict[str, object]:
+    return create_hms_database(scratch_cluster, database=DATABASE, scale_mb=SCALE_MB, passwords=passwords)
 
 
 @pytest.fixture()
-def conn(_superuser_dsn: str, hms: dict[str, object]) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-    with psycopg.connect(make_conninfo(_superuser_dsn, dbname=DATABASE), autocommit=True) as connection:
+def conn(scratch_cluster: str, hms: dict[str, object]) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    with psycopg.connect(make_conninfo(scratch_cluster, dbname=DATABASE), autocommit=True) as connection:
         yield connection
 
 
@@ -200,25 +137,25 @@ def test_views_never_read_the_clock(conn: psycopg.Connection[tuple[object, ...]]
 
 
 def test_same_scale_gives_identical_data_in_another_database(
-    _superuser_dsn: str, passwords: dict[str, str], conn: psycopg.Connection[tuple[object, ...]]
+    scratch_cluster: str, passwords: dict[str, str], conn: psycopg.Connection[tuple[object, ...]]
 ) -> None:
     second = "hms_determinism_check"
-    drop_hms_database(_superuser_dsn, second)
+    drop_hms_database(scratch_cluster, second)
     try:
-        create_hms_database(_superuser_dsn, database=second, scale_mb=SCALE_MB, passwords=passwords)
-        with psycopg.connect(make_conninfo(_superuser_dsn, dbname=second), autocommit=True) as other:
+        create_hms_database(scratch_cluster, database=second, scale_mb=SCALE_MB, passwords=passwords)
+        with psycopg.connect(make_conninfo(scratch_cluster, dbname=second), autocommit=True) as other:
             for relation, key in (("patients", "id"), ("billing", "id"), ("payments", "id"),
                                   ("audit_log", "id"), ("v_patient_summary", "patient_id")):
                 assert _fingerprint(other, relation, key) == _fingerprint(conn, relation, key), relation
     finally:
-        drop_hms_database(_superuser_dsn, second)
+        drop_hms_database(scratch_cluster, second)
 
 
 def test_loading_again_changes_nothing_and_logs_no_password(
-    _superuser_dsn: str, passwords: dict[str, str], hms: dict[str, object], caplog: pytest.LogCaptureFixture
+    scratch_cluster: str, passwords: dict[str, str], hms: dict[str, object], caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.DEBUG):
-        again = create_hms_database(_superuser_dsn, database=DATABASE, scale_mb=SCALE_MB, passwords=passwords)
+        again = create_hms_database(scratch_cluster, database=DATABASE, scale_mb=SCALE_MB, passwords=passwords)
     assert again["loaded"] is False
     assert again["row_counts"] == hms["row_counts"]
     assert again["scale_mb"] == SCALE_MB
@@ -250,8 +187,8 @@ def test_roles_have_the_right_attributes(conn: psycopg.Connection[tuple[object, 
     assert db_owner == ("hms_admin",)
 
 
-def test_hms_backup_reads_every_table_but_is_no_superuser(_superuser_dsn: str, passwords: dict[str, str], hms: dict[str, object]) -> None:
-    dsn = make_conninfo(_superuser_dsn, user="hms_backup", password=passwords["hms_backup"], dbname=DATABASE)
+def test_hms_backup_reads_every_table_but_is_no_superuser(scratch_cluster: str, passwords: dict[str, str], hms: dict[str, object]) -> None:
+    dsn = make_conninfo(scratch_cluster, user="hms_backup", password=passwords["hms_backup"], dbname=DATABASE)
     with psycopg.connect(dsn) as backup:
         assert backup.execute("SHOW is_superuser").fetchone() == ("off",)
         for relation in TABLES + VIEWS:
@@ -262,8 +199,8 @@ def test_hms_backup_reads_every_table_but_is_no_superuser(_superuser_dsn: str, p
         backup.rollback()
 
 
-def test_application_inserts_continue_after_the_generated_ids(_superuser_dsn: str, passwords: dict[str, str], hms: dict[str, object]) -> None:
-    dsn = make_conninfo(_superuser_dsn, user="hms_admin", password=passwords["hms_admin"], dbname=DATABASE)
+def test_application_inserts_continue_after_the_generated_ids(scratch_cluster: str, passwords: dict[str, str], hms: dict[str, object]) -> None:
+    dsn = make_conninfo(scratch_cluster, user="hms_admin", password=passwords["hms_admin"], dbname=DATABASE)
     with psycopg.connect(dsn) as admin:
         for table in TABLES:
             row = admin.execute(
@@ -281,16 +218,16 @@ def test_application_inserts_continue_after_the_generated_ids(_superuser_dsn: st
         admin.rollback()
 
 
-def test_refuses_to_load_into_a_database_it_does_not_own(_superuser_dsn: str, passwords: dict[str, str]) -> None:
+def test_refuses_to_load_into_a_database_it_does_not_own(scratch_cluster: str, passwords: dict[str, str]) -> None:
     foreign = "hms_not_owned_by_hms_admin"
-    with psycopg.connect(_superuser_dsn, autocommit=True) as admin:
+    with psycopg.connect(scratch_cluster, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(foreign)))
         admin.execute(sql.SQL("CREATE DATABASE {} OWNER postgres").format(sql.Identifier(foreign)))
     try:
         with pytest.raises(PreflightFailed, match="owned by postgres"):
-            create_hms_database(_superuser_dsn, database=foreign, scale_mb=SCALE_MB, passwords=passwords)
+            create_hms_database(scratch_cluster, database=foreign, scale_mb=SCALE_MB, passwords=passwords)
     finally:
-        drop_hms_database(_superuser_dsn, foreign)
+        drop_hms_database(scratch_cluster, foreign)
 
 
 def test_missing_password_is_refused_before_touching_the_cluster() -> None:

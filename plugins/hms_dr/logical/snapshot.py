@@ -82,10 +82,12 @@ def take_logical_backup(
             check_encryption_key(home, key)  # imports the public key into this private gpg home
             encryption = encrypt_stage(home, key)
             for spec in dump_specs(policy):
-                expected = tuple(tables) if spec.kind is BackupKind.LOGICAL else ()
                 if spec.kind is BackupKind.DATA:
-                    expected = tuple(baseline.qualified(s, n) for s, n in data_tables)
-                spec = replace(spec, expect_table_data=expected)
+                    # pg_dump gets the names resolved in the snapshot, not the policy's spelling.
+                    qualified = tuple(baseline.qualified(s, n) for s, n in data_tables)
+                    spec = replace(spec, tables=qualified, expect_table_data=qualified)
+                elif spec.kind is BackupKind.LOGICAL:
+                    spec = replace(spec, expect_table_data=tuple(tables))
                 payload_key = key_for(cluster, spec.kind, backup_set_id, payload_name(spec, policy.compression))
                 stored_keys.append(payload_key)
                 results.append(
