@@ -110,40 +110,6 @@ def server_version(conn: Any) -> str:
         return str(connection.execute("SELECT version()").fetchone()[0])
 
 
-def work_around_checked_reader_eof() -> str | None:
-    """Engine bug (plugins/hms_dr/streams.py, CheckedReader.read): a read after end-of-stream
-    raises ``ValueError: read of closed file`` instead of returning b"". S3Store._put_multipart
-    reads again after the short last part, so every payload over one part (32 MiB) fails. If the
-    bug is present, patch CheckedReader.read in THIS process only (EOF becomes sticky; no cost)
-    and return a note for the results; return None when the engine is already fixed.
-    """
-    from hms_dr import streams
-
-    with streams.Pipeline([streams.Stage("printf", ["printf", "x"])]) as pipeline:
-        pipeline.output.read(16)
-        pipeline.output.read(16)
-        try:
-            pipeline.output.read(16)
-            return None
-        except ValueError:
-            pass
-    original = streams.CheckedReader.read
-
-    def read(self: Any, size: int = -1) -> bytes:
-        if getattr(self, "_bench_at_eof", False):
-            return b""
-        chunk = original(self, size)
-        if not chunk and size != 0:
-            self._bench_at_eof = True
-        return chunk
-
-    streams.CheckedReader.read = read  # type: ignore[method-assign]
-    note = ("engine bug worked around in the bench process: streams.CheckedReader.read raises ValueError on a read "
-            "after EOF, which S3Store._put_multipart does for every payload > 32 MiB; the bench made EOF sticky")
-    print("WARNING: " + note)
-    return note
-
-
 # -- the machine -------------------------------------------------------------------------------
 
 
@@ -303,10 +269,10 @@ class CpuSampler:
             try:
                 times = proc.cpu_times()
                 key = ("proc", proc.pid, proc.create_time())
-                label = self._labels.get(key) or _process_label(proc, self.moto_pid, self.postmaster_pid)
+                proc_label = self._labels.get(key) or _process_label(proc, self.moto_pid, self.postmaster_pid)
             except psutil.Error:
                 continue
-            seen.append((key, label, times.user + times.system))
+            seen.append((key, proc_label, times.user + times.system))
         with self._lock:
             for key, label, cpu in seen:
                 if key in self._last and cpu < self._last[key]:

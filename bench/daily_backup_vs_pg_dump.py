@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,20 +140,7 @@ def run_pipeline(conn: Any, sandbox: Any, policy: Any, store: Any, capture: _Cap
         readback = [publish.verify_stored_payload(store, d["key"], Payload.from_dict(d["payload"])) for d in result["dumps"]]
         t2 = time.monotonic()
         producer = {"dag_id": "bench", "run_id": "bench"}
-        if hasattr(logical, "publish_logical_sets"):  # what the publish_manifests task calls
-            logical.publish_logical_sets(store, result, producer)
-        else:  # exports first, the whole-database set last, as publish_manifests did
-            for dump in sorted(result["dumps"], key=lambda d: d["kind"] == BackupKind.LOGICAL.value):
-                publish.publish_set(
-                    store,
-                    kind=BackupKind(dump["kind"]),
-                    cluster=result["cluster"],
-                    backup_set_id=result["backup_set_id"],
-                    started_at=datetime.fromisoformat(result["started_at"]),
-                    finished_at=datetime.fromisoformat(result["finished_at"]),
-                    payloads=[Payload.from_dict(dump["payload"])],
-                    extra={**logical.manifest_extra(result, dump), "producer": producer},
-                )
+        logical.publish_logical_sets(store, result, producer)  # what the publish_manifests task calls
         t3 = time.monotonic()
         phases.update(dump_step=t1 - t0, readback=t2 - t1, publish=t3 - t2)
         out.update(result=result, readback=readback)
@@ -208,7 +194,6 @@ def main() -> int:
     from hms_dr.policy import load_policy
     from hms_dr.store import open_store
 
-    workaround = benchlib.work_around_checked_reader_eof()
     sandbox = benchlib.start_bench_sandbox(args.scale_mb)
     try:
         conn = benchlib.backup_connection(sandbox)
@@ -262,8 +247,6 @@ def main() -> int:
     body += ("\nBaselines measured alone afterwards (same queries, no dump running): "
              + ", ".join(f"{k} {v:.1f} s" for k, v in baselines_alone.items())
              + f"; inside the pipeline, concurrent with the dumps, they took {median([r['baselines'] or 0 for r in pipe_runs]):.1f} s (median).\n")
-    if workaround:
-        body += "\nNote: " + workaround + ".\n"
     print()
     print(body)
     benchlib.write_results(NAME, "Daily logical backup vs bare pg_dump", machine, pg_version,

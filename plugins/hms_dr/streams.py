@@ -217,12 +217,18 @@ class CheckedReader:
     def __init__(self, raw: IO[bytes], pipeline: Pipeline) -> None:
         self._raw = raw
         self._pipeline = pipeline
+        self._ended = False
 
     def read(self, size: int = -1) -> bytes:
+        # Readers (the S3 multipart loop among them) may ask again after the end: keep answering
+        # b"" once the pipeline has been checked, like any file at EOF.
+        if self._ended:
+            return b""
         chunk = self._raw.read(size)
         if not chunk and size != 0:
             self._raw.close()
             self._pipeline.finish()
+            self._ended = True
         return chunk
 
     def readable(self) -> bool:

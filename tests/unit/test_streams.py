@@ -66,3 +66,10 @@ def test_leaving_the_block_with_an_error_kills_every_stage() -> None:
         with Pipeline([Stage("sleeper", ["sleep", "30"])]) as pipeline:
             raise RuntimeError("upload failed")
     assert all(p.process.poll() is not None for p in pipeline._processes)
+
+
+def test_reading_again_after_the_end_keeps_returning_nothing() -> None:
+    pipeline = Pipeline([Stage("printf", ["printf", "abc"])])
+    assert read_all(pipeline) == b"abc"
+    assert pipeline.output.read(10) == b""
+    assert pipeline.output.read() == b""

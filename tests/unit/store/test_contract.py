@@ -182,6 +182,29 @@ def test_multi_part_payload_streams_from_a_pipe_and_round_trips(h: Harness) -> N
     assert len(seen) <= LARGE // PART + 2
 
 
+def test_multi_part_payload_streams_from_a_pipeline_of_programs(h: Harness) -> None:
+    # The daily backup stores a Pipeline's CheckedReader: several parts, then EOF read more than once.
+    from hms_dr.streams import Pipeline, Stage
+
+    data = os.urandom(LARGE)
+    with Pipeline([Stage("cat", ["cat"])], source=io.BytesIO(data)) as pipeline:
+        result = h.store.put(KEY, pipeline.output)  # type: ignore[arg-type]
+    assert (result.size_bytes, result.sha256) == (LARGE, sha256(data))
+    assert sha256(h.store.get_bytes(KEY)) == sha256(data)
+
+
+def test_a_failed_pipeline_stores_nothing(h: Harness) -> None:
+    from hms_dr.errors import ToolFailed
+    from hms_dr.streams import Pipeline, Stage
+
+    data = os.urandom(LARGE)
+    failing = Stage("dies-late", ["sh", "-c", "cat; exit 3"])
+    with pytest.raises(ToolFailed):
+        with Pipeline([failing], source=io.BytesIO(data)) as pipeline:
+            h.store.put(KEY, pipeline.output)  # type: ignore[arg-type]
+    assert not h.store.exists(KEY)
+
+
 def test_put_bytes_reports_what_it_stored(h: Harness) -> None:
     result = h.store.put_bytes("a/manifest.json", b'{"format_version": 1}')
     assert result.sha256 == sha256(b'{"format_version": 1}')
