@@ -44,12 +44,26 @@ def qualified(schema: str, name: str) -> str:
 
 
 def list_tables(cursor: Any, schemas: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Tables in scope -> {"columns": [[name, type, not_null], ...], "relkind": "r"|"p"}."""
+    """Tables in scope -> {"columns": [[name, type, not_null], ...], "relkind": "r"|"p",
+    "primary_key": [column, ...] | None, "foreign_keys": [{"name", "columns", "references",
+    "referenced_columns"}, ...]}."""
     cursor.execute(sqlfiles.text("tables_in_scope"), {"schemas": list(schemas)})
-    return {
-        qualified(schema, table): {"columns": columns, "relkind": relkind}
+    tables: dict[str, dict[str, Any]] = {
+        qualified(schema, table): {"columns": columns, "relkind": relkind, "primary_key": None, "foreign_keys": []}
         for schema, table, relkind, columns in cursor.fetchall()
     }
+    cursor.execute(sqlfiles.text("table_keys"), {"schemas": list(schemas)})
+    for schema, table, kind, name, columns, ref_schema, ref_table, ref_columns in cursor.fetchall():
+        record = tables.get(qualified(schema, table))
+        if record is None:
+            continue
+        if kind == "p":
+            record["primary_key"] = columns
+        else:
+            record["foreign_keys"].append(
+                {"name": name, "columns": columns, "references": qualified(ref_schema, ref_table), "referenced_columns": ref_columns}
+            )
+    return tables
 
 
 def resolve_relations(cursor: Any, names: Sequence[str], *, purpose: str) -> list[tuple[str, str]]:
@@ -134,6 +148,8 @@ def diff_baselines(expected: Mapping[str, Any], observed: Mapping[str, Any]) -> 
             continue
         if [c[:2] for c in seen["columns"]] != [c[:2] for c in record["columns"]]:
             differences.append(f"table {name} has columns {seen['columns']}, baseline {record['columns']}")
+        if record.get("primary_key") != seen.get("primary_key"):
+            differences.append(f"table {name} has primary key {seen.get('primary_key')}, baseline {record.get('primary_key')}")
         if "rows" in record and seen.get("rows") != record["rows"]:
             differences.append(f"table {name} has {seen.get('rows')} rows, baseline {record['rows']}")
     for name in sorted(set(observed_tables) - set(expected_tables)):

@@ -22,6 +22,7 @@ from hms_dr.policy import EncryptionMode
 from hms_dr.streams import Stage
 
 CIPHER = "AES256"
+MAX_GPG_HOME_PARENT_CHARS = 64
 GPG = "gpg"
 
 
@@ -54,6 +55,10 @@ class KeyInfo:
 @contextmanager
 def gpg_home(parent: Path) -> Iterator[Path]:
     """A private GNUPGHOME under ``parent``, removed with its agent when the block ends."""
+    # gpg-agent's socket lives in the home directory and a Unix socket path is limited to ~107
+    # bytes: a deep staging directory would make every secret-key operation fail ("No agent").
+    if len(str(parent.absolute())) > MAX_GPG_HOME_PARENT_CHARS:
+        parent = Path(tempfile.gettempdir())
     parent.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="gnupg-", dir=parent))
     os.chmod(home, 0o700)

@@ -11,16 +11,14 @@ from typing import Any
 import psycopg
 
 from hms_dr import baseline
-from hms_dr.catalog import BackupSet, key_for
-from hms_dr.fetch import fetch_payload
+from hms_dr.catalog import BackupSet
+from hms_dr.restore import fetch_for_restore
 from hms_dr.pgtools import tool_path
 
 
 def fetch_plain(store: Any, backup_set: BackupSet, restore_key: Any, workdir: Path) -> Path:
-    payload = backup_set.manifest.payloads[0]
-    key = key_for(backup_set.manifest.cluster, backup_set.kind, backup_set.backup_set_id, payload.name)
-    workdir.mkdir(parents=True, exist_ok=True)
-    return fetch_payload(store, key, payload, restore_key, workdir / f"{uuid.uuid4().hex}.plain", staging_dir=workdir)
+    """The set's payload, proven against its manifest, decrypted and decompressed (engine code)."""
+    return fetch_for_restore(store, backup_set, restore_key, workdir).path
 
 
 def restore_into_new_database(sandbox: Any, archive: Path) -> str:

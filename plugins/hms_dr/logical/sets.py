@@ -33,7 +33,7 @@ def manifest_extra(result: Mapping[str, Any], dump: Mapping[str, Any]) -> dict[s
     else:
         kind_baselines = {
             **baselines,
-            "tables": {n: {"columns": t["columns"], "relkind": t["relkind"]} for n, t in baselines["tables"].items()},
+            "tables": {n: {k: v for k, v in t.items() if k != "rows"} for n, t in baselines["tables"].items()},
             "views": {},
         }
     extra: dict[str, Any] = {
