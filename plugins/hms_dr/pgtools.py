@@ -57,6 +57,12 @@ class ConnectionInfo:
             kwargs["sslmode"] = self.sslmode
         return kwargs
 
+    def libpq_dsn(self) -> str:
+        """A libpq key=value string (password included: hand it to a client, never to a log)."""
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(**{k: v for k, v in self.psycopg_kwargs().items() if k != "application_name"})  # type: ignore[arg-type]
+
     def with_database(self, dbname: str) -> ConnectionInfo:
         return ConnectionInfo(self.host, self.port, self.user, dbname, self.password, self.sslmode)
 

@@ -127,6 +127,7 @@ class DagRunner:
         env: Mapping[str, str] | None = None,
         timeout_s: float = 900,
         name: str = "variant",
+        conf: Mapping[str, Any] | None = None,
     ) -> DagRunOutcome:
         run_env = dict(self.env)
         if policy:
@@ -134,7 +135,8 @@ class DagRunner:
         run_env.update(env or {})
         before = self._latest_run_id(dag_id)
         done = subprocess.run(
-            [str(VENV_BIN / "airflow"), "dags", "test", dag_id], env=run_env, capture_output=True, text=True, timeout=timeout_s,
+            [str(VENV_BIN / "airflow"), "dags", "test", dag_id, *(["--conf", json.dumps(conf)] if conf else [])],
+            env=run_env, capture_output=True, text=True, timeout=timeout_s,
         )
         output = done.stdout + done.stderr
         run_id = self._latest_run_id(dag_id)

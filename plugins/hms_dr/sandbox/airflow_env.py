@@ -48,6 +48,20 @@ def _s3_connection(sandbox: Sandbox) -> str:
     )
 
 
+def _restore_target_connection(sandbox: Sandbox) -> dict[str, str]:
+    """hms_restore_target: the isolated restore-test server, as its superuser (it creates and
+    drops scratch databases there)."""
+    if sandbox.restore_target_port is None:
+        return {}
+    password = sandbox.secrets.role_passwords.get("restore_target_postgres")
+    return {
+        "AIRFLOW_CONN_HMS_RESTORE_TARGET": _connection(
+            conn_type="postgres", host="127.0.0.1", port=sandbox.restore_target_port,
+            login=SUPERUSER, password=password, schema="postgres",
+        )
+    }
+
+
 def build_airflow_env(sandbox: Sandbox) -> dict[str, str]:
     """Every variable airflow.env exports, by name."""
     paths = sandbox.paths
@@ -74,6 +88,7 @@ def build_airflow_env(sandbox: Sandbox) -> dict[str, str]:
             extra={"private_key": sandbox.secrets.gpg_secret_key},
         ),
         "AIRFLOW_CONN_HMS_ADMIN": _postgres_connection(sandbox, SUPERUSER),
+        **_restore_target_connection(sandbox),
     }
 
 

@@ -22,9 +22,9 @@ from hms_dr.manifest import BackupKind
 from hms_dr.policy import load_policy
 from hms_dr.sandbox.state import load_sandbox
 from hms_dr.store import open_store
+from hms_dr.units import human_bytes
 
 DAG_ID = "hms_daily_logical_backup"
-MIB = 1 << 20
 # A structlog console line of the engine: "<ts> [info     ] <message> [hms_dr.<module>] loc=..."
 ENGINE_LOG_LINE = re.compile(r"\[(?P<level>info|warning|error)\s*\] (?P<message>.*?) \[hms_dr[\w.]*\]")
 
@@ -78,7 +78,7 @@ def main() -> int:
         for payload in kind_set.manifest.payloads:
             say(
                 f"  {kind.value:8} {store.describe(key_for(policy.cluster.name, kind, manifest.backup_set_id, payload.name))}"
-                f"  {payload.size_bytes / MIB:8.2f} MiB stored ({(payload.plain_size_bytes or 0) / MIB:.2f} MiB before"
+                f"  {human_bytes(payload.size_bytes)} stored ({human_bytes(payload.plain_size_bytes or 0)} before"
                 f" compression), sha256 {payload.sha256[:16]}…"
             )
     say(f"  encryption: {manifest.body['encryption']['mode']} to {manifest.body['encryption']['key_id']}")

@@ -10,6 +10,7 @@ import logging
 import os
 import shlex
 import shutil
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,33 @@ def _start_postgres(paths: SandboxPaths, state: dict[str, Any], sandbox_secrets:
     cluster.start()
     postgres_state["pid"] = cluster.postmaster_pid()
     return cluster
+
+
+RESTORE_SUPERUSER_KEY = "restore_target_postgres"
+
+
+def _restore_cluster(paths: SandboxPaths, port: int) -> LocalCluster:
+    base = paths.state_dir / "pg" / "restore-target"
+    return LocalCluster(base / "data", port, base / "log" / "postgresql.log", base / "sockets")
+
+
+def _start_restore_target(paths: SandboxPaths, state: dict[str, Any], sandbox_secrets: SandboxSecrets) -> SandboxSecrets:
+    """A second cluster, isolated from production, where restore tests create scratch databases."""
+    target_state = state.setdefault("restore_target", {})
+    if RESTORE_SUPERUSER_KEY not in sandbox_secrets.role_passwords:
+        import secrets as token_source
+
+        passwords = {**sandbox_secrets.role_passwords, RESTORE_SUPERUSER_KEY: token_source.token_urlsafe(24)}
+        sandbox_secrets = replace(sandbox_secrets, role_passwords=passwords)
+        save_secrets(paths, sandbox_secrets)
+    cluster = _restore_cluster(paths, int(target_state.setdefault("port", free_port())))
+    if not cluster.is_initialized():
+        cluster.init(sandbox_secrets.role_passwords[RESTORE_SUPERUSER_KEY], data_checksums=True)
+        target_state["initialized_at"] = _now()
+        save_state(paths, state)
+    cluster.start()
+    target_state["pid"] = cluster.postmaster_pid()
+    return sandbox_secrets
 
 
 def _load_hms_database(cluster: LocalCluster, state: dict[str, Any], sandbox_secrets: SandboxSecrets, scale_mb: float) -> None:
@@ -182,6 +210,8 @@ def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50) -> Sandbo
     save_state(paths, state)
     _load_hms_database(cluster, state, sandbox_secrets, scale_mb)
     save_state(paths, state)
+    sandbox_secrets = _start_restore_target(paths, state, sandbox_secrets)
+    save_state(paths, state)
     _start_s3(paths, state, sandbox_secrets)
     save_state(paths, state)
     sandbox_secrets = _ensure_gpg_key(paths, state, sandbox_secrets)
@@ -209,6 +239,9 @@ def stop_sandbox(state_dir: Path | None = None) -> None:
     if "postgres" in state:
         LocalCluster(paths.data_dir, int(state["postgres"]["port"]), paths.pg_log_file, paths.socket_dir).stop()
         state["postgres"]["pid"] = None
+    if "restore_target" in state:
+        _restore_cluster(paths, int(state["restore_target"]["port"])).stop()
+        state["restore_target"]["pid"] = None
     if "s3" in state:
         MotoServer(int(state["s3"]["port"]), paths.s3_dir).stop()
         state["s3"]["pid"] = None
@@ -234,6 +267,11 @@ def sandbox_status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
     else:
         all_up = False
         lines.append("postgres   not created")
+    if "restore_target" in state:
+        target = _restore_cluster(paths, int(state["restore_target"]["port"]))
+        up = target.is_running()
+        all_up &= up
+        lines.append(f"restore    {'running' if up else 'stopped'}  127.0.0.1:{target.port}  (isolated restore-test server)")
     loaded = state.get("hms_database")
     lines.append(f"hms data   {'loaded at ' + str(loaded.get('scale_mb')) + ' MB on ' + str(loaded.get('loaded_at')) if loaded else 'not loaded'}")
     segments = [p for p in paths.spool_dir.iterdir() if not p.name.startswith(".")] if paths.spool_dir.is_dir() else []

@@ -135,6 +135,7 @@ class Sandbox:
     s3_port: int
     fingerprint: str
     secrets: SandboxSecrets = field(repr=False)
+    restore_target_port: int | None = None
     database: str = HMS_DATABASE
     primary_bucket: str = PRIMARY_BUCKET
     offsite_bucket: str = OFFSITE_BUCKET
@@ -245,6 +246,7 @@ def load_sandbox(state_dir: Path | None = None) -> Sandbox:
     return Sandbox(
         paths=paths,
         pg_port=int(state["postgres"]["port"]),
+        restore_target_port=int(state["restore_target"]["port"]) if "restore_target" in state else None,
         s3_port=int(state["s3"]["port"]),
         fingerprint=str(fingerprint),
         secrets=sandbox_secrets,

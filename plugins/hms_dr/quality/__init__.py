@@ -1,0 +1,89 @@
+"""Data quality of a restored database: does it hold exactly what the backup set's baselines say?
+
+``plan`` surveys the restored database and writes every check as a Great Expectations
+expectation; ``gxrun`` validates them in one GX run and builds the Data Docs; ``report`` turns
+the results into one row per check and writes ``summary.json`` and an offline ``report.html``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from hms_dr import baseline
+from hms_dr.errors import DatabaseUnavailable
+from hms_dr.quality.gxrun import connection_settings, run_plan
+from hms_dr.quality.plan import CheckKind, plan_checks, survey_database
+from hms_dr.quality.report import judge, write_report_html, write_summary
+
+log = logging.getLogger(__name__)
+
+# The runbook's smoke tests, as (name, SQL): names as an application would write them, unqualified.
+RUNBOOK_SMOKE_QUERIES: tuple[tuple[str, str], ...] = (
+    ("count of patients", "SELECT COUNT(*) FROM patients"),
+    ("first patient summaries", "SELECT * FROM v_patient_summary LIMIT 5"),
+)
+
+__all__ = ["RUNBOOK_SMOKE_QUERIES", "CheckKind", "check_restored_database"]
+
+
+def check_restored_database(
+    dsn: str,
+    baselines: Mapping[str, Any],
+    *,
+    report_dir: Path,
+    backup_set_id: str,
+    smoke_queries: Sequence[tuple[str, str]] = RUNBOOK_SMOKE_QUERIES,
+) -> dict[str, Any]:
+    """Check the restored database against the baselines; a failed check is reported, not raised.
+
+    :param dsn: libpq key=value connection string of the restored database.
+    :param baselines: the manifest's ``baselines`` (see ``hms_dr.baseline``).
+    :param report_dir: where ``summary.json``, ``report.html`` and the Data Docs (``data_docs/``) go.
+    :returns: ``backup_set_id``, ``passed``, ``checks`` (one row per check), ``failed`` (their
+        messages), ``data_docs`` (the Data Docs index page) and ``seconds``.
+    :raises DatabaseUnavailable: the restored database cannot be reached.
+    """
+    started = time.monotonic()
+    from psycopg.conninfo import conninfo_to_dict
+
+    conninfo = {key: str(value) for key, value in conninfo_to_dict(dsn).items() if value is not None}
+    with _connect(conninfo) as connection, connection.cursor() as cursor:
+        survey = survey_database(cursor, baselines)
+    plan = plan_checks(baselines, survey, smoke_queries)
+    settings = baselines.get("session_settings") or baseline.FINGERPRINT_SESSION_SETTINGS
+    url, connect_args = connection_settings(conninfo, settings)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    results, docs_index = run_plan(plan, url, connect_args, report_dir / "data_docs", run_name=f"restore test {backup_set_id}")
+
+    checks = [judge(check, results.get(index)) for index, check in enumerate(plan.checks)]
+    failed = [check["message"] for check in checks if not check["passed"]]
+    summary: dict[str, Any] = {
+        "backup_set_id": backup_set_id,
+        "passed": not failed,
+        "checks": checks,
+        "failed": failed,
+        "data_docs": str(docs_index) if docs_index else None,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    write_summary(summary, report_dir)
+    write_report_html(summary, report_dir)
+    log.info("restore test of %s: %d checks, %d failed, in %.1f s; report %s", backup_set_id, len(checks),
+             len(failed), summary["seconds"], report_dir / "report.html")
+    for message in failed:
+        log.warning("restore test of %s: %s", backup_set_id, message)
+    return summary
+
+
+def _connect(conninfo: Mapping[str, str]) -> Any:
+    import psycopg
+
+    where = f"{conninfo.get('user', '')}@{conninfo.get('host', '')}:{conninfo.get('port', '')}/{conninfo.get('dbname', '')}"
+    try:
+        return psycopg.connect(autocommit=True, **{"connect_timeout": "10", **conninfo})  # type: ignore[arg-type]
+    except psycopg.OperationalError as exc:
+        text = str(exc).strip()
+        raise DatabaseUnavailable(f"cannot connect to the restored database {where}: "
+                                  f"{text.splitlines()[0] if text else type(exc).__name__}") from None

@@ -1,0 +1,249 @@
+"""The plan of a restore check: which relations the restored database has, and every check the
+baselines call for, each written as a Great Expectations expectation (class name and kwargs) on
+a named data asset. Planning is pure once the survey of the restored database is taken.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Mapping, Sequence
+
+from hms_dr import baseline, sqlfiles
+
+# A Great Expectations expectation that passes when its query returns no row; see gxrun.
+NO_ROWS_EXPECTATION = "ExpectQueryToReturnNoRows"
+
+CATALOG_ASSET = "restored_catalog"
+
+
+class CheckKind(str, Enum):
+    COLUMNS = "columns"
+    ROW_COUNT = "row_count"
+    PRIMARY_KEY_NOT_NULL = "primary_key_not_null"
+    PRIMARY_KEY_UNIQUE = "primary_key_unique"
+    FOREIGN_KEY = "foreign_key"
+    VIEW_ROWS = "view_rows"
+    SMOKE_QUERY = "smoke_query"
+
+
+@dataclass(frozen=True)
+class AssetSpec:
+    """A GX data asset: a whole table, or the rows of a query."""
+
+    name: str
+    table: tuple[str, str] | None = None
+    query: str | None = None
+
+
+@dataclass(frozen=True)
+class PlannedCheck:
+    """One check of the report; ``expectation`` is None when the survey already decided it."""
+
+    kind: CheckKind
+    target: str
+    expected: Any
+    asset: str | None = None
+    expectation: str | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    # What a message needs beyond target and expected (a constraint name, column lists, ...).
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What the restored database holds of the baseline's relations, before any data is read."""
+
+    present_tables: frozenset[str]
+    present_views: frozenset[str]
+    view_queries: Mapping[str, str]
+    parents: frozenset[str] = frozenset()  # tables with partitions or inheritance children
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    assets: tuple[AssetSpec, ...]
+    checks: tuple[PlannedCheck, ...]
+    parameters: Mapping[str, Any]
+
+
+def split_name(qualified: str) -> tuple[str, str]:
+    schema, _, name = qualified.partition(".")
+    return schema, name
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_relation(qualified: str) -> str:
+    return ".".join(quote_ident(part) for part in split_name(qualified))
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def for_text_clause(sql: str) -> str:
+    """SQLAlchemy's text() reads ``:word`` as a bind parameter, even inside a literal; escape it."""
+    return re.sub(r"(?<!:):(?=\w)", r"\\:", sql)
+
+
+def for_format(sql: str) -> str:
+    """GX fills ``{batch}`` with str.format: literal braces are doubled."""
+    return sql.replace("{", "{{").replace("}", "}}")
+
+
+def survey_database(cursor: Any, baselines: Mapping[str, Any]) -> Survey:
+    """Which baseline tables and views exist in the restored database (one catalog query)."""
+    from psycopg import sql
+
+    tables = list(baselines.get("tables", {}))
+    views = list(baselines.get("views", {}))
+    names = tables + views
+    cursor.execute(
+        "SELECT name, oid IS NOT NULL, EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = oid)"
+        " FROM (SELECT name, to_regclass(quote_ident(split_part(name, '.', 1)) || '.'"
+        " || quote_ident(substr(name, strpos(name, '.') + 1))) AS oid FROM unnest(%s::text[]) AS name) AS relations",
+        (names,),
+    )
+    found = cursor.fetchall()
+    present = {name for name, exists, _ in found if exists}
+    parents = frozenset(name for name, _, has_children in found if has_children)
+    view_queries = {}
+    for name in views:
+        schema, view = split_name(name)
+        composed = sql.SQL(sqlfiles.text("relation_fingerprint")).format(relation=sql.Identifier(schema, view))
+        view_queries[name] = composed.as_string(cursor.connection)
+    return Survey(frozenset(t for t in tables if t in present), frozenset(v for v in views if v in present),
+                  view_queries, parents)
+
+
+def plan_checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Sequence[tuple[str, str]]) -> CheckPlan:
+    """Every check the baselines call for, in report order: tables, views, smoke queries."""
+    tables: Mapping[str, Mapping[str, Any]] = baselines.get("tables", {})
+    assets: list[AssetSpec] = []
+    checks: list[PlannedCheck] = []
+    parameters: dict[str, Any] = {}
+    if tables:
+        assets.append(AssetSpec(CATALOG_ASSET, query=_catalog_query(tables)))
+    for name, record in sorted(tables.items()):
+        checks.append(_columns_check(name, record))
+        if name not in survey.present_tables:
+            checks.append(PlannedCheck(CheckKind.ROW_COUNT, name, record.get("rows"), detail={"missing": True}))
+            continue
+        asset = name
+        if name in survey.parents:
+            # ONLY, as baseline.count_rows counts: a partitioned table's rows are its partitions', and
+            # an inheritance parent's are not its children's; each is a baseline table of its own.
+            # (Not for every table: GX reads a query asset's whole result to learn its columns.)
+            assets.append(AssetSpec(asset, query=for_text_clause(f"SELECT * FROM ONLY {quote_relation(name)}")))
+        else:
+            assets.append(AssetSpec(asset, table=split_name(name)))
+        parameter = re.sub(r"\W+", "_", f"rows of {name}")  # GX parameters are identifiers
+        parameters[parameter] = record.get("rows")
+        checks.append(PlannedCheck(CheckKind.ROW_COUNT, name, record.get("rows"), asset,
+                                   "ExpectTableRowCountToEqual", {"value": {"$PARAMETER": parameter}}))
+        checks.extend(_key_checks(name, record, asset))
+    for name, record in sorted(baselines.get("views", {}).items()):
+        checks.append(_view_check(name, record, baselines, survey, assets))
+    for number, (label, query) in enumerate(smoke_queries, start=1):
+        asset = f"smoke_query_{number}"
+        assets.append(AssetSpec(asset, query=for_text_clause(query.strip().rstrip(";"))))
+        checks.append(PlannedCheck(CheckKind.SMOKE_QUERY, label, "runs", asset, "ExpectTableRowCountToBeBetween",
+                                   {"min_value": 0}, {"sql": query}))
+    return CheckPlan(tuple(assets), tuple(checks), parameters)
+
+
+def _catalog_query(tables: Mapping[str, Any]) -> str:
+    schemas = sorted({split_name(name)[0] for name in tables})
+    return for_text_clause(
+        "SELECT n.nspname || '.' || c.relname AS relation, a.attnum AS column_number,"
+        " a.attname AS column_name, format_type(a.atttypid, a.atttypmod) AS column_type"
+        " FROM pg_catalog.pg_attribute AS a, pg_catalog.pg_class AS c, pg_catalog.pg_namespace AS n"
+        " WHERE c.oid = a.attrelid AND n.oid = c.relnamespace AND c.relkind IN ('r', 'p')"
+        " AND a.attnum > 0 AND NOT a.attisdropped"
+        f" AND n.nspname IN ({', '.join(quote_literal(s) for s in schemas)})"
+    )
+
+
+def _columns_check(name: str, record: Mapping[str, Any]) -> PlannedCheck:
+    expected = [[column[0], column[1]] for column in record["columns"]]
+    expected_json = json.dumps(expected, ensure_ascii=False)
+    # jsonb equality compares the lists element by element: names and types, in order.
+    query = (
+        "SELECT observed FROM (SELECT (SELECT json_agg(json_build_array(column_name, column_type)"
+        f" ORDER BY column_number) FROM {{batch}} WHERE relation = {_safe_literal(name)}) AS observed) AS catalog"
+        f" WHERE observed::jsonb IS DISTINCT FROM CAST({_safe_literal(expected_json)} AS jsonb)"
+    )
+    return PlannedCheck(CheckKind.COLUMNS, name, expected, CATALOG_ASSET, NO_ROWS_EXPECTATION,
+                        {"unexpected_rows_query": query, "description": f"table {name} has its baseline columns"})
+
+
+def _key_checks(name: str, record: Mapping[str, Any], asset: str) -> list[PlannedCheck]:
+    checks: list[PlannedCheck] = []
+    key: Sequence[str] | None = record.get("primary_key")
+    if key:
+        key_text = f"({', '.join(key)})"
+        for column in key:
+            checks.append(PlannedCheck(CheckKind.PRIMARY_KEY_NOT_NULL, f"{name} ({column})", 0, asset,
+                                       "ExpectColumnValuesToNotBeNull", {"column": column}, {"table": name, "key": key_text}))
+        unique: tuple[str, dict[str, Any]] = (
+            ("ExpectColumnValuesToBeUnique", {"column": key[0]}) if len(key) == 1
+            else ("ExpectCompoundColumnsToBeUnique", {"column_list": list(key)})
+        )
+        checks.append(PlannedCheck(CheckKind.PRIMARY_KEY_UNIQUE, f"{name} {key_text}", 0, asset, *unique,
+                                   detail={"table": name, "key": key_text}))
+    for fk in record.get("foreign_keys", []):
+        checks.append(_foreign_key_check(name, fk, asset))
+    return checks
+
+
+def _foreign_key_check(name: str, fk: Mapping[str, Any], asset: str) -> PlannedCheck:
+    columns, referenced = list(fk["columns"]), list(fk["referenced_columns"])
+    # MATCH SIMPLE, as PostgreSQL checks it: a row with any NULL key column references nothing.
+    not_null = " AND ".join(f"child.{_safe_ident(c)} IS NOT NULL" for c in columns)
+    match = " AND ".join(f"parent.{_safe_ident(p)} = child.{_safe_ident(c)}" for c, p in zip(columns, referenced))
+    query = (
+        f"SELECT count(*) AS orphan_rows FROM (SELECT * FROM {{batch}}) AS child WHERE {not_null}"
+        f" AND NOT EXISTS (SELECT 1 FROM {for_format(for_text_clause(quote_relation(fk['references'])))} AS parent"
+        f" WHERE {match}) HAVING count(*) > 0"
+    )
+    detail = {"table": name, "constraint": fk["name"], "columns": columns, "references": fk["references"],
+              "referenced_columns": referenced}
+    return PlannedCheck(CheckKind.FOREIGN_KEY, f"{name} {fk['name']}", 0, asset, NO_ROWS_EXPECTATION,
+                        {"unexpected_rows_query": query, "description": f"foreign key {fk['name']} of {name} holds"}, detail)
+
+
+def _view_check(name: str, record: Mapping[str, Any], baselines: Mapping[str, Any], survey: Survey,
+                assets: list[AssetSpec]) -> PlannedCheck:
+    expected = {"rows": record["rows"], "fingerprint": record["fingerprint"]}
+    method = baselines.get("fingerprint_method", baseline.FINGERPRINT_METHOD)
+    if method != baseline.FINGERPRINT_METHOD:
+        return PlannedCheck(CheckKind.VIEW_ROWS, name, expected, detail={"unknown_method": method})
+    if name not in survey.present_views:
+        return PlannedCheck(CheckKind.VIEW_ROWS, name, expected, detail={"missing": True})
+    asset = name
+    # The digest baseline.fingerprint_digest computes in Python, here in SQL, over the very query
+    # baseline.fingerprint_relation runs: equal rows give a byte-for-byte equal fingerprint.
+    digest_input = f"{quote_literal(baseline.FINGERPRINT_METHOD + ':')} || row_count || ':' || hash_sum_high || ':' || hash_sum_low"
+    assets.append(AssetSpec(asset, query=for_text_clause(
+        f"SELECT row_count, encode(sha256(convert_to({digest_input}, 'UTF8')), 'hex') AS fingerprint"
+        f" FROM ({survey.view_queries[name]}\n) AS measured"
+    )))
+    query = (
+        f"SELECT row_count, fingerprint FROM {{batch}} WHERE row_count <> {int(record['rows'])}"
+        f" OR fingerprint <> {_safe_literal(str(record['fingerprint']))}"
+    )
+    return PlannedCheck(CheckKind.VIEW_ROWS, name, expected, asset, NO_ROWS_EXPECTATION,
+                        {"unexpected_rows_query": query, "description": f"view {name} gives its baseline rows"})
+
+
+def _safe_literal(text: str) -> str:
+    return for_format(for_text_clause(quote_literal(text)))
+
+
+def _safe_ident(name: str) -> str:
+    return for_format(for_text_clause(quote_ident(name)))

@@ -1,0 +1,191 @@
+"""Task callables of hms_restore_test: choose a set, restore it into a scratch database on the
+isolated restore server, check it against the set's baselines, publish the report, tear down.
+
+RTO is measured from the start of the fetch to the end of the checks, wall clock, so the time
+between tasks counts too: that is what an operator would wait in a real restore.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import get_current_context, task
+
+from hms_dr import restore
+from hms_dr.catalog import find_set, key_for
+from hms_dr.errors import ParamInvalid, QualityCheckFailed
+from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
+from hms_dr.pgtools import ConnectionInfo
+from hms_dr.policy import load_policy
+from hms_dr.publish import publish_set
+from hms_dr.tasks.assets import RESTORE_TESTS
+from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
+from hms_dr.tasks.failures import engine_errors_decide_retry
+
+log = logging.getLogger(__name__)
+
+RESTORE_TARGET_CONNECTION = "hms_restore_target"
+BACKUP_ID = re.compile(r"^(latest|\d{8}T\d{6}Z)$")
+
+
+def _restore_admin() -> ConnectionInfo:
+    return database_connection(RESTORE_TARGET_CONNECTION)
+
+
+def _workdir(policy_staging: Path, scratch: str) -> Path:
+    return policy_staging / "restore-test" / scratch
+
+
+@task
+@engine_errors_decide_retry
+def choose_backup_set(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate the params, find the set, and refuse a restore target that is production."""
+    params = params or {}
+    backup_id = str(params.get("backup_id") or "latest").strip()
+    if not BACKUP_ID.match(backup_id):
+        raise ParamInvalid(f"backup_id must be 'latest' or an id like 20261124T020001Z, got {backup_id!r}")
+    jobs = int(params.get("restore_jobs") or 2)
+    if not 1 <= jobs <= 16:
+        raise ParamInvalid(f"restore_jobs must be between 1 and 16, got {jobs}")
+    policy = load_policy()
+    store = open_policy_store(policy)
+    backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, backup_id)
+    production = database_connection(policy.cluster.connection_id, policy.cluster.database)
+    target = _restore_admin()
+    scratch = restore.scratch_database_name(backup_set.backup_set_id)
+    restore.refuse_production_target(
+        target=target, production=production, scratch_name=scratch,
+        target_system_id=restore.system_identifier(target),
+        production_system_id=restore.system_identifier(production),
+    )
+    log.info(
+        "restore test of %s set %s (%s) into scratch database %s on %s:%s",
+        backup_set.kind.value, backup_set.backup_set_id, store.describe(backup_set.manifest_key), scratch, target.host, target.port,
+    )
+    return {
+        "backup_set_id": backup_set.backup_set_id,
+        "manifest_key": backup_set.manifest_key,
+        "scratch_database": scratch,
+        "restore_jobs": jobs,
+        "keep_scratch": bool(params.get("keep_scratch")),
+    }
+
+
+@task
+@engine_errors_decide_retry
+def restore_into_scratch(plan: dict[str, Any]) -> dict[str, Any]:
+    """Download and prove the payload, decrypt it, pg_restore it into a fresh scratch database."""
+    policy = load_policy()
+    store = open_policy_store(policy)
+    fetch_started_at = datetime.now(timezone.utc)
+    backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, plan["backup_set_id"])
+    workdir = _workdir(policy.staging.dir, plan["scratch_database"])
+    try:
+        fetched = restore.fetch_for_restore(store, backup_set, decryption_key(policy), workdir)
+        admin = _restore_admin()
+        restore.create_scratch_database(admin, plan["scratch_database"])
+        restored = restore.run_pg_restore(admin.with_database(plan["scratch_database"]), fetched.path, jobs=plan["restore_jobs"])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # the decrypted dump never outlives the task
+    return {
+        "fetch_started_at": fetch_started_at.isoformat(),
+        "steps_s": {
+            "download_and_verify": round(fetched.download_seconds, 3),
+            "decrypt": round(fetched.decrypt_seconds, 3),
+            "pg_restore": restored["seconds"],
+        },
+        "stored_size_bytes": fetched.stored_size_bytes,
+        "plain_size_bytes": fetched.plain_size_bytes,
+    }
+
+
+@task(outlets=[RESTORE_TESTS])
+@engine_errors_decide_retry
+def check_against_baselines(plan: dict[str, Any], restored: dict[str, Any]) -> dict[str, Any]:
+    """Great Expectations checks of the scratch database against the set's baselines; the report
+    is stored whatever the outcome, then a failed check or an RTO over target fails the task."""
+    from hms_dr.quality import check_restored_database
+
+    policy = load_policy()
+    store = open_policy_store(policy)
+    backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, plan["backup_set_id"])
+    scratch = _restore_admin().with_database(plan["scratch_database"])
+    report_dir = _workdir(policy.staging.dir, plan["scratch_database"]) / "report"
+    checks_started = datetime.now(timezone.utc)
+    try:
+        outcome = check_restored_database(
+            scratch.libpq_dsn(), backup_set.manifest.baselines, report_dir=report_dir, backup_set_id=backup_set.backup_set_id
+        )
+        finished = datetime.now(timezone.utc)
+        rto_s = (finished - datetime.fromisoformat(restored["fetch_started_at"])).total_seconds()
+        summary = {
+            "backup_set_id": backup_set.backup_set_id,
+            "backup_manifest": store.describe(backup_set.manifest_key),
+            "scratch_database": plan["scratch_database"],
+            "passed": outcome["passed"] and rto_s <= policy.rto_minutes * 60,
+            "checks_passed": outcome["passed"],
+            "checks": outcome["checks"],
+            "failed": outcome["failed"],
+            "rto_s": round(rto_s, 3),
+            "rto_target_s": policy.rto_minutes * 60,
+            "steps_s": {**restored["steps_s"], "quality_checks": round((finished - checks_started).total_seconds(), 3)},
+        }
+        (report_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        report_key = _store_report(store, policy.cluster.name, report_dir, checks_started, finished)
+    finally:
+        shutil.rmtree(report_dir.parent, ignore_errors=True)
+    log.info("restore-test report: %s", store.describe(report_key))
+    log.info("RTO %.1f s (target %d s); steps: %s", rto_s, policy.rto_minutes * 60, summary["steps_s"])
+    get_current_context()["outlet_events"][RESTORE_TESTS].extra = {
+        "backup_set_id": backup_set.backup_set_id, "passed": summary["passed"], "rto_s": summary["rto_s"],
+        "report": store.describe(report_key),
+    }
+    if not outcome["passed"]:
+        raise QualityCheckFailed(
+            f"restore of {backup_set.backup_set_id} differs from its baselines: {'; '.join(outcome['failed'][:5])}"
+        )
+    if rto_s > policy.rto_minutes * 60:
+        raise QualityCheckFailed(f"restore test took {rto_s / 60:.1f} min, over the RTO target of {policy.rto_minutes} min")
+    return summary
+
+
+def _store_report(store: Any, cluster: str, report_dir: Path, started_at: datetime, finished_at: datetime) -> str:
+    """Upload the report as a restore-test set of its own, manifest last: summary.json and
+    report.html to read directly, the GX Data Docs folder as one archive that opens offline."""
+    report_id = new_backup_set_id(started_at)
+    files = [report_dir / "summary.json", report_dir / "report.html"]
+    docs = report_dir / "data_docs"
+    if docs.is_dir():
+        archive = shutil.make_archive(str(report_dir / "data-docs"), "gztar", root_dir=docs)
+        files.append(Path(archive))
+    payloads: list[Payload] = []
+    for path in files:
+        if not path.is_file():
+            continue
+        with path.open("rb") as source:
+            stored = store.put(key_for(cluster, BackupKind.RESTORE_TEST, report_id, path.name), source)
+        payloads.append(Payload(path.name, stored.size_bytes, stored.sha256, "report"))
+    publish_set(
+        store, kind=BackupKind.RESTORE_TEST, cluster=cluster, backup_set_id=report_id,
+        started_at=started_at, finished_at=finished_at, payloads=payloads, extra={},
+    )
+    return key_for(cluster, BackupKind.RESTORE_TEST, report_id, "summary.json")
+
+
+@task
+@engine_errors_decide_retry
+def drop_scratch_database(plan: dict[str, Any] | None) -> str:
+    """Teardown: drop the scratch database whether the run passed or failed (unless kept)."""
+    if not plan:
+        return "nothing to drop: no scratch database was planned"
+    if plan.get("keep_scratch"):
+        log.warning("keep_scratch is set: scratch database %s is left on the restore server", plan["scratch_database"])
+        return f"kept {plan['scratch_database']}"
+    existed = restore.drop_scratch_database(_restore_admin(), plan["scratch_database"])
+    return f"dropped {plan['scratch_database']}" if existed else f"{plan['scratch_database']} was never created"

@@ -1,0 +1,177 @@
+"""hms_restore_test through Airflow on the sandbox: a good set passes with every table and view
+at baseline = observed; damaged sets, a wrong key and a production target fail clearly; the
+scratch database never outlives a run."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import psycopg
+import pytest
+
+from hms_dr.catalog import find_set, key_for
+from hms_dr.manifest import MANIFEST_NAME, BackupKind, dump_manifest
+
+pytestmark = [pytest.mark.integration, pytest.mark.airflow]
+
+CLUSTER = "hms-primary"
+DAG_ID = "hms_restore_test"
+
+
+def scratch_databases(sandbox: Any) -> list[str]:
+    password = sandbox.secrets.role_passwords["restore_target_postgres"]
+    dsn = f"host=127.0.0.1 port={sandbox.restore_target_port} user=postgres password={password} dbname=postgres"
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'hms_restore_test_%'").fetchall()
+    return [r[0] for r in rows]
+
+
+def newest_report(store: Any) -> dict[str, Any]:
+    summaries = sorted(o.key for o in store.list(f"{CLUSTER}/restore-test/") if o.key.endswith("/summary.json"))
+    return json.loads(store.get_bytes(summaries[-1]))
+
+
+@pytest.fixture(scope="module")
+def good_set(dag_runner: Any, primary_store: Any) -> Any:
+    outcome = dag_runner.run("hms_daily_logical_backup")
+    assert outcome.state == "success", outcome.output[-4000:]
+    return find_set(primary_store, CLUSTER, BackupKind.LOGICAL, "latest")
+
+
+def clone_set(
+    store: Any, source: Any, new_id: str, *, payload: Callable[[bytes], bytes] | None = None,
+    manifest: Callable[[dict], dict] | None = None, keep_sha: bool = False,
+) -> str:
+    """A copy of ``source`` under ``new_id``, its payload and/or manifest altered on the way."""
+    import hashlib
+
+    body = dict(source.manifest.body)
+    entry = dict(body["payloads"][0])
+    data = store.get_bytes(key_for(CLUSTER, BackupKind.LOGICAL, source.backup_set_id, entry["name"]))
+    if payload is not None:
+        data = payload(data)
+        if not keep_sha:
+            entry.update(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    store.put_bytes(key_for(CLUSTER, BackupKind.LOGICAL, new_id, entry["name"]), data)
+    body.update(backup_set_id=new_id, payloads=[entry])
+    if manifest is not None:
+        body = manifest(body)
+    store.put_bytes(key_for(CLUSTER, BackupKind.LOGICAL, new_id, MANIFEST_NAME), dump_manifest(body))
+    return new_id
+
+
+def test_a_good_set_restores_and_every_check_shows_baseline_equal_to_observed(
+    dag_runner: Any, good_set: Any, primary_store: Any, sandbox: Any
+) -> None:
+    outcome = dag_runner.run(DAG_ID, conf={"backup_id": good_set.backup_set_id})
+    assert outcome.state == "success", outcome.output[-6000:]
+    report = newest_report(primary_store)
+    assert report["backup_set_id"] == good_set.backup_set_id and report["passed"] is True
+    targets = {c["target"] for c in report["checks"]}
+    assert set(good_set.manifest.baselines["tables"]) <= targets
+    assert "public.v_patient_summary" in targets
+    row_counts = {c["target"]: c for c in report["checks"] if c["check"] == "row_count"}
+    for table, record in good_set.manifest.baselines["tables"].items():
+        assert row_counts[table]["expected"] == row_counts[table]["observed"] == record["rows"]
+    assert 0 < report["rto_s"] < report["rto_target_s"]
+    assert set(report["steps_s"]) >= {"download_and_verify", "decrypt", "pg_restore", "quality_checks"}
+    assert scratch_databases(sandbox) == []
+
+
+def test_one_flipped_byte_fails_before_decrypting_naming_the_file(
+    dag_runner: Any, good_set: Any, primary_store: Any, sandbox: Any
+) -> None:
+    def flip(data: bytes) -> bytes:
+        middle = len(data) // 2
+        return data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1:]
+
+    set_id = clone_set(primary_store, good_set, "20200101T000001Z", payload=flip, keep_sha=True)
+    outcome = dag_runner.run(DAG_ID, conf={"backup_id": set_id}, policy={"logical_backup.retries": 0}, name="flipped")
+    assert outcome.state == "failed"
+    assert outcome.task_states["restore_into_scratch"] == "failed"
+    assert f"{set_id}/dump.pgdump.zst.gpg does not match the sha256 in its manifest" in outcome.output
+    assert outcome.task_states["drop_scratch_database"] == "success"
+    assert scratch_databases(sandbox) == []
+
+
+def test_a_truncated_payload_fails_naming_the_file_and_both_sizes(dag_runner: Any, good_set: Any, primary_store: Any) -> None:
+    set_id = clone_set(primary_store, good_set, "20200101T000002Z", payload=lambda d: d[: len(d) // 2], keep_sha=True)
+    outcome = dag_runner.run(DAG_ID, conf={"backup_id": set_id}, name="truncated")
+    assert outcome.state == "failed"
+    size = good_set.manifest.payloads[0].size_bytes
+    assert f"{set_id}/dump.pgdump.zst.gpg is {size // 2} bytes, its manifest says {size}" in outcome.output
+
+
+def test_a_manifest_that_does_not_match_its_payload_fails(dag_runner: Any, good_set: Any, primary_store: Any) -> None:
+    def lie(body: dict) -> dict:
+        body["payloads"][0]["sha256"] = "0" * 64
+        return body
+
+    set_id = clone_set(primary_store, good_set, "20200101T000003Z", manifest=lie)
+    outcome = dag_runner.run(DAG_ID, conf={"backup_id": set_id}, name="lying-manifest")
+    assert outcome.state == "failed"
+    assert "does not match the sha256 in its manifest" in outcome.output
+
+
+def test_baselines_the_restore_does_not_meet_fail_naming_table_and_view_and_teardown_runs(
+    dag_runner: Any, good_set: Any, primary_store: Any, sandbox: Any
+) -> None:
+    # The same dump under baselines that claim more rows and another view: as if rows had been
+    # deleted from the restored database before the checks.
+    def inflate(body: dict) -> dict:
+        baselines = json.loads(json.dumps(body["baselines"]))
+        baselines["tables"]["public.billing"]["rows"] += 3
+        baselines["views"]["public.v_patient_summary"]["fingerprint"] = "f" * 64
+        body["baselines"] = baselines
+        return body
+
+    set_id = clone_set(primary_store, good_set, "20200101T000004Z", manifest=inflate)
+    outcome = dag_runner.run(DAG_ID, conf={"backup_id": set_id}, name="baseline-mismatch")
+    assert outcome.state == "failed"
+    assert outcome.task_states["restore_into_scratch"] == "success"
+    assert outcome.task_states["check_against_baselines"] == "failed"
+    assert "public.billing" in outcome.output and "public.v_patient_summary" in outcome.output
+    assert outcome.task_states["drop_scratch_database"] == "success"
+    assert scratch_databases(sandbox) == []
+    report = newest_report(primary_store)
+    assert report["backup_set_id"] == set_id and report["passed"] is False
+
+
+def test_a_wrong_restore_key_fails_before_any_restore_starts(dag_runner: Any, good_set: Any, sandbox: Any) -> None:
+    import shutil
+    import uuid
+
+    from hms_dr.sandbox.keys import export_secret_key, generate_key_pair, stop_gpg_agent
+
+    home = sandbox.state_dir / f"gpg-{uuid.uuid4().hex[:8]}"
+    home.mkdir(mode=0o700)
+    try:
+        fingerprint = generate_key_pair(home, "Someone Else <else@example.invalid>", "other-passphrase-123")
+        other_key = export_secret_key(home, fingerprint, "other-passphrase-123")
+    finally:
+        stop_gpg_agent(home)
+        shutil.rmtree(home, ignore_errors=True)
+    wrong = json.dumps({"conn_type": "generic", "password": "other-passphrase-123", "extra": {"private_key": other_key}})
+    outcome = dag_runner.run(
+        DAG_ID, conf={"backup_id": good_set.backup_set_id}, env={"AIRFLOW_CONN_HMS_RESTORE_KEY": wrong}, name="wrong-key"
+    )
+    assert outcome.state == "failed"
+    assert "encrypted to a key the restore key connection does not hold" in outcome.output
+    assert "pg_restore -j" not in outcome.output
+    assert scratch_databases(sandbox) == []
+
+
+def test_a_restore_target_pointing_at_production_is_refused_before_anything_runs(
+    dag_runner: Any, good_set: Any, sandbox: Any
+) -> None:
+    production = json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": sandbox.pg_port, "login": "postgres",
+                             "password": sandbox.secrets.role_passwords["postgres"], "schema": "postgres"})
+    outcome = dag_runner.run(
+        DAG_ID, conf={"backup_id": good_set.backup_set_id}, env={"AIRFLOW_CONN_HMS_RESTORE_TARGET": production},
+        name="production-target",
+    )
+    assert outcome.state == "failed"
+    assert outcome.task_states["choose_backup_set"] == "failed"
+    assert "is the production cluster" in outcome.output
+    assert outcome.task_states["restore_into_scratch"] == "upstream_failed"
