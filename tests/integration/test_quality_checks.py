@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import psycopg
 import pytest
@@ -106,6 +107,9 @@ def test_exact_copy_passes_with_every_table_and_view_as_in_the_baseline(
     report = (tmp_path / "report.html").read_text()
     assert "public.v_patient_summary" in report and "PASSED" in report
     assert not re.search(r"https?://", report), "report.html must read offline"
+    links = re.findall(r'<a href="([^"]+)"', report)
+    assert len(links) == len(summary["checks"])  # every check links to the GX page that decided it
+    assert all((tmp_path / unquote(link)).is_file() for link in set(links))
     password = psycopg.conninfo.conninfo_to_dict(scratch_cluster)["password"]
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.suffix in (".html", ".json"):

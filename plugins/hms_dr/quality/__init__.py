@@ -56,7 +56,9 @@ def check_restored_database(
     settings = baselines.get("session_settings") or baseline.FINGERPRINT_SESSION_SETTINGS
     url, connect_args = connection_settings(conninfo, settings)
     report_dir.mkdir(parents=True, exist_ok=True)
-    results, docs_index = run_plan(plan, url, connect_args, report_dir / "data_docs", run_name=f"restore test {backup_set_id}")
+    results, pages, docs_index = run_plan(
+        plan, url, connect_args, report_dir / "data_docs", run_name=f"restore-test-{backup_set_id}"
+    )
 
     checks = [judge(check, results.get(index)) for index, check in enumerate(plan.checks)]
     failed = [check["message"] for check in checks if not check["passed"]]
@@ -69,7 +71,7 @@ def check_restored_database(
         "seconds": round(time.monotonic() - started, 3),
     }
     write_summary(summary, report_dir)
-    write_report_html(summary, report_dir)
+    write_report_html(summary, report_dir, pages=pages)
     log.info("restore test of %s: %d checks, %d failed, in %.1f s; report %s", backup_set_id, len(checks),
              len(failed), summary["seconds"], report_dir / "report.html")
     for message in failed:

@@ -62,9 +62,10 @@ def no_rows_expectation_class() -> Any:
 
 
 def run_plan(plan: CheckPlan, url: str, connect_args: Mapping[str, Any], docs_dir: Path,
-             run_name: str) -> tuple[dict[int, Any], Path | None]:
-    """Validate every planned expectation; the GX result of each (by its index in plan.checks)
-    and the Data Docs index page. DatabaseUnavailable when GX cannot reach the database."""
+             run_name: str) -> tuple[dict[int, Any], dict[int, Path], Path | None]:
+    """Validate every planned expectation: the GX result of each and the Data Docs page that shows
+    it (both by the check's index in plan.checks), and the Data Docs index page.
+    DatabaseUnavailable when GX cannot reach the database."""
     started = time.monotonic()
     # GX logs every expectation it builds, and much of its import, at INFO; a task log needs its warnings.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -129,13 +130,26 @@ def run_plan(plan: CheckPlan, url: str, connect_args: Mapping[str, Any], docs_di
     log.info("Data Docs built in %.1f s", time.monotonic() - docs_started)
 
     results: dict[int, Any] = {}
-    for run_result in outcome.run_results.values():
+    pages: dict[int, Path] = {}
+    for identifier, run_result in outcome.run_results.items():
+        page = _page_path(context.get_docs_sites_urls(resource_identifier=identifier, site_name=DOCS_SITE))
         for result in run_result.results:
             meta = result.expectation_config.meta if result.expectation_config else None
             if meta and "check_index" in meta:
                 results[int(meta["check_index"])] = result
+                if page is not None:
+                    pages[int(meta["check_index"])] = page
     index_page = docs_dir / "index.html"
-    return results, index_page if index_page.exists() else None
+    return results, pages, index_page if index_page.exists() else None
+
+
+def _page_path(urls: list[dict[str, str | None]]) -> Path | None:
+    url = urls[0].get("site_url") if urls else None
+    if not url or not url.startswith("file://"):
+        return None
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(url).path))
 
 
 def _release_connections(source: Any) -> None:

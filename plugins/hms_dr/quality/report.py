@@ -9,6 +9,7 @@ import html
 import json
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import quote
 
 from hms_dr.quality.plan import CheckKind, PlannedCheck
 
@@ -169,16 +170,18 @@ def write_summary(summary: Mapping[str, Any], report_dir: Path) -> Path:
     return path
 
 
-def write_report_html(summary: Mapping[str, Any], report_dir: Path) -> Path:
-    """One page, inline style only: check, target, baseline, observed, result."""
+def write_report_html(summary: Mapping[str, Any], report_dir: Path, *, pages: Mapping[int, Path] | None = None) -> Path:
+    """One page, inline style only: check, target, baseline, observed, result; each target links
+    to its Great Expectations validation page (``pages``, by check index) by a relative path."""
     checks = summary["checks"]
+    pages = pages or {}
     passed = sum(1 for c in checks if c["passed"])
     verdict = "PASSED" if summary["passed"] else "FAILED"
     rows = "\n".join(
-        f'<tr class="{"pass" if c["passed"] else "fail"}"><td>{_h(c["check"])}</td><td>{_h(c["target"])}</td>'
+        f'<tr class="{"pass" if c["passed"] else "fail"}"><td>{_h(c["check"])}</td><td>{_target(c, pages.get(i), report_dir)}</td>'
         f'<td>{_cell(c["expected"])}</td><td>{_cell(c["observed"])}</td>'
         f'<td>{"pass" if c["passed"] else "FAIL"}</td><td>{_h(c["message"])}</td></tr>'
-        for c in checks
+        for i, c in enumerate(checks)
     )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Restore test {_h(summary["backup_set_id"])}: {verdict}</title>
@@ -191,7 +194,9 @@ tr.fail td {{ background: #fdd; }} tr.pass td:nth-child(5) {{ color: #060; }}
 .verdict {{ font-weight: bold; color: {"#060" if summary["passed"] else "#b00"}; }}
 </style></head><body>
 <h1>Restore test of backup set {_h(summary["backup_set_id"])}: <span class="verdict">{verdict}</span></h1>
-<p>{passed} of {len(checks)} checks passed in {summary["seconds"]:.1f} s. Great Expectations Data Docs: {_h(summary.get("data_docs") or "not built")}</p>
+<p>{passed} of {len(checks)} checks passed in {summary["seconds"]:.1f} s. Each target links to the Great Expectations
+validation page that decided it (Data Docs: {_h(summary.get("data_docs") or "not built")}; its pages take their styles
+and the index its table from the internet, this page needs nothing).</p>
 <table><thead><tr><th>check</th><th>target</th><th>baseline</th><th>observed</th><th>result</th><th>message</th></tr></thead>
 <tbody>
 {rows}
@@ -200,6 +205,12 @@ tr.fail td {{ background: #fdd; }} tr.pass td:nth-child(5) {{ color: #060; }}
     path = report_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _target(check: Mapping[str, Any], page: Path | None, report_dir: Path) -> str:
+    if page is None or not page.is_relative_to(report_dir):
+        return _h(check["target"])
+    return f'<a href="{_h(quote(page.relative_to(report_dir).as_posix()))}">{_h(check["target"])}</a>'
 
 
 def _h(value: Any) -> str:
