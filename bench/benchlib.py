@@ -75,18 +75,9 @@ def backup_connection(sandbox: Any) -> Any:
 
 def s3_client(sandbox: Any) -> Any:
     """A boto3 client for the sandbox's moto server, configured like the tasks layer's."""
-    import boto3
     from botocore.config import Config
 
-    config = Config(connect_timeout=10, read_timeout=120, retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.client(
-        "s3",
-        endpoint_url=sandbox.s3_endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=sandbox.secrets.s3_access_key,
-        aws_secret_access_key=sandbox.secrets.s3_secret_key,
-        config=config,
-    )
+    return sandbox.s3_client(Config(connect_timeout=10, read_timeout=120, retries={"max_attempts": 3, "mode": "standard"}))
 
 
 def encryption_key(sandbox: Any) -> Any:

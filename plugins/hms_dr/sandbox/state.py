@@ -170,8 +170,9 @@ class Sandbox:
             raise PreflightFailed(f"the sandbox has no password for role {role!r}; known: {', '.join(self.secrets.role_passwords)}") from None
         return self.cluster().dsn(role, password, db or self.database)
 
-    def s3_client(self) -> Any:
-        """A boto3 S3 client for the sandbox's moto server (outside Airflow: tests, demo, bench)."""
+    def s3_client(self, config: Any = None) -> Any:
+        """A boto3 S3 client for the sandbox's moto server (outside Airflow: tests, demo, bench);
+        ``config`` is an optional botocore Config."""
         import boto3
 
         return boto3.client(
@@ -180,6 +181,7 @@ class Sandbox:
             region_name="us-east-1",
             aws_access_key_id=self.secrets.s3_access_key,
             aws_secret_access_key=self.secrets.s3_secret_key,
+            config=config,
         )
 
     def env(self) -> dict[str, str]:
