@@ -20,6 +20,7 @@ from pathlib import Path
 from airflow.sdk import DAG, Param
 
 from hms_dr.policy import load_policy
+from hms_dr.tasks.assets import restore_test_schedule
 from hms_dr.tasks.restore_test import (
     check_against_baselines,
     choose_backup_set,
@@ -32,7 +33,7 @@ policy = load_policy()
 with DAG(
     dag_id=Path(__file__).stem,
     doc_md=__doc__,
-    schedule=policy.schedules["restore_test"],
+    schedule=restore_test_schedule(policy.schedules["restore_test"], policy.restore_test.on_every_backup),
     start_date=datetime(2026, 1, 1),
     max_active_runs=1,
     tags=["hms-dr", "restore-test"],
@@ -48,7 +49,10 @@ with DAG(
             type="string",
             pattern=r"^(latest|[0-9]{8}T[0-9]{6}Z)$",
             title="Backup set",
-            description="`latest` for the newest complete daily set, or a set id such as 20261124T020001Z.",
+            description=(
+                "`latest` for the newest complete daily set (or, when a new daily set triggered the run, "
+                "that set), or a set id such as 20261124T020001Z."
+            ),
         ),
         "keep_scratch": Param(
             False,
@@ -57,7 +61,7 @@ with DAG(
             description="Leave the restored scratch database on the restore server for inspection (default: drop it).",
         ),
         "restore_jobs": Param(
-            2,
+            policy.restore_test.restore_jobs,
             type="integer",
             minimum=1,
             maximum=16,

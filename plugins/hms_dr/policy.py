@@ -91,6 +91,12 @@ class LogicalBackupPolicy:
 
 
 @dataclass(frozen=True)
+class RestoreTestPolicy:
+    on_every_backup: bool
+    restore_jobs: int
+
+
+@dataclass(frozen=True)
 class RetentionPolicy:
     logical_days: int
     orphan_payload_hours: int
@@ -110,6 +116,7 @@ class Policy:
     encryption: EncryptionPolicy
     compression: CompressionPolicy
     logical_backup: LogicalBackupPolicy
+    restore_test: RestoreTestPolicy
     retention: RetentionPolicy
     wal_spool_dir: Path
     rpo_minutes: int
@@ -205,6 +212,10 @@ def parse_policy(data: Any, *, source: str = "<policy>") -> Policy:
         max_retry_delay_s=reader.integer("logical_backup.max_retry_delay_s", minimum=0),
         execution_timeout_min=reader.integer("logical_backup.execution_timeout_min", minimum=1),
     )
+    restore_test = RestoreTestPolicy(
+        on_every_backup=reader.boolean("restore_test.on_every_backup"),
+        restore_jobs=reader.integer("restore_test.restore_jobs", minimum=1, maximum=16),
+    )
     retention = RetentionPolicy(
         logical_days=reader.integer("retention.logical_days", minimum=1),
         orphan_payload_hours=reader.integer("retention.orphan_payload_hours", minimum=1),
@@ -222,6 +233,7 @@ def parse_policy(data: Any, *, source: str = "<policy>") -> Policy:
         encryption=encryption,
         compression=compression,
         logical_backup=logical,
+        restore_test=restore_test,
         retention=retention,
         wal_spool_dir=Path(reader.absolute_path("wal.spool_dir")),
         rpo_minutes=reader.integer("targets.rpo_minutes", minimum=1),

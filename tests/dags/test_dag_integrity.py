@@ -90,3 +90,32 @@ def test_engine_modules_never_import_airflow(path: Path) -> None:
             assert not any(a.name.split(".")[0] == "airflow" for a in node.names), path
         elif isinstance(node, ast.ImportFrom):
             assert (node.module or "").split(".")[0] != "airflow", path
+
+
+@pytest.mark.parametrize(("on_every_backup", "expected"), [(False, "CronTriggerTimetable"), (True, "AssetOrTimeSchedule")])
+def test_restore_test_also_runs_on_every_new_daily_set_when_the_policy_says_so(
+    tmp_path: Path, on_every_backup: bool, expected: str
+) -> None:
+    import yaml
+
+    policy = yaml.safe_load((REPO_ROOT / "include" / "policy.yaml").read_text())
+    policy["restore_test"]["on_every_backup"] = on_every_backup
+    variant = tmp_path / "policy.yaml"
+    variant.write_text(yaml.safe_dump(policy))
+    probe = (
+        "import json\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "d = DagBag(dag_folder=%r).dags['hms_restore_test']\n"
+        "condition = getattr(d.timetable, 'asset_condition', None)\n"
+        "uris = sorted(a.uri for a in getattr(condition, 'objects', []))\n"
+        "print(json.dumps([type(d.timetable).__name__, uris]))\n" % str(REPO_ROOT / "dags")
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "plugins"), "HMS_DR_POLICY": str(variant)}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+
+    kind, uris = json.loads(done.stdout.strip().splitlines()[-1])
+    assert kind == expected
+    if on_every_backup:
+        assert uris == ["hms://backups/logical"]

@@ -4,6 +4,7 @@ scratch database never outlives a run."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Callable
 
@@ -41,11 +42,9 @@ def good_set(dag_runner: Any, primary_store: Any) -> Any:
 
 def clone_set(
     store: Any, source: Any, new_id: str, *, payload: Callable[[bytes], bytes] | None = None,
-    manifest: Callable[[dict], dict] | None = None, keep_sha: bool = False,
+    manifest: Callable[[dict], dict] | None = None, keep_sha: bool = False, plain: tuple[str, int] | None = None,
 ) -> str:
     """A copy of ``source`` under ``new_id``, its payload and/or manifest altered on the way."""
-    import hashlib
-
     body = dict(source.manifest.body)
     entry = dict(body["payloads"][0])
     data = store.get_bytes(key_for(CLUSTER, BackupKind.LOGICAL, source.backup_set_id, entry["name"]))
@@ -53,6 +52,8 @@ def clone_set(
         data = payload(data)
         if not keep_sha:
             entry.update(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    if plain is not None:
+        entry.update(plain_sha256=plain[0], plain_size_bytes=plain[1])
     store.put_bytes(key_for(CLUSTER, BackupKind.LOGICAL, new_id, entry["name"]), data)
     body.update(backup_set_id=new_id, payloads=[entry])
     if manifest is not None:
@@ -175,3 +176,45 @@ def test_a_restore_target_pointing_at_production_is_refused_before_anything_runs
     assert outcome.task_states["choose_backup_set"] == "failed"
     assert "is the production cluster" in outcome.output
     assert outcome.task_states["restore_into_scratch"] == "upstream_failed"
+
+
+def encrypted_dump_without(sandbox: Any, table: str, staging: Any) -> tuple[bytes, str, int]:
+    """What a broken backup would hold: pg_dump of the sandbox database leaving out one table,
+    compressed and encrypted exactly as the daily backup does."""
+    from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home
+    from hms_dr.pgtools import ConnectionInfo, pg_dump_argv, tool_env
+    from hms_dr.policy import EncryptionMode
+    from hms_dr.streams import Pipeline, Stage
+
+    conn = ConnectionInfo("127.0.0.1", sandbox.pg_port, "hms_backup", sandbox.database,
+                          password=sandbox.secrets.role_passwords["hms_backup"])
+    key = EncryptionKey(EncryptionMode.PUBLIC_KEY, sandbox.fingerprint, public_key=sandbox.secrets.gpg_public_key)
+    argv = pg_dump_argv(snapshot=None, archive_format="c", compress_level=0) + [f"--exclude-table={table}"]
+    with gpg_home(staging) as home:
+        check_encryption_key(home, key)
+        stages = [Stage("pg_dump", argv, env=tool_env(conn)), Stage("zstd", ["zstd", "-q", "-c", "-1"]), encrypt_stage(home, key)]
+        plain = hashlib.sha256()
+        sizes = [0]
+
+        def tap(chunk: bytes) -> None:
+            plain.update(chunk)
+            sizes[0] += len(chunk)
+
+        with Pipeline(stages, tap=tap, tap_after=1) as pipeline:
+            encrypted = pipeline.output.read()
+    return encrypted, plain.hexdigest(), sizes[0]
+
+
+def test_a_dump_missing_a_table_fails_naming_the_table(
+    dag_runner: Any, good_set: Any, primary_store: Any, sandbox: Any, tmp_path: Any
+) -> None:
+    broken, plain_sha256, plain_size = encrypted_dump_without(sandbox, "public.audit_log", tmp_path)
+    set_id = clone_set(
+        primary_store, good_set, "20200101T000005Z", payload=lambda _: broken, plain=(plain_sha256, plain_size)
+    )
+    outcome = dag_runner.run(DAG_ID, conf={"backup_id": set_id}, name="missing-table")
+    assert outcome.state == "failed"
+    assert outcome.task_states["restore_into_scratch"] == "success"
+    assert outcome.task_states["check_against_baselines"] == "failed"
+    assert "public.audit_log" in outcome.output
+    assert scratch_databases(sandbox) == []

@@ -44,6 +44,7 @@ def test_committed_policy_is_valid_and_holds_the_runbook_defaults() -> None:
     assert policy.encryption.mode is EncryptionMode.PUBLIC_KEY
     assert policy.compression.method is CompressionMethod.ZSTD
     assert policy.rpo_minutes == 15 and policy.rto_minutes == 240
+    assert policy.restore_test.on_every_backup is False and policy.restore_test.restore_jobs == 2
 
 
 @pytest.mark.parametrize(

@@ -15,15 +15,15 @@ from typing import Any, Mapping, Sequence
 from hms_dr import baseline
 from hms_dr.errors import DatabaseUnavailable
 from hms_dr.quality.gxrun import connection_settings, run_plan
-from hms_dr.quality.plan import CheckKind, plan_checks, survey_database
+from hms_dr.quality.plan import CheckKind, plan_checks, query_text, survey_database
 from hms_dr.quality.report import judge, write_report_html, write_summary
 
 log = logging.getLogger(__name__)
 
 # The runbook's smoke tests, as (name, SQL): names as an application would write them, unqualified.
 RUNBOOK_SMOKE_QUERIES: tuple[tuple[str, str], ...] = (
-    ("count of patients", "SELECT COUNT(*) FROM patients"),
-    ("first patient summaries", "SELECT * FROM v_patient_summary LIMIT 5"),
+    ("count of patients", query_text("runbook_count_of_patients")),
+    ("first patient summaries", query_text("runbook_first_patient_summaries")),
 )
 
 __all__ = ["RUNBOOK_SMOKE_QUERIES", "CheckKind", "check_restored_database"]

@@ -96,6 +96,30 @@ def for_format(sql: str) -> str:
     return sql.replace("{", "{{").replace("}", "}}")
 
 
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# GX fills {batch} itself (with the asset's table or query) when it runs an expectation's query.
+_GX_PLACEHOLDERS = frozenset({"batch"})
+
+
+def query_text(name: str, **values: str) -> str:
+    """The query in include/sql/quality/<name>.sql, its heading comment left out (SQLAlchemy and
+    GX would parse a ``:word`` or a brace in it), each ``{placeholder}`` replaced by the text given
+    for it, already quoted and escaped by the caller; GX's own ``{batch}`` is left for GX."""
+    lines = sqlfiles.text(f"quality/{name}").splitlines()
+    while lines and lines[0].lstrip().startswith("--"):
+        lines.pop(0)
+
+    def fill(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key in values:
+            return values[key]
+        if key in _GX_PLACEHOLDERS:
+            return match.group(0)
+        raise KeyError(f"include/sql/quality/{name}.sql: no value for {{{key}}}")
+
+    return _PLACEHOLDER.sub(fill, "\n".join(lines))
+
+
 def survey_database(cursor: Any, baselines: Mapping[str, Any]) -> Survey:
     """Which baseline tables and views exist in the restored database (one catalog query)."""
     from psycopg import sql
@@ -103,12 +127,7 @@ def survey_database(cursor: Any, baselines: Mapping[str, Any]) -> Survey:
     tables = list(baselines.get("tables", {}))
     views = list(baselines.get("views", {}))
     names = tables + views
-    cursor.execute(
-        "SELECT name, oid IS NOT NULL, EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = oid)"
-        " FROM (SELECT name, to_regclass(quote_ident(split_part(name, '.', 1)) || '.'"
-        " || quote_ident(substr(name, strpos(name, '.') + 1))) AS oid FROM unnest(%s::text[]) AS name) AS relations",
-        (names,),
-    )
+    cursor.execute(query_text("restored_relations"), {"names": names})
     found = cursor.fetchall()
     present = {name for name, exists, _ in found if exists}
     parents = frozenset(name for name, _, has_children in found if has_children)
@@ -139,7 +158,8 @@ def plan_checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Seq
             # ONLY, as baseline.count_rows counts: a partitioned table's rows are its partitions', and
             # an inheritance parent's are not its children's; each is a baseline table of its own.
             # (Not for every table: GX reads a query asset's whole result to learn its columns.)
-            assets.append(AssetSpec(asset, query=for_text_clause(f"SELECT * FROM ONLY {quote_relation(name)}")))
+            assets.append(AssetSpec(asset, query=for_text_clause(
+                query_text("own_rows_of_parent_table", relation=quote_relation(name)))))
         else:
             assets.append(AssetSpec(asset, table=split_name(name)))
         parameter = re.sub(r"\W+", "_", f"rows of {name}")  # GX parameters are identifiers
@@ -159,25 +179,14 @@ def plan_checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Seq
 
 def _catalog_query(tables: Mapping[str, Any]) -> str:
     schemas = sorted({split_name(name)[0] for name in tables})
-    return for_text_clause(
-        "SELECT n.nspname || '.' || c.relname AS relation, a.attnum AS column_number,"
-        " a.attname AS column_name, format_type(a.atttypid, a.atttypmod) AS column_type"
-        " FROM pg_catalog.pg_attribute AS a, pg_catalog.pg_class AS c, pg_catalog.pg_namespace AS n"
-        " WHERE c.oid = a.attrelid AND n.oid = c.relnamespace AND c.relkind IN ('r', 'p')"
-        " AND a.attnum > 0 AND NOT a.attisdropped"
-        f" AND n.nspname IN ({', '.join(quote_literal(s) for s in schemas)})"
-    )
+    return for_text_clause(query_text("restored_columns", schemas=", ".join(quote_literal(s) for s in schemas)))
 
 
 def _columns_check(name: str, record: Mapping[str, Any]) -> PlannedCheck:
     expected = [[column[0], column[1]] for column in record["columns"]]
     expected_json = json.dumps(expected, ensure_ascii=False)
-    # jsonb equality compares the lists element by element: names and types, in order.
-    query = (
-        "SELECT observed FROM (SELECT (SELECT json_agg(json_build_array(column_name, column_type)"
-        f" ORDER BY column_number) FROM {{batch}} WHERE relation = {_safe_literal(name)}) AS observed) AS catalog"
-        f" WHERE observed::jsonb IS DISTINCT FROM CAST({_safe_literal(expected_json)} AS jsonb)"
-    )
+    query = query_text("columns_differing_from_baseline", relation_name=_safe_literal(name),
+                       baseline_columns=_safe_literal(expected_json))
     return PlannedCheck(CheckKind.COLUMNS, name, expected, CATALOG_ASSET, NO_ROWS_EXPECTATION,
                         {"unexpected_rows_query": query, "description": f"table {name} has its baseline columns"})
 
@@ -206,11 +215,8 @@ def _foreign_key_check(name: str, fk: Mapping[str, Any], asset: str) -> PlannedC
     # MATCH SIMPLE, as PostgreSQL checks it: a row with any NULL key column references nothing.
     not_null = " AND ".join(f"child.{_safe_ident(c)} IS NOT NULL" for c in columns)
     match = " AND ".join(f"parent.{_safe_ident(p)} = child.{_safe_ident(c)}" for c, p in zip(columns, referenced))
-    query = (
-        f"SELECT count(*) AS orphan_rows FROM (SELECT * FROM {{batch}}) AS child WHERE {not_null}"
-        f" AND NOT EXISTS (SELECT 1 FROM {for_format(for_text_clause(quote_relation(fk['references'])))} AS parent"
-        f" WHERE {match}) HAVING count(*) > 0"
-    )
+    query = query_text("orphaned_foreign_key_rows", child_key_not_null=not_null, key_matches=match,
+                       referenced_table=for_format(for_text_clause(quote_relation(fk["references"]))))
     detail = {"table": name, "constraint": fk["name"], "columns": columns, "references": fk["references"],
               "referenced_columns": referenced}
     return PlannedCheck(CheckKind.FOREIGN_KEY, f"{name} {fk['name']}", 0, asset, NO_ROWS_EXPECTATION,
@@ -228,15 +234,12 @@ def _view_check(name: str, record: Mapping[str, Any], baselines: Mapping[str, An
     asset = name
     # The digest baseline.fingerprint_digest computes in Python, here in SQL, over the very query
     # baseline.fingerprint_relation runs: equal rows give a byte-for-byte equal fingerprint.
-    digest_input = f"{quote_literal(baseline.FINGERPRINT_METHOD + ':')} || row_count || ':' || hash_sum_high || ':' || hash_sum_low"
-    assets.append(AssetSpec(asset, query=for_text_clause(
-        f"SELECT row_count, encode(sha256(convert_to({digest_input}, 'UTF8')), 'hex') AS fingerprint"
-        f" FROM ({survey.view_queries[name]}\n) AS measured"
-    )))
-    query = (
-        f"SELECT row_count, fingerprint FROM {{batch}} WHERE row_count <> {int(record['rows'])}"
-        f" OR fingerprint <> {_safe_literal(str(record['fingerprint']))}"
-    )
+    assets.append(AssetSpec(asset, query=for_text_clause(query_text(
+        "view_fingerprint", method_prefix=quote_literal(baseline.FINGERPRINT_METHOD + ":"),
+        measured=survey.view_queries[name],
+    ))))
+    query = query_text("view_differing_from_baseline", baseline_rows=str(int(record["rows"])),
+                       baseline_fingerprint=_safe_literal(str(record["fingerprint"])))
     return PlannedCheck(CheckKind.VIEW_ROWS, name, expected, asset, NO_ROWS_EXPECTATION,
                         {"unexpected_rows_query": query, "description": f"view {name} gives its baseline rows"})
 

@@ -6,3 +6,12 @@ from airflow.sdk import Asset
 
 LOGICAL_BACKUPS = Asset(uri="hms://backups/logical", name="hms_logical_backups")
 RESTORE_TESTS = Asset(uri="hms://restore-tests", name="hms_restore_tests")
+
+
+def restore_test_schedule(cron: str, on_every_backup: bool) -> object:
+    """The restore test's schedule: the policy's cron, and optionally every new daily set too."""
+    if not on_every_backup:
+        return cron
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[LOGICAL_BACKUPS])

@@ -24,7 +24,7 @@ from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.policy import load_policy
 from hms_dr.publish import publish_set
-from hms_dr.tasks.assets import RESTORE_TESTS
+from hms_dr.tasks.assets import LOGICAL_BACKUPS, RESTORE_TESTS
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
 
@@ -42,12 +42,29 @@ def _workdir(policy_staging: Path, scratch: str) -> Path:
     return policy_staging / "restore-test" / scratch
 
 
+def _set_that_triggered_this_run() -> str | None:
+    """The backup set id of the newest hms://backups/logical event behind this run, if any."""
+    events = get_current_context().get("triggering_asset_events") or {}
+    try:
+        triggered = list(events[LOGICAL_BACKUPS])
+    except KeyError:
+        return None
+    if not triggered:
+        return None
+    set_id = (triggered[-1].extra or {}).get("backup_set_id")
+    if set_id:
+        log.info("run triggered by the new daily set %s", set_id)
+    return str(set_id) if set_id else None
+
+
 @task
 @engine_errors_decide_retry
 def choose_backup_set(params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate the params, find the set, and refuse a restore target that is production."""
     params = params or {}
     backup_id = str(params.get("backup_id") or "latest").strip()
+    if backup_id == "latest":
+        backup_id = _set_that_triggered_this_run() or backup_id
     if not BACKUP_ID.match(backup_id):
         raise ParamInvalid(f"backup_id must be 'latest' or an id like 20261124T020001Z, got {backup_id!r}")
     jobs = int(params.get("restore_jobs") or 2)
