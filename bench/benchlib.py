@@ -406,3 +406,49 @@ def write_results(name: str, title: str, machine: dict[str, str], pg_version: st
     path.write_text("\n".join(header) + "\n" + body.rstrip() + "\n", encoding="utf-8")
     print(f"results written to {path.relative_to(REPO)}")
     return path
+
+
+# -- the restore target (helpers of restore_test_vs_pg_restore.py) -----------------------------
+
+
+def decryption_key(sandbox: Any) -> Any:
+    """The sandbox's restore key: its GPG secret key and passphrase (what hms_restore_key holds)."""
+    from hms_dr.crypto import DecryptionKey
+    from hms_dr.policy import EncryptionMode
+
+    return DecryptionKey(EncryptionMode.PUBLIC_KEY, private_key=sandbox.secrets.gpg_secret_key, passphrase=sandbox.secrets.gpg_passphrase)
+
+
+def restore_target_admin(sandbox: Any) -> Any:
+    """ConnectionInfo of the restore-target cluster's superuser (what hms_restore_target holds)."""
+    from hms_dr.pgtools import ConnectionInfo
+    from hms_dr.sandbox.cluster import SUPERUSER
+
+    if sandbox.restore_target_port is None:
+        raise RuntimeError("this sandbox has no restore-target cluster: restart it with the current code")
+    return ConnectionInfo(
+        host="127.0.0.1",
+        port=sandbox.restore_target_port,
+        user=SUPERUSER,
+        dbname="postgres",
+        password=sandbox.secrets.role_passwords["restore_target_postgres"],
+    )
+
+
+def restore_target_postmaster_pid(sandbox: Any) -> int | None:
+    """The restore-target cluster's postmaster pid (its layout: <state>/pg/restore-target)."""
+    from hms_dr.sandbox.cluster import LocalCluster
+
+    if sandbox.restore_target_port is None:
+        return None
+    base = sandbox.state_dir / "pg" / "restore-target"
+    return LocalCluster(base / "data", sandbox.restore_target_port, base / "log" / "postgresql.log", base / "sockets").postmaster_pid()
+
+
+def relabel_cpu(cpu: dict[str, float], labels: dict[str, str]) -> dict[str, float]:
+    """CPU seconds per label with some labels renamed (merged when two land on one name)."""
+    out: dict[str, float] = {}
+    for label, seconds in cpu.items():
+        name = labels.get(label, label)
+        out[name] = out.get(name, 0.0) + seconds
+    return dict(sorted(out.items(), key=lambda kv: (kv[0] == OTHER_LABEL, -kv[1])))

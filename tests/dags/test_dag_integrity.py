@@ -119,3 +119,23 @@ def test_restore_test_also_runs_on_every_new_daily_set_when_the_policy_says_so(
     assert kind == expected
     if on_every_backup:
         assert uris == ["hms://backups/logical"]
+
+
+def test_every_param_has_a_title_and_a_description(dagbag) -> None:  # type: ignore[no-untyped-def]
+    for dag_id, dag in dagbag.dags.items():
+        for name, param in dag.params.items():
+            param = dag.params.get_param(name)
+            assert param.schema.get("title"), f"{dag_id}.{name} has no title"
+            assert param.description or param.schema.get("description_md"), f"{dag_id}.{name} has no description"
+
+
+def test_restore_test_refuses_a_malformed_backup_id_in_the_trigger_form(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    params = dagbag.dags["hms_restore_test"].params
+    for bad in ("20261124", "latest; DROP DATABASE x", "../20261124T020001Z"):
+        with pytest.raises(ParamValidationError):
+            params.get_param("backup_id").resolve(bad)
+    assert params.get_param("backup_id").resolve("20261124T020001Z") == "20261124T020001Z"
+    with pytest.raises(ParamValidationError):
+        params.get_param("restore_jobs").resolve(0)

@@ -20,6 +20,7 @@ from psycopg.conninfo import make_conninfo
 from hms_dr import baseline
 from hms_dr.errors import DatabaseUnavailable
 from hms_dr.quality import check_restored_database
+from hms_dr.quality.report import write_report_html
 from hms_dr.sandbox.hmsdb import TABLES, create_hms_database
 
 pytestmark = pytest.mark.integration
@@ -107,13 +108,86 @@ def test_exact_copy_passes_with_every_table_and_view_as_in_the_baseline(
     report = (tmp_path / "report.html").read_text()
     assert "public.v_patient_summary" in report and "PASSED" in report
     assert not re.search(r"https?://", report), "report.html must read offline"
-    links = re.findall(r'<a href="([^"]+)"', report)
+    links = re.findall(r'</td><td><a href="([^"]+)"', report)  # in the checks table
     assert len(links) == len(summary["checks"])  # every check links to the GX page that decided it
     assert all((tmp_path / unquote(link)).is_file() for link in set(links))
     password = psycopg.conninfo.conninfo_to_dict(scratch_cluster)["password"]
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.suffix in (".html", ".json"):
             assert str(password) not in path.read_text(errors="replace"), path
+
+
+NETWORK_REFERENCE = re.compile(r"""\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
+
+
+def visible_text(page: str) -> str:
+    """What a browser shows of a page: no script, no style, no tags."""
+    page = re.sub(r"<(script|style)\b.*?</\1\s*>", " ", page, flags=re.I | re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
+
+
+def test_data_docs_read_offline_with_a_static_index_of_every_validation_page(
+    restored_copy: Callable[..., str], backup_baselines: dict[str, Any], tmp_path: Path
+) -> None:
+    dsn = restored_copy("DELETE FROM payments WHERE id IN (SELECT id FROM payments ORDER BY id LIMIT 3)")
+
+    summary = run_checks(dsn, backup_baselines, tmp_path)
+
+    docs = tmp_path / "data_docs"
+    for path in docs.rglob("*"):
+        if path.is_file() and path.suffix in (".html", ".css", ".js"):
+            text = path.read_text(errors="replace")
+            assert not NETWORK_REFERENCE.search(text), f"{path} loads from the network"
+            assert not re.search(r"url\(\s*[\"']?(https?:)?//", text), f"{path} loads from the network"
+    index = (docs / "index.html").read_text()
+    assert "<script" not in index
+    links = re.findall(r'href="([^"]+)"', index)
+    assert all((docs / unquote(link)).is_file() for link in links), links
+    validation_pages = {path.relative_to(docs).as_posix() for path in (docs / "validations").rglob("*.html")}
+    assert validation_pages and validation_pages <= {unquote(link) for link in links}
+    assert len(validation_pages) == len({c["data_docs_page"] for c in summary["checks"] if c["data_docs_page"]})
+    # One row per validation page: its outcome, suite and asset as text; payments lost rows.
+    rows = {visible_text(row).strip() for row in re.findall(r"<tr class=.*?</tr>", index, re.S)}
+    assert len(rows) == len(validation_pages)
+    assert any(row.startswith("FAIL public.payments public.payments") for row in rows), rows
+    assert any(row.startswith("pass public.patients public.patients") for row in rows), rows
+
+    [payments_page] = [c["data_docs_page"] for c in summary["checks"] if c["check"] == "row_count"
+                       and c["target"] == "public.payments"]
+    page = (tmp_path / payments_page).read_text()
+    text = visible_text(page)
+    assert "public.payments" in text and "Failed" in text
+    baseline_rows = backup_baselines["tables"]["public.payments"]["rows"]
+    assert f"Must have exactly {baseline_rows} rows. {baseline_rows - 3}" in text
+    assert page.count('<style id="hms-dr-offline">') == 1  # draws GX's status icons as text
+
+
+def test_report_html_from_the_final_summary_shows_rto_steps_and_checks(
+    restored_copy: Callable[..., str], backup_baselines: dict[str, Any], tmp_path: Path
+) -> None:
+    outcome = run_checks(restored_copy(), backup_baselines, tmp_path)
+    # The summary hms_restore_test's check_against_baselines writes once the checks are done.
+    final = {
+        "backup_set_id": outcome["backup_set_id"], "backup_manifest": "file:///store/hms/logical/x/manifest.json",
+        "scratch_database": "hms_restore_test_x", "passed": False, "checks_passed": True,
+        "checks": outcome["checks"], "failed": [], "rto_s": 14500.25, "rto_target_s": 14400,
+        "steps_s": {"download_and_verify": 100.5, "decrypt": 20.25, "pg_restore": 14000.0, "quality_checks": 300.0},
+    }
+
+    report = write_report_html(final, tmp_path).read_text()
+
+    text = visible_text(report)
+    assert "Restore test of backup set 20260301T020000Z-test: FAILED" in text
+    assert "longer than the RTO target" in text and "OVER THE TARGET of 4.00 h (14400 s)" in text
+    assert "RTO 4.03 h (14500 s)" in text
+    for step, seconds in (("download and verify", "100.500"), ("decrypt", "20.250"), ("pg restore", "14000.000"),
+                          ("quality checks", "300.000"), ("between steps (scheduling, task start-up)", "79.500")):
+        assert f"{step} {seconds}" in text
+    assert f"{len(outcome['checks'])} of {len(outcome['checks'])} passed" in text
+    assert "public.v_patient_summary" in text
+    assert not NETWORK_REFERENCE.search(report) and "<script" not in report and "<link" not in report
+    links = re.findall(r'href="([^"]+)"', report)
+    assert all((tmp_path / unquote(link)).is_file() for link in links)
 
 
 def test_deleted_rows_fail_naming_the_table_and_both_counts(

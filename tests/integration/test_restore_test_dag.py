@@ -218,3 +218,58 @@ def test_a_dump_missing_a_table_fails_naming_the_table(
     assert outcome.task_states["check_against_baselines"] == "failed"
     assert "public.audit_log" in outcome.output
     assert scratch_databases(sandbox) == []
+
+
+def test_rows_deleted_in_the_scratch_database_before_the_checks_fail_naming_the_table(
+    dag_runner: Any, good_set: Any, sandbox: Any
+) -> None:
+    import sqlite3
+    import threading
+    import time
+
+    before = dag_runner._latest_run_id(DAG_ID)
+    tampered: list[str] = []
+    stop = threading.Event()
+
+    def restore_task_state() -> str | None:
+        run_id = dag_runner._latest_run_id(DAG_ID)
+        if run_id is None or run_id == before:
+            return None
+        with sqlite3.connect(dag_runner.db_path, timeout=1) as db:
+            row = db.execute(
+                "SELECT state FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = 'restore_into_scratch'",
+                (DAG_ID, run_id),
+            ).fetchone()
+        return row[0] if row else None
+
+    def delete_rows_between_restore_and_checks() -> None:
+        # The checks task starts by importing Great Expectations (seconds): rows deleted as soon
+        # as the restore task has succeeded are gone before the first check query runs.
+        password = sandbox.secrets.role_passwords["restore_target_postgres"]
+        while not stop.is_set():
+            try:
+                state = restore_task_state()
+            except sqlite3.OperationalError:
+                state = None
+            if state == "success":
+                (scratch,) = scratch_databases(sandbox)
+                dsn = f"host=127.0.0.1 port={sandbox.restore_target_port} user=postgres password={password} dbname={scratch}"
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute("DELETE FROM public.payments WHERE id IN (SELECT id FROM public.payments ORDER BY id LIMIT 3)")
+                tampered.append(scratch)
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=delete_rows_between_restore_and_checks, daemon=True)
+    watcher.start()
+    try:
+        outcome = dag_runner.run(DAG_ID, conf={"backup_id": good_set.backup_set_id}, name="rows-deleted")
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+    assert tampered, "the restore finished without the test seeing it"
+    expected = good_set.manifest.baselines["tables"]["public.payments"]["rows"]
+    assert outcome.state == "failed"
+    assert outcome.task_states["check_against_baselines"] == "failed"
+    assert "public.payments" in outcome.output and str(expected) in outcome.output and str(expected - 3) in outcome.output
+    assert scratch_databases(sandbox) == []

@@ -2,7 +2,8 @@
 
 ``plan`` surveys the restored database and writes every check as a Great Expectations
 expectation; ``gxrun`` validates them in one GX run and builds the Data Docs; ``report`` turns
-the results into one row per check and writes ``summary.json`` and an offline ``report.html``.
+the results into one row per check and writes ``summary.json`` and an offline ``report.html``;
+``docs`` makes the Data Docs read offline too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from hms_dr import baseline
 from hms_dr.errors import DatabaseUnavailable
 from hms_dr.quality.gxrun import connection_settings, run_plan
 from hms_dr.quality.plan import CheckKind, plan_checks, query_text, survey_database
-from hms_dr.quality.report import judge, write_report_html, write_summary
+from hms_dr.quality.report import judge, page_link, write_report_html, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,9 @@ def check_restored_database(
     :param dsn: libpq key=value connection string of the restored database.
     :param baselines: the manifest's ``baselines`` (see ``hms_dr.baseline``).
     :param report_dir: where ``summary.json``, ``report.html`` and the Data Docs (``data_docs/``) go.
-    :returns: ``backup_set_id``, ``passed``, ``checks`` (one row per check), ``failed`` (their
-        messages), ``data_docs`` (the Data Docs index page) and ``seconds``.
+    :returns: ``backup_set_id``, ``passed``, ``checks`` (one row per check, with the Data Docs
+        page that decided it relative to report_dir), ``failed`` (their messages), ``data_docs``
+        (the Data Docs index page) and ``seconds``.
     :raises DatabaseUnavailable: the restored database cannot be reached.
     """
     started = time.monotonic()
@@ -60,7 +62,8 @@ def check_restored_database(
         plan, url, connect_args, report_dir / "data_docs", run_name=f"restore-test-{backup_set_id}"
     )
 
-    checks = [judge(check, results.get(index)) for index, check in enumerate(plan.checks)]
+    checks = [{**judge(check, results.get(index)), "data_docs_page": page_link(pages.get(index), report_dir)}
+              for index, check in enumerate(plan.checks)]
     failed = [check["message"] for check in checks if not check["passed"]]
     summary: dict[str, Any] = {
         "backup_set_id": backup_set_id,
@@ -71,7 +74,7 @@ def check_restored_database(
         "seconds": round(time.monotonic() - started, 3),
     }
     write_summary(summary, report_dir)
-    write_report_html(summary, report_dir, pages=pages)
+    write_report_html(summary, report_dir)
     log.info("restore test of %s: %d checks, %d failed, in %.1f s; report %s", backup_set_id, len(checks),
              len(failed), summary["seconds"], report_dir / "report.html")
     for message in failed:

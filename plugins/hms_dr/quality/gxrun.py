@@ -1,5 +1,6 @@
 """The Great Expectations run of a check plan: one ephemeral context, one postgres data source,
-one suite per data asset, all validated by one checkpoint; then the Data Docs, built once.
+one suite per data asset, all validated by one checkpoint; then the Data Docs, built once and
+made to read offline (see ``docs``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hms_dr.errors import DatabaseUnavailable
+from hms_dr.quality.docs import ValidationPage, make_offline
 from hms_dr.quality.plan import NO_ROWS_EXPECTATION, CheckPlan
 
 log = logging.getLogger(__name__)
@@ -131,16 +133,24 @@ def run_plan(plan: CheckPlan, url: str, connect_args: Mapping[str, Any], docs_di
 
     results: dict[int, Any] = {}
     pages: dict[int, Path] = {}
+    validation_pages: list[ValidationPage] = []
     for identifier, run_result in outcome.run_results.items():
         page = _page_path(context.get_docs_sites_urls(resource_identifier=identifier, site_name=DOCS_SITE))
+        if page is not None:
+            run_time = identifier.run_id.run_time
+            validation_pages.append(ValidationPage(
+                page, run_result.suite_name, str(run_result.asset_name or ""), bool(run_result.success),
+                identifier.run_id.run_name or "", run_time.isoformat(timespec="seconds") if run_time else "",
+            ))
         for result in run_result.results:
             meta = result.expectation_config.meta if result.expectation_config else None
             if meta and "check_index" in meta:
                 results[int(meta["check_index"])] = result
                 if page is not None:
                     pages[int(meta["check_index"])] = page
-    index_page = docs_dir / "index.html"
-    return results, pages, index_page if index_page.exists() else None
+    if not docs_dir.is_dir():
+        return results, pages, None
+    return results, pages, make_offline(docs_dir, validation_pages)
 
 
 def _page_path(urls: list[dict[str, str | None]]) -> Path | None:

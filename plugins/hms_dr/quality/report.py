@@ -170,34 +170,79 @@ def write_summary(summary: Mapping[str, Any], report_dir: Path) -> Path:
     return path
 
 
-def write_report_html(summary: Mapping[str, Any], report_dir: Path, *, pages: Mapping[int, Path] | None = None) -> Path:
-    """One page, inline style only: check, target, baseline, observed, result; each target links
-    to its Great Expectations validation page (``pages``, by check index) by a relative path."""
+def page_link(page: Path | None, report_dir: Path) -> str | None:
+    """Where a check's Great Expectations validation page is, relative to the report folder."""
+    if page is None or not page.is_relative_to(report_dir):
+        return None
+    return page.relative_to(report_dir).as_posix()
+
+
+def write_report_html(summary: Mapping[str, Any], report_dir: Path) -> Path:
+    """The auditor's report, one page with inline style only, from a summary: the checks' own
+    (``check_restored_database``) or the restore test's final one, which adds the RTO against its
+    target and each step's duration. Each check's target links to the Great Expectations page
+    that decided it (its ``data_docs_page``) by a relative path."""
     checks = summary["checks"]
-    pages = pages or {}
     passed = sum(1 for c in checks if c["passed"])
     verdict = "PASSED" if summary["passed"] else "FAILED"
     rows = "\n".join(
-        f'<tr class="{"pass" if c["passed"] else "fail"}"><td>{_h(c["check"])}</td><td>{_target(c, pages.get(i), report_dir)}</td>'
+        f'<tr class="{"pass" if c["passed"] else "fail"}"><td>{_h(c["check"])}</td><td>{_target(c)}</td>'
         f'<td>{_cell(c["expected"])}</td><td>{_cell(c["observed"])}</td>'
         f'<td>{"pass" if c["passed"] else "FAIL"}</td><td>{_h(c["message"])}</td></tr>'
-        for i, c in enumerate(checks)
+        for c in checks
     )
+    facts = [("backup set", _h(summary["backup_set_id"]))]
+    if summary.get("backup_manifest"):
+        facts.append(("manifest", _h(summary["backup_manifest"])))
+    if summary.get("scratch_database"):
+        facts.append(("scratch database", _h(summary["scratch_database"])))
+    checks_passed = summary.get("checks_passed", passed == len(checks))
+    facts.append(("checks", f'<span class="{"ok" if checks_passed else "bad"}">{passed} of {len(checks)} passed</span>'))
+    rto_over = False
+    if summary.get("rto_s") is not None:
+        rto_s, target_s = float(summary["rto_s"]), summary.get("rto_target_s")
+        rto_over = target_s is not None and rto_s > float(target_s)
+        judged = "" if target_s is None else (
+            f' <span class="bad">OVER THE TARGET of {_duration(target_s)}</span>' if rto_over
+            else f' <span class="ok">within the target of {_duration(target_s)}</span>'
+        )
+        facts.append(("RTO", f"{_duration(rto_s)}{judged}<br><small>from the start of the fetch to the end of the checks,"
+                             " wall clock</small>"))
+    elif summary.get("seconds") is not None:
+        facts.append(("checks took", _duration(summary["seconds"])))
+    docs_index = report_dir / "data_docs" / "index.html"
+    if docs_index.is_file():
+        facts.append(("Data Docs", '<a href="data_docs/index.html">data_docs/index.html</a><br><small>reads offline;'
+                                   " stored beside this report as data-docs.tar.gz, unpack it into a folder"
+                                   " data_docs next to this file</small>"))
+    reasons = [f"{len(checks) - passed} of {len(checks)} checks failed"] if not checks_passed else []
+    if rto_over:
+        reasons.append("the restore took longer than the RTO target")
+    why = f'<p class="bad">Failed because {" and ".join(reasons)}.</p>' if reasons and not summary["passed"] else ""
+    fact_rows = "\n".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in facts)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Restore test {_h(summary["backup_set_id"])}: {verdict}</title>
 <style>
-body {{ font-family: sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; width: 100%; font-size: 0.9em; }}
+body {{ font-family: sans-serif; margin: 2em; color: #222; background: #fff; }}
+table {{ border-collapse: collapse; font-size: 0.9em; margin-bottom: 1.5em; }}
+table.checks {{ width: 100%; }}
 th, td {{ border: 1px solid #999; padding: 4px 6px; text-align: left; vertical-align: top; }}
 td {{ max-width: 40em; overflow-wrap: anywhere; }}
+td.number {{ text-align: right; }}
 tr.fail td {{ background: #fdd; }} tr.pass td:nth-child(5) {{ color: #060; }}
-.verdict {{ font-weight: bold; color: {"#060" if summary["passed"] else "#b00"}; }}
+.verdict, .ok, .bad {{ font-weight: bold; }} .ok {{ color: #060; }} .bad {{ color: #b00; }}
+.verdict {{ color: {"#060" if summary["passed"] else "#b00"}; }}
 </style></head><body>
 <h1>Restore test of backup set {_h(summary["backup_set_id"])}: <span class="verdict">{verdict}</span></h1>
-<p>{passed} of {len(checks)} checks passed in {summary["seconds"]:.1f} s. Each target links to the Great Expectations
-validation page that decided it (Data Docs: {_h(summary.get("data_docs") or "not built")}; its pages take their styles
-and the index its table from the internet, this page needs nothing).</p>
-<table><thead><tr><th>check</th><th>target</th><th>baseline</th><th>observed</th><th>result</th><th>message</th></tr></thead>
+{why}
+<table class="facts"><tbody>
+{fact_rows}
+</tbody></table>
+{_steps_table(summary)}
+<h2>Checks</h2>
+<p>Each target links to the Great Expectations validation page that decided it. This report needs nothing
+from the network.</p>
+<table class="checks"><thead><tr><th>check</th><th>target</th><th>baseline</th><th>observed</th><th>result</th><th>message</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table></body></html>
@@ -207,10 +252,41 @@ and the index its table from the internet, this page needs nothing).</p>
     return path
 
 
-def _target(check: Mapping[str, Any], page: Path | None, report_dir: Path) -> str:
-    if page is None or not page.is_relative_to(report_dir):
+def _steps_table(summary: Mapping[str, Any]) -> str:
+    steps: Mapping[str, Any] = summary.get("steps_s") or {}
+    if not steps:
+        return ""
+    rto_s = summary.get("rto_s")
+    rows = [(name.replace("_", " "), float(seconds)) for name, seconds in steps.items()]
+    if rto_s is not None:
+        # RTO is wall clock from fetch to checks: the time Airflow took between the tasks counts too.
+        between = float(rto_s) - sum(seconds for _, seconds in rows)
+        if between > 0.0005:
+            rows.append(("between steps (scheduling, task start-up)", between))
+    share = (lambda s: f"{100 * s / float(rto_s):.1f} %") if rto_s else (lambda s: "")
+    body = "\n".join(f'<tr><td>{_h(name)}</td><td class="number">{seconds:.3f}</td><td class="number">{share(seconds)}</td></tr>'
+                     for name, seconds in rows)
+    return f"""<h2>Steps</h2>
+<table class="steps"><thead><tr><th>step</th><th>seconds</th><th>share of RTO</th></tr></thead>
+<tbody>
+{body}
+</tbody></table>"""
+
+
+def _duration(seconds: Any) -> str:
+    value = float(seconds)
+    if value < 120:
+        return f"{value:.1f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min ({value:.0f} s)"
+    return f"{value / 3600:.2f} h ({value:.0f} s)"
+
+
+def _target(check: Mapping[str, Any]) -> str:
+    page = check.get("data_docs_page")
+    if not page:
         return _h(check["target"])
-    return f'<a href="{_h(quote(page.relative_to(report_dir).as_posix()))}">{_h(check["target"])}</a>'
+    return f'<a href="{_h(quote(page))}">{_h(check["target"])}</a>'
 
 
 def _h(value: Any) -> str:

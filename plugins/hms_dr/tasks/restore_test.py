@@ -128,6 +128,7 @@ def check_against_baselines(plan: dict[str, Any], restored: dict[str, Any]) -> d
     """Great Expectations checks of the scratch database against the set's baselines; the report
     is stored whatever the outcome, then a failed check or an RTO over target fails the task."""
     from hms_dr.quality import check_restored_database
+    from hms_dr.quality.report import write_report_html
 
     policy = load_policy()
     store = open_policy_store(policy)
@@ -154,15 +155,13 @@ def check_against_baselines(plan: dict[str, Any], restored: dict[str, Any]) -> d
             "steps_s": {**restored["steps_s"], "quality_checks": round((finished - checks_started).total_seconds(), 3)},
         }
         (report_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        report_key = _store_report(store, policy.cluster.name, report_dir, checks_started, finished)
+        write_report_html(summary, report_dir)  # again, now with the RTO and every step's duration
+        report_key = _store_report(store, policy.cluster.name, report_dir, checks_started, finished, summary)
     finally:
         shutil.rmtree(report_dir.parent, ignore_errors=True)
     log.info("restore-test report: %s", store.describe(report_key))
     log.info("RTO %.1f s (target %d s); steps: %s", rto_s, policy.rto_minutes * 60, summary["steps_s"])
-    get_current_context()["outlet_events"][RESTORE_TESTS].extra = {
-        "backup_set_id": backup_set.backup_set_id, "passed": summary["passed"], "rto_s": summary["rto_s"],
-        "report": store.describe(report_key),
-    }
+    get_current_context()["outlet_events"][RESTORE_TESTS].extra = {**summary, "report": store.describe(report_key)}
     if not outcome["passed"]:
         raise QualityCheckFailed(
             f"restore of {backup_set.backup_set_id} differs from its baselines: {'; '.join(outcome['failed'][:5])}"
@@ -172,7 +171,9 @@ def check_against_baselines(plan: dict[str, Any], restored: dict[str, Any]) -> d
     return summary
 
 
-def _store_report(store: Any, cluster: str, report_dir: Path, started_at: datetime, finished_at: datetime) -> str:
+def _store_report(
+    store: Any, cluster: str, report_dir: Path, started_at: datetime, finished_at: datetime, summary: dict[str, Any]
+) -> str:
     """Upload the report as a restore-test set of its own, manifest last: summary.json and
     report.html to read directly, the GX Data Docs folder as one archive that opens offline."""
     report_id = new_backup_set_id(started_at)
@@ -190,7 +191,13 @@ def _store_report(store: Any, cluster: str, report_dir: Path, started_at: dateti
         payloads.append(Payload(path.name, stored.size_bytes, stored.sha256, "report"))
     publish_set(
         store, kind=BackupKind.RESTORE_TEST, cluster=cluster, backup_set_id=report_id,
-        started_at=started_at, finished_at=finished_at, payloads=payloads, extra={},
+        started_at=started_at, finished_at=finished_at, payloads=payloads,
+        extra={
+            "tested_set": {"kind": BackupKind.LOGICAL.value, "backup_set_id": summary["backup_set_id"]},
+            "passed": summary["passed"],
+            "rto_s": summary["rto_s"],
+            "rto_target_s": summary["rto_target_s"],
+        },
     )
     return key_for(cluster, BackupKind.RESTORE_TEST, report_id, "summary.json")
 
