@@ -48,6 +48,7 @@ test-unit: venv
 
 bench: venv
 	$(PY) bench/daily_backup_vs_pg_dump.py
+	$(PY) bench/restore_test_vs_pg_restore.py
 
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^pip==' > constraints.txt
