@@ -107,6 +107,19 @@ class RetentionPolicy:
 
 
 @dataclass(frozen=True)
+class WalPolicy:
+    """WAL shipping: where archive_command spools segments and how hms_wal_archive treats them."""
+
+    spool_dir: Path
+    remove_shipped_from_spool: bool = True
+    spool_queue: str = "default"
+    retries: int = 2
+    retry_delay_s: int = 20
+    max_retry_delay_s: int = 90
+    execution_timeout_min: int = 4
+
+
+@dataclass(frozen=True)
 class Policy:
     source: str
     cluster: ClusterPolicy
@@ -122,6 +135,7 @@ class Policy:
     rpo_minutes: int
     rto_minutes: int
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    wal: WalPolicy | None = None  # always set by parse_policy; holds wal_spool_dir too
 
 
 SCHEDULE_NAMES = (
@@ -239,6 +253,32 @@ def parse_policy(data: Any, *, source: str = "<policy>") -> Policy:
         rpo_minutes=reader.integer("targets.rpo_minutes", minimum=1),
         rto_minutes=reader.integer("targets.rto_minutes", minimum=1),
         raw=data,
+        wal=_wal_policy(reader),
+    )
+
+
+def _wal_policy(reader: _Reader) -> WalPolicy:
+    """The ``wal:`` section; keys added after spool_dir are optional and default as in WalPolicy."""
+    defaults = WalPolicy(spool_dir=Path("/"))
+    section = reader.value("wal")
+
+    def present(name: str) -> bool:
+        return isinstance(section, dict) and name in section
+
+    return WalPolicy(
+        spool_dir=Path(reader.absolute_path("wal.spool_dir")),
+        remove_shipped_from_spool=(
+            reader.boolean("wal.remove_shipped_from_spool") if present("remove_shipped_from_spool") else defaults.remove_shipped_from_spool
+        ),
+        spool_queue=reader.text("wal.spool_queue") if present("spool_queue") else defaults.spool_queue,
+        retries=reader.integer("wal.retries", minimum=0, maximum=20) if present("retries") else defaults.retries,
+        retry_delay_s=reader.integer("wal.retry_delay_s", minimum=0) if present("retry_delay_s") else defaults.retry_delay_s,
+        max_retry_delay_s=(
+            reader.integer("wal.max_retry_delay_s", minimum=0) if present("max_retry_delay_s") else defaults.max_retry_delay_s
+        ),
+        execution_timeout_min=(
+            reader.integer("wal.execution_timeout_min", minimum=1) if present("execution_timeout_min") else defaults.execution_timeout_min
+        ),
     )
 
 
