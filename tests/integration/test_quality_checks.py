@@ -100,7 +100,9 @@ def test_exact_copy_passes_with_every_table_and_view_as_in_the_baseline(
     view = by_kind["view_rows"]["public.v_patient_summary"]
     assert view["expected"] == view["observed"] == backup_baselines["views"]["public.v_patient_summary"]
     assert len(by_kind["foreign_key"]) == sum(len(t["foreign_keys"]) for t in backup_baselines["tables"].values())
-    assert {c["target"] for c in by_kind["primary_key_unique"].values()} == {f"public.{t} (id)" for t in TABLES}
+    # Every key is enforced by its restored index, so it is proven from the catalog, not scanned.
+    assert {c["target"] for c in by_kind["primary_key_enforced"].values()} == {f"public.{t} (id)" for t in TABLES}
+    assert "primary_key_unique" not in by_kind and "primary_key_not_null" not in by_kind
     assert len(by_kind["smoke_query"]) == 2
 
     docs_index = Path(summary["data_docs"])
@@ -256,8 +258,9 @@ def test_duplicate_primary_key_values_fail_naming_the_table(
     summary = run_checks(dsn, backup_baselines, tmp_path)
 
     assert not summary["passed"]
-    [message] = failures_naming(summary, "public.payments", "primary key (id)")
-    assert "has 2 rows sharing primary key (id) values" in message
+    messages = failures_naming(summary, "public.payments", "primary key (id)")
+    assert any("no valid primary key (id)" in m for m in messages), messages  # the lost constraint
+    assert any("has 2 rows sharing primary key (id) values" in m for m in messages), messages  # and what it let in
 
 
 def test_missing_table_fails_naming_it(
@@ -313,8 +316,8 @@ def test_partitioned_and_inheritance_tables_are_checked_row_for_row_as_pg_dump_s
 
     assert summary["passed"], summary["failed"]
     targets = {(c["check"], c["target"]) for c in summary["checks"]}
-    assert ("primary_key_unique", "public.readings (id, taken_on)") in targets
-    assert ("row_count", "public.readings_2025") in targets and ("primary_key_unique", "public.legacy_parent (id)") in targets
+    assert ("primary_key_enforced", "public.readings (id, taken_on)") in targets
+    assert ("row_count", "public.readings_2025") in targets and ("primary_key_enforced", "public.legacy_parent (id)") in targets
 
 
 def test_unreachable_database_raises_database_unavailable(

@@ -22,6 +22,7 @@ CATALOG_ASSET = "restored_catalog"
 class CheckKind(str, Enum):
     COLUMNS = "columns"
     ROW_COUNT = "row_count"
+    PRIMARY_KEY_ENFORCED = "primary_key_enforced"
     PRIMARY_KEY_NOT_NULL = "primary_key_not_null"
     PRIMARY_KEY_UNIQUE = "primary_key_unique"
     FOREIGN_KEY = "foreign_key"
@@ -60,6 +61,7 @@ class Survey:
     present_views: frozenset[str]
     view_queries: Mapping[str, str]
     parents: frozenset[str] = frozenset()  # tables with partitions or inheritance children
+    enforced_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # valid primary keys
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,10 @@ def survey_database(cursor: Any, baselines: Mapping[str, Any]) -> Survey:
         schema, view = split_name(name)
         composed = sql.SQL(sqlfiles.text("relation_fingerprint")).format(relation=sql.Identifier(schema, view))
         view_queries[name] = composed.as_string(cursor.connection)
+    cursor.execute(sqlfiles.text("quality/enforced_primary_keys"), {"names": tables})
+    enforced = {name: tuple(columns) for name, columns in cursor.fetchall()}
     return Survey(frozenset(t for t in tables if t in present), frozenset(v for v in views if v in present),
-                  view_queries, parents)
+                  view_queries, parents, enforced)
 
 
 def plan_checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Sequence[tuple[str, str]]) -> CheckPlan:
@@ -166,7 +170,7 @@ def plan_checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Seq
         parameters[parameter] = record.get("rows")
         checks.append(PlannedCheck(CheckKind.ROW_COUNT, name, record.get("rows"), asset,
                                    "ExpectTableRowCountToEqual", {"value": {"$PARAMETER": parameter}}))
-        checks.extend(_key_checks(name, record, asset))
+        checks.extend(_key_checks(name, record, asset, survey.enforced_keys.get(name)))
     for name, record in sorted(baselines.get("views", {}).items()):
         checks.append(_view_check(name, record, baselines, survey, assets))
     for number, (label, query) in enumerate(smoke_queries, start=1):
@@ -191,11 +195,24 @@ def _columns_check(name: str, record: Mapping[str, Any]) -> PlannedCheck:
                         {"unexpected_rows_query": query, "description": f"table {name} has its baseline columns"})
 
 
-def _key_checks(name: str, record: Mapping[str, Any], asset: str) -> list[PlannedCheck]:
+def _key_checks(name: str, record: Mapping[str, Any], asset: str, enforced: tuple[str, ...] | None) -> list[PlannedCheck]:
+    """Primary key and foreign keys. A key PostgreSQL enforces (a valid primary-key index on the
+    baseline's columns) is proven from the catalog at no cost; only a key it does not enforce is
+    scanned for NULLs and duplicates, so the report also says what the rows look like."""
     checks: list[PlannedCheck] = []
     key: Sequence[str] | None = record.get("primary_key")
     if key:
         key_text = f"({', '.join(key)})"
+        key_literal = _safe_literal("{" + ",".join('"' + c.replace('"', '\\"') + '"' for c in key) + "}")
+        schema, table = split_name(name)
+        query = query_text(
+            "primary_key_not_enforced",
+            schema_literal=_safe_literal(schema), table_literal=_safe_literal(table), key_literal=key_literal,
+        )
+        checks.append(PlannedCheck(CheckKind.PRIMARY_KEY_ENFORCED, f"{name} {key_text}", "enforced", asset, NO_ROWS_EXPECTATION,
+                                   {"unexpected_rows_query": query, "description": f"primary key {key_text} of {name} is enforced"},
+                                   {"table": name, "key": key_text}))
+    if key and tuple(key) != enforced:
         for column in key:
             checks.append(PlannedCheck(CheckKind.PRIMARY_KEY_NOT_NULL, f"{name} ({column})", 0, asset,
                                        "ExpectColumnValuesToNotBeNull", {"column": column}, {"table": name, "key": key_text}))

@@ -39,6 +39,7 @@ def _subject(check: PlannedCheck) -> str:
     return {
         CheckKind.COLUMNS: f"table {check.target} columns",
         CheckKind.ROW_COUNT: f"table {check.target} row count",
+        CheckKind.PRIMARY_KEY_ENFORCED: f"table {d.get('table')} primary key {d.get('key')}",
         CheckKind.PRIMARY_KEY_NOT_NULL: f"table {d.get('table')} primary key column {check.kwargs.get('column')}",
         CheckKind.PRIMARY_KEY_UNIQUE: f"table {d.get('table')} primary key {d.get('key')}",
         CheckKind.FOREIGN_KEY: f"table {d.get('table')} foreign key {d.get('constraint')}",
@@ -120,6 +121,13 @@ def _unique(check: PlannedCheck, result: Mapping[str, Any], passed: bool) -> tup
     return observed, f"table {table} has {_rows(observed)} sharing primary key {key} values (e.g. {examples})"
 
 
+def _enforced(check: PlannedCheck, result: Mapping[str, Any], passed: bool) -> tuple[Any, str]:
+    d = check.detail
+    if passed:
+        return "enforced", f"table {d['table']} primary key {d['key']} is enforced by a valid primary-key index"
+    return "not enforced", f"table {d['table']} has no valid primary key {d['key']}: the restore lost the constraint"
+
+
 def _foreign_key(check: PlannedCheck, result: Mapping[str, Any], passed: bool) -> tuple[Any, str]:
     d = check.detail
     constraint = (f"foreign key {d['constraint']} ({', '.join(d['columns'])}) -> "
@@ -156,6 +164,7 @@ def _smoke(check: PlannedCheck, result: Mapping[str, Any], passed: bool) -> tupl
 _VERDICTS = {
     CheckKind.COLUMNS: _columns,
     CheckKind.ROW_COUNT: _row_count,
+    CheckKind.PRIMARY_KEY_ENFORCED: _enforced,
     CheckKind.PRIMARY_KEY_NOT_NULL: _not_null,
     CheckKind.PRIMARY_KEY_UNIQUE: _unique,
     CheckKind.FOREIGN_KEY: _foreign_key,
