@@ -92,5 +92,9 @@ class QualityCheckFailed(HmsDrError):
     """A restored database differs from the baselines recorded at backup time."""
 
 
+class RecoveryPointAtRisk(HmsDrError):
+    """The measured RPO is over the policy's target, or WAL archiving is failing."""
+
+
 class RetentionRefused(HmsDrError):
     """A deletion would break a safety rule of retention and was not made."""

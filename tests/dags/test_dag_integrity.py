@@ -13,7 +13,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO_ROOT / "dags").glob("*.py"))
 ENGINE = REPO_ROOT / "plugins" / "hms_dr"
-EXPECTED_DAG_IDS = {"hms_daily_logical_backup", "hms_restore_test"}
+EXPECTED_DAG_IDS = {"hms_daily_logical_backup", "hms_restore_test", "hms_wal_archive"}
 HEAVY_MODULES = ("great_expectations", "pandas", "boto3", "botocore", "psycopg", "moto")
 
 

@@ -1,0 +1,44 @@
+"""Continuous WAL archiving of the HMS cluster (runbook: "WAL archiving for point-in-time recovery").
+
+Protects: every WAL segment, `.history` and `.backup` file that PostgreSQL's archive_command
+spooled on the database host. Every 5 minutes each new file is compressed, gpg-encrypted and
+stored as its own set (`<cluster>/wal/<file>/`), read back and checked by sha256; the manifest
+is written last and only then is the file removed from the spool. The run also checks
+`pg_stat_archiver` and measures the RPO (now minus the newest WAL safely in the store) against
+the policy's target. Old WAL is not expired yet.
+
+Pages: the on-call DBA, when a run fails: a WAL file conflicting with the store, archiving
+failing, or the RPO over target.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.sdk import DAG
+
+from hms_dr.policy import load_policy
+from hms_dr.tasks.wal_archive import check_archiver, measure_rpo, ship_spool, wal_policy
+
+policy = load_policy()
+wal = wal_policy(policy)
+
+with DAG(
+    dag_id=Path(__file__).stem,
+    doc_md=__doc__,
+    schedule=policy.schedules["wal_archive"],
+    start_date=datetime(2026, 1, 1),
+    max_active_runs=1,
+    tags=["hms-dr", "backup", "wal"],
+    default_args={
+        "retries": wal.retries,
+        "retry_delay": timedelta(seconds=wal.retry_delay_s),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(seconds=wal.max_retry_delay_s),
+        "execution_timeout": timedelta(minutes=wal.execution_timeout_min),
+        "queue": wal.spool_queue,  # the spool is on the database host: a worker there serves this queue
+    },
+):
+    ship_spool() >> measure_rpo()
+    check_archiver()

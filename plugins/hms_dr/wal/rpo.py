@@ -1,0 +1,151 @@
+"""The recovery point: how much committed work a disaster now would lose, and whether the
+archiver is healthy.
+
+RPO (store) = now - archived_at of the newest WAL set in the store; RPO (spool) = now - mtime
+of the newest file still in the spool. ``measure_rpo`` and ``judge_archiver`` are pure
+decisions; ``newest_stored_wal`` and ``read_archiver_status`` fetch their inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from hms_dr import sqlfiles
+from hms_dr.catalog import find_set
+from hms_dr.database import connect
+from hms_dr.manifest import BackupKind, parse_utc
+from hms_dr.pgtools import ConnectionInfo
+from hms_dr.wal.ship import stored_wal_names
+
+if TYPE_CHECKING:
+    from hms_dr.store import Store
+
+# The newest sets by name are read to find the newest archived_at: WAL names sort in WAL order
+# within a timeline, and a handful covers a .history/.backup file sorting after the newest segment.
+NEWEST_SETS_READ = 8
+
+
+@dataclass(frozen=True)
+class StoredWal:
+    name: str
+    archived_at: datetime
+
+
+@dataclass(frozen=True)
+class RpoReport:
+    """The recovery point now; ages are None when there is nothing to measure."""
+
+    measured_at: datetime
+    target_minutes: int
+    store_age_s: float | None
+    spool_age_s: float | None
+    newest_stored_wal: str | None
+    newest_spool_file: str | None
+    problem: str | None  # one line when over target; None when within it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "measured_at": self.measured_at.isoformat(),
+            "target_minutes": self.target_minutes,
+            "store_age_s": None if self.store_age_s is None else round(self.store_age_s, 1),
+            "spool_age_s": None if self.spool_age_s is None else round(self.spool_age_s, 1),
+            "newest_stored_wal": self.newest_stored_wal,
+            "newest_spool_file": self.newest_spool_file,
+            "problem": self.problem,
+        }
+
+
+def measure_rpo(
+    newest_stored: StoredWal | None,
+    newest_spool: tuple[str, datetime] | None,
+    *,
+    target_minutes: int,
+    now: datetime,
+) -> RpoReport:
+    """The RPO of the store and the spool at ``now``, and a one-line problem when over target."""
+    target = timedelta(minutes=target_minutes)
+    store_age = None if newest_stored is None else now - newest_stored.archived_at
+    spool_age = None if newest_spool is None else now - newest_spool[1]
+    problem = None
+    if newest_stored is None:
+        problem = "RPO unknown: no WAL set in the store yet"
+    elif store_age is not None and store_age > target:
+        problem = (
+            f"RPO {_minutes(store_age)} is over the {target_minutes}-minute target: the newest WAL in the store, "
+            f"{newest_stored.name}, was archived at {newest_stored.archived_at.isoformat()}"
+        )
+    return RpoReport(
+        measured_at=now,
+        target_minutes=target_minutes,
+        store_age_s=None if store_age is None else store_age.total_seconds(),
+        spool_age_s=None if spool_age is None else spool_age.total_seconds(),
+        newest_stored_wal=None if newest_stored is None else newest_stored.name,
+        newest_spool_file=None if newest_spool is None else newest_spool[0],
+        problem=problem,
+    )
+
+
+@dataclass(frozen=True)
+class ArchiverStatus:
+    """One row of pg_stat_archiver."""
+
+    archived_count: int
+    last_archived_wal: str | None
+    last_archived_at: datetime | None
+    failed_count: int
+    last_failed_wal: str | None
+    last_failed_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "archived_count": self.archived_count,
+            "last_archived_wal": self.last_archived_wal,
+            "last_archived_at": None if self.last_archived_at is None else self.last_archived_at.isoformat(),
+            "failed_count": self.failed_count,
+            "last_failed_wal": self.last_failed_wal,
+            "last_failed_at": None if self.last_failed_at is None else self.last_failed_at.isoformat(),
+        }
+
+
+def judge_archiver(status: ArchiverStatus) -> str | None:
+    """One line when archiving is failing now (the last failure is newer than the last success), else None."""
+    if status.last_failed_at is None:
+        return None
+    if status.last_archived_at is not None and status.last_archived_at >= status.last_failed_at:
+        return None
+    return (
+        f"WAL archiving is failing: {status.last_failed_wal} failed at {status.last_failed_at.isoformat()} "
+        f"({status.failed_count} failures since the statistics reset), last success "
+        f"{status.last_archived_wal or 'never'} at {status.last_archived_at.isoformat() if status.last_archived_at else 'never'}"
+    )
+
+
+def read_archiver_status(conn: ConnectionInfo) -> ArchiverStatus:
+    with connect(conn) as connection:
+        row = connection.execute(sqlfiles.text("wal/archiver_status")).fetchone()
+    return ArchiverStatus(
+        archived_count=int(row[0]),
+        last_archived_wal=row[1],
+        last_archived_at=row[2],
+        failed_count=int(row[3]),
+        last_failed_wal=row[4],
+        last_failed_at=row[5],
+    )
+
+
+def newest_stored_wal(store: Store, cluster: str) -> StoredWal | None:
+    """The WAL set with the newest archived_at among the newest few by name; None if there is none."""
+    names = sorted(stored_wal_names(store, cluster))[-NEWEST_SETS_READ:]
+    newest: StoredWal | None = None
+    for name in names:
+        manifest = find_set(store, cluster, BackupKind.WAL, name).manifest
+        archived_at = parse_utc(manifest.body.get("archived_at") or manifest.body["finished_at"])
+        if newest is None or archived_at > newest.archived_at:
+            newest = StoredWal(name, archived_at)
+    return newest
+
+
+def _minutes(age: timedelta) -> str:
+    return f"{age.total_seconds() / 60:.1f} min"
