@@ -452,3 +452,14 @@ def relabel_cpu(cpu: dict[str, float], labels: dict[str, str]) -> dict[str, floa
         name = labels.get(label, label)
         out[name] = out.get(name, 0.0) + seconds
     return dict(sorted(out.items(), key=lambda kv: (kv[0] == OTHER_LABEL, -kv[1])))
+
+
+def configure_logging(verbose: bool) -> None:
+    """Warnings only unless --verbose; the engine's INFO lines are still captured by handlers."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    logging.getLogger("botocore").setLevel(logging.WARNING)

@@ -183,11 +183,7 @@ def main() -> int:
     parser.add_argument("--verbose", action="store_true", help="print the engine's INFO log lines")
     args = parser.parse_args()
 
-    handler = logging.StreamHandler()
-    handler.setLevel(logging.INFO if args.verbose else logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
-    logging.getLogger("botocore").setLevel(logging.WARNING)
+    benchlib.configure_logging(args.verbose)
     capture = _Capture()
     logging.getLogger("hms_dr").addHandler(capture)
 

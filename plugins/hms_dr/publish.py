@@ -7,7 +7,6 @@ published over an existing manifest.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from datetime import datetime
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from hms_dr.catalog import key_for
 from hms_dr.errors import ChecksumMismatch
+from hms_dr.digests import sha256_of_stream
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload, build_manifest, dump_manifest
 from hms_dr.units import human_bytes, human_rate
 
@@ -23,21 +23,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 4 << 20
 
 
 def sha256_of_stored(store: Store, key: str) -> tuple[str, int]:
     """Stream an object back from the store and hash it: (sha256 hex, size in bytes)."""
-    digest = hashlib.sha256()
-    size = 0
     with store.open(key) as stream:
-        while True:
-            chunk = stream.read(READ_CHUNK)
-            if not chunk:
-                break
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+        return sha256_of_stream(stream)
 
 
 def verify_stored_payload(store: Store, key: str, expected: Payload) -> dict[str, Any]:

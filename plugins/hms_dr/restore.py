@@ -22,6 +22,7 @@ from hms_dr import sqlfiles
 from hms_dr.catalog import BackupSet, key_for
 from hms_dr.crypto import DecryptionKey, decrypt_stage, explain_decryption_failure, gpg_home, prepare_decryption
 from hms_dr.database import connect
+from hms_dr.digests import sha256_of_file
 from hms_dr.errors import ChecksumMismatch, ParamInvalid, ToolFailed
 from hms_dr.manifest import Payload
 from hms_dr.pgtools import ConnectionInfo, tool_env, tool_path
@@ -156,7 +157,7 @@ def fetch_for_restore(store: Store, backup_set: BackupSet, key: DecryptionKey, w
         decrypt_s = decrypt_file(encrypted, payload.name, key, plain, staging_dir=workdir)
     finally:
         encrypted.unlink(missing_ok=True)
-    if payload.plain_sha256 is not None and _sha256_file(plain) != payload.plain_sha256:
+    if payload.plain_sha256 is not None and sha256_of_file(plain) != payload.plain_sha256:
         plain.unlink(missing_ok=True)
         raise ChecksumMismatch(f"{payload.name} decrypted to bytes that differ from the dump the backup verified")
     log.info("decrypted %s: %s plain in %.1f s", payload.name, human_bytes(plain.stat().st_size), decrypt_s)
@@ -207,11 +208,3 @@ def run_pg_restore(target: ConnectionInfo, archive: Path, *, jobs: int) -> dict[
     seconds = time.monotonic() - started
     log.info("pg_restore -j %d into %s finished in %.1f s", jobs, target.describe(), seconds)
     return {"seconds": round(seconds, 3), "jobs": jobs}
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -29,7 +29,10 @@ def worker_state_dir(worker_id: str) -> Path:
     # Under the repository, not pytest's tmp_path: when the tests run as root the server runs as
     # the postgres OS user, which must be able to traverse every parent directory.
     # HMS_DR_TEST_SANDBOX names a separate one, for two test runs side by side on one machine.
-    return REPO_ROOT / ".sandbox-test" / os.environ.get("HMS_DR_TEST_SANDBOX", worker_id)
+    name = os.environ.get("HMS_DR_TEST_SANDBOX")
+    if name is None:
+        return REPO_ROOT / ".sandbox-test" / worker_id
+    return REPO_ROOT / ".sandbox-test" / (name if worker_id == "master" else f"{name}-{worker_id}")
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from hms_dr.catalog import find_set, key_for
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home
 from hms_dr.errors import ChecksumMismatch, HmsDrError
+from hms_dr.digests import sha256_of_file
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload
 from hms_dr.publish import publish_set, verify_stored_payload
 from hms_dr.streams import Pipeline, Stage
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 PAYLOAD_SUFFIX = ".zst.gpg"
 PAYLOAD_FORMAT = "wal"
-READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,6 @@ def stored_wal_names(store: Store, cluster: str) -> set[str]:
         if rest == MANIFEST_NAME:
             names.add(backup_set_id)
     return names
-
-
-def sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(READ_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def ship_wal_file(
