@@ -463,3 +463,15 @@ def configure_logging(verbose: bool) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("botocore").setLevel(logging.WARNING)
+
+
+def empty_primary_store(sandbox: Any, policy: Any) -> Any:
+    """The bench sandbox's primary S3 store, emptied of what an interrupted earlier run left."""
+    from hms_dr.store import open_store
+
+    store = open_store(
+        f"s3://{sandbox.primary_bucket}", s3_client=s3_client(sandbox), part_size_bytes=policy.store.part_size_mib << 20,
+    )
+    for stale in store.list(""):
+        store.delete(stale.key)
+    return store

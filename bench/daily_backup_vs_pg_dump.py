@@ -188,18 +188,12 @@ def main() -> int:
     logging.getLogger("hms_dr").addHandler(capture)
 
     from hms_dr.policy import load_policy
-    from hms_dr.store import open_store
 
     sandbox = benchlib.start_bench_sandbox(args.scale_mb)
     try:
         conn = benchlib.backup_connection(sandbox)
         policy = load_policy(sandbox.paths.policy_file)
-        store = open_store(
-            f"s3://{sandbox.primary_bucket}", s3_client=benchlib.s3_client(sandbox),
-            part_size_bytes=policy.store.part_size_mib << 20,
-        )
-        for stale in store.list(""):  # an interrupted earlier run
-            store.delete(stale.key)
+        store = benchlib.empty_primary_store(sandbox, policy)
         db_size = benchlib.database_size(conn)
         pg_version = benchlib.server_version(conn)
         machine = benchlib.machine_info()

@@ -284,7 +284,6 @@ def main() -> int:
     from hms_dr import logical
     from hms_dr.pgtools import tool_path
     from hms_dr.policy import load_policy
-    from hms_dr.store import open_store
 
     sandbox = benchlib.start_bench_sandbox(args.scale_mb)
     store = None
@@ -292,12 +291,7 @@ def main() -> int:
         conn = benchlib.backup_connection(sandbox)
         admin = benchlib.restore_target_admin(sandbox)
         policy = load_policy(sandbox.paths.policy_file)
-        store = open_store(
-            f"s3://{sandbox.primary_bucket}", s3_client=benchlib.s3_client(sandbox),
-            part_size_bytes=policy.store.part_size_mib << 20,
-        )
-        for stale in store.list(""):  # an interrupted earlier run
-            store.delete(stale.key)
+        store = benchlib.empty_primary_store(sandbox, policy)
         clean_restore_target(admin)
         db_size = benchlib.database_size(conn)
         pg_version = benchlib.server_version(admin)
