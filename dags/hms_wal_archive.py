@@ -5,7 +5,8 @@ spooled on the database host. Every 5 minutes each new file is compressed, gpg-e
 stored as its own set (`<cluster>/wal/<file>/`), read back and checked by sha256; the manifest
 is written last and only then is the file removed from the spool. The run also checks
 `pg_stat_archiver` and measures the RPO (now minus the newest WAL safely in the store) against
-the policy's target. Old WAL is not expired yet.
+the policy's target. WAL sets older than the policy's window (7 days) expire, except what a
+retained base backup needs (see `hms_dr.wal.expiry`); with no base backup stored, none expires.
 
 Pages: the on-call DBA, when a run fails: a WAL file conflicting with the store, archiving
 failing, or the RPO over target.
@@ -19,7 +20,7 @@ from pathlib import Path
 from airflow.sdk import DAG
 
 from hms_dr.policy import load_policy
-from hms_dr.tasks.wal_archive import check_archiver, measure_rpo, ship_spool, wal_policy
+from hms_dr.tasks.wal_archive import check_archiver, expire_wal, measure_rpo, ship_spool, wal_policy
 
 policy = load_policy()
 wal = wal_policy(policy)
@@ -40,5 +41,7 @@ with DAG(
         "queue": wal.spool_queue,  # the spool is on the database host: a worker there serves this queue
     },
 ):
-    ship_spool() >> measure_rpo()
+    shipped = ship_spool()
+    shipped >> measure_rpo()
+    shipped >> expire_wal()
     check_archiver()

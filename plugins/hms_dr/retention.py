@@ -25,13 +25,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RetentionRule:
-    max_age: timedelta  # complete sets older than this expire...
+    max_age: timedelta | None  # complete sets older than this expire (None: no window, count only)...
     orphan_max_age: timedelta  # ...payloads without a manifest after this long
     min_keep: int = 1  # ...but never the newest min_keep complete sets
 
     def __post_init__(self) -> None:
         if self.min_keep < 1:
             raise RetentionRefused("retention must always keep at least the newest complete set")
+
+    @classmethod
+    def keep_newest(cls, count: int, orphan_max_age: timedelta) -> RetentionRule:
+        """Keep the newest ``count`` complete sets whatever their age, expire the rest (base backups: keep 4)."""
+        return cls(max_age=None, orphan_max_age=orphan_max_age, min_keep=count)
 
 
 @dataclass(frozen=True)
@@ -63,11 +68,14 @@ def plan_retention(listing: CatalogListing, kind: BackupKind, rule: RetentionRul
         if set_id in protected:
             keep.append(set_id)
             reasons[set_id] = f"among the newest {rule.min_keep} complete set(s)"
-        elif age <= rule.max_age:
+        elif rule.max_age is not None and age <= rule.max_age:
             keep.append(set_id)
-            reasons[set_id] = f"inside the {_days(rule.max_age)} window ({_days(age)} old)"
+            reasons[set_id] = f"inside the {describe_age(rule.max_age)} window ({describe_age(age)} old)"
         else:
-            reason = f"older than the {_days(rule.max_age)} window ({_days(age)} old)"
+            reason = (
+                f"older than the {describe_age(rule.max_age)} window ({describe_age(age)} old)" if rule.max_age is not None
+                else f"not among the newest {rule.min_keep} complete set(s) ({describe_age(age)} old)"
+            )
             expire.append(Expiry(kind, set_id, True, reason))
             reasons[set_id] = reason
     complete_ids = {s.backup_set_id for s in sets}
@@ -76,7 +84,7 @@ def plan_retention(listing: CatalogListing, kind: BackupKind, rule: RetentionRul
             continue
         age = now - orphan.newest_modified_at
         if age > rule.orphan_max_age:
-            reason = f"payloads without a manifest, last written {_days(age)} ago (interrupted run)"
+            reason = f"payloads without a manifest, last written {describe_age(age)} ago (interrupted run)"
             expire.append(Expiry(kind, orphan.backup_set_id, False, reason))
             reasons[orphan.backup_set_id] = reason
     return RetentionPlan(keep=tuple(keep), expire=tuple(expire), reasons=reasons, unreadable=listing.unreadable)
@@ -113,6 +121,6 @@ def apply_retention(plan: RetentionPlan, store: Store, cluster: str) -> list[str
     return deleted
 
 
-def _days(delta: timedelta) -> str:
+def describe_age(delta: timedelta) -> str:
     days = delta.total_seconds() / 86400
     return f"{days:.0f} days" if days >= 2 else f"{delta.total_seconds() / 3600:.1f} hours"

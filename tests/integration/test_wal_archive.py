@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
 DAG_ID = "hms_wal_archive"
 CLUSTER = "hms-primary"
-TASKS = ("ship_spool", "check_archiver", "measure_rpo")
+TASKS = ("ship_spool", "check_archiver", "measure_rpo", "expire_wal")
 
 
 def force_segments(sandbox: Any, count: int) -> list[str]:
@@ -113,6 +113,24 @@ def test_the_catalog_lists_the_wal_sets_oldest_first(first_run: Any, forced: dic
     assert listing.unreadable == () and listing.orphans == ()
 
 
+def test_the_rpo_is_handed_on_as_an_asset_event_and_xcom(first_run: Any, dag_runner: Any) -> None:
+    measured = returned(dag_runner, first_run.run_id, "measure_rpo")
+    assert measured["problem"] is None and 0 <= measured["store_age_s"] < 15 * 60
+    with sqlite3.connect(dag_runner.db_path) as db:
+        row = db.execute(
+            "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.uri = ? ORDER BY e.id DESC LIMIT 1",
+            ("hms://backups/wal",),
+        ).fetchone()
+    assert row is not None, "no hms://backups/wal event"
+    event = json.loads(row[0])
+    assert event["newest_stored_wal"] == measured["newest_stored_wal"] and event["store_age_s"] == measured["store_age_s"]
+
+
+def test_fresh_wal_is_kept_by_the_expiry(first_run: Any, forced: dict[str, bytes], dag_runner: Any) -> None:
+    expiry = returned(dag_runner, first_run.run_id, "expire_wal")
+    assert expiry["expired"] == [] and expiry["kept"] >= len(forced)
+
+
 def test_shipped_files_are_gone_from_the_spool(first_run: Any, forced: dict[str, bytes], spool: Path, dag_runner: Any) -> None:
     shipped = returned(dag_runner, first_run.run_id, "ship_spool")
     assert set(forced) <= set(shipped["shipped"])
@@ -152,7 +170,8 @@ def test_a_different_file_with_a_stored_name_fails_the_run_and_is_not_overwritte
     try:
         outcome = dag_runner.run(DAG_ID)
         assert outcome.state == "failed"
-        assert outcome.task_states["ship_spool"] == "failed" and outcome.task_states["measure_rpo"] == "upstream_failed"
+        assert outcome.task_states["ship_spool"] == "failed"
+        assert outcome.task_states["measure_rpo"] == outcome.task_states["expire_wal"] == "upstream_failed"
         assert outcome.task_tries["ship_spool"] == 1  # an alarm, not retried
         assert f"WAL file {name} in the spool" in outcome.output and "not overwritten" in outcome.output
         assert {o.key: primary_store.get_bytes(o.key) for o in primary_store.list(folder)} == before
@@ -171,7 +190,11 @@ def test_rpo_over_target_fails_the_run_with_one_line(sandbox: Any, dag_runner: A
         DAG_ID, name="rpo-drill", policy={"cluster.name": "hms-rpo-drill", "wal.remove_shipped_from_spool": False},
     )
     assert outcome.state == "failed", outcome.output[-6000:]
-    assert outcome.task_states == {"ship_spool": "success", "check_archiver": "success", "measure_rpo": "failed"}
+    assert outcome.task_states == {"ship_spool": "success", "check_archiver": "success", "measure_rpo": "failed", "expire_wal": "success"}
     lines = [line for line in outcome.output.splitlines() if "is over the 15-minute target" in line]
     assert lines, outcome.output[-4000:]
     assert "RPO 12" in lines[0] and "the newest WAL in the store" in lines[0]
+    # this cluster's store has WAL but no base backup: the expiry keeps it all and says why
+    expiry = returned(dag_runner, outcome.run_id, "expire_wal")
+    assert expiry["expired"] == [] and expiry["base_backups"] == [] and expiry["kept"] >= 1
+    assert "no base backup in the store: no WAL is expired" in outcome.output

@@ -17,7 +17,7 @@ from hms_dr.catalog import find_set
 from hms_dr.database import connect
 from hms_dr.manifest import BackupKind, parse_utc
 from hms_dr.pgtools import ConnectionInfo
-from hms_dr.wal.ship import stored_wal_names
+from hms_dr.wal.listing import stored_wal_names
 
 if TYPE_CHECKING:
     from hms_dr.store import Store

@@ -25,6 +25,7 @@ from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload
 from hms_dr.publish import publish_set, verify_stored_payload
 from hms_dr.streams import Pipeline, Stage
 from hms_dr.units import human_bytes, human_rate
+from hms_dr.wal.listing import stored_wal_names
 from hms_dr.wal.spool import SpoolFile, plan_shipping, read_spool
 
 if TYPE_CHECKING:
@@ -50,17 +51,6 @@ class ShipOutcome:
 
 def payload_name(wal_name: str) -> str:
     return wal_name + PAYLOAD_SUFFIX
-
-
-def stored_wal_names(store: Store, cluster: str) -> set[str]:
-    """Names of the WAL files whose set is complete (has a manifest) in ``store``: one listing."""
-    prefix = key_for(cluster, BackupKind.WAL, "x")[: -len("x/")]
-    names = set()
-    for obj in store.list(prefix):
-        backup_set_id, _, rest = obj.key[len(prefix):].partition("/")
-        if rest == MANIFEST_NAME:
-            names.add(backup_set_id)
-    return names
 
 
 def ship_wal_file(
