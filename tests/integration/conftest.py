@@ -179,3 +179,127 @@ def manifest_keys(store: Any, prefix: str) -> set[str]:
 
 def dump_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=str)
+
+
+class ScheduledAirflow:
+    """A real scheduler, dag-processor, triggerer and API server (the execution API the tasks
+    report to) on an Airflow home of its own, for tests where timing matters. Every DAG starts
+    paused; a test unpauses the ones it needs and reads runs and XComs from the metadata DB."""
+
+    COMPONENTS = ("scheduler", "dag-processor", "triggerer")
+
+    def __init__(self, runner: DagRunner, name: str, policy: Mapping[str, Any] | None = None) -> None:
+        from hms_dr.sandbox.cluster import free_port
+
+        home = Path(runner.sandbox.state_dir) / f"airflow-scheduled-{name}"
+        home.mkdir(exist_ok=True)
+        self.home = home
+        self.db_path = home / "airflow.db"
+        self.port = free_port()
+        self.env = {
+            **runner.env,
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        }
+        if policy:
+            self.env["HMS_DR_POLICY"] = str(runner.policy_variant(f"scheduled-{name}", policy))
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def airflow(self, *args: str, timeout_s: float = 300) -> str:
+        done = subprocess.run([str(VENV_BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, timeout=timeout_s)
+        assert done.returncode == 0, f"airflow {' '.join(args)}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        return done.stdout
+
+    def start(self) -> None:
+        import time
+        import urllib.request
+
+        self.airflow("db", "migrate")
+        commands = [["api-server", "--port", str(self.port), "--host", "127.0.0.1"], *([c] for c in self.COMPONENTS)]
+        for command in commands:
+            log = (self.home / f"{command[0]}.log").open("ab")
+            self.processes.append(subprocess.Popen(
+                [str(VENV_BIN / "airflow"), *command], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            ))
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the API server did not come up: " + self.log_tail("api-server")
+                assert all(p.poll() is None for p in self.processes), "an Airflow component died: " + self.log_tail("scheduler")
+                time.sleep(1)
+
+    def unpause_when_parsed(self, dag_id: str, timeout_s: float = 180) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with sqlite3.connect(self.db_path) as db:
+                parsed = db.execute("SELECT 1 FROM dag WHERE dag_id = ?", (dag_id,)).fetchone()
+            if parsed:
+                break
+            assert time.monotonic() < deadline, f"{dag_id} was not parsed: " + self.log_tail("dag-processor")
+            time.sleep(1)
+        self.airflow("dags", "unpause", dag_id)
+
+    def task_returns(self, dag_id: str, task_id: str) -> list[tuple[str, Any]]:
+        """(run_id, return value) of every successful try of task_id, oldest first."""
+        with sqlite3.connect(self.db_path) as db:
+            rows = db.execute(
+                "SELECT x.run_id, x.value FROM xcom x JOIN task_instance t ON t.dag_id = x.dag_id AND t.run_id = x.run_id "
+                "AND t.task_id = x.task_id WHERE x.dag_id = ? AND x.task_id = ? AND x.key = 'return_value' "
+                "AND t.state = 'success' ORDER BY x.timestamp", (dag_id, task_id),
+            ).fetchall()
+        values = []
+        for run_id, raw in rows:
+            value = json.loads(raw)
+            values.append((run_id, json.loads(value) if isinstance(value, str) else value))
+        return values
+
+    def run_states(self, dag_id: str) -> list[str]:
+        with sqlite3.connect(self.db_path) as db:
+            return [r[0] for r in db.execute("SELECT state FROM dag_run WHERE dag_id = ? ORDER BY id", (dag_id,))]
+
+    def log_tail(self, component: str, chars: int = 3000) -> str:
+        path = self.home / f"{component}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def task_logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted((self.home / "logs").rglob("*.log")))
+
+    def stop(self) -> None:
+        import signal
+
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture()
+def scheduled_airflow(dag_runner: DagRunner) -> Iterator[Any]:
+    """A factory: scheduled_airflow(name, policy_overrides) starts a ScheduledAirflow; all stop at teardown."""
+    started: list[ScheduledAirflow] = []
+
+    def start(name: str, policy: Mapping[str, Any] | None = None) -> ScheduledAirflow:
+        airflow = ScheduledAirflow(dag_runner, name, policy)
+        started.append(airflow)
+        airflow.start()
+        return airflow
+
+    yield start
+    for airflow in started:
+        airflow.stop()

@@ -77,7 +77,7 @@ def measure_rpo() -> dict[str, Any]:
     log.info(
         "RPO now: store %s s (newest %s), spool %s s (newest %s), target %d min",
         report.to_dict()["store_age_s"], report.newest_stored_wal, report.to_dict()["spool_age_s"],
-        report.newest_spool_file, report.target_minutes,
+        report.newest_archived_wal, report.target_minutes,
     )
     if report.problem:
         raise RecoveryPointAtRisk(report.problem)

@@ -1,8 +1,9 @@
 """The recovery point: how much committed work a disaster now would lose, and whether the
 archiver is healthy.
 
-RPO (store) = now - archived_at of the newest WAL set in the store; RPO (spool) = now - mtime
-of the newest file still in the spool. ``measure_rpo`` and ``judge_archiver`` are pure
+RPO (store) = now - archived_at of the newest WAL set in the store; RPO (spool) = now - the
+archive time of the newest WAL archived at all (the newest spool file, or the newest stored set
+when shipping has emptied the spool). ``measure_rpo`` and ``judge_archiver`` are pure
 decisions; ``newest_stored_wal`` and ``read_archiver_status`` fetch their inputs.
 """
 
@@ -42,7 +43,7 @@ class RpoReport:
     store_age_s: float | None
     spool_age_s: float | None
     newest_stored_wal: str | None
-    newest_spool_file: str | None
+    newest_archived_wal: str | None
     problem: str | None  # one line when over target; None when within it
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,7 +53,7 @@ class RpoReport:
             "store_age_s": None if self.store_age_s is None else round(self.store_age_s, 1),
             "spool_age_s": None if self.spool_age_s is None else round(self.spool_age_s, 1),
             "newest_stored_wal": self.newest_stored_wal,
-            "newest_spool_file": self.newest_spool_file,
+            "newest_archived_wal": self.newest_archived_wal,
             "problem": self.problem,
         }
 
@@ -67,7 +68,13 @@ def measure_rpo(
     """The RPO of the store and the spool at ``now``, and a one-line problem when over target."""
     target = timedelta(minutes=target_minutes)
     store_age = None if newest_stored is None else now - newest_stored.archived_at
-    spool_age = None if newest_spool is None else now - newest_spool[1]
+    # The spool's recovery point is the newest WAL archived at all: once shipped, a file leaves the
+    # spool but its archive time travels in its set, so an emptied spool is not "no recovery point".
+    archived = [newest_spool] if newest_spool is not None else []
+    if newest_stored is not None:
+        archived.append((newest_stored.name, newest_stored.archived_at))
+    newest_archived = max(archived, key=lambda named: named[1]) if archived else None
+    spool_age = None if newest_archived is None else now - newest_archived[1]
     problem = None
     if newest_stored is None:
         problem = "RPO unknown: no WAL set in the store yet"
@@ -82,7 +89,7 @@ def measure_rpo(
         store_age_s=None if store_age is None else store_age.total_seconds(),
         spool_age_s=None if spool_age is None else spool_age.total_seconds(),
         newest_stored_wal=None if newest_stored is None else newest_stored.name,
-        newest_spool_file=None if newest_spool is None else newest_spool[0],
+        newest_archived_wal=None if newest_archived is None else newest_archived[0],
         problem=problem,
     )
 
