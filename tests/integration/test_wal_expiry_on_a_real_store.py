@@ -1,5 +1,5 @@
 """WAL expiry on a real file:// store: 20 days of WAL sets (one a day, real filesystem mtimes) and
-two base backup sets. Only what is both outside the 7-day window and before the anchor base
+two base backup sets. Only what is both outside the 7-day window and before the oldest base
 backup goes, manifest first; what a retained base backup needs stays byte-identical; a stale
 orphan folder goes. The clock is fixed; the store and its listing are real."""
 
@@ -45,9 +45,8 @@ def put_set(store: Store, root: Path, kind: BackupKind, set_id: str, when: datet
     age_folder(root, kind, set_id, when)
 
 
-def base_extra(start: int, stop: int, stop_time: datetime) -> dict:
-    return {"base_backup": {"start_wal_file": segment(start), "stop_wal_file": segment(stop),
-                            "stop_time": stop_time.isoformat().replace("+00:00", "Z")}}
+def base_extra(start: int) -> dict:
+    return {"base_backup": {"start_wal_file": segment(start), "stop_wal_file": segment(start)}}
 
 
 @pytest.fixture()
@@ -65,18 +64,18 @@ def test_expiry_removes_only_unneeded_old_wal(store_root: Path) -> None:
     put_set(store, store_root, BackupKind.WAL, segment(99), NOW - timedelta(days=3), {}, manifest=False)  # stale orphan
     for set_id, start, days in (("20260214T010000Z", 5, 15), ("20260221T010000Z", 12, 8)):
         when = NOW - timedelta(days=days)
-        put_set(store, store_root, BackupKind.BASE, set_id, when, base_extra(start, start, when))
-    kept_before = {o.key: store.get_bytes(o.key) for o in store.list(f"{CLUSTER}/wal/") if segment(12) <= o.key.split("/")[2] <= segment(20)}
+        put_set(store, store_root, BackupKind.BASE, set_id, when, base_extra(start))
+    kept_before = {o.key: store.get_bytes(o.key) for o in store.list(f"{CLUSTER}/wal/") if segment(5) <= o.key.split("/")[2] <= segment(20)}
 
     outcome = expire_wal(store, CLUSTER, keep_days=7, orphan_max_age=timedelta(hours=24), now=NOW)
 
-    expected_gone = {segment(n) for n in range(12) if n != 5} | {segment(99)}
+    expected_gone = {segment(n) for n in range(5)} | {segment(99)}
     assert set(outcome["expired"]) == expected_gone
     remaining = {s.name for s in read_wal_sets(store, CLUSTER)}
     assert remaining == {segment(n) for n in range(21)} - expected_gone
     assert all(s.complete for s in read_wal_sets(store, CLUSTER))  # no half-deleted set left behind
     assert {k: store.get_bytes(k) for k in kept_before} == kept_before
-    assert store.exists(key_for(CLUSTER, BackupKind.WAL, segment(5), MANIFEST_NAME))  # the older base backup's WAL
+    assert store.exists(key_for(CLUSTER, BackupKind.WAL, segment(5), MANIFEST_NAME))  # where the oldest base backup starts
     assert outcome["base_backups"] == ["20260214T010000Z", "20260221T010000Z"]
 
 
@@ -84,7 +83,7 @@ def test_a_base_backup_manifest_without_its_wal_range_stops_the_expiry(store_roo
     store = open_store(store_root.as_uri())
     old = NOW - timedelta(days=30)
     put_set(store, store_root, BackupKind.WAL, segment(1), old, {})
-    put_set(store, store_root, BackupKind.BASE, "20260101T010000Z", old, {"base_backup": {"start_wal_file": segment(2)}})
-    with pytest.raises(ManifestInvalid, match="lacks its WAL range"):
+    put_set(store, store_root, BackupKind.BASE, "20260101T010000Z", old, {"base_backup": {"stop_wal_file": segment(2)}})
+    with pytest.raises(ManifestInvalid, match="lacks its WAL start"):
         expire_wal(store, CLUSTER, keep_days=7, orphan_max_age=timedelta(hours=24), now=NOW)
     assert store.exists(key_for(CLUSTER, BackupKind.WAL, segment(1), MANIFEST_NAME))

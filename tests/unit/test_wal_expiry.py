@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hms_dr.wal.expiry import BaseBackupWal, choose_anchor, plan_wal_expiry, wal_position
+from hms_dr.wal.expiry import BaseBackupWal, oldest_base_backup, plan_wal_expiry, wal_position
 from hms_dr.wal.listing import StoredWalSet
 
 NOW = datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)
@@ -22,8 +22,8 @@ def wal(number: int, age_days: float, *, timeline: int = 1, complete: bool = Tru
     return StoredWalSet(segment(number, timeline), complete, NOW - timedelta(days=age_days))
 
 
-def base(set_id: str, start: int, stop: int, age_days: float) -> BaseBackupWal:
-    return BaseBackupWal(set_id, segment(start), segment(stop), NOW - timedelta(days=age_days))
+def base(set_id: str, start: int) -> BaseBackupWal:
+    return BaseBackupWal(set_id, segment(start))
 
 
 def expired(wal_sets: list[StoredWalSet], bases: list[BaseBackupWal], keep_days: int = 7) -> set[str]:
@@ -31,19 +31,17 @@ def expired(wal_sets: list[StoredWalSet], bases: list[BaseBackupWal], keep_days:
     return {e.backup_set_id for e in plan.expire}
 
 
-def test_wal_before_the_anchor_base_backup_and_outside_the_window_expires() -> None:
-    # one segment per day, 20 days old down to today; base backups finished 15 and 8 days ago
+def test_wal_before_the_oldest_base_backup_and_outside_the_window_expires() -> None:
+    # one segment per day, 20 days old down to today; base backups start at segments 5 and 12
     wal_sets = [wal(n, 20 - n) for n in range(21)]
-    bases = [base("b15", 5, 5, 15), base("b8", 12, 12, 8)]
-    # the window opens 7 days ago: the anchor is b8 (finished before it opened); b15's own segment stays
-    assert expired(wal_sets, bases) == {segment(n) for n in range(12) if n != 5}
+    assert expired(wal_sets, [base("b15", 5), base("b8", 12)]) == {segment(n) for n in range(5)}
 
 
-def test_without_an_anchor_before_the_window_the_oldest_base_backup_anchors() -> None:
+def test_wal_inside_the_window_stays_even_before_every_base_backup() -> None:
     wal_sets = [wal(n, 20 - n) for n in range(21)]
-    bases = [base("b3", 17, 17, 3)]  # the only base backup is newer than the window's start
-    # before it, only what is also outside the window goes (segments 0..13: 20..7 days old)
-    assert expired(wal_sets, bases) == {segment(n) for n in range(14)}
+    # the only base backup starts at segment 17; of the WAL before it only what is also outside
+    # the window goes (segments 0..13 are 20..7 days old)
+    assert expired(wal_sets, [base("b3", 17)]) == {segment(n) for n in range(14)}
 
 
 def test_nothing_expires_without_a_base_backup() -> None:
@@ -52,18 +50,14 @@ def test_nothing_expires_without_a_base_backup() -> None:
 
 def test_history_files_are_never_expired() -> None:
     history = StoredWalSet("00000002.history", True, NOW - timedelta(days=60))
-    plan = plan_wal_expiry([history], [base("b", 50, 50, 1)], keep_days=7, orphan_max_age=ORPHAN_MAX_AGE, now=NOW)
+    plan = plan_wal_expiry([history], [base("b", 50)], keep_days=7, orphan_max_age=ORPHAN_MAX_AGE, now=NOW)
     assert plan.expire == () and "always kept" in plan.reasons["00000002.history"]
-
-
-def test_wal_inside_the_window_is_kept_even_before_the_anchor() -> None:
-    assert expired([wal(1, 2)], [base("b", 9, 9, 10)]) == set()
 
 
 def test_orphans_expire_after_a_day_whatever_their_position() -> None:
     stale = wal(30, 2, complete=False)
     fresh = wal(31, 0.1, complete=False)
-    plan = plan_wal_expiry([stale, fresh], [base("b", 1, 1, 1)], keep_days=7, orphan_max_age=ORPHAN_MAX_AGE, now=NOW)
+    plan = plan_wal_expiry([stale, fresh], [base("b", 1)], keep_days=7, orphan_max_age=ORPHAN_MAX_AGE, now=NOW)
     assert [(e.backup_set_id, e.complete) for e in plan.expire] == [(stale.name, False)]
 
 
@@ -74,32 +68,28 @@ def test_positions_ignore_the_timeline_and_cover_backup_and_partial_files() -> N
     assert wal_position("00000002.history") is None
 
 
-def test_the_anchor_is_the_newest_base_backup_finished_before_the_window() -> None:
-    bases = [base("old", 1, 1, 30), base("mid", 2, 2, 9), base("new", 3, 3, 2)]
-    anchor = choose_anchor(bases, NOW - timedelta(days=7))
-    assert anchor is not None and anchor.backup_set_id == "mid"
-    assert choose_anchor([], NOW) is None
+def test_the_oldest_base_backup_is_the_one_whose_wal_starts_first() -> None:
+    oldest = oldest_base_backup([base("b2", 30), base("b1", 7), base("b3", 44)])
+    assert oldest is not None and oldest.backup_set_id == "b1"
+    assert oldest_base_backup([]) is None
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     ages=st.lists(st.floats(min_value=0, max_value=40), min_size=1, max_size=40),
-    base_specs=st.lists(st.tuples(st.integers(0, 39), st.integers(0, 3), st.floats(0, 40)), max_size=5),
+    starts=st.lists(st.integers(0, 45), max_size=5),
     keep_days=st.integers(1, 14),
 )
-def test_no_expired_wal_is_needed_by_any_base_backup_or_the_window(
-    ages: list[float], base_specs: list[tuple[int, int, float]], keep_days: int
-) -> None:
+def test_no_expired_wal_is_needed_by_a_base_backup_or_inside_the_window(ages: list[float], starts: list[int], keep_days: int) -> None:
     wal_sets = [wal(n, age) for n, age in enumerate(ages)]
-    bases = [base(f"b{i}", start, start + length, age) for i, (start, length, age) in enumerate(base_specs)]
+    bases = [base(f"b{i}", start) for i, start in enumerate(starts)]
     gone = expired(wal_sets, bases, keep_days)
-    window_opens = NOW - timedelta(days=keep_days)
-    anchor = choose_anchor(bases, window_opens)
     for wal_set in wal_sets:
         if wal_set.name not in gone:
             continue
         assert bases, "WAL expired with no base backup in the store"
-        assert wal_set.modified_at <= window_opens, f"{wal_set.name} expired inside the window"
-        assert anchor is not None and wal_set.name < anchor.start_wal_file, f"{wal_set.name} expired after the anchor"
-        for b in bases:
-            assert not (b.start_wal_file <= wal_set.name <= b.stop_wal_file), f"{wal_set.name} expired but {b.backup_set_id} needs it"
+        assert wal_set.modified_at <= NOW - timedelta(days=keep_days), f"{wal_set.name} expired inside the window"
+        for b in bases:  # every retained base backup keeps the WAL from its start on
+            assert wal_set.name < b.start_wal_file, f"{wal_set.name} expired but {b.backup_set_id} needs it"
+    # applying the plan to what is left expires nothing more
+    assert expired([s for s in wal_sets if s.name not in gone], bases, keep_days) == set()

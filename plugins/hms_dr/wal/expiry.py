@@ -1,21 +1,19 @@
 """WAL expiry: which stored WAL sets may go, decided by a pure planner.
 
 The runbook keeps WAL for 7 days, and a WAL file that a retained base backup needs is never
-expired. "Needs" here means two things:
-
-- every retained base backup must stay restorable to consistency, so the WAL from its start to
-  its stop segment is kept whatever its age;
-- point-in-time recovery must reach any moment of the last ``keep_days``; replay starts at a base
-  backup, so every WAL file from the start of the *anchor* on is kept. The anchor is the newest
-  retained base backup that had finished before the window opened (it covers the window's first
-  moment); when none had, it is the oldest retained base backup.
+expired. A base backup needs every WAL file from its start on: that is what makes it
+restorable at all (start to stop) and what lets a point-in-time recovery starting from it reach
+any later moment. So everything from the start of the OLDEST retained base backup on is kept,
+whatever its age; before it, WAL goes once it is older than ``keep_days``. Base backup
+retention (keep N) therefore decides how far back point-in-time recovery reaches, as in
+pgBackRest's default.
 
 With no base backup in the store nothing expires: the expiry cannot tell what a future restore
 will need, and a warning says so. ``.history`` files are never expired: they are tiny and a
 restore that follows a timeline switch cannot do without them.
 
 WAL positions are compared without the timeline (the last 16 hex digits of a segment name), so a
-segment of any timeline at or after the anchor is kept: the cheap, safe side.
+segment of any timeline at or after the oldest base backup's start is kept: the cheap, safe side.
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from hms_dr.catalog import list_catalog
 from hms_dr.errors import ManifestInvalid
-from hms_dr.manifest import BackupKind, parse_utc
+from hms_dr.manifest import BackupKind
 from hms_dr.retention import Expiry, RetentionPlan, apply_retention, describe_age
 from hms_dr.wal.listing import StoredWalSet, read_wal_sets
 from hms_dr.wal.names import WalFileKind, parse_wal_name
@@ -41,12 +39,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BaseBackupWal:
-    """The WAL range of one retained base backup, as its manifest records it."""
+    """Where the WAL of one retained base backup starts, as its manifest records it."""
 
     backup_set_id: str
     start_wal_file: str
-    stop_wal_file: str
-    stop_time: datetime
 
 
 def wal_position(name: str) -> str | None:
@@ -67,7 +63,7 @@ def plan_wal_expiry(
 ) -> RetentionPlan:
     """Decide which WAL sets expire; every kept set has its reason too."""
     window_opens = now - timedelta(days=keep_days)
-    anchor = choose_anchor(base_backups, window_opens)
+    oldest = oldest_base_backup(base_backups)
     keep: list[str] = []
     expire: list[Expiry] = []
     reasons: dict[str, str] = {}
@@ -89,33 +85,22 @@ def plan_wal_expiry(
             kept(name, "timeline history files are always kept")
         elif wal_set.modified_at > window_opens:
             kept(name, f"inside the {keep_days}-day window")
-        elif anchor is None:
+        elif oldest is None:
             kept(name, "no base backup in the store: nothing can tell which WAL a restore needs")
-        elif position >= _position(anchor.start_wal_file):
-            kept(name, f"needed for point-in-time recovery from base backup {anchor.backup_set_id}")
-        elif (needed_by := _base_backup_needing(position, base_backups)) is not None:
-            kept(name, f"needed to make base backup {needed_by} consistent")
+        elif position >= _position(oldest.start_wal_file):
+            kept(name, f"needed by the retained base backups (from {oldest.backup_set_id} on)")
         else:
-            reason = f"older than the {keep_days}-day window and before every retained base backup's WAL"
+            reason = f"older than the {keep_days}-day window and before the oldest retained base backup"
             expire.append(Expiry(BackupKind.WAL, name, True, reason))
             reasons[name] = reason
     return RetentionPlan(keep=tuple(keep), expire=tuple(expire), reasons=reasons)
 
 
-def choose_anchor(base_backups: Sequence[BaseBackupWal], window_opens: datetime) -> BaseBackupWal | None:
-    """The base backup point-in-time recovery of the window's oldest moment starts from."""
+def oldest_base_backup(base_backups: Sequence[BaseBackupWal]) -> BaseBackupWal | None:
+    """The retained base backup whose WAL starts first: every WAL file from there on is needed."""
     if not base_backups:
         return None
-    by_stop = sorted(base_backups, key=lambda b: (b.stop_time, b.backup_set_id))
-    finished_before = [b for b in by_stop if b.stop_time <= window_opens]
-    return finished_before[-1] if finished_before else by_stop[0]
-
-
-def _base_backup_needing(position: str, base_backups: Sequence[BaseBackupWal]) -> str | None:
-    for base in base_backups:
-        if _position(base.start_wal_file) <= position <= _position(base.stop_wal_file):
-            return base.backup_set_id
-    return None
+    return min(base_backups, key=lambda b: (_position(b.start_wal_file), b.backup_set_id))
 
 
 def _position(name: str) -> str:
@@ -127,19 +112,18 @@ def _position(name: str) -> str:
 
 
 def read_base_backup_wal(store: Store, cluster: str) -> list[BaseBackupWal]:
-    """The WAL range of every complete base backup set in the store (unreadable ones are skipped
-    by the catalog and reported there)."""
+    """Where the WAL of every complete base backup set in the store starts (unreadable manifests
+    are skipped by the catalog and reported there)."""
     ranges = []
     for backup_set in list_catalog(store, cluster, BackupKind.BASE).sets:
         base = backup_set.manifest.body.get("base_backup") or {}
         try:
-            ranges.append(BaseBackupWal(
-                backup_set.backup_set_id, str(base["start_wal_file"]), str(base["stop_wal_file"]),
-                parse_utc(base["stop_time"]),
-            ))
+            start_wal_file = str(base["start_wal_file"])
+            _position(start_wal_file)
+            ranges.append(BaseBackupWal(backup_set.backup_set_id, start_wal_file))
         except (KeyError, ValueError) as exc:
             raise ManifestInvalid(
-                f"base backup manifest {store.describe(backup_set.manifest_key)} lacks its WAL range ({exc}): "
+                f"base backup manifest {store.describe(backup_set.manifest_key)} lacks its WAL start ({exc}): "
                 "WAL expiry refuses to guess what it needs"
             ) from exc
     return ranges
