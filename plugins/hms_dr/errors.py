@@ -98,3 +98,19 @@ class RecoveryPointAtRisk(HmsDrError):
 
 class RetentionRefused(HmsDrError):
     """A deletion would break a safety rule of retention and was not made."""
+
+
+class ReplicationNotPermitted(PreflightFailed):
+    """The role a base backup connects as lacks REPLICATION, or the server allows no WAL senders."""
+
+
+class StagingSpaceShort(PreflightFailed):
+    """The staging directory has too little free space for what a backup must stage there."""
+
+
+class WalMissing(HmsDrError):
+    """A WAL file a recovery needs is not in the store: the archive has a gap."""
+
+
+class RecoveryFailed(HmsDrError):
+    """PostgreSQL did not complete a point-in-time recovery; the server log's FATAL line says why."""

@@ -44,6 +44,8 @@ class ClusterPolicy:
     name: str
     database: str
     connection_id: str
+    # postgres Connection as the replication role (hms_replica): pg_basebackup logs in with it
+    replication_connection_id: str = "hms_replication"
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class Policy:
     rto_minutes: int
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
     wal: WalPolicy | None = None  # always set by parse_policy; holds wal_spool_dir too
+    base_backup: BaseBackupPolicy | None = None  # always set by parse_policy
 
 
 SCHEDULE_NAMES = (
@@ -181,6 +184,10 @@ def parse_policy(data: Any, *, source: str = "<policy>") -> Policy:
         name=reader.matching("cluster.name", _CLUSTER_NAME, "lower-case letters, digits, '.', '_' or '-'"),
         database=reader.text("cluster.database"),
         connection_id=reader.text("cluster.connection_id"),
+        replication_connection_id=(
+            reader.text("cluster.replication_connection_id") if reader.data["cluster"].get("replication_connection_id") is not None
+            else ClusterPolicy.replication_connection_id
+        ),
     )
     schedules = {name: reader.cron(f"schedules.{name}") for name in SCHEDULE_NAMES}
     store = StorePolicy(
@@ -254,6 +261,7 @@ def parse_policy(data: Any, *, source: str = "<policy>") -> Policy:
         rto_minutes=reader.integer("targets.rto_minutes", minimum=1),
         raw=data,
         wal=_wal_policy(reader),
+        base_backup=_base_backup_policy(reader, staging.dir),
     )
 
 
@@ -278,6 +286,59 @@ def _wal_policy(reader: _Reader) -> WalPolicy:
         ),
         execution_timeout_min=(
             reader.integer("wal.execution_timeout_min", minimum=1) if present("execution_timeout_min") else defaults.execution_timeout_min
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class BaseBackupPolicy:
+    """hms_weekly_base_backup: where pg_basebackup stages its tars and how they are compressed.
+    How many sets are kept is retention.base_backups_keep."""
+
+    staging_dir: Path  # pg_basebackup's tars and the copy pg_verifybackup reads: about 2 x the cluster
+    staging_space_ratio: float = 2.2  # free space needed there, as a multiple of the cluster's size
+    zstd_level: int = 1
+    zstd_threads: int = 0  # 0 = one per core
+    # A weekly job: retry twice with a long back-off (a busy or restarting primary), and never
+    # let one run overlap the next Sunday's.
+    retries: int = 2
+    retry_delay_s: int = 600
+    max_retry_delay_s: int = 3600
+    execution_timeout_min: int = 360
+
+
+BASE_BACKUP_STAGING_SUBDIR = "base-backup"
+
+
+def _base_backup_policy(reader: _Reader, staging_dir: Path) -> BaseBackupPolicy:
+    """The optional ``base_backup:`` section; a missing key takes BaseBackupPolicy's default and
+    a missing staging_dir is ``<staging.dir>/base-backup``."""
+    defaults = BaseBackupPolicy(staging_dir=staging_dir / BASE_BACKUP_STAGING_SUBDIR)
+    section = reader.value("base_backup") if "base_backup" in reader.data else None
+    if section is not None and not isinstance(section, dict):
+        raise reader._fail("base_backup", f"must be a mapping, got {section!r}")
+
+    def present(name: str) -> bool:
+        return isinstance(section, dict) and section.get(name) is not None
+
+    return BaseBackupPolicy(
+        staging_dir=Path(reader.absolute_path("base_backup.staging_dir")) if present("staging_dir") else defaults.staging_dir,
+        staging_space_ratio=(
+            reader.number("base_backup.staging_space_ratio", minimum=2.0) if present("staging_space_ratio")
+            else defaults.staging_space_ratio
+        ),
+        zstd_level=reader.integer("base_backup.zstd_level", minimum=1, maximum=19) if present("zstd_level") else defaults.zstd_level,
+        zstd_threads=(
+            reader.integer("base_backup.zstd_threads", minimum=0, maximum=64) if present("zstd_threads") else defaults.zstd_threads
+        ),
+        retries=reader.integer("base_backup.retries", minimum=0, maximum=20) if present("retries") else defaults.retries,
+        retry_delay_s=reader.integer("base_backup.retry_delay_s", minimum=0) if present("retry_delay_s") else defaults.retry_delay_s,
+        max_retry_delay_s=(
+            reader.integer("base_backup.max_retry_delay_s", minimum=0) if present("max_retry_delay_s") else defaults.max_retry_delay_s
+        ),
+        execution_timeout_min=(
+            reader.integer("base_backup.execution_timeout_min", minimum=1) if present("execution_timeout_min")
+            else defaults.execution_timeout_min
         ),
     )
 

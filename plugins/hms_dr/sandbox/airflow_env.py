@@ -76,6 +76,7 @@ def build_airflow_env(sandbox: Sandbox) -> dict[str, str]:
         "PYTHONPATH": str(paths.plugins_dir),
         "HMS_DR_POLICY": str(paths.policy_file),
         "AIRFLOW_CONN_HMS_POSTGRES": _postgres_connection(sandbox, "hms_backup"),
+        "AIRFLOW_CONN_HMS_REPLICATION": _postgres_connection(sandbox, "hms_replica"),
         "AIRFLOW_CONN_HMS_STORAGE": _s3_connection(sandbox),
         "AIRFLOW_CONN_HMS_OFFSITE": _s3_connection(sandbox),
         "AIRFLOW_CONN_HMS_BACKUP_ENCRYPTION": _connection(

@@ -6,6 +6,7 @@ from airflow.sdk import Asset
 
 LOGICAL_BACKUPS = Asset(uri="hms://backups/logical", name="hms_logical_backups")
 RESTORE_TESTS = Asset(uri="hms://restore-tests", name="hms_restore_tests")
+BASE_BACKUPS = Asset(uri="hms://backups/base", name="hms_base_backups")
 # An event per hms_wal_archive run whose RPO is within target; its extra is the RPO report.
 WAL_ARCHIVE = Asset(uri="hms://backups/wal", name="hms_wal_archive")
 

@@ -1,0 +1,43 @@
+"""Weekly physical base backup of the HMS cluster (runbook: "pg_basebackup: physical backup with
+WAL shipping").
+
+Protects: the whole cluster, as `pg_basebackup` tars (WAL included, with PostgreSQL's backup
+manifest) taken as the replication role. Before anything is stored, `pg_verifybackup` checks an
+extracted copy against the backup manifest; then each tar is compressed, gpg-encrypted, streamed
+into the primary store, read back by sha256, and the set's manifest (start/stop LSN, timeline,
+times) is written last. Together with the WAL that hms_wal_archive ships, a base backup is the
+starting point of every point-in-time recovery. The newest sets (policy: 4) are kept; WAL expiry
+never removes WAL they need.
+
+Pages: the on-call DBA, when a run fails for good after its retries.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.sdk import DAG
+
+from hms_dr.policy import load_policy
+from hms_dr.tasks.base_backup import back_up_cluster, base_backup_policy, expire_old_base_backups
+
+policy = load_policy()
+settings = base_backup_policy(policy)
+
+with DAG(
+    dag_id=Path(__file__).stem,
+    doc_md=__doc__,
+    schedule=policy.schedules["weekly_base_backup"],
+    start_date=datetime(2026, 1, 1),
+    max_active_runs=1,
+    tags=["hms-dr", "backup", "physical"],
+    default_args={
+        "retries": settings.retries,
+        "retry_delay": timedelta(seconds=settings.retry_delay_s),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(seconds=settings.max_retry_delay_s),
+        "execution_timeout": timedelta(minutes=settings.execution_timeout_min),
+    },
+):
+    back_up_cluster() >> expire_old_base_backups()

@@ -1,0 +1,20 @@
+-- The cluster a base backup copies and the role that copies it: version and identity, the WAL
+-- settings pg_basebackup relies on, the role's REPLICATION attribute, and how much there is to
+-- stage (every database the role may measure; databases it may not are counted apart).
+SELECT current_setting('server_version_num')::int AS server_version_num,
+       current_setting('server_version') AS server_version,
+       pg_is_in_recovery() AS in_recovery,
+       (SELECT system_identifier FROM pg_control_system())::text AS system_identifier,
+       current_setting('data_checksums')::bool AS data_checksums,
+       pg_size_bytes(current_setting('wal_segment_size')) AS wal_segment_size_bytes,
+       current_setting('wal_level') AS wal_level,
+       current_setting('max_wal_senders')::int AS max_wal_senders,
+       r.rolname AS role_name,
+       r.rolreplication AS can_replicate,
+       r.rolsuper AS is_superuser,
+       (SELECT coalesce(sum(pg_database_size(d.oid)), 0)::bigint
+          FROM pg_database d WHERE has_database_privilege(d.oid, 'CONNECT')) AS cluster_size_bytes,
+       (SELECT count(*)::int
+          FROM pg_database d WHERE NOT has_database_privilege(d.oid, 'CONNECT')) AS databases_not_measured
+FROM pg_roles r
+WHERE r.rolname = current_user;

@@ -1,0 +1,123 @@
+"""pg_basebackup, the copy step of a base backup: what runs, how it runs, how its failures read.
+
+``pg_basebackup_argv`` is pure; ``run_pg_basebackup`` runs it as the replication role (password in
+the child's environment, never argv) into a private directory and logs its progress by the bytes
+written there; ``explain_pg_basebackup_failure`` turns its last error line into one line with a hint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from hms_dr.errors import ToolFailed
+from hms_dr.physical.progress import ProgressLog
+from hms_dr.pgtools import ConnectionInfo, tool_env, tool_path
+from hms_dr.streams import telling_line
+from hms_dr.units import human_bytes, human_rate
+
+log = logging.getLogger(__name__)
+
+
+def pg_basebackup_argv(target_dir: Path, *, label: str, max_rate_kib_s: int | None = None) -> list[str]:
+    """pg_basebackup in tar format with streamed WAL and a SHA-256 manifest; the connection
+    (password included) comes from the environment, never from argv."""
+    argv = [
+        tool_path("pg_basebackup"), f"--pgdata={target_dir}", "--format=tar", "--wal-method=stream",
+        "--checkpoint=fast", "--manifest-checksums=SHA256", f"--label={label}", "--no-password", "--verbose",
+    ]
+    if max_rate_kib_s:
+        argv.append(f"--max-rate={max_rate_kib_s}k")  # protects the primary's I/O; 32 to 1048576 kB/s
+    return argv
+
+
+def explain_pg_basebackup_failure(failure: ToolFailed, where: str) -> ToolFailed:
+    """The same one-line failure, with a hint for the causes an operator can fix."""
+    killed = failure.exit_code is not None and failure.exit_code < 0
+    if killed and "error" not in failure.last_stderr_line.lower():
+        # Its last words were progress (--verbose), not the reason: the reason is the signal.
+        failure = ToolFailed(failure.tool, failure.exit_code, _signal_name(-(failure.exit_code or 0)))
+    line = failure.last_stderr_line.lower()
+    if "password authentication failed" in line or "no password supplied" in line:
+        hint = "check the password of the replication role in the Airflow connection"
+    elif "pg_hba.conf" in line:
+        hint = f"allow replication connections for the role in pg_hba.conf on {where} and reload"
+    elif "max_wal_senders" in line or "too many clients" in line or "remaining connection slots" in line:
+        hint = "raise max_wal_senders on the server or wait for other backups and replicas to finish"
+    elif killed or failure.exit_code is None or "server closed the connection" in line or "terminat" in line:
+        hint = "the copy was interrupted; nothing was stored, the next run starts over"
+    else:
+        hint = "nothing was stored; the full pg_basebackup output is in the task log"
+    return ToolFailed("pg_basebackup", failure.exit_code, failure.last_stderr_line, hint=hint)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def directory_bytes(directory: Path) -> int:
+    """Bytes in the files directly under ``directory`` (pg_basebackup's output is flat)."""
+    total = 0
+    for path in directory.iterdir() if directory.exists() else ():
+        try:
+            total += path.stat().st_size
+        except FileNotFoundError:  # backup_manifest.tmp renamed under us
+            continue
+    return total
+
+
+def run_pg_basebackup(
+    conn: ConnectionInfo, target_dir: Path, *, label: str, expected_bytes: int | None = None, max_rate_kib_s: int | None = None
+) -> float:
+    """pg_basebackup into ``target_dir`` (which must not exist yet); the seconds it took.
+
+    ToolFailed carries pg_basebackup's error line; its whole stderr goes to the log."""
+    started = time.monotonic()
+    argv = pg_basebackup_argv(target_dir, label=label, max_rate_kib_s=max_rate_kib_s)
+    where = f"{conn.host}:{conn.port}"
+    log.info("pg_basebackup from %s as %s into %s (label %s)", where, conn.user, target_dir, label)
+    # Not a streams.Pipeline: pg_basebackup -X stream forks a WAL receiver that inherits its
+    # output pipes, so a killed pg_basebackup would leave them open (no EOF) until the server
+    # times the stream out. Its own session lets the whole group go together; stderr goes to an
+    # anonymous private file, read once the parent has exited.
+    with tempfile.TemporaryFile(dir=target_dir.parent) as stderr_file:
+        with ProgressLog("pg_basebackup", lambda: directory_bytes(target_dir), expected_bytes=expected_bytes):
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr_file, env=tool_env(conn),
+                start_new_session=True,
+            )
+            try:
+                exit_code = process.wait()
+            finally:
+                _kill_process_group(process)
+        stderr_file.seek(0)
+        text = stderr_file.read().decode("utf-8", "replace")
+        lines = [line.strip().removeprefix("pg_basebackup: ") for line in text.splitlines() if line.strip()]
+    if exit_code != 0:
+        for line in lines:
+            log.error("pg_basebackup: %s", line)
+        raise explain_pg_basebackup_failure(ToolFailed("pg_basebackup", exit_code, telling_line(lines)), where)
+    for line in lines:
+        log.info("pg_basebackup: %s", line)
+    seconds = time.monotonic() - started
+    size = directory_bytes(target_dir)
+    log.info("pg_basebackup finished: %s in %.1f s, %s", human_bytes(size), seconds, human_rate(size, seconds))
+    return seconds
+
+
+def _kill_process_group(process: subprocess.Popen[bytes]) -> None:
+    """End whatever is left of pg_basebackup's session (its WAL receiver after a kill, or all of
+    it when this task is interrupted); nothing is left after a normal exit."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    process.wait()

@@ -1,0 +1,140 @@
+"""Preflight of a base backup: the source cluster, the replication role, the tools and the staging space.
+
+Everything is checked before pg_basebackup starts, each failure as one line naming the role, the
+setting or the directory. The decisions (``judge_source``, ``check_staging_space``) are pure
+functions of what was measured, so their rules are tested without a server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hms_dr import sqlfiles
+from hms_dr.database import connect
+from hms_dr.errors import PreflightFailed, ReplicationNotPermitted, StagingSpaceShort
+from hms_dr.pgtools import ConnectionInfo, tool_path, tool_version
+from hms_dr.units import human_bytes
+
+log = logging.getLogger(__name__)
+
+# pg_basebackup -X stream holds two WAL senders: one sends the files, one streams the WAL.
+WAL_SENDERS_NEEDED = 2
+# WAL written while the copy runs lands in pg_wal.tar and again in the extracted copy: at least
+# one segment each, whatever the cluster's size (it dominates for a small cluster).
+WAL_SEGMENTS_STAGED = 4
+REQUIRED_PROGRAMS = ("zstd", "gpg", "gpgconf")
+
+
+@dataclass(frozen=True)
+class SourceCluster:
+    """The cluster a base backup copies, as the replication role sees it."""
+
+    server_version_num: int
+    server_version: str
+    in_recovery: bool
+    system_identifier: str
+    data_checksums: bool
+    wal_segment_size_bytes: int
+    wal_level: str
+    max_wal_senders: int
+    role_name: str
+    can_replicate: bool
+    is_superuser: bool
+    cluster_size_bytes: int
+    databases_not_measured: int
+
+    @property
+    def server_major(self) -> int:
+        return self.server_version_num // 10000
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_source_cluster(conn: ConnectionInfo) -> SourceCluster:
+    """Connect as the backup's role and read include/sql/physical/base_backup_source.sql."""
+    with connect(conn) as connection:
+        cursor = connection.execute(sqlfiles.text("physical/base_backup_source"))
+        row = cursor.fetchone()
+        names = [column.name for column in cursor.description]
+    return SourceCluster(**dict(zip(names, row)))
+
+
+def judge_source(source: SourceCluster, *, where: str, pg_basebackup_major: int) -> None:
+    """Raise for the first reason pg_basebackup would fail against ``source`` (a pure decision)."""
+    if not (source.can_replicate or source.is_superuser):
+        raise ReplicationNotPermitted(
+            f"role {source.role_name} on {where} lacks the REPLICATION attribute: pg_basebackup cannot stream a base backup",
+            hint=f"ALTER ROLE {source.role_name} REPLICATION, or give the base backup the replication role (hms_replica)",
+        )
+    if source.wal_level == "minimal" or source.max_wal_senders < WAL_SENDERS_NEEDED:
+        raise ReplicationNotPermitted(
+            f"{where} has wal_level={source.wal_level}, max_wal_senders={source.max_wal_senders}: "
+            f"a base backup with streamed WAL needs wal_level replica and {WAL_SENDERS_NEEDED} free WAL senders",
+            hint="include include/postgres/postgresql.hms.conf in postgresql.conf and restart the server",
+        )
+    if pg_basebackup_major < source.server_major:
+        raise PreflightFailed(
+            f"pg_basebackup {pg_basebackup_major} is older than the server on {where} ({source.server_version})",
+            hint="install the PostgreSQL client tools of the server's major version, or set HMS_DR_PG_BIN",
+        )
+
+
+def staging_space_needed(cluster_size_bytes: int, space_ratio: float, wal_segment_size_bytes: int) -> int:
+    """Free bytes a base backup needs in staging: the tars and the extracted copy (``space_ratio``
+    times the cluster) plus the WAL of the run, staged twice."""
+    return int(cluster_size_bytes * space_ratio) + WAL_SEGMENTS_STAGED * wal_segment_size_bytes
+
+
+def check_staging_space(staging_dir: Path, *, free_bytes: int, needed_bytes: int, cluster_size_bytes: int) -> None:
+    """StagingSpaceShort when ``free_bytes`` is below ``needed_bytes`` (a pure decision)."""
+    if free_bytes < needed_bytes:
+        raise StagingSpaceShort(
+            f"not enough free space in base backup staging {staging_dir}: {human_bytes(free_bytes)} free, "
+            f"{human_bytes(needed_bytes)} needed for a cluster of {human_bytes(cluster_size_bytes)}",
+            hint="free space there or point base_backup.staging_dir in the policy at a larger disk",
+        )
+
+
+def free_bytes(directory: Path) -> int:
+    """Free space for an unprivileged writer in ``directory`` (created 0700 if missing)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stats = os.statvfs(directory)
+    return stats.f_bavail * stats.f_frsize
+
+
+def check_programs() -> dict[str, Any]:
+    """pg_basebackup, pg_verifybackup, zstd and gpg are installed; returns the PostgreSQL tools' versions."""
+    for program in REQUIRED_PROGRAMS:
+        if shutil.which(program) is None:
+            raise PreflightFailed(f"{program} is not installed on this worker", hint="apt-get install zstd gnupg")
+    tool_path("pg_verifybackup")  # PreflightFailed naming the tool when it is missing
+    basebackup_major, basebackup_version = tool_version("pg_basebackup")
+    _, verifybackup_version = tool_version("pg_verifybackup")
+    return {"pg_basebackup_major": basebackup_major, "pg_basebackup": basebackup_version, "pg_verifybackup": verifybackup_version}
+
+
+def check_source_and_staging(conn: ConnectionInfo, staging_dir: Path, *, space_ratio: float) -> tuple[SourceCluster, dict[str, Any]]:
+    """Tools, source cluster, role and staging space; the source and the tool versions."""
+    tools = check_programs()
+    source = read_source_cluster(conn)
+    where = f"{conn.host}:{conn.port}"
+    judge_source(source, where=where, pg_basebackup_major=tools["pg_basebackup_major"])
+    if source.databases_not_measured:
+        log.warning(
+            "role %s may not connect to %d database(s): their size is not in the staging estimate",
+            source.role_name, source.databases_not_measured,
+        )
+    needed = staging_space_needed(source.cluster_size_bytes, space_ratio, source.wal_segment_size_bytes)
+    check_staging_space(staging_dir, free_bytes=free_bytes(staging_dir), needed_bytes=needed, cluster_size_bytes=source.cluster_size_bytes)
+    log.info(
+        "base backup preflight passed: %s (PostgreSQL %s, system %s, %s) as %s, pg_basebackup %s, staging %s",
+        where, source.server_version, source.system_identifier, human_bytes(source.cluster_size_bytes),
+        source.role_name, tools["pg_basebackup"], staging_dir,
+    )
+    return source, tools

@@ -1,0 +1,69 @@
+"""Task callables of hms_weekly_base_backup: take, verify and store a base backup; keep the newest N."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow.sdk import get_current_context, task
+
+from hms_dr.physical.basebackup import expire_base_backups, take_base_backup
+from hms_dr.policy import BaseBackupPolicy, Policy, load_policy
+from hms_dr.tasks.assets import BASE_BACKUPS
+from hms_dr.tasks.connections import database_connection, encryption_key, open_policy_store
+from hms_dr.tasks.failures import engine_errors_decide_retry
+
+log = logging.getLogger(__name__)
+
+
+def base_backup_policy(policy: Policy) -> BaseBackupPolicy:
+    assert policy.base_backup is not None  # parse_policy always sets it
+    return policy.base_backup
+
+
+@task(outlets=[BASE_BACKUPS])
+@engine_errors_decide_retry
+def back_up_cluster() -> dict[str, Any]:
+    """pg_basebackup as the replication role, pg_verifybackup on an extracted copy, then every tar
+    compressed, encrypted, stored, read back and published with the manifest last."""
+    policy = load_policy()
+    settings = base_backup_policy(policy)
+    settings.staging_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    context = get_current_context()
+    result = take_base_backup(
+        database_connection(policy.cluster.replication_connection_id, policy.cluster.database),
+        open_policy_store(policy),
+        policy.cluster.name,
+        encryption_key=encryption_key(policy),
+        staging_dir=settings.staging_dir,
+        zstd_level=settings.zstd_level,
+        zstd_threads=settings.zstd_threads,
+        staging_space_ratio=settings.staging_space_ratio,
+        verify_readback=policy.store.verify_readback,
+        producer={"dag_id": context["dag"].dag_id, "run_id": context["run_id"]},
+    )
+    base = result["base_backup"]
+    context["outlet_events"][BASE_BACKUPS].extra = {
+        "backup_set_id": result["backup_set_id"],
+        "manifest": result["manifest"],
+        "cluster": policy.cluster.name,
+        "start_lsn": base["start_lsn"],
+        "stop_lsn": base["stop_lsn"],
+        "timeline": base["timeline"],
+    }
+    return result
+
+
+@task
+@engine_errors_decide_retry
+def expire_old_base_backups() -> dict[str, Any]:
+    """Keep the policy's newest N complete base backups; expire the rest and stale leftovers."""
+    policy = load_policy()
+    return expire_base_backups(
+        open_policy_store(policy),
+        policy.cluster.name,
+        keep=policy.retention.base_backups_keep,
+        orphan_max_age=timedelta(hours=policy.retention.orphan_payload_hours),
+        now=datetime.now(timezone.utc),
+    )
