@@ -49,6 +49,7 @@ test-unit: venv
 bench: venv
 	$(PY) bench/daily_backup_vs_pg_dump.py
 	$(PY) bench/restore_test_vs_pg_restore.py
+	$(PY) bench/base_backup_vs_pg_basebackup.py
 
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^pip==' > constraints.txt

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "plugins") not in sys.path:
@@ -73,6 +73,19 @@ def backup_connection(sandbox: Any) -> Any:
     )
 
 
+def replication_connection(sandbox: Any) -> Any:
+    """ConnectionInfo of the replication role (hms_replica), as the base backup DAG logs in."""
+    from hms_dr.pgtools import ConnectionInfo
+
+    return ConnectionInfo(
+        host="127.0.0.1",
+        port=sandbox.pg_port,
+        user="hms_replica",
+        dbname=sandbox.database,
+        password=sandbox.secrets.role_passwords["hms_replica"],
+    )
+
+
 def s3_client(sandbox: Any) -> Any:
     """A boto3 client for the sandbox's moto server, configured like the tasks layer's."""
     from botocore.config import Config
@@ -112,8 +125,9 @@ def _first_line(argv: Sequence[str]) -> str:
     return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr).strip() else "?"
 
 
-def machine_info() -> dict[str, str]:
-    """nproc, memory, CPU model, kernel and the tool versions, for the results file."""
+def machine_info(extra_tools: Mapping[str, Sequence[str]] | None = None) -> dict[str, str]:
+    """nproc, memory, CPU model, kernel and the tool versions, for the results file;
+    ``extra_tools`` maps more names to the argv that prints their version."""
     cpu_model = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -140,6 +154,7 @@ def machine_info() -> dict[str, str]:
         "pg_dump": _first_line([tool_path("pg_dump"), "--version"]),
         "zstd": _first_line(["zstd", "--version"]),
         "gpg": _first_line(["gpg", "--version"]),
+        **{name: _first_line(argv) for name, argv in (extra_tools or {}).items()},
         "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
@@ -197,12 +212,18 @@ def _process_label(proc: Any, moto_pid: int | None, postmaster_pid: int | None) 
         if postmaster_pid is not None and (proc.pid == postmaster_pid or proc.ppid() == postmaster_pid):
             if "hms_backup" in cmdline:
                 return "postgres backends of hms_backup (pg_dump, baselines)"
+            if "walsender" in cmdline:
+                return "postgres walsenders (pg_basebackup's file and WAL streams)"
             return "postgres background processes (bench cluster)"
         name = proc.name()
     except Exception:
         return "gone"
     if name == "bash" and "pipefail" in cmdline:
         return "bash (runs the pipeline)"
+    if name == "pgbackrest":
+        if cmdline.endswith(":local"):
+            return "pgbackrest local processes (read files, page checksums, zstd, encrypt, write the repo)"
+        return "pgbackrest main process (backup start/stop, manifest)"
     return name
 
 
@@ -356,6 +377,11 @@ def own_cpu(cpu: dict[str, float]) -> float:
     return sum(v for k, v in cpu.items() if k != OTHER_LABEL)
 
 
+def cpu_cells(run: Mapping[str, Any]) -> list[str]:
+    """A run's "our CPU s" and "CPU s of other work" cells, from its ``cpu`` (CPU seconds per label)."""
+    return [f"{own_cpu(run['cpu']):.0f}", f"{run['cpu'].get(OTHER_LABEL, 0.0):.0f}"]
+
+
 def measure(fn: Callable[[], Any], sampler: CpuSampler | None = None) -> tuple[float, Any, dict[str, float]]:
     """(wall seconds, fn's result, CPU seconds per label)."""
     if sampler is not None:
@@ -376,6 +402,18 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
+def tree_bytes(directory: Path) -> int:
+    """Bytes in the files under ``directory``, at any depth (0 when it does not exist)."""
+    total = 0
+    for parent, _dirs, files in os.walk(directory):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(parent, name)).st_size
+            except FileNotFoundError:
+                continue
+    return total
+
+
 def fmt_mb(n: float) -> str:
     return f"{n / MB:,.1f} MB"
 
@@ -391,6 +429,11 @@ def cpu_table(cpu: dict[str, float], wall: float) -> str:
     rows = [[label, f"{sec:.1f}", f"{100 * sec / max(total, 1e-9):.0f}%"] for label, sec in cpu.items()]
     rows.append(["**total, machine-wide**", f"{total:.1f}", f"{total / max(wall, 1e-9):.2f} cores busy over {wall:.1f} s wall"])
     return markdown_table(["process / thread", "CPU s", "share"], rows)
+
+
+def busy_section(busy: Sequence[str]) -> str:
+    """The results file's section on other processes busy at the start ('' when there were none)."""
+    return "\n## Other busy processes at start\n\n" + "\n".join(f"- {b}" for b in busy) + "\n" if busy else ""
 
 
 def results_path(name: str) -> Path:

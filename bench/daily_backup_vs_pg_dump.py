@@ -240,12 +240,8 @@ def main() -> int:
     print()
     print(body)
     benchlib.write_results(NAME, "Daily logical backup vs bare pg_dump", machine, pg_version,
-                           body + ("\n## Other busy processes at start\n\n" + "\n".join(f"- {b}" for b in busy) + "\n" if busy else ""))
+                           body + benchlib.busy_section(busy))
     return 0
-
-
-def _cpu_cells(run: dict[str, Any]) -> list[str]:
-    return [f"{benchlib.own_cpu(run['cpu']):.0f}", f"{run['cpu'].get(benchlib.OTHER_LABEL, 0.0):.0f}"]
 
 
 def report(db_size: int, policy: Any, bare_runs: list[dict[str, Any]], pipe_runs: list[dict[str, Any]],
@@ -306,14 +302,14 @@ def report(db_size: int, policy: Any, bare_runs: list[dict[str, Any]], pipe_runs
     lines += ["", "## Every run", ""]
     rows = []
     for i, r in enumerate(bare_runs, 1):
-        rows.append([i, "bare", f"{r['wall']:.1f}", "", "", "", fmt_mb(r["size"]), *_cpu_cells(r)])
+        rows.append([i, "bare", f"{r['wall']:.1f}", "", "", "", fmt_mb(r["size"]), *benchlib.cpu_cells(r)])
     for i, r in enumerate(pipe_runs, 1):
         per = "; ".join(f"{k} {v['seconds']:.1f} s" for k, v in r["per_dump"].items())
         base = f"{r['baselines']:.1f} s" if r["baselines"] is not None else "?"
         rows.append([i, "pipeline", f"{r['wall']:.1f}", f"{r['dump_step']:.1f} ({per}; baselines {base}, concurrent)",
-                     f"{r['readback']:.1f}", f"{r['publish']:.2f}", fmt_mb(r["stored_total"]), *_cpu_cells(r)])
+                     f"{r['readback']:.1f}", f"{r['publish']:.2f}", fmt_mb(r["stored_total"]), *benchlib.cpu_cells(r)])
     for i, r in enumerate(tool_runs, 1):
-        rows.append([i, "tools chain", f"{r['wall']:.1f}", "", "", "", fmt_mb(r["size"]), *_cpu_cells(r)])
+        rows.append([i, "tools chain", f"{r['wall']:.1f}", "", "", "", fmt_mb(r["size"]), *benchlib.cpu_cells(r)])
     lines.append(markdown_table(["round", "side", "wall s", "dump step s", "read-back s", "publish s", "output", "our CPU s", "CPU s of other work"], rows))
 
     lines += ["", "Per payload (last round):", ""]
