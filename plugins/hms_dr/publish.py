@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping
 
 from hms_dr.catalog import key_for
-from hms_dr.errors import ChecksumMismatch
+from hms_dr.errors import ChecksumMismatch, HmsDrError
 from hms_dr.digests import sha256_of_stream
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload, build_manifest, dump_manifest
 from hms_dr.units import human_bytes, human_rate
@@ -71,3 +71,15 @@ def publish_set(
     store.put_bytes(manifest_key, dump_manifest(document), overwrite=False)
     log.info("published %s set %s: %s", kind.value, backup_set_id, store.describe(manifest_key))
     return manifest_key
+
+
+def remove_unpublished(store: Store, keys: list[str]) -> None:
+    """Delete the payloads a failed run stored before its manifest; a key that cannot be deleted
+    is only logged: without a manifest it is an orphan, which retention removes later."""
+    for key in keys:
+        try:
+            if store.exists(key):
+                store.delete(key)
+                log.info("removed %s left by the failed run", store.describe(key))
+        except HmsDrError as exc:
+            log.warning("could not remove %s (retention will, as an orphan): %s", store.describe(key), exc)

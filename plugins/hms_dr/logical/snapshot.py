@@ -9,7 +9,6 @@ baselines exactly. Nothing here writes a manifest: the caller publishes after re
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -19,12 +18,13 @@ from hms_dr import baseline, sqlfiles
 from hms_dr.catalog import key_for
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home, gpg_version
 from hms_dr.database import connect
-from hms_dr.errors import HmsDrError
 from hms_dr.logical.dump import DumpResult, dump_specs, payload_name, stream_dump
 from hms_dr.manifest import BackupKind, new_backup_set_id
 from hms_dr.pgtools import ConnectionInfo, tool_version
 from hms_dr.policy import CompressionMethod, CompressionPolicy, Policy
+from hms_dr.publish import remove_unpublished
 from hms_dr.store import Store
+from hms_dr.toolversions import zstd_version
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def take_logical_backup(
                 raise baseline_outcome["error"]
             connection.rollback()
         except BaseException:
-            _delete_quietly(store, stored_keys)
+            remove_unpublished(store, stored_keys)
             raise
 
     finished_at = now()
@@ -138,18 +138,4 @@ def take_logical_backup(
 
 
 def _zstd_version(compression: CompressionPolicy) -> str | None:
-    if compression.method is not CompressionMethod.ZSTD:
-        return None
-    done = subprocess.run(["zstd", "--version"], capture_output=True, text=True, timeout=30)
-    words = done.stdout.replace(",", " ").split()
-    return next((w.lstrip("v") for w in words if w.startswith("v") and w[1:2].isdigit()), done.stdout.strip())
-
-
-def _delete_quietly(store: Store, keys: list[str]) -> None:
-    for key in keys:
-        try:
-            if store.exists(key):
-                store.delete(key)
-                log.info("removed %s left by the failed run", store.describe(key))
-        except HmsDrError as exc:
-            log.warning("could not remove %s (retention will): %s", store.describe(key), exc)
+    return zstd_version() if compression.method is CompressionMethod.ZSTD else None

@@ -34,12 +34,13 @@ from hms_dr.physical.backup_manifest import check_label_matches_manifest, parse_
 from hms_dr.physical.lsn import format_lsn, last_wal_segment_name, wal_segment_name
 from hms_dr.physical.pgbasebackup import run_pg_basebackup
 from hms_dr.physical.preflight import SourceCluster, check_source_and_staging
-from hms_dr.physical.staging import remove_stored, staged_files, store_staged_file, zstd_stage, zstd_version
+from hms_dr.physical.staging import staged_files, store_staged_file, zstd_stage
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, BASE_TAR, Verification, read_backup_label, verify_tar_backup
 from hms_dr.pgtools import ConnectionInfo
-from hms_dr.publish import publish_set, verify_stored_payload
+from hms_dr.publish import publish_set, remove_unpublished, verify_stored_payload
 from hms_dr.retention import RetentionRule, apply_retention, plan_retention
 from hms_dr.store import check_writable
+from hms_dr.toolversions import zstd_version
 from hms_dr.units import human_bytes
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ def take_base_backup(
             finished_at=finished_at, payloads=payloads, extra=extra,
         )
     except BaseException:
-        remove_stored(store, stored_keys)
+        remove_unpublished(store, stored_keys)
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

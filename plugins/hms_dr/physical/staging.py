@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hms_dr.errors import BackupVerificationFailed, HmsDrError
+from hms_dr.errors import BackupVerificationFailed
 from hms_dr.manifest import Payload
 from hms_dr.physical.progress import ProgressLog
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, BASE_TAR, WAL_TAR
@@ -91,20 +90,3 @@ def store_staged_file(store: Store, key: str, staged: StagedFile, *, compressor:
         name=staged.payload_name, size_bytes=stored.size_bytes, sha256=stored.sha256, format=staged.format,
         plain_size_bytes=digest.size_bytes, plain_sha256=digest.hash.hexdigest(),
     )
-
-
-def zstd_version() -> str:
-    done = subprocess.run(["zstd", "--version"], capture_output=True, text=True, timeout=30)
-    words = done.stdout.replace(",", " ").split()
-    return next((w.lstrip("v") for w in words if w.startswith("v") and w[1:2].isdigit()), done.stdout.strip())
-
-
-def remove_stored(store: Store, keys: list[str]) -> None:
-    """Delete what a failed run stored (no manifest was written, so no set is lost)."""
-    for key in keys:
-        try:
-            if store.exists(key):
-                store.delete(key)
-                log.info("removed %s left by the failed run", store.describe(key))
-        except HmsDrError as exc:
-            log.warning("could not remove %s (retention will, as an orphan): %s", store.describe(key), exc)
