@@ -50,6 +50,7 @@ bench: venv
 	$(PY) bench/daily_backup_vs_pg_dump.py
 	$(PY) bench/restore_test_vs_pg_restore.py
 	$(PY) bench/base_backup_vs_pg_basebackup.py
+	$(PY) bench/offsite_copy_throughput.py
 
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^pip==' > constraints.txt

@@ -18,6 +18,7 @@ from pathlib import Path
 from airflow.sdk import DAG
 
 from hms_dr.policy import load_policy
+from hms_dr.tasks.alerting import alert_on_failure, dag_deadlines
 from hms_dr.tasks.logical_backup import (
     check_preconditions,
     dump_in_one_snapshot,
@@ -36,12 +37,14 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     max_active_runs=1,
     tags=["hms-dr", "backup", "logical"],
+    deadline=dag_deadlines(policy, Path(__file__).stem),
     default_args={
         "retries": backup.retries,
         "retry_delay": timedelta(seconds=backup.retry_delay_s),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(seconds=backup.max_retry_delay_s),
         "execution_timeout": timedelta(minutes=backup.execution_timeout_min),
+        **alert_on_failure(policy),
     },
 ):
     backup_run = dump_in_one_snapshot()

@@ -9,6 +9,11 @@ keys, the policy views' fingerprints, and the runbook's smoke queries. RTO is me
 compared with the policy's target. The report (summary.json, report.html, Data Docs) is stored
 in the store and announced as `hms://restore-tests`. The scratch database is always dropped.
 
+The physical drill (param `mode`: physical or both) recovers the newest base backup that reaches
+the daily set's snapshot LSN into a throw-away cluster (WAL fetched, verified and decrypted from
+the store), runs the same checks against the same baselines, stops it and runs
+`pg_checksums --check` (the runbook's offline corruption check), then removes it.
+
 Pages: the on-call DBA, when a restore differs from its baselines or takes longer than the RTO.
 """
 
@@ -19,8 +24,15 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
-from hms_dr.policy import load_policy
+from hms_dr.policy import RestoreTestMode, load_policy
+from hms_dr.tasks.alerting import alert_on_failure, dag_deadlines
 from hms_dr.tasks.assets import restore_test_schedule
+from hms_dr.tasks.physical_drill import (
+    check_recovered_cluster,
+    recover_for_drill,
+    remove_recovered_cluster,
+    verify_checksums_offline,
+)
 from hms_dr.tasks.restore_test import (
     check_against_baselines,
     choose_backup_set,
@@ -37,11 +49,13 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     max_active_runs=1,
     tags=["hms-dr", "restore-test"],
+    deadline=dag_deadlines(policy, Path(__file__).stem),
     default_args={
         "retries": 1,
         "retry_delay": timedelta(minutes=2),
         "retry_exponential_backoff": 2.0,
         "execution_timeout": timedelta(minutes=policy.rto_minutes),
+        **alert_on_failure(policy),
     },
     params={
         "backup_id": Param(
@@ -60,6 +74,17 @@ with DAG(
             title="Keep the scratch database",
             description="Leave the restored scratch database on the restore server for inspection (default: drop it).",
         ),
+        "mode": Param(
+            policy.restore_test.mode.value,
+            type="string",
+            enum=[mode.value for mode in RestoreTestMode],
+            title="What to restore",
+            description=(
+                "`logical`: pg_restore the daily set into a scratch database. `physical`: point-in-time recovery of "
+                "the newest base backup to that set's snapshot LSN into a throw-away cluster, then `pg_checksums`. "
+                "`both`: the two, each checked against the set's baselines, so the backups verify each other."
+            ),
+        ),
         "restore_jobs": Param(
             policy.restore_test.restore_jobs,
             type="integer",
@@ -72,6 +97,9 @@ with DAG(
 ):
     plan = choose_backup_set()
     restored = restore_into_scratch(plan)
-    # A teardown: it runs however the restore and the checks ended, and the run's outcome is
-    # theirs, not the teardown's. Choosing the set (and the scratch name) is its setup.
+    # Teardowns: they run however the restores and the checks ended, and the run's outcome is
+    # theirs, not the teardowns'. Choosing the set (and the scratch names) is their setup.
     check_against_baselines(plan, restored) >> drop_scratch_database(plan).as_teardown(setups=plan)
+    recovered = recover_for_drill(plan)
+    checked = check_recovered_cluster(plan, recovered)
+    checked >> verify_checksums_offline(plan, recovered) >> remove_recovered_cluster(plan).as_teardown(setups=plan)

@@ -20,6 +20,7 @@ from pathlib import Path
 from airflow.sdk import DAG
 
 from hms_dr.policy import load_policy
+from hms_dr.tasks.alerting import alert_on_failure, dag_deadlines
 from hms_dr.tasks.wal_archive import check_archiver, expire_wal, measure_rpo, ship_spool, wal_policy
 
 policy = load_policy()
@@ -32,6 +33,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     max_active_runs=1,
     tags=["hms-dr", "backup", "wal"],
+    deadline=dag_deadlines(policy, Path(__file__).stem),
     default_args={
         "retries": wal.retries,
         "retry_delay": timedelta(seconds=wal.retry_delay_s),
@@ -39,6 +41,7 @@ with DAG(
         "max_retry_delay": timedelta(seconds=wal.max_retry_delay_s),
         "execution_timeout": timedelta(minutes=wal.execution_timeout_min),
         "queue": wal.spool_queue,  # the spool is on the database host: a worker there serves this queue
+        **alert_on_failure(policy),
     },
 ):
     shipped = ship_spool()

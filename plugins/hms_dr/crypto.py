@@ -150,6 +150,20 @@ def prepare_decryption(home: Path, key: DecryptionKey) -> None:
     done = subprocess.run(_gpg_base(home) + ["--import"], input=key.private_key.encode(), capture_output=True, timeout=60)
     if done.returncode != 0:
         raise DecryptionFailed(f"the restore key could not be imported: {_last(done.stderr)}")
+    _start_agent(home)
+
+
+def _start_agent(home: Path) -> None:
+    """Start the home's gpg-agent now and wait until it answers. Decryption with a secret key goes
+    through the agent, and gpg starts one on demand with a short timeout: on a loaded machine, or
+    with several decryptions starting at once, that start can lose the race, and gpg then reports
+    a misleading "No secret key"."""
+    launched = subprocess.run(["gpgconf", "--homedir", str(home), "--launch", "gpg-agent"], capture_output=True, timeout=60)
+    if launched.returncode != 0:
+        raise DecryptionFailed(f"gpg-agent could not be started for the restore key: {_last(launched.stderr)}")
+    answered = subprocess.run(["gpg-connect-agent", "--homedir", str(home), "/bye"], capture_output=True, timeout=60)
+    if answered.returncode != 0:
+        raise DecryptionFailed(f"gpg-agent does not answer: {_last(answered.stderr)}")
 
 
 def decrypt_stage(home: Path, key: DecryptionKey) -> Stage:

@@ -114,3 +114,59 @@ class WalMissing(HmsDrError):
 
 class RecoveryFailed(HmsDrError):
     """PostgreSQL did not complete a point-in-time recovery; the server log's FATAL line says why."""
+
+
+class BackupsStale(HmsDrError):
+    """The newest complete set of a kind is older than the policy allows (or there is none yet)."""
+
+    def __init__(self, problems: list[str], *, hint: str | None = None) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(problems), hint=hint)
+
+
+class AlertNotDelivered(HmsDrError):
+    """An alert could not be handed to one or more of its channels (SMTP, Slack, SNS)."""
+
+    transient = True
+
+
+class ObjectLocked(StoreRefused):
+    """An object is under S3 Object Lock (a retention period or a legal hold): it is not deleted
+    or replaced before the lock ends; retention reports it instead."""
+
+
+class OffsiteCopyFailed(HmsDrError):
+    """One or more backup sets could not be copied to (or repaired in) the offsite store."""
+
+
+class OffsiteCopyStale(HmsDrError):
+    """A kind's newest copy in the offsite store is older than the policy allows."""
+
+
+class DataCorruption(HmsDrError):
+    """Pages of a cluster fail their checksums (pg_checksums) or amcheck: the data is damaged."""
+
+
+class SwapRefused(HmsDrError):
+    """A DR swap was not made (production unchanged): something the swap cannot carry over, a
+    plan that differs from the approved one, or a statement that failed inside its transaction."""
+
+
+class DatabaseBusy(HmsDrError):
+    """A lock was not granted within the lock timeout: the objects are in use; worth retrying."""
+
+    transient = True
+
+
+class CorruptionFound(HmsDrError):
+    """pg_amcheck found corruption: the message names the relations, the hint the DR run that
+    would repair them, ``problems`` one line per relation."""
+
+    def __init__(self, message: str, problems: list[str], *, hint: str | None = None) -> None:
+        self.problems = tuple(problems)
+        super().__init__(message, hint=hint)
+
+
+class IntegrityCheckIncomplete(HmsDrError):
+    """pg_amcheck could not check some relations (a lock it did not get in time, a permission):
+    no corruption is known there, and none is ruled out either."""

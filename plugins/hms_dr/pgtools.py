@@ -66,6 +66,10 @@ class ConnectionInfo:
     def with_database(self, dbname: str) -> ConnectionInfo:
         return ConnectionInfo(self.host, self.port, self.user, dbname, self.password, self.sslmode)
 
+    def with_endpoint(self, host: str, port: int) -> ConnectionInfo:
+        """The same login on another server (a recovered copy of this cluster)."""
+        return ConnectionInfo(host, port, self.user, self.dbname, self.password, self.sslmode)
+
     def describe(self) -> str:
         return f"{self.user}@{self.host}:{self.port}/{self.dbname}"
 

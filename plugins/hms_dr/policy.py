@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hms_dr.errors import PolicyInvalid
+from hms_dr.offsite.policy import OffsitePolicy, parse_offsite
+from hms_dr.policy_alerts import AlertsPolicy, parse_alerts
+from hms_dr.policy_dr import DrPolicy, parse_dr
+from hms_dr.dr.settings import DrRestorePolicy, parse_dr_restore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY_PATH = REPO_ROOT / "include" / "policy.yaml"
@@ -92,10 +96,27 @@ class LogicalBackupPolicy:
     execution_timeout_min: int
 
 
+class RestoreTestMode(str, Enum):
+    """What the restore test restores; each is checked against the daily set's baselines."""
+
+    LOGICAL = "logical"  # pg_restore of the daily set into a scratch database
+    PHYSICAL = "physical"  # PITR of the newest base backup to the daily set's snapshot LSN
+    BOTH = "both"
+
+    @property
+    def logical(self) -> bool:
+        return self is not RestoreTestMode.PHYSICAL
+
+    @property
+    def physical(self) -> bool:
+        return self is not RestoreTestMode.LOGICAL
+
+
 @dataclass(frozen=True)
 class RestoreTestPolicy:
     on_every_backup: bool
     restore_jobs: int
+    mode: RestoreTestMode = RestoreTestMode.BOTH
 
 
 @dataclass(frozen=True)
@@ -106,6 +127,10 @@ class RetentionPolicy:
     base_backups_keep: int
     offsite_days: int
     restore_reports_days: int
+    # Optional grandfather-father-son keeps of the daily sets (0: off): the newest set of each of
+    # the newest N ISO weeks / calendar months stays whatever its age (hms_dr.retention).
+    gfs_weekly_keep: int = 0
+    gfs_monthly_keep: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +164,10 @@ class Policy:
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
     wal: WalPolicy | None = None  # always set by parse_policy; holds wal_spool_dir too
     base_backup: BaseBackupPolicy | None = None  # always set by parse_policy
+    offsite: OffsitePolicy | None = None  # always set by parse_policy (hms_dr.offsite.policy)
+    alerts: AlertsPolicy | None = None  # always set by parse_policy (hms_dr.policy_alerts)
+    dr: DrPolicy | None = None  # always set by parse_policy (hms_dr.policy_dr)
+    dr_restore: DrRestorePolicy | None = None  # always set by parse_policy (hms_dr.dr.settings: dr.restore)
 
 
 SCHEDULE_NAMES = (
@@ -236,6 +265,7 @@ def parse_policy(data: Any, *, source: str = "<policy>") -> Policy:
     restore_test = RestoreTestPolicy(
         on_every_backup=reader.boolean("restore_test.on_every_backup"),
         restore_jobs=reader.integer("restore_test.restore_jobs", minimum=1, maximum=16),
+        mode=reader.choice("restore_test.mode", RestoreTestMode) if "mode" in reader.data["restore_test"] else RestoreTestPolicy.mode,
     )
     retention = RetentionPolicy(
         logical_days=reader.integer("retention.logical_days", minimum=1),
@@ -244,6 +274,8 @@ def parse_policy(data: Any, *, source: str = "<policy>") -> Policy:
         base_backups_keep=reader.integer("retention.base_backups_keep", minimum=1),
         offsite_days=reader.integer("retention.offsite_days", minimum=1),
         restore_reports_days=reader.integer("retention.restore_reports_days", minimum=1),
+        gfs_weekly_keep=_optional_keep(reader, "gfs_weekly_keep"),
+        gfs_monthly_keep=_optional_keep(reader, "gfs_monthly_keep"),
     )
     return Policy(
         source=source,
@@ -262,7 +294,23 @@ def parse_policy(data: Any, *, source: str = "<policy>") -> Policy:
         raw=data,
         wal=_wal_policy(reader),
         base_backup=_base_backup_policy(reader, staging.dir),
+        offsite=parse_offsite(reader, offsite_days=retention.offsite_days),
+        alerts=_alerts_policy(reader),
+        dr=parse_dr(reader),
+        dr_restore=parse_dr_restore(reader),
     )
+
+
+def _alerts_policy(reader: _Reader) -> AlertsPolicy:
+    """The optional ``alerts:`` section (channels, deadlines, freshness), parsed by hms_dr.policy_alerts."""
+    return parse_alerts(reader, rto_minutes=reader.integer("targets.rto_minutes", minimum=1))
+
+
+def _optional_keep(reader: _Reader, name: str) -> int:
+    """retention.gfs_weekly_keep / gfs_monthly_keep: absent or null means 0 (off)."""
+    if reader.data["retention"].get(name) is None:
+        return 0
+    return reader.integer(f"retention.{name}", minimum=0, maximum=520)
 
 
 def _wal_policy(reader: _Reader) -> WalPolicy:

@@ -37,7 +37,8 @@ from hms_dr.errors import (
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload, parse_utc
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.backup_manifest import parse_backup_manifest
-from hms_dr.physical.basebackup import expire_base_backups, take_base_backup
+from hms_dr.physical.basebackup import take_base_backup
+from hms_dr.retention import RetentionTiers, expire_by_tiers
 from hms_dr.physical.pgbasebackup import run_pg_basebackup
 from hms_dr.physical.lsn import format_lsn, parse_lsn
 from hms_dr.physical.verifybackup import extract_tar_backup, run_pg_verifybackup, verify_tar_backup
@@ -392,7 +393,7 @@ def hand_made_base_set(store: Store, cluster: str, finished_at: datetime) -> str
     payload = Payload("base.tar.zst.gpg", stored.size_bytes, stored.sha256, "pg_basebackup-base-tar")
     publish_set(
         store, kind=BackupKind.BASE, cluster=cluster, backup_set_id=backup_set_id, started_at=finished_at - timedelta(minutes=30),
-        finished_at=finished_at, payloads=[payload], extra={"base_backup": {}},
+        finished_at=finished_at, payloads=[payload], extra={"base_backup": {"start_wal_file": "000000010000000000000002"}},
     )
     return backup_set_id
 
@@ -407,12 +408,13 @@ def test_retention_keeps_the_newest_four_base_backup_sets(tmp_path: Path) -> Non
     orphan = key_for(CLUSTER, BackupKind.BASE, orphan_id, "base.tar.zst.gpg")
     store.put_bytes(orphan, b"left by a killed run")  # written now: a day old two days from now
     later = now + timedelta(days=2)
-    report = expire_base_backups(store, CLUSTER, keep=4, orphan_max_age=timedelta(hours=24), now=later)
-    assert sorted(report["kept"]) == sorted(ids[:4])
+    tiers = RetentionTiers(base_backups_keep=4, orphan_max_age=timedelta(hours=24))
+    report = expire_by_tiers(store, CLUSTER, tiers, later, offsite=False, kinds=(BackupKind.BASE,))["base"]
+    assert report["kept"] == 4
     assert sorted(report["expired"]) == sorted([*ids[4:], orphan_id])
     assert [s.backup_set_id for s in list_catalog(store, CLUSTER, BackupKind.BASE).sets] == sorted(ids[:4])
     for gone in ids[4:]:
         assert store.list(key_for(CLUSTER, BackupKind.BASE, gone)) == []
     assert not store.exists(orphan)
-    again = expire_base_backups(store, CLUSTER, keep=4, orphan_max_age=timedelta(hours=24), now=later)
-    assert again["expired"] == [] and sorted(again["kept"]) == sorted(ids[:4])
+    again = expire_by_tiers(store, CLUSTER, tiers, later, offsite=False, kinds=(BackupKind.BASE,))["base"]
+    assert again["expired"] == [] and again["kept"] == 4

@@ -65,7 +65,7 @@ def clone_set(
 def test_a_good_set_restores_and_every_check_shows_baseline_equal_to_observed(
     dag_runner: Any, good_set: Any, primary_store: Any, sandbox: Any
 ) -> None:
-    outcome = dag_runner.run(DAG_ID, conf={"backup_id": good_set.backup_set_id})
+    outcome = dag_runner.run(DAG_ID, conf={"mode": "logical", "backup_id": good_set.backup_set_id})
     assert outcome.state == "success", outcome.output[-6000:]
     report = newest_report(primary_store)
     assert report["backup_set_id"] == good_set.backup_set_id and report["passed"] is True
@@ -88,7 +88,7 @@ def test_one_flipped_byte_fails_before_decrypting_naming_the_file(
         return data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1:]
 
     set_id = clone_set(primary_store, good_set, "20200101T000001Z", payload=flip, keep_sha=True)
-    outcome = dag_runner.run(DAG_ID, conf={"backup_id": set_id}, policy={"logical_backup.retries": 0}, name="flipped")
+    outcome = dag_runner.run(DAG_ID, conf={"mode": "logical", "backup_id": set_id}, policy={"logical_backup.retries": 0}, name="flipped")
     assert outcome.state == "failed"
     assert outcome.task_states["restore_into_scratch"] == "failed"
     assert f"{set_id}/dump.pgdump.zst.gpg does not match the sha256 in its manifest" in outcome.output
@@ -98,7 +98,7 @@ def test_one_flipped_byte_fails_before_decrypting_naming_the_file(
 
 def test_a_truncated_payload_fails_naming_the_file_and_both_sizes(dag_runner: Any, good_set: Any, primary_store: Any) -> None:
     set_id = clone_set(primary_store, good_set, "20200101T000002Z", payload=lambda d: d[: len(d) // 2], keep_sha=True)
-    outcome = dag_runner.run(DAG_ID, conf={"backup_id": set_id}, name="truncated")
+    outcome = dag_runner.run(DAG_ID, conf={"mode": "logical", "backup_id": set_id}, name="truncated")
     assert outcome.state == "failed"
     size = good_set.manifest.payloads[0].size_bytes
     assert f"{set_id}/dump.pgdump.zst.gpg is {size // 2} bytes, its manifest says {size}" in outcome.output
@@ -110,7 +110,7 @@ def test_a_manifest_that_does_not_match_its_payload_fails(dag_runner: Any, good_
         return body
 
     set_id = clone_set(primary_store, good_set, "20200101T000003Z", manifest=lie)
-    outcome = dag_runner.run(DAG_ID, conf={"backup_id": set_id}, name="lying-manifest")
+    outcome = dag_runner.run(DAG_ID, conf={"mode": "logical", "backup_id": set_id}, name="lying-manifest")
     assert outcome.state == "failed"
     assert "does not match the sha256 in its manifest" in outcome.output
 
@@ -128,7 +128,7 @@ def test_baselines_the_restore_does_not_meet_fail_naming_table_and_view_and_tear
         return body
 
     set_id = clone_set(primary_store, good_set, "20200101T000004Z", manifest=inflate)
-    outcome = dag_runner.run(DAG_ID, conf={"backup_id": set_id}, name="baseline-mismatch")
+    outcome = dag_runner.run(DAG_ID, conf={"mode": "logical", "backup_id": set_id}, name="baseline-mismatch")
     assert outcome.state == "failed"
     assert outcome.task_states["restore_into_scratch"] == "success"
     assert outcome.task_states["check_against_baselines"] == "failed"
@@ -155,7 +155,7 @@ def test_a_wrong_restore_key_fails_before_any_restore_starts(dag_runner: Any, go
         shutil.rmtree(home, ignore_errors=True)
     wrong = json.dumps({"conn_type": "generic", "password": "other-passphrase-123", "extra": {"private_key": other_key}})
     outcome = dag_runner.run(
-        DAG_ID, conf={"backup_id": good_set.backup_set_id}, env={"AIRFLOW_CONN_HMS_RESTORE_KEY": wrong}, name="wrong-key"
+        DAG_ID, conf={"mode": "logical", "backup_id": good_set.backup_set_id}, env={"AIRFLOW_CONN_HMS_RESTORE_KEY": wrong}, name="wrong-key"
     )
     assert outcome.state == "failed"
     assert "encrypted to a key the restore key connection does not hold" in outcome.output
@@ -169,7 +169,7 @@ def test_a_restore_target_pointing_at_production_is_refused_before_anything_runs
     production = json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": sandbox.pg_port, "login": "postgres",
                              "password": sandbox.secrets.role_passwords["postgres"], "schema": "postgres"})
     outcome = dag_runner.run(
-        DAG_ID, conf={"backup_id": good_set.backup_set_id}, env={"AIRFLOW_CONN_HMS_RESTORE_TARGET": production},
+        DAG_ID, conf={"mode": "logical", "backup_id": good_set.backup_set_id}, env={"AIRFLOW_CONN_HMS_RESTORE_TARGET": production},
         name="production-target",
     )
     assert outcome.state == "failed"
@@ -212,7 +212,7 @@ def test_a_dump_missing_a_table_fails_naming_the_table(
     set_id = clone_set(
         primary_store, good_set, "20200101T000005Z", payload=lambda _: broken, plain=(plain_sha256, plain_size)
     )
-    outcome = dag_runner.run(DAG_ID, conf={"backup_id": set_id}, name="missing-table")
+    outcome = dag_runner.run(DAG_ID, conf={"mode": "logical", "backup_id": set_id}, name="missing-table")
     assert outcome.state == "failed"
     assert outcome.task_states["restore_into_scratch"] == "success"
     assert outcome.task_states["check_against_baselines"] == "failed"
@@ -263,7 +263,7 @@ def test_rows_deleted_in_the_scratch_database_before_the_checks_fail_naming_the_
     watcher = threading.Thread(target=delete_rows_between_restore_and_checks, daemon=True)
     watcher.start()
     try:
-        outcome = dag_runner.run(DAG_ID, conf={"backup_id": good_set.backup_set_id}, name="rows-deleted")
+        outcome = dag_runner.run(DAG_ID, conf={"mode": "logical", "backup_id": good_set.backup_set_id}, name="rows-deleted")
     finally:
         stop.set()
         watcher.join(timeout=30)

@@ -40,8 +40,8 @@ def test_wal_before_the_oldest_base_backup_and_outside_the_window_expires() -> N
 def test_wal_inside_the_window_stays_even_before_every_base_backup() -> None:
     wal_sets = [wal(n, 20 - n) for n in range(21)]
     # the only base backup starts at segment 17; of the WAL before it only what is also outside
-    # the window goes (segments 0..13 are 20..7 days old)
-    assert expired(wal_sets, [base("b3", 17)]) == {segment(n) for n in range(14)}
+    # the window goes (segments 0..12 are 20..8 days old; 13, exactly 7 days old, is still inside)
+    assert expired(wal_sets, [base("b3", 17)]) == {segment(n) for n in range(13)}
 
 
 def test_nothing_expires_without_a_base_backup() -> None:
@@ -88,7 +88,7 @@ def test_no_expired_wal_is_needed_by_a_base_backup_or_inside_the_window(ages: li
         if wal_set.name not in gone:
             continue
         assert bases, "WAL expired with no base backup in the store"
-        assert wal_set.modified_at <= NOW - timedelta(days=keep_days), f"{wal_set.name} expired inside the window"
+        assert wal_set.modified_at < NOW - timedelta(days=keep_days), f"{wal_set.name} expired inside the window"
         for b in bases:  # every retained base backup keeps the WAL from its start on
             assert wal_set.name < b.start_wal_file, f"{wal_set.name} expired but {b.backup_set_id} needs it"
     # applying the plan to what is left expires nothing more

@@ -22,11 +22,11 @@ import logging
 import shutil
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from hms_dr.catalog import key_for, list_catalog
+from hms_dr.catalog import key_for
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home, gpg_version
 from hms_dr.errors import PreflightFailed
 from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
@@ -38,7 +38,6 @@ from hms_dr.physical.staging import staged_files, store_staged_file, zstd_stage
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, BASE_TAR, Verification, read_backup_label, verify_tar_backup
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.publish import publish_set, remove_unpublished, verify_stored_payload
-from hms_dr.retention import RetentionRule, apply_retention, plan_retention
 from hms_dr.store import check_writable
 from hms_dr.toolversions import zstd_version
 from hms_dr.units import human_bytes
@@ -231,14 +230,3 @@ def _read_back(store: Store, key: str, payload: Payload, verify: bool) -> None:
         verify_stored_payload(store, key, payload)
     else:
         log.warning("store.verify_readback is off: %s is checked by size only", store.describe(key))
-
-
-def expire_base_backups(store: Store, cluster: str, *, keep: int, orphan_max_age: timedelta, now: datetime) -> dict[str, Any]:
-    """Keep the newest ``keep`` complete base backup sets; expire older ones and stale orphans
-    (manifest first, payloads after)."""
-    rule = RetentionRule.keep_newest(keep, orphan_max_age)
-    plan = plan_retention(list_catalog(store, cluster, BackupKind.BASE), BackupKind.BASE, rule, now)
-    for set_id in plan.keep:
-        log.info("keep base/%s: %s", set_id, plan.reasons[set_id])
-    deleted = apply_retention(plan, store, cluster)
-    return {"kept": list(plan.keep), "expired": [e.backup_set_id for e in plan.expire], "deleted_keys": len(deleted)}

@@ -31,6 +31,7 @@ from hms_dr.physical.datadir import recovery_settings, refuse_non_empty, restore
 from hms_dr.physical.lsn import DEFAULT_WAL_SEGMENT_SIZE, segment_start_lsn
 from hms_dr.physical.recoveryplan import ArchivedWal, RecoveryPlan, base_backup_of, plan_recovery, refuse_wal_gap
 from hms_dr.physical.server import RecoveringServer, walfetch_restore_command
+from hms_dr.physical.request import refuse_pause_without_target
 from hms_dr.physical.targets import RecoveryTarget, target_settings
 from hms_dr.physical.walpath import (
     TimelineSpan,
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["plan_recovery", "recover"]
+__all__ = ["check_recovery", "plan_recovery", "recover"]
 
 MAX_SOCKET_DIR_CHARS = 90
 
@@ -73,6 +74,7 @@ def recover(
     log_file: Path | None = None,
     superuser: str = "postgres",
     timeout_s: float = 6 * 3600,
+    promote: bool = True,
 ) -> dict[str, Any]:
     """Recover ``cluster`` to ``target`` into the new, empty ``data_dir`` and start it, promoted,
     on 127.0.0.1:``port``.
@@ -81,6 +83,9 @@ def recover(
     :param socket_dir: the server's private Unix socket directory (default: ``sockets/`` beside
         ``data_dir``); ``log_file`` its log (default: ``log/<data dir name>.log`` beside it).
     :param superuser: a superuser role of the backed-up cluster, used over the private socket.
+    :param promote: False leaves the server paused at the target (read-only, still recovering:
+        ``recovery_target_action = pause``) for inspection; ``SELECT pg_promote()`` opens it.
+        PostgreSQL promotes at the end of the archive whatever the action, so ``latest`` refuses it.
     :returns: the base set used, the WAL path, timeline, recovery end LSN and time, seconds per step.
     """
     started = time.monotonic()
@@ -88,6 +93,7 @@ def recover(
     data_dir = data_dir.absolute()
     socket_dir = (socket_dir or data_dir.parent / "sockets").absolute()
     log_file = (log_file or data_dir.parent / "log" / f"{data_dir.name}.log").absolute()
+    refuse_pause_without_target(target, promote)
     refuse_non_empty(data_dir)
     if port_is_open(port):
         raise PreflightFailed(f"port {port} on 127.0.0.1 is already in use: choose another port for the recovered server")
@@ -108,9 +114,8 @@ def recover(
             restored = restore_base_backup(store, cluster, base, decryption_key, data_dir, staging_dir=staging_dir)
             source.serve()
             restore_command = walfetch_restore_command(source.directory)
-            settings = recovery_settings(
-                port=port, socket_dir=socket_dir, restore_command=restore_command, target_settings=target_settings(target)
-            )
+            stop_at = {**target_settings(target), **({} if promote else {"recovery_target_action": "pause"})}
+            settings = recovery_settings(port=port, socket_dir=socket_dir, restore_command=restore_command, target_settings=stop_at)
             write_recovery_config(data_dir, settings)
         except BaseException:
             # No server ever ran here: what was extracted is ours (the directory was empty), and
@@ -123,7 +128,7 @@ def recover(
         server = RecoveringServer(data_dir, port, socket_dir, log_file, superuser)
         server.start()
         try:
-            outcome = server.wait_until_promoted(source, timeout_s=timeout_s)
+            outcome = server.wait_until_promoted(source, timeout_s=timeout_s, pause_at_target=not promote)
         except BaseException:
             server.stop("immediate")
             raise
@@ -146,6 +151,7 @@ def recover(
         "wal": wal,
         "restored": restored,
         **outcome,
+        "promoted": promote,
         "data_dir": str(data_dir),
         "port": port,
         "socket_dir": str(socket_dir),
@@ -153,11 +159,36 @@ def recover(
         "seconds": {name: round(value, 3) for name, value in steps.items()},
     }
     log.info(
-        "recovered %s to %s from base backup set %s: timeline %s, recovery ended at %s (%s), last transaction %s, %.0f s",
-        cluster, target.describe(), base.backup_set_id, outcome["timeline"], outcome["recovery_end_lsn"],
+        "recovered %s to %s from base backup set %s: timeline %s, recovery %s at %s (%s), last transaction %s, %.0f s",
+        cluster, target.describe(), base.backup_set_id, outcome["timeline"], "ended" if promote else "paused", outcome["recovery_end_lsn"],
         outcome["recovery_end_reason"], outcome["recovery_end_time"] or "none replayed", steps["total"],
     )
     return result
+
+
+def check_recovery(
+    store: Store,
+    cluster: str,
+    target: RecoveryTarget,
+    *,
+    decryption_key: DecryptionKey,
+    staging_dir: Path,
+    backup_set_id: str | None = None,
+) -> dict[str, Any]:
+    """The plan ``recover`` would follow, decided the same way and touching no data directory:
+    refuses (one line) a target before the oldest base backup or after the newest archived WAL,
+    an unknown ``backup_set_id`` and a gap in the WAL the target needs."""
+    with WalSource(store, cluster, decryption_key, staging_dir=staging_dir, server_uid=_server_uid()) as source:
+        plan, path = choose_recovery(store, cluster, target, source, staging_dir=staging_dir, backup_set_id=backup_set_id)
+    return {
+        "backup_set_id": plan.base.backup_set_id,
+        "base_backup": plan.base.to_dict(),
+        "plan_reason": plan.reason,
+        # what the base backup extracts to (its tars, plain): the least the data directory needs
+        "base_plain_bytes": sum(p.plain_size_bytes or p.size_bytes for p in plan.base.backup_set.manifest.payloads),
+        "wal_files": len(path.expected),
+        "wal_path": {"timelines": path.describe_spans(), "newest_in_store": path.newest, "first_missing": path.first_missing},
+    }
 
 
 def choose_recovery(

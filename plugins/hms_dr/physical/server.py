@@ -20,7 +20,7 @@ from hms_dr import sqlfiles
 from hms_dr.errors import DatabaseUnavailable, PreflightFailed, RecoveryFailed
 from hms_dr.pgtools import ConnectionInfo, tool_path
 from hms_dr.physical import walfetch
-from hms_dr.physical.datadir import RECOVERY_SETTINGS_RESET_AFTER_PROMOTION, remove_recovery_trust
+from hms_dr.physical.datadir import RECOVERY_SETTINGS_RESET_AFTER_PROMOTION, conf_value, remove_recovery_trust
 from hms_dr.physical.lsn import format_lsn
 from hms_dr.physical.targets import format_time
 from hms_dr.physical.walpath import history_name, history_reason
@@ -35,6 +35,8 @@ POLL_S = 0.5
 START_GRACE_S = 30.0  # for postmaster.pid to appear
 ABORT_GRACE_S = 30.0  # for the server to die after the WAL source failed a file
 SYSTEM_PYTHON = "/usr/bin/python3"
+# A paused server's restore_command once the WAL source is gone: exit 1, "not in the archive".
+PAUSED_RESTORE_COMMAND = "/bin/false"
 _LOG_PREFIX = re.compile(r"^.*?\b(FATAL|PANIC):\s+")
 # FATALs of client connections (ours, polling while the server starts), not the recovery's reason.
 _CONNECTION_FATAL = re.compile(
@@ -136,8 +138,9 @@ class RecoveringServer:
         fetch = f"; the WAL source failed {source.stats.failures[0]}" if source.stats.failures else ""
         return RecoveryFailed(f"{what}: {self.fatal_line()}{fetch}", hint=f"the server log is {self.log_file}; the data directory was left for inspection")
 
-    def wait_until_promoted(self, source: WalSource, *, timeout_s: float) -> dict[str, Any]:
-        """Poll until pg_is_in_recovery() is false; RecoveryFailed if the server dies first."""
+    def wait_until_promoted(self, source: WalSource, *, timeout_s: float, pause_at_target: bool = False) -> dict[str, Any]:
+        """Poll until pg_is_in_recovery() is false (or, with ``pause_at_target``, until replay has
+        paused at the target); RecoveryFailed if the server dies first."""
         started = time.monotonic()
         last_report = started
         failed_at: float | None = None
@@ -164,6 +167,10 @@ class RecoveringServer:
                     row = connection.execute(sqlfiles.text("physical/recovery_progress")).fetchone()
                     in_recovery, replayed, last_xact = row[0], row[1], row[2]
                     progress = (replayed, last_xact)
+                    if in_recovery and pause_at_target and row[3] == "paused":
+                        if source.stats.failures:
+                            raise self._failure(f"the server in {self.data_dir} paused although the WAL source failed", source)
+                        return self._finish_paused(connection)
                     if not in_recovery:
                         if source.stats.failures:
                             raise self._failure(f"the server in {self.data_dir} promoted although the WAL source failed", source)
@@ -197,6 +204,26 @@ class RecoveringServer:
             "recovery_end_reason": None if reason is None else reason[2],
             "recovery_end_time": None if last_xact is None else format_time(last_xact),
             "promoted_at": format_time(datetime.now(timezone.utc)),
+        }
+
+
+    def _finish_paused(self, connection: Any) -> dict[str, Any]:
+        """Read where replay paused, then make the paused server independent of this process: its
+        restore_command (walfetch, served by the WAL source that goes when recover returns) becomes
+        one that finds nothing, so a later pg_promote() ends recovery instead of aborting it."""
+        row = connection.execute(sqlfiles.text("physical/recovery_paused")).fetchone()
+        replayed, timeline, last_xact = row[0], int(row[1]), row[2]
+        connection.execute(f"ALTER SYSTEM SET restore_command = {conf_value(PAUSED_RESTORE_COMMAND)}")
+        remove_recovery_trust(self.data_dir)
+        connection.execute("SELECT pg_reload_conf()")
+        return {
+            "timeline": timeline,
+            "recovered_through_timeline": None,
+            "recovery_end_lsn": replayed,
+            "recovery_end_reason": "paused at the recovery target (recovery_target_action = pause)",
+            "recovery_end_time": None if last_xact is None else format_time(last_xact),
+            "promoted_at": None,
+            "paused_at": format_time(datetime.now(timezone.utc)),
         }
 
 

@@ -1,4 +1,5 @@
-"""Start, stop and report on the sandbox: PostgreSQL with WAL archiving, moto S3, a GPG key, Airflow settings.
+"""Start, stop and report on the sandbox: PostgreSQL with WAL archiving, moto S3, an SMTP sink for
+alerts, a GPG key, Airflow settings.
 
 Starting is idempotent: secrets, ports, the cluster, the HMS data and the key are created once and
 reused; only what is down is started again.
@@ -21,6 +22,7 @@ from hms_dr.sandbox.cluster import PG_BIN, LocalCluster, ensure_reachable_by_ser
 from hms_dr.sandbox.keys import export_public_key, export_secret_key, generate_key_pair, stop_gpg_agent
 from hms_dr.sandbox.policy_file import sandbox_policy_overrides, write_sandbox_policy
 from hms_dr.sandbox.s3server import MotoServer, create_buckets
+from hms_dr.sandbox.smtpsink import SmtpSink, mail_dir
 from hms_dr.sandbox.state import (
     GPG_UID,
     HMS_DATABASE,
@@ -146,6 +148,17 @@ def _load_hms_database(cluster: LocalCluster, state: dict[str, Any], sandbox_sec
     }
 
 
+def _install_amcheck(cluster: LocalCluster, sandbox_secrets: SandboxSecrets) -> None:
+    """amcheck in the HMS database and the backup role's right to run pg_amcheck's checks
+    (hms_integrity_check), as the runbook's one-time setup does; idempotent, run on every start."""
+    import psycopg
+
+    sql_file = Path(__file__).resolve().parents[3] / "include" / "sql" / "integrity" / "install_amcheck.sql"
+    with psycopg.connect(cluster.dsn("postgres", sandbox_secrets.role_passwords["postgres"], HMS_DATABASE), autocommit=True) as conn:
+        conn.execute(sql_file.read_text(encoding="utf-8"))  # type: ignore[arg-type]  # trusted file, not user input
+    log.info("amcheck installed in %s for hms_integrity_check", HMS_DATABASE)
+
+
 def _without_secrets(summary: Any) -> Any:
     """Keep the generator's summary in state.json, minus anything that could be a credential."""
     if not isinstance(summary, dict):
@@ -171,6 +184,19 @@ def _start_s3(paths: SandboxPaths, state: dict[str, Any], sandbox_secrets: Sandb
     )
     s3_state.update(pid=server.pid(), endpoint_url=server.endpoint_url, buckets=[PRIMARY_BUCKET, OFFSITE_BUCKET], object_lock_buckets=[OFFSITE_BUCKET])
     return server
+
+
+def _smtp_sink(paths: SandboxPaths, port: int) -> SmtpSink:
+    return SmtpSink(port, mail_dir(paths.state_dir), paths.state_dir / "smtp")
+
+
+def _start_smtp_sink(paths: SandboxPaths, state: dict[str, Any]) -> SmtpSink:
+    """The local SMTP server alerts go to; it writes each message as an .eml file under mail/."""
+    smtp_state = state.setdefault("smtp", {})
+    sink = _smtp_sink(paths, int(smtp_state.setdefault("port", free_port())))
+    sink.start()
+    smtp_state.update(pid=sink.pid(), host="127.0.0.1", maildir=str(sink.maildir))
+    return sink
 
 
 def _ensure_gpg_key(paths: SandboxPaths, state: dict[str, Any], sandbox_secrets: SandboxSecrets) -> SandboxSecrets:
@@ -210,9 +236,12 @@ def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50) -> Sandbo
     save_state(paths, state)
     _load_hms_database(cluster, state, sandbox_secrets, scale_mb)
     save_state(paths, state)
+    _install_amcheck(cluster, sandbox_secrets)
     sandbox_secrets = _start_restore_target(paths, state, sandbox_secrets)
     save_state(paths, state)
     _start_s3(paths, state, sandbox_secrets)
+    save_state(paths, state)
+    sink = _start_smtp_sink(paths, state)
     save_state(paths, state)
     sandbox_secrets = _ensure_gpg_key(paths, state, sandbox_secrets)
     state["started_at"] = _now()
@@ -222,7 +251,9 @@ def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50) -> Sandbo
     write_sandbox_policy(
         paths.committed_policy,
         paths.policy_file,
-        sandbox_policy_overrides(fingerprint=sandbox.fingerprint, staging_dir=paths.staging_dir, spool_dir=paths.spool_dir),
+        sandbox_policy_overrides(
+            fingerprint=sandbox.fingerprint, staging_dir=paths.staging_dir, spool_dir=paths.spool_dir, smtp_port=sink.port,
+        ),
     )
     write_airflow_env(sandbox)
     log.info("sandbox ready in %s: PostgreSQL on 127.0.0.1:%d, S3 at %s", paths.state_dir, sandbox.pg_port, sandbox.s3_endpoint_url)
@@ -245,6 +276,9 @@ def stop_sandbox(state_dir: Path | None = None) -> None:
     if "s3" in state:
         MotoServer(int(state["s3"]["port"]), paths.s3_dir).stop()
         state["s3"]["pid"] = None
+    if "smtp" in state:
+        _smtp_sink(paths, int(state["smtp"]["port"])).stop()
+        state["smtp"]["pid"] = None
     stop_gpg_agent(paths.gnupg_home)
     state["stopped_at"] = _now()
     save_state(paths, state)
@@ -284,6 +318,11 @@ def sandbox_status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
     else:
         all_up = False
         lines.append("s3 (moto)  not created")
+    if "smtp" in state:
+        sink = _smtp_sink(paths, int(state["smtp"]["port"]))
+        up = sink.is_running()
+        all_up &= up
+        lines.append(f"smtp sink  {'running' if up else 'stopped'}  127.0.0.1:{sink.port}  messages in {sink.maildir}")
     fingerprint = state.get("gpg", {}).get("fingerprint")
     lines.append(f"gpg key    {fingerprint or 'not generated'}")
     lines.append(f"airflow    {'source ' + str(paths.env_file) if paths.env_file.exists() else 'airflow.env not written'}")
@@ -298,6 +337,7 @@ def describe_sandbox(sandbox: Sandbox) -> list[str]:
         f"  PostgreSQL 15  127.0.0.1:{sandbox.pg_port}  database {sandbox.database}  log {paths.pg_log_file}",
         f"  WAL spool      {paths.spool_dir}",
         f"  S3 (moto)      {sandbox.s3_endpoint_url}  buckets {sandbox.primary_bucket}, {sandbox.offsite_bucket} (object lock)",
+        f"  SMTP sink      alerts to {mail_dir(paths.state_dir)}/*.eml",
         f"  GPG key        {sandbox.fingerprint}",
         f"  policy         {paths.policy_file}",
         f"  Airflow        source {paths.env_file}",

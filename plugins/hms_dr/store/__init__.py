@@ -41,11 +41,42 @@ class StoreFeatures:
 
 @dataclass(frozen=True)
 class StoredObject:
-    """One object as listed or stat'ed: its key relative to the store, size and mtime (UTC)."""
+    """One object as listed or stat'ed: its key relative to the store, size and mtime (UTC).
+
+    ``stat`` also reports an S3 Object Lock: the retention date and whether a legal hold is on
+    (a listing does not carry them, and the file driver has no locks).
+    """
 
     key: str
     size_bytes: int
     modified_at: datetime
+    retained_until: datetime | None = None
+    legal_hold: bool = False
+
+    def locked_at(self, moment: datetime) -> bool:
+        """Whether Object Lock forbids deleting or replacing this object at ``moment``."""
+        return self.legal_hold or (self.retained_until is not None and self.retained_until > moment)
+
+
+OBJECT_LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
+
+
+@dataclass(frozen=True)
+class ObjectLockRetention:
+    """The retention every upload carries when the bucket has Object Lock: a mode and a period.
+
+    COMPLIANCE cannot be shortened or lifted by anyone, the root account included, until it
+    ends; GOVERNANCE can be, by a role allowed to bypass it.
+    """
+
+    mode: str = "COMPLIANCE"
+    days: int = 90
+
+    def __post_init__(self) -> None:
+        if self.mode not in OBJECT_LOCK_MODES:
+            raise ValueError(f"object lock mode must be one of {', '.join(OBJECT_LOCK_MODES)}, got {self.mode!r}")
+        if self.days < 1:
+            raise ValueError(f"object lock retention must be at least 1 day, got {self.days}")
 
 
 @dataclass(frozen=True)
@@ -207,12 +238,15 @@ def open_store(
     s3_client: Any | None = None,
     part_size_bytes: int = DEFAULT_PART_SIZE_BYTES,
     sse: str | None = None,
+    object_lock: ObjectLockRetention | None = None,
 ) -> Store:
     """Open the store at `url` (``file:///abs/path`` or ``s3://bucket[/prefix]``).
 
     :param s3_client: a boto3 S3 client, required for ``s3://``; the tasks layer builds it from
         an Airflow connection, so the endpoint may be AWS, MinIO or moto.
     :param sse: ``ServerSideEncryption`` for every S3 write (``"AES256"``, ``"aws:kms"``); None sets none.
+    :param object_lock: the retention uploads carry if the bucket has Object Lock enabled (asked
+        once, here); ``features.supports_object_lock`` then says so. Ignored by the file driver.
     """
     parts = urlsplit(url)
     if parts.query or parts.fragment:
@@ -230,7 +264,8 @@ def open_store(
         from hms_dr.store.s3 import S3Store
 
         return S3Store(
-            parts.netloc, parts.path, client=s3_client, part_size_bytes=part_size_bytes, sse=sse
+            parts.netloc, parts.path, client=s3_client, part_size_bytes=part_size_bytes, sse=sse,
+            object_lock=object_lock,
         )
     raise ValueError(f"unknown store url scheme {parts.scheme!r} in {url!r}; use file:// or s3://")
 
@@ -262,6 +297,7 @@ def check_writable(store: Store, probe_prefix: str) -> None:
 
 __all__ = [
     "DEFAULT_PART_SIZE_BYTES",
+    "ObjectLockRetention",
     "PutResult",
     "Store",
     "StoreFeatures",

@@ -3,6 +3,13 @@
 Large payloads stream through a multipart upload whose parts go up on a background thread while the
 next part is read; any failure aborts the upload so no invisible parts are left. Only this module
 imports botocore, and it is imported only when an ``s3://`` store is opened.
+
+Object Lock: opened with an :class:`ObjectLockRetention`, the store asks the bucket once whether
+it has Object Lock; if so every upload carries the retention mode and a retain-until date, and
+the bucket is versioned (S3 requires it). Object Lock protects versions, not keys: a locked
+object can still get a newer version on top (how a corrupted copy is repaired), while deleting
+it is refused before it is tried (:class:`ObjectLocked`): a plain DELETE would "succeed" by
+adding a delete marker that hides the object and frees nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO
 
 from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
@@ -29,10 +37,11 @@ from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
     SSLError,
 )
 
-from hms_dr.errors import HmsDrError, ObjectMissing, StoreRefused, StoreUnavailable
+from hms_dr.errors import HmsDrError, ObjectLocked, ObjectMissing, StoreRefused, StoreUnavailable
 from hms_dr.store import (
     DEFAULT_PART_SIZE_BYTES,
     GuardedReader,
+    ObjectLockRetention,
     ProgressMeter,
     PutResult,
     StoredObject,
@@ -75,8 +84,10 @@ class S3Store:
         client: Any,
         part_size_bytes: int = DEFAULT_PART_SIZE_BYTES,
         sse: str | None = None,
+        object_lock: ObjectLockRetention | None = None,
     ) -> None:
-        """:param sse: ServerSideEncryption for every write ("AES256", "aws:kms"); None sets none."""
+        """:param sse: ServerSideEncryption for every write ("AES256", "aws:kms"); None sets none.
+        :param object_lock: the retention uploads carry when the bucket has Object Lock enabled."""
         if not bucket or "/" in bucket:
             raise ValueError(f"s3 store needs a bucket name, got {bucket!r}")
         if not MIN_PART_SIZE_BYTES <= part_size_bytes <= MAX_PART_SIZE_BYTES:
@@ -92,8 +103,13 @@ class S3Store:
         self.part_size_bytes = part_size_bytes
         self.sse = sse
         self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
-        self.features = StoreFeatures(needs_fsync=False, supports_object_lock=False, local_path=None)
         self._client = client
+        # Asked only when the caller wants locked uploads: one request, and a bucket that answers
+        # "no Object Lock" simply gets unlocked uploads.
+        self.object_lock = object_lock if object_lock is not None and self._bucket_has_object_lock() else None
+        self.features = StoreFeatures(
+            needs_fsync=False, supports_object_lock=self.object_lock is not None, local_path=None
+        )
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -133,6 +149,7 @@ class S3Store:
             "Body": data,
             "Metadata": {"sha256": sha256},
             **self._sse_args(),
+            **self._lock_args(),
         }
         if not overwrite:
             args["IfNoneMatch"] = "*"
@@ -149,7 +166,8 @@ class S3Store:
         overwrite: bool,
     ) -> None:
         full = self._full(key)
-        create_args: dict[str, Any] = {"Bucket": self.bucket, "Key": full, **self._sse_args()}
+        lock_args = self._lock_args()
+        create_args: dict[str, Any] = {"Bucket": self.bucket, "Key": full, **self._sse_args(), **lock_args}
         created = self._call("write", key, self._client.create_multipart_upload, **create_args)
         upload_id: str = created["UploadId"]
 
@@ -193,7 +211,7 @@ class S3Store:
             }
             if not overwrite:
                 args["IfNoneMatch"] = "*"
-            self._call(
+            completed = self._call(
                 "write", key, self._client.complete_multipart_upload, conditional=not overwrite, **args
             )
         except BaseException:
@@ -201,6 +219,8 @@ class S3Store:
             uploader.cancel()
             self._abort(full, upload_id)
             raise
+        if lock_args:
+            self._ensure_retention(key, completed.get("VersionId"), lock_args)
 
     def _abort(self, full: str, upload_id: str) -> None:
         try:
@@ -253,7 +273,7 @@ class S3Store:
         head = self._head(key)
         if head is None:
             raise ObjectMissing(f"no object {self.describe(key)}")
-        return StoredObject(key, size_bytes=int(head["ContentLength"]), modified_at=head["LastModified"])
+        return _stored_object(key, head)
 
     def list(self, prefix: str = "") -> builtins.list[StoredObject]:
         """Every object whose key starts with `prefix`, sorted by key."""
@@ -281,11 +301,47 @@ class S3Store:
     # -- deleting and the rest -----------------------------------------------------------------
 
     def delete(self, key: str) -> None:
-        """Remove `key`; S3 deletes silently, so a head first tells a missing key apart."""
+        """Remove `key`; S3 deletes silently, so a head first tells a missing key apart. A locked
+        object is refused (ObjectLocked) before any delete is sent; in a bucket with Object Lock
+        every version of the key goes, so nothing stays stored behind a delete marker."""
         validate_key(key)
-        if self._head(key) is None:
+        head = self._head(key)
+        if head is None:
             raise ObjectMissing(f"no object {self.describe(key)}")
+        self._refuse_if_locked(_stored_object(key, head))
+        if self.features.supports_object_lock:
+            self._delete_every_version(key)
+            return
         self._call("delete", key, self._client.delete_object, Bucket=self.bucket, Key=self._full(key))
+
+    def _refuse_if_locked(self, stored: StoredObject) -> None:
+        now = datetime.now(timezone.utc)
+        if not stored.locked_at(now):
+            return
+        why = "a legal hold is on" if stored.legal_hold else f"retained until {stored.retained_until:%Y-%m-%d %H:%M} UTC"
+        raise ObjectLocked(
+            f"{self.describe(stored.key)} is under Object Lock ({why}): not deleted",
+            hint="retention deletes it on a run after the lock ends; nobody can shorten a COMPLIANCE lock",
+        )
+
+    def _delete_every_version(self, key: str) -> None:
+        """Delete the older versions and delete markers first and the current version last, after
+        checking that none of them is still locked, so a refusal leaves the key as it was."""
+        full = self._full(key)
+        listed = self._call("list", key, self._client.list_object_versions, Bucket=self.bucket, Prefix=full)
+        versions = [v for v in listed.get("Versions", []) if v["Key"] == full]
+        markers = [m for m in listed.get("DeleteMarkers", []) if m["Key"] == full]
+        for version in versions:
+            if not version.get("IsLatest"):
+                head = self._call(
+                    "read", key, self._client.head_object, Bucket=self.bucket, Key=full, VersionId=version["VersionId"]
+                )
+                self._refuse_if_locked(_stored_object(key, head))
+        ordered = sorted([*versions, *markers], key=lambda v: bool(v.get("IsLatest")))
+        for version in ordered:
+            self._call(
+                "delete", key, self._client.delete_object, Bucket=self.bucket, Key=full, VersionId=version["VersionId"]
+            )
 
     def free_bytes(self) -> int | None:
         """S3 has no meaningful free-space figure."""
@@ -302,6 +358,41 @@ class S3Store:
 
     def _sse_args(self) -> dict[str, str]:
         return {"ServerSideEncryption": self.sse} if self.sse else {}
+
+    def _lock_args(self) -> dict[str, Any]:
+        if self.object_lock is None:
+            return {}
+        until = datetime.now(timezone.utc) + timedelta(days=self.object_lock.days)
+        return {"ObjectLockMode": self.object_lock.mode, "ObjectLockRetainUntilDate": until}
+
+    def _bucket_has_object_lock(self) -> bool:
+        try:
+            response = self._client.get_object_lock_configuration(Bucket=self.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ObjectLockConfigurationNotFoundError":
+                log.info("bucket %s has no Object Lock: uploads to %s are not locked", self.bucket, self.url)
+                return False
+            raise self._translate(exc, None, "read the Object Lock configuration of") from exc
+        except BotoCoreError as exc:
+            raise self._translate(exc, None, "read the Object Lock configuration of") from exc
+        enabled = response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+        if not enabled:
+            log.info("bucket %s has no Object Lock: uploads to %s are not locked", self.bucket, self.url)
+        return enabled
+
+    def _ensure_retention(self, key: str, version_id: str | None, lock_args: dict[str, Any]) -> None:
+        """Some S3 endpoints (moto among them) drop the lock given when a multipart upload starts:
+        check the stored version and set its retention explicitly when it is missing."""
+        version: dict[str, Any] = {"VersionId": version_id} if version_id else {}
+        head = self._call("read", key, self._client.head_object, Bucket=self.bucket, Key=self._full(key), **version)
+        if head.get("ObjectLockRetainUntilDate") is not None:
+            return
+        log.info("the endpoint did not lock multipart upload %s: setting its retention explicitly", self.describe(key))
+        retention = {"Mode": lock_args["ObjectLockMode"], "RetainUntilDate": lock_args["ObjectLockRetainUntilDate"]}
+        self._call(
+            "write", key, self._client.put_object_retention, Bucket=self.bucket, Key=self._full(key),
+            Retention=retention, **version,
+        )
 
     def _head(self, key: str) -> dict[str, Any] | None:
         try:
@@ -431,6 +522,20 @@ class _PartUploader:
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+def _stored_object(key: str, head: dict[str, Any]) -> StoredObject:
+    """A head_object response as a StoredObject, Object Lock included (the dates are UTC)."""
+    retained_until = head.get("ObjectLockRetainUntilDate")
+    if isinstance(retained_until, datetime) and retained_until.tzinfo is None:
+        retained_until = retained_until.replace(tzinfo=timezone.utc)
+    return StoredObject(
+        key,
+        size_bytes=int(head["ContentLength"]),
+        modified_at=head["LastModified"],
+        retained_until=retained_until,
+        legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON",
+    )
 
 
 def _read_full(src: BinaryIO, size: int) -> bytes:

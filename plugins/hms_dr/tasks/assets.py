@@ -18,3 +18,7 @@ def restore_test_schedule(cron: str, on_every_backup: bool) -> object:
     from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
     return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[LOGICAL_BACKUPS])
+
+
+# An event per hms_offsite_sync run that copied or proved every set; its extra counts them per kind.
+OFFSITE_COPIES = Asset(uri="hms://backups/offsite", name="hms_offsite_copies")

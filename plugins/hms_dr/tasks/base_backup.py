@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import get_current_context, task
 
-from hms_dr.physical.basebackup import expire_base_backups, take_base_backup
+from hms_dr.manifest import BackupKind
+from hms_dr.physical.basebackup import take_base_backup
 from hms_dr.policy import BaseBackupPolicy, Policy, load_policy
 from hms_dr.tasks.assets import BASE_BACKUPS
 from hms_dr.tasks.connections import database_connection, encryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
+from hms_dr.tasks.retention import expire_primary
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,4 @@ def back_up_cluster() -> dict[str, Any]:
 @engine_errors_decide_retry
 def expire_old_base_backups() -> dict[str, Any]:
     """Keep the policy's newest N complete base backups; expire the rest and stale leftovers."""
-    policy = load_policy()
-    return expire_base_backups(
-        open_policy_store(policy),
-        policy.cluster.name,
-        keep=policy.retention.base_backups_keep,
-        orphan_max_age=timedelta(hours=policy.retention.orphan_payload_hours),
-        now=datetime.now(timezone.utc),
-    )
+    return expire_primary(load_policy(), (BackupKind.BASE,))[BackupKind.BASE.value]

@@ -7,19 +7,18 @@ of one step needs nothing but the XCom of the steps before it, which holds no se
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import get_current_context, task
 
-from hms_dr import logical, preflight, publish, retention
+from hms_dr import logical, preflight, publish
 from hms_dr.baseline import summarize_baselines
-from hms_dr.catalog import list_catalog
 from hms_dr.manifest import BackupKind, Payload
 from hms_dr.policy import load_policy
 from hms_dr.tasks.assets import LOGICAL_BACKUPS
 from hms_dr.tasks.connections import database_connection, encryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
+from hms_dr.tasks.retention import expire_primary
 from hms_dr.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -86,19 +85,6 @@ def publish_manifests(result: dict[str, Any], readback: list[dict[str, Any]]) ->
 @task
 @engine_errors_decide_retry
 def expire_old_sets() -> dict[str, Any]:
-    """Apply the retention plan to the daily sets and to leftovers of interrupted runs."""
-    policy = load_policy()
-    store = open_policy_store(policy)
-    rule = retention.RetentionRule(
-        max_age=timedelta(days=policy.retention.logical_days),
-        orphan_max_age=timedelta(hours=policy.retention.orphan_payload_hours),
-    )
-    now = datetime.now(timezone.utc)
-    report: dict[str, Any] = {}
-    for kind in LOGICAL_KINDS:
-        plan = retention.plan_retention(list_catalog(store, policy.cluster.name, kind), kind, rule, now)
-        for set_id in plan.keep:
-            log.info("keep %s/%s: %s", kind.value, set_id, plan.reasons[set_id])
-        deleted = retention.apply_retention(plan, store, policy.cluster.name)
-        report[kind.value] = {"kept": list(plan.keep), "expired": [e.backup_set_id for e in plan.expire], "deleted_keys": len(deleted)}
-    return report
+    """Apply the retention plan to the daily sets (exports go with their daily set) and to
+    leftovers of interrupted runs."""
+    return expire_primary(load_policy(), LOGICAL_KINDS)

@@ -7,6 +7,7 @@ between tasks counts too: that is what an operator would wait in a real restore.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -16,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 from hms_dr import restore
 from hms_dr.catalog import find_set, key_for
 from hms_dr.errors import ParamInvalid, QualityCheckFailed
 from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
 from hms_dr.pgtools import ConnectionInfo
-from hms_dr.policy import load_policy
+from hms_dr.policy import Policy, RestoreTestMode, load_policy
 from hms_dr.publish import publish_set
 from hms_dr.tasks.assets import LOGICAL_BACKUPS, RESTORE_TESTS
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
@@ -71,6 +73,7 @@ def choose_backup_set(params: dict[str, Any] | None = None) -> dict[str, Any]:
     if not 1 <= jobs <= 16:
         raise ParamInvalid(f"restore_jobs must be between 1 and 16, got {jobs}")
     policy = load_policy()
+    mode = _mode(params, policy)
     store = open_policy_store(policy)
     backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, backup_id)
     production = database_connection(policy.cluster.connection_id, policy.cluster.database)
@@ -85,19 +88,40 @@ def choose_backup_set(params: dict[str, Any] | None = None) -> dict[str, Any]:
         "restore test of %s set %s (%s) into scratch database %s on %s:%s",
         backup_set.kind.value, backup_set.backup_set_id, store.describe(backup_set.manifest_key), scratch, target.host, target.port,
     )
-    return {
+    plan = {
         "backup_set_id": backup_set.backup_set_id,
         "manifest_key": backup_set.manifest_key,
         "scratch_database": scratch,
         "restore_jobs": jobs,
         "keep_scratch": bool(params.get("keep_scratch")),
+        "mode": mode.value,
     }
+    if mode.physical:
+        from hms_dr.tasks.physical_drill import plan_drill
+
+        plan["physical"] = plan_drill(store, policy, backup_set, scratch)
+    return plan
+
+
+def _mode(params: dict[str, Any], policy: Policy) -> RestoreTestMode:
+    value = str(params.get("mode") or policy.restore_test.mode.value)
+    try:
+        return RestoreTestMode(value)
+    except ValueError:
+        raise ParamInvalid(f"mode must be logical, physical or both, got {value!r}") from None
+
+
+def skip_unless(plan: dict[str, Any], part: str) -> None:
+    """Skip a task of the part (logical or physical) that this run's mode leaves out."""
+    if not getattr(RestoreTestMode(plan.get("mode", "logical")), part):
+        raise AirflowSkipException(f"mode {plan.get('mode')}: no {part} restore in this run")
 
 
 @task
 @engine_errors_decide_retry
 def restore_into_scratch(plan: dict[str, Any]) -> dict[str, Any]:
     """Download and prove the payload, decrypt it, pg_restore it into a fresh scratch database."""
+    skip_unless(plan, "logical")
     policy = load_policy()
     store = open_policy_store(policy)
     fetch_started_at = datetime.now(timezone.utc)
@@ -127,47 +151,59 @@ def restore_into_scratch(plan: dict[str, Any]) -> dict[str, Any]:
 def check_against_baselines(plan: dict[str, Any], restored: dict[str, Any]) -> dict[str, Any]:
     """Great Expectations checks of the scratch database against the set's baselines; the report
     is stored whatever the outcome, then a failed check or an RTO over target fails the task."""
+    skip_unless(plan, "logical")
+    scratch = _restore_admin().with_database(plan["scratch_database"])
+    return check_and_report(
+        plan, scratch.libpq_dsn(), started_at=restored["fetch_started_at"], steps_s=restored["steps_s"],
+        what={"mode": "logical", "scratch_database": plan["scratch_database"]},
+    )
+
+
+def check_and_report(
+    plan: dict[str, Any], dsn: str, *, started_at: str, steps_s: dict[str, float], what: dict[str, Any]
+) -> dict[str, Any]:
+    """Check the restored database at ``dsn`` against the planned set's baselines, store the
+    report as a restore-test set, announce it, then fail on a failed check or an RTO over target.
+    RTO runs from ``started_at`` (the fetch's start) to the end of the checks."""
     from hms_dr.quality import check_restored_database
     from hms_dr.quality.report import write_report_html
 
     policy = load_policy()
     store = open_policy_store(policy)
     backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, plan["backup_set_id"])
-    scratch = _restore_admin().with_database(plan["scratch_database"])
-    report_dir = _workdir(policy.staging.dir, plan["scratch_database"]) / "report"
+    report_dir = _workdir(policy.staging.dir, plan["scratch_database"]) / f"report-{what['mode']}"
     checks_started = datetime.now(timezone.utc)
     try:
-        outcome = check_restored_database(
-            scratch.libpq_dsn(), backup_set.manifest.baselines, report_dir=report_dir, backup_set_id=backup_set.backup_set_id
-        )
+        outcome = check_restored_database(dsn, backup_set.manifest.baselines, report_dir=report_dir, backup_set_id=backup_set.backup_set_id)
         finished = datetime.now(timezone.utc)
-        rto_s = (finished - datetime.fromisoformat(restored["fetch_started_at"])).total_seconds()
+        rto_s = (finished - datetime.fromisoformat(started_at)).total_seconds()
         summary = {
             "backup_set_id": backup_set.backup_set_id,
             "backup_manifest": store.describe(backup_set.manifest_key),
-            "scratch_database": plan["scratch_database"],
+            **what,
             "passed": outcome["passed"] and rto_s <= policy.rto_minutes * 60,
             "checks_passed": outcome["passed"],
             "checks": outcome["checks"],
             "failed": outcome["failed"],
             "rto_s": round(rto_s, 3),
             "rto_target_s": policy.rto_minutes * 60,
-            "steps_s": {**restored["steps_s"], "quality_checks": round((finished - checks_started).total_seconds(), 3)},
+            "steps_s": {**steps_s, "quality_checks": round((finished - checks_started).total_seconds(), 3)},
         }
         (report_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         write_report_html(summary, report_dir)  # again, now with the RTO and every step's duration
         report_key = _store_report(store, policy.cluster.name, report_dir, checks_started, finished, summary)
     finally:
-        shutil.rmtree(report_dir.parent, ignore_errors=True)
-    log.info("restore-test report: %s", store.describe(report_key))
+        shutil.rmtree(report_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            report_dir.parent.rmdir()  # the task's workdir, once no other report is being written there
+    restored_what = f"{what['mode']} restore of {backup_set.backup_set_id}"
+    log.info("restore-test report (%s): %s", restored_what, store.describe(report_key))
     log.info("RTO %.1f s (target %d s); steps: %s", rto_s, policy.rto_minutes * 60, summary["steps_s"])
     get_current_context()["outlet_events"][RESTORE_TESTS].extra = {**summary, "report": store.describe(report_key)}
     if not outcome["passed"]:
-        raise QualityCheckFailed(
-            f"restore of {backup_set.backup_set_id} differs from its baselines: {'; '.join(outcome['failed'][:5])}"
-        )
+        raise QualityCheckFailed(f"{restored_what} differs from its baselines: {'; '.join(outcome['failed'][:5])}")
     if rto_s > policy.rto_minutes * 60:
-        raise QualityCheckFailed(f"restore test took {rto_s / 60:.1f} min, over the RTO target of {policy.rto_minutes} min")
+        raise QualityCheckFailed(f"{restored_what} took {rto_s / 60:.1f} min, over the RTO target of {policy.rto_minutes} min")
     return summary
 
 
@@ -194,6 +230,8 @@ def _store_report(
         started_at=started_at, finished_at=finished_at, payloads=payloads,
         extra={
             "tested_set": {"kind": BackupKind.LOGICAL.value, "backup_set_id": summary["backup_set_id"]},
+            "mode": summary["mode"],
+            **({"base_backup_set_id": summary["base_backup_set_id"]} if "base_backup_set_id" in summary else {}),
             "passed": summary["passed"],
             "rto_s": summary["rto_s"],
             "rto_target_s": summary["rto_target_s"],

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow.sdk import get_current_context, task
 
 from hms_dr.errors import RecoveryPointAtRisk
+from hms_dr.manifest import BackupKind
 from hms_dr.policy import CompressionMethod, Policy, WalPolicy, load_policy
 from hms_dr.tasks.assets import WAL_ARCHIVE
 from hms_dr.tasks.connections import database_connection, encryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
+from hms_dr.tasks.retention import expire_primary
 from hms_dr.wal import rpo
-from hms_dr.wal.expiry import expire_wal as expire_stored_wal
 from hms_dr.wal.ship import ship_spool as ship_spool_files
 from hms_dr.wal.spool import newest_spool_file, read_spool
 
@@ -89,11 +90,4 @@ def measure_rpo() -> dict[str, Any]:
 @engine_errors_decide_retry
 def expire_wal() -> dict[str, Any]:
     """Delete WAL sets older than the policy's window that no retained base backup needs."""
-    policy = load_policy()
-    return expire_stored_wal(
-        open_policy_store(policy),
-        policy.cluster.name,
-        keep_days=policy.retention.wal_days,
-        orphan_max_age=timedelta(hours=policy.retention.orphan_payload_hours),
-        now=datetime.now(timezone.utc),
-    )
+    return expire_primary(load_policy(), (BackupKind.WAL,))[BackupKind.WAL.value]

@@ -19,20 +19,17 @@ segment of any timeline at or after the oldest base backup's start is kept: the 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-from hms_dr.catalog import list_catalog
-from hms_dr.errors import ManifestInvalid
 from hms_dr.manifest import BackupKind
-from hms_dr.retention import Expiry, RetentionPlan, apply_retention, describe_age
-from hms_dr.wal.listing import StoredWalSet, read_wal_sets
+from hms_dr.retention import Expiry, RetentionPlan, describe_age
+from hms_dr.wal.listing import StoredWalSet
 from hms_dr.wal.names import WalFileKind, parse_wal_name
 
 if TYPE_CHECKING:
-    from hms_dr.store import Store
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +80,7 @@ def plan_wal_expiry(
             continue
         if position is None:
             kept(name, "timeline history files are always kept")
-        elif wal_set.modified_at > window_opens:
+        elif wal_set.modified_at >= window_opens:
             kept(name, f"inside the {keep_days}-day window")
         elif oldest is None:
             kept(name, "no base backup in the store: nothing can tell which WAL a restore needs")
@@ -108,44 +105,3 @@ def _position(name: str) -> str:
     if position is None:
         raise ValueError(f"{name!r} is not a WAL segment name")
     return position
-
-
-
-def read_base_backup_wal(store: Store, cluster: str) -> list[BaseBackupWal]:
-    """Where the WAL of every complete base backup set in the store starts (unreadable manifests
-    are skipped by the catalog and reported there)."""
-    ranges = []
-    for backup_set in list_catalog(store, cluster, BackupKind.BASE).sets:
-        base = backup_set.manifest.body.get("base_backup") or {}
-        try:
-            start_wal_file = str(base["start_wal_file"])
-            _position(start_wal_file)
-            ranges.append(BaseBackupWal(backup_set.backup_set_id, start_wal_file))
-        except (KeyError, ValueError) as exc:
-            raise ManifestInvalid(
-                f"base backup manifest {store.describe(backup_set.manifest_key)} lacks its WAL start ({exc}): "
-                "WAL expiry refuses to guess what it needs"
-            ) from exc
-    return ranges
-
-
-def expire_wal(store: Store, cluster: str, *, keep_days: int, orphan_max_age: timedelta, now: datetime) -> dict[str, Any]:
-    """Plan and apply WAL expiry; what was kept (counted by reason) and what was deleted."""
-    base_backups = read_base_backup_wal(store, cluster)
-    wal_sets = read_wal_sets(store, cluster)
-    plan = plan_wal_expiry(wal_sets, base_backups, keep_days=keep_days, orphan_max_age=orphan_max_age, now=now)
-    if not base_backups and wal_sets:
-        log.warning("no base backup in the store: no WAL is expired until the first one exists")
-    deleted = apply_retention(plan, store, cluster)
-    kept_by_reason = Counter(plan.reasons[name] for name in plan.keep)
-    log.info(
-        "WAL expiry: %d set(s) kept, %d expired (%d objects deleted); kept: %s", len(plan.keep), len(plan.expire),
-        len(deleted), "; ".join(f"{count} {reason}" for reason, count in kept_by_reason.items()) or "none",
-    )
-    return {
-        "kept": len(plan.keep),
-        "expired": [e.backup_set_id for e in plan.expire],
-        "deleted_objects": len(deleted),
-        "base_backups": [b.backup_set_id for b in base_backups],
-        "kept_by_reason": dict(kept_by_reason),
-    }

@@ -1,0 +1,65 @@
+"""The policy's ``dr.restore:`` keys (hms_dr_restore): the production connection the restore and
+the swap use, how long an approval may wait, and how long the swap waits for its locks.
+
+Every key is optional and defaults as in :class:`DrRestorePolicy`; the rest of ``dr:`` belongs
+to ``hms_dr.policy_dr``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hms_dr.policy import Policy, _Reader
+
+_CONNECTION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+
+
+@dataclass(frozen=True)
+class DrRestorePolicy:
+    # postgres Connection to production's database as a role that may create schemas and
+    # databases and alter the restored tables (the owner, or a superuser): the backup role may not.
+    admin_connection_id: str = "hms_admin"
+    approval_timeout_hours: int = 24  # then the approval fails (and pages): nothing is swapped
+    swap_lock_timeout_s: int = 30  # the swap never queues longer than this behind the application
+    restore_jobs: int = 2  # pg_restore -j into the scratch database
+
+
+def parse_dr_restore(reader: _Reader) -> DrRestorePolicy:
+    """The optional ``dr.restore`` mapping."""
+    defaults = DrRestorePolicy()
+    dr = reader.data.get("dr") or {}
+    section = dr.get("restore") if isinstance(dr, dict) else None
+    if section is None:
+        return defaults
+    if not isinstance(section, dict):
+        raise reader._fail("dr.restore", f"must be a mapping, got {section!r}")
+
+    def present(name: str) -> bool:
+        return section.get(name) is not None
+
+    admin = defaults.admin_connection_id
+    if present("admin_connection_id"):
+        admin = reader.text("dr.restore.admin_connection_id")
+        if not _CONNECTION_ID.match(admin):
+            raise reader._fail("dr.restore.admin_connection_id", f"is not an Airflow connection id: {admin!r}")
+    return DrRestorePolicy(
+        admin_connection_id=admin,
+        approval_timeout_hours=(
+            reader.integer("dr.restore.approval_timeout_hours", minimum=1, maximum=24 * 14) if present("approval_timeout_hours")
+            else defaults.approval_timeout_hours
+        ),
+        swap_lock_timeout_s=(
+            reader.integer("dr.restore.swap_lock_timeout_s", minimum=1, maximum=3600) if present("swap_lock_timeout_s")
+            else defaults.swap_lock_timeout_s
+        ),
+        restore_jobs=reader.integer("dr.restore.restore_jobs", minimum=1, maximum=16) if present("restore_jobs") else defaults.restore_jobs,
+    )
+
+
+def dr_restore_policy(policy: Policy) -> DrRestorePolicy:
+    """The policy's dr.restore settings (parse_policy always sets them; a hand-built Policy may not)."""
+    settings: Any = getattr(policy, "dr_restore", None)
+    return settings if isinstance(settings, DrRestorePolicy) else DrRestorePolicy()

@@ -1,0 +1,148 @@
+"""Freshness: whether the newest complete set of each kind is as recent as the policy allows.
+
+A backup can stop without any run failing: the DAG is paused, its schedule is broken, the
+scheduler is down. Only the catalog tells: this module reads the newest complete set of each
+kind (one listing per kind; WAL from its listing alone, never its thousands of manifests) and
+``judge_freshness`` decides, purely, which kinds are stale. A kind with no set at all is
+"unknown", which is a problem too: never assume a backup nobody can find is fresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Mapping
+
+from hms_dr.catalog import list_catalog
+from hms_dr.manifest import BackupKind
+from hms_dr.policy_alerts import FreshnessKind, describe_duration
+from hms_dr.wal.listing import read_wal_sets
+
+if TYPE_CHECKING:
+    from hms_dr.store import Store
+
+# What counts as "offsite": the newest of these kinds in the offsite store (issue 5 copies sets
+# there under the same <cluster>/<kind>/<backup_set_id>/ keys as in the primary store).
+OFFSITE_KINDS = (BackupKind.LOGICAL, BackupKind.BASE)
+# The DAG that makes each kind: the one to look at when the kind goes stale.
+PRODUCERS = {
+    FreshnessKind.LOGICAL: "hms_daily_logical_backup",
+    FreshnessKind.BASE: "hms_weekly_base_backup",
+    FreshnessKind.WAL: "hms_wal_archive",
+    FreshnessKind.OFFSITE: "hms_offsite_sync",
+    FreshnessKind.RESTORE_TEST: "hms_restore_test",
+}
+
+
+@dataclass(frozen=True)
+class NewestSet:
+    """The newest complete set of one freshness kind, or ``finished_at=None`` when there is none."""
+
+    kind: FreshnessKind
+    where: str  # the store folder that was listed
+    backup_set_id: str | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FreshnessReport:
+    """The verdict: one line per watched kind, and the lines of the stale or unknown ones."""
+
+    checked_at: datetime
+    lines: tuple[str, ...]
+    problems: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checked_at": self.checked_at.isoformat(), "lines": list(self.lines), "problems": list(self.problems)}
+
+
+def _age_text(age: timedelta) -> str:
+    seconds = max(int(age.total_seconds()), 0)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+
+
+def judge_freshness(newest: Mapping[FreshnessKind, NewestSet], max_age: Mapping[FreshnessKind, timedelta], now: datetime) -> FreshnessReport:
+    """Compare each watched kind's newest set with its maximum age at ``now``.
+
+    Kinds in ``max_age`` are watched; a watched kind missing from ``newest`` or with no set is
+    reported as unknown. A set finished in the future (clock skew) counts as fresh.
+    """
+    lines: list[str] = []
+    problems: list[str] = []
+    for kind in FreshnessKind:
+        allowed = max_age.get(kind)
+        if allowed is None:
+            continue
+        found = newest.get(kind)
+        label = f"{kind.value} ({PRODUCERS[kind]})"
+        if found is None or found.finished_at is None:
+            where = f" in {found.where}" if found is not None else ""
+            line = f"{label}: unknown: no complete set{where} (allowed age {describe_duration(allowed)})"
+            problems.append(line)
+            lines.append(line)
+            continue
+        age = now - found.finished_at
+        described = f"newest complete set {found.backup_set_id} finished {_age_text(age)} ago"
+        if age > allowed:
+            line = f"{label}: {described}, older than the {describe_duration(allowed)} allowed"
+            problems.append(line)
+        else:
+            line = f"{label}: {described}, within {describe_duration(allowed)}"
+        lines.append(line)
+    return FreshnessReport(checked_at=now, lines=tuple(lines), problems=tuple(problems))
+
+
+def _newest_in_catalog(store: Store, cluster: str, kinds: tuple[BackupKind, ...], freshness_kind: FreshnessKind, *, passed_only: bool = False) -> NewestSet:
+    where = " and ".join(store.describe(f"{cluster}/{kind.value}/") for kind in kinds)
+    candidates = [
+        backup_set
+        for kind in kinds
+        for backup_set in list_catalog(store, cluster, kind).sets
+        if not passed_only or backup_set.manifest.body.get("passed") is True
+    ]
+    if not candidates:
+        return NewestSet(freshness_kind, where)
+    newest = max(candidates, key=lambda backup_set: (backup_set.finished_at, backup_set.backup_set_id))
+    return NewestSet(freshness_kind, where, newest.backup_set_id, newest.finished_at)
+
+
+def _newest_wal(store: Store, cluster: str) -> NewestSet:
+    where = store.describe(f"{cluster}/{BackupKind.WAL.value}/")
+    complete = [wal_set for wal_set in read_wal_sets(store, cluster) if wal_set.complete]
+    if not complete:
+        return NewestSet(FreshnessKind.WAL, where)
+    newest = max(complete, key=lambda wal_set: (wal_set.modified_at, wal_set.name))
+    return NewestSet(FreshnessKind.WAL, where, newest.name, newest.modified_at)
+
+
+def read_newest_sets(
+    primary: Store, cluster: str, kinds: Mapping[FreshnessKind, Any], *, offsite: Store | None = None
+) -> dict[FreshnessKind, NewestSet]:
+    """The newest complete set of each kind in ``kinds`` (the policy's max_age keys).
+
+    The restore test counts only passed tests: a failed one proves nothing. WAL is judged by
+    its listing: a set's newest object is its manifest, written last.
+    """
+    newest: dict[FreshnessKind, NewestSet] = {}
+    catalog_kinds = {
+        FreshnessKind.LOGICAL: (BackupKind.LOGICAL,),
+        FreshnessKind.BASE: (BackupKind.BASE,),
+        FreshnessKind.RESTORE_TEST: (BackupKind.RESTORE_TEST,),
+    }
+    for kind in kinds:
+        if kind is FreshnessKind.WAL:
+            newest[kind] = _newest_wal(primary, cluster)
+        elif kind is FreshnessKind.OFFSITE:
+            if offsite is not None:
+                newest[kind] = _newest_in_catalog(offsite, cluster, OFFSITE_KINDS, kind)
+        else:
+            newest[kind] = _newest_in_catalog(
+                primary, cluster, catalog_kinds[kind], kind, passed_only=kind is FreshnessKind.RESTORE_TEST
+            )
+    return newest

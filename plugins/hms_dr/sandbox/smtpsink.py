@@ -1,0 +1,204 @@
+"""The sandbox's SMTP sink: a local mail server that keeps every message as an ``.eml`` file.
+
+Alerts in the sandbox and the tests go to it instead of a real mail relay (aiosmtpd on
+127.0.0.1). Each message is written to ``<state_dir>/mail/`` under a temporary name and renamed
+when complete, so a reader never sees half a message. ``python -m hms_dr.sandbox.smtpsink``
+serves it; :class:`SmtpSink` starts and stops that process like the sandbox's other servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import email.policy
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from hms_dr.errors import ToolFailed
+
+log = logging.getLogger(__name__)
+
+PLUGINS_DIR = Path(__file__).resolve().parents[2]
+MAIL_SUBDIR = "mail"
+
+
+def mail_dir(state_dir: Path) -> Path:
+    """Where the sink of the sandbox in ``state_dir`` writes the messages it receives."""
+    return Path(state_dir) / MAIL_SUBDIR
+
+
+def received_messages(maildir: Path) -> list[EmailMessage]:
+    """Every message the sink has written to ``maildir``, oldest first."""
+    if not maildir.is_dir():
+        return []
+    messages = []
+    for path in sorted(maildir.glob("*.eml")):
+        parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        messages.append(parsed)
+    return messages
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    try:
+        # Guard against a recycled pid: the process must still be the sink.
+        return not cmdline.exists() or b"smtpsink" in cmdline.read_bytes()
+    except OSError:
+        return False
+
+
+@dataclass
+class SmtpSink:
+    """One sink process on 127.0.0.1:``port``, detached from its starter; pid and log in ``workdir``."""
+
+    port: int
+    maildir: Path
+    workdir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.workdir / "smtp-sink.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "smtp-sink.log"
+
+    def pid(self) -> int | None:
+        """The pid of the running sink, or None."""
+        try:
+            pid = int(self.pid_file.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _process_alive(pid) else None
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def answers(self) -> bool:
+        """Whether something accepts SMTP connections on the port."""
+        from hms_dr.sandbox.cluster import port_is_open
+
+        return port_is_open(self.port)
+
+    def start(self, timeout_s: float = 20) -> None:
+        """Start the sink in its own session and wait until it listens; no-op when running."""
+        if self.is_running():
+            log.info("SMTP sink already running on 127.0.0.1:%d", self.port)
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.maildir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")) if p)}
+        with self.log_file.open("ab") as log_handle:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "hms_dr.sandbox.smtpsink", "--port", str(self.port), "--maildir", str(self.maildir)],
+                stdin=subprocess.DEVNULL, stdout=log_handle, stderr=subprocess.STDOUT,
+                cwd=self.workdir, env=env, start_new_session=True,
+            )
+        self.pid_file.write_text(f"{process.pid}\n", encoding="utf-8")
+        deadline = time.monotonic() + timeout_s
+        while not self.answers():
+            if process.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise ToolFailed("smtp sink", process.returncode, self._last_log_line(), hint=f"see {self.log_file}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ToolFailed("smtp sink", None, f"not listening on 127.0.0.1:{self.port} after {timeout_s} s", hint=f"see {self.log_file}")
+            time.sleep(0.1)
+        log.info("SMTP sink on 127.0.0.1:%d writing to %s (pid %d)", self.port, self.maildir, process.pid)
+
+    def stop(self, timeout_s: float = 10) -> None:
+        """Stop the sink (SIGTERM, then SIGKILL); no-op when it is not running."""
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while _process_alive(pid) and time.monotonic() < deadline:
+                _reap(pid)
+                time.sleep(0.1)
+            if _process_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+                _reap(pid)
+            log.info("SMTP sink on 127.0.0.1:%d stopped", self.port)
+        self.pid_file.unlink(missing_ok=True)
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = [line for line in self.log_file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        except OSError:
+            return ""
+        return lines[-1].strip() if lines else ""
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+class _WriteEml:
+    """aiosmtpd handler: each message's bytes, as received, into its own file."""
+
+    def __init__(self, maildir: Path) -> None:
+        self.maildir = maildir
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content = envelope.original_content or envelope.content
+        if isinstance(content, str):
+            content = content.encode("utf-8")
+        name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
+        tmp = self.maildir / f".{name}.tmp"
+        tmp.write_bytes(content)
+        tmp.replace(self.maildir / name)
+        log.info("received a message from %s for %s: %s", envelope.mail_from, ", ".join(envelope.rcpt_tos), name)
+        return "250 Message accepted for delivery"
+
+
+def serve(port: int, maildir: Path) -> None:
+    """Listen on 127.0.0.1:``port`` until SIGTERM or SIGINT."""
+    from aiosmtpd.controller import Controller
+
+    maildir.mkdir(parents=True, exist_ok=True)
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    controller = Controller(_WriteEml(maildir), hostname="127.0.0.1", port=port)
+    controller.start()
+    log.info("SMTP sink listening on 127.0.0.1:%d, writing to %s", port, maildir)
+    try:
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        controller.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hms_dr.sandbox.smtpsink", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--maildir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(args.port, args.maildir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Task callable of hms_backup_freshness: fail, one line per kind, when a newest set is too old."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.sdk import task
+
+from hms_dr.errors import BackupsStale
+from hms_dr.freshness import judge_freshness, read_newest_sets
+from hms_dr.policy import Policy, load_policy
+from hms_dr.policy_alerts import FreshnessKind
+from hms_dr.tasks.alerting import alerts_policy
+from hms_dr.tasks.connections import open_policy_store
+from hms_dr.tasks.failures import engine_errors_decide_retry
+
+log = logging.getLogger(__name__)
+
+
+def freshness_schedule(policy: Policy) -> str:
+    """hms_backup_freshness's cron, ``alerts.freshness.schedule``."""
+    return alerts_policy(policy).freshness_schedule
+
+
+@task
+@engine_errors_decide_retry
+def check_backup_freshness() -> dict[str, Any]:
+    """Read the newest complete set of each watched kind and fail when one is older than allowed."""
+    policy = load_policy()
+    max_age = alerts_policy(policy).max_age
+    offsite = open_policy_store(policy, offsite=True) if FreshnessKind.OFFSITE in max_age else None
+    newest = read_newest_sets(open_policy_store(policy), policy.cluster.name, max_age, offsite=offsite)
+    report = judge_freshness(newest, max_age, now=datetime.now(timezone.utc))
+    for line in report.lines:
+        (log.error if line in report.problems else log.info)("freshness %s", line)
+    if report.problems:
+        raise BackupsStale(
+            list(report.problems),
+            hint="when no run failed, the DAG named is paused, its schedule is broken, or the scheduler is down",
+        )
+    return report.to_dict()

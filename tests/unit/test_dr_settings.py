@@ -1,0 +1,50 @@
+"""The policy's dr.restore keys: optional, defaulted, and a bad value names its key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hms_dr.dr.settings import DrRestorePolicy, dr_restore_policy
+from hms_dr.errors import PolicyInvalid
+from hms_dr.policy import parse_policy
+
+COMMITTED = yaml.safe_load((Path(__file__).resolve().parents[2] / "include" / "policy.yaml").read_text())
+
+
+def with_restore(section: object) -> dict:
+    data = copy.deepcopy(COMMITTED)
+    data.setdefault("dr", {})["restore"] = section
+    return data
+
+
+def test_the_committed_policy_gives_the_defaults_or_its_own_values() -> None:
+    settings = dr_restore_policy(parse_policy(copy.deepcopy(COMMITTED)))
+    assert settings.admin_connection_id == "hms_admin" and settings.approval_timeout_hours >= 1
+    data = copy.deepcopy(COMMITTED)
+    data.get("dr", {}).pop("restore", None)
+    assert dr_restore_policy(parse_policy(data)) == DrRestorePolicy()
+
+
+def test_values_are_read() -> None:
+    settings = dr_restore_policy(parse_policy(with_restore({"admin_connection_id": "hms_owner", "approval_timeout_hours": 4,
+                                                            "swap_lock_timeout_s": 5, "restore_jobs": 4})))
+    assert settings == DrRestorePolicy("hms_owner", 4, 5, 4)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"approval_timeout_hours": 0}, r"dr.restore.approval_timeout_hours must be at least 1"),
+        ({"swap_lock_timeout_s": "30s"}, r"dr.restore.swap_lock_timeout_s must be a whole number"),
+        ({"admin_connection_id": "hms admin; drop"}, r"dr.restore.admin_connection_id is not an Airflow connection id"),
+        ({"restore_jobs": 99}, r"dr.restore.restore_jobs must be at most 16"),
+        (["hms_admin"], r"dr.restore must be a mapping"),
+    ],
+)
+def test_a_bad_value_names_its_key(section: object, message: str) -> None:
+    with pytest.raises(PolicyInvalid, match=message):
+        parse_policy(with_restore(section))
