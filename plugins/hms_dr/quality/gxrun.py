@@ -9,11 +9,12 @@ import functools
 import logging
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from hms_dr.database import first_line
 from hms_dr.errors import DatabaseUnavailable
 from hms_dr.quality.docs import ValidationPage, make_offline
-from hms_dr.quality.plan import NO_ROWS_EXPECTATION, CheckPlan
+from hms_dr.quality.plan import NO_ROWS_EXPECTATION, CheckPlan, for_text_clause
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +64,32 @@ def no_rows_expectation_class() -> Any:
     return ExpectQueryToReturnNoRows
 
 
-def run_plan(plan: CheckPlan, url: str, connect_args: Mapping[str, Any], docs_dir: Path,
-             run_name: str) -> tuple[dict[int, Any], dict[int, Path], Path | None]:
-    """Validate every planned expectation: the GX result of each and the Data Docs page that shows
-    it (both by the check's index in plan.checks), and the Data Docs index page.
-    DatabaseUnavailable when GX cannot reach the database."""
+@functools.cache
+def import_great_expectations() -> Any:
+    """The great_expectations module, imported once per process: seconds of Python on one core."""
     started = time.monotonic()
     # GX logs every expectation it builds, and much of its import, at INFO; a task log needs its warnings.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
+
+    log.info("great_expectations %s imported in %.1f s", gx.__version__, time.monotonic() - started)
+    return gx
+
+
+def run_plan(plan: CheckPlan, url: str, connect_args: Mapping[str, Any], docs_dir: Path, run_name: str,
+             complete_plan: Callable[[CheckPlan], CheckPlan] | None = None,
+             ) -> tuple[dict[int, Any], dict[int, Path], Path | None]:
+    """Validate every planned expectation: the GX result of each and the Data Docs page that shows
+    it (both by the check's index in plan.checks), and the Data Docs index page.
+    DatabaseUnavailable when GX cannot reach the database.
+
+    :param complete_plan: called once GX is imported, connected and has its assets, before any
+        expectation is made: what hms-dr measured meanwhile goes into the checks (see ``measure``).
+    """
+    gx = import_great_expectations()
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    log.info("great_expectations %s imported in %.1f s", gx.__version__, time.monotonic() - started)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     context.add_data_docs_site(DOCS_SITE, {  # type: ignore[typeddict-item]
@@ -89,7 +103,7 @@ def run_plan(plan: CheckPlan, url: str, connect_args: Mapping[str, Any], docs_di
         engine_kwargs: dict[str, Any] = {"kwargs": {"connect_args": dict(connect_args)}}
         source = context.data_sources.add_postgres(DATA_SOURCE, connection_string=url, **engine_kwargs)
     except Exception as exc:  # GX wraps the driver's error in its own TestConnectionError
-        raise DatabaseUnavailable(f"Great Expectations cannot connect to {url}: {_first_line(exc)}") from None
+        raise DatabaseUnavailable(f"Great Expectations cannot connect to {url}: {first_line(exc)}") from None
 
     try:
         batches: dict[str, Any] = {}
@@ -98,8 +112,10 @@ def run_plan(plan: CheckPlan, url: str, connect_args: Mapping[str, Any], docs_di
             if spec.table is not None:
                 asset = source.add_table_asset(spec.name, table_name=spec.table[1], schema_name=spec.table[0])
             else:
-                asset = source.add_query_asset(spec.name, query=spec.query or "")
+                asset = source.add_query_asset(spec.name, query=for_text_clause(spec.query or ""))
             batches[spec.name] = asset.add_batch_definition_whole_table("whole")
+        if complete_plan is not None:
+            plan = complete_plan(plan)
 
         suites: dict[str, Any] = {}
         for index, check in enumerate(plan.checks):
@@ -167,8 +183,3 @@ def _release_connections(source: Any) -> None:
     current project) and an idle session would stop the scratch database from being dropped."""
     for engine in (source.get_engine(), source.get_execution_engine().engine):
         engine.dispose()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -32,11 +32,24 @@ class CheckKind(str, Enum):
 
 @dataclass(frozen=True)
 class AssetSpec:
-    """A GX data asset: a whole table, or the rows of a query."""
+    """A GX data asset: a whole table, or the rows of a query (plain SQL; gxrun escapes it for GX)."""
 
     name: str
     table: tuple[str, str] | None = None
     query: str | None = None
+
+
+@dataclass(frozen=True)
+class ObservedRows:
+    """The few rows a check compares with its baseline, when they are costly to compute (a view's
+    fingerprint, a foreign key's orphan count). ``query`` (plain SQL) returns them; the check's
+    query, include/sql/quality/<check_query>.sql filled with ``values`` and a source of those rows,
+    returns the ones that differ from the baseline. hms-dr runs ``query`` ahead of GX and the source
+    is the rows it got (see ``measure``); not measured, the source is ``query`` itself, run by GX."""
+
+    query: str
+    check_query: str
+    values: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,7 @@ class PlannedCheck:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     # What a message needs beyond target and expected (a constraint name, column lists, ...).
     detail: Mapping[str, Any] = field(default_factory=dict)
+    observed: ObservedRows | None = None
 
 
 @dataclass(frozen=True)
@@ -106,11 +120,8 @@ _GX_PLACEHOLDERS = frozenset({"batch"})
 def query_text(name: str, **values: str) -> str:
     """The query in include/sql/quality/<name>.sql, its heading comment left out (SQLAlchemy and
     GX would parse a ``:word`` or a brace in it), each ``{placeholder}`` replaced by the text given
-    for it, already quoted and escaped by the caller; GX's own ``{batch}`` is left for GX."""
-    lines = sqlfiles.text(f"quality/{name}").splitlines()
-    while lines and lines[0].lstrip().startswith("--"):
-        lines.pop(0)
-
+    for it, already quoted by the caller (and, in an expectation's query, escaped for GX: see
+    for_text_clause and for_format); GX's own ``{batch}`` is left for GX."""
     def fill(match: re.Match[str]) -> str:
         key = match.group(1)
         if key in values:
@@ -119,7 +130,14 @@ def query_text(name: str, **values: str) -> str:
             return match.group(0)
         raise KeyError(f"include/sql/quality/{name}.sql: no value for {{{key}}}")
 
-    return _PLACEHOLDER.sub(fill, "\n".join(lines))
+    return _PLACEHOLDER.sub(fill, without_heading_comment(sqlfiles.text(f"quality/{name}")))
+
+
+def without_heading_comment(sql: str) -> str:
+    lines = sql.splitlines()
+    while lines and lines[0].lstrip().startswith("--"):
+        lines.pop(0)
+    return "\n".join(lines)
 
 
 def survey_database(cursor: Any, baselines: Mapping[str, Any]) -> Survey:
@@ -136,7 +154,9 @@ def survey_database(cursor: Any, baselines: Mapping[str, Any]) -> Survey:
     view_queries = {}
     for name in views:
         schema, view = split_name(name)
-        composed = sql.SQL(sqlfiles.text("relation_fingerprint")).format(relation=sql.Identifier(schema, view))
+        # Without its heading comment, the query the Data Docs show reads as the query it is.
+        composed = sql.SQL(without_heading_comment(sqlfiles.text("relation_fingerprint"))).format(
+            relation=sql.Identifier(schema, view))
         view_queries[name] = composed.as_string(cursor.connection)
     cursor.execute(sqlfiles.text("quality/enforced_primary_keys"), {"names": tables})
     enforced = {name: tuple(columns) for name, columns in cursor.fetchall()}
@@ -162,20 +182,20 @@ def plan_checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Seq
             # ONLY, as baseline.count_rows counts: a partitioned table's rows are its partitions', and
             # an inheritance parent's are not its children's; each is a baseline table of its own.
             # (Not for every table: GX reads a query asset's whole result to learn its columns.)
-            assets.append(AssetSpec(asset, query=for_text_clause(
-                query_text("own_rows_of_parent_table", relation=quote_relation(name)))))
+            assets.append(AssetSpec(asset, query=query_text("own_rows_of_parent_table", relation=quote_relation(name))))
         else:
             assets.append(AssetSpec(asset, table=split_name(name)))
         parameter = re.sub(r"\W+", "_", f"rows of {name}")  # GX parameters are identifiers
         parameters[parameter] = record.get("rows")
         checks.append(PlannedCheck(CheckKind.ROW_COUNT, name, record.get("rows"), asset,
                                    "ExpectTableRowCountToEqual", {"value": {"$PARAMETER": parameter}}))
-        checks.extend(_key_checks(name, record, asset, survey.enforced_keys.get(name)))
+        checks.extend(_primary_key_checks(name, record, asset, survey.enforced_keys.get(name)))
+        checks.extend(_foreign_key_check(name, fk, asset) for fk in record.get("foreign_keys", []))
     for name, record in sorted(baselines.get("views", {}).items()):
         checks.append(_view_check(name, record, baselines, survey, assets))
     for number, (label, query) in enumerate(smoke_queries, start=1):
         asset = f"smoke_query_{number}"
-        assets.append(AssetSpec(asset, query=for_text_clause(query.strip().rstrip(";"))))
+        assets.append(AssetSpec(asset, query=query.strip().rstrip(";")))
         checks.append(PlannedCheck(CheckKind.SMOKE_QUERY, label, "runs", asset, "ExpectTableRowCountToBeBetween",
                                    {"min_value": 0}, {"sql": query}))
     return CheckPlan(tuple(assets), tuple(checks), parameters)
@@ -183,7 +203,7 @@ def plan_checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Seq
 
 def _catalog_query(tables: Mapping[str, Any]) -> str:
     schemas = sorted({split_name(name)[0] for name in tables})
-    return for_text_clause(query_text("restored_columns", schemas=", ".join(quote_literal(s) for s in schemas)))
+    return query_text("restored_columns", schemas=", ".join(quote_literal(s) for s in schemas))
 
 
 def _columns_check(name: str, record: Mapping[str, Any]) -> PlannedCheck:
@@ -195,8 +215,9 @@ def _columns_check(name: str, record: Mapping[str, Any]) -> PlannedCheck:
                         {"unexpected_rows_query": query, "description": f"table {name} has its baseline columns"})
 
 
-def _key_checks(name: str, record: Mapping[str, Any], asset: str, enforced: tuple[str, ...] | None) -> list[PlannedCheck]:
-    """Primary key and foreign keys. A key PostgreSQL enforces (a valid primary-key index on the
+def _primary_key_checks(name: str, record: Mapping[str, Any], asset: str,
+                        enforced: tuple[str, ...] | None) -> list[PlannedCheck]:
+    """A key PostgreSQL enforces (a valid primary-key index on the
     baseline's columns) is proven from the catalog at no cost; only a key it does not enforce is
     scanned for NULLs and duplicates, so the report also says what the rows look like."""
     checks: list[PlannedCheck] = []
@@ -222,22 +243,22 @@ def _key_checks(name: str, record: Mapping[str, Any], asset: str, enforced: tupl
         )
         checks.append(PlannedCheck(CheckKind.PRIMARY_KEY_UNIQUE, f"{name} {key_text}", 0, asset, *unique,
                                    detail={"table": name, "key": key_text}))
-    for fk in record.get("foreign_keys", []):
-        checks.append(_foreign_key_check(name, fk, asset))
     return checks
 
 
 def _foreign_key_check(name: str, fk: Mapping[str, Any], asset: str) -> PlannedCheck:
     columns, referenced = list(fk["columns"]), list(fk["referenced_columns"])
     # MATCH SIMPLE, as PostgreSQL checks it: a row with any NULL key column references nothing.
-    not_null = " AND ".join(f"child.{_safe_ident(c)} IS NOT NULL" for c in columns)
-    match = " AND ".join(f"parent.{_safe_ident(p)} = child.{_safe_ident(c)}" for c, p in zip(columns, referenced))
-    query = query_text("orphaned_foreign_key_rows", child_key_not_null=not_null, key_matches=match,
-                       referenced_table=for_format(for_text_clause(quote_relation(fk["references"]))))
+    not_null = " AND ".join(f"child.{quote_ident(c)} IS NOT NULL" for c in columns)
+    match = " AND ".join(f"parent.{quote_ident(p)} = child.{quote_ident(c)}" for c, p in zip(columns, referenced))
+    observed = ObservedRows(query_text("orphaned_foreign_key_rows", child_table=quote_relation(name), key_matches=match,
+                                       child_key_not_null=not_null, referenced_table=quote_relation(fk["references"])),
+                            "foreign_key_broken")
     detail = {"table": name, "constraint": fk["name"], "columns": columns, "references": fk["references"],
               "referenced_columns": referenced}
     return PlannedCheck(CheckKind.FOREIGN_KEY, f"{name} {fk['name']}", 0, asset, NO_ROWS_EXPECTATION,
-                        {"unexpected_rows_query": query, "description": f"foreign key {fk['name']} of {name} holds"}, detail)
+                        {"unexpected_rows_query": unexpected_rows_query(observed),
+                         "description": f"foreign key {fk['name']} of {name} holds"}, detail, observed)
 
 
 def _view_check(name: str, record: Mapping[str, Any], baselines: Mapping[str, Any], survey: Survey,
@@ -248,22 +269,27 @@ def _view_check(name: str, record: Mapping[str, Any], baselines: Mapping[str, An
         return PlannedCheck(CheckKind.VIEW_ROWS, name, expected, detail={"unknown_method": method})
     if name not in survey.present_views:
         return PlannedCheck(CheckKind.VIEW_ROWS, name, expected, detail={"missing": True})
-    asset = name
     # The digest baseline.fingerprint_digest computes in Python, here in SQL, over the very query
     # baseline.fingerprint_relation runs: equal rows give a byte-for-byte equal fingerprint.
-    assets.append(AssetSpec(asset, query=for_text_clause(query_text(
-        "view_fingerprint", method_prefix=quote_literal(baseline.FINGERPRINT_METHOD + ":"),
-        measured=survey.view_queries[name],
-    ))))
-    query = query_text("view_differing_from_baseline", baseline_rows=str(int(record["rows"])),
-                       baseline_fingerprint=_safe_literal(str(record["fingerprint"])))
-    return PlannedCheck(CheckKind.VIEW_ROWS, name, expected, asset, NO_ROWS_EXPECTATION,
-                        {"unexpected_rows_query": query, "description": f"view {name} gives its baseline rows"})
+    fingerprint = query_text("view_fingerprint", method_prefix=quote_literal(baseline.FINGERPRINT_METHOD + ":"),
+                             measured=survey.view_queries[name])
+    # The asset is the fingerprint query, so the Data Docs show what was measured; GX reads its
+    # rows through the check's query (see ObservedRows), never twice.
+    assets.append(AssetSpec(name, query=fingerprint))
+    observed = ObservedRows(fingerprint, "view_differing_from_baseline", {
+        "baseline_rows": str(int(record["rows"])), "baseline_fingerprint": _safe_literal(str(record["fingerprint"])),
+    })
+    return PlannedCheck(CheckKind.VIEW_ROWS, name, expected, name, NO_ROWS_EXPECTATION,
+                        {"unexpected_rows_query": unexpected_rows_query(observed),
+                         "description": f"view {name} gives its baseline rows"}, observed=observed)
+
+
+def unexpected_rows_query(observed: ObservedRows, source: str | None = None) -> str:
+    """The check's query for GX over a source of the observed rows: a parenthesized query in plain
+    SQL (by default the observed query itself, which GX then runs)."""
+    return query_text(observed.check_query, observed=for_format(for_text_clause(source or f"({observed.query})")),
+                      **observed.values)
 
 
 def _safe_literal(text: str) -> str:
     return for_format(for_text_clause(quote_literal(text)))
-
-
-def _safe_ident(name: str) -> str:
-    return for_format(for_text_clause(quote_ident(name)))

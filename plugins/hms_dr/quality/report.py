@@ -250,7 +250,10 @@ tr.fail td {{ background: #fdd; }} tr.pass td:nth-child(5) {{ color: #060; }}
 {_steps_table(summary)}
 <h2>Checks</h2>
 <p>Each target links to the Great Expectations validation page that decided it. This report needs nothing
-from the network.</p>
+from the network. A view's row count and fingerprint and a foreign key's orphaned rows are counted by hms-dr
+on the restored database while Great Expectations loads, and Great Expectations compares them with the
+baselines (the validation page names the query; without that note, Great Expectations ran the query itself).
+A primary key PostgreSQL enforces with a valid index is proven from the catalog, not by reading its rows.</p>
 <table class="checks"><thead><tr><th>check</th><th>target</th><th>baseline</th><th>observed</th><th>result</th><th>message</th></tr></thead>
 <tbody>
 {rows}
