@@ -12,13 +12,14 @@ Pages: the on-call DBA, when a run fails for good after its retries.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from airflow.sdk import DAG
 
 from hms_dr.policy import load_policy
-from hms_dr.tasks.alerting import alert_on_failure, dag_deadlines
+from hms_dr.tasks.alerting import dag_deadlines
+from hms_dr.tasks.dagargs import task_defaults
 from hms_dr.tasks.logical_backup import (
     check_preconditions,
     dump_in_one_snapshot,
@@ -38,14 +39,7 @@ with DAG(
     max_active_runs=1,
     tags=["hms-dr", "backup", "logical"],
     deadline=dag_deadlines(policy, Path(__file__).stem),
-    default_args={
-        "retries": backup.retries,
-        "retry_delay": timedelta(seconds=backup.retry_delay_s),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(seconds=backup.max_retry_delay_s),
-        "execution_timeout": timedelta(minutes=backup.execution_timeout_min),
-        **alert_on_failure(policy),
-    },
+    default_args=task_defaults(policy, backup),
 ):
     backup_run = dump_in_one_snapshot()
     readback = read_back_payloads(backup_run)

@@ -19,13 +19,14 @@ offsite copy is older than the policy allows (default 8 days).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
 from hms_dr.policy import load_policy
-from hms_dr.tasks.alerting import alert_on_failure, dag_deadlines
+from hms_dr.tasks.alerting import dag_deadlines
+from hms_dr.tasks.dagargs import task_defaults
 from hms_dr.tasks.offsite_sync import (
     check_both_stores,
     check_offsite_freshness,
@@ -46,14 +47,7 @@ with DAG(
     max_active_runs=1,
     tags=["hms-dr", "backup", "offsite"],
     deadline=dag_deadlines(policy, Path(__file__).stem),
-    default_args={
-        "retries": settings.retries,
-        "retry_delay": timedelta(seconds=settings.retry_delay_s),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(seconds=settings.max_retry_delay_s),
-        "execution_timeout": timedelta(minutes=settings.execution_timeout_min),
-        **alert_on_failure(policy),
-    },
+    default_args=task_defaults(policy, settings),
     params={
         "reverify_all": Param(
             False,

@@ -14,13 +14,14 @@ failing, or the RPO over target.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from airflow.sdk import DAG
 
 from hms_dr.policy import load_policy
-from hms_dr.tasks.alerting import alert_on_failure, dag_deadlines
+from hms_dr.tasks.alerting import dag_deadlines
+from hms_dr.tasks.dagargs import task_defaults
 from hms_dr.tasks.wal_archive import check_archiver, expire_wal, measure_rpo, ship_spool, wal_policy
 
 policy = load_policy()
@@ -34,15 +35,8 @@ with DAG(
     max_active_runs=1,
     tags=["hms-dr", "backup", "wal"],
     deadline=dag_deadlines(policy, Path(__file__).stem),
-    default_args={
-        "retries": wal.retries,
-        "retry_delay": timedelta(seconds=wal.retry_delay_s),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(seconds=wal.max_retry_delay_s),
-        "execution_timeout": timedelta(minutes=wal.execution_timeout_min),
-        "queue": wal.spool_queue,  # the spool is on the database host: a worker there serves this queue
-        **alert_on_failure(policy),
-    },
+    # the spool is on the database host: a worker there serves this queue
+    default_args=task_defaults(policy, wal, queue=wal.spool_queue),
 ):
     shipped = ship_spool()
     shipped >> measure_rpo()

@@ -14,13 +14,14 @@ Pages: the on-call DBA, when a run fails for good after its retries.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from airflow.sdk import DAG
 
 from hms_dr.policy import load_policy
-from hms_dr.tasks.alerting import alert_on_failure, dag_deadlines
+from hms_dr.tasks.alerting import dag_deadlines
+from hms_dr.tasks.dagargs import task_defaults
 from hms_dr.tasks.base_backup import back_up_cluster, base_backup_policy, expire_old_base_backups
 
 policy = load_policy()
@@ -34,13 +35,6 @@ with DAG(
     max_active_runs=1,
     tags=["hms-dr", "backup", "physical"],
     deadline=dag_deadlines(policy, Path(__file__).stem),
-    default_args={
-        "retries": settings.retries,
-        "retry_delay": timedelta(seconds=settings.retry_delay_s),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(seconds=settings.max_retry_delay_s),
-        "execution_timeout": timedelta(minutes=settings.execution_timeout_min),
-        **alert_on_failure(policy),
-    },
+    default_args=task_defaults(policy, settings),
 ):
     back_up_cluster() >> expire_old_base_backups()

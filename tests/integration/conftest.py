@@ -148,6 +148,16 @@ class DagRunner:
         states, tries, run_state = self._task_states(dag_id, run_id)
         return DagRunOutcome(done.returncode, output, run_id, run_state, states, tries)
 
+    def returned(self, dag_id: str, run_id: str | None, task_id: str) -> Any:
+        """What a task of a run returned (its XCom return_value), decoded."""
+        with sqlite3.connect(self.db_path) as db:
+            row = db.execute(
+                "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = 'return_value'", (dag_id, run_id, task_id)
+            ).fetchone()
+        assert row is not None, f"{dag_id}.{task_id} returned nothing in run {run_id}"
+        value = json.loads(row[0])
+        return json.loads(value) if isinstance(value, str) else value
+
     def _latest_run_id(self, dag_id: str) -> str | None:
         if not self.db_path.exists():
             return None
@@ -188,7 +198,11 @@ class ScheduledAirflow:
 
     COMPONENTS = ("scheduler", "dag-processor", "triggerer")
 
-    def __init__(self, runner: DagRunner, name: str, policy: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, runner: DagRunner, name: str, policy: Mapping[str, Any] | None = None, ui_users: Mapping[str, str] | None = None
+    ) -> None:
+        """``ui_users`` (name -> password) become admin users of the simple auth manager, as
+        `make airflow` sets them up; without it Airflow makes its own (unknown) admin password."""
         from hms_dr.sandbox.cluster import free_port
 
         home = Path(runner.sandbox.state_dir) / f"airflow-scheduled-{name}"
@@ -209,6 +223,12 @@ class ScheduledAirflow:
         }
         if policy:
             self.env["HMS_DR_POLICY"] = str(runner.policy_variant(f"scheduled-{name}", policy))
+        if ui_users:
+            passwords_file = home / "ui-passwords.json"
+            passwords_file.write_text(json.dumps(dict(ui_users)))
+            passwords_file.chmod(0o600)
+            self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = ",".join(f"{user}:admin" for user in ui_users)
+            self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(passwords_file)
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def airflow(self, *args: str, timeout_s: float = 300) -> str:
@@ -291,11 +311,11 @@ class ScheduledAirflow:
 
 @pytest.fixture()
 def scheduled_airflow(dag_runner: DagRunner) -> Iterator[Any]:
-    """A factory: scheduled_airflow(name, policy_overrides) starts a ScheduledAirflow; all stop at teardown."""
+    """A factory: scheduled_airflow(name, policy_overrides, ui_users) starts a ScheduledAirflow; all stop at teardown."""
     started: list[ScheduledAirflow] = []
 
-    def start(name: str, policy: Mapping[str, Any] | None = None) -> ScheduledAirflow:
-        airflow = ScheduledAirflow(dag_runner, name, policy)
+    def start(name: str, policy: Mapping[str, Any] | None = None, ui_users: Mapping[str, str] | None = None) -> ScheduledAirflow:
+        airflow = ScheduledAirflow(dag_runner, name, policy, ui_users)
         started.append(airflow)
         airflow.start()
         return airflow

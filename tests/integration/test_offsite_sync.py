@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -122,16 +121,6 @@ def drill(sandbox: Any) -> Iterator[Drill]:
 
 def all_keys(store: Store) -> dict[str, int]:
     return {o.key: o.size_bytes for o in store.list(f"{CLUSTER}/")}
-
-
-def returned(dag_runner: Any, run_id: str, task_id: str) -> Any:
-    with sqlite3.connect(dag_runner.db_path) as db:
-        row = db.execute(
-            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = 'return_value'", (DAG_ID, run_id, task_id)
-        ).fetchone()
-    assert row is not None, f"{task_id} returned nothing"
-    value = json.loads(row[0])
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def assert_no_manifest_without_its_payloads(offsite: Store) -> None:
@@ -240,7 +229,7 @@ def test_unreachable_offsite_store_is_retried_then_fails_clearly_with_nothing_de
 
 def test_a_full_sync_copies_every_set_of_every_kind_proven_and_locked(full_run: Any, drill: Drill, dag_runner: Any) -> None:
     assert set(full_run.task_states.values()) == {"success"}
-    report = returned(dag_runner, full_run.run_id, "copy_missing_sets")["kinds"]
+    report = dag_runner.returned(DAG_ID, full_run.run_id, "copy_missing_sets")["kinds"]
     for kind, set_ids in drill.sets.items():
         offsite_ids = {s.backup_set_id for s in list_catalog(drill.offsite, CLUSTER, kind).sets}
         assert set(set_ids) <= offsite_ids, kind
@@ -267,7 +256,7 @@ def test_offsite_retention_deletes_an_expired_copy_and_reports_a_locked_one(full
     locked_folder = key_for(CLUSTER, BackupKind.LOGICAL, drill.locked_old)
     listed = drill.offsite_client.list_object_versions(Bucket=OFFSITE_BUCKET, Prefix=locked_folder)
     assert len(listed.get("Versions", [])) == 2 and not listed.get("DeleteMarkers")  # never even a delete marker
-    expiry = returned(dag_runner, full_run.run_id, "expire_offsite_sets")
+    expiry = dag_runner.returned(DAG_ID, full_run.run_id, "expire_offsite_sets")
     assert "under Object Lock until" in expiry["logical"]["locked"][drill.locked_old]
     assert expiry["logical"]["expired"] == [drill.unlocked_old]
     assert f"kept logical set {drill.locked_old}" in full_run.output
@@ -283,7 +272,7 @@ def test_a_copy_killed_mid_upload_leaves_no_manifest_and_the_rerun_completes_it_
     assert crash.returncode == -signal.SIGKILL, crash.stdout[-2000:] + crash.stderr[-2000:]
     folder = key_for(CLUSTER, BackupKind.LOGICAL, set_id)
     assert crashed_then_rerun["after_crash"] == {folder + "a-toc.gpg"}  # no manifest, no half payload
-    report = returned(dag_runner, crashed_then_rerun["outcome"].run_id, "copy_missing_sets")["kinds"]["logical"]
+    report = dag_runner.returned(DAG_ID, crashed_then_rerun["outcome"].run_id, "copy_missing_sets")["kinds"]["logical"]
     assert report["copied"] == [set_id] and report["reused_payloads"] == 1
     for name in ("a-toc.gpg", "b-dump.gpg", MANIFEST_NAME):
         listed = drill.offsite_client.list_object_versions(Bucket=OFFSITE_BUCKET, Prefix=folder + name)
@@ -297,7 +286,7 @@ def test_a_corrupted_offsite_object_is_found_and_copied_again_over_its_lock(
 ) -> None:
     key, base_id = crashed_then_rerun["corrupted"], crashed_then_rerun["base_id"]
     outcome = crashed_then_rerun["outcome"]
-    report = returned(dag_runner, outcome.run_id, "copy_missing_sets")["kinds"]["base"]
+    report = dag_runner.returned(DAG_ID, outcome.run_id, "copy_missing_sets")["kinds"]["base"]
     assert report["repaired"] == [base_id]
     assert drill.offsite.get_bytes(key) == drill.primary.get_bytes(key)
     manifest = parse_manifest(drill.offsite.get_bytes(key_for(CLUSTER, BackupKind.BASE, base_id, MANIFEST_NAME)), where="offsite")

@@ -5,9 +5,7 @@ both scratch copies are gone afterwards. pg_checksums itself is proven to catch 
 
 from __future__ import annotations
 
-import json
 import shutil
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -41,16 +39,6 @@ def ship_wal_through(dag_runner: Any, sandbox: Any) -> None:
     assert outcome.task_states["ship_spool"] == "success", outcome.output[-4000:]
 
 
-def returned(dag_runner: Any, run_id: str, task_id: str) -> Any:
-    with sqlite3.connect(dag_runner.db_path) as db:
-        row = db.execute(
-            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = 'return_value'", (DAG_ID, run_id, task_id)
-        ).fetchone()
-    assert row is not None, f"{task_id} returned nothing"
-    value = json.loads(row[0])
-    return json.loads(value) if isinstance(value, str) else value
-
-
 @pytest.fixture(scope="module")
 def drill_run(dag_runner: Any, sandbox: Any) -> Any:
     for dag_id in ("hms_weekly_base_backup", "hms_daily_logical_backup"):
@@ -73,7 +61,7 @@ def test_both_restores_ran_and_every_task_succeeded(drill_run: Any) -> None:
 def test_the_recovered_cluster_matches_the_daily_sets_baselines(drill_run: Any, dag_runner: Any, primary_store: Any) -> None:
     daily = list_catalog(primary_store, CLUSTER, BackupKind.LOGICAL).sets[-1]
     base = list_catalog(primary_store, CLUSTER, BackupKind.BASE).sets[-1]
-    physical = returned(dag_runner, drill_run.run_id, "check_recovered_cluster")
+    physical = dag_runner.returned(DAG_ID, drill_run.run_id, "check_recovered_cluster")
     assert physical["passed"] and physical["mode"] == "physical" and physical["failed"] == []
     assert physical["backup_set_id"] == daily.backup_set_id and physical["base_backup_set_id"] == base.backup_set_id
     assert physical["target_lsn"] == daily.manifest.body["snapshot"]["wal_lsn"] and physical["timeline"] >= 2
@@ -87,12 +75,12 @@ def test_the_recovered_cluster_matches_the_daily_sets_baselines(drill_run: Any, 
 
 
 def test_pg_checksums_read_every_block_of_the_recovered_cluster(drill_run: Any, dag_runner: Any) -> None:
-    checksums = returned(dag_runner, drill_run.run_id, "verify_checksums_offline")
+    checksums = dag_runner.returned(DAG_ID, drill_run.run_id, "verify_checksums_offline")
     assert checksums["checksums_enabled"] and checksums["bad_checksums"] == 0 and checksums["blocks_scanned"] > 100
 
 
 def test_the_recovered_cluster_is_removed(drill_run: Any, dag_runner: Any) -> None:
-    plan = returned(dag_runner, drill_run.run_id, "choose_backup_set")
+    plan = dag_runner.returned(DAG_ID, drill_run.run_id, "choose_backup_set")
     assert not Path(plan["physical"]["data_dir"]).exists()
     assert not Path(plan["physical"]["socket_dir"]).exists()
 

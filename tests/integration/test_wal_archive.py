@@ -50,16 +50,6 @@ def spool_names(spool: Path) -> set[str]:
     return {p.name for p in spool.iterdir() if parse_wal_name(p.name) is not None}
 
 
-def returned(dag_runner: Any, run_id: str, task_id: str) -> Any:
-    with sqlite3.connect(dag_runner.db_path) as db:
-        row = db.execute(
-            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = 'return_value'", (DAG_ID, run_id, task_id)
-        ).fetchone()
-    assert row is not None, f"{task_id} returned nothing"
-    value = json.loads(row[0])
-    return json.loads(value) if isinstance(value, str) else value
-
-
 @pytest.fixture(scope="module")
 def spool(sandbox: Any) -> Path:
     return Path(sandbox.paths.spool_dir)
@@ -114,7 +104,7 @@ def test_the_catalog_lists_the_wal_sets_oldest_first(first_run: Any, forced: dic
 
 
 def test_the_rpo_is_handed_on_as_an_asset_event_and_xcom(first_run: Any, dag_runner: Any) -> None:
-    measured = returned(dag_runner, first_run.run_id, "measure_rpo")
+    measured = dag_runner.returned(DAG_ID, first_run.run_id, "measure_rpo")
     assert measured["problem"] is None and 0 <= measured["store_age_s"] < 15 * 60
     with sqlite3.connect(dag_runner.db_path) as db:
         row = db.execute(
@@ -127,12 +117,12 @@ def test_the_rpo_is_handed_on_as_an_asset_event_and_xcom(first_run: Any, dag_run
 
 
 def test_fresh_wal_is_kept_by_the_expiry(first_run: Any, forced: dict[str, bytes], dag_runner: Any) -> None:
-    expiry = returned(dag_runner, first_run.run_id, "expire_wal")
+    expiry = dag_runner.returned(DAG_ID, first_run.run_id, "expire_wal")
     assert expiry["expired"] == [] and expiry["kept"] >= len(forced)
 
 
 def test_shipped_files_are_gone_from_the_spool(first_run: Any, forced: dict[str, bytes], spool: Path, dag_runner: Any) -> None:
-    shipped = returned(dag_runner, first_run.run_id, "ship_spool")
+    shipped = dag_runner.returned(DAG_ID, first_run.run_id, "ship_spool")
     assert set(forced) <= set(shipped["shipped"])
     assert not set(shipped["shipped"]) & spool_names(spool)
     assert "shipped %d WAL file(s)" % len(shipped["shipped"]) in first_run.output
@@ -140,10 +130,10 @@ def test_shipped_files_are_gone_from_the_spool(first_run: Any, forced: dict[str,
 
 
 def test_rpo_figures_are_measured_and_handed_on(first_run: Any, dag_runner: Any) -> None:
-    report = returned(dag_runner, first_run.run_id, "measure_rpo")
+    report = dag_runner.returned(DAG_ID, first_run.run_id, "measure_rpo")
     assert report["problem"] is None and report["target_minutes"] == 15
     assert 0 <= report["store_age_s"] < 15 * 60
-    archiver = returned(dag_runner, first_run.run_id, "check_archiver")
+    archiver = dag_runner.returned(DAG_ID, first_run.run_id, "check_archiver")
     assert archiver["archived_count"] >= 3 and archiver["last_archived_wal"]
 
 
@@ -152,7 +142,7 @@ def test_a_second_run_ships_nothing_already_stored(first_run: Any, dag_runner: A
     stored_names = {k.split("/")[2] for k in before}
     outcome = dag_runner.run(DAG_ID)
     assert outcome.state == "success", outcome.output[-6000:]
-    shipped = returned(dag_runner, outcome.run_id, "ship_spool")
+    shipped = dag_runner.returned(DAG_ID, outcome.run_id, "ship_spool")
     # A segment archive_timeout closed in between may be new; nothing already stored is shipped again.
     assert not set(shipped["shipped"]) & stored_names
     after = {o.key: o.modified_at for o in primary_store.list(f"{CLUSTER}/wal/")}
@@ -195,6 +185,6 @@ def test_rpo_over_target_fails_the_run_with_one_line(sandbox: Any, dag_runner: A
     assert lines, outcome.output[-4000:]
     assert "RPO 12" in lines[0] and "the newest WAL in the store" in lines[0]
     # freshly stored WAL is inside the 7-day window: the expiry keeps it and says why
-    expiry = returned(dag_runner, outcome.run_id, "expire_wal")
+    expiry = dag_runner.returned(DAG_ID, outcome.run_id, "expire_wal")
     assert expiry["expired"] == [] and expiry["kept"] >= 1
     assert f"{expiry['kept']} kept ({expiry['kept']}: inside the 7-day window)" in outcome.output
