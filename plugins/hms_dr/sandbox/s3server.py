@@ -7,11 +7,7 @@ creates its buckets again after every start.
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Collection, Sequence
@@ -19,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hms_dr.errors import StoreRefused, StoreUnavailable, ToolFailed
+from hms_dr.sandbox.detached import DetachedProcess
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +25,6 @@ S3_REGION = "us-east-1"
 def moto_server_executable() -> Path:
     """The ``moto_server`` script installed beside the running Python interpreter."""
     return Path(sys.executable).parent / "moto_server"
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():
-        # Guard against a recycled pid: the process must still be moto.
-        try:
-            return b"moto" in cmdline.read_bytes()
-        except OSError:
-            return False
-    return True
 
 
 @dataclass
@@ -60,22 +40,17 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     @property
-    def pid_file(self) -> Path:
-        """Where the server's pid is kept while it runs."""
-        return self.workdir / "moto.pid"
+    def process(self) -> DetachedProcess:
+        """The detached moto process: pid and log files in ``workdir``."""
+        return DetachedProcess("moto", self.workdir, marker=b"moto")
 
     @property
     def log_file(self) -> Path:
-        """The server's stdout and stderr."""
-        return self.workdir / "moto.log"
+        return self.process.log_file
 
     def pid(self) -> int | None:
         """The pid of the running server, or None."""
-        try:
-            pid = int(self.pid_file.read_text(encoding="utf-8").strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _process_alive(pid) else None
+        return self.process.pid()
 
     def is_running(self) -> bool:
         """Tell whether the server process is alive."""
@@ -99,57 +74,15 @@ class MotoServer:
         executable = moto_server_executable()
         if not executable.exists():
             raise ToolFailed("moto_server", None, f"not found at {executable}", hint="pip install 'moto[server]' into this venv")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log_handle:
-            process = subprocess.Popen(
-                [str(executable), "-H", "127.0.0.1", "-p", str(self.port)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_handle,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(f"{process.pid}\n", encoding="utf-8")
-        deadline = time.monotonic() + timeout_s
-        while not self.answers():
-            if process.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise ToolFailed("moto_server", process.returncode, self._last_log_line(), hint=f"see {self.log_file}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ToolFailed("moto_server", None, f"no answer on {self.endpoint_url} after {timeout_s} s", hint=f"see {self.log_file}")
-            time.sleep(0.2)
-        log.info("moto S3 server running at %s (pid %d)", self.endpoint_url, process.pid)
+        pid = self.process.start(
+            [str(executable), "-H", "127.0.0.1", "-p", str(self.port)], answers=self.answers, timeout_s=timeout_s
+        )
+        log.info("moto S3 server running at %s (pid %d)", self.endpoint_url, pid)
 
     def stop(self, timeout_s: float = 10) -> None:
         """Stop the server (SIGTERM, then SIGKILL); no-op when it is not running."""
-        pid = self.pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
-            while _process_alive(pid) and time.monotonic() < deadline:
-                _reap(pid)
-                time.sleep(0.1)
-            if _process_alive(pid):
-                os.kill(pid, signal.SIGKILL)
-                _reap(pid)
+        if self.process.stop(timeout_s):
             log.info("moto S3 server at %s stopped", self.endpoint_url)
-        self.pid_file.unlink(missing_ok=True)
-
-    def _last_log_line(self) -> str:
-        try:
-            lines = [line for line in self.log_file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-        except OSError:
-            return ""
-        return lines[-1].strip() if lines else ""
-
-
-def _reap(pid: int) -> None:
-    # When this process started the server, collect its exit status so it does not linger as a zombie.
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def create_buckets(

@@ -14,7 +14,6 @@ import email.policy
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,7 +24,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from hms_dr.errors import ToolFailed
+from hms_dr.sandbox.detached import DetachedProcess
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +49,6 @@ def received_messages(maildir: Path) -> list[EmailMessage]:
     return messages
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    try:
-        # Guard against a recycled pid: the process must still be the sink.
-        return not cmdline.exists() or b"smtpsink" in cmdline.read_bytes()
-    except OSError:
-        return False
-
-
 @dataclass
 class SmtpSink:
     """One sink process on 127.0.0.1:``port``, detached from its starter; pid and log in ``workdir``."""
@@ -74,20 +58,17 @@ class SmtpSink:
     workdir: Path
 
     @property
-    def pid_file(self) -> Path:
-        return self.workdir / "smtp-sink.pid"
+    def process(self) -> DetachedProcess:
+        """The detached sink process: pid and log files in ``workdir``."""
+        return DetachedProcess("smtp-sink", self.workdir, marker=b"smtpsink")
 
     @property
     def log_file(self) -> Path:
-        return self.workdir / "smtp-sink.log"
+        return self.process.log_file
 
     def pid(self) -> int | None:
         """The pid of the running sink, or None."""
-        try:
-            pid = int(self.pid_file.read_text(encoding="utf-8").strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _process_alive(pid) else None
+        return self.process.pid()
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -106,52 +87,16 @@ class SmtpSink:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.maildir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")) if p)}
-        with self.log_file.open("ab") as log_handle:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "hms_dr.sandbox.smtpsink", "--port", str(self.port), "--maildir", str(self.maildir)],
-                stdin=subprocess.DEVNULL, stdout=log_handle, stderr=subprocess.STDOUT,
-                cwd=self.workdir, env=env, start_new_session=True,
-            )
-        self.pid_file.write_text(f"{process.pid}\n", encoding="utf-8")
-        deadline = time.monotonic() + timeout_s
-        while not self.answers():
-            if process.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise ToolFailed("smtp sink", process.returncode, self._last_log_line(), hint=f"see {self.log_file}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ToolFailed("smtp sink", None, f"not listening on 127.0.0.1:{self.port} after {timeout_s} s", hint=f"see {self.log_file}")
-            time.sleep(0.1)
-        log.info("SMTP sink on 127.0.0.1:%d writing to %s (pid %d)", self.port, self.maildir, process.pid)
+        pid = self.process.start(
+            [sys.executable, "-m", "hms_dr.sandbox.smtpsink", "--port", str(self.port), "--maildir", str(self.maildir)],
+            answers=self.answers, timeout_s=timeout_s, env=env,
+        )
+        log.info("SMTP sink on 127.0.0.1:%d writing to %s (pid %d)", self.port, self.maildir, pid)
 
     def stop(self, timeout_s: float = 10) -> None:
         """Stop the sink (SIGTERM, then SIGKILL); no-op when it is not running."""
-        pid = self.pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
-            while _process_alive(pid) and time.monotonic() < deadline:
-                _reap(pid)
-                time.sleep(0.1)
-            if _process_alive(pid):
-                os.kill(pid, signal.SIGKILL)
-                _reap(pid)
+        if self.process.stop(timeout_s):
             log.info("SMTP sink on 127.0.0.1:%d stopped", self.port)
-        self.pid_file.unlink(missing_ok=True)
-
-    def _last_log_line(self) -> str:
-        try:
-            lines = [line for line in self.log_file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-        except OSError:
-            return ""
-        return lines[-1].strip() if lines else ""
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 class _WriteEml:
