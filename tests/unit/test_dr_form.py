@@ -1,0 +1,66 @@
+"""hms_dr_restore's trigger form: each param refuses bad input on its own (the API answers HTTP
+400 before a run exists); what needs the set or production is the first task's (test_dr_request)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def params() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    dagbag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "hms_dr_restore.py"))
+    assert dagbag.import_errors == {}
+    return dagbag.dags["hms_dr_restore"].params
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("tables", ["patients; DROP TABLE billing"]),
+        ("tables", ['appointments"']),
+        ("tables", ["\u0430ppointments"]),  # Cyrillic a
+        ("tables", ["appointments", "appointments"]),
+        ("staging_schema", "x'; DROP SCHEMA public CASCADE; --"),
+        ("staging_schema", "public"),
+        ("staging_schema", "pg_temp"),
+        ("staging_schema", "dr_quarantine_x"),
+        ("target_database", "Hospital Management"),
+        ("target_database", "hospital_management"),  # production's, from the policy
+        ("target_database", "template1"),
+        ("backup_id", "20261124"),
+        ("backup_id", "latest; DROP DATABASE x"),
+        ("source", "snapshot"),
+        ("target_kind", "production"),
+        ("target_time", "yesterday 14:00"),
+        ("target_lsn", "0/3000060; SELECT 1"),
+        ("target_restore_point", "before cleanup'"),
+        ("reason", "oops"),
+        ("reason", "            "),
+        ("swap_into_production", "yes"),
+    ],
+)
+def test_the_form_refuses_each_bad_value(params: Any, name: str, value: Any) -> None:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        params.get_param(name).resolve(value)
+
+
+def test_the_form_requires_a_reason_and_accepts_a_good_request(params: Any) -> None:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        params.get_param("reason").resolve()
+    assert params.get_param("swap_into_production").resolve() is False  # a swap is never the default
+    assert params.get_param("run_quality_checks").resolve() is True
+    good = {"source": "point_in_time", "target_time": "2026-11-24T13:59:00Z", "tables": ["appointments", "public.billing"],
+            "staging_schema": "dr_stage_1", "swap_into_production": True, "reason": "rows deleted from appointments at 14:00"}
+    for name, value in good.items():
+        assert params.get_param(name).resolve(value) == value

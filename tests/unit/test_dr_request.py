@@ -1,0 +1,183 @@
+"""hms_dr_restore's request: every param validated again by the first task, alone and together,
+then against the set and production; each bad input is one clear line and nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hms_dr.dr.request import (
+    QUARANTINE_PREFIX,
+    STAGING_PREFIX,
+    RestoreRequest,
+    Source,
+    TableName,
+    TargetFacts,
+    TargetKind,
+    parse_request,
+    resolve_request,
+    run_key,
+)
+from hms_dr.errors import ParamInvalid
+
+RUN_ID = "manual__2026-11-24T14:05:00+00:00"
+REASON = "rows deleted from appointments at 14:00 by a bad cleanup job"
+SET_TABLES = ["public.appointments", "public.billing", "public.patients", "audit.appointments_log"]
+
+
+def params(**overrides: Any) -> dict[str, Any]:
+    return {"source": "logical_backup", "backup_id": "latest", "tables": ["appointments"], "target_kind": "staging_schema",
+            "staging_schema": None, "target_database": None, "run_quality_checks": True, "swap_into_production": False,
+            "reason": REASON, **overrides}
+
+
+def facts(**overrides: Any) -> TargetFacts:
+    values: dict[str, Any] = {
+        "production_database": "hospital_management",
+        "production_tables": frozenset({"public.appointments", "public.billing", "public.patients"}),
+        "existing_schemas": frozenset({"public", "pg_catalog", "information_schema"}),
+        **overrides,
+    }
+    return TargetFacts(**values)
+
+
+def test_a_good_request_gets_staging_and_quarantine_names_from_the_run() -> None:
+    request = parse_request(params(swap_into_production=True), run_id=RUN_ID)
+    assert request.source is Source.LOGICAL_BACKUP and request.target_kind is TargetKind.STAGING_SCHEMA
+    assert request.tables == ("appointments",) and request.swap_into_production and request.reason == REASON
+    assert request.staging_schema == STAGING_PREFIX + "manual__2026_11_24t14_05_00_00_00"
+    assert request.quarantine_schema == QUARANTINE_PREFIX + "manual__2026_11_24t14_05_00_00_00"
+    assert len(request.quarantine_schema) <= 63
+
+
+def test_a_long_run_id_still_gives_identifiers_postgres_keeps_whole() -> None:
+    key = run_key("manual__" + "x" * 200)
+    assert len(key) <= 40 and len(QUARANTINE_PREFIX + key) <= 63
+    assert run_key("manual__" + "x" * 200) != run_key("manual__" + "x" * 199 + "y")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"tables": ["patients; DROP TABLE billing"]}, r"table 'patients; DROP TABLE billing' is not a plain table name"),
+        ({"tables": ['appointments"']}, r"is not a plain table name"),
+        ({"tables": ["\u0430ppointments"]}, r"'\\u0430ppointments' is not a plain table name"),  # Cyrillic a
+        ({"tables": ["appointments\n"]}, r"is not a plain table name"),  # a pattern with $ lets this through
+        ({"tables": ["Appointments"]}, r"is not a plain table name"),
+        ({"tables": "appointments; billing"}, r"'appointments;' is not a plain table name"),
+        ({"staging_schema": "stage'; DROP SCHEMA public; --"}, r"staging_schema .* is not a plain identifier"),
+        ({"staging_schema": "st\u0430ging"}, r"staging_schema 'st\\u0430ging' is not a plain identifier"),
+        ({"staging_schema": "public"}, r"staging_schema 'public' is reserved"),
+        ({"staging_schema": "pg_temp"}, r"staging_schema 'pg_temp' is reserved"),
+        ({"staging_schema": "dr_quarantine_x"}, r"is reserved"),
+        ({"target_kind": "new_database", "target_database": "x\" WITH OWNER postgres"}, r"target_database .* is not a plain identifier"),
+        ({"target_kind": "new_database", "target_database": "template1"}, r"target_database 'template1' is a system database"),
+        ({"backup_id": "20261124"}, r"backup_id must be 'latest' or a set id"),
+        ({"backup_id": "../20261124T020001Z"}, r"backup_id must be"),
+        ({"source": "snapshot"}, r"source must be one of logical_backup, point_in_time"),
+        ({"target_kind": "production"}, r"target_kind must be one of"),
+        ({"reason": None}, r"reason is required"),
+        ({"reason": "   "}, r"reason is required"),
+        ({"reason": "oops"}, r"reason 'oops' is too short"),
+        ({"reason": "x" * 2001}, r"at most 2000"),
+        ({"reason": "deleted rows\x1b[31m bad"}, r"control character"),
+        ({"swap_into_production": "yes"}, r"swap_into_production must be true or false"),
+        ({"swap_into_production": True, "target_kind": "new_database"}, r"swap_into_production needs target_kind staging_schema"),
+        ({"target_kind": "new_database", "staging_schema": "dr_x"}, r"staging_schema applies to target_kind staging_schema only"),
+        ({"target_database": "dr_x"}, r"target_database applies to target_kind new_database only"),
+        ({"target_time": "2026-11-24T13:59:00Z"}, r"target_time applies to source point_in_time only"),
+        ({"source": "point_in_time"}, r"needs exactly one of target_time, target_lsn, target_restore_point"),
+        ({"source": "point_in_time", "target_time": "2026-11-24T13:59:00Z", "target_lsn": "0/3000060"}, r"got target_lsn, target_time"),
+        ({"source": "point_in_time", "target_time": "2026-11-24 13:59"}, r"has no time zone"),
+        ({"source": "point_in_time", "target_lsn": "3000060"}, r"is not of the form X/X"),
+        ({"tables": ["t"] * 1 + [f"t{i}" for i in range(100)]}, r"at most 100 per run"),
+    ],
+)
+def test_each_bad_input_is_refused_with_a_line_naming_it(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ParamInvalid, match=message) as caught:
+        parse_request(params(**overrides), run_id=RUN_ID)
+    assert "\n" not in caught.value.message
+
+
+def test_every_problem_is_named_at_once() -> None:
+    with pytest.raises(ParamInvalid) as caught:
+        parse_request(params(tables=["a;b"], backup_id="x", reason=""), run_id=RUN_ID)
+    assert caught.value.message.count("; ") >= 2
+
+
+def test_a_point_in_time_request_carries_its_recovery_target() -> None:
+    request = parse_request(params(source="point_in_time", target_time="2026-11-24T13:59:00+01:00"), run_id=RUN_ID)
+    assert request.recovery_target == {"kind": "time", "value": "2026-11-24T12:59:00Z", "inclusive": True}
+    named = parse_request(params(source="point_in_time", target_restore_point="before_cleanup"), run_id=RUN_ID)
+    assert named.recovery_target == {"kind": "name", "value": "before_cleanup", "inclusive": True}
+
+
+def request_for(**overrides: Any) -> RestoreRequest:
+    return parse_request(params(**overrides), run_id=RUN_ID)
+
+
+def test_bare_names_resolve_in_the_set_and_empty_means_every_table() -> None:
+    plan = resolve_request(request_for(), facts(), set_tables=SET_TABLES, backup_set_id="20261124T020001Z", where="backup set X")
+    assert plan.tables == (TableName("public", "appointments"),) and not plan.whole_database
+    every = resolve_request(request_for(tables=[]), facts(), set_tables=SET_TABLES, backup_set_id="X", where="backup set X")
+    assert every.whole_database and len(every.tables) == 4
+    assert every.to_dict()["tables"] == sorted(SET_TABLES)
+
+
+def test_tables_of_earlier_dr_runs_are_only_restored_when_named_with_their_schema() -> None:
+    tables = ["public.appointments", "dr_quarantine_manual__1.appointments", "dr_staging_manual__1.appointments"]
+    plan = resolve_request(request_for(), facts(), set_tables=tables, backup_set_id="X", where="set X")
+    assert plan.tables == (TableName("public", "appointments"),)
+    assert resolve_request(request_for(tables=[]), facts(), set_tables=tables, backup_set_id="X", where="set X").tables == plan.tables
+    named = resolve_request(request_for(tables=["dr_quarantine_manual__1.appointments"]), facts(), set_tables=tables,
+                            backup_set_id="X", where="set X")
+    assert named.tables == (TableName("dr_quarantine_manual__1", "appointments"),)
+
+
+@pytest.mark.parametrize(
+    ("request_overrides", "fact_overrides", "message"),
+    [
+        ({"tables": ["prescriptions"]}, {}, r"table 'prescriptions' is not in backup set X \(its tables: appointments_log, appointments, billing"),
+        ({"tables": ["other.appointments"]}, {}, r"table 'other.appointments' is not in backup set X"),
+        ({"staging_schema": "dr_stage"}, {"existing_schemas": frozenset({"public", "dr_stage"})}, r"staging schema 'dr_stage' already exists"),
+        ({"staging_schema": "audit", "tables": ["audit.appointments_log"]}, {}, r"is where the tables live"),
+        ({"tables": ["appointments", "audit.appointments_log"], "staging_schema": "s"}, {}, None),
+        ({"target_kind": "new_database", "target_database": "hospital_management"}, {}, r"is the production database: refused"),
+        ({"target_kind": "new_database", "target_database": "old_copy"}, {"target_database_exists": True, "target_database_tables": 12},
+         r"target_database 'old_copy' already exists and holds 12 relation"),
+        ({"swap_into_production": True, "tables": ["audit.appointments_log"]}, {}, r"audit.appointments_log does not exist in production"),
+    ],
+)
+def test_a_request_that_does_not_fit_the_set_or_the_target_is_refused(
+    request_overrides: dict[str, Any], fact_overrides: dict[str, Any], message: str | None
+) -> None:
+    request = request_for(**request_overrides)
+    if message is None:
+        resolve_request(request, facts(**fact_overrides), set_tables=SET_TABLES, backup_set_id="X", where="backup set X")
+        return
+    with pytest.raises(ParamInvalid, match=message):
+        resolve_request(request, facts(**fact_overrides), set_tables=SET_TABLES, backup_set_id="X", where="backup set X")
+
+
+def test_two_tables_of_one_name_cannot_share_a_staging_schema() -> None:
+    tables = ["public.appointments", "archive.appointments"]
+    request = request_for(tables=["public.appointments", "archive.appointments"])
+    with pytest.raises(ParamInvalid, match=r"would both be appointments in the staging schema"):
+        resolve_request(request, facts(), set_tables=tables, backup_set_id="X", where="set X")
+    with pytest.raises(ParamInvalid, match=r"'appointments' is ambiguous .*: name one of archive.appointments, public.appointments"):
+        resolve_request(request_for(), facts(), set_tables=tables, backup_set_id="X", where="set X")
+
+
+def test_an_existing_empty_database_may_receive_a_restore() -> None:
+    request = request_for(target_kind="new_database", target_database="hms_inspect")
+    plan = resolve_request(request, facts(target_database_exists=True, target_database_tables=0), set_tables=SET_TABLES,
+                           backup_set_id="X", where="set X")
+    assert plan.to_dict()["target_database"] == "hms_inspect"
+
+
+def test_a_point_in_time_restore_takes_production_s_tables_and_says_there_is_no_baseline() -> None:
+    request = request_for(source="point_in_time", target_time="2026-11-24T13:59:00Z")
+    plan = resolve_request(request, facts(), set_tables=None, backup_set_id=None, where="production")
+    assert plan.tables == (TableName("public", "appointments"),)
+    assert "no baselines" in plan.notes[0]
