@@ -25,7 +25,8 @@ from pathlib import Path
 from airflow.sdk import DAG, Param
 
 from hms_dr.policy import load_policy
-from hms_dr.tasks.alerting import alert_on_failure, dag_deadlines
+from hms_dr.tasks.alerting import dag_deadlines
+from hms_dr.tasks.dagargs import task_defaults
 from hms_dr.tasks.dr_pitr import dr_policy, dr_queue, recover_cluster, record_outcome, report_connection, validate_request
 
 policy = load_policy()
@@ -41,15 +42,8 @@ with DAG(
     max_active_runs=1,
     tags=["hms-dr", "dr"],
     deadline=dag_deadlines(policy, Path(__file__).stem),
-    default_args={
-        "retries": dr.retries,
-        "retry_delay": timedelta(seconds=dr.retry_delay_s),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(seconds=dr.max_retry_delay_s),
-        "execution_timeout": timedelta(minutes=dr.pitr_execution_timeout_min),
-        "queue": dr_queue(policy),  # the data directory and the port are the database host's
-        **alert_on_failure(policy),
-    },
+    # the data directory and the port are the database host's: its worker serves this queue
+    default_args=task_defaults(policy, dr, execution_timeout=timedelta(minutes=dr.pitr_execution_timeout_min), queue=dr_queue(policy)),
     params={
         "target_type": Param(
             "latest",

@@ -27,7 +27,8 @@ from pathlib import Path
 from airflow.sdk import DAG, Param
 
 from hms_dr.policy import load_policy
-from hms_dr.tasks.alerting import alert_on_failure, dag_deadlines
+from hms_dr.tasks.alerting import dag_deadlines
+from hms_dr.tasks.dagargs import task_defaults
 from hms_dr.tasks.dr_restore import (
     approve_swap,
     check_production_after_swap,
@@ -55,14 +56,7 @@ with DAG(
     max_active_runs=1,
     tags=["hms-dr", "dr"],
     deadline=dag_deadlines(policy, Path(__file__).stem),
-    default_args={
-        "retries": dr.retries,
-        "retry_delay": timedelta(seconds=dr.retry_delay_s),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(seconds=dr.max_retry_delay_s),
-        "execution_timeout": timedelta(minutes=policy.rto_minutes),
-        **alert_on_failure(policy),
-    },
+    default_args=task_defaults(policy, dr, execution_timeout=timedelta(minutes=policy.rto_minutes)),
     params={
         "source": Param(
             "logical_backup",

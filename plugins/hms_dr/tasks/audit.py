@@ -8,9 +8,12 @@ log, with the run's facts taken from the task context.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
+
+from airflow.sdk import get_current_context
 
 from hms_dr.audit import Approval, AuditRecord, write_audit_record
 from hms_dr.policy import load_policy
@@ -68,3 +71,23 @@ def audit_event(
         details=dict(details or {}),
     )
     return write_audit_record(open_policy_store(policy), policy.cluster.name, record)
+
+
+FAILURE_KEY = "failure"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def records_failure(func: F) -> F:
+    """Keep a failing task's one-line reason in its XCom (key ``failure``) for the audit record,
+    then let the failure go on as it was."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            get_current_context()["ti"].xcom_push(key=FAILURE_KEY, value=line)
+            raise
+
+    return wrapper  # type: ignore[return-value]

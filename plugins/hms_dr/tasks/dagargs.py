@@ -11,7 +11,7 @@ from hms_dr.tasks.alerting import alert_on_failure
 
 
 class RetrySettings(Protocol):
-    """What a policy section says about its DAG's retries (wal, base_backup, offsite, ...)."""
+    """What a policy section says about its DAG's retries (wal, base_backup, offsite, dr, ...)."""
 
     @property
     def retries(self) -> int: ...
@@ -19,18 +19,20 @@ class RetrySettings(Protocol):
     def retry_delay_s(self) -> int: ...
     @property
     def max_retry_delay_s(self) -> int: ...
-    @property
-    def execution_timeout_min(self) -> int: ...
 
 
-def task_defaults(policy: Policy, settings: RetrySettings, **extra: Any) -> dict[str, Any]:
-    """default_args for a DAG whose policy section is ``settings``; ``extra`` adds or overrides keys."""
+def task_defaults(
+    policy: Policy, settings: RetrySettings, *, execution_timeout: timedelta | None = None, **extra: Any
+) -> dict[str, Any]:
+    """default_args for a DAG whose policy section is ``settings``: its ``execution_timeout_min``
+    unless ``execution_timeout`` is given; ``extra`` adds or overrides keys."""
+    timeout = execution_timeout or timedelta(minutes=getattr(settings, "execution_timeout_min"))
     return {
         "retries": settings.retries,
         "retry_delay": timedelta(seconds=settings.retry_delay_s),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(seconds=settings.max_retry_delay_s),
-        "execution_timeout": timedelta(minutes=settings.execution_timeout_min),
+        "execution_timeout": timeout,
         **alert_on_failure(policy),
         **extra,
     }

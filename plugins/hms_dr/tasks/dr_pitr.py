@@ -8,24 +8,21 @@ and the port it checks and uses are that host's.
 
 from __future__ import annotations
 
-import functools
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from airflow.sdk import get_current_context, task
 
 from hms_dr.policy import Policy, load_policy
 from hms_dr.policy_dr import DrPolicy
-from hms_dr.tasks.audit import audit_event, run_queued_at
+from hms_dr.tasks.audit import FAILURE_KEY, audit_event, run_queued_at, records_failure
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
 
 log = logging.getLogger(__name__)
 
-F = TypeVar("F", bound=Callable[..., Any])
-FAILURE_KEY = "failure"
 STEP_TASK_IDS = ("validate_request", "recover_cluster", "report_connection")
 PITR_STAGING_SUBDIR = "pitr"
 
@@ -37,22 +34,6 @@ def dr_policy(policy: Policy) -> DrPolicy:
 def dr_queue(policy: Policy) -> str:
     """The database-host worker's queue: the one that sees the PITR data directory."""
     return policy.wal.spool_queue if policy.wal else "default"
-
-
-def records_failure(func: F) -> F:
-    """Keep a failing task's one-line reason in its XCom (key ``failure``) for the audit record,
-    then let the failure go on as it was."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except Exception as exc:
-            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            get_current_context()["ti"].xcom_push(key=FAILURE_KEY, value=line)
-            raise
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _staging(policy: Policy) -> Path:

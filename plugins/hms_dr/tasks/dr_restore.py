@@ -11,12 +11,11 @@ database-host queue (``wal.spool_queue``), so the teardown finds what the restor
 
 from __future__ import annotations
 
-import functools
 import logging
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import get_current_context, task
@@ -34,15 +33,13 @@ from hms_dr.manifest import BackupKind
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.policy import Policy, load_policy
 from hms_dr.policy_dr import DrPolicy
-from hms_dr.tasks.audit import audit_event, triggered_by
+from hms_dr.tasks.audit import FAILURE_KEY, audit_event, triggered_by, records_failure
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
 
 log = logging.getLogger(__name__)
 
-F = TypeVar("F", bound=Callable[..., Any])
 RESTORE_TARGET_CONNECTION = "hms_restore_target"
-FAILURE_KEY = "failure"
 APPROVAL_TASK_ID = "approve_swap"
 STEP_TASK_IDS = ("validate_request", "restore_into_target", "check_restored_tables", "swap_into_production",
                  "check_production_after_swap")
@@ -64,21 +61,6 @@ def dr_settings(policy: Policy) -> DrPolicy:
 def scratch_queue(policy: Policy) -> str:
     """The database-host worker's queue: a scratch cluster and its teardown must share a host."""
     return policy.wal.spool_queue if policy.wal else "default"
-
-
-def records_failure(func: F) -> F:
-    """Keep a failing task's one-line reason in its XCom (key ``failure``) for the audit record."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except Exception as exc:
-            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            get_current_context()["ti"].xcom_push(key=FAILURE_KEY, value=line)
-            raise
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _admin(policy: Policy) -> ConnectionInfo:
