@@ -4,7 +4,9 @@ created; and the report an operator reads once the new cluster is up."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -84,6 +86,17 @@ def test_each_bad_param_is_refused_with_one_line_naming_it(changes: dict[str, An
 def test_a_policy_without_allowed_roots_refuses_every_data_directory() -> None:
     with pytest.raises(ParamInvalid, match="set dr.allowed_data_roots"):
         read_pitr_request(GOOD, allowed_roots=[], port_range=PORTS, now=NOW)
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A short temporary directory instead of pytest's: a data directory's path is limited (its
+    server's Unix socket path must fit in 108 bytes), and pytest-xdist's tmp paths are long."""
+    path = Path(tempfile.mkdtemp(prefix="pitr-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
