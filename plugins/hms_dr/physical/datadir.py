@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any
 from hms_dr.catalog import key_for
 from hms_dr.crypto import DecryptionKey, decrypt_stage, explain_decryption_failure, gpg_home, prepare_decryption
 from hms_dr.errors import BackupVerificationFailed, ChecksumMismatch, ManifestInvalid, PreflightFailed, ToolFailed
+from hms_dr.files import write_file_atomically
 from hms_dr.manifest import BackupKind, Payload
 from hms_dr.physical.progress import ProgressLog
 from hms_dr.physical.recoveryplan import BaseBackup
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, pg_verifybackup_argv, read_verify_errors
 from hms_dr.restore import decompression_stage, download_verified
-from hms_dr.server_user import prepare_server_dir, server_command, server_user
+from hms_dr.server_user import prepare_server_dir, server_command
 from hms_dr.streams import Pipeline, Stage
 from hms_dr.units import human_bytes, human_rate
 
@@ -266,19 +267,4 @@ def remove_recovery_trust(data_dir: Path) -> None:
 
 def write_server_file(path: Path, text: str, mode: int = 0o600) -> None:
     """Write ``text`` atomically as a file of the server's OS user."""
-    tmp = path.with_name(f".{path.name}.hms-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if server_user() is not None:
-            import pwd
-
-            entry = pwd.getpwnam(str(server_user()))
-            os.chown(tmp, entry.pw_uid, entry.pw_gid)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_file_atomically(path, text, mode, for_server=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hms_dr.errors import PreflightFailed
+from hms_dr.files import write_file_atomically  # noqa: F401  (re-exported for the sandbox modules)
 from hms_dr.sandbox.cluster import SUPERUSER, LocalCluster
 from hms_dr.sandbox.s3server import MotoServer
 
@@ -189,22 +190,6 @@ class Sandbox:
         from hms_dr.sandbox.airflow_env import build_airflow_env
 
         return build_airflow_env(self)
-
-
-def write_file_atomically(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to a temp file created with ``mode``, fsync it, and rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.chmod(mode)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_state(paths: SandboxPaths) -> dict[str, Any]:
