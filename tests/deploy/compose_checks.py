@@ -22,8 +22,9 @@ DEPLOY_DIR = REPO_ROOT / "deploy"
 ENV_EXAMPLE = DEPLOY_DIR / ".env.example"
 COMPOSE_POLICY = DEPLOY_DIR / "policy.compose.yaml"
 COMMITTED_POLICY = REPO_ROOT / "include" / "policy.yaml"
-# In CI the steering repository's shared/ folder sits beside the clone.
-COMPOSE_SCHEMA = REPO_ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+# A vendored copy (source, commit and licence in schemas/README.md): the suite needs nothing
+# outside the repository.
+COMPOSE_SCHEMA = Path(__file__).resolve().parent / "schemas" / "compose-spec.json"
 
 AIRFLOW_COMMON = "x-airflow-common"
 AIRFLOW_BASE_IMAGE = "apache/airflow:3.3.2"
@@ -125,8 +126,8 @@ def load_compose_schema(path: Path) -> dict[str, Any]:
     """The Compose Specification's JSON schema; FileNotFoundError naming the path if it is absent."""
     if not path.is_file():
         raise FileNotFoundError(
-            f"the Compose Specification schema {path} is missing: the shared/ folder "
-            "(shared/schemas/compose-spec.json) must sit beside this repository's clone"
+            f"the Compose Specification schema {path} is missing: it is vendored as "
+            "tests/deploy/schemas/compose-spec.json (see the README beside it)"
         )
     loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return loaded

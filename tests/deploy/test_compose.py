@@ -386,7 +386,7 @@ def test_the_dockerfile_check_catches_a_broken_dockerfile(case):
 
 
 def test_a_missing_compose_schema_is_an_error_naming_its_path(tmp_path):
-    """The schema lives outside the repository (shared/ beside the clone): without it the schema
-    test fails (the fixture turns this error into pytest.fail), it never skips."""
+    """Without the vendored schema the schema test fails (the fixture turns this error into
+    pytest.fail), it never skips."""
     with pytest.raises(FileNotFoundError, match="compose-spec.json is missing"):
         load_compose_schema(tmp_path / "compose-spec.json")
