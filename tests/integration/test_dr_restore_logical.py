@@ -7,9 +7,10 @@ policy's approver (through an API server on the metadata DB of `airflow dags tes
 approve, and what is refused, is in test_dr_restore_approval.py) and swaps it into production:
 the rows are back, the damaged table sits in the run's quarantine schema, and foreign keys,
 views, grants, owner and the identity sequence follow the restored table. The swap task set to
-success without an answer (`--mark-success-pattern`) swaps nothing. Then every bad input the trigger form cannot judge (the set, the tables, the target) is
-refused by the first task, each with its error and no database changed; and every run leaves
-audit records that hold no secret.
+success without an answer (`--mark-success-pattern`) swaps nothing, and a swap nobody but the
+triggering user may approve is refused before the restore. Then every bad input the trigger form
+cannot judge (the set, the tables, the target) is refused by the first task, each with its error
+and no database changed; and every run leaves audit records that hold no secret.
 """
 
 from __future__ import annotations
