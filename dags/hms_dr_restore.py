@@ -7,12 +7,13 @@ an LSN or a restore point, so rows deleted at 14:00 come back with everything wr
 02:00 dump — into a new staging schema of production's database (or a new database on the
 production server). The restored tables are checked (against the set's baselines; for a point in
 time, against production's columns and keys), and, only when `swap_into_production` is on AND a
-person approves the swap in the UI (Required Actions; the approval shows every table, its row
-count now and restored, and every statement), they replace production's tables in one
-transaction. The replaced tables move, with all their rows, into a quarantine schema named after
-the run: nothing is dropped. Foreign keys, views, grants, owners and sequences follow the
-restored tables. Every run writes an audit record (who, when, why, params, approvals, outcome)
-to the store and the task log.
+person the policy names (`dr.restore.approvers` / `approver_roles`), other than the one who
+triggered the run, approves the swap in the UI (Required Actions; the approval shows every table,
+its row count now and restored, and every statement), they replace production's tables in one
+transaction (setting the swap task to success by hand swaps nothing). The replaced tables move,
+with all their rows, into a quarantine schema named after the run: nothing is dropped. Foreign
+keys, views, grants, owners and sequences follow the restored tables. Every run writes an audit
+record (who, when, why, params, approvals, outcome) to the store and the task log.
 
 Pages: the on-call DBA, when a step fails for good (a refused request, a failed check, a swap
 that could not be made, an approval that timed out), or when the run is not done within the
@@ -30,7 +31,6 @@ from hms_dr.policy import load_policy
 from hms_dr.tasks.alerting import dag_deadlines
 from hms_dr.tasks.dagargs import task_defaults
 from hms_dr.tasks.dr_restore import (
-    approve_swap,
     check_production_after_swap,
     check_restored_tables,
     dr_settings,
@@ -173,9 +173,11 @@ with DAG(
     # A teardown: the scratch database or cluster goes whatever happened after it was made.
     restored >> remove_scratch(policy)(plan).as_teardown(setups=restored)
     checked = check_restored_tables(plan, restored)
-    swapped = swap_into_production(plan, checked)
-    checked >> swap_requested(plan) >> approve_swap(policy) >> swapped
-    after = check_production_after_swap(plan, swapped)
+    # The approval and the swap are one task: only the answer Airflow resumes it with can swap.
+    swapped = swap_into_production(policy)
+    checked >> swap_requested(plan) >> swapped
+    after = check_production_after_swap()
+    swapped >> after
     # A teardown with no setup: the audit record is written however the steps ended, and the
     # run's state stays theirs.
     after >> record_outcome().as_teardown()

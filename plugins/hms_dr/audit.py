@@ -34,7 +34,7 @@ class Approval:
 
     by: str
     at: datetime
-    decision: str  # "approved" | "rejected"
+    decision: str  # "approved" | "rejected" | "refused" (an answer that does not count: see hms_dr.dr.approval)
     comment: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,7 +51,7 @@ class AuditRecord:
     started_at: datetime
     reason: str
     params: Mapping[str, Any]
-    event: str  # "started" | "approved" | "rejected" | "succeeded" | "failed"
+    event: str  # "started" | "approved" | "rejected" | "refused" | "succeeded" | "failed"
     outcome: str = ""  # one line
     approvals: tuple[Approval, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)  # plain data: tables, row counts, RTO...

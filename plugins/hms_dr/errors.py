@@ -152,6 +152,12 @@ class SwapRefused(HmsDrError):
     plan that differs from the approved one, or a statement that failed inside its transaction."""
 
 
+class ApprovalRefused(SwapRefused):
+    """A DR swap's approval does not count (production unchanged): nobody answered the form, the
+    answer is not Approve, the responder may not approve (the policy's approvers, four eyes), or
+    it is for another plan."""
+
+
 class DatabaseBusy(HmsDrError):
     """A lock was not granted within the lock timeout: the objects are in use; worth retrying."""
 

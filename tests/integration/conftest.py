@@ -199,10 +199,12 @@ class ScheduledAirflow:
     COMPONENTS = ("scheduler", "dag-processor", "triggerer")
 
     def __init__(
-        self, runner: DagRunner, name: str, policy: Mapping[str, Any] | None = None, ui_users: Mapping[str, str] | None = None
+        self, runner: DagRunner, name: str, policy: Mapping[str, Any] | None = None, ui_users: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """``ui_users`` (name -> password) become admin users of the simple auth manager, as
-        `make airflow` sets them up; without it Airflow makes its own (unknown) admin password."""
+        `make airflow` sets them up; without it Airflow makes its own (unknown) admin password.
+        ``env`` adds Airflow settings of this test (AIRFLOW__...)."""
         from hms_dr.sandbox.cluster import free_port
 
         home = Path(runner.sandbox.state_dir) / f"airflow-scheduled-{name}"
@@ -229,6 +231,7 @@ class ScheduledAirflow:
             passwords_file.chmod(0o600)
             self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = ",".join(f"{user}:admin" for user in ui_users)
             self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(passwords_file)
+        self.env.update(env or {})
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def airflow(self, *args: str, timeout_s: float = 300) -> str:
@@ -311,11 +314,12 @@ class ScheduledAirflow:
 
 @pytest.fixture()
 def scheduled_airflow(dag_runner: DagRunner) -> Iterator[Any]:
-    """A factory: scheduled_airflow(name, policy_overrides, ui_users) starts a ScheduledAirflow; all stop at teardown."""
+    """A factory: scheduled_airflow(name, policy_overrides, ui_users, env) starts a ScheduledAirflow; all stop at teardown."""
     started: list[ScheduledAirflow] = []
 
-    def start(name: str, policy: Mapping[str, Any] | None = None, ui_users: Mapping[str, str] | None = None) -> ScheduledAirflow:
-        airflow = ScheduledAirflow(dag_runner, name, policy, ui_users)
+    def start(name: str, policy: Mapping[str, Any] | None = None, ui_users: Mapping[str, str] | None = None,
+              env: Mapping[str, str] | None = None) -> ScheduledAirflow:
+        airflow = ScheduledAirflow(dag_runner, name, policy, ui_users, env)
         started.append(airflow)
         airflow.start()
         return airflow
@@ -323,3 +327,19 @@ def scheduled_airflow(dag_runner: DagRunner) -> Iterator[Any]:
     yield start
     for airflow in started:
         airflow.stop()
+
+
+@pytest.fixture(scope="session")
+def dags_test_approvals(dag_runner: DagRunner) -> Iterator[Any]:
+    """An API server on the metadata DB of `airflow dags test`, through which a test approves a
+    swap as the sandbox policy's approver (see hitl.run_dags_test_approving)."""
+    import secrets
+
+    from hitl import APPROVER, HitlApiServer
+
+    server = HitlApiServer(dag_runner, {"admin": secrets.token_urlsafe(12), APPROVER: secrets.token_urlsafe(12)})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

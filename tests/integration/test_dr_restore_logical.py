@@ -2,13 +2,15 @@
 
 A bad clean-up job deletes the cancelled appointments (and their void invoices) in production
 after the nightly dump. The DR restore brings `appointments` back from the latest set into a
-staging schema, checks it against the set's baselines, is approved (`--mark-success-pattern`
-under `airflow dags test`; the real approval API is exercised in test_dr_restore_approval.py)
-and swaps it into production: the rows are back, the damaged table sits in the run's quarantine
-schema, and foreign keys, views, grants, owner and the identity sequence follow the restored
-table. Then every bad input the trigger form cannot judge (the set, the tables, the target) is
-refused by the first task, each with its error and no database changed; and every run leaves
-audit records that hold no secret.
+staging schema, checks it against the set's baselines, is approved in the swap's form by the
+policy's approver (through an API server on the metadata DB of `airflow dags test`; who may
+approve, and what is refused, is in test_dr_restore_approval.py) and swaps it into production:
+the rows are back, the damaged table sits in the run's quarantine schema, and foreign keys,
+views, grants, owner and the identity sequence follow the restored table. The swap task set to
+success without an answer (`--mark-success-pattern`) swaps nothing, and a swap nobody but the
+triggering user may approve is refused before the restore. Then every bad input the trigger form
+cannot judge (the set, the tables, the target) is refused by the first task, each with its error
+and no database changed; and every run leaves audit records that hold no secret.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Callable, Iterator
 
 import psycopg
 import pytest
+from hitl import APPROVER, run_dags_test_approving
 
 from hms_dr.audit import read_audit_records
 from hms_dr.catalog import find_set, key_for
@@ -47,18 +50,35 @@ class Outcome:
     task_states: dict[str, str]
 
 
-def run_dr(dag_runner: Any, conf: dict[str, Any], *, approve: bool = False) -> Outcome:
-    """`airflow dags test hms_dr_restore --conf ...`; with approve, the approval task is marked
-    success (the HITL API answers it in test_dr_restore_approval.py)."""
+def run_dr(dag_runner: Any, conf: dict[str, Any], *, approve: Any = None, mark_success: str | None = None) -> Outcome:
+    """`airflow dags test hms_dr_restore --conf ...`; with ``approve`` (a hitl.HitlApiServer) the
+    policy's approver approves the swap in its form; ``mark_success`` is dags test's
+    --mark-success-pattern (tasks set to success without running)."""
+    if approve is not None:
+        approved = run_dags_test_approving(dag_runner, approve, DAG_ID, conf)
+        return Outcome(approved.output, approved.run_id, approved.state, approved.task_states)
     before = dag_runner._latest_run_id(DAG_ID)
     argv = [str(Path(sys.executable).parent / "airflow"), "dags", "test", DAG_ID, "--conf", json.dumps(conf)]
-    if approve:
-        argv += ["--mark-success-pattern", "approve_swap"]
+    if mark_success:
+        argv += ["--mark-success-pattern", mark_success]
     done = subprocess.run(argv, env=dag_runner.env, capture_output=True, text=True, timeout=900)
     run_id = dag_runner._latest_run_id(DAG_ID)
     assert run_id and run_id != before, done.stdout[-3000:] + done.stderr[-3000:]
     states, _tries, state = dag_runner._task_states(DAG_ID, run_id)
     return Outcome(done.stdout + done.stderr, run_id, state, states)
+
+
+def approval_task_ids() -> list[str]:
+    """The tasks of hms_dr_restore that ask a person for an approval (a human-in-the-loop form):
+    what Mark Success would be used on to skip the approval."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    dagbag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / f"{DAG_ID}.py"))
+    assert dagbag.import_errors == {}
+    asking = [task.task_id for task in dagbag.dags[DAG_ID].tasks if isinstance(task, HITLOperator)]
+    assert asking
+    return asking
 
 
 def sql(sandbox: Any, query: str, *args: Any, db: str | None = None) -> list[tuple[Any, ...]]:
@@ -139,10 +159,11 @@ def acl_of(sandbox: Any, relation: str) -> list[tuple[Any, ...]]:
 
 
 def test_deleted_appointments_come_back_from_the_latest_set_and_the_damaged_table_is_quarantined(
-    dag_runner: Any, sandbox: Any, backup_set: Any, damaged: dict[str, Any], primary_store: Any
+    dag_runner: Any, sandbox: Any, backup_set: Any, damaged: dict[str, Any], primary_store: Any, dags_test_approvals: Any
 ) -> None:
     expected_rows = backup_set.manifest.baselines["tables"]["public.appointments"]["rows"]
-    outcome = run_dr(dag_runner, {"tables": ["appointments"], "swap_into_production": True, "reason": REASON}, approve=True)
+    outcome = run_dr(dag_runner, {"tables": ["appointments"], "swap_into_production": True, "reason": REASON},
+                     approve=dags_test_approvals)
     assert outcome.state == "success", outcome.output[-6000:]
     assert outcome.task_states["swap_into_production"] == "success" and outcome.task_states["remove_scratch"] == "success"
     quarantine = f"dr_quarantine_{run_key(outcome.run_id)}"
@@ -184,9 +205,38 @@ def test_deleted_appointments_come_back_from_the_latest_set_and_the_damaged_tabl
     final = records[-1]
     assert final["triggered_by"] == "dag_test" and final["reason"] == REASON
     assert final["params"]["tables"] == ["appointments"] and final["params"]["swap_into_production"] is True
-    assert final["approvals"][0]["decision"] == "approved"
+    assert final["approvals"][0]["decision"] == "approved" and final["approvals"][0]["by"] == APPROVER
+    assert records[1]["approvals"][0]["by"] == APPROVER and records[1]["details"]["swap_digest"] == final["details"]["swap"]["digest"]
     assert quarantine in final["outcome"] and final["details"]["swap"]["tables"][0]["rows_restored"] == expected_rows
     assert_no_secret_in(records, sandbox)
+
+
+def test_the_swap_set_to_success_without_an_approval_swaps_nothing(
+    dag_runner: Any, sandbox: Any, damaged: dict[str, Any], primary_store: Any
+) -> None:
+    before = database_state(sandbox)
+    production_oid = sql(sandbox, "SELECT 'public.appointments'::regclass::oid")[0][0]
+    outcome = run_dr(dag_runner, {"tables": ["appointments"], "swap_into_production": True, "reason": REASON},
+                     mark_success="|".join(approval_task_ids()))
+    assert outcome.state == "failed", outcome.output[-6000:]
+    assert outcome.task_states["swap_into_production"] == "success"  # set so by dags test, never run
+    assert outcome.task_states["check_production_after_swap"] == "failed"
+    refusal = ("ApprovalRefused: swap_into_production was set to success without an approval answered in its form "
+               "(Mark Success, or a PATCH of its state): nothing was swapped, production unchanged")
+    assert refusal in outcome.output
+
+    after = database_state(sandbox)
+    staging = sorted(set(after["schemas"]) - set(before["schemas"]))
+    assert len(staging) == 1 and staging[0].startswith("dr_staging_")  # the restored copy, never swapped
+    assert {k: v for k, v in after["rows"].items() if not k.startswith(staging[0])} == before["rows"]
+    assert sql(sandbox, "SELECT 'public.appointments'::regclass::oid")[0][0] == production_oid
+
+    records = audit_of(primary_store, outcome.run_id)
+    assert [r["event"] for r in records] == ["started", "refused", "failed"]
+    assert records[1]["outcome"] == refusal.removeprefix("ApprovalRefused: ") and records[1]["approvals"] == []
+    assert records[2]["outcome"] == f"check_production_after_swap: {refusal}" and records[2]["approvals"] == []
+    assert_no_secret_in(records, sandbox)
+    sql(sandbox, f'DROP SCHEMA "{staging[0]}" CASCADE')
 
 
 def test_a_request_the_form_accepts_but_the_set_does_not_fails_at_once_and_changes_nothing(
@@ -203,6 +253,22 @@ def test_a_request_the_form_accepts_but_the_set_does_not_fails_at_once_and_chang
     assert [r["event"] for r in records] == ["failed"]
     assert "validate_request: ParamInvalid: table 'prescription' is not in backup set" in records[0]["outcome"]
     assert_no_secret_in(records, sandbox)
+
+
+def test_a_swap_nobody_but_the_user_who_triggered_may_approve_is_refused_before_the_restore(
+    dag_runner: Any, sandbox: Any, damaged: dict[str, Any], primary_store: Any
+) -> None:
+    before = database_state(sandbox)
+    outcome = dag_runner.run(DAG_ID, policy={"dr.restore.approvers": ["dag_test"]}, name="dr-only-the-triggerer",
+                             conf={"tables": ["appointments"], "swap_into_production": True, "reason": REASON})
+    assert outcome.state == "failed"
+    assert outcome.task_states["validate_request"] == "failed" and outcome.task_states["restore_into_target"] == "upstream_failed"
+    refusal = ("ApprovalRefused: nobody may approve the swap besides dag_test, who triggered the run: "
+               "dr.restore.approvers and dr.restore.approver_roles name no one else")
+    assert refusal in outcome.output
+    assert database_state(sandbox) == before
+    records = audit_of(primary_store, outcome.run_id)
+    assert [r["event"] for r in records] == ["failed"] and records[0]["outcome"] == f"validate_request: {refusal}"
 
 
 @pytest.fixture(scope="module")

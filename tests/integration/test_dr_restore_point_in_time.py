@@ -73,13 +73,13 @@ def incident(sandbox: Any, dag_runner: Any, primary_store: Any) -> Iterator[dict
 
 
 def test_a_point_in_time_restore_brings_back_the_deleted_rows_and_keeps_those_booked_after_the_dump(
-    dag_runner: Any, sandbox: Any, incident: dict[str, Any], primary_store: Any
+    dag_runner: Any, sandbox: Any, incident: dict[str, Any], primary_store: Any, dags_test_approvals: Any
 ) -> None:
     assert incident["rows_before"] == incident["rows_in_dump"] + 5  # the dump alone would lose the five bookings
     outcome = run_dr(dag_runner, {
         "source": "point_in_time", "target_time": incident["moment"], "tables": ["appointments"],
         "swap_into_production": True, "reason": REASON,
-    }, approve=True)
+    }, approve=dags_test_approvals)
     assert outcome.state == "success", outcome.output[-6000:]
     quarantine = f"dr_quarantine_{run_key(outcome.run_id)}"
 

@@ -3,8 +3,8 @@
 A fresh daily set of the sandbox, then a COPY of its cluster (pg_basebackup; the sandbox primary
 other tests use is never damaged) whose ``appointments_pkey`` gets garbage in the middle of a page
 with the server stopped. hms_integrity_check on the copy fails naming the index and suggests an
-hms_dr_restore conf; that conf, unchanged, run through hms_dr_restore against the copy (approval
-marked success, as ``airflow dags test`` allows) restores ``appointments`` from the set into a
+hms_dr_restore conf; that conf, unchanged, run through hms_dr_restore against the copy (the swap
+approved in its form by the policy's approver) restores ``appointments`` from the set into a
 staging schema, checks it and swaps it in. hms_integrity_check of the table then passes, the
 rows are the set's, and the damaged table is kept in the run's quarantine schema.
 """
@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from hitl import run_dags_test_approving
 from test_integrity_check import connection_env, copy_of_production, overwrite_middle_of_page, sql, stored_report
 
 from hms_dr.catalog import find_set
@@ -58,20 +57,14 @@ def damaged_copy(sandbox: Any, dag_runner: Any, primary_store: Any) -> Iterator[
         shutil.rmtree(home, ignore_errors=True)
 
 
-def run_repair(dag_runner: Any, conf: dict[str, Any], env: dict[str, str]) -> tuple[str, str | None, dict[str, str]]:
-    """hms_dr_restore under `airflow dags test`, its approval marked success."""
-    before = dag_runner._latest_run_id(REPAIR)
-    argv = [str(Path(sys.executable).parent / "airflow"), "dags", "test", REPAIR, "--conf", json.dumps(conf),
-            "--mark-success-pattern", "approve_swap"]
-    done = subprocess.run(argv, env={**dag_runner.env, **env}, capture_output=True, text=True, timeout=900)
-    run_id = dag_runner._latest_run_id(REPAIR)
-    assert run_id and run_id != before, done.stdout[-3000:] + done.stderr[-3000:]
-    states, _tries, state = dag_runner._task_states(REPAIR, run_id)
-    return done.stdout + done.stderr, state, states
+def run_repair(dag_runner: Any, approvals: Any, conf: dict[str, Any], env: dict[str, str]) -> tuple[str, str | None, dict[str, str]]:
+    """hms_dr_restore under `airflow dags test`, its swap approved by the policy's approver."""
+    done = run_dags_test_approving(dag_runner, approvals, REPAIR, conf, env=env)
+    return done.output, done.state, done.task_states
 
 
 def test_the_suggested_hms_dr_restore_run_repairs_the_corrupt_index(
-    damaged_copy: tuple[LocalCluster, Any], sandbox: Any, dag_runner: Any, primary_store: Any
+    damaged_copy: tuple[LocalCluster, Any], sandbox: Any, dag_runner: Any, primary_store: Any, dags_test_approvals: Any
 ) -> None:
     copy, backup_set = damaged_copy
     env = {**connection_env(sandbox, copy.port), **admin_env(sandbox, copy.port)}
@@ -83,7 +76,7 @@ def test_the_suggested_hms_dr_restore_run_repairs_the_corrupt_index(
     hinted = re.search(r"HINT: trigger hms_dr_restore with conf (\{.*?\}) \[", detected.output)
     assert hinted and json.loads(hinted.group(1)) == conf and conf["tables"] == ["appointments"]
 
-    output, state, states = run_repair(dag_runner, conf, env)
+    output, state, states = run_repair(dag_runner, dags_test_approvals, conf, env)
     assert state == "success", output[-8000:]
     assert states["swap_into_production"] == "success" and states["check_production_after_swap"] == "success"
 

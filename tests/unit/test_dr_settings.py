@@ -35,6 +35,17 @@ def test_values_are_read() -> None:
     assert settings == DrRestorePolicy("hms_owner", 4, 5, 4)
 
 
+def test_nobody_may_approve_a_swap_until_the_policy_names_the_approvers() -> None:
+    defaults = DrRestorePolicy()
+    assert (defaults.approvers, defaults.approver_roles, defaults.allow_self_approval) == ((), (), False)
+    committed = dr_restore_policy(parse_policy(copy.deepcopy(COMMITTED)))
+    assert committed.allow_self_approval is False
+    settings = dr_restore_policy(parse_policy(with_restore({"approvers": ["dba.alice", "bob@hospital.example", "dba.alice", "7"],
+                                                            "approver_roles": ["Op", "admin"], "allow_self_approval": True})))
+    assert settings.approvers == ("dba.alice", "bob@hospital.example", "7")
+    assert settings.approver_roles == ("op", "admin") and settings.allow_self_approval is True
+
+
 @pytest.mark.parametrize(
     ("section", "message"),
     [
@@ -43,6 +54,13 @@ def test_values_are_read() -> None:
         ({"admin_connection_id": "hms admin; drop"}, r"dr.restore.admin_connection_id is not an Airflow connection id"),
         ({"restore_jobs": 99}, r"dr.restore.restore_jobs must be at most 16"),
         (["hms_admin"], r"dr.restore must be a mapping"),
+        ({"approvers": "alice"}, r"dr.restore.approvers must be a list, each an Airflow user id"),
+        ({"approvers": ["alice", "bob:admin"]}, r"dr.restore.approvers holds 'bob:admin': each must be an Airflow user id"),
+        ({"approvers": ["alice\n"]}, r"dr.restore.approvers holds 'alice\\n'"),
+        ({"approvers": [7]}, r"dr.restore.approvers holds 7:"),
+        ({"approver_roles": ["viewer"]}, r"dr.restore.approver_roles holds 'viewer': each must be a simple auth manager role "
+                                         r"that may answer a form \(user, op, admin\)"),
+        ({"allow_self_approval": "yes"}, r"dr.restore.allow_self_approval must be true or false"),
     ],
 )
 def test_a_bad_value_names_its_key(section: object, message: str) -> None:

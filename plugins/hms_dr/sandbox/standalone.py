@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from hms_dr.sandbox.cluster import port_is_open
+from hms_dr.sandbox.policy_file import SANDBOX_APPROVER
 from hms_dr.sandbox.state import load_sandbox
 
 ADMIN_USER = "admin"
@@ -44,7 +45,7 @@ def main() -> int:
     port = choose_port()
     env = {
         **os.environ,
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin,{SANDBOX_APPROVER}:user",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
@@ -52,6 +53,7 @@ def main() -> int:
     }
     sys.stdout.write(
         f"Airflow UI: http://localhost:{port}  login: {ADMIN_USER} / {password}\n"
+        f"(DR swap approvals, four eyes: login {SANDBOX_APPROVER}, password in {passwords_file} once Airflow is up)\n"
         f"(sandbox: PostgreSQL 127.0.0.1:{sandbox.pg_port}, S3 {sandbox.s3_endpoint_url}; DAGs start paused)\n"
     )
     sys.stdout.flush()

@@ -1,6 +1,6 @@
 """Task callables of hms_dr_restore: validate the request, restore the tables into production's
-staging schema (or a new database), check them, ask for approval, swap, check production, and
-write the audit trail whatever happened.
+staging schema (or a new database), check them, ask for approval and swap (one task: see
+SwapAfterApproval), check production, and write the audit trail whatever happened.
 
 The production connection is ``dr.restore.admin_connection_id`` (default ``hms_admin``): the
 backup role only reads. The logical path restores into a scratch database on the isolated
@@ -18,17 +18,29 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import get_current_context, task
+from airflow.sdk import Param, get_current_context, task
+from airflow.sdk.definitions.param import ParamsDict
+from airflow.sdk.exceptions import AirflowSkipException, TaskAwaitingInput
 
 from hms_dr import restore
 from hms_dr.audit import Approval
 from hms_dr.catalog import find_set
 from hms_dr.dr import staging
+from hms_dr.dr.approval import (
+    PLAN_DIGEST,
+    SHORT,
+    ApprovalAnswer,
+    ApprovalForm,
+    eligible_approvers,
+    form_problems,
+    judge_answer,
+    role_members,
+)
 from hms_dr.dr.request import Source, TableName, TargetKind
 from hms_dr.dr.report import describe_source
 from hms_dr.dr.settings import DrRestorePolicy, dr_restore_policy
 from hms_dr.dr.validate import scratch_cluster_for, work_dir
-from hms_dr.errors import QualityCheckFailed, SwapRefused
+from hms_dr.errors import ApprovalRefused, QualityCheckFailed, SwapRefused
 from hms_dr.manifest import BackupKind
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.policy import Policy, load_policy
@@ -40,14 +52,12 @@ from hms_dr.tasks.failures import engine_errors_decide_retry
 log = logging.getLogger(__name__)
 
 RESTORE_TARGET_CONNECTION = "hms_restore_target"
-APPROVAL_TASK_ID = "approve_swap"
+SWAP_TASK_ID = "swap_into_production"  # asks for the approval, then swaps (SwapAfterApproval)
+DECISION_KEY = "decision"  # XCom of the swap task: what it made of the answer (for the final audit record)
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 STEP_TASK_IDS = ("validate_request", "restore_into_target", "check_restored_tables", "swap_into_production",
                  "check_production_after_swap")
 APPROVAL_SUBJECT = "hms_dr_restore: swap {{ params.tables | join(', ') if params.tables else 'every table' }} into production?"
-APPROVAL_BODY = "{{ ti.xcom_pull(task_ids='check_restored_tables')['approval_body'] }}"
-NOT_RECORDED = "unknown"
-NOT_RECORDED_WHY = ("no response recorded: the approval task was marked success outside its form "
-                    "(airflow dags test --mark-success-pattern, or Mark Success in the UI)")
 
 
 def settings(policy: Policy) -> DrRestorePolicy:
@@ -99,6 +109,10 @@ def validate_request() -> dict[str, Any]:
         admin_connection_id=settings(policy).admin_connection_id, restore_target=_restore_admin,
         decryption_key=lambda: decryption_key(policy),
     )
+    if validated["swap_into_production"]:
+        # Before hours of restore: a swap nobody may approve (the policy names no one besides the
+        # user who triggered the run) is refused now.
+        log.info("the swap may be approved by %s", ", ".join(approvers_for(policy, context["dag_run"])))
     what = "every table" if validated["whole_database"] else ", ".join(validated["tables"])
     log.info("DR restore of %s from %s into %s %s%s", what, describe_source(validated), validated["target_kind"],
              validated["staging_schema"] or validated["target_database"],
@@ -316,81 +330,201 @@ def swap_requested(plan: dict[str, Any]) -> bool:
     return bool(plan["swap_into_production"])
 
 
-RESPONSE_KEY = "response"
+# -- 4. approval and swap -----------------------------------------------------------------------
 
 
-class RecordedApproval(ApprovalOperator):  # type: ignore[misc]
-    """An ApprovalOperator that keeps the answer (who, when, which) in XCom whatever it was: a
-    rejection skips the downstream tasks, and a task that skips pushes no return value."""
+class SwapAfterApproval(ApprovalOperator):  # type: ignore[misc]
+    """The swap and its approval in ONE task instance: the form is asked for in ``execute`` and
+    the swap runs in ``execute_complete``, only on the answer Airflow resumed this task with.
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        if "error" not in event:
-            at = event.get("responded_at")
-            context["ti"].xcom_push(key=RESPONSE_KEY, value={
-                "chosen_options": list(event.get("chosen_options") or []),
-                "responded_by_user": dict(event.get("responded_by_user") or {}),
-                "responded_at": at.isoformat() if isinstance(at, datetime) else at,
-            })
-        return super().execute_complete(context, event)
+    Why one task: in Airflow 3.3 a task cannot read another task's recorded answer (the execution
+    API serves a form's answer to its own task instance only, and a worker's supervisor does not
+    even pass the request on), and whatever a separate approval task handed on — an XCom, a task
+    state — anyone with edit rights can write through the REST API. The resume event is written by
+    the API server when a person answers the form (the answer, who, when), and nothing else writes
+    it. So Mark Success of this task (or a PATCH of its state) swaps nothing: the code that swaps
+    never runs, and the check after the swap refuses and audits the attempt.
+    """
+
+    def execute(self, context: Any) -> Any:
+        asked = _ask_for_approval(self, context)
+        log.info("waiting for an approval of plan %s by %s", asked["plan_digest"][:16], ", ".join(asked["approvers"]))
+        # Raised here, outside _ask_for_approval: its wrappers must not take the park for a failure.
+        raise TaskAwaitingInput(method_name="execute_complete", kwargs={"asked": asked}, timeout=self.response_timeout)
+
+    def execute_complete(self, context: Any, event: dict[str, Any], asked: dict[str, Any] | None = None) -> Any:
+        swapped = _swap_if_approved(context, event, asked)
+        if swapped is None:
+            # A rejection: skip the check after the swap; the run ends with production untouched.
+            raise AirflowSkipException("the swap was rejected: production unchanged")
+        return swapped
 
 
-def approve_swap(policy: Policy) -> RecordedApproval:
-    """The human approval: the body shows exactly what the swap will change."""
-    return RecordedApproval(
-        task_id=APPROVAL_TASK_ID,
+def swap_into_production(policy: Policy) -> SwapAfterApproval:
+    """The approval (the body shows exactly what the swap will change) and the swap."""
+    return SwapAfterApproval(
+        task_id=SWAP_TASK_ID,
         subject=APPROVAL_SUBJECT,
-        body=APPROVAL_BODY,
         response_timeout=timedelta(hours=settings(policy).approval_timeout_hours),
-        ignore_downstream_trigger_rules=True,  # a rejection skips the swap and its checks
-        fail_on_reject=False,  # rejecting is an answer, not a failure: the run ends with production untouched
-        retries=0,  # a timed-out approval must not ask again by itself
+        retries=0,  # an approval counts for one attempt: a timed-out or failed swap never asks again by itself
     )
 
 
-# -- 4. swap -------------------------------------------------------------------------------------
+def _role_members(restore_settings: DrRestorePolicy) -> dict[str, tuple[str, ...]]:
+    """The simple auth manager's users by role, when the policy names approver roles. Roles are
+    resolved from this Airflow's own user list; another auth manager's roles cannot be read here."""
+    if not restore_settings.approver_roles:
+        return {}
+    from airflow.sdk.configuration import conf
+
+    manager = str(conf.get("core", "auth_manager", fallback=SIMPLE_AUTH_MANAGER) or SIMPLE_AUTH_MANAGER)
+    if manager.rsplit(".", 1)[-1] != SIMPLE_AUTH_MANAGER.rsplit(".", 1)[-1]:
+        raise ApprovalRefused(f"dr.restore.approver_roles needs Airflow's simple auth manager, this Airflow uses {manager}",
+                              hint="name the approvers' user ids in dr.restore.approvers instead")
+    users = str(conf.get("core", "simple_auth_manager_users", fallback="admin:admin") or "")
+    return role_members([entry for entry in users.split(",") if entry.strip()])
 
 
-def approval_given(ti: Any) -> Approval | None:
-    """Who answered the approval, when, and how (None when nobody did)."""
-    answer = ti.xcom_pull(task_ids=APPROVAL_TASK_ID, key=RESPONSE_KEY) or ti.xcom_pull(task_ids=APPROVAL_TASK_ID)
-    if not answer:
-        return None
-    chosen = list(answer.get("chosen_options") or [])
-    user = answer.get("responded_by_user") or {}
-    at = answer.get("responded_at")
-    moment = at if isinstance(at, datetime) else datetime.fromisoformat(str(at)) if at else datetime.now(timezone.utc)
-    decision = "approved" if chosen == ["Approve"] else "rejected"
-    return Approval(by=str(user.get("name") or user.get("id") or "unknown"), at=moment, decision=decision)
+def approvers_for(policy: Policy, dag_run: Any) -> tuple[str, ...]:
+    """Who may approve this run's swap (refuses when nobody may)."""
+    restore_settings = settings(policy)
+    return eligible_approvers(restore_settings, triggered_by=getattr(dag_run, "triggering_user_name", None),
+                              members=_role_members(restore_settings))
 
 
-@task
 @records_failure
 @engine_errors_decide_retry
-def swap_into_production(plan: dict[str, Any], checked: dict[str, Any]) -> dict[str, Any]:
-    """The swap, in one transaction, refused unless production still matches the approved plan."""
+def _ask_for_approval(operator: SwapAfterApproval, context: Any) -> dict[str, Any]:
+    """Write this try's approval form; refuse when Airflow holds an older form for this task
+    instance (a cleared task keeps its first one) that shows another plan or other approvers."""
+    ti = context["ti"]
+    checked = ti.xcom_pull(task_ids="check_restored_tables")
+    digest = str(checked["swap_plan"]["digest"])
+    policy = load_policy()
+    approvers = approvers_for(policy, context["dag_run"])
+    four_eyes = "" if settings(policy).allow_self_approval else f" (not {triggered_by(context['dag_run'])}, who triggered this run)"
+    operator.body = (
+        f"{checked['approval_body']}\n\n**Who may approve:** {', '.join(approvers)}{four_eyes}. The answer carries the plan "
+        f"digest `{digest[:SHORT]}` (field `{PLAN_DIGEST}`): the swap runs only on **Approve** in this form, for this plan. "
+        "Setting this task to success swaps nothing."
+    )
+    operator.params = ParamsDict({PLAN_DIGEST: Param(
+        digest, type="string", title="Plan digest", description="The plan this approval is for: leave it as it is.",
+    )})
+    operator.assigned_users = [{"id": user, "name": user} for user in approvers]
+    wanted = ApprovalForm(body=operator.body, plan_digest=digest, assigned=approvers)
+    stored = _write_form(operator, ti.id, approvers)
+    problems = form_problems(stored, wanted)
+    if problems:
+        raise ApprovalRefused(f"the approval form Airflow keeps for this task is an earlier try's: {'; '.join(problems)}",
+                              hint="trigger a new hms_dr_restore run: its form will show the swap as it is now")
+    return {"plan_digest": digest, "approvers": list(approvers)}
+
+
+def _write_form(operator: SwapAfterApproval, ti_id: Any, approvers: tuple[str, ...]) -> ApprovalForm:
+    """Airflow's upsert_hitl_detail, keeping what the API answers: the form it holds now, which is
+    an earlier try's when this task instance had one already."""
+    from airflow.sdk.api.datamodels._generated import HITLUser
+    from airflow.sdk.execution_time.comms import CreateHITLDetailPayload
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    stored = SUPERVISOR_COMMS.send(msg=CreateHITLDetailPayload(
+        # No defaults: a form nobody answers in time fails; Airflow never answers it by itself.
+        ti_id=ti_id, options=operator.options, subject=operator.subject, body=operator.body, defaults=None,
+        multiple=False, params=operator.serialized_params,
+        assigned_users=[HITLUser(id=user, name=user) for user in approvers],
+    ))
+    field = (getattr(stored, "params", None) or {}).get(PLAN_DIGEST)
+    return ApprovalForm(
+        body=str(getattr(stored, "body", None) or ""),
+        plan_digest=field.get("value") if isinstance(field, dict) else None,
+        assigned=tuple(str(user.id) for user in (getattr(stored, "assigned_users", None) or [])),
+    )
+
+
+@records_failure
+@engine_errors_decide_retry
+def _swap_if_approved(context: Any, event: Mapping[str, Any], asked: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Judge the answer Airflow resumed this task with; swap on an approval (the swap's result),
+    record a rejection (None), refuse anything else — each with its audit record."""
     from hms_dr.dr.swap import execute_swap
 
-    context = get_current_context()
+    ti = context["ti"]
+    params = dict(context["params"])
     policy = load_policy()
-    approval = approval_given(context["ti"]) or Approval(NOT_RECORDED, datetime.now(timezone.utc), "approved", NOT_RECORDED_WHY)
-    if approval.decision != "approved":
-        raise SwapRefused(f"the swap was not approved ({approval.decision} by {approval.by})")
-    audit_event(context, dict(context["params"]), "approved", f"swap approved by {approval.by}", approvals=[approval],
-                details={"swap_digest": checked["swap_plan"]["digest"]})
+    plan = ti.xcom_pull(task_ids="validate_request")
+    if "error" in event or not asked:
+        # The scheduler's timeout sweep (or a resume without this task's own request) is no answer.
+        raise ApprovalRefused(f"no approval within {settings(policy).approval_timeout_hours} h: nothing swapped, production unchanged"
+                              if event.get("error_type") == "timeout" else f"no approval recorded: {event.get('error') or 'no request'}")
+    digest = str(asked["plan_digest"])
+    dag_run = context["dag_run"]
+    try:
+        eligible_now = approvers_for(policy, dag_run)
+    except ApprovalRefused:
+        eligible_now = ()  # the policy changed while the form waited: nobody may approve now
+    # Both lists: the form was assigned to these when it was asked (all an API that checks them
+    # lets answer), and the policy as it is now may have taken someone off since.
+    eligible = tuple(user for user in eligible_now if user in asked.get("approvers", ()))
+    verdict = judge_answer(_answer(event), plan_digest=digest, settings=settings(policy),
+                           triggered_by=getattr(dag_run, "triggering_user_name", None), eligible=eligible,
+                           now=datetime.now(timezone.utc))
+    ti.xcom_push(key=DECISION_KEY, value={"decision": verdict.decision, "by": verdict.by, "at": verdict.at.isoformat(),
+                                          "why": verdict.why})
+    if verdict.decision == "rejected":
+        log.info("the swap was rejected by %s: production unchanged", verdict.by)
+        return None
+    if not verdict.approved:
+        audit_event(context, params, "refused", f"swap refused, production unchanged: {verdict.why}",
+                    approvals=[verdict.as_audit()], details={"swap_digest": digest, "approvers": list(eligible)})
+        raise ApprovalRefused(f"swap refused, production unchanged: {verdict.why}")
+    audit_event(context, params, "approved", f"swap approved by {verdict.by}", approvals=[verdict.as_audit()],
+                details={"swap_digest": digest})
     return execute_swap(
         _admin(policy), _tables(plan), staging_schema=plan["staging_schema"], quarantine_schema=plan["quarantine_schema"],
-        approved_digest=checked["swap_plan"]["digest"], lock_timeout_s=settings(policy).swap_lock_timeout_s,
+        approved_digest=digest, lock_timeout_s=settings(policy).swap_lock_timeout_s,
     )
+
+
+def _answer(event: Mapping[str, Any]) -> ApprovalAnswer:
+    """The resume event as plain data (its keys: HITLDetail.as_resume_event_payload)."""
+    user = event.get("responded_by_user") or {}
+    at = event.get("responded_at")
+    digest = (event.get("params_input") or {}).get(PLAN_DIGEST)
+    return ApprovalAnswer(
+        chosen_options=tuple(str(option) for option in event.get("chosen_options") or ()),
+        responder_id=str(user["id"]) if user.get("id") else None,
+        responder_name=str(user["name"]) if user.get("name") else None,
+        responded_at=at if isinstance(at, datetime) else datetime.fromisoformat(str(at)) if at else None,
+        plan_digest=str(digest) if digest else None,
+    )
+
+
+def decision_given(ti: Any) -> Approval | None:
+    """The decision the swap task made on the answer (for the final audit record), or None."""
+    decision = ti.xcom_pull(task_ids=SWAP_TASK_ID, key=DECISION_KEY)
+    if not decision:
+        return None
+    return Approval(by=str(decision["by"]), at=datetime.fromisoformat(str(decision["at"])), decision=str(decision["decision"]),
+                    comment=str(decision.get("why") or ""))
 
 
 @task
 @records_failure
 @engine_errors_decide_retry
-def check_production_after_swap(plan: dict[str, Any], swapped: dict[str, Any]) -> dict[str, Any]:
+def check_production_after_swap() -> dict[str, Any]:
     """After the commit: each name reaches the restored table, the old one is quarantined, keys,
-    views, owner, grants and sequences follow; the tables are analyzed."""
+    views, owner, grants and sequences follow; the tables are analyzed. A swap task that ended
+    without a result never swapped (it was set to success by hand): that is refused and audited."""
     from hms_dr.dr.verify import check_after_swap
 
+    context = get_current_context()
+    swapped = context["ti"].xcom_pull(task_ids=SWAP_TASK_ID)
+    if not swapped:
+        line = (f"{SWAP_TASK_ID} was set to success without an approval answered in its form (Mark Success, or a "
+                "PATCH of its state): nothing was swapped, production unchanged")
+        audit_event(context, dict(context["params"]), "refused", line)
+        raise ApprovalRefused(line, hint="trigger a new run and approve the swap in its form (Required Actions)")
     outcome = check_after_swap(_admin(load_policy()), swapped)
     for check in outcome["checks"]:
         log.info("%s %s: %s", "ok  " if check["passed"] else "FAIL", check["check"], check["target"])
@@ -413,11 +547,9 @@ def record_outcome() -> str:
     plan = ti.xcom_pull(task_ids="validate_request")
     restored = ti.xcom_pull(task_ids="restore_into_target")
     checked = ti.xcom_pull(task_ids="check_restored_tables")
-    swapped = ti.xcom_pull(task_ids="swap_into_production")
+    swapped = ti.xcom_pull(task_ids=SWAP_TASK_ID)
     after = ti.xcom_pull(task_ids="check_production_after_swap")
-    approval = approval_given(ti)
-    if approval is None and swapped:
-        approval = Approval(NOT_RECORDED, datetime.now(timezone.utc), "approved", NOT_RECORDED_WHY)
+    approval = decision_given(ti)
     approvals = [approval] if approval else []
     failures = [(task_id, ti.xcom_pull(task_ids=task_id, key=FAILURE_KEY)) for task_id in STEP_TASK_IDS]
     failed = [(task_id, line) for task_id, line in failures if line]
