@@ -36,6 +36,7 @@ from hms_dr.policy_dr import DrPolicy
 from hms_dr.tasks.audit import FAILURE_KEY, audit_event, triggered_by, records_failure
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
+from hms_dr.tasks.params import run_params
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ RESTORE_TARGET_CONNECTION = "hms_restore_target"
 APPROVAL_TASK_ID = "approve_swap"
 STEP_TASK_IDS = ("validate_request", "restore_into_target", "check_restored_tables", "swap_into_production",
                  "check_production_after_swap")
-APPROVAL_SUBJECT = "hms_dr_restore: swap {{ params.tables | join(', ') if params.tables else 'every table' }} into production?"
+APPROVAL_SUBJECT = "hms_dr_restore: swap {{ 'every table' if params.all_tables else params.tables | join(', ') }} into production?"
 APPROVAL_BODY = "{{ ti.xcom_pull(task_ids='check_restored_tables')['approval_body'] }}"
 NOT_RECORDED = "unknown"
 NOT_RECORDED_WHY = ("no response recorded: the approval task was marked success outside its form "
@@ -91,7 +92,7 @@ def validate_request() -> dict[str, Any]:
     from hms_dr.dr.validate import validate_restore
 
     context = get_current_context()
-    params = dict(context["params"])
+    params = run_params(context)
     policy = load_policy()
     validated = validate_restore(
         params, run_id=str(context["run_id"]), policy=policy, store=open_policy_store(policy),
