@@ -12,6 +12,7 @@ pages, as before.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -44,6 +45,20 @@ def production(sandbox: Any) -> Iterator[None]:
             sql(sandbox, f'DROP DATABASE "{database}"')
 
 
+@pytest.fixture()
+def pitr_root(sandbox: Any) -> Iterator[Path]:
+    """The sandbox policy's allowed data root; a cluster a run that was NOT refused would recover
+    below it is stopped and removed afterwards."""
+    from hms_dr.sandbox.cluster import LocalCluster
+
+    root = Path(sandbox.paths.state_dir) / "pitr"
+    yield root
+    recovered = root / "refused"
+    if (recovered / "data").exists():
+        LocalCluster(recovered / "data", 1, recovered / "log" / "x.log").stop("immediate")
+    shutil.rmtree(recovered, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def daily_set(dag_runner: Any, primary_store: Any) -> Any:
     """The newest daily set; one is taken when this sandbox has none yet."""
@@ -66,8 +81,9 @@ def stored_keys(sandbox: Any) -> dict[str, set[str]]:
 
 
 def test_a_mistyped_tables_key_restores_nothing_is_audited_and_pages_nobody(
-    dag_runner: Any, sandbox: Any, primary_store: Any, production: None
+    dag_runner: Any, sandbox: Any, primary_store: Any, daily_set: Any, production: None
 ) -> None:
+    """With a daily set to restore from, as in the incident (which restored all of it)."""
     mailbox = Mailbox(sandbox)
     before, stored_before = database_state(sandbox), stored_keys(sandbox)
     outcome = dag_runner.run(RESTORE, conf={"table": ["appointments"], "reason": REASON}, name="refused")
@@ -89,7 +105,7 @@ def test_a_mistyped_tables_key_restores_nothing_is_audited_and_pages_nobody(
 
 
 def test_an_empty_tables_list_without_all_tables_is_refused(
-    dag_runner: Any, sandbox: Any, primary_store: Any, production: None
+    dag_runner: Any, sandbox: Any, primary_store: Any, daily_set: Any, production: None
 ) -> None:
     mailbox = Mailbox(sandbox)
     before = database_state(sandbox)
@@ -152,10 +168,9 @@ UNKNOWN_KEY = {
 
 @pytest.mark.parametrize("dag_id", sorted(UNKNOWN_KEY))
 def test_every_other_dag_with_params_refuses_an_unknown_key_in_its_first_task_without_paging(
-    dag_id: str, dag_runner: Any, sandbox: Any, production: None
+    dag_id: str, dag_runner: Any, sandbox: Any, production: None, pitr_root: Path
 ) -> None:
     first_task, conf, named = UNKNOWN_KEY[dag_id]
-    pitr_root = Path(sandbox.paths.state_dir) / "pitr"
     conf = {k: v.format(root=pitr_root) if isinstance(v, str) else v for k, v in conf.items()}
     mailbox = Mailbox(sandbox)
     before, stored_before = database_state(sandbox), stored_keys(sandbox)
