@@ -14,7 +14,10 @@ the new cluster listens on 127.0.0.1 and never archives. Every run is audited (w
 params, outcome) in the store. Runs on the database-host worker (queue `wal.spool_queue`).
 
 Pages: the on-call DBA, when a step fails for good, or when the run is not done within the
-policy's deadline (`alerts.deadlines.hms_dr_pitr`, counted from when the run was queued).
+policy's deadline (`alerts.deadlines.hms_dr_pitr`, counted from when the run was queued). A
+request the first task refuses (an unknown or malformed param, a target in the future or before
+the oldest base backup, a base backup that does not exist, a data directory that is not empty)
+fails the run and is audited, but pages nobody.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """DR restore of tables or the whole database (runbook: "Scenario 1: Accidental Data Deletion" and
 "Scenario 3: Corrupted Table or Index").
 
-Restores the chosen tables (or every table) from a daily logical backup set, or as they were at
+Restores the chosen tables (or, with `all_tables`, every table) from a daily backup set, or as they were at
 a point in time — a scratch cluster recovered from a base backup and the archived WAL to a time,
 an LSN or a restore point, so rows deleted at 14:00 come back with everything written since the
 02:00 dump — into a new staging schema of production's database (or a new database on the
@@ -15,9 +15,11 @@ with all their rows, into a quarantine schema named after the run: nothing is dr
 keys, views, grants, owners and sequences follow the restored tables. Every run writes an audit
 record (who, when, why, params, approvals, outcome) to the store and the task log.
 
-Pages: the on-call DBA, when a step fails for good (a refused request, a failed check, a swap
-that could not be made, an approval that timed out), or when the run is not done within the
-policy's deadline (`alerts.deadlines.hms_dr_restore`, counted from when the run was queued).
+Pages: the on-call DBA, when a step fails for good (a failed check, a swap that could not be
+made, an approval that timed out, a store or database out of reach), or when the run is not done
+within the policy's deadline (`alerts.deadlines.hms_dr_restore`, counted from when the run was
+queued). A request the first task refuses (an unknown or malformed param, a set or table that
+does not exist, a target that exists already) fails the run and is audited, but pages nobody.
 """
 
 from __future__ import annotations
@@ -109,7 +111,14 @@ with DAG(
             uniqueItems=True,
             maxItems=100,
             title="Tables",
-            description="One per line, e.g. `appointments` (or `schema.table`). Empty: every table of the database.",
+            description="One per line, e.g. `appointments` (or `schema.table`). Leave empty only with \"Every table\" on.",
+            section=WHAT,
+        ),
+        "all_tables": Param(
+            False,
+            type="boolean",
+            title="Every table (the whole database)",
+            description="Restore every table of the set (or of production, for a point in time) instead of the tables named above.",
             section=WHAT,
         ),
         "target_kind": Param(

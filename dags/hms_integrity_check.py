@@ -12,7 +12,8 @@ form, e.g. for the tables a repair just replaced.
 
 Pages: the on-call DBA when corruption is found, with the corrupt relations and the ready-to-use
 `hms_dr_restore` conf that restores their tables from the newest daily backup (or when the check
-could not run or could not check everything).
+could not run or could not check everything). A trigger whose params the first task refuses
+(an unknown or malformed one) fails the run without paging.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ restore-test report retention run. An unreachable store is retried with backoff 
 before anything is deleted anywhere.
 
 Pages: the on-call DBA, when a set cannot be copied or repaired, or when a kind's newest
-offsite copy is older than the policy allows (default 8 days).
+offsite copy is older than the policy allows (default 8 days). A trigger with a param this DAG
+does not have is refused by the first task without paging.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ the store), runs the same checks against the same baselines, stops it and runs
 `pg_checksums --check` (the runbook's offline corruption check), then removes it.
 
 Pages: the on-call DBA, when a restore differs from its baselines or takes longer than the RTO.
+A trigger the first task refuses (an unknown or malformed param, a set id the store lacks) fails
+the run without paging.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from email.utils import formatdate, make_msgid
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
-from hms_dr.errors import HmsDrError
+from hms_dr.errors import HmsDrError, RequestRefused
 from hms_dr.policy_alerts import AlertsPolicy, describe_duration
 
 SUBJECT_PREFIX = "[hms-dr]"
@@ -105,24 +105,39 @@ def _one_line(text: str, limit: int = MAX_REASON_CHARS) -> str:
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
-def failure_reason(exc: BaseException | None) -> FailureReason:
-    """The one-line reason for ``exc``: the engine's own error when there is one in its chain
-    (the tasks layer re-raises HmsDrError as AirflowFailException ``from None``, which keeps the
-    original as ``__context__``), else the exception's class and first line."""
-    if exc is None:
-        return FailureReason("no exception was recorded (the task was killed, timed out, or lost its worker)")
+def engine_error(exc: BaseException | None) -> HmsDrError | None:
+    """The engine's own error behind ``exc``, if any: the tasks layer re-raises HmsDrError as
+    AirflowFailException ``from None``, which keeps the original as ``__context__``."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, HmsDrError):
-            problems = getattr(current, "problems", ())
-            return FailureReason(
-                scrub_secrets(_one_line(f"{type(current).__name__}: {current.message}")),
-                hint=None if current.hint is None else scrub_secrets(_one_line(current.hint)),
-                details=tuple(scrub_secrets(_one_line(p)) for p in problems),
-            )
+            return current
         current = current.__cause__ or current.__context__
+    return None
+
+
+def pages_on_call(exc: BaseException | None) -> bool:
+    """Whether a task that failed for good with ``exc`` pages the on-call: every failure does,
+    except a request its run's validation refused (RequestRefused) — the operator who asked is
+    the one to tell, and the run's failed state and its audit record do."""
+    return not isinstance(engine_error(exc), RequestRefused)
+
+
+def failure_reason(exc: BaseException | None) -> FailureReason:
+    """The one-line reason for ``exc``: the engine's own error when there is one in its chain,
+    else the exception's class and first line."""
+    if exc is None:
+        return FailureReason("no exception was recorded (the task was killed, timed out, or lost its worker)")
+    error = engine_error(exc)
+    if error is not None:
+        problems = getattr(error, "problems", ())
+        return FailureReason(
+            scrub_secrets(_one_line(f"{type(error).__name__}: {error.message}")),
+            hint=None if error.hint is None else scrub_secrets(_one_line(error.hint)),
+            details=tuple(scrub_secrets(_one_line(p)) for p in problems),
+        )
     message = _one_line(str(exc), limit=len(str(exc)) + 1)
     return FailureReason(scrub_secrets(_one_line(f"{type(exc).__name__}: {message}" if message else type(exc).__name__)))
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from hms_dr.errors import ManifestInvalid, NoBackupForTarget, ObjectMissing
+from hms_dr.errors import ManifestInvalid, NoBackupForTarget, ObjectMissing, RequestRefused, SetNotFound
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Manifest, parse_manifest
 
 if TYPE_CHECKING:
@@ -108,8 +108,12 @@ def list_catalog(store: Store, cluster: str, kind: BackupKind) -> CatalogListing
     return CatalogListing(sets=tuple(sets), orphans=tuple(orphans), unreadable=tuple(unreadable))
 
 
+MAX_IDS_LISTED = 10
+
+
 def find_set(store: Store, cluster: str, kind: BackupKind, backup_set_id: str) -> BackupSet:
-    """The set with this id, or "latest" for the newest complete one."""
+    """The set with this id, or "latest" for the newest complete one. SetNotFound, for an id the
+    store lacks, names the newest ids of that kind it holds, so the operator can pick one."""
     if backup_set_id == "latest":
         listing = list_catalog(store, cluster, kind)
         if not listing.sets:
@@ -119,7 +123,33 @@ def find_set(store: Store, cluster: str, kind: BackupKind, backup_set_id: str) -
     try:
         raw = store.get_bytes(manifest_key)
     except ObjectMissing:
-        raise NoBackupForTarget(
+        raise SetNotFound(
             f"no complete {kind.value} backup set {backup_set_id} in {store.describe(key_for(cluster, kind, backup_set_id))}"
+            f"; {describe_ids(newest_set_ids(store, cluster, kind), kind)}",
+            kind=kind.value, backup_set_id=backup_set_id,
         ) from None
     return BackupSet(manifest=parse_manifest(raw, where=store.describe(manifest_key)), manifest_key=manifest_key)
+
+
+def find_requested_set(store: Store, cluster: str, kind: BackupKind, backup_set_id: str) -> BackupSet:
+    """find_set for an id an operator typed into a run's params: an id the store lacks is the
+    request's fault (RequestRefused: the run fails without paging), while "latest" with no set at
+    all, or a store that cannot be read, stays a failure of the system."""
+    try:
+        return find_set(store, cluster, kind, backup_set_id)
+    except SetNotFound as exc:
+        raise RequestRefused(exc.message, hint=exc.hint) from None
+
+
+def newest_set_ids(store: Store, cluster: str, kind: BackupKind, limit: int = MAX_IDS_LISTED) -> list[str]:
+    """The ids of the newest ``limit`` sets of ``kind`` that have a manifest, newest first, from one
+    listing (no manifest is read: ids are UTC timestamps, or WAL file names, so they sort by age)."""
+    prefix = f"{cluster}/{kind.value}/"
+    ids = {obj.key[len(prefix):].partition("/")[0] for obj in store.list(prefix) if obj.key.endswith(f"/{MANIFEST_NAME}")}
+    return sorted(ids, reverse=True)[:limit]
+
+
+def describe_ids(ids: list[str], kind: BackupKind) -> str:
+    if not ids:
+        return f"the store holds no complete {kind.value} set"
+    return f"the newest {kind.value} set{'s' if len(ids) > 1 else ''}: {', '.join(ids)}"

@@ -28,6 +28,16 @@ class ParamInvalid(HmsDrError):
     """An operator-supplied parameter is malformed or names something that does not exist."""
 
 
+class RequestRefused(ParamInvalid):
+    """What an operator asked a run for was refused by the run's validation step, before anything
+    was touched: a malformed, contradictory or unknown param, a set id the store does not hold, a
+    recovery target in the future or before the oldest base backup, a table the set lacks, a
+    target that exists already. The run fails and is audited, but nobody is paged: the operator
+    who asked reads why in the run, and asks again. Only validation steps raise it, and never for
+    the system itself (an unreachable store or database, no backup at all, missing WAL, a restore
+    server that is production): those page."""
+
+
 class StoreUnavailable(HmsDrError):
     """The store could not be reached or answered with a server-side error."""
 
@@ -86,6 +96,20 @@ class BackupVerificationFailed(HmsDrError):
 
 class NoBackupForTarget(HmsDrError):
     """No complete backup set can serve the requested restore target."""
+
+
+class SetNotFound(NoBackupForTarget):
+    """The store holds no complete (or usable) set of ``kind`` with this id; the message names the
+    newest ids it does hold, so the operator can pick one."""
+
+    def __init__(self, message: str, *, kind: str, backup_set_id: str, hint: str | None = None) -> None:
+        self.kind = kind
+        self.backup_set_id = backup_set_id
+        super().__init__(message, hint=hint)
+
+
+class TargetBeforeOldestBackup(NoBackupForTarget):
+    """A recovery target older than the oldest base backup that could serve it."""
 
 
 class QualityCheckFailed(HmsDrError):

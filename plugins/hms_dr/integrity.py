@@ -257,6 +257,7 @@ def suggested_restore(tables: Sequence[str], *, report_id: str) -> dict[str, Any
         "source": "logical_backup",
         "backup_id": "latest",
         "tables": [t.removeprefix("public.") for t in tables],
+        "all_tables": False,  # explicit: the named tables, never every table
         "target_kind": "staging_schema",
         "staging_schema": f"dr_{report_id.lower()}",
         "run_quality_checks": True,

@@ -187,14 +187,15 @@ def test_a_non_empty_data_directory_the_form_accepts_is_refused_by_the_first_tas
 def test_a_target_before_the_oldest_base_backup_is_refused_by_the_plan_the_first_task_runs(
     scenario: Scenario, primary_store: Any, restore_key: Any
 ) -> None:
-    """validate_request calls the engine's plan (check_recovery) before anything is created."""
-    from hms_dr.errors import NoBackupForTarget
+    """validate_request calls the engine's plan (check_recovery) before anything is created; a
+    target no base backup reaches is the request's to fix (RequestRefused: no page)."""
+    from hms_dr.errors import RequestRefused
     from hms_dr.physical.recovery import check_recovery
     from hms_dr.physical.targets import parse_recovery_target
 
     staging = Path(scenario.sandbox.paths.staging_dir) / "pitr"
     before = sorted(scenario.root.rglob("*")) if scenario.root.exists() else []
-    with pytest.raises(NoBackupForTarget, match=r"recovery target time 2020-01-01T00:00:00Z is before base backup set \d{8}T\d{6}Z"):
+    with pytest.raises(RequestRefused, match=r"recovery target time 2020-01-01T00:00:00Z is before base backup set \d{8}T\d{6}Z"):
         check_recovery(primary_store, CLUSTER, parse_recovery_target("time", "2020-01-01T00:00:00Z"), decryption_key=restore_key,
                        staging_dir=staging)
     plan = check_recovery(primary_store, CLUSTER, parse_recovery_target("time", scenario.before_delete), decryption_key=restore_key,

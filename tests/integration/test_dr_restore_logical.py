@@ -29,7 +29,7 @@ from hitl import APPROVER, run_dags_test_approving
 from hms_dr.audit import read_audit_records
 from hms_dr.catalog import find_set, key_for
 from hms_dr.dr.request import run_key
-from hms_dr.errors import HmsDrError, NoBackupForTarget, ParamInvalid
+from hms_dr.errors import HmsDrError, RequestRefused
 from hms_dr.manifest import BackupKind
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.policy import load_policy
@@ -251,7 +251,7 @@ def test_a_request_the_form_accepts_but_the_set_does_not_fails_at_once_and_chang
     assert database_state(sandbox) == before
     records = audit_of(primary_store, outcome.run_id)
     assert [r["event"] for r in records] == ["failed"]
-    assert "validate_request: ParamInvalid: table 'prescription' is not in backup set" in records[0]["outcome"]
+    assert "validate_request: RequestRefused: table 'prescription' is not in backup set" in records[0]["outcome"]
     assert_no_secret_in(records, sandbox)
 
 
@@ -308,21 +308,29 @@ def occupied(sandbox: Any, primary_store: Any, damaged: dict[str, Any]) -> Itera
 @pytest.mark.parametrize(
     ("params", "error", "message"),
     [
-        ({"tables": ["patients; DROP TABLE billing"]}, ParamInvalid, r"table 'patients; DROP TABLE billing' is not a plain table name"),
-        ({"staging_schema": 'x"; DROP SCHEMA public CASCADE; --'}, ParamInvalid, r"staging_schema .* is not a plain identifier"),
-        ({"tables": ["\u0430ppointments"]}, ParamInvalid, r"table '\\u0430ppointments' is not a plain table name"),  # Cyrillic a
-        ({"tables": ["appointments"], "backup_id": "20200101T020000Z"}, NoBackupForTarget, r"no complete logical backup set 20200101T020000Z"),
-        ({"tables": ["appointments"], "backup_id": "20200102T020000Z"}, NoBackupForTarget, r"no complete logical backup set 20200102T020000Z"),
-        ({"tables": ["prescription"]}, ParamInvalid, r"table 'prescription' is not in backup set \d{8}T\d{6}Z \(its tables: "),
-        ({"target_kind": "new_database", "target_database": "hospital_management"}, ParamInvalid, r"is the production database: refused"),
-        ({"target_kind": "new_database", "target_database": "dr_test_occupied"}, ParamInvalid,
+        ({"tables": ["patients; DROP TABLE billing"]}, RequestRefused, r"table 'patients; DROP TABLE billing' is not a plain table name"),
+        ({"staging_schema": 'x"; DROP SCHEMA public CASCADE; --'}, RequestRefused, r"staging_schema .* is not a plain identifier"),
+        ({"tables": ["\u0430ppointments"]}, RequestRefused, r"table '\\u0430ppointments' is not a plain table name"),  # Cyrillic a
+        ({"tables": ["appointments"], "backup_id": "20200101T020000Z"}, RequestRefused,
+         r"no complete logical backup set 20200101T020000Z in .*; the newest logical sets?: \d{8}T\d{6}Z"),
+        ({"tables": ["appointments"], "backup_id": "20200102T020000Z"}, RequestRefused,
+         r"no complete logical backup set 20200102T020000Z in .*; the newest logical sets?: \d{8}T\d{6}Z"),
+        ({"tables": ["prescription"]}, RequestRefused, r"table 'prescription' is not in backup set \d{8}T\d{6}Z \(its tables: "),
+        ({"all_tables": True, "target_kind": "new_database", "target_database": "hospital_management"}, RequestRefused,
+         r"is the production database: refused"),
+        ({"all_tables": True, "target_kind": "new_database", "target_database": "dr_test_occupied"}, RequestRefused,
          r"target_database 'dr_test_occupied' already exists and holds 1 relation"),
-        ({"tables": ["appointments"], "staging_schema": "dr_test_existing"}, ParamInvalid, r"staging schema 'dr_test_existing' already exists"),
-        ({"tables": ["appointments"], "reason": ""}, ParamInvalid, r"reason is required"),
-        ({"target_kind": "new_database", "swap_into_production": True}, ParamInvalid, r"swap_into_production needs target_kind staging_schema"),
+        ({"tables": ["appointments"], "staging_schema": "dr_test_existing"}, RequestRefused, r"staging schema 'dr_test_existing' already exists"),
+        ({"tables": ["appointments"], "reason": ""}, RequestRefused, r"reason is required"),
+        ({"all_tables": True, "target_kind": "new_database", "swap_into_production": True}, RequestRefused,
+         r"swap_into_production needs target_kind staging_schema"),
+        ({"tables": []}, RequestRefused, r"^tables is empty: name the tables to restore \(e.g. appointments\), or set all_tables"),
+        ({"source": "point_in_time", "target_time": "2099-01-01T00:00:00Z", "tables": ["appointments"]}, RequestRefused,
+         r"^recovery target time 2099-01-01T00:00:00Z is in the future \(now \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)"),
     ],
     ids=["sql-in-table", "quote-in-schema", "look-alike-letter", "unknown-set", "incomplete-set", "table-not-in-set",
-         "target-is-production", "target-holds-data", "staging-schema-exists", "no-reason", "swap-of-a-new-database"],
+         "target-is-production", "target-holds-data", "staging-schema-exists", "no-reason", "swap-of-a-new-database",
+         "no-table-named", "target-in-the-future"],
 )
 def test_each_bad_input_is_refused_by_the_first_task_and_no_database_changes(
     validate: Callable[..., dict[str, Any]], sandbox: Any, occupied: None, params: dict[str, Any], error: type[HmsDrError], message: str

@@ -14,11 +14,12 @@ from hms_dr.alerts import (
     describe_deadline_miss,
     describe_task_failure,
     failure_reason,
+    pages_on_call,
     render_email,
     scrub_secrets,
     task_log_url,
 )
-from hms_dr.errors import BackupsStale, HmsDrError, PreflightFailed, StoreUnavailable
+from hms_dr.errors import BackupsStale, HmsDrError, ParamInvalid, PreflightFailed, RequestRefused, SetNotFound, StoreUnavailable
 from hms_dr.policy import DEFAULT_POLICY_PATH, load_policy
 
 BASE_URL = "http://airflow.hospital.example:8080/"
@@ -50,6 +51,21 @@ def test_the_reason_is_the_engine_error_even_behind_the_tasks_layer_exception() 
 def test_a_transient_engine_error_raised_as_is_gives_its_own_line() -> None:
     reason = failure_reason(StoreUnavailable("cannot reach http://127.0.0.1:1: Connection refused"))
     assert reason.line == "StoreUnavailable: cannot reach http://127.0.0.1:1: Connection refused"
+
+
+def test_a_refused_request_does_not_page_and_every_other_failure_does() -> None:
+    refused = RequestRefused("hms_dr_restore has no param 'table' (did you mean 'tables'?): refused before anything was done")
+    assert not pages_on_call(raised_like_the_tasks_layer(refused))
+    assert not pages_on_call(refused)
+    # the system's problems page, also those found while validating a request
+    for error in (
+        ParamInvalid("restore target 127.0.0.1:5432 is the production cluster: refused"),  # a Connection, not a typo
+        SetNotFound("no complete wal backup set 000000010000000000000009", kind="wal", backup_set_id="000000010000000000000009"),
+        PreflightFailed("no free port on 127.0.0.1 in the policy's range 55432-55532"),
+    ):
+        assert pages_on_call(raised_like_the_tasks_layer(error)), error
+    assert pages_on_call(StoreUnavailable("cannot reach http://127.0.0.1:1: Connection refused"))
+    assert pages_on_call(RuntimeError("boom")) and pages_on_call(None)
 
 
 def test_stale_backups_become_detail_lines() -> None:

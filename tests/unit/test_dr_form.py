@@ -64,3 +64,27 @@ def test_the_form_requires_a_reason_and_accepts_a_good_request(params: Any) -> N
             "staging_schema": "dr_stage_1", "swap_into_production": True, "reason": "rows deleted from appointments at 14:00"}
     for name, value in good.items():
         assert params.get_param(name).resolve(value) == value
+
+
+def test_every_table_is_a_choice_of_its_own_and_never_the_default(params: Any) -> None:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    assert params.get_param("all_tables").resolve() is False  # read first: resolve(value) keeps the value
+    assert params.get_param("all_tables").resolve(True) is True
+    with pytest.raises(ParamValidationError):
+        params.get_param("all_tables").resolve("yes")
+
+
+def test_the_integrity_check_s_suggested_conf_is_one_this_form_and_the_first_task_accept(params: Any) -> None:
+    from datetime import datetime, timezone
+
+    from hms_dr.dr.request import parse_request
+    from hms_dr.integrity import suggested_restore
+    from hms_dr.params import refuse_unknown_params
+
+    conf = suggested_restore(["public.appointments", "billing.invoices"], report_id="20261128T060012Z")
+    refuse_unknown_params(conf, params.keys(), dag_id="hms_dr_restore")
+    for name, value in conf.items():
+        assert params.get_param(name).resolve(value) == value, name
+    request = parse_request(conf, run_id="manual__2026-11-28T06:30:00+00:00", now=datetime(2026, 11, 28, 6, 30, tzinfo=timezone.utc))
+    assert request.tables == ("appointments", "billing.invoices") and not request.all_tables and request.swap_into_production

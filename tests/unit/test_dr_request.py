@@ -3,6 +3,7 @@ then against the set and production; each bad input is one clear line and nothin
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -19,9 +20,10 @@ from hms_dr.dr.request import (
     resolve_request,
     run_key,
 )
-from hms_dr.errors import ParamInvalid
+from hms_dr.errors import RequestRefused
 
 RUN_ID = "manual__2026-11-24T14:05:00+00:00"
+NOW = datetime(2026, 11, 24, 14, 5, tzinfo=timezone.utc)  # when that run was triggered
 REASON = "rows deleted from appointments at 14:00 by a bad cleanup job"
 SET_TABLES = ["public.appointments", "public.billing", "public.patients", "audit.appointments_log"]
 
@@ -43,7 +45,7 @@ def facts(**overrides: Any) -> TargetFacts:
 
 
 def test_a_good_request_gets_staging_and_quarantine_names_from_the_run() -> None:
-    request = parse_request(params(swap_into_production=True), run_id=RUN_ID)
+    request = parse_request(params(swap_into_production=True), run_id=RUN_ID, now=NOW)
     assert request.source is Source.LOGICAL_BACKUP and request.target_kind is TargetKind.STAGING_SCHEMA
     assert request.tables == ("appointments",) and request.swap_into_production and request.reason == REASON
     assert request.staging_schema == STAGING_PREFIX + "manual__2026_11_24t14_05_00_00_00"
@@ -95,41 +97,79 @@ def test_a_long_run_id_still_gives_identifiers_postgres_keeps_whole() -> None:
     ],
 )
 def test_each_bad_input_is_refused_with_a_line_naming_it(overrides: dict[str, Any], message: str) -> None:
-    with pytest.raises(ParamInvalid, match=message) as caught:
-        parse_request(params(**overrides), run_id=RUN_ID)
+    with pytest.raises(RequestRefused, match=message) as caught:
+        parse_request(params(**overrides), run_id=RUN_ID, now=NOW)
     assert "\n" not in caught.value.message
 
 
 def test_every_problem_is_named_at_once() -> None:
-    with pytest.raises(ParamInvalid) as caught:
-        parse_request(params(tables=["a;b"], backup_id="x", reason=""), run_id=RUN_ID)
+    with pytest.raises(RequestRefused) as caught:
+        parse_request(params(tables=["a;b"], backup_id="x", reason=""), run_id=RUN_ID, now=NOW)
     assert caught.value.message.count("; ") >= 2
 
 
 def test_a_point_in_time_request_carries_its_recovery_target() -> None:
-    request = parse_request(params(source="point_in_time", target_time="2026-11-24T13:59:00+01:00"), run_id=RUN_ID)
+    request = parse_request(params(source="point_in_time", target_time="2026-11-24T13:59:00+01:00"), run_id=RUN_ID, now=NOW)
     assert request.recovery_target == {"kind": "time", "value": "2026-11-24T12:59:00Z", "inclusive": True}
-    named = parse_request(params(source="point_in_time", target_restore_point="before_cleanup"), run_id=RUN_ID)
+    named = parse_request(params(source="point_in_time", target_restore_point="before_cleanup"), run_id=RUN_ID, now=NOW)
     assert named.recovery_target == {"kind": "name", "value": "before_cleanup", "inclusive": True}
 
 
 def request_for(**overrides: Any) -> RestoreRequest:
-    return parse_request(params(**overrides), run_id=RUN_ID)
+    return parse_request(params(**overrides), run_id=RUN_ID, now=NOW)
 
 
-def test_bare_names_resolve_in_the_set_and_empty_means_every_table() -> None:
+def test_bare_names_resolve_in_the_set_and_all_tables_means_every_table() -> None:
     plan = resolve_request(request_for(), facts(), set_tables=SET_TABLES, backup_set_id="20261124T020001Z", where="backup set X")
     assert plan.tables == (TableName("public", "appointments"),) and not plan.whole_database
-    every = resolve_request(request_for(tables=[]), facts(), set_tables=SET_TABLES, backup_set_id="X", where="backup set X")
+    every = resolve_request(request_for(tables=[], all_tables=True), facts(), set_tables=SET_TABLES, backup_set_id="X",
+                            where="backup set X")
     assert every.whole_database and len(every.tables) == 4
     assert every.to_dict()["tables"] == sorted(SET_TABLES)
+
+
+@pytest.mark.parametrize("empty", [[], None, "", "  "])
+def test_an_empty_tables_list_is_refused_unless_every_table_is_asked_for(empty: Any) -> None:
+    """A typo (``table``) once left ``tables`` at its default and restored every table: every
+    table is now its own explicit choice, and an empty list alone is one line naming both."""
+    with pytest.raises(RequestRefused) as caught:
+        parse_request(params(tables=empty), run_id=RUN_ID, now=NOW)
+    assert caught.value.message == (
+        "tables is empty: name the tables to restore (e.g. appointments), or set all_tables to restore every table"
+    )
+    assert parse_request(params(tables=empty, all_tables=True), run_id=RUN_ID, now=NOW).all_tables
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"all_tables": True}, r"^all_tables restores every table, so tables must be empty: name the tables and turn all_tables off"),
+        ({"all_tables": "yes"}, r"^all_tables must be true or false, got 'yes'$"),
+        ({"tables": ["a;b"]}, r"^table 'a;b' is not a plain table name .*\)$"),  # not also "tables is empty"
+    ],
+)
+def test_all_tables_and_tables_do_not_contradict_each_other(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(RequestRefused, match=message):
+        parse_request(params(**overrides), run_id=RUN_ID, now=NOW)
+
+
+def test_a_point_in_time_target_in_the_future_says_so_with_the_current_time() -> None:
+    with pytest.raises(RequestRefused) as caught:
+        parse_request(params(source="point_in_time", target_time="2026-11-24T16:00:00+01:00"), run_id=RUN_ID, now=NOW)
+    assert caught.value.message == (
+        "recovery target time 2026-11-24T15:00:00Z is in the future (now 2026-11-24T14:05:00Z): "
+        "no WAL exists for it yet; choose a moment before now"
+    )
+    exactly_now = parse_request(params(source="point_in_time", target_time="2026-11-24T14:05:00Z"), run_id=RUN_ID, now=NOW)
+    assert exactly_now.recovery_target is not None and exactly_now.recovery_target["value"] == "2026-11-24T14:05:00Z"
 
 
 def test_tables_of_earlier_dr_runs_are_only_restored_when_named_with_their_schema() -> None:
     tables = ["public.appointments", "dr_quarantine_manual__1.appointments", "dr_staging_manual__1.appointments"]
     plan = resolve_request(request_for(), facts(), set_tables=tables, backup_set_id="X", where="set X")
     assert plan.tables == (TableName("public", "appointments"),)
-    assert resolve_request(request_for(tables=[]), facts(), set_tables=tables, backup_set_id="X", where="set X").tables == plan.tables
+    every = resolve_request(request_for(tables=[], all_tables=True), facts(), set_tables=tables, backup_set_id="X", where="set X")
+    assert every.tables == plan.tables
     named = resolve_request(request_for(tables=["dr_quarantine_manual__1.appointments"]), facts(), set_tables=tables,
                             backup_set_id="X", where="set X")
     assert named.tables == (TableName("dr_quarantine_manual__1", "appointments"),)
@@ -156,16 +196,16 @@ def test_a_request_that_does_not_fit_the_set_or_the_target_is_refused(
     if message is None:
         resolve_request(request, facts(**fact_overrides), set_tables=SET_TABLES, backup_set_id="X", where="backup set X")
         return
-    with pytest.raises(ParamInvalid, match=message):
+    with pytest.raises(RequestRefused, match=message):
         resolve_request(request, facts(**fact_overrides), set_tables=SET_TABLES, backup_set_id="X", where="backup set X")
 
 
 def test_two_tables_of_one_name_cannot_share_a_staging_schema() -> None:
     tables = ["public.appointments", "archive.appointments"]
     request = request_for(tables=["public.appointments", "archive.appointments"])
-    with pytest.raises(ParamInvalid, match=r"would both be appointments in the staging schema"):
+    with pytest.raises(RequestRefused, match=r"would both be appointments in the staging schema"):
         resolve_request(request, facts(), set_tables=tables, backup_set_id="X", where="set X")
-    with pytest.raises(ParamInvalid, match=r"'appointments' is ambiguous .*: name one of archive.appointments, public.appointments"):
+    with pytest.raises(RequestRefused, match=r"'appointments' is ambiguous .*: name one of archive.appointments, public.appointments"):
         resolve_request(request_for(), facts(), set_tables=tables, backup_set_id="X", where="set X")
 
 

@@ -123,6 +123,7 @@ def test_the_suggested_restore_is_a_ready_to_use_hms_dr_restore_conf() -> None:
         "source": "logical_backup",
         "backup_id": "latest",
         "tables": ["appointments", "billing.invoices"],
+        "all_tables": False,
         "target_kind": "staging_schema",
         "staging_schema": "dr_20261128t060012z",
         "run_quality_checks": True,

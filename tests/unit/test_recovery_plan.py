@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from hms_dr.catalog import BackupSet
-from hms_dr.errors import NoBackupForTarget, WalMissing
+from hms_dr.errors import NoBackupForTarget, SetNotFound, TargetBeforeOldestBackup, WalMissing
 from hms_dr.manifest import BackupKind, Payload, build_manifest, parse_manifest
 from hms_dr.physical.lsn import segment_file_name
 from hms_dr.physical.recoveryplan import ArchivedWal, base_backup_of, plan_recovery, refuse_wal_gap
@@ -77,6 +77,27 @@ def test_a_named_base_backup_is_used_when_it_can_reach_the_target() -> None:
         chosen("time", "2026-11-10T00:00:00Z", backup_set_id=WEEK3.backup_set_id)
     with pytest.raises(NoBackupForTarget, match="is not in the catalog"):
         chosen("latest", backup_set_id="20260101T000000Z")
+
+
+def test_a_named_base_backup_that_is_not_there_lists_the_newest_usable_ones() -> None:
+    unusable = base_set(20, stop_segno=0x88, tablespace=True)
+    with pytest.raises(SetNotFound) as caught:
+        chosen("latest", catalog=[*CATALOG, unusable], backup_set_id=unusable.backup_set_id)
+    assert caught.value.message == (
+        f"base backup set {unusable.backup_set_id} is not in the catalog (or is not usable); the newest usable base backup sets: "
+        f"{WEEK3.backup_set_id}, {WEEK2.backup_set_id}, {WEEK1.backup_set_id}"
+    )
+    assert (caught.value.kind, caught.value.backup_set_id) == ("base", unusable.backup_set_id)
+
+
+def test_a_target_before_every_base_backup_is_told_apart_from_one_after_the_archive() -> None:
+    """The first is the request's to fix (the DR validation refuses it without paging); the
+    second, WAL not archived up to the target, is the system's."""
+    with pytest.raises(TargetBeforeOldestBackup):
+        chosen("time", "2026-10-01T00:00:00Z")
+    with pytest.raises(NoBackupForTarget) as after:
+        chosen("time", "2026-11-16T03:00:01Z")
+    assert not isinstance(after.value, TargetBeforeOldestBackup)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,11 @@ another alphabet, no trailing newline), and combinations that make no sense are 
 ``resolve_request`` then checks the request against facts read from the store and production
 (the set's tables, existing schemas and databases): a table not in the set, a staging schema that
 already exists, a target database that is production or already holds data. Both are pure: they
-take the facts and return a plan, or raise one ParamInvalid naming every problem.
+take the facts (and the time) and return a plan, or raise one RequestRefused naming every problem:
+everything they refuse is the request's to fix, so it fails the run without paging anyone.
+
+Restoring every table is asked for explicitly, with ``all_tables``; an empty ``tables`` list alone
+is refused (a typo such as ``table`` left it empty once, and restored the whole database).
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Any, Mapping, Sequence
 
-from hms_dr.errors import ParamInvalid
-from hms_dr.physical.targets import parse_recovery_target
+from hms_dr.errors import ParamInvalid, RequestRefused
+from hms_dr.physical.targets import parse_recovery_target, refuse_future_target
 
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
 TABLE_NAME = re.compile(r"(?:[a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}", re.ASCII)
@@ -70,7 +75,8 @@ class RestoreRequest:
     source: Source
     backup_id: str  # "latest" or a set id: the logical set, or for point_in_time the base backup set to start from
     recovery_target: Mapping[str, Any] | None  # RecoveryTarget.to_dict() for point_in_time
-    tables: tuple[str, ...]  # as given: "name" or "schema.name"; empty = every table
+    tables: tuple[str, ...]  # as given: "name" or "schema.name"; empty exactly when all_tables
+    all_tables: bool  # every table of the set (or of production, for a point in time)
     target_kind: TargetKind
     target_database: str | None  # new_database
     staging_schema: str | None  # staging_schema
@@ -134,8 +140,9 @@ def quarantine_schema_for(run_id: str) -> str:
     return QUARANTINE_PREFIX + run_key(run_id)
 
 
-def parse_request(params: Mapping[str, Any], *, run_id: str) -> RestoreRequest:
-    """The params as a RestoreRequest; ParamInvalid lists every problem found, in one line."""
+def parse_request(params: Mapping[str, Any], *, run_id: str, now: datetime) -> RestoreRequest:
+    """The params as a RestoreRequest; RequestRefused lists every problem found, in one line.
+    ``now`` refuses a point-in-time target in the future."""
     problems: list[str] = []
     source = _enum(params.get("source", Source.LOGICAL_BACKUP.value), Source, "source", problems)
     target_kind = _enum(params.get("target_kind", TargetKind.STAGING_SCHEMA.value), TargetKind, "target_kind", problems)
@@ -145,8 +152,15 @@ def parse_request(params: Mapping[str, Any], *, run_id: str) -> RestoreRequest:
     if not isinstance(backup_id, str) or not BACKUP_ID.fullmatch(backup_id):
         problems.append(f"backup_id must be 'latest' or a set id like 20261124T020001Z, got {backup_id!a}")
 
-    recovery_target = _recovery_target(params, source, problems)
+    recovery_target = _recovery_target(params, source, now, problems)
+    problems_before = len(problems)
     tables = _tables(params.get("tables"), problems)
+    tables_malformed = len(problems) > problems_before  # already named: "empty" would only add noise
+    all_tables = _boolean(params.get("all_tables", False), "all_tables", problems)
+    if all_tables and tables:
+        problems.append("all_tables restores every table, so tables must be empty: name the tables and turn all_tables off, or clear tables")
+    elif not all_tables and not tables and not tables_malformed:
+        problems.append("tables is empty: name the tables to restore (e.g. appointments), or set all_tables to restore every table")
 
     staging_schema = _optional_identifier(params.get("staging_schema"), "staging_schema", problems)
     target_database = _optional_identifier(params.get("target_database"), "target_database", problems)
@@ -170,10 +184,11 @@ def parse_request(params: Mapping[str, Any], *, run_id: str) -> RestoreRequest:
 
     reason = _reason(params.get("reason"), problems)
     if problems:
-        raise ParamInvalid("; ".join(problems))
+        raise RequestRefused("; ".join(problems))
     assert source is not None and target_kind is not None and isinstance(backup_id, str)
     return RestoreRequest(
-        source=source, backup_id=backup_id, recovery_target=recovery_target, tables=tables, target_kind=target_kind,
+        source=source, backup_id=backup_id, recovery_target=recovery_target, tables=tables, all_tables=all_tables,
+        target_kind=target_kind,
         target_database=target_database, staging_schema=staging_schema, quarantine_schema=quarantine_schema_for(run_id),
         run_quality_checks=run_checks, swap_into_production=swap, reason=reason,
     )
@@ -193,7 +208,7 @@ def resolve_request(
     candidates = [name for name in every if not is_dr_schema(TableName.parse(name).schema)]
     tables = [_resolve_table(name, every if "." in name else candidates, where, problems) for name in request.tables]
     resolved = [t for t in tables if t is not None]
-    whole = not request.tables
+    whole = request.all_tables
     if whole:
         resolved = [TableName.parse(name) for name in candidates]
         if not resolved:
@@ -232,7 +247,7 @@ def resolve_request(
                     "swap_into_production and move it by hand"
                 )
     if problems:
-        raise ParamInvalid("; ".join(problems))
+        raise RequestRefused("; ".join(problems))
     notes = []
     if request.source is Source.POINT_IN_TIME:
         notes.append("point in time: no baselines exist for that moment; restored columns are compared with production and row counts reported")
@@ -320,7 +335,7 @@ def _tables(value: Any, problems: list[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _recovery_target(params: Mapping[str, Any], source: Source | None, problems: list[str]) -> dict[str, Any] | None:
+def _recovery_target(params: Mapping[str, Any], source: Source | None, now: datetime, problems: list[str]) -> dict[str, Any] | None:
     given = {name: params.get(name) for name in PITR_TARGET_PARAMS if params.get(name) not in (None, "")}
     if source is not Source.POINT_IN_TIME:
         if given:
@@ -337,7 +352,9 @@ def _recovery_target(params: Mapping[str, Any], source: Source | None, problems:
         problems.append(f"{name} must be text, got {value!a}")
         return None
     try:
-        return parse_recovery_target(PITR_TARGET_PARAMS[name], value).to_dict()
+        target = parse_recovery_target(PITR_TARGET_PARAMS[name], value)
+        refuse_future_target(target, now)
+        return target.to_dict()
     except ParamInvalid as exc:
         problems.append(exc.message)
         return None

@@ -9,11 +9,12 @@ time (a base backup before the target, WAL up to it, no gap), and whether a swap
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from hms_dr import restore, sqlfiles
-from hms_dr.catalog import find_set
+from hms_dr.catalog import find_requested_set
 from hms_dr.database import connect
 from hms_dr.dr import staging
 from hms_dr.dr.request import RestorePlan, Source, TargetFacts, TargetKind, parse_request, resolve_request, run_key
@@ -47,9 +48,12 @@ def scratch_cluster_for(policy: Policy, key: str) -> staging.ScratchCluster:
 def validate_restore(
     params: dict[str, Any], *, run_id: str, policy: Policy, store: Store, production: ConnectionInfo, admin: ConnectionInfo,
     admin_connection_id: str, restore_target: Callable[[], ConnectionInfo], decryption_key: Callable[[], DecryptionKey],
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The validated plan (plain data for XCom), or the one-line error of the first thing that does not hold."""
-    request = parse_request(params, run_id=run_id)
+    """The validated plan (plain data for XCom), or the one-line error of the first thing that does not hold.
+    What the operator can fix by asking differently is RequestRefused; the system's own problems
+    (a connection that reaches the wrong cluster, an unreadable store) keep their classes and page."""
+    request = parse_request(params, run_id=run_id, now=now or datetime.now(timezone.utc))
     production_id = restore.system_identifier(production)
     if restore.system_identifier(admin) != production_id:
         raise PreflightFailed(
@@ -61,7 +65,7 @@ def validate_restore(
     set_tables: list[str] | None = None
     scratch_database: str | None = None
     if request.source is Source.LOGICAL_BACKUP:
-        backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, request.backup_id)
+        backup_set = find_requested_set(store, policy.cluster.name, BackupKind.LOGICAL, request.backup_id)
         backup_set_id = backup_set.backup_set_id
         set_tables = sorted(backup_set.manifest.baselines.get("tables", {}))
         where = f"backup set {backup_set_id}"

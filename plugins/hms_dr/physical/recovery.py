@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from hms_dr.catalog import find_set, list_catalog
 from hms_dr.crypto import DecryptionKey
-from hms_dr.errors import HmsDrError, NoBackupForTarget, PreflightFailed, WalMissing
+from hms_dr.errors import HmsDrError, NoBackupForTarget, PreflightFailed, RequestRefused, SetNotFound, TargetBeforeOldestBackup, WalMissing
 from hms_dr.manifest import BackupKind, parse_utc
 from hms_dr.physical.datadir import recovery_settings, refuse_non_empty, restore_base_backup, write_recovery_config
 from hms_dr.physical.lsn import DEFAULT_WAL_SEGMENT_SIZE, segment_start_lsn
@@ -177,9 +177,21 @@ def check_recovery(
 ) -> dict[str, Any]:
     """The plan ``recover`` would follow, decided the same way and touching no data directory:
     refuses (one line) a target before the oldest base backup or after the newest archived WAL,
-    an unknown ``backup_set_id`` and a gap in the WAL the target needs."""
+    an unknown ``backup_set_id`` and a gap in the WAL the target needs.
+
+    The validation steps of the DR DAGs call this with what the operator asked for: a base backup
+    id the store lacks and a target older than every base backup are the request's to fix
+    (RequestRefused, no page); missing WAL, or WAL not yet archived up to the target, is the
+    system's (it pages)."""
     with WalSource(store, cluster, decryption_key, staging_dir=staging_dir, server_uid=_server_uid()) as source:
-        plan, path = choose_recovery(store, cluster, target, source, staging_dir=staging_dir, backup_set_id=backup_set_id)
+        try:
+            plan, path = choose_recovery(store, cluster, target, source, staging_dir=staging_dir, backup_set_id=backup_set_id)
+        except TargetBeforeOldestBackup as exc:
+            raise RequestRefused(exc.message, hint=exc.hint) from None
+        except SetNotFound as exc:
+            if exc.kind != BackupKind.BASE.value or exc.backup_set_id != backup_set_id:
+                raise  # a WAL set that vanished while the plan was read: the store's, not the request's
+            raise RequestRefused(exc.message, hint=exc.hint) from None
     return {
         "backup_set_id": plan.base.backup_set_id,
         "base_backup": plan.base.to_dict(),

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hms_dr.catalog import BackupSet
-from hms_dr.errors import ManifestInvalid, NoBackupForTarget, WalMissing
+from hms_dr.catalog import MAX_IDS_LISTED, BackupSet
+from hms_dr.errors import ManifestInvalid, NoBackupForTarget, SetNotFound, TargetBeforeOldestBackup, WalMissing
 from hms_dr.manifest import BackupKind, parse_utc
 from hms_dr.physical.lsn import DEFAULT_WAL_SEGMENT_SIZE, format_lsn, parse_lsn, parse_segment_name, segment_file_name, segment_start_lsn
 from hms_dr.physical.targets import RecoveryTarget, TargetKind, format_time
@@ -134,7 +134,12 @@ def plan_recovery(
     if backup_set_id is not None:
         chosen = next((b for b in usable if b.backup_set_id == backup_set_id), None)
         if chosen is None:
-            raise NoBackupForTarget(f"base backup set {backup_set_id} is not in the catalog (or is not usable)")
+            ids = sorted((b.backup_set_id for b in usable), reverse=True)[:MAX_IDS_LISTED]
+            raise SetNotFound(
+                f"base backup set {backup_set_id} is not in the catalog (or is not usable); "
+                f"the newest usable base backup set{'s' if len(ids) > 1 else ''}: {', '.join(ids)}",
+                kind=BackupKind.BASE.value, backup_set_id=backup_set_id,
+            )
         _refuse_before(chosen, target)
         _refuse_after(archived, target)
         return RecoveryPlan(chosen, f"base backup set {backup_set_id} was named", tuple(skipped))
@@ -164,12 +169,12 @@ def plan_recovery(
 
 def _refuse_before(oldest: BaseBackup, target: RecoveryTarget) -> None:
     if target.kind is TargetKind.TIME and target.time is not None and target.time < oldest.stop_time:
-        raise NoBackupForTarget(
+        raise TargetBeforeOldestBackup(
             f"recovery target time {format_time(target.time)} is before base backup set {oldest.backup_set_id}, "
             f"the oldest that can serve it, which is consistent only from {format_time(oldest.stop_time)}"
         )
     if target.kind is TargetKind.LSN and target.lsn is not None and target.lsn < oldest.stop_lsn:
-        raise NoBackupForTarget(
+        raise TargetBeforeOldestBackup(
             f"recovery target LSN {format_lsn(target.lsn)} is before base backup set {oldest.backup_set_id}, "
             f"the oldest that can serve it, which is consistent only from LSN {format_lsn(oldest.stop_lsn)}"
         )

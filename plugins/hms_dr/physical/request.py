@@ -2,10 +2,14 @@
 validated before anything is created.
 
 ``read_pitr_request`` is pure (params, the policy's limits and ``now`` in; a request or a
-one-line ParamInvalid out). ``check_pitr_host`` then looks at the host that will run the new
+one-line RequestRefused out). ``check_pitr_host`` then looks at the host that will run the new
 cluster: the data directory must be new or empty and really below an allowed root (symlinks
-resolved), the port free. Whether the store can reach the target (a base backup old enough,
-WAL new enough, no gap) is the recovery engine's own plan, ``recovery.check_recovery``.
+resolved), the port free. Whether the store can reach the target (a base backup old enough, WAL
+new enough, no gap) is the recovery engine's own plan, ``recovery.check_recovery``.
+
+What the operator chose, and can choose differently, is refused with RequestRefused (the run
+fails without paging); what the host or the policy lacks (no allowed root at all, no free port
+in the range, too little space) is a PreflightFailed or ParamInvalid, and pages.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
-from hms_dr.errors import ParamInvalid, PreflightFailed
+from hms_dr.errors import ParamInvalid, PreflightFailed, RequestRefused
 from hms_dr.physical.datadir import refuse_non_empty
-from hms_dr.physical.targets import RecoveryTarget, TargetKind, format_time, parse_recovery_target
+from hms_dr.physical.targets import RecoveryTarget, TargetKind, format_time, parse_recovery_target, refuse_future_target
 from hms_dr.server_user import port_is_open
 from hms_dr.units import human_bytes
 
@@ -59,30 +63,29 @@ class PitrRequest:
 def read_pitr_request(
     params: Mapping[str, Any], *, allowed_roots: Sequence[Path], port_range: tuple[int, int], now: datetime
 ) -> PitrRequest:
-    """The request in ``params`` (the DAG's params), or ParamInvalid naming the first bad one."""
+    """The request in ``params`` (the DAG's params), or RequestRefused naming the first bad one."""
     reason = str(params.get("reason") or "").strip()
     if len(reason) < MIN_REASON_CHARS:
-        raise ParamInvalid(
+        raise RequestRefused(
             "reason is required: say why this recovery is run (it goes to the audit trail), "
             f"at least {MIN_REASON_CHARS} characters"
         )
     if len(reason) > MAX_REASON_CHARS:
-        raise ParamInvalid(f"reason is {len(reason)} characters; at most {MAX_REASON_CHARS}")
-    target = parse_recovery_target(str(params.get("target_type") or ""), _text_or_none(params.get("target")))
-    if target.kind is TargetKind.TIME and target.time is not None and target.time > now:
-        raise ParamInvalid(
-            f"recovery target time {format_time(target.time)} is in the future (now {format_time(now)}): "
-            "no WAL exists for it yet; use 'latest' to recover everything archived"
-        )
+        raise RequestRefused(f"reason is {len(reason)} characters; at most {MAX_REASON_CHARS}")
     promote = params.get("promote", True)
     if not isinstance(promote, bool):
-        raise ParamInvalid(f"promote must be true or false, got {promote!r}")
-    refuse_pause_without_target(target, promote)
+        raise RequestRefused(f"promote must be true or false, got {promote!r}")
+    try:  # the target's checks are shared with recover(), where a bad target is no request's fault
+        target = parse_recovery_target(str(params.get("target_type") or ""), _text_or_none(params.get("target")))
+        refuse_future_target(target, now)
+        refuse_pause_without_target(target, promote)
+    except ParamInvalid as exc:
+        raise RequestRefused(exc.message, hint=exc.hint) from None
     backup_set_id = _text_or_none(params.get("base_backup_id"))
     if backup_set_id is not None and backup_set_id.lower() in ("automatic", "auto"):
         backup_set_id = None
     if backup_set_id is not None and not BACKUP_SET_ID.match(backup_set_id):
-        raise ParamInvalid(f"base_backup_id must be empty (automatic) or a set id like 20261124T030000Z, got {backup_set_id!r}")
+        raise RequestRefused(f"base_backup_id must be empty (automatic) or a set id like 20261124T030000Z, got {backup_set_id!r}")
     return PitrRequest(
         target=target,
         data_dir=_data_dir(params.get("data_directory"), allowed_roots),
@@ -112,18 +115,18 @@ def _data_dir(value: Any, allowed_roots: Sequence[Path]) -> Path:
     text = _text_or_none(value)
     roots = ", ".join(str(r) for r in allowed_roots) or "none"
     if text is None:
-        raise ParamInvalid(f"data_directory is required: a new or empty directory below an allowed root ({roots})")
+        raise RequestRefused(f"data_directory is required: a new or empty directory below an allowed root ({roots})")
     if not text.startswith("/"):
-        raise ParamInvalid(f"data_directory {text!r} is not an absolute path")
+        raise RequestRefused(f"data_directory {text!r} is not an absolute path")
     if ".." in PurePosixPath(text).parts or re.search(r"[\x00-\x1f\x7f]", text):
-        raise ParamInvalid(f"data_directory {text!r} must not contain '..' or control characters")
+        raise RequestRefused(f"data_directory {text!r} must not contain '..' or control characters")
     if len(text) > MAX_DATA_DIR_CHARS:
-        raise ParamInvalid(f"data_directory {text!r} is {len(text)} characters; at most {MAX_DATA_DIR_CHARS} (socket paths are short)")
+        raise RequestRefused(f"data_directory {text!r} is {len(text)} characters; at most {MAX_DATA_DIR_CHARS} (socket paths are short)")
     path = Path(os.path.normpath(text))
-    if not allowed_roots:
+    if not allowed_roots:  # the policy's gap, not the operator's: it pages
         raise ParamInvalid("the policy allows no data directory for a point-in-time recovery: set dr.allowed_data_roots")
     if not any(path != root and path.is_relative_to(root) for root in allowed_roots):
-        raise ParamInvalid(f"data_directory {path} is outside the policy's allowed roots ({roots}): refused")
+        raise RequestRefused(f"data_directory {path} is outside the policy's allowed roots ({roots}): refused")
     return path
 
 
@@ -131,26 +134,30 @@ def _port(value: Any, port_range: tuple[int, int]) -> int | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
-        raise ParamInvalid(f"port must be a whole number, got {value!r}")
+        raise RequestRefused(f"port must be a whole number, got {value!r}")
     port = int(value)
     first, last = port_range
     if not first <= port <= last:
-        raise ParamInvalid(f"port {port} is outside the policy's range for recovered servers ({first}-{last})")
+        raise RequestRefused(f"port {port} is outside the policy's range for recovered servers ({first}-{last})")
     return port
 
 
 def check_pitr_host(request: PitrRequest, *, allowed_roots: Sequence[Path], port_range: tuple[int, int]) -> PitrRequest:
-    """PreflightFailed when this host cannot take the new cluster: the data directory exists and
-    is not empty (or leads outside its root through a symlink), or the port is in use. Returns the
-    request with the port chosen when none was given."""
-    refuse_non_empty(request.data_dir)
+    """RequestRefused when the data directory or the port the operator chose cannot take the new
+    cluster: the directory exists and is not empty (or leads outside its root through a symlink),
+    the port is in use. PreflightFailed when no port of the range is free. Returns the request
+    with the port chosen when none was given."""
+    try:  # refuse_non_empty guards recover() too, where a non-empty directory is no request's fault
+        refuse_non_empty(request.data_dir)
+    except PreflightFailed as exc:
+        raise RequestRefused(exc.message, hint=exc.hint) from None
     # realpath resolves the symlinks of the part that exists: a link below a root must not lead out.
     real = Path(os.path.realpath(request.data_dir))
     if not any(real.is_relative_to(os.path.realpath(root)) and real != Path(os.path.realpath(root)) for root in allowed_roots):
-        raise PreflightFailed(f"data_directory {request.data_dir} resolves to {real}, outside the policy's allowed roots: refused")
+        raise RequestRefused(f"data_directory {request.data_dir} resolves to {real}, outside the policy's allowed roots: refused")
     if request.port is not None:
         if not port_is_free(request.port):
-            raise PreflightFailed(f"port {request.port} on 127.0.0.1 is already in use: choose another port for the recovered server")
+            raise RequestRefused(f"port {request.port} on 127.0.0.1 is already in use: choose another port for the recovered server")
         return request
     first, last = port_range
     for port in range(first, last + 1):

@@ -106,6 +106,16 @@ def parse_recovery_target(kind: str, value: str | None = None, *, inclusive: boo
     return RecoveryTarget(target_kind, name=_parse_name(text))
 
 
+def refuse_future_target(target: RecoveryTarget, now: datetime) -> None:
+    """ParamInvalid for a time target after ``now``: no WAL exists for it yet, and saying so beats
+    what the store would answer (no base backup, or no WAL, that reaches it)."""
+    if target.kind is TargetKind.TIME and target.time is not None and target.time > now:
+        raise ParamInvalid(
+            f"recovery target time {format_time(target.time)} is in the future (now {format_time(now.replace(microsecond=0))}): "
+            "no WAL exists for it yet; choose a moment before now"
+        )
+
+
 def _parse_time(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("z", "Z"))

@@ -33,6 +33,7 @@ from hms_dr.alerts import (
     describe_deadline_miss,
     describe_task_failure,
     failure_reason,
+    pages_on_call,
     render_chat_text,
     render_email,
     scrub_secrets,
@@ -95,7 +96,8 @@ def _base_url() -> str:
 
 class AlertChain(BaseNotifier):
     """An ``on_failure_callback``: one alert (DAG, task, run, the one-line reason, a link to the
-    log) to every channel of the policy. Holds channel settings only, never a credential."""
+    log) to every channel of the policy; none for a request the run's validation refused
+    (``hms_dr.alerts.pages_on_call``). Holds channel settings only, never a credential."""
 
     template_fields = ()  # the message is built by hms_dr.alerts, not rendered by Jinja
 
@@ -104,6 +106,10 @@ class AlertChain(BaseNotifier):
         self.channels = channels
 
     def notify(self, context: Any) -> None:
+        exception = context.get("exception")
+        if not pages_on_call(exception):
+            log.warning("not paging the on-call for a refused request (the run failed and says why): %s", failure_reason(exception).line)
+            return
         deliver(failure_alert(context), self.channels)
 
 

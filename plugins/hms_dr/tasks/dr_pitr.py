@@ -20,6 +20,7 @@ from hms_dr.policy_dr import DrPolicy
 from hms_dr.tasks.audit import FAILURE_KEY, audit_event, run_queued_at, records_failure
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
+from hms_dr.tasks.params import run_params
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def validate_request() -> dict[str, Any]:
     from hms_dr.physical.request import check_pitr_host, read_pitr_request, refuse_short_space
 
     context = get_current_context()
-    params = dict(context["params"])
+    params = run_params(context)
     policy = load_policy()
     dr = dr_policy(policy)
     request = read_pitr_request(

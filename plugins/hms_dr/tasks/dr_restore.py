@@ -48,6 +48,7 @@ from hms_dr.policy_dr import DrPolicy
 from hms_dr.tasks.audit import FAILURE_KEY, audit_event, triggered_by, records_failure
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
+from hms_dr.tasks.params import run_params
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ DECISION_KEY = "decision"  # XCom of the swap task: what it made of the answer (
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 STEP_TASK_IDS = ("validate_request", "restore_into_target", "check_restored_tables", "swap_into_production",
                  "check_production_after_swap")
-APPROVAL_SUBJECT = "hms_dr_restore: swap {{ params.tables | join(', ') if params.tables else 'every table' }} into production?"
+APPROVAL_SUBJECT = "hms_dr_restore: swap {{ 'every table' if params.all_tables else params.tables | join(', ') }} into production?"
 
 
 def settings(policy: Policy) -> DrRestorePolicy:
@@ -101,7 +102,7 @@ def validate_request() -> dict[str, Any]:
     from hms_dr.dr.validate import validate_restore
 
     context = get_current_context()
-    params = dict(context["params"])
+    params = run_params(context)
     policy = load_policy()
     validated = validate_restore(
         params, run_id=str(context["run_id"]), policy=policy, store=open_policy_store(policy),

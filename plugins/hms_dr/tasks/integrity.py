@@ -11,12 +11,13 @@ from typing import Any
 
 from airflow.sdk import get_current_context, task
 
-from hms_dr.errors import ParamInvalid
+from hms_dr.errors import RequestRefused
 from hms_dr.manifest import new_backup_set_id
 from hms_dr.policy import Policy, load_policy
 from hms_dr.policy_dr import DrPolicy, IntegrityPolicy
 from hms_dr.tasks.connections import database_connection, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
+from hms_dr.tasks.params import run_params
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +35,19 @@ def _production(policy: Policy) -> Any:
 def _tables(params: dict[str, Any]) -> list[str]:
     tables = params.get("tables") or []
     if not isinstance(tables, list) or not all(isinstance(t, str) and TABLE_NAME.match(t) for t in tables):
-        raise ParamInvalid(f"tables must be a list of table names such as appointments or public.billing, got {tables!r}")
+        raise RequestRefused(f"tables must be a list of table names such as appointments or public.billing, got {tables!a}")
     return list(tables)
 
 
 @task
 @engine_errors_decide_retry
 def check_amcheck_installed() -> dict[str, Any]:
-    """The amcheck extension is installed in the database and the check role may run its two
-    read-only checks; otherwise one line with the command that sets it up."""
+    """The run's params are this DAG's and well formed; the amcheck extension is installed in the
+    database and the check role may run its two read-only checks, otherwise one line with the
+    command that sets it up."""
     from hms_dr.integrity import check_amcheck_ready
 
-    _tables(dict(get_current_context()["params"]))
+    _tables(run_params(get_current_context()))
     ready = check_amcheck_ready(_production(load_policy()))
     log.info("amcheck %s is installed in schema %s", ready["version"], ready["schema"])
     return ready

@@ -24,6 +24,7 @@ from hms_dr.tasks.retention import expire_primary, retention_tiers
 from hms_dr.tasks.assets import OFFSITE_COPIES
 from hms_dr.tasks.connections import open_policy_store, s3_client
 from hms_dr.tasks.failures import engine_errors_decide_retry
+from hms_dr.tasks.params import run_params
 
 if TYPE_CHECKING:
     from hms_dr.store import Store
@@ -49,8 +50,10 @@ def open_offsite_store(policy: Policy) -> Store:
 @task
 @engine_errors_decide_retry
 def check_both_stores() -> dict[str, Any]:
-    """Both stores answer with the credentials of their own Connections (a HEAD each, nothing
-    written: a probe in a locked bucket could not be deleted); says whether uploads are locked."""
+    """The run's params name only this DAG's params; both stores answer with the credentials of
+    their own Connections (a HEAD each, nothing written: a probe in a locked bucket could not be
+    deleted); says whether uploads are locked."""
+    run_params(get_current_context())
     policy = load_policy()
     probe = f"{policy.cluster.name}/.offsite-sync-probe"
     stores = {"primary": open_policy_store(policy), "offsite": open_offsite_store(policy)}

@@ -20,8 +20,8 @@ from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from hms_dr import restore
-from hms_dr.catalog import find_set, key_for
-from hms_dr.errors import ParamInvalid, QualityCheckFailed
+from hms_dr.catalog import find_requested_set, find_set, key_for
+from hms_dr.errors import ParamInvalid, QualityCheckFailed, RequestRefused
 from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.policy import Policy, RestoreTestMode, load_policy
@@ -29,6 +29,7 @@ from hms_dr.publish import publish_set
 from hms_dr.tasks.assets import LOGICAL_BACKUPS, RESTORE_TESTS
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
+from hms_dr.tasks.params import run_params
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +62,25 @@ def _set_that_triggered_this_run() -> str | None:
 
 @task
 @engine_errors_decide_retry
-def choose_backup_set(params: dict[str, Any] | None = None) -> dict[str, Any]:
+def choose_backup_set() -> dict[str, Any]:
     """Validate the params, find the set, and refuse a restore target that is production."""
-    params = params or {}
-    backup_id = str(params.get("backup_id") or "latest").strip()
-    if backup_id == "latest":
-        backup_id = _set_that_triggered_this_run() or backup_id
-    if not BACKUP_ID.match(backup_id):
-        raise ParamInvalid(f"backup_id must be 'latest' or an id like 20261124T020001Z, got {backup_id!r}")
+    params = run_params(get_current_context())
+    named = str(params.get("backup_id") or "latest").strip()
+    if not BACKUP_ID.match(named):
+        raise RequestRefused(f"backup_id must be 'latest' or an id like 20261124T020001Z, got {named!a}")
+    backup_id = (_set_that_triggered_this_run() or named) if named == "latest" else named
+    if not BACKUP_ID.match(backup_id):  # a new-set event's id: ours, not the operator's, so it pages
+        raise ParamInvalid(f"the new-set event names backup set {backup_id!a}, not an id like 20261124T020001Z")
     jobs = int(params.get("restore_jobs") or 2)
     if not 1 <= jobs <= 16:
-        raise ParamInvalid(f"restore_jobs must be between 1 and 16, got {jobs}")
+        raise RequestRefused(f"restore_jobs must be between 1 and 16, got {jobs}")
     policy = load_policy()
     mode = _mode(params, policy)
     store = open_policy_store(policy)
-    backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, backup_id)
+    # A set the operator named and the store lacks is the request's fault; one a new-set event
+    # named (or "latest" with none at all) is the system's, and pages.
+    find = find_requested_set if named != "latest" else find_set
+    backup_set = find(store, policy.cluster.name, BackupKind.LOGICAL, backup_id)
     production = database_connection(policy.cluster.connection_id, policy.cluster.database)
     target = _restore_admin()
     scratch = restore.scratch_database_name(backup_set.backup_set_id)
@@ -108,7 +113,7 @@ def _mode(params: dict[str, Any], policy: Policy) -> RestoreTestMode:
     try:
         return RestoreTestMode(value)
     except ValueError:
-        raise ParamInvalid(f"mode must be logical, physical or both, got {value!r}") from None
+        raise RequestRefused(f"mode must be logical, physical or both, got {value!a}") from None
 
 
 def skip_unless(plan: dict[str, Any], part: str) -> None:
