@@ -50,7 +50,13 @@ def boundary_for(repo_root: Path) -> Boundary:
     return Boundary(repo_root=root, siblings=siblings, allowed=allowed)
 
 
+installed: Boundary | None = None  # the boundary this process enforces
+
+
 def install(boundary: Boundary) -> None:
+    global installed
+    installed = boundary
+
     def hook(event: str, args: tuple[object, ...]) -> None:
         if event not in READ_EVENTS or not args:
             return

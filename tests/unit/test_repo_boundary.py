@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 import repo_boundary
-from conftest import BOUNDARY, REPO_ROOT
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_read_beside_the_clone_is_refused_in_the_test_process(monkeypatch):
+    assert repo_boundary.installed is not None, "tests/conftest.py installs the guard in every test process"
+    BOUNDARY = repo_boundary.installed
     sibling = os.path.join(os.path.dirname(BOUNDARY.repo_root), "shared")
     monkeypatch.setattr(BOUNDARY, "siblings", BOUNDARY.siblings | {sibling})
     with pytest.raises(PermissionError, match="beside the repository"):
