@@ -13,11 +13,11 @@ WITH_SANDBOX := set -a && source "$$($(PY) -m hms_dr.sandbox env)" && set +a &&
 .PHONY: help venv sandbox stop demo airflow test test-unit bench lock clean
 
 help:
-	@echo "make demo     build everything, start the sandbox, run the daily backup through Airflow"
+	@echo "make demo     build everything, start the sandbox, run the daily backup and its restore test through Airflow"
 	@echo "make airflow  serve the same sandbox in the Airflow UI (airflow standalone)"
 	@echo "make test     the whole test suite (unit, integration on real servers, DAGs) and mypy"
 	@echo "make bench    benchmarks (bench/), printing ratios against the bare tools"
-	@echo "make stop     stop the sandbox's servers (data kept); make clean removes it"
+	@echo "make stop     stop the sandbox's servers and a \`make airflow\` left running (data kept); make clean removes it"
 
 venv: $(VENV)/.installed
 
@@ -36,8 +36,9 @@ stop: venv
 demo: sandbox
 	$(WITH_SANDBOX) $(PY) -m hms_dr.sandbox.demo
 
+# exec: make's SIGTERM then reaches the supervisor (a shell in between would die and leave it running).
 airflow: sandbox
-	$(WITH_SANDBOX) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m hms_dr.sandbox.standalone
+	$(WITH_SANDBOX) exec $(PY) -m hms_dr.sandbox.standalone
 
 test: venv
 	$(PY) -m mypy --config-file mypy.ini plugins/hms_dr

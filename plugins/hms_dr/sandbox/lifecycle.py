@@ -19,6 +19,7 @@ from typing import Any
 from hms_dr.errors import PreflightFailed
 from hms_dr.sandbox.airflow_env import write_airflow_env
 from hms_dr.sandbox.cluster import PG_BIN, LocalCluster, ensure_reachable_by_server, free_port, prepare_server_dir, server_user
+from hms_dr.sandbox.detached import environ_has, session_tree, stop_session_tree
 from hms_dr.sandbox.keys import export_public_key, export_secret_key, generate_key_pair, stop_gpg_agent
 from hms_dr.sandbox.policy_file import sandbox_policy_overrides, write_sandbox_policy
 from hms_dr.sandbox.s3server import MotoServer, create_buckets
@@ -260,13 +261,68 @@ def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50) -> Sandbo
     return sandbox
 
 
+# `make airflow` (hms_dr.sandbox.standalone) runs `airflow standalone` in a session of its own
+# and records it under "airflow" in state.json; every process of it has this variable.
+STANDALONE_MARKER_VARIABLE = "HMS_DR_SANDBOX"
+# Long enough for the scheduler to end its executor's workers and the API server to close its
+# connections; short enough that Ctrl-C feels like it works.
+STANDALONE_STOP_GRACE_S = 20
+
+
+def _standalone_marker(paths: SandboxPaths) -> bytes:
+    return f"{STANDALONE_MARKER_VARIABLE}={paths.state_dir}".encode()
+
+
+def record_standalone(paths: SandboxPaths, *, session: int, port: int) -> None:
+    """Record the session of a started `airflow standalone` (its pid: it leads the session)."""
+    state = load_state(paths)
+    state["airflow"] = {"pid": session, "port": port, "started_at": _now()}
+    save_state(paths, state)
+
+
+def forget_standalone(paths: SandboxPaths, *, session: int) -> None:
+    """Clear the record of a stopped standalone, unless another one has been recorded since."""
+    state = load_state(paths)
+    if state.get("airflow", {}).get("pid") == session:
+        state["airflow"]["pid"] = None
+        state["airflow"]["stopped_at"] = _now()
+        save_state(paths, state)
+
+
+def running_standalone(paths: SandboxPaths) -> dict[str, Any] | None:
+    """The recorded standalone's record while a process of its session still runs, else None.
+    A process counts only if it has this sandbox's marker in its environment: after a reboot the
+    recorded session id may belong to anything."""
+    record = load_state(paths).get("airflow") or {}
+    session = record.get("pid")
+    if not session:
+        return None
+    marker = _standalone_marker(paths)
+    if not any(environ_has(pid, marker) for pid in session_tree(int(session))):
+        return None
+    return dict(record)
+
+
+def _stop_standalone(paths: SandboxPaths, state: dict[str, Any]) -> None:
+    running = running_standalone(paths)
+    if running is None:
+        return
+    stopped = stop_session_tree(int(running["pid"]), grace_s=STANDALONE_STOP_GRACE_S)
+    log.info("stopped airflow standalone (session %s): %d processes in %.1f s, %d needed SIGKILL",
+             running["pid"], stopped.processes, stopped.seconds, stopped.killed)
+    state["airflow"].update(pid=None, stopped_at=_now())
+
+
 def stop_sandbox(state_dir: Path | None = None) -> None:
-    """Stop PostgreSQL, moto and any gpg agent; keep every file (moto's buckets are in memory and go)."""
+    """Stop a `make airflow` left running, PostgreSQL, moto and any gpg agent; keep every file
+    (moto's buckets are in memory and go)."""
     paths = SandboxPaths.at(state_dir)
     state = load_state(paths)
     if not state:
         log.info("no sandbox in %s: nothing to stop", paths.state_dir)
         return
+    # First: its tasks would fail noisily if the servers went first.
+    _stop_standalone(paths, state)
     if "postgres" in state:
         LocalCluster(paths.data_dir, int(state["postgres"]["port"]), paths.pg_log_file, paths.socket_dir).stop()
         state["postgres"]["pid"] = None
@@ -326,6 +382,9 @@ def sandbox_status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
     fingerprint = state.get("gpg", {}).get("fingerprint")
     lines.append(f"gpg key    {fingerprint or 'not generated'}")
     lines.append(f"airflow    {'source ' + str(paths.env_file) if paths.env_file.exists() else 'airflow.env not written'}")
+    standalone = running_standalone(paths)
+    if standalone is not None:
+        lines.append(f"airflow ui running  http://localhost:{standalone['port']}  (session {standalone['pid']}; `make stop` stops it)")
     return all_up, lines
 
 
