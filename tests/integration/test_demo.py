@@ -10,8 +10,10 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -64,7 +66,7 @@ def test_the_demo_prints_the_restore_tests_verdict_rto_checks_and_report_from_th
     assert summary["passed"] is True and summary["mode"] == "logical"
 
     assert f"Restore test of {backup_set_id}: PASSED" in out
-    checks = re.search(r"^  checks\s+(\d+) of (\d+) passed", out, re.MULTILINE)
+    checks = re.search(r"^  checks\s+(\d+) of (\d+) passed.*$", out, re.MULTILINE)
     assert checks, out
     assert int(checks.group(2)) == len(summary["checks"]) > 20
     assert int(checks.group(1)) == sum(1 for c in summary["checks"] if c["passed"]) == len(summary["checks"])
@@ -78,7 +80,15 @@ def test_the_demo_prints_the_restore_tests_verdict_rto_checks_and_report_from_th
     assert f"  report   {primary_store.describe(report_key)} " in out
     local = re.search(r"^  local\s+(\S+)$", out, re.MULTILINE)
     assert local, out
-    assert Path(local.group(1)).read_bytes() == primary_store.get_bytes(report_key)
+    local_report = Path(local.group(1))
+    assert local_report.read_bytes() == primary_store.get_bytes(report_key)
+    # Its links (each check's Great Expectations page, the Data Docs index) open from the local copy.
+    links = re.findall(r'href="([^"#:]+)"', local_report.read_text())
+    assert "data_docs/index.html" in links
+    assert [link for link in links if not (local_report.parent / unquote(link)).is_file()] == []
+    # The kinds of checks, counted from the stored summary too.
+    kinds = Counter(c["check"] for c in summary["checks"])
+    assert checks.group(0).endswith("(" + ", ".join(f"{n} {kind}" for kind, n in kinds.items()) + ")")
 
 
 def test_a_restore_that_misses_its_baselines_is_printed_failed_with_the_failed_checks(

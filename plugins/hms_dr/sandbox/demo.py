@@ -6,8 +6,8 @@ against the sandbox started by `make sandbox`, reads the new set back from the s
 its id, location, sizes and baselines. Then runs `airflow dags test hms_restore_test` on that set
 (mode logical: the demo makes no base backup for the physical drill) and prints what the restore
 test stored: passed or failed, its RTO against the policy's target, how many checks passed, and
-where its report is (in the store, and a local copy of report.html). Exits non-zero if either
-run failed or left nothing in the store.
+where its report is (in the store, and a local copy of report.html with its Data Docs). Exits
+non-zero if either run failed or left nothing in the store.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +41,7 @@ DAG_ID = "hms_daily_logical_backup"
 RESTORE_TEST_DAG_ID = "hms_restore_test"
 # The demo stores no base backup, so the restore test runs its logical part only.
 RESTORE_TEST_MODE = "logical"
+DATA_DOCS_ARCHIVE = "data-docs.tar.gz"  # what hms_dr.tasks.restore_test stores beside report.html
 # A structlog console line of the engine: "<ts> [info     ] <message> [hms_dr.<module>] loc=..."
 ENGINE_LOG_LINE = re.compile(r"\[(?P<level>info|warning|error)\s*\] (?P<message>.*?) \[hms_dr[\w.]*\]")
 
@@ -53,11 +57,12 @@ def airflow(*args: str, log_file: Path | None = None, env: Mapping[str, str] | N
         return subprocess.run([executable, *args], stdout=out, stderr=subprocess.STDOUT, env=run_env).returncode
 
 
-def show_engine_steps(log_file: Path) -> None:
-    """The engine's own log lines of a run, as its progress."""
+def show_engine_steps(log_file: Path, *, hide: str | None = None) -> None:
+    """The engine's own log lines of a run, as its progress; ``hide``: skip lines naming it
+    (the staging directory, whose files are gone when the task ends)."""
     for line in log_file.read_text(errors="replace").splitlines():
         step = ENGINE_LOG_LINE.search(line)
-        if step and not step.group("message").startswith("baseline "):
+        if step and not step.group("message").startswith("baseline ") and not (hide and hide in step.group("message")):
             say(f"  {step.group('level'):7} {step.group('message')[:220]}")
 
 
@@ -109,10 +114,22 @@ def prove_restore(
     local = reports_dir / report.backup_set_id / "report.html"
     local.parent.mkdir(parents=True, exist_ok=True)
     write_file_atomically(local, store.get_bytes(stored("report.html")).decode("utf-8"), mode=0o600)
+    _fetch_data_docs(store, stored(DATA_DOCS_ARCHIVE), local.parent / "data_docs")
     return RestoreVerdict(
         backup_set_id, code, log_file, report_set_id=report.backup_set_id,
         report_location=store.describe(stored("report.html")), summary=summary, local_report=local,
     )
+
+
+def _fetch_data_docs(store: Store, key: str, target: Path) -> None:
+    """Unpack the stored Data Docs beside the local report.html, whose links point into them."""
+    if not store.exists(key):
+        return
+    with tempfile.TemporaryFile() as archive:
+        archive.write(store.get_bytes(key))
+        archive.seek(0)
+        with tarfile.open(fileobj=archive, mode="r:gz") as docs:
+            docs.extractall(target, filter="data")  # refuses absolute paths, "..", links out of target
 
 
 def _duration(seconds: float) -> str:
@@ -131,6 +148,7 @@ def verdict_lines(verdict: RestoreVerdict) -> list[str]:
         ]
     checks = list(summary.get("checks") or [])
     passed_checks = sum(1 for check in checks if check.get("passed") is True)
+    kinds = Counter(str(check.get("check")) for check in checks)
     rto_s, target_s = float(summary["rto_s"]), float(summary["rto_target_s"])
     lines = [
         f"Restore test of {summary['backup_set_id']}: {'PASSED' if verdict.passed else 'FAILED'}"
@@ -139,7 +157,7 @@ def verdict_lines(verdict: RestoreVerdict) -> list[str]:
         f"  RTO      {_duration(rto_s)} from fetch to the end of the checks; target {_duration(target_s)}:"
         f" {'within' if rto_s <= target_s else 'OVER'} target",
         "  steps    " + ", ".join(f"{step} {_duration(float(s))}" for step, s in (summary.get("steps_s") or {}).items()),
-        f"  checks   {passed_checks} of {len(checks)} passed (columns, row counts, keys, foreign keys, views, smoke queries)",
+        f"  checks   {passed_checks} of {len(checks)} passed ({', '.join(f'{n} {kind}' for kind, n in kinds.items())})",
     ]
     lines += [f"  failed   {message}" for message in list(summary.get("failed") or [])[:5]]
     if verdict.airflow_exit != 0:
@@ -210,7 +228,7 @@ def main() -> int:
     say(f"Running {RESTORE_TEST_DAG_ID} on {backup_set.backup_set_id} through Airflow (airflow dags test);"
         f" task log: {log_dir / f'demo-{RESTORE_TEST_DAG_ID}.log'}")
     verdict = prove_restore(store, policy, backup_set.backup_set_id, log_dir=log_dir, reports_dir=sandbox.state_dir / "reports")
-    show_engine_steps(verdict.log_file)
+    show_engine_steps(verdict.log_file, hide=str(policy.staging.dir))
     say("")
     for line in verdict_lines(verdict):
         say(line)
