@@ -272,7 +272,7 @@ def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50) -> Sandbo
     _choose_ports(state, ("postgres", "restore_target"))
 
     # The key pair and the restore server's initdb need nothing from the primary: on a first
-    # start they run beside its initdb and data load (5-8 s less on two cores). The threads
+    # start they run beside its initdb and data load (the gpg key alone takes 3-5 s). The threads
     # return their results; only this one writes the state and the secrets.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sandbox-start") as pool:
         new_key = pool.submit(_generate_gpg_key, paths, sandbox_secrets.gpg_passphrase) if _needs_gpg_key(state, sandbox_secrets) else None
