@@ -1,5 +1,6 @@
 """`make airflow` stops everything it started: on SIGTERM, on Ctrl-C (SIGINT to the terminal's
-foreground process group) and, after its supervisor was killed outright, on `make stop`.
+foreground process group), when its terminal closes (SIGHUP) and, after its supervisor was
+killed outright, on `make stop`.
 
 Each test starts the real `python -m hms_dr.sandbox.standalone` (what `make airflow` execs) on a
 sandbox of this module's own, waits until the API server answers and reports the scheduler, the
@@ -9,13 +10,18 @@ code under test), then stops it and checks that not one of those processes still
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import re
+import select
 import shutil
 import signal
 import subprocess
 import sys
+import termios
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -55,23 +61,60 @@ def sandbox(worker_id: str) -> Iterator[Sandbox]:
 
 class Standalone:
     """`python -m hms_dr.sandbox.standalone` started as a shell starts a job: in a process group
-    of its own, which is what a terminal's Ctrl-C and hangup go to."""
+    of its own, which is what a terminal's Ctrl-C goes to. With ``terminal``, in a session whose
+    controlling terminal is a pseudo-terminal this test holds, as in a terminal window: closing
+    it hangs the terminal up (SIGHUP, and writes to it fail)."""
 
-    def __init__(self, sandbox: Sandbox, name: str) -> None:
+    def __init__(self, sandbox: Sandbox, name: str, *, terminal: bool = False) -> None:
         self.sandbox = sandbox
         self.log_path = sandbox.state_dir / f"standalone-{name}.log"
-        self.marker = f"HMS_DR_SANDBOX={sandbox.state_dir}".encode()
         env = {
             **os.environ, **sandbox.env(),
             "HMS_DR_SANDBOX": str(sandbox.state_dir), "PYTHONPATH": str(REPO_ROOT / "plugins"),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # as `make airflow` has it
         }
-        with self.log_path.open("wb") as log:
+        argv = [sys.executable, "-m", "hms_dr.sandbox.standalone", "--port", str(free_port())]
+        self.terminal: int | None = None
+        self.copying: threading.Thread | None = None
+        self.closing = threading.Event()
+        if terminal:
+            self.log_path.write_bytes(b"")
+            self.terminal, replica = pty.openpty()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "hms_dr.sandbox.standalone", "--port", str(free_port())],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                argv, env=env, stdin=replica, stdout=replica, stderr=replica, start_new_session=True,
+                preexec_fn=_take_controlling_terminal,
             )
+            os.close(replica)
+            self.copying = threading.Thread(target=self._copy_terminal, daemon=True)
+            self.copying.start()
+        else:
+            with self.log_path.open("wb") as log:
+                self.process = subprocess.Popen(
+                    argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                )
         self.seen: dict[int, tuple[float, str]] = {}
+
+    def _copy_terminal(self) -> None:
+        # Drain the terminal into the log (a full pseudo-terminal would block Airflow's output),
+        # polling so that close_terminal() can stop this thread before it closes the terminal.
+        assert self.terminal is not None
+        with self.log_path.open("ab") as log:
+            while not self.closing.is_set():
+                if select.select([self.terminal], [], [], 0.2)[0]:
+                    try:
+                        data = os.read(self.terminal, 65536)
+                    except OSError:  # EIO: the other side is gone
+                        return
+                    log.write(data)
+                    log.flush()
+
+    def close_terminal(self) -> None:
+        """Close the terminal window: the kernel hangs up the session's terminal."""
+        assert self.terminal is not None and self.copying is not None
+        self.closing.set()
+        self.copying.join()
+        os.close(self.terminal)
+        self.terminal = None
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
@@ -141,6 +184,8 @@ class Standalone:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+        if self.terminal is not None:
+            self.close_terminal()
         for pid in self.still_running(self.seen):
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -148,12 +193,18 @@ class Standalone:
                 pass
 
 
+def _take_controlling_terminal() -> None:
+    # In the child, after setsid(): its stdin (the pseudo-terminal) becomes the new session's
+    # controlling terminal, as a terminal emulator does for the shell it starts.
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 @pytest.fixture()
 def standalones(sandbox: Sandbox) -> Iterator[Any]:
     started: list[Standalone] = []
 
-    def start(name: str) -> Standalone:
-        standalone = Standalone(sandbox, name)
+    def start(name: str, *, terminal: bool = False) -> Standalone:
+        standalone = Standalone(sandbox, name, terminal=terminal)
         started.append(standalone)
         return standalone
 
@@ -171,14 +222,15 @@ def _components(tree: dict[int, tuple[float, str]]) -> dict[str, int]:
 
 
 @pytest.mark.parametrize(
-    "signum, to_group",
+    "signum, how",
     [
-        pytest.param(signal.SIGTERM, False, id="SIGTERM to the process (kill PID, make forwarding its own SIGTERM)"),
-        pytest.param(signal.SIGINT, True, id="SIGINT to its process group (Ctrl-C in the terminal)"),
+        pytest.param(signal.SIGTERM, "process", id="SIGTERM to the process (kill PID, make forwarding its own SIGTERM)"),
+        pytest.param(signal.SIGINT, "group", id="SIGINT to its process group (Ctrl-C in the terminal)"),
+        pytest.param(signal.SIGHUP, "hangup", id="SIGHUP from the kernel (the terminal window closed)"),
     ],
 )
-def test_a_stop_signal_stops_every_process_it_started(sandbox: Sandbox, standalones: Any, signum: int, to_group: bool) -> None:
-    standalone = standalones(signum.name)
+def test_a_stop_signal_stops_every_process_it_started(sandbox: Sandbox, standalones: Any, signum: int, how: str) -> None:
+    standalone = standalones(signum.name, terminal=how == "hangup")
     standalone.wait_until_serving()
     tree = standalone.collect_tree()
     components = _components(tree)
@@ -186,8 +238,10 @@ def test_a_stop_signal_stops_every_process_it_started(sandbox: Sandbox, standalo
     recorded = _recorded(sandbox)
 
     sent_at = time.monotonic()
-    if to_group:
+    if how == "group":
         os.killpg(standalone.process.pid, signum)
+    elif how == "hangup":
+        standalone.close_terminal()
     else:
         standalone.process.send_signal(signum)
     left = standalone.wait_gone(tree, STOP_BOUND_S)
@@ -196,7 +250,8 @@ def test_a_stop_signal_stops_every_process_it_started(sandbox: Sandbox, standalo
     took = time.monotonic() - sent_at
     # It dies of the signal, as a program without a handler would: make and the shell then see an interrupted command.
     assert standalone.process.returncode == -signum, standalone.log_tail()
-    assert "Airflow stopped" in standalone.log_tail(), standalone.log_tail()
+    if how != "hangup":  # a hung-up terminal shows nothing more
+        assert "Airflow stopped" in standalone.log_tail(), standalone.log_tail()
     # While it ran, state.json named its session for `make stop`; now it names none.
     assert recorded.get("pid") in tree, recorded
     assert _recorded(sandbox)["pid"] is None

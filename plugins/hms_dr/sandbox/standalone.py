@@ -117,18 +117,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(0.2)
     finally:
         why = f"got {signal.Signals(stop.received).name}" if stop.received else f"airflow standalone exited {standalone.poll()}"
-        sys.stdout.write(f"Stopping Airflow ({why})…\n")
-        sys.stdout.flush()
+        _tell(f"Stopping Airflow ({why})…")
         stopped = stop_session_tree(standalone.pid, grace_s=STANDALONE_STOP_GRACE_S, children=[standalone.pid])
         forget_standalone(sandbox.paths, session=standalone.pid)
-        sys.stdout.write(
-            f"Airflow stopped: {stopped.processes} processes in {stopped.seconds} s"
-            f"{f', {stopped.killed} needed SIGKILL' if stopped.killed else ''}\n"
-        )
-        sys.stdout.flush()
+        _tell(f"Airflow stopped: {stopped.processes} processes in {stopped.seconds} s"
+              f"{f', {stopped.killed} needed SIGKILL' if stopped.killed else ''}")
     if stop.received is not None:
         _exit_by_signal(stop.received)
-    return standalone.returncode or 0
+    code = standalone.returncode or 0
+    return 128 - code if code < 0 else code  # killed by signal N (`make stop`): 128 + N, as a shell says
+
+
+def _tell(line: str) -> None:
+    # After SIGHUP the terminal is gone and writing to it fails: the tree must be stopped anyway.
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except OSError:
+        pass
 
 
 def _exit_by_signal(signum: int) -> None:
