@@ -7,6 +7,7 @@ Written to ``airflow.env`` (mode 0600) as shell ``export`` lines, so ``source`` 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,13 @@ def _restore_target_connection(sandbox: Sandbox) -> dict[str, str]:
     }
 
 
+def executor_parallelism() -> int:
+    """Task slots of the sandbox's LocalExecutor: one per core, and at least two so that one long
+    task never holds up every other. The LocalExecutor forks all of its workers when the scheduler
+    starts; Airflow's default of 32 is 32 idle processes on a 2-core laptop."""
+    return max(2, os.cpu_count() or 2)
+
+
 def build_airflow_env(sandbox: Sandbox) -> dict[str, str]:
     """Every variable airflow.env exports, by name."""
     paths = sandbox.paths
@@ -72,6 +80,7 @@ def build_airflow_env(sandbox: Sandbox) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{paths.airflow_home / 'airflow.db'}",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(executor_parallelism()),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "PYTHONPATH": str(paths.plugins_dir),
         "HMS_DR_POLICY": str(paths.policy_file),

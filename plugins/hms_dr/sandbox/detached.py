@@ -1,6 +1,10 @@
 """A helper server of the sandbox (moto, the SMTP sink) running detached from whoever started it:
 its own session, a pid file and a log file in its work directory, started and stopped by pid so
-that a later `make stop` from another shell can find it."""
+that a later `make stop` from another shell can find it.
+
+Also how a whole process tree started in a session of its own (`airflow standalone`: scheduler,
+API server, triggerer, LocalExecutor workers, task processes) is found and stopped, from /proc.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,11 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hms_dr.errors import ToolFailed
+from hms_dr.errors import HmsDrError, ToolFailed
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +111,135 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+@dataclass(frozen=True)
+class ProcessEntry:
+    """One process as /proc/<pid>/stat shows it. ``started`` (clock ticks after boot) tells a pid
+    that the system has given to a new process apart from the one we saw."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    session: int
+    started: int
+    zombie: bool
+
+
+def read_process(pid: int) -> ProcessEntry | None:
+    """The process ``pid``, or None once it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: the fields after the last ")" are fixed.
+    fields = raw[raw.rindex(")") + 2:].split()
+    return ProcessEntry(
+        pid=pid, ppid=int(fields[1]), pgid=int(fields[2]), session=int(fields[3]), started=int(fields[19]),
+        zombie=fields[0] in ("Z", "X"),
+    )
+
+
+def all_processes() -> dict[int, ProcessEntry]:
+    """Every process on the machine, by pid."""
+    found: dict[int, ProcessEntry] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            process = read_process(int(entry.name))
+            if process is not None:
+                found[process.pid] = process
+    return found
+
+
+def session_tree(session: int, processes: Mapping[int, ProcessEntry] | None = None) -> dict[int, ProcessEntry]:
+    """The live processes of ``session`` and every live descendant of them: Airflow's task
+    supervisor moves each task process into a process group of its own, and a task's tool may
+    start a session of its own, but they stay children of a process of the session."""
+    processes = all_processes() if processes is None else processes
+    tree = {pid: p for pid, p in processes.items() if p.session == session and not p.zombie}
+    children: dict[int, list[ProcessEntry]] = {}
+    for process in processes.values():
+        children.setdefault(process.ppid, []).append(process)
+    pending = list(tree)
+    while pending:
+        for child in children.get(pending.pop(), []):
+            if child.pid not in tree and not child.zombie:
+                tree[child.pid] = child
+                pending.append(child.pid)
+    return tree
+
+
+def environ_has(pid: int, marker: bytes) -> bool:
+    """Whether the environment ``pid`` was started with holds ``marker`` (a whole ``NAME=value``)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return marker in environ.split(b"\0")
+
+
+@dataclass(frozen=True)
+class TreeStopped:
+    """What stopping a tree took: how many processes there were, and how many needed SIGKILL."""
+
+    processes: int
+    killed: int
+    seconds: float
+
+
+def stop_session_tree(
+    session: int, *, grace_s: float, kill_wait_s: float = 5, children: Iterable[int] = (), poll_s: float = 0.1,
+) -> TreeStopped:
+    """SIGTERM to every process of the session's tree, SIGKILL to whatever still runs after
+    ``grace_s``; returns once none of them runs. ``children`` are pids this process started, reaped
+    on the way so they do not linger as zombies. The tree is re-read on every poll: a process
+    started meanwhile (a worker respawned, a task's tool) is stopped too, and a process that
+    leaves the session stays known by pid and start time after its parent is gone.
+
+    :raises HmsDrError: when a process survives SIGKILL for ``kill_wait_s`` (stuck in the kernel).
+    """
+    started = time.monotonic()
+    known: dict[int, int] = {}  # pid -> start time
+
+    def running() -> dict[int, ProcessEntry]:
+        processes = all_processes()
+        for pid, process in session_tree(session, processes).items():
+            known.setdefault(pid, process.started)
+        return {
+            pid: processes[pid] for pid, ticks in known.items()
+            if pid in processes and processes[pid].started == ticks and not processes[pid].zombie
+        }
+
+    def send(pids: Iterable[int], signum: int) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    terminated: set[int] = set()
+    deadline = started + grace_s
+    while True:
+        alive = running()
+        send(set(alive) - terminated, signal.SIGTERM)
+        terminated |= set(alive)
+        if not alive or time.monotonic() > deadline:
+            break
+        for pid in children:
+            _reap(pid)
+        time.sleep(poll_s)
+    killed: set[int] = set()
+    deadline = time.monotonic() + kill_wait_s
+    while alive:
+        log.warning("%d process(es) still running %.0f s after SIGTERM: SIGKILL to %s", len(alive), grace_s, sorted(alive))
+        send(alive, signal.SIGKILL)
+        killed |= set(alive)
+        time.sleep(poll_s)
+        for pid in children:
+            _reap(pid)
+        alive = running()
+        if alive and time.monotonic() > deadline:
+            raise HmsDrError(f"processes {sorted(alive)} survive SIGKILL", hint="see `ps -o pid,stat,wchan -p PID`")
+    for pid in children:
+        _reap(pid)
+    return TreeStopped(processes=len(known), killed=len(killed), seconds=round(time.monotonic() - started, 1))

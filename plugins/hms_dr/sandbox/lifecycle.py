@@ -11,6 +11,7 @@ import logging
 import os
 import shlex
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from hms_dr.errors import PreflightFailed
 from hms_dr.sandbox.airflow_env import write_airflow_env
 from hms_dr.sandbox.cluster import PG_BIN, LocalCluster, ensure_reachable_by_server, free_port, prepare_server_dir, server_user
+from hms_dr.sandbox.detached import environ_has, session_tree, stop_session_tree
 from hms_dr.sandbox.keys import export_public_key, export_secret_key, generate_key_pair, stop_gpg_agent
 from hms_dr.sandbox.policy_file import sandbox_policy_overrides, write_sandbox_policy
 from hms_dr.sandbox.s3server import MotoServer, create_buckets
@@ -105,23 +107,50 @@ def _restore_cluster(paths: SandboxPaths, port: int) -> LocalCluster:
     return LocalCluster(base / "data", port, base / "log" / "postgresql.log", base / "sockets")
 
 
-def _start_restore_target(paths: SandboxPaths, state: dict[str, Any], sandbox_secrets: SandboxSecrets) -> SandboxSecrets:
-    """A second cluster, isolated from production, where restore tests create scratch databases."""
-    target_state = state.setdefault("restore_target", {})
-    if RESTORE_SUPERUSER_KEY not in sandbox_secrets.role_passwords:
-        import secrets as token_source
+def _with_restore_password(paths: SandboxPaths, sandbox_secrets: SandboxSecrets) -> SandboxSecrets:
+    """The secrets with a superuser password for the restore-test server (generated once)."""
+    if RESTORE_SUPERUSER_KEY in sandbox_secrets.role_passwords:
+        return sandbox_secrets
+    import secrets as token_source
 
-        passwords = {**sandbox_secrets.role_passwords, RESTORE_SUPERUSER_KEY: token_source.token_urlsafe(24)}
-        sandbox_secrets = replace(sandbox_secrets, role_passwords=passwords)
-        save_secrets(paths, sandbox_secrets)
-    cluster = _restore_cluster(paths, int(target_state.setdefault("port", free_port())))
-    if not cluster.is_initialized():
-        cluster.init(sandbox_secrets.role_passwords[RESTORE_SUPERUSER_KEY], data_checksums=True)
+    passwords = {**sandbox_secrets.role_passwords, RESTORE_SUPERUSER_KEY: token_source.token_urlsafe(24)}
+    sandbox_secrets = replace(sandbox_secrets, role_passwords=passwords)
+    save_secrets(paths, sandbox_secrets)
+    return sandbox_secrets
+
+
+def _init_restore_target(paths: SandboxPaths, port: int, superuser_password: str) -> bool:
+    """initdb of the restore-test server unless done before; whether it ran. Touches nothing but
+    its own directory, so it may run beside the primary's start."""
+    cluster = _restore_cluster(paths, port)
+    if cluster.is_initialized():
+        return False
+    cluster.init(superuser_password, data_checksums=True)
+    return True
+
+
+def _start_restore_target(paths: SandboxPaths, state: dict[str, Any], *, initialized_now: bool) -> None:
+    """A second cluster, isolated from production, where restore tests create scratch databases."""
+    target_state = state["restore_target"]
+    if initialized_now:
         target_state["initialized_at"] = _now()
         save_state(paths, state)
+    cluster = _restore_cluster(paths, int(target_state["port"]))
     cluster.start()
     target_state["pid"] = cluster.postmaster_pid()
-    return sandbox_secrets
+
+
+def _choose_ports(state: dict[str, Any], components: tuple[str, ...]) -> None:
+    """A distinct free port for each component without one yet (chosen before any of them listens)."""
+    taken = {int(state[name]["port"]) for name in components if "port" in state.get(name, {})}
+    for name in components:
+        section = state.setdefault(name, {})
+        if "port" not in section:
+            port = free_port()
+            while port in taken:
+                port = free_port()
+            section["port"] = port
+            taken.add(port)
 
 
 def _load_hms_database(cluster: LocalCluster, state: dict[str, Any], sandbox_secrets: SandboxSecrets, scale_mb: float) -> None:
@@ -199,20 +228,27 @@ def _start_smtp_sink(paths: SandboxPaths, state: dict[str, Any]) -> SmtpSink:
     return sink
 
 
-def _ensure_gpg_key(paths: SandboxPaths, state: dict[str, Any], sandbox_secrets: SandboxSecrets) -> SandboxSecrets:
-    gpg_state = state.setdefault("gpg", {})
-    if gpg_state.get("fingerprint") and sandbox_secrets.gpg_secret_key:
-        return sandbox_secrets
+def _needs_gpg_key(state: dict[str, Any], sandbox_secrets: SandboxSecrets) -> bool:
+    return not (state.get("gpg", {}).get("fingerprint") and sandbox_secrets.gpg_secret_key)
+
+
+def _generate_gpg_key(paths: SandboxPaths, passphrase: str) -> tuple[str, str, str]:
+    """A new key pair in the sandbox's gnupg home: (fingerprint, armored public, armored secret).
+    Touches nothing but that home, so it may run beside the clusters' start."""
     try:
-        fingerprint = generate_key_pair(paths.gnupg_home, GPG_UID, sandbox_secrets.gpg_passphrase)
-        with_keys = sandbox_secrets.with_gpg_keys(
-            export_public_key(paths.gnupg_home, fingerprint),
-            export_secret_key(paths.gnupg_home, fingerprint, sandbox_secrets.gpg_passphrase),
-        )
+        fingerprint = generate_key_pair(paths.gnupg_home, GPG_UID, passphrase)
+        return fingerprint, export_public_key(paths.gnupg_home, fingerprint), export_secret_key(paths.gnupg_home, fingerprint, passphrase)
     finally:
         stop_gpg_agent(paths.gnupg_home)
+
+
+def _record_gpg_key(
+    paths: SandboxPaths, state: dict[str, Any], sandbox_secrets: SandboxSecrets, key: tuple[str, str, str]
+) -> SandboxSecrets:
+    fingerprint, public_key, secret_key = key
+    with_keys = sandbox_secrets.with_gpg_keys(public_key, secret_key)
     save_secrets(paths, with_keys)
-    gpg_state.update(fingerprint=fingerprint, uid=GPG_UID, home=str(paths.gnupg_home), created_at=_now())
+    state.setdefault("gpg", {}).update(fingerprint=fingerprint, uid=GPG_UID, home=str(paths.gnupg_home), created_at=_now())
     return with_keys
 
 
@@ -232,18 +268,30 @@ def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50) -> Sandbo
     for directory in (paths.cluster_dir, paths.s3_dir, paths.staging_dir, paths.airflow_home):
         _make_private_dir(directory)
 
-    cluster = _start_postgres(paths, state, sandbox_secrets)
-    save_state(paths, state)
-    _load_hms_database(cluster, state, sandbox_secrets, scale_mb)
-    save_state(paths, state)
-    _install_amcheck(cluster, sandbox_secrets)
-    sandbox_secrets = _start_restore_target(paths, state, sandbox_secrets)
-    save_state(paths, state)
-    _start_s3(paths, state, sandbox_secrets)
-    save_state(paths, state)
-    sink = _start_smtp_sink(paths, state)
-    save_state(paths, state)
-    sandbox_secrets = _ensure_gpg_key(paths, state, sandbox_secrets)
+    sandbox_secrets = _with_restore_password(paths, sandbox_secrets)
+    _choose_ports(state, ("postgres", "restore_target"))
+
+    # The key pair and the restore server's initdb need nothing from the primary: on a first
+    # start they run beside its initdb and data load (the gpg key alone takes 3-5 s). The threads
+    # return their results; only this one writes the state and the secrets.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sandbox-start") as pool:
+        new_key = pool.submit(_generate_gpg_key, paths, sandbox_secrets.gpg_passphrase) if _needs_gpg_key(state, sandbox_secrets) else None
+        target_init = pool.submit(
+            _init_restore_target, paths, int(state["restore_target"]["port"]), sandbox_secrets.role_passwords[RESTORE_SUPERUSER_KEY],
+        )
+        cluster = _start_postgres(paths, state, sandbox_secrets)
+        save_state(paths, state)
+        _load_hms_database(cluster, state, sandbox_secrets, scale_mb)
+        save_state(paths, state)
+        _install_amcheck(cluster, sandbox_secrets)
+        _start_restore_target(paths, state, initialized_now=target_init.result())
+        save_state(paths, state)
+        _start_s3(paths, state, sandbox_secrets)
+        save_state(paths, state)
+        sink = _start_smtp_sink(paths, state)
+        save_state(paths, state)
+        if new_key is not None:
+            sandbox_secrets = _record_gpg_key(paths, state, sandbox_secrets, new_key.result())
     state["started_at"] = _now()
     save_state(paths, state)
 
@@ -260,13 +308,68 @@ def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50) -> Sandbo
     return sandbox
 
 
+# `make airflow` (hms_dr.sandbox.standalone) runs `airflow standalone` in a session of its own
+# and records it under "airflow" in state.json; every process of it has this variable.
+STANDALONE_MARKER_VARIABLE = "HMS_DR_SANDBOX"
+# Long enough for the scheduler to end its executor's workers and the API server to close its
+# connections; short enough that Ctrl-C feels like it works.
+STANDALONE_STOP_GRACE_S = 20
+
+
+def _standalone_marker(paths: SandboxPaths) -> bytes:
+    return f"{STANDALONE_MARKER_VARIABLE}={paths.state_dir}".encode()
+
+
+def record_standalone(paths: SandboxPaths, *, session: int, port: int) -> None:
+    """Record the session of a started `airflow standalone` (its pid: it leads the session)."""
+    state = load_state(paths)
+    state["airflow"] = {"pid": session, "port": port, "started_at": _now()}
+    save_state(paths, state)
+
+
+def forget_standalone(paths: SandboxPaths, *, session: int) -> None:
+    """Clear the record of a stopped standalone, unless another one has been recorded since."""
+    state = load_state(paths)
+    if state.get("airflow", {}).get("pid") == session:
+        state["airflow"]["pid"] = None
+        state["airflow"]["stopped_at"] = _now()
+        save_state(paths, state)
+
+
+def running_standalone(paths: SandboxPaths) -> dict[str, Any] | None:
+    """The recorded standalone's record while a process of its session still runs, else None.
+    A process counts only if it has this sandbox's marker in its environment: after a reboot the
+    recorded session id may belong to anything."""
+    record = load_state(paths).get("airflow") or {}
+    session = record.get("pid")
+    if not session:
+        return None
+    marker = _standalone_marker(paths)
+    if not any(environ_has(pid, marker) for pid in session_tree(int(session))):
+        return None
+    return dict(record)
+
+
+def _stop_standalone(paths: SandboxPaths, state: dict[str, Any]) -> None:
+    running = running_standalone(paths)
+    if running is None:
+        return
+    stopped = stop_session_tree(int(running["pid"]), grace_s=STANDALONE_STOP_GRACE_S)
+    log.info("stopped airflow standalone (session %s): %d processes in %.1f s, %d needed SIGKILL",
+             running["pid"], stopped.processes, stopped.seconds, stopped.killed)
+    state["airflow"].update(pid=None, stopped_at=_now())
+
+
 def stop_sandbox(state_dir: Path | None = None) -> None:
-    """Stop PostgreSQL, moto and any gpg agent; keep every file (moto's buckets are in memory and go)."""
+    """Stop a `make airflow` left running, PostgreSQL, moto and any gpg agent; keep every file
+    (moto's buckets are in memory and go)."""
     paths = SandboxPaths.at(state_dir)
     state = load_state(paths)
     if not state:
         log.info("no sandbox in %s: nothing to stop", paths.state_dir)
         return
+    # First: its tasks would fail noisily if the servers went first.
+    _stop_standalone(paths, state)
     if "postgres" in state:
         LocalCluster(paths.data_dir, int(state["postgres"]["port"]), paths.pg_log_file, paths.socket_dir).stop()
         state["postgres"]["pid"] = None
@@ -326,6 +429,9 @@ def sandbox_status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
     fingerprint = state.get("gpg", {}).get("fingerprint")
     lines.append(f"gpg key    {fingerprint or 'not generated'}")
     lines.append(f"airflow    {'source ' + str(paths.env_file) if paths.env_file.exists() else 'airflow.env not written'}")
+    standalone = running_standalone(paths)
+    if standalone is not None:
+        lines.append(f"airflow ui running  http://localhost:{standalone['port']}  (session {standalone['pid']}; `make stop` stops it)")
     return all_up, lines
 
 
