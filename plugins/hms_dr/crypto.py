@@ -1,28 +1,24 @@
 """Encryption at rest with gpg: to a public key (the backup host cannot decrypt) or with a passphrase.
 
-Each operation runs in its own throw-away GNUPGHOME, so no keyring on the worker matters and
-nothing outlives the task. Keys and passphrases arrive as plain values (the tasks layer reads
-them from Airflow Connections) and reach gpg through stdin or a private file descriptor, never
-argv. gpg's own compression is off: payloads are already compressed by the time they arrive.
+Each operation runs in its own throw-away GNUPGHOME (``hms_dr.gpghome``), so no keyring on the
+worker matters and nothing outlives the task. Keys and passphrases arrive as plain values (the
+tasks layer reads them from Airflow Connections) and reach gpg through stdin or a private file
+descriptor, never argv. gpg's own compression is off: payloads are already compressed by the
+time they arrive.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from hms_dr.errors import DecryptionFailed, EncryptionFailed
+from hms_dr.gpghome import gpg_home  # noqa: F401 -- the place callers have always imported it from
 from hms_dr.policy import EncryptionMode
 from hms_dr.streams import Stage
 
 CIPHER = "AES256"
-MAX_GPG_HOME_PARENT_CHARS = 64
 GPG = "gpg"
 
 
@@ -52,23 +48,6 @@ class KeyInfo:
     validity: str  # gpg's validity letter: 'e' expired, 'r' revoked, '-'/'u'/'f' usable
 
 
-@contextmanager
-def gpg_home(parent: Path) -> Iterator[Path]:
-    """A private GNUPGHOME under ``parent``, removed with its agent when the block ends."""
-    # gpg-agent's socket lives in the home directory and a Unix socket path is limited to ~107
-    # bytes: a deep staging directory would make every secret-key operation fail ("No agent").
-    if len(str(parent.absolute())) > MAX_GPG_HOME_PARENT_CHARS:
-        parent = Path(tempfile.gettempdir())
-    parent.mkdir(parents=True, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="gnupg-", dir=parent))
-    os.chmod(home, 0o700)
-    try:
-        yield home
-    finally:
-        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, timeout=30)
-        shutil.rmtree(home, ignore_errors=True)
-
-
 def gpg_version() -> str:
     done = subprocess.run([GPG, "--version"], capture_output=True, text=True, timeout=30)
     first = done.stdout.splitlines()[0] if done.stdout else ""
@@ -76,7 +55,9 @@ def gpg_version() -> str:
 
 
 def _gpg_base(home: Path) -> list[str]:
-    return [GPG, "--homedir", str(home), "--batch", "--no-tty", "--quiet", "--no-permission-warning"]
+    # --no-autostart: the home's agent is the one gpg_home started and guards; an agent gpg
+    # started on its own would outlive a killed task (and a failure says "No agent" instead).
+    return [GPG, "--homedir", str(home), "--batch", "--no-tty", "--quiet", "--no-permission-warning", "--no-autostart"]
 
 
 def import_public_key(home: Path, armored: str) -> list[KeyInfo]:
@@ -150,20 +131,6 @@ def prepare_decryption(home: Path, key: DecryptionKey) -> None:
     done = subprocess.run(_gpg_base(home) + ["--import"], input=key.private_key.encode(), capture_output=True, timeout=60)
     if done.returncode != 0:
         raise DecryptionFailed(f"the restore key could not be imported: {_last(done.stderr)}")
-    _start_agent(home)
-
-
-def _start_agent(home: Path) -> None:
-    """Start the home's gpg-agent now and wait until it answers. Decryption with a secret key goes
-    through the agent, and gpg starts one on demand with a short timeout: on a loaded machine, or
-    with several decryptions starting at once, that start can lose the race, and gpg then reports
-    a misleading "No secret key"."""
-    launched = subprocess.run(["gpgconf", "--homedir", str(home), "--launch", "gpg-agent"], capture_output=True, timeout=60)
-    if launched.returncode != 0:
-        raise DecryptionFailed(f"gpg-agent could not be started for the restore key: {_last(launched.stderr)}")
-    answered = subprocess.run(["gpg-connect-agent", "--homedir", str(home), "/bye"], capture_output=True, timeout=60)
-    if answered.returncode != 0:
-        raise DecryptionFailed(f"gpg-agent does not answer: {_last(answered.stderr)}")
 
 
 def decrypt_stage(home: Path, key: DecryptionKey) -> Stage:
