@@ -9,17 +9,26 @@ time they arrive.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import AbstractSet, Sequence
 
-from hms_dr.errors import DecryptionFailed, EncryptionFailed
+from hms_dr.errors import DecryptionFailed, EncryptionFailed, ToolFailed
 from hms_dr.gpghome import gpg_home  # noqa: F401 -- the place callers have always imported it from
 from hms_dr.policy import EncryptionMode
 from hms_dr.streams import Stage
 
 CIPHER = "AES256"
 GPG = "gpg"
+STATUS_PREFIX = "[GNUPG:] "
+# What gpg prints for a payload whose bytes changed after encryption (gpg 2.2's wording).
+_DAMAGE_SIGNS = ("mdc", "manipulated", "integrity", "invalid packet", "no valid openpgp data", "read error", "unknown version")
+# What gpg prints when the agent, not the key, failed (gpg's own wording, 2.2 and later).
+_AGENT_FAILURE = re.compile(
+    r"public key decryption failed: (?P<why>.+)|problem with the agent: (?P<agent>.+)|(?P<none>no gpg-agent running)"
+)
 
 
 @dataclass(frozen=True)
@@ -54,10 +63,11 @@ def gpg_version() -> str:
     return first.split()[-1] if first else "unknown"
 
 
-def _gpg_base(home: Path) -> list[str]:
+def _gpg_base(home: Path, *, quiet: bool = True) -> list[str]:
     # --no-autostart: the home's agent is the one gpg_home started and guards; an agent gpg
     # started on its own would outlive a killed task (and a failure says "No agent" instead).
-    return [GPG, "--homedir", str(home), "--batch", "--no-tty", "--quiet", "--no-permission-warning", "--no-autostart"]
+    argv = [GPG, "--homedir", str(home), "--batch", "--no-tty", "--no-permission-warning", "--no-autostart"]
+    return argv + ["--quiet"] if quiet else argv
 
 
 def import_public_key(home: Path, armored: str) -> list[KeyInfo]:
@@ -119,40 +129,120 @@ def encrypt_stage(home: Path, key: EncryptionKey) -> Stage:
     return Stage("gpg --encrypt", argv)
 
 
-def prepare_decryption(home: Path, key: DecryptionKey) -> None:
+@dataclass(frozen=True)
+class ImportedKey:
+    """The restore key as imported into one gpg home: what decryptions there use."""
+
+    home: Path
+    key: DecryptionKey = field(repr=False)
+    key_ids: frozenset[str]  # long ids of the secret (sub)keys it holds; empty for a passphrase
+
+    def decrypt_stage(self) -> Stage:
+        return decrypt_stage(self.home, self.key)
+
+    def explain(self, failure: ToolFailed) -> DecryptionFailed:
+        """A one-line DecryptionFailed for a failed gpg stage of this key."""
+        return explain_decryption_failure(failure.stderr_lines or (failure.last_stderr_line,), self.key_ids)
+
+
+def prepare_decryption(home: Path, key: DecryptionKey) -> ImportedKey:
     """Import the restore key into ``home``; fails clearly when it is missing or not a secret key."""
     if key.mode is EncryptionMode.SYMMETRIC:
         if not key.passphrase:
             raise DecryptionFailed("no passphrase in the restore key connection")
-        return
+        return ImportedKey(home, key, frozenset())
     if not key.private_key or "PRIVATE KEY BLOCK" not in key.private_key:
         raise DecryptionFailed("no armored private key (extra.private_key) in the restore key connection")
     # gpg >= 2.1 imports a protected secret key as it is; the passphrase is only needed to decrypt.
     done = subprocess.run(_gpg_base(home) + ["--import"], input=key.private_key.encode(), capture_output=True, timeout=60)
     if done.returncode != 0:
         raise DecryptionFailed(f"the restore key could not be imported: {_last(done.stderr)}")
+    listing = subprocess.run(_gpg_base(home) + ["--with-colons", "--list-secret-keys"], capture_output=True, text=True, timeout=60)
+    secret_keys = parse_secret_key_listing(listing.stdout)
+    return ImportedKey(home, key, frozenset(k.key_id for k in secret_keys))
+
+
+@dataclass(frozen=True)
+class SecretKeyInfo:
+    key_id: str  # the long key id, as gpg's ENC_TO status names the recipient of a payload
+    can_encrypt: bool  # usable for encryption now (not expired or revoked)
+
+
+def parse_secret_key_listing(colons: str) -> list[SecretKeyInfo]:
+    """Secret keys and subkeys from `gpg --with-colons --list-secret-keys`."""
+    keys = []
+    for line in colons.splitlines():
+        fields = line.split(":")
+        if fields[0] in ("sec", "ssb") and len(fields) > 11:
+            usable = fields[1] not in ("e", "r", "d", "i")
+            keys.append(SecretKeyInfo(fields[4].upper(), usable and "e" in fields[11]))
+    return keys
 
 
 def decrypt_stage(home: Path, key: DecryptionKey) -> Stage:
     """gpg decrypting stdin to stdout; a wrong key or passphrase fails the pipeline."""
-    argv = _gpg_base(home) + [
-        "--pinentry-mode", "loopback", "--passphrase-fd", "{secret_fd}", "--no-symkey-cache", "--output", "-", "--decrypt",
+    # Not --quiet: with it gpg keeps to itself WHY the session key could not be decrypted
+    # ("public key decryption failed: <agent error>"), and every failure reads "No secret key".
+    argv = _gpg_base(home, quiet=False) + [
+        "--status-fd", "2", "--pinentry-mode", "loopback", "--passphrase-fd", "{secret_fd}", "--no-symkey-cache",
+        "--output", "-", "--decrypt",
     ]
     return Stage("gpg --decrypt", argv, secret_input=key.passphrase or "")
 
 
-def explain_decryption_failure(stderr_line: str) -> DecryptionFailed:
-    """A one-line DecryptionFailed for what gpg printed last."""
-    lowered = stderr_line.lower()
-    if "no secret key" in lowered:
-        why = "the payload was encrypted to a key the restore key connection does not hold"
-    elif "bad passphrase" in lowered or "bad session key" in lowered:
-        why = "wrong passphrase for the restore key or the symmetric backup"
-    elif "mdc" in lowered or "integrity" in lowered or "invalid packet" in lowered or "no valid openpgp data" in lowered:
-        why = "the encrypted payload is damaged"
-    else:
-        why = "gpg could not decrypt the payload"
-    return DecryptionFailed(f"{why} (gpg: {stderr_line})")
+@dataclass(frozen=True)
+class DecryptionReport:
+    """What gpg --decrypt said (stderr with --status-fd 2), read for the operator."""
+
+    recipients: frozenset[str]  # long key ids the payload is encrypted to (ENC_TO)
+    agent_error: str  # why the agent could not decrypt the session key, if it said
+    last_line: str  # gpg's own last error line
+    messages: tuple[str, ...]  # every line for people (not [GNUPG:] status lines)
+
+
+def read_decryption_report(stderr_lines: Sequence[str]) -> DecryptionReport:
+    recipients = set()
+    agent_error = ""
+    messages = []
+    for line in stderr_lines:
+        if line.startswith(STATUS_PREFIX):
+            words = line[len(STATUS_PREFIX):].split()
+            if len(words) > 1 and words[0] == "ENC_TO":
+                recipients.add(words[1].upper())
+            continue
+        messages.append(line)
+        match = _AGENT_FAILURE.search(line)
+        if match and not agent_error:
+            agent_error = (match.group("why") or match.group("agent") or match.group("none")).strip()
+    last = next((m for m in reversed(messages) if "error" in m.lower() or "failed" in m.lower()), messages[-1] if messages else "")
+    return DecryptionReport(frozenset(recipients), agent_error, last.removeprefix("gpg: "), tuple(messages))
+
+
+def explain_decryption_failure(stderr_lines: Sequence[str], held_key_ids: AbstractSet[str]) -> DecryptionFailed:
+    """A one-line DecryptionFailed for what gpg said; the key is blamed only when the payload's
+    recipients are keys ``held_key_ids`` (what the restore key connection holds) does not name."""
+    report = read_decryption_report(stderr_lines)
+    said = f"(gpg: {report.last_line})"
+    if report.recipients and not report.recipients & held_key_ids:
+        held = ", ".join(sorted(held_key_ids)) or "no secret key, only a passphrase"
+        why = (
+            f"the payload was encrypted to a key the restore key connection does not hold "
+            f"(payload for {', '.join(sorted(report.recipients))}; the connection holds {held})"
+        )
+        return DecryptionFailed(f"{why} {said}")
+    if report.recipients:
+        ours = ", ".join(sorted(report.recipients & held_key_ids))
+        cause = f"agent error: {report.agent_error}" if report.agent_error else f"gpg: {report.last_line}"
+        return DecryptionFailed(f"gpg could not decrypt the payload with restore key {ours}, which it is encrypted to ({cause})")
+    return DecryptionFailed(f"{_symmetric_or_damaged(' '.join(report.messages).lower())} {said}")
+
+
+def _symmetric_or_damaged(lowered: str) -> str:
+    if "bad passphrase" in lowered or "bad session key" in lowered:
+        return "wrong passphrase for the restore key or the symmetric backup"
+    if any(sign in lowered for sign in _DAMAGE_SIGNS):
+        return "the encrypted payload is damaged"
+    return "gpg could not decrypt the payload"
 
 
 def _last(stderr: bytes) -> str:
