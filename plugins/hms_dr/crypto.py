@@ -9,7 +9,9 @@ time they arrive.
 
 from __future__ import annotations
 
+import io
 import re
+import secrets
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +20,12 @@ from typing import AbstractSet, Sequence
 from hms_dr.errors import DecryptionFailed, EncryptionFailed, ToolFailed
 from hms_dr.gpghome import gpg_home  # noqa: F401 -- the place callers have always imported it from
 from hms_dr.policy import EncryptionMode
-from hms_dr.streams import Stage
+from hms_dr.streams import Pipeline, Stage
 
 CIPHER = "AES256"
 GPG = "gpg"
 STATUS_PREFIX = "[GNUPG:] "
+PROBE_BYTES = 32
 # What gpg prints for a payload whose bytes changed after encryption (gpg 2.2's wording).
 _DAMAGE_SIGNS = ("mdc", "manipulated", "integrity", "invalid packet", "no valid openpgp data", "read error", "unknown version")
 # What gpg prints when the agent, not the key, failed (gpg's own wording, 2.2 and later).
@@ -131,7 +134,7 @@ def encrypt_stage(home: Path, key: EncryptionKey) -> Stage:
 
 @dataclass(frozen=True)
 class ImportedKey:
-    """The restore key as imported into one gpg home: what decryptions there use."""
+    """The restore key as imported into one gpg home, unlocked once: what decryptions there use."""
 
     home: Path
     key: DecryptionKey = field(repr=False)
@@ -146,7 +149,8 @@ class ImportedKey:
 
 
 def prepare_decryption(home: Path, key: DecryptionKey) -> ImportedKey:
-    """Import the restore key into ``home``; fails clearly when it is missing or not a secret key."""
+    """Import the restore key into ``home`` and unlock it once; fails clearly when it is missing,
+    not a secret key, or its passphrase is wrong."""
     if key.mode is EncryptionMode.SYMMETRIC:
         if not key.passphrase:
             raise DecryptionFailed("no passphrase in the restore key connection")
@@ -159,7 +163,11 @@ def prepare_decryption(home: Path, key: DecryptionKey) -> ImportedKey:
         raise DecryptionFailed(f"the restore key could not be imported: {_last(done.stderr)}")
     listing = subprocess.run(_gpg_base(home) + ["--with-colons", "--list-secret-keys"], capture_output=True, text=True, timeout=60)
     secret_keys = parse_secret_key_listing(listing.stdout)
-    return ImportedKey(home, key, frozenset(k.key_id for k in secret_keys))
+    imported = ImportedKey(home, key, frozenset(k.key_id for k in secret_keys))
+    for secret_key in secret_keys:
+        if secret_key.can_encrypt:
+            _unlock_once(imported, secret_key.key_id)
+    return imported
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,37 @@ def parse_secret_key_listing(colons: str) -> list[SecretKeyInfo]:
             usable = fields[1] not in ("e", "r", "d", "i")
             keys.append(SecretKeyInfo(fields[4].upper(), usable and "e" in fields[11]))
     return keys
+
+
+def _unlock_once(imported: ImportedKey, key_id: str) -> None:
+    """Decrypt a probe encrypted to ``key_id``, alone, before any payload is decrypted.
+
+    gpg-agent 2.2 keeps an imported secret key in OpenPGP's format until its first use, which
+    re-protects it in the agent's own format and rewrites the key file in place (GnuPG writes
+    a temp file and renames it only from 2.4.2). When that first use is several decryptions at
+    once -- the WAL source's prefetch -- each of them converts the key: one reads the file
+    while another rewrites it ("error parsing", that decryption fails), or, as the conversions
+    also race on the agent's S2K calibration, the file ends up recording another iteration
+    count than the one its key was protected with, and no passphrase unlocks it again ("Bad
+    passphrase" for every later decryption). gpg --quiet reported both as "No secret key".
+    One decryption first, on its own, converts the key while nothing else reads it, and
+    proves the passphrase before anything is downloaded.
+    """
+    probe = secrets.token_bytes(PROBE_BYTES)
+    encrypt = _gpg_base(imported.home) + ["--trust-model", "always", "--recipient", f"{key_id}!", "--output", "-", "--encrypt"]
+    encrypted = subprocess.run(encrypt, input=probe, capture_output=True, timeout=120)
+    if encrypted.returncode != 0:
+        raise DecryptionFailed(f"gpg could not encrypt a probe to restore key {key_id}: {_last(encrypted.stderr)}")
+    try:
+        with Pipeline([imported.decrypt_stage()], source=io.BytesIO(encrypted.stdout)) as pipeline:
+            decrypted = pipeline.output.read()
+    except ToolFailed as exc:
+        failure = read_decryption_report(exc.stderr_lines)
+        if failure.agent_error.lower() == "bad passphrase":
+            raise DecryptionFailed(f"wrong passphrase for the restore key {key_id} (gpg-agent: {failure.agent_error})") from None
+        raise imported.explain(exc) from None
+    if decrypted != probe:
+        raise DecryptionFailed(f"a probe encrypted to restore key {key_id} did not decrypt to its own bytes")
 
 
 def decrypt_stage(home: Path, key: DecryptionKey) -> Stage:

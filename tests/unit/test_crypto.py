@@ -1,9 +1,11 @@
-"""gpg with real keys: a failed decryption blames the key only when the payload is for a key the
-restore key does not hold; a gpg home's agent goes with the home, and with its owner when the
-owner is killed."""
+"""gpg with real keys: the restore key is unlocked once when it is imported, so decryptions
+that run at once never rewrite it; a failed decryption blames the key only when the payload
+is for a key the restore key does not hold; a gpg home's agent goes with the home, and with
+its owner when the owner is killed."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +132,28 @@ def test_a_key_file_read_half_written_is_an_agent_error_not_a_wrong_key(
         decrypt_in(imported_ours, encrypted)
     assert "does not hold" not in failure.value.message
     assert f"with restore key {ours.encryption_key_id}, which it is encrypted to (agent error: " in failure.value.message
+
+
+def test_a_wrong_passphrase_is_refused_when_the_key_is_imported(ours: KeyPair, tmp_path: Path) -> None:
+    with gpg_home(tmp_path) as home, pytest.raises(DecryptionFailed) as failure:
+        prepare_decryption(home, ours.restore_key(passphrase="not-the-passphrase-000"))
+    assert failure.value.message == f"wrong passphrase for the restore key {ours.encryption_key_id} (gpg-agent: Bad passphrase)"
+    assert "not-the-passphrase-000" not in str(failure.value) and ours.passphrase not in str(failure.value)
+
+
+def test_decryptions_at_once_after_the_import_never_rewrite_the_key(ours: KeyPair, imported_ours: ImportedKey, tmp_path: Path) -> None:
+    # gpg-agent 2.2 converts an imported key on its first use and rewrites its file in place;
+    # concurrent first uses then read it half written. prepare_decryption does that use alone.
+    payloads = [encrypt_to(ours, f"wal {i}".encode(), tmp_path) for i in range(4)]
+    before = key_file_digests(imported_ours.home)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        decrypted = list(pool.map(lambda payload: decrypt_in(imported_ours, payload), payloads))
+    assert decrypted == [f"wal {i}".encode() for i in range(4)]
+    assert key_file_digests(imported_ours.home) == before
+
+
+def key_file_digests(home: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in (home / "private-keys-v1.d").glob("*.key")}
 
 
 @pytest.mark.parametrize(

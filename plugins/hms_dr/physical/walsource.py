@@ -149,6 +149,7 @@ class WalSource:
             self._work = Path(tempfile.mkdtemp(prefix="walsource-", dir=self.staging_dir))  # 0700, ours only
             self._stack.callback(shutil.rmtree, self._work, True)
             home = self._stack.enter_context(gpg_home(self.staging_dir))
+            # Unlocked once here, before the prefetch threads decrypt in this home concurrently.
             self._imported = prepare_decryption(home, self.key)
         except BaseException:
             self._stack.close()
