@@ -1,10 +1,18 @@
-"""Shared test setup: the engine package on sys.path, and the guard that the suite reads nothing
-beside the repository (tests/repo_boundary.py)."""
+"""Shared test setup: the engine package on sys.path, and two guards: the suite reads nothing
+beside the repository (tests/repo_boundary.py), and a gpg-agent it started still running at its
+end fails the run."""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import psutil
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = REPO_ROOT / "plugins"
@@ -18,3 +26,48 @@ import repo_boundary  # noqa: E402  (needs the sys.path entry above)
 
 BOUNDARY = repo_boundary.boundary_for(REPO_ROOT)
 repo_boundary.install(BOUNDARY)
+
+RUN_TAG = "HMS_DR_TEST_RUN_TAG"
+# gpgconf --kill returns before the agent has exited, and an agent whose guardian ended checks
+# for that every 4 s: what still runs after this long was left behind.
+AGENT_EXIT_GRACE_S = 10.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every process this pytest process starts inherits the tag, gpg-agents included, though
+    # they daemonize away from their parents: the run tells its own agents by it, and leaves
+    # those of other test runs on this machine (other worktrees, other xdist workers) alone.
+    os.environ[RUN_TAG] = uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_gpg_agent_outlives_the_tests() -> Iterator[None]:
+    """After the last test (and every other session fixture's teardown): no gpg-agent this run
+    started may still be running; those that are fail the run, named, and are stopped."""
+    yield
+    leftover = agents_still_running(os.environ[RUN_TAG], AGENT_EXIT_GRACE_S)
+    described = [f"pid {agent.pid}: {' '.join(agent.cmdline()[:3])}" for agent in leftover]
+    for agent in leftover:
+        agent.terminate()
+    assert not described, "gpg-agent(s) this test run started outlived it (now stopped): " + "; ".join(described)
+
+
+def agents_still_running(tag: str, grace_s: float) -> list[psutil.Process]:
+    deadline = time.monotonic() + grace_s
+    while (agents := gpg_agents_tagged(tag)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return agents
+
+
+def gpg_agents_tagged(tag: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] != "gpg-agent":
+            continue
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE and process.environ().get(RUN_TAG) == tag:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+

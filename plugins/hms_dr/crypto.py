@@ -1,29 +1,37 @@
 """Encryption at rest with gpg: to a public key (the backup host cannot decrypt) or with a passphrase.
 
-Each operation runs in its own throw-away GNUPGHOME, so no keyring on the worker matters and
-nothing outlives the task. Keys and passphrases arrive as plain values (the tasks layer reads
-them from Airflow Connections) and reach gpg through stdin or a private file descriptor, never
-argv. gpg's own compression is off: payloads are already compressed by the time they arrive.
+Each operation runs in its own throw-away GNUPGHOME (``hms_dr.gpghome``), so no keyring on the
+worker matters and nothing outlives the task. Keys and passphrases arrive as plain values (the
+tasks layer reads them from Airflow Connections) and reach gpg through stdin or a private file
+descriptor, never argv. gpg's own compression is off: payloads are already compressed by the
+time they arrive.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+import io
+import re
+import secrets
 import subprocess
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import AbstractSet, Sequence
 
-from hms_dr.errors import DecryptionFailed, EncryptionFailed
+from hms_dr.errors import DecryptionFailed, EncryptionFailed, ToolFailed
+from hms_dr.gpghome import gpg_home  # noqa: F401 -- the place callers have always imported it from
 from hms_dr.policy import EncryptionMode
-from hms_dr.streams import Stage
+from hms_dr.streams import Pipeline, Stage
 
 CIPHER = "AES256"
-MAX_GPG_HOME_PARENT_CHARS = 64
 GPG = "gpg"
+STATUS_PREFIX = "[GNUPG:] "
+PROBE_BYTES = 32
+# What gpg prints for a payload whose bytes changed after encryption (gpg 2.2's wording).
+_DAMAGE_SIGNS = ("mdc", "manipulated", "integrity", "invalid packet", "no valid openpgp data", "read error", "unknown version")
+# What gpg prints when the agent, not the key, failed (gpg's own wording, 2.2 and later).
+_AGENT_FAILURE = re.compile(
+    r"public key decryption failed: (?P<why>.+)|problem with the agent: (?P<agent>.+)|(?P<none>no gpg-agent running)"
+)
 
 
 @dataclass(frozen=True)
@@ -52,31 +60,17 @@ class KeyInfo:
     validity: str  # gpg's validity letter: 'e' expired, 'r' revoked, '-'/'u'/'f' usable
 
 
-@contextmanager
-def gpg_home(parent: Path) -> Iterator[Path]:
-    """A private GNUPGHOME under ``parent``, removed with its agent when the block ends."""
-    # gpg-agent's socket lives in the home directory and a Unix socket path is limited to ~107
-    # bytes: a deep staging directory would make every secret-key operation fail ("No agent").
-    if len(str(parent.absolute())) > MAX_GPG_HOME_PARENT_CHARS:
-        parent = Path(tempfile.gettempdir())
-    parent.mkdir(parents=True, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="gnupg-", dir=parent))
-    os.chmod(home, 0o700)
-    try:
-        yield home
-    finally:
-        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, timeout=30)
-        shutil.rmtree(home, ignore_errors=True)
-
-
 def gpg_version() -> str:
     done = subprocess.run([GPG, "--version"], capture_output=True, text=True, timeout=30)
     first = done.stdout.splitlines()[0] if done.stdout else ""
     return first.split()[-1] if first else "unknown"
 
 
-def _gpg_base(home: Path) -> list[str]:
-    return [GPG, "--homedir", str(home), "--batch", "--no-tty", "--quiet", "--no-permission-warning"]
+def _gpg_base(home: Path, *, quiet: bool = True) -> list[str]:
+    # --no-autostart: the home's agent is the one gpg_home started and guards; an agent gpg
+    # started on its own would outlive a killed task (and a failure says "No agent" instead).
+    argv = [GPG, "--homedir", str(home), "--batch", "--no-tty", "--no-permission-warning", "--no-autostart"]
+    return argv + ["--quiet"] if quiet else argv
 
 
 def import_public_key(home: Path, armored: str) -> list[KeyInfo]:
@@ -138,54 +132,156 @@ def encrypt_stage(home: Path, key: EncryptionKey) -> Stage:
     return Stage("gpg --encrypt", argv)
 
 
-def prepare_decryption(home: Path, key: DecryptionKey) -> None:
-    """Import the restore key into ``home``; fails clearly when it is missing or not a secret key."""
+@dataclass(frozen=True)
+class ImportedKey:
+    """The restore key as imported into one gpg home, unlocked once: what decryptions there use."""
+
+    home: Path
+    key: DecryptionKey = field(repr=False)
+    key_ids: frozenset[str]  # long ids of the secret (sub)keys it holds; empty for a passphrase
+
+    def decrypt_stage(self) -> Stage:
+        return decrypt_stage(self.home, self.key)
+
+    def explain(self, failure: ToolFailed) -> DecryptionFailed:
+        """A one-line DecryptionFailed for a failed gpg stage of this key."""
+        return explain_decryption_failure(failure.stderr_lines or (failure.last_stderr_line,), self.key_ids)
+
+
+def prepare_decryption(home: Path, key: DecryptionKey) -> ImportedKey:
+    """Import the restore key into ``home`` and unlock it once; fails clearly when it is missing,
+    not a secret key, or its passphrase is wrong."""
     if key.mode is EncryptionMode.SYMMETRIC:
         if not key.passphrase:
             raise DecryptionFailed("no passphrase in the restore key connection")
-        return
+        return ImportedKey(home, key, frozenset())
     if not key.private_key or "PRIVATE KEY BLOCK" not in key.private_key:
         raise DecryptionFailed("no armored private key (extra.private_key) in the restore key connection")
     # gpg >= 2.1 imports a protected secret key as it is; the passphrase is only needed to decrypt.
     done = subprocess.run(_gpg_base(home) + ["--import"], input=key.private_key.encode(), capture_output=True, timeout=60)
     if done.returncode != 0:
         raise DecryptionFailed(f"the restore key could not be imported: {_last(done.stderr)}")
-    _start_agent(home)
+    listing = subprocess.run(_gpg_base(home) + ["--with-colons", "--list-secret-keys"], capture_output=True, text=True, timeout=60)
+    secret_keys = parse_secret_key_listing(listing.stdout)
+    imported = ImportedKey(home, key, frozenset(k.key_id for k in secret_keys))
+    for secret_key in secret_keys:
+        if secret_key.can_encrypt:
+            _unlock_once(imported, secret_key.key_id)
+    return imported
 
 
-def _start_agent(home: Path) -> None:
-    """Start the home's gpg-agent now and wait until it answers. Decryption with a secret key goes
-    through the agent, and gpg starts one on demand with a short timeout: on a loaded machine, or
-    with several decryptions starting at once, that start can lose the race, and gpg then reports
-    a misleading "No secret key"."""
-    launched = subprocess.run(["gpgconf", "--homedir", str(home), "--launch", "gpg-agent"], capture_output=True, timeout=60)
-    if launched.returncode != 0:
-        raise DecryptionFailed(f"gpg-agent could not be started for the restore key: {_last(launched.stderr)}")
-    answered = subprocess.run(["gpg-connect-agent", "--homedir", str(home), "/bye"], capture_output=True, timeout=60)
-    if answered.returncode != 0:
-        raise DecryptionFailed(f"gpg-agent does not answer: {_last(answered.stderr)}")
+@dataclass(frozen=True)
+class SecretKeyInfo:
+    key_id: str  # the long key id, as gpg's ENC_TO status names the recipient of a payload
+    can_encrypt: bool  # usable for encryption now (not expired or revoked)
+
+
+def parse_secret_key_listing(colons: str) -> list[SecretKeyInfo]:
+    """Secret keys and subkeys from `gpg --with-colons --list-secret-keys`."""
+    keys = []
+    for line in colons.splitlines():
+        fields = line.split(":")
+        if fields[0] in ("sec", "ssb") and len(fields) > 11:
+            usable = fields[1] not in ("e", "r", "d", "i")
+            keys.append(SecretKeyInfo(fields[4].upper(), usable and "e" in fields[11]))
+    return keys
+
+
+def _unlock_once(imported: ImportedKey, key_id: str) -> None:
+    """Decrypt a probe encrypted to ``key_id``, alone, before any payload is decrypted.
+
+    gpg-agent 2.2 keeps an imported secret key in OpenPGP's format until its first use, which
+    re-protects it in the agent's own format and rewrites the key file in place (GnuPG writes
+    a temp file and renames it only from 2.4.2). When that first use is several decryptions at
+    once -- the WAL source's prefetch -- each of them converts the key: one reads the file
+    while another rewrites it ("error parsing", that decryption fails), or, as the conversions
+    also race on the agent's S2K calibration, the file ends up recording another iteration
+    count than the one its key was protected with, and no passphrase unlocks it again ("Bad
+    passphrase" for every later decryption). gpg --quiet reported both as "No secret key".
+    One decryption first, on its own, converts the key while nothing else reads it, and
+    proves the passphrase before anything is downloaded.
+    """
+    probe = secrets.token_bytes(PROBE_BYTES)
+    encrypt = _gpg_base(imported.home) + ["--trust-model", "always", "--recipient", f"{key_id}!", "--output", "-", "--encrypt"]
+    encrypted = subprocess.run(encrypt, input=probe, capture_output=True, timeout=120)
+    if encrypted.returncode != 0:
+        raise DecryptionFailed(f"gpg could not encrypt a probe to restore key {key_id}: {_last(encrypted.stderr)}")
+    try:
+        with Pipeline([imported.decrypt_stage()], source=io.BytesIO(encrypted.stdout)) as pipeline:
+            decrypted = pipeline.output.read()
+    except ToolFailed as exc:
+        failure = read_decryption_report(exc.stderr_lines)
+        if failure.agent_error.lower() == "bad passphrase":
+            raise DecryptionFailed(f"wrong passphrase for the restore key {key_id} (gpg-agent: {failure.agent_error})") from None
+        raise imported.explain(exc) from None
+    if decrypted != probe:
+        raise DecryptionFailed(f"a probe encrypted to restore key {key_id} did not decrypt to its own bytes")
 
 
 def decrypt_stage(home: Path, key: DecryptionKey) -> Stage:
     """gpg decrypting stdin to stdout; a wrong key or passphrase fails the pipeline."""
-    argv = _gpg_base(home) + [
-        "--pinentry-mode", "loopback", "--passphrase-fd", "{secret_fd}", "--no-symkey-cache", "--output", "-", "--decrypt",
+    # Not --quiet: with it gpg keeps to itself WHY the session key could not be decrypted
+    # ("public key decryption failed: <agent error>"), and every failure reads "No secret key".
+    argv = _gpg_base(home, quiet=False) + [
+        "--status-fd", "2", "--pinentry-mode", "loopback", "--passphrase-fd", "{secret_fd}", "--no-symkey-cache",
+        "--output", "-", "--decrypt",
     ]
     return Stage("gpg --decrypt", argv, secret_input=key.passphrase or "")
 
 
-def explain_decryption_failure(stderr_line: str) -> DecryptionFailed:
-    """A one-line DecryptionFailed for what gpg printed last."""
-    lowered = stderr_line.lower()
-    if "no secret key" in lowered:
-        why = "the payload was encrypted to a key the restore key connection does not hold"
-    elif "bad passphrase" in lowered or "bad session key" in lowered:
-        why = "wrong passphrase for the restore key or the symmetric backup"
-    elif "mdc" in lowered or "integrity" in lowered or "invalid packet" in lowered or "no valid openpgp data" in lowered:
-        why = "the encrypted payload is damaged"
-    else:
-        why = "gpg could not decrypt the payload"
-    return DecryptionFailed(f"{why} (gpg: {stderr_line})")
+@dataclass(frozen=True)
+class DecryptionReport:
+    """What gpg --decrypt said (stderr with --status-fd 2), read for the operator."""
+
+    recipients: frozenset[str]  # long key ids the payload is encrypted to (ENC_TO)
+    agent_error: str  # why the agent could not decrypt the session key, if it said
+    last_line: str  # gpg's own last error line
+    messages: tuple[str, ...]  # every line for people (not [GNUPG:] status lines)
+
+
+def read_decryption_report(stderr_lines: Sequence[str]) -> DecryptionReport:
+    recipients = set()
+    agent_error = ""
+    messages = []
+    for line in stderr_lines:
+        if line.startswith(STATUS_PREFIX):
+            words = line[len(STATUS_PREFIX):].split()
+            if len(words) > 1 and words[0] == "ENC_TO":
+                recipients.add(words[1].upper())
+            continue
+        messages.append(line)
+        match = _AGENT_FAILURE.search(line)
+        if match and not agent_error:
+            agent_error = (match.group("why") or match.group("agent") or match.group("none")).strip()
+    last = next((m for m in reversed(messages) if "error" in m.lower() or "failed" in m.lower()), messages[-1] if messages else "")
+    return DecryptionReport(frozenset(recipients), agent_error, last.removeprefix("gpg: "), tuple(messages))
+
+
+def explain_decryption_failure(stderr_lines: Sequence[str], held_key_ids: AbstractSet[str]) -> DecryptionFailed:
+    """A one-line DecryptionFailed for what gpg said; the key is blamed only when the payload's
+    recipients are keys ``held_key_ids`` (what the restore key connection holds) does not name."""
+    report = read_decryption_report(stderr_lines)
+    said = f"(gpg: {report.last_line})"
+    if report.recipients and not report.recipients & held_key_ids:
+        held = ", ".join(sorted(held_key_ids)) or "no secret key, only a passphrase"
+        why = (
+            f"the payload was encrypted to a key the restore key connection does not hold "
+            f"(payload for {', '.join(sorted(report.recipients))}; the connection holds {held})"
+        )
+        return DecryptionFailed(f"{why} {said}")
+    if report.recipients:
+        ours = ", ".join(sorted(report.recipients & held_key_ids))
+        cause = f"agent error: {report.agent_error}" if report.agent_error else f"gpg: {report.last_line}"
+        return DecryptionFailed(f"gpg could not decrypt the payload with restore key {ours}, which it is encrypted to ({cause})")
+    return DecryptionFailed(f"{_symmetric_or_damaged(' '.join(report.messages).lower())} {said}")
+
+
+def _symmetric_or_damaged(lowered: str) -> str:
+    if "bad passphrase" in lowered or "bad session key" in lowered:
+        return "wrong passphrase for the restore key or the symmetric backup"
+    if any(sign in lowered for sign in _DAMAGE_SIGNS):
+        return "the encrypted payload is damaged"
+    return "gpg could not decrypt the payload"
 
 
 def _last(stderr: bytes) -> str:

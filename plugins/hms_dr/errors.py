@@ -63,10 +63,13 @@ class ChecksumMismatch(HmsDrError):
 class ToolFailed(HmsDrError):
     """An external program (pg_dump, gpg, zstd, ...) exited non-zero."""
 
-    def __init__(self, tool: str, exit_code: int | None, last_stderr_line: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, tool: str, exit_code: int | None, last_stderr_line: str, *, hint: str | None = None, stderr_lines: tuple[str, ...] = ()
+    ) -> None:
         self.tool = tool
         self.exit_code = exit_code
         self.last_stderr_line = last_stderr_line
+        self.stderr_lines = stderr_lines  # the tail of stderr, for callers that read more than the last line
         how = "was killed" if exit_code is None or exit_code < 0 else f"exited {exit_code}"
         detail = f": {last_stderr_line}" if last_stderr_line else ""
         super().__init__(f"{tool} {how}{detail}", hint=hint)

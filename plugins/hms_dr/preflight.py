@@ -68,7 +68,7 @@ def run_preflight(conn: ConnectionInfo, policy: Policy, store: Store, key: Encry
             f"encryption.key_id in {policy.source} is still the placeholder",
             hint="set it to the fingerprint of the hospital's backup public key",
         )
-    for program in ["gpg", "gpgconf"] + (["zstd"] if policy.compression.method is CompressionMethod.ZSTD else []):
+    for program in ["gpg", "gpgconf", "gpg-agent", "gpg-connect-agent"] + (["zstd"] if policy.compression.method is CompressionMethod.ZSTD else []):
         if shutil.which(program) is None:
             raise PreflightFailed(f"{program} is not installed on this worker")
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from hms_dr import sqlfiles
 from hms_dr.catalog import BackupSet, key_for
-from hms_dr.crypto import DecryptionKey, decrypt_stage, explain_decryption_failure, gpg_home, prepare_decryption
+from hms_dr.crypto import DecryptionKey, gpg_home, prepare_decryption
 from hms_dr.database import connect
 from hms_dr.digests import sha256_of_file
 from hms_dr.errors import ChecksumMismatch, ParamInvalid, ToolFailed
@@ -126,8 +126,8 @@ def decrypt_file(encrypted: Path, payload_name: str, key: DecryptionKey, destina
     fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as out, gpg_home(staging_dir) as home, encrypted.open("rb") as source:
-            prepare_decryption(home, key)
-            stages = [decrypt_stage(home, key)]
+            imported = prepare_decryption(home, key)
+            stages = [imported.decrypt_stage()]
             decompressor = decompression_stage(payload_name)
             if decompressor is not None:
                 stages.append(decompressor)
@@ -137,7 +137,7 @@ def decrypt_file(encrypted: Path, payload_name: str, key: DecryptionKey, destina
                         out.write(chunk)
             except ToolFailed as exc:
                 if exc.tool.startswith("gpg"):
-                    raise explain_decryption_failure(exc.last_stderr_line) from None
+                    raise imported.explain(exc) from None
                 raise
     except BaseException:
         destination.unlink(missing_ok=True)

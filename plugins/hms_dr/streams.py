@@ -84,7 +84,7 @@ class _StageProcess:
             return None
         for line in self.stderr_lines:
             log.error("%s: %s", self.stage.name, line)
-        return ToolFailed(self.stage.name, code, telling_line(self.stderr_lines))
+        return ToolFailed(self.stage.name, code, telling_line(self.stderr_lines), stderr_lines=tuple(self.stderr_lines))
 
     def kill(self) -> None:
         if self.process.poll() is None:

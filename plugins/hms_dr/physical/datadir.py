@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hms_dr.catalog import key_for
-from hms_dr.crypto import DecryptionKey, decrypt_stage, explain_decryption_failure, gpg_home, prepare_decryption
+from hms_dr.crypto import DecryptionKey, ImportedKey, gpg_home, prepare_decryption
 from hms_dr.errors import BackupVerificationFailed, ChecksumMismatch, ManifestInvalid, PreflightFailed, ToolFailed
 from hms_dr.files import write_file_atomically
 from hms_dr.manifest import BackupKind, Payload
@@ -83,8 +83,7 @@ def restore_base_backup(
     workdir.mkdir(mode=0o700, parents=True, exist_ok=False)
     try:
         with gpg_home(staging_dir) as home:
-            prepare_decryption(home, key)
-            decrypt = decrypt_stage(home, key)
+            imported = prepare_decryption(home, key)
             pg_manifest = workdir / BACKUP_MANIFEST
             steps = (("base", BASE_TAR_FORMAT, data_dir), ("wal", WAL_TAR_FORMAT, data_dir / "pg_wal"), ("manifest", MANIFEST_FORMAT, None))
             for step, fmt, destination in steps:
@@ -97,10 +96,10 @@ def restore_base_backup(
                 started = time.monotonic()
                 try:
                     if destination is None:
-                        _decrypt_to_file(encrypted, payload, decrypt, pg_manifest)
+                        _decrypt_to_file(encrypted, payload, imported, pg_manifest)
                     else:
                         prepare_server_dir(destination, 0o700)
-                        _decrypt_and_extract(encrypted, payload, decrypt, destination)
+                        _decrypt_and_extract(encrypted, payload, imported, destination)
                 finally:
                     encrypted.unlink(missing_ok=True)
                 seconds[f"extract_{step}"] = time.monotonic() - started
@@ -116,8 +115,8 @@ def restore_base_backup(
     return {"seconds": {k: round(v, 3) for k, v in seconds.items()}, **sizes, "verified_by": verified_by}
 
 
-def _decrypt_stages(decrypt: Stage, payload: Payload) -> list[Stage]:
-    stages = [decrypt]
+def _decrypt_stages(imported: ImportedKey, payload: Payload) -> list[Stage]:
+    stages = [imported.decrypt_stage()]
     decompressor = decompression_stage(payload.name)
     if decompressor is not None:
         stages.append(decompressor)
@@ -129,12 +128,12 @@ def _check_plain(payload: Payload, sha256: str, size: int, where: str) -> None:
         raise ChecksumMismatch(f"{payload.name} decrypted to {size} bytes that differ from the {where} the backup verified")
 
 
-def _decrypt_to_file(encrypted: Path, payload: Payload, decrypt: Stage, destination: Path) -> None:
+def _decrypt_to_file(encrypted: Path, payload: Payload, imported: ImportedKey, destination: Path) -> None:
     digest = hashlib.sha256()
     size = 0
     fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out, encrypted.open("rb") as source:
-        with _explained(), Pipeline(_decrypt_stages(decrypt, payload), source=source) as pipeline:
+        with _explained(imported), Pipeline(_decrypt_stages(imported, payload), source=source) as pipeline:
             while chunk := pipeline.output.read(1 << 20):
                 digest.update(chunk)
                 size += len(chunk)
@@ -142,7 +141,7 @@ def _decrypt_to_file(encrypted: Path, payload: Payload, decrypt: Stage, destinat
     _check_plain(payload, digest.hexdigest(), size, "file")
 
 
-def _decrypt_and_extract(encrypted: Path, payload: Payload, decrypt: Stage, destination: Path) -> None:
+def _decrypt_and_extract(encrypted: Path, payload: Payload, imported: ImportedKey, destination: Path) -> None:
     """gpg -d | zstd -d | tar -x into ``destination``: the plain tar is hashed on its way to tar,
     which runs as the server's OS user so every file it makes belongs to the server."""
     digest = hashlib.sha256()
@@ -154,8 +153,8 @@ def _decrypt_and_extract(encrypted: Path, payload: Payload, decrypt: Stage, dest
     assert tar.stdin is not None and tar.stderr is not None
     try:
         with ProgressLog(f"restoring {payload.name}", lambda: done[0], expected_bytes=payload.plain_size_bytes):
-            with encrypted.open("rb") as source, _explained():
-                with Pipeline(_decrypt_stages(decrypt, payload), source=source) as pipeline:
+            with encrypted.open("rb") as source, _explained(imported):
+                with Pipeline(_decrypt_stages(imported, payload), source=source) as pipeline:
                     while chunk := pipeline.output.read(1 << 20):
                         digest.update(chunk)
                         done[0] += len(chunk)
@@ -184,12 +183,15 @@ def _last_line(text: str) -> str:
 class _explained:
     """Turns a gpg failure inside a pipeline into a one-line DecryptionFailed."""
 
+    def __init__(self, imported: ImportedKey) -> None:
+        self.imported = imported
+
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if isinstance(exc, ToolFailed) and exc.tool.startswith("gpg"):
-            raise explain_decryption_failure(exc.last_stderr_line) from None
+            raise self.imported.explain(exc) from None
 
 
 def verify_data_dir(base: BaseBackup, pg_manifest: Path, data_dir: Path) -> str:

@@ -27,7 +27,7 @@ WAL_SENDERS_NEEDED = 2
 # WAL written while the copy runs lands in pg_wal.tar and again in the extracted copy: at least
 # one segment each, whatever the cluster's size (it dominates for a small cluster).
 WAL_SEGMENTS_STAGED = 4
-REQUIRED_PROGRAMS = ("zstd", "gpg", "gpgconf")
+REQUIRED_PROGRAMS = ("zstd", "gpg", "gpgconf", "gpg-agent", "gpg-connect-agent")
 
 
 @dataclass(frozen=True)

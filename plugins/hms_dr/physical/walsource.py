@@ -42,7 +42,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from hms_dr.catalog import key_for
-from hms_dr.crypto import DecryptionKey, decrypt_stage, explain_decryption_failure, gpg_home, prepare_decryption
+from hms_dr.crypto import DecryptionKey, ImportedKey, gpg_home, prepare_decryption
 from hms_dr.errors import ChecksumMismatch, HmsDrError, ManifestInvalid, ObjectMissing, ToolFailed
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, parse_manifest
 from hms_dr.physical.walfetch import HEADER_MAX_BYTES, SOCKET_NAME
@@ -133,7 +133,7 @@ class WalSource:
         self.gap_hint = ""
         self.stats = WalSourceStats()
         self._stack = ExitStack()
-        self._home: Path | None = None
+        self._imported: ImportedKey | None = None
         self._work: Path | None = None
         self._directory: Path | None = None
         self._listener: socket.socket | None = None
@@ -148,8 +148,9 @@ class WalSource:
             self.staging_dir.mkdir(parents=True, exist_ok=True)
             self._work = Path(tempfile.mkdtemp(prefix="walsource-", dir=self.staging_dir))  # 0700, ours only
             self._stack.callback(shutil.rmtree, self._work, True)
-            self._home = self._stack.enter_context(gpg_home(self.staging_dir))
-            prepare_decryption(self._home, self.key)
+            home = self._stack.enter_context(gpg_home(self.staging_dir))
+            # Unlocked once here, before the prefetch threads decrypt in this home concurrently.
+            self._imported = prepare_decryption(home, self.key)
         except BaseException:
             self._stack.close()
             raise
@@ -210,7 +211,7 @@ class WalSource:
 
     def fetch(self, name: str, destination: Path) -> WalFile | None:
         """Fetch ``name`` into ``destination``; None when the store has no such WAL set."""
-        assert self._home is not None and self._work is not None, "use the WAL source as a context manager"
+        assert self._imported is not None and self._work is not None, "use the WAL source as a context manager"
         manifest_key = key_for(self.cluster, BackupKind.WAL, name, MANIFEST_NAME)
         try:
             raw = self.store.get_bytes(manifest_key)
@@ -241,8 +242,8 @@ class WalSource:
         return WalFile(name, destination, plain_size, plain_sha256, payload.size_bytes)
 
     def _decrypt(self, encrypted: Path, payload_name: str, destination: Path) -> tuple[str, int]:
-        assert self._home is not None
-        stages = [decrypt_stage(self._home, self.key)]
+        assert self._imported is not None
+        stages = [self._imported.decrypt_stage()]
         decompressor = decompression_stage(payload_name)
         if decompressor is not None:
             stages.append(decompressor)
@@ -259,7 +260,7 @@ class WalSource:
                             out.write(chunk)
                 except ToolFailed as exc:
                     if exc.tool.startswith("gpg"):
-                        raise explain_decryption_failure(exc.last_stderr_line) from None
+                        raise self._imported.explain(exc) from None
                     raise
         except BaseException:
             destination.unlink(missing_ok=True)
