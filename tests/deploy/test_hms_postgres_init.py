@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from workdirs import state_root
 from psycopg import sql
 
 from hms_dr.sandbox.cluster import LocalCluster, free_port, prepare_server_dir, run_server_tool
@@ -45,14 +46,18 @@ class InitializedServer:
 
 @pytest.fixture(scope="module")
 def server(worker_id: str) -> Iterator[InitializedServer]:
-    # Under the repository: when the tests run as root the server runs as the postgres OS user,
-    # which must be able to traverse every parent directory.
-    base = REPO_ROOT / ".sandbox-test" / f"compose-init-{worker_id}-{uuid.uuid4().hex[:8]}"
+    # Reachable by the postgres OS user, which runs the server when the tests run as root.
+    base = state_root() / f"compose-init-{worker_id}-{uuid.uuid4().hex[:8]}"
     cluster = LocalCluster(base / "data", free_port(), base / "log" / "postgresql.log", base / "sockets")
     superuser_password = secrets.token_hex(16)
     role_passwords = {role: secrets.token_hex(16) for role in ("hms_admin", "hms_backup", "hms_replica")}
     spool = base / "wal-spool"
+    # The image holds its own copies of these; so does the test, where the server's OS user can
+    # read them (run as root it may not traverse the clone).
+    include, initdb_dir = base / "include", base / "initdb"
     try:
+        shutil.copytree(REPO_ROOT / "include", include)
+        shutil.copytree(INITDB_DIR, initdb_dir)
         cluster.init(superuser_password, data_checksums=True)
         prepare_server_dir(spool, 0o700)
         cluster.start()
@@ -62,13 +67,13 @@ def server(worker_id: str) -> Iterator[InitializedServer]:
             "PGPASSWORD": superuser_password,
             "PGHOST": str(cluster.socket_directory.absolute()),
             "PGPORT": str(cluster.port),
-            "HMS_DR_INCLUDE": str(REPO_ROOT / "include"),
+            "HMS_DR_INCLUDE": str(include.absolute()),
             "HMS_WAL_SPOOL_DIR": str(spool.absolute()),
             "HMS_DATABASE": DATABASE,
             "HMS_DEMO_SCALE_MB": SCALE_MB,
             **{f"{role.upper()}_PASSWORD": password for role, password in role_passwords.items()},
         }
-        for script in sorted(INITDB_DIR.glob("*.sh")):
+        for script in sorted(initdb_dir.glob("*.sh")):
             run_server_tool([script], env=env, timeout_s=600)
         cluster.stop()  # the image restarts the server after its init scripts
         cluster.start()

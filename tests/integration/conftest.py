@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import pytest
+from workdirs import state_root
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,13 +27,13 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def worker_state_dir(worker_id: str) -> Path:
-    # Under the repository, not pytest's tmp_path: when the tests run as root the server runs as
-    # the postgres OS user, which must be able to traverse every parent directory.
+    # Not pytest's tmp_path: when the tests run as root the server runs as the postgres OS user,
+    # which must be able to traverse every parent directory (see tests/workdirs.py).
     # HMS_DR_TEST_SANDBOX names a separate one, for two test runs side by side on one machine.
     name = os.environ.get("HMS_DR_TEST_SANDBOX")
     if name is None:
-        return REPO_ROOT / ".sandbox-test" / worker_id
-    return REPO_ROOT / ".sandbox-test" / (name if worker_id == "master" else f"{name}-{worker_id}")
+        return state_root() / worker_id
+    return state_root() / (name if worker_id == "master" else f"{name}-{worker_id}")
 
 
 @pytest.fixture(scope="session")

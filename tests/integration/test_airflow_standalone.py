@@ -30,6 +30,7 @@ from typing import Any
 
 import psutil
 import pytest
+from workdirs import state_root
 
 from hms_dr.sandbox import Sandbox, sandbox_status, start_sandbox, stop_sandbox
 from hms_dr.sandbox.cluster import free_port
@@ -50,7 +51,7 @@ LOCAL_EXECUTOR_WORKER = "airflow worker -- LocalExecutor"
 def sandbox(worker_id: str) -> Iterator[Sandbox]:
     """A sandbox of its own: the last test stops it, which the shared one must survive."""
     # Under the repository like the shared ones (the postgres OS user must traverse its parents).
-    state_dir = REPO_ROOT / ".sandbox-test" / f"standalone-{worker_id}"
+    state_dir = state_root() / f"standalone-{worker_id}"
     shutil.rmtree(state_dir, ignore_errors=True)
     try:
         yield start_sandbox(state_dir, scale_mb=SCALE_MB)

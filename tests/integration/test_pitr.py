@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from workdirs import state_root
 
 from hms_dr.catalog import find_set, key_for
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home
@@ -46,7 +47,7 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Under the repository like the sandboxes: the postgres OS user must traverse every parent.
-TEST_STATE_DIR = REPO_ROOT / ".sandbox-test"
+TEST_STATE_DIR = state_root()
 ARCHIVE_SCRIPT = REPO_ROOT / "include" / "postgres" / "archive_wal.sh"
 
 

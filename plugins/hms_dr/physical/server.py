@@ -18,6 +18,7 @@ from typing import Any
 
 from hms_dr import sqlfiles
 from hms_dr.errors import DatabaseUnavailable, PreflightFailed, RecoveryFailed
+from hms_dr.files import write_file_atomically
 from hms_dr.pgtools import ConnectionInfo, tool_path
 from hms_dr.physical import walfetch
 from hms_dr.physical.datadir import RECOVERY_SETTINGS_RESET_AFTER_PROMOTION, conf_value, remove_recovery_trust
@@ -50,8 +51,14 @@ def _conf_quote(value: str) -> str:
 
 
 def walfetch_restore_command(directory: Path) -> str:
-    """The restore_command, with a Python the server's OS user can run (proven with a ping)."""
-    script = Path(walfetch.__file__).resolve()
+    """The restore_command, with a Python the server's OS user can run (proven with a ping).
+
+    The server runs a copy of walfetch.py in ``directory`` (the WAL source's private directory,
+    which the server's OS user owns): it then needs no access to where hms-dr is installed, which
+    run as root may be a directory the postgres OS user cannot traverse.
+    """
+    script = directory / Path(walfetch.__file__).name
+    write_file_atomically(script, Path(walfetch.__file__).read_text(encoding="utf-8"), mode=0o644)
     candidates = list(dict.fromkeys([sys.executable, SYSTEM_PYTHON]))
     failures = []
     for python in candidates:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hms_dr.errors import PreflightFailed
+from hms_dr.files import write_file_atomically
 from hms_dr.sandbox.airflow_env import write_airflow_env
 from hms_dr.sandbox.cluster import PG_BIN, LocalCluster, ensure_reachable_by_server, free_port, prepare_server_dir, server_user
 from hms_dr.sandbox.detached import environ_has, session_tree, stop_session_tree
@@ -61,7 +62,7 @@ def _check_prerequisites(paths: SandboxPaths) -> None:
     for program_name in ("gpg", "gpgconf") + (("runuser",) if server_user() else ()):
         if shutil.which(program_name) is None:
             raise PreflightFailed(f"{program_name} not found on PATH")
-    for server_path in (paths.conf_fragment, paths.archive_script, paths.data_dir, paths.spool_dir):
+    for server_path in (paths.data_dir, paths.spool_dir):
         ensure_reachable_by_server(server_path)
 
 
@@ -81,16 +82,31 @@ def archive_command(script: Path, spool_dir: Path) -> str:
     return f'{quoted(script)} "%p" {quoted(spool_dir)}'
 
 
+def _server_files(paths: SandboxPaths) -> tuple[Path, Path]:
+    """Copies of the configuration fragment and the archive script for the server to read, made
+    at every start (an edit of the repository's files applies at the next start). Run as root, the
+    server is the postgres OS user, which may not traverse the clone (e.g. under a 0700
+    `mktemp -d`); the state directory is made for it."""
+    _make_private_dir(paths.server_files_dir)
+    copies = []
+    for source, mode in ((paths.conf_fragment, 0o644), (paths.archive_script, 0o755)):
+        copy = paths.server_files_dir / source.name
+        write_file_atomically(copy, source.read_text(encoding="utf-8"), mode=mode)
+        copies.append(copy)
+    return copies[0], copies[1]
+
+
 def _start_postgres(paths: SandboxPaths, state: dict[str, Any], sandbox_secrets: SandboxSecrets) -> LocalCluster:
     postgres_state = state.setdefault("postgres", {})
     cluster = LocalCluster(paths.data_dir, int(postgres_state.setdefault("port", free_port())), paths.pg_log_file, paths.socket_dir)
     prepare_server_dir(paths.spool_dir, 0o700)
+    conf_fragment, archive_script = _server_files(paths)
     if not cluster.is_initialized():
         cluster.init(
             sandbox_secrets.role_passwords["postgres"],
             data_checksums=True,
-            conf={"archive_command": archive_command(paths.archive_script, paths.spool_dir)},
-            conf_fragment=paths.conf_fragment,
+            conf={"archive_command": archive_command(archive_script, paths.spool_dir)},
+            conf_fragment=conf_fragment,
         )
         postgres_state["initialized_at"] = _now()
         save_state(paths, state)

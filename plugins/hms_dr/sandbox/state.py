@@ -60,6 +60,7 @@ class SandboxPaths:
     committed_policy: Path
     conf_fragment: Path
     archive_script: Path
+    server_files_dir: Path  # copies of the two above, which the server reads (see lifecycle)
     dags_dir: Path
     plugins_dir: Path
 
@@ -87,6 +88,7 @@ class SandboxPaths:
             committed_policy=repo_root / "include" / "policy.yaml",
             conf_fragment=repo_root / "include" / "postgres" / "postgresql.hms.conf",
             archive_script=repo_root / "include" / "postgres" / "archive_wal.sh",
+            server_files_dir=root / "server-files",
             dags_dir=repo_root / "dags",
             plugins_dir=repo_root / "plugins",
         )
