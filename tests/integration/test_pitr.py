@@ -108,8 +108,11 @@ def source(sandbox: Any, staging: Path, primary_store: Any) -> Iterator[Source]:
     prepare_server_dir(spool, 0o700)
     cluster = LocalCluster(staging / "source" / "data", free_port(), staging / "source" / "log" / "server.log", staging / "source" / "sockets")
     password = secrets.token_urlsafe(18)
+    # A copy the server's OS user can run (run as root it may not traverse the clone).
+    script = staging / ARCHIVE_SCRIPT.name
+    shutil.copy2(ARCHIVE_SCRIPT, script)
     cluster.init(password, data_checksums=True, conf={
-        "archive_mode": "on", "archive_command": archive_command(ARCHIVE_SCRIPT, spool), "fsync": "off", "wal_level": "replica",
+        "archive_mode": "on", "archive_command": archive_command(script, spool), "fsync": "off", "wal_level": "replica",
     })
     cluster.start()
     key = EncryptionKey(EncryptionMode.PUBLIC_KEY, sandbox.fingerprint, public_key=sandbox.secrets.gpg_public_key)

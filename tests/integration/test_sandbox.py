@@ -85,7 +85,10 @@ def test_cluster_has_data_checksums_and_wal_archiving(sandbox: Sandbox) -> None:
     assert settings["data_checksums"] == "on"
     assert settings["archive_mode"] == "on"
     assert settings["wal_level"] == "replica"
-    assert str(ARCHIVE_SCRIPT) in settings["archive_command"]
+    # The server runs the sandbox's copy of the repository's script (see _server_files).
+    server_copy = sandbox.paths.server_files_dir / ARCHIVE_SCRIPT.name
+    assert str(server_copy) in settings["archive_command"]
+    assert server_copy.read_bytes() == ARCHIVE_SCRIPT.read_bytes()
     assert str(sandbox.paths.spool_dir) in settings["archive_command"]
 
 
