@@ -46,10 +46,13 @@ def baselines_for_restored(
         else:
             record["foreign_keys"] = [fk for fk in record.get("foreign_keys", []) if whole_database or fk["references"] in wanted]
             renamed[qualified] = record
+    whole = whole_database and staging_schema is None
     return {
-        **{k: v for k, v in baselines.items() if k not in ("tables", "views")},
+        **{k: v for k, v in baselines.items() if k not in ("tables", "views", "large_objects")},
         "tables": renamed,
-        "views": dict(baselines.get("views", {})) if whole_database and staging_schema is None else {},
+        "views": dict(baselines.get("views", {})) if whole else {},
+        # The large objects are restored with the whole database only.
+        **({"large_objects": baselines["large_objects"]} if whole and "large_objects" in baselines else {}),
     }
 
 

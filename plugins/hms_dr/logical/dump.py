@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from hms_dr.errors import HmsDrError
+from hms_dr.logical.content import ContentDigests, dump_session_options
 from hms_dr.logical.verify import StreamVerifier
 from hms_dr.manifest import BackupKind, Payload
 from hms_dr.pgtools import ConnectionInfo, pg_dump_argv, tool_env
@@ -45,6 +46,7 @@ class DumpResult:
     payload: Payload
     verification: dict[str, Any]
     seconds: float
+    content: ContentDigests | None  # custom archives: what every table and the large objects hold
 
 
 def compression_stage(compression: CompressionPolicy, archive_format: str) -> Stage | None:
@@ -106,7 +108,8 @@ def stream_dump(
         tables=spec.tables,
         schemas=() if spec.tables else schemas,
     )
-    stages = [Stage("pg_dump", argv, env=tool_env(conn))]
+    # Fixed session settings, so the content digests of this dump and of a restored copy's compare.
+    stages = [Stage("pg_dump", argv, env={**tool_env(conn), "PGOPTIONS": dump_session_options()})]
     compressor = compression_stage(compression, spec.archive_format)
     if compressor is not None:
         stages.append(compressor)
@@ -139,7 +142,7 @@ def stream_dump(
         store.describe(key), human_bytes(stored.size_bytes), human_bytes(verifier.plain_size),
         verifier.plain_size / max(stored.size_bytes, 1), seconds, human_rate(verifier.plain_size, seconds),
     )
-    return DumpResult(spec.kind, payload, verification, seconds)
+    return DumpResult(spec.kind, payload, verification, seconds, verifier.content)
 
 
 class _ProgressLog:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hms_dr.errors import BackupVerificationFailed
+from hms_dr.logical.content import ArchiveDigester, ContentDigests
 from hms_dr.pgtools import parse_restore_list, pg_restore_list_argv
 
 PLAIN_DUMP_END_MARK = b"-- PostgreSQL database dump complete"
@@ -21,8 +22,8 @@ PLAIN_DUMP_END_MARK = b"-- PostgreSQL database dump complete"
 
 @dataclass
 class StreamVerifier:
-    """Reads the plain archive as it streams past: pg_restore --list for custom archives, the
-    closing line for plain SQL."""
+    """Reads the plain archive as it streams past: pg_restore --list and the content digest for
+    custom archives, the closing line for plain SQL."""
 
     archive_format: str
     process: subprocess.Popen[bytes] | None = None
@@ -33,10 +34,13 @@ class StreamVerifier:
     _reader: threading.Thread | None = None
     plain_hash: Any = field(default_factory=hashlib.sha256)
     plain_size: int = 0
+    digester: ArchiveDigester | None = None
+    content: ContentDigests | None = None
 
     def start(self) -> None:
         if self.archive_format != "c":
             return
+        self.digester = ArchiveDigester()
         self.process = subprocess.Popen(
             pg_restore_list_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
@@ -52,6 +56,8 @@ class StreamVerifier:
         self.plain_hash.update(chunk)
         self.plain_size += len(chunk)
         self.tail = (self.tail + chunk)[-4096:]
+        if self.digester is not None:
+            self.digester.feed(chunk)
         if self.process is None or not self.accepting:
             return
         try:
@@ -77,6 +83,8 @@ class StreamVerifier:
         if code != 0:
             last = self.stderr.decode("utf-8", "replace").strip().splitlines()
             raise BackupVerificationFailed(f"{label}: pg_restore --list failed: {last[-1] if last else f'exit {code}'}")
+        assert self.digester is not None
+        self.content = self.digester.finish(label)
         entries = parse_restore_list(self.listing.decode("utf-8", "replace"))
         listed = {f"{schema}.{name}" for description, schema, name in entries if description == "TABLE DATA"}
         missing = [table for table in expect_table_data if table not in listed]
@@ -84,9 +92,12 @@ class StreamVerifier:
             raise BackupVerificationFailed(
                 f"{label}: pg_restore --list does not list the data of {len(missing)} table(s): {', '.join(missing[:5])}"
             )
-        return {"check": "pg_restore --list", "toc_entries": len(entries), "tables_listed": len(listed)}
+        return {"check": "pg_restore --list; content digest", "toc_entries": len(entries), "tables_listed": len(listed),
+                "tables_digested": len(self.content.tables)}
 
     def kill(self) -> None:
+        if self.digester is not None:
+            self.digester.kill()
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()

@@ -18,7 +18,8 @@ from hms_dr import baseline
 from hms_dr.errors import DatabaseUnavailable
 from hms_dr.quality.gxrun import connection_settings, import_great_expectations, run_plan
 from hms_dr.quality.measure import MEASURING_CONNECTIONS, measuring_ahead
-from hms_dr.quality.plan import CheckKind, plan_checks, query_text, survey_database
+from hms_dr.logical.content import digesting_restored
+from hms_dr.quality.plan import CheckKind, Survey, plan_checks, query_text, survey_database
 from hms_dr.quality.report import judge, page_link, write_report_html, write_summary
 
 log = logging.getLogger(__name__)
@@ -56,23 +57,11 @@ def check_restored_database(
     conninfo = {key: str(value) for key, value in conninfo_to_dict(dsn).items() if value is not None}
     with _connect(conninfo) as connection, connection.cursor() as cursor:
         survey = survey_database(cursor, baselines)
-    plan = plan_checks(baselines, survey, smoke_queries)
-    settings = baselines.get("session_settings") or baseline.FINGERPRINT_SESSION_SETTINGS
-    url, connect_args = connection_settings(conninfo, settings)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    # The costly queries start now and run while GX is imported (seconds of Python on one core); GX
-    # then validates the rows they returned. One connection during the import, so the view's rows,
-    # measured first and usually the longest, have the other core to themselves; more after it.
-    with measuring_ahead(plan, connect_args, connections=1) as measurement:
-        import_great_expectations()
-        measurement.add_connections(MEASURING_CONNECTIONS - 1)
-        results, pages, docs_index = run_plan(
-            plan, url, connect_args, report_dir / "data_docs", run_name=f"restore-test-{backup_set_id}",
-            complete_plan=measurement.complete,
-        )
-
-    checks = [{**judge(check, results.get(index)), "data_docs_page": page_link(pages.get(index), report_dir)}
-              for index, check in enumerate(plan.checks)]
+    # The content digest reads every restored row in programs of its own (pg_dump and the digest),
+    # from now until the GX checks are done.
+    with digesting_restored(conninfo, baselines) as restored_content:
+        checks, docs_index = _checks(baselines, survey, smoke_queries, conninfo, report_dir, backup_set_id)
+        checks += restored_content.rows()
     failed = [check["message"] for check in checks if not check["passed"]]
     summary: dict[str, Any] = {
         "backup_set_id": backup_set_id,
@@ -89,6 +78,28 @@ def check_restored_database(
     for message in failed:
         log.warning("restore test of %s: %s", backup_set_id, message)
     return summary
+
+
+def _checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Sequence[tuple[str, str]],
+            conninfo: Mapping[str, str], report_dir: Path, backup_set_id: str) -> tuple[list[dict[str, Any]], Any]:
+    """Every GX check of the plan, validated, as report rows; and the Data Docs index page."""
+    plan = plan_checks(baselines, survey, smoke_queries)
+    settings = baselines.get("session_settings") or baseline.FINGERPRINT_SESSION_SETTINGS
+    url, connect_args = connection_settings(conninfo, settings)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    # The costly queries start now and run while GX is imported (seconds of Python on one core); GX
+    # then validates the rows they returned. One connection during the import, so the view's rows,
+    # measured first and usually the longest, have the other core to themselves; more after it.
+    with measuring_ahead(plan, connect_args, connections=1) as measurement:
+        import_great_expectations()
+        measurement.add_connections(MEASURING_CONNECTIONS - 1)
+        results, pages, docs_index = run_plan(
+            plan, url, connect_args, report_dir / "data_docs", run_name=f"restore-test-{backup_set_id}",
+            complete_plan=measurement.complete,
+        )
+    rows = [{**judge(check, results.get(index)), "data_docs_page": page_link(pages.get(index), report_dir)}
+            for index, check in enumerate(plan.checks)]
+    return rows, docs_index
 
 
 def _connect(conninfo: Mapping[str, str]) -> Any:

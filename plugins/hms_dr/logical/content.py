@@ -1,0 +1,312 @@
+"""Every value proven: content digests of each table and of the large objects, taken from the
+archive the daily backup streams, recomputed on a restored database, and compared.
+
+``ArchiveDigester`` runs ``archive_digest.py`` as a program of its own beside a dump, fed the same
+bytes the verifier sees; ``digest_restored_database`` runs ``pg_dump --data-only`` of a restored
+database into the same program; ``compare_content`` turns the two into one report row per table
+(and one for the large objects). Both pg_dumps run with ``DUMP_SESSION_OPTIONS``, so equal rows
+give byte-equal COPY text whichever server, time zone or database defaults they were read under.
+
+What a digest proves, and what it does not, is written up in the README ("What the content digest
+proves").
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterator, Mapping, Sequence
+
+from hms_dr.errors import BackupVerificationFailed, HmsDrError
+from hms_dr.logical import archive_digest
+from hms_dr.pgtools import tool_path
+from hms_dr.streams import Pipeline, Stage
+
+DIGEST_PROGRAM = Path(archive_digest.__file__)
+METHOD = archive_digest.METHOD
+NO_ROWS: Mapping[str, Any] = archive_digest.RelationDigest().record()  # an empty table, or no large object
+
+# Session settings that decide how a value is written as COPY text and that pg_dump leaves to the
+# server's or the database's defaults (it sets DateStyle, IntervalStyle, extra_float_digits and
+# search_path itself). Fixed for the production dump and for the restored database's, so a
+# restore target with another time zone or bytea_output cannot make equal rows look different.
+DUMP_SESSION_SETTINGS: Mapping[str, str] = {
+    "TimeZone": "UTC",
+    "bytea_output": "hex",
+    "lc_monetary": "C",
+}
+
+
+def dump_session_options() -> str:
+    """PGOPTIONS for a pg_dump whose archive is digested (the production dump and the restored one)."""
+    return " ".join(f"-c {name}={value}" for name, value in DUMP_SESSION_SETTINGS.items())
+
+
+def digest_argv() -> list[str]:
+    # -I: the program needs only the standard library, and must not pick up a user's site dir.
+    return [sys.executable, "-I", str(DIGEST_PROGRAM)]
+
+
+@dataclass(frozen=True)
+class ContentDigests:
+    """What an archive holds: (rows, digest) per (schema, table), and of its large objects."""
+
+    method: str
+    encoding: str | None
+    tables: Mapping[tuple[str, str], Mapping[str, Any]]
+    large_objects: Mapping[str, Any] | None
+
+    @classmethod
+    def from_program_output(cls, output: bytes) -> ContentDigests:
+        data = json.loads(output)
+        return cls(
+            method=data["method"],
+            encoding=data.get("encoding"),
+            tables={(schema, name): record for schema, name, record in data["tables"]},
+            large_objects=data.get("large_objects"),
+        )
+
+    def table(self, schema: str, name: str) -> Mapping[str, Any]:
+        """A table's (rows, digest); a table the archive has no data block for holds no rows."""
+        return self.tables.get((schema, name)) or NO_ROWS
+
+
+class ArchiveDigester:
+    """``archive_digest.py`` fed chunk by chunk from a dump in progress (see StreamVerifier)."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(digest_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE)
+        self._output: dict[str, bytes] = {}
+        self._reader = threading.Thread(target=self._collect, name="archive-digest", daemon=True)
+        self._reader.start()
+        self.broken = False
+
+    def _collect(self) -> None:
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self._output["stdout"] = self.process.stdout.read()
+        self._output["stderr"] = self.process.stderr.read()
+
+    def feed(self, chunk: bytes) -> None:
+        if self.broken:
+            return
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write(chunk)
+        except BrokenPipeError:
+            self.broken = True  # the program died: finish() reports its error
+
+    def finish(self, label: str) -> ContentDigests:
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = self.process.wait()
+        self._reader.join()
+        if code != 0:
+            error = self._output.get("stderr", b"").decode("utf-8", "replace").strip().splitlines()
+            raise BackupVerificationFailed(f"{label}: the content digest could not read the archive: "
+                                           f"{error[-1] if error else f'exit {code}'}")
+        return ContentDigests.from_program_output(self._output["stdout"])
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+class RestoredDigest:
+    """``pg_dump --data-only -Fc | archive_digest.py`` of a restored database, running in the
+    background while the other checks run; ``result()`` waits for it."""
+
+    def __init__(self, env: Mapping[str, str], *, tables: Sequence[tuple[str, str]] | None, large_objects: bool) -> None:
+        argv = [tool_path("pg_dump"), "--format=c", "--compress=0", "--data-only", "--no-password"]
+        if tables is None:
+            argv.append("--blobs" if large_objects else "--no-blobs")
+        else:
+            # Exact names: inside double quotes a pattern's wildcards are plain characters.
+            argv += [f"--table={_quoted(schema)}.{_quoted(name)}" for schema, name in tables]
+        self._pipeline = Pipeline([Stage("pg_dump (content digest)", argv, env=env),
+                                   Stage("archive_digest", digest_argv())])
+        self._output: list[bytes] = []
+        self._error: list[BaseException] = []
+        self._thread = threading.Thread(target=self._read, args=(self._pipeline.output,), name="restored-digest",
+                                        daemon=True)
+        self._thread.start()
+
+    def _read(self, output: IO[bytes]) -> None:
+        try:
+            self._output.append(output.read())
+        except BaseException as exc:  # re-raised by result()
+            self._error.append(exc)
+
+    def result(self) -> ContentDigests:
+        self._thread.join()
+        if self._error:
+            raise self._error[0]
+        return ContentDigests.from_program_output(self._output[0])
+
+    def cancel(self) -> None:
+        self._pipeline.abort()
+        self._thread.join(timeout=30)
+
+
+class RestoredContent:
+    """The content checks of one restored database: its digest, taken in the background, and
+    the report rows comparing it with the baselines."""
+
+    def __init__(self, baselines: Mapping[str, Any], digest: RestoredDigest | None) -> None:
+        self._baselines = baselines
+        self._digest = digest
+
+    def rows(self) -> list[dict[str, Any]]:
+        if self._digest is None:
+            return []
+        try:
+            observed = self._digest.result()
+        except HmsDrError as exc:
+            return compare_content(self._baselines, None, error=exc.message)
+        return compare_content(self._baselines, observed)
+
+
+@contextmanager
+def digesting_restored(conninfo: Mapping[str, str], baselines: Mapping[str, Any]) -> Iterator[RestoredContent]:
+    """Digest the restored database at ``conninfo`` while the block runs; nothing outlives it.
+
+    Baselines without content digests (sets taken before they existed) check nothing here.
+    Baselines with large objects are those of a whole database, dumped whole; otherwise only the
+    baseline's tables are dumped (a DR restore of a few tables into a staging schema).
+    """
+    recorded = baselines.get("content_digest")
+    if not recorded:
+        yield RestoredContent(baselines, None)
+        return
+    if recorded.get("method") != METHOD:
+        raise BackupVerificationFailed(f"the set's content digests were taken with method {recorded.get('method')!r};"
+                                       f" this version computes {METHOD!r}")
+    whole = baselines.get("large_objects") is not None
+    tables = None if whole else [tuple(name.split(".", 1)) for name, record in sorted(baselines.get("tables", {}).items())
+                                 if "content" in record]
+    if tables == []:
+        yield RestoredContent(baselines, None)
+        return
+    digest = RestoredDigest(restored_dump_env(conninfo, recorded.get("encoding")), tables=tables,  # type: ignore[arg-type]
+                            large_objects=whole)
+    try:
+        yield RestoredContent(baselines, digest)
+    finally:
+        digest.cancel()
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def restored_dump_env(conninfo: Mapping[str, str], encoding: str | None) -> dict[str, str]:
+    """The environment of the restored database's pg_dump: libpq settings from a connection's
+    key=value parameters (the password never in argv), the dump session settings, and the client
+    encoding the production archive was written in."""
+    import os
+
+    names = {"host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE",
+             "password": "PGPASSWORD", "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT",
+             "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "connect_timeout": "PGCONNECT_TIMEOUT"}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+    env.update({names[key]: str(value) for key, value in conninfo.items() if key in names and value is not None})
+    env.setdefault("PGCONNECT_TIMEOUT", "10")
+    env["PGOPTIONS"] = dump_session_options()
+    if encoding:
+        env["PGCLIENTENCODING"] = encoding
+    return env
+
+
+def record_content(baselines: dict[str, Any], whole: ContentDigests) -> None:
+    """Put the whole-database dump's digests into the baselines: each table's ``content`` (and its
+    ``rows``, counted by the digest), the large objects', and how they were taken."""
+    for name, record in baselines["tables"].items():
+        schema, table = name.split(".", 1)
+        content = dict(whole.table(schema, table))
+        record["content"] = content
+        record["rows"] = content["rows"]
+    baselines["large_objects"] = dict(whole.large_objects or NO_ROWS)
+    baselines["content_digest"] = {"method": whole.method, "encoding": whole.encoding,
+                                   "session_settings": dict(DUMP_SESSION_SETTINGS)}
+
+
+def check_data_only_export(whole: ContentDigests, export: ContentDigests, label: str) -> None:
+    """The data-only export was dumped in the same snapshot: its tables must equal the whole dump's."""
+    for (schema, name), record in export.tables.items():
+        if dict(whole.table(schema, name)) != dict(record):
+            raise BackupVerificationFailed(
+                f"{label}: table {schema}.{name} differs from the whole-database dump of the same snapshot "
+                f"({record['rows']} rows, digest {record['digest'][:12]}; whole dump {whole.table(schema, name)['rows']} rows)")
+
+
+def compare_content(expected: Mapping[str, Any], observed: ContentDigests | None, *, error: str | None = None
+                    ) -> list[dict[str, Any]]:
+    """One report row per table with a recorded digest (and one for the large objects), in the
+    restore checks' row format. ``expected`` is the restored baselines (tables renamed to where
+    they were restored); ``observed`` None with ``error`` when the digest could not be taken."""
+    rows: list[dict[str, Any]] = []
+    for name, record in sorted(expected.get("tables", {}).items()):
+        want = record.get("content")
+        if want is None:
+            continue
+        schema, table = name.split(".", 1)
+        if observed is None:
+            rows.append(_row("table_content", name, want, None, False,
+                             f"table {name} content could not be digested: {error}"))
+            continue
+        have = observed.tables.get((schema, table))
+        rows.append(_table_row(name, want, have))
+    want_objects = expected.get("large_objects")
+    if want_objects is not None:
+        if observed is None:
+            rows.append(_row("large_objects", "large objects", want_objects, None, False,
+                             f"large objects could not be digested: {error}"))
+        else:
+            rows.append(_large_objects_row(want_objects, observed.large_objects))
+    return rows
+
+
+def _table_row(name: str, want: Mapping[str, Any], have: Mapping[str, Any] | None) -> dict[str, Any]:
+    if have is None and want["rows"] == 0:
+        have = NO_ROWS  # a partitioned table's parent has no data block of its own: its rows are its partitions'
+    if have is None:
+        return _row("table_content", name, want, None, False, f"table {name} has no data in the restored database"
+                    f" (baseline {want['rows']} rows)")
+    if have["rows"] != want["rows"]:
+        return _row("table_content", name, want, dict(have), False,
+                    f"table {name} has {have['rows']} rows, baseline {want['rows']} (content digest)")
+    if have["digest"] != want["digest"]:
+        return _row("table_content", name, want, dict(have), False,
+                    f"table {name} content differs from the backup: {have['rows']} rows as in the baseline, but "
+                    f"at least one value differs (digest {have['digest'][:12]}, baseline {want['digest'][:12]})")
+    return _row("table_content", name, want, dict(have), True,
+                f"table {name}: every value of its {have['rows']} rows as in the backup (digest {have['digest'][:12]})")
+
+
+def _large_objects_row(want: Mapping[str, Any], have: Mapping[str, Any] | None) -> dict[str, Any]:
+    have = have or NO_ROWS
+    if have["rows"] != want["rows"]:
+        return _row("large_objects", "large objects", want, dict(have), False,
+                    f"the restored database has {have['rows']} large objects, baseline {want['rows']}")
+    if have["digest"] != want["digest"]:
+        return _row("large_objects", "large objects", want, dict(have), False,
+                    f"large objects differ from the backup: {have['rows']} as in the baseline, but the contents of"
+                    f" at least one differ (digest {have['digest'][:12]}, baseline {want['digest'][:12]})")
+    return _row("large_objects", "large objects", want, dict(have), True,
+                f"{have['rows']} large objects, every byte as in the backup (digest {have['digest'][:12]})")
+
+
+def _row(check: str, target: str, expected: Any, observed: Any, passed: bool, message: str) -> dict[str, Any]:
+    return {"check": check, "target": target, "expected": expected, "observed": observed, "passed": passed,
+            "message": message, "data_docs_page": None}
+
+
