@@ -220,6 +220,8 @@ def _process_label(proc: Any, moto_pid: int | None, postmaster_pid: int | None) 
         return "gone"
     if name == "bash" and "pipefail" in cmdline:
         return "bash (runs the pipeline)"
+    if "archive_digest.py" in cmdline:
+        return "archive_digest.py (content digests of every table)"
     if name == "pgbackrest":
         if cmdline.endswith(":local"):
             return "pgbackrest local processes (read files, page checksums, zstd, encrypt, write the repo)"

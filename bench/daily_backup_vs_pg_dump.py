@@ -115,7 +115,8 @@ def run_baselines_alone(conn: Any, policy: Any) -> dict[str, float]:
         for name in tables:
             schema, _, table = name.partition(".")
             baseline.count_rows(cursor, schema, table)
-        timings["count(*) of every table"] = time.monotonic() - started
+        # Not run by the backup since the content digests count the rows: shown as the read saved.
+        timings["count(*) of every table (no longer run: the content digest counts)"] = time.monotonic() - started
         for schema, view in views:
             t0 = time.monotonic()
             baseline.fingerprint_relation(cursor, schema, view)

@@ -168,6 +168,13 @@ def test_deleted_appointments_come_back_from_the_latest_set_and_the_damaged_tabl
     assert outcome.task_states["swap_into_production"] == "success" and outcome.task_states["remove_scratch"] == "success"
     quarantine = f"dr_quarantine_{run_key(outcome.run_id)}"
 
+    # the staged table was proven value for value against the set's content digest before the swap
+    checked = dag_runner.returned(DAG_ID, outcome.run_id, "check_restored_tables")["checks"]
+    content = [c for c in checked["checks"] if c["check"] == "table_content"]
+    assert [c["passed"] for c in content] == [True] and content[0]["target"].endswith(".appointments")
+    assert not content[0]["target"].startswith("public.")  # checked in its staging schema, before the swap
+    assert content[0]["observed"] == backup_set.manifest.baselines["tables"]["public.appointments"]["content"]
+
     # production has the rows back; the quarantine schema holds the damaged table, untouched
     assert sql(sandbox, "SELECT count(*) FROM public.appointments")[0][0] == expected_rows
     back = sql(sandbox, "SELECT count(*) FROM public.appointments WHERE id = ANY(%s)", damaged["deleted_ids"])[0][0]

@@ -68,6 +68,9 @@ def test_the_recovered_cluster_matches_the_daily_sets_baselines(drill_run: Any, 
     tables = set(daily.manifest.baselines["tables"])
     counted = {c["target"] for c in physical["checks"] if c["check"] == "row_count" and c["passed"]}
     assert counted == tables  # every table of the set has its exact baseline row count on the recovered copy
+    proven = {c["target"] for c in physical["checks"] if c["check"] == "table_content" and c["passed"]}
+    assert proven == tables  # ... and every value of every table, by its content digest
+    assert [c["passed"] for c in physical["checks"] if c["check"] == "large_objects"] == [True]
     reports = [s for s in list_catalog(primary_store, CLUSTER, BackupKind.RESTORE_TEST).sets
                if s.manifest.body["tested_set"]["backup_set_id"] == daily.backup_set_id]
     assert sorted(s.manifest.body["mode"] for s in reports) == ["logical", "physical"]

@@ -14,7 +14,8 @@ session settings, so the same rows give byte-identical COPY text on both sides.
 This file runs as a program of its own (``python archive_digest.py < archive``; it prints one
 JSON object) so the hashing has a core of its own beside the upload, and so it needs nothing but
 the standard library. The archive layout it reads is PostgreSQL's (src/bin/pg_dump/
-pg_backup_archiver.c and pg_backup_custom.c), versions 1.12 to 1.16 (PostgreSQL 11 to 18).
+pg_backup_archiver.c and pg_backup_custom.c), versions 1.12 to 1.16 (PostgreSQL 11 to 18), as
+pg_dump writes it to a pipe (to a seekable file, pg_dump 18 appends what this reader refuses).
 """
 
 from __future__ import annotations

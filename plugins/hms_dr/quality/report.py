@@ -253,7 +253,9 @@ tr.fail td {{ background: #fdd; }} tr.pass td:nth-child(5) {{ color: #060; }}
 from the network. A view's row count and fingerprint and a foreign key's orphaned rows are counted by hms-dr
 on the restored database while Great Expectations loads, and Great Expectations compares them with the
 baselines (the validation page names the query; without that note, Great Expectations ran the query itself).
-A primary key PostgreSQL enforces with a valid index is proven from the catalog, not by reading its rows.</p>
+A primary key PostgreSQL enforces with a valid index is proven from the catalog, not by reading its rows.
+A table's content and the large objects are compared by hms-dr itself: every row of the restored table, as
+pg_dump writes it, against the digest taken from the backup's own dump stream (these rows link to no page).</p>
 <table class="checks"><thead><tr><th>check</th><th>target</th><th>baseline</th><th>observed</th><th>result</th><th>message</th></tr></thead>
 <tbody>
 {rows}
