@@ -38,6 +38,7 @@ LEAF_PARTITIONS = ("sales.measurements_2024", "sales.measurements_2025 North", "
 SPACED = "public.Order Details"
 MIXED_CASE = "public.MixedCase"
 WITHOUT_PRIMARY_KEY = "sales.events"
+IN_ODD_SCHEMA = "Audit Trail.Entries"
 
 
 @dataclass(frozen=True)

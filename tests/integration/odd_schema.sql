@@ -3,6 +3,8 @@
 -- as a superuser, into a new database; the large object is added there (it needs its owner role).
 
 CREATE SCHEMA sales;
+-- Capitals and a space in a schema's name: GX would fold a table asset's schema to lower case.
+CREATE SCHEMA "Audit Trail";
 
 CREATE TYPE public.order_status AS ENUM ('new', 'paid', 'shipped');
 CREATE DOMAIN public.positive_amount AS numeric(12, 2) CHECK (VALUE > 0);
@@ -46,6 +48,8 @@ CREATE TABLE sales.measurements_2025 PARTITION OF sales.measurements
 CREATE TABLE sales."measurements_2025 North" PARTITION OF sales.measurements_2025 FOR VALUES IN ('north');
 CREATE TABLE sales.measurements_2025_south PARTITION OF sales.measurements_2025 FOR VALUES IN ('south');
 
+CREATE TABLE "Audit Trail"."Entries" (id integer PRIMARY KEY, what text NOT NULL);
+
 CREATE VIEW public.paid_orders AS
     SELECT d.id, c.name, d.amount
     FROM public."Order Details" AS d JOIN public.customers AS c ON c.id = d.customer_id
@@ -67,4 +71,5 @@ INSERT INTO sales.events
 INSERT INTO sales.measurements
     SELECT i, date '2024-06-01' + (i % 500), (ARRAY['north', 'south'])[1 + i % 2], i * 1.5
     FROM generate_series(1, 1000) AS i;
+INSERT INTO "Audit Trail"."Entries" SELECT i, 'entry ' || i FROM generate_series(1, 12) AS i;
 REFRESH MATERIALIZED VIEW sales.readings_by_region;

@@ -36,6 +36,7 @@ from odd_database import (
     MIXED_CASE,
     PARTITIONED,
     SPACED,
+    IN_ODD_SCHEMA,
     WITHOUT_PRIMARY_KEY,
     OddDatabase,
     create_odd_database,
@@ -104,7 +105,7 @@ def test_preflight_finds_the_large_object_readable_once_granted(backed_up: dict[
 def test_the_baselines_hold_every_odd_table_by_its_catalog_name(backed_up: dict[str, Any]) -> None:
     baselines = backed_up["set"].manifest.baselines
     tables = baselines["tables"]
-    assert {PARTITIONED, *LEAF_PARTITIONS, "sales.measurements_2025", SPACED, MIXED_CASE, WITHOUT_PRIMARY_KEY} <= set(tables)
+    assert {PARTITIONED, *LEAF_PARTITIONS, "sales.measurements_2025", SPACED, MIXED_CASE, WITHOUT_PRIMARY_KEY, IN_ODD_SCHEMA} <= set(tables)
     assert tables[PARTITIONED]["relkind"] == "p" and tables[PARTITIONED]["rows"] == 0  # its rows are its partitions'
     assert sum(tables[leaf]["rows"] for leaf in LEAF_PARTITIONS) == 1000
     assert tables[SPACED]["rows"] == 300 and tables[WITHOUT_PRIMARY_KEY]["primary_key"] is None
@@ -135,7 +136,9 @@ def test_the_whole_database_restores_and_its_restore_test_is_green(
                                           backup_set_id=backed_up["set"].backup_set_id, smoke_queries=())
         assert summary["failed"] == [] and summary["passed"]
         targets = {check["target"] for check in summary["checks"]}
-        assert {SPACED, MIXED_CASE, WITHOUT_PRIMARY_KEY, "sales.measurements_2025 North", "sales.readings_by_region"} <= targets
+        assert {SPACED, MIXED_CASE, WITHOUT_PRIMARY_KEY, IN_ODD_SCHEMA, "sales.measurements_2025 North", "sales.readings_by_region"} <= targets
+        rows_checks = {c["target"]: c for c in summary["checks"] if c["check"] == "row_count"}
+        assert rows_checks[IN_ODD_SCHEMA]["observed"] == 12
         # The large object came back with its bytes; the materialized view with its rows.
         assert query(dsn, "SELECT lo_get(oid) FROM pg_largeobject_metadata") == [(b"%PDF-1.4 scanned consent form, page 1 of 1\x00\xff",)]
         assert query(dsn, "SELECT sum(readings) FROM sales.readings_by_region") == [(1000,)]
