@@ -47,7 +47,7 @@ from hms_dr.tasks.dr_restore import (
 policy = load_policy()
 dr = dr_settings(policy)
 IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
-TABLE = r"^([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$"
+TABLE = r'^((?:[a-z_][a-z0-9_$]{0,62}|"(?:[^"\x00-\x1f\x7f]|""){1,63}")\.)?(?:[a-z_][a-z0-9_$]{0,62}|"(?:[^"\x00-\x1f\x7f]|""){1,63}")$'
 WHAT, WHERE, SWAP, WHY = "What to restore", "Where to", "Checks and swap", "Why"
 
 with DAG(
@@ -111,7 +111,7 @@ with DAG(
             uniqueItems=True,
             maxItems=100,
             title="Tables",
-            description="One per line, e.g. `appointments` (or `schema.table`). Leave empty only with \"Every table\" on.",
+            description="One per line, e.g. `appointments`, `schema.table` or, quoted as in SQL, `public.\"Order Details\"`. Leave empty only with \"Every table\" on.",
             section=WHAT,
         ),
         "all_tables": Param(

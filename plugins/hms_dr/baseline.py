@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from hms_dr import sqlfiles
 from hms_dr.errors import PreflightFailed
+from hms_dr.names import RelationName, check_schema_name, parse_relation_name, relation_key, split_relation_key
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ def apply_fingerprint_settings(cursor: Any, settings: Mapping[str, str] = FINGER
 
 
 def qualified(schema: str, name: str) -> str:
-    return f"{schema}.{name}"
+    """The schema.name key of a table or view (see hms_dr.names for how it splits back)."""
+    return relation_key(schema, name)
 
 
 def list_tables(cursor: Any, schemas: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -48,9 +50,14 @@ def list_tables(cursor: Any, schemas: Sequence[str]) -> dict[str, dict[str, Any]
     "primary_key": [column, ...] | None, "foreign_keys": [{"name", "columns", "references",
     "referenced_columns"}, ...]}."""
     cursor.execute(sqlfiles.text("tables_in_scope"), {"schemas": list(schemas)})
+    rows = cursor.fetchall()
+    for schema in sorted({row[0] for row in rows}):
+        problem = check_schema_name(schema)
+        if problem:
+            raise PreflightFailed(problem)
     tables: dict[str, dict[str, Any]] = {
         qualified(schema, table): {"columns": columns, "relkind": relkind, "primary_key": None, "foreign_keys": []}
-        for schema, table, relkind, columns in cursor.fetchall()
+        for schema, table, relkind, columns in rows
     }
     cursor.execute(sqlfiles.text("table_keys"), {"schemas": list(schemas)})
     for schema, table, kind, name, columns, ref_schema, ref_table, ref_columns in cursor.fetchall():
@@ -67,18 +74,39 @@ def list_tables(cursor: Any, schemas: Sequence[str]) -> dict[str, dict[str, Any]
 
 
 def resolve_relations(cursor: Any, names: Sequence[str], *, purpose: str) -> list[tuple[str, str]]:
-    """Policy relation names -> (schema, name); PreflightFailed names any that does not exist."""
+    """Policy relation names, in SQL spelling (``public."Order Details"``) -> the catalog's
+    (schema, name); PreflightFailed names any that is misspelt or does not exist."""
     resolved: list[tuple[str, str]] = []
     for name in names:
-        cursor.execute(sqlfiles.text("resolve_relation"), {"name": name})
+        try:
+            spelled = parse_relation_name(name)
+        except ValueError as exc:
+            raise PreflightFailed(f"{purpose} in the policy: {exc}") from None
+        # Quoted part by part, so to_regclass reads exactly the names parsed here.
+        cursor.execute(sqlfiles.text("resolve_relation"), {"name": spelled.regclass_text()})
         row = cursor.fetchone()
         if row is None:
             raise PreflightFailed(f"{purpose} {name!r}, named in the policy, does not exist in the database")
         schema, relation, relkind = row
         if relkind not in ("v", "m", "r", "p"):
             raise PreflightFailed(f"{purpose} {name!r} is not a view or table (relkind {relkind})")
+        problem = check_schema_name(schema)
+        if problem:
+            raise PreflightFailed(problem)
         resolved.append((schema, relation))
     return resolved
+
+
+def partition_tree(cursor: Any, schema: str, table: str) -> list[tuple[str, str, bool]]:
+    """The table and, when it is partitioned, every partition at every level, as (schema, name,
+    is_leaf); only leaves hold rows (a plain table is its own leaf). Empty for a view."""
+    cursor.execute(sqlfiles.text("partition_tree"), {"name": regclass_of(schema, table)})
+    return [(s, n, bool(leaf)) for s, n, leaf in cursor.fetchall()]
+
+
+def regclass_of(schema: str, name: str) -> str:
+    """Text to_regclass reads as exactly this schema and name."""
+    return RelationName(schema, name).regclass_text()
 
 
 def count_rows(cursor: Any, schema: str, table: str) -> int:
@@ -118,7 +146,7 @@ def measure(cursor: Any, tables: dict[str, dict[str, Any]], views: Sequence[tupl
     started = time.monotonic()
     if count_tables:
         for name, record in tables.items():
-            schema, _, table = name.partition(".")
+            schema, table = split_relation_key(name)
             record["rows"] = count_rows(cursor, schema, table)
     view_records = {qualified(schema, view): fingerprint_relation(cursor, schema, view) for schema, view in views}
     log.info(

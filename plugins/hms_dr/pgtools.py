@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Sequence
 
 from hms_dr.errors import PreflightFailed, ToolFailed
 
@@ -159,25 +159,61 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def parse_restore_list(listing: str) -> list[tuple[str, str, str]]:
-    """Entries of `pg_restore --list` as (description, schema, name), e.g. ('TABLE DATA', 'public', 'patients')."""
+def exact_table_pattern(schema: str, name: str) -> str:
+    """A pg_dump --table pattern matching exactly this table: quoted parts are neither folded to
+    lower case nor read as wildcards, whatever the name holds (a space, a dot, a '*')."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in (schema, name))
+
+
+# What pg_restore --list prints after "dumpId; tableoid oid ", longest first: a description may
+# be several words and is matched whole.
+RESTORE_LIST_DESCRIPTIONS = tuple(sorted((
+    "TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY", "FK CONSTRAINT", "CHECK CONSTRAINT", "MATERIALIZED VIEW DATA",
+    "MATERIALIZED VIEW", "TABLE ATTACH", "INDEX ATTACH", "DEFAULT ACL", "FOREIGN TABLE", "EVENT TRIGGER",
+    "BLOBS", "BLOB", "LARGE OBJECT", "TABLE", "VIEW", "INDEX", "CONSTRAINT", "SEQUENCE", "SCHEMA", "TYPE", "DOMAIN",
+    "FUNCTION", "PROCEDURE", "AGGREGATE", "TRIGGER", "RULE", "POLICY", "COMMENT", "ACL", "DEFAULT", "EXTENSION",
+    "DATABASE", "COLLATION", "CONVERSION", "PUBLICATION", "SUBSCRIPTION", "STATISTICS",
+), key=len, reverse=True))
+_RESTORE_LIST_LINE = re.compile(r"^\d+;\s+\d+\s+\d+\s+(?P<rest>.+)$")
+
+
+def parse_restore_list(listing: str, known: Collection[tuple[str, str]] = ()) -> list[tuple[str, str, str]]:
+    """Entries of `pg_restore --list` as (description, schema, name), e.g. ('TABLE DATA', 'public', 'patients').
+
+    pg_restore prints each entry's schema, name and owner unquoted, separated by single spaces,
+    so a name with a space in it cannot be told from the words around it by splitting. The
+    (schema, name) pairs in ``known`` (the tables the caller expects) are matched against the
+    text whole, the longest first; any other entry is read as schema = the first word, name = the
+    words before the last (the owner): for a constraint or trigger that is pg_dump's tag, "table
+    constraint". pg_restore writes a newline in a name as a space; so does the match.
+    """
+    candidates = {f"{_listed(schema)} {_listed(name)}": (schema, name) for schema, name in known}
     entries: list[tuple[str, str, str]] = []
-    pattern = re.compile(r"^\d+;\s+\d+\s+\d+\s+(?P<rest>.+)$")
-    descriptions = (
-        "TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY", "FK CONSTRAINT", "MATERIALIZED VIEW DATA",
-        "DEFAULT ACL", "BLOBS", "BLOB", "TABLE", "VIEW", "INDEX", "CONSTRAINT", "SEQUENCE", "SCHEMA",
-        "TYPE", "FUNCTION", "TRIGGER", "COMMENT", "ACL", "DEFAULT", "EXTENSION", "DATABASE",
-    )
     for line in listing.splitlines():
-        match = pattern.match(line.strip())
+        match = _RESTORE_LIST_LINE.match(line.strip())
         if not match:
             continue
         rest = match.group("rest")
-        for description in descriptions:
-            if rest.startswith(description + " "):
-                words = rest[len(description) + 1:].split()
-                schema = words[0] if words else ""
-                name = words[1] if len(words) > 1 else ""
-                entries.append((description, schema, name))
-                break
+        description = next((d for d in RESTORE_LIST_DESCRIPTIONS if rest.startswith(d + " ")), None)
+        if description is None:
+            continue
+        tag = rest[len(description) + 1:]
+        entries.append((description, *_schema_and_name(tag, candidates)))
     return entries
+
+
+def _listed(text: str) -> str:
+    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
+def _schema_and_name(tag: str, candidates: dict[str, tuple[str, str]]) -> tuple[str, str]:
+    if candidates:
+        # Every prefix of the tag that ends before a space (the owner follows), longest first.
+        for end in sorted((i for i, c in enumerate(tag) if c == " "), reverse=True):
+            found = candidates.get(tag[:end])
+            if found is not None:
+                return found
+        if tag in candidates:  # an entry printed without an owner
+            return candidates[tag]
+    words = tag.split(" ")
+    return words[0], " ".join(words[1:-1]) if len(words) > 2 else (words[1] if len(words) > 1 else "")

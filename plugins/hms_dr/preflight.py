@@ -106,6 +106,7 @@ def run_preflight(conn: ConnectionInfo, policy: Policy, store: Store, key: Encry
                 f"backup role {role} cannot read {len(unreadable)} relation(s): {', '.join(unreadable[:5])}",
                 hint="GRANT pg_read_all_data TO the backup role",
             )
+        report["large_objects"] = check_large_objects_readable(cursor)
         for name in policy.logical_backup.data_only_tables + policy.logical_backup.baseline_views:
             cursor.execute(sqlfiles.text("resolve_relation"), {"name": name})
             if cursor.fetchone() is None:
@@ -131,6 +132,27 @@ def run_preflight(conn: ConnectionInfo, policy: Policy, store: Store, key: Encry
         database, server_version, database_size / MIB, role, dump_version, store.url, key.key_id,
     )
     return report
+
+
+def check_large_objects_readable(cursor: Any) -> int:
+    """How many large objects the database holds; PreflightFailed, naming the GRANT to run, when
+    the connected role cannot read them all (pg_dump --blobs would stop at the first)."""
+    cursor.execute(sqlfiles.text("unreadable_large_objects"))
+    total, unreadable, first_oids, role = cursor.fetchone()
+    if unreadable == 1:
+        raise PreflightFailed(
+            f"backup role {role} cannot read large object {first_oids[0]} (pg_dump would fail with permission denied): "
+            f"as its owner or a superuser, GRANT SELECT ON LARGE OBJECT {first_oids[0]} TO {role}"
+        )
+    if unreadable:
+        in_literal = role.replace("'", "''")
+        listed = ", ".join(str(oid) for oid in first_oids) + (", ..." if unreadable > len(first_oids) else "")
+        raise PreflightFailed(
+            f"backup role {role} cannot read {unreadable} of {total} large objects ({listed}; pg_dump would fail with "
+            f"permission denied): as a superuser, grant them all: DO $$DECLARE o oid; BEGIN FOR o IN SELECT oid FROM "
+            f"pg_largeobject_metadata LOOP EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO {in_literal}', o); END LOOP; END$$"
+        )
+    return int(total)
 
 
 def _free_bytes(directory: Path) -> int:

@@ -315,9 +315,9 @@ def occupied(sandbox: Any, primary_store: Any, damaged: dict[str, Any]) -> Itera
 @pytest.mark.parametrize(
     ("params", "error", "message"),
     [
-        ({"tables": ["patients; DROP TABLE billing"]}, RequestRefused, r"table 'patients; DROP TABLE billing' is not a plain table name"),
+        ({"tables": ["patients; DROP TABLE billing"]}, RequestRefused, r"table 'patients; DROP TABLE billing' is not a table name as SQL writes it"),
         ({"staging_schema": 'x"; DROP SCHEMA public CASCADE; --'}, RequestRefused, r"staging_schema .* is not a plain identifier"),
-        ({"tables": ["\u0430ppointments"]}, RequestRefused, r"table '\\u0430ppointments' is not a plain table name"),  # Cyrillic a
+        ({"tables": ["\u0430ppointments"]}, RequestRefused, r"table '\\u0430ppointments' is not a table name as SQL writes it"),  # Cyrillic a
         ({"tables": ["appointments"], "backup_id": "20200101T020000Z"}, RequestRefused,
          r"no complete logical backup set 20200101T020000Z in .*; the newest logical sets?: \d{8}T\d{6}Z"),
         ({"tables": ["appointments"], "backup_id": "20200102T020000Z"}, RequestRefused,

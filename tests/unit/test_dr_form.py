@@ -88,3 +88,8 @@ def test_the_integrity_check_s_suggested_conf_is_one_this_form_and_the_first_tas
         assert params.get_param(name).resolve(value) == value, name
     request = parse_request(conf, run_id="manual__2026-11-28T06:30:00+00:00", now=datetime(2026, 11, 28, 6, 30, tzinfo=timezone.utc))
     assert request.tables == ("appointments", "billing.invoices") and not request.all_tables and request.swap_into_production
+
+
+@pytest.mark.parametrize("value", [["appointments"], ["public.appointments"], ['public."Order Details"'], ['"MixedCase"'], ['"say ""hi"""']])
+def test_the_form_accepts_table_names_as_sql_spells_them(params: Any, value: list[str]) -> None:
+    assert params.get_param("tables").resolve(value) == value

@@ -62,12 +62,14 @@ def test_a_long_run_id_still_gives_identifiers_postgres_keeps_whole() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"tables": ["patients; DROP TABLE billing"]}, r"table 'patients; DROP TABLE billing' is not a plain table name"),
-        ({"tables": ['appointments"']}, r"is not a plain table name"),
-        ({"tables": ["\u0430ppointments"]}, r"'\\u0430ppointments' is not a plain table name"),  # Cyrillic a
-        ({"tables": ["appointments\n"]}, r"is not a plain table name"),  # a pattern with $ lets this through
-        ({"tables": ["Appointments"]}, r"is not a plain table name"),
-        ({"tables": "appointments; billing"}, r"'appointments;' is not a plain table name"),
+        ({"tables": ["patients; DROP TABLE billing"]}, r"table 'patients; DROP TABLE billing' is not a table name as SQL writes it"),
+        ({"tables": ['appointments"']}, r"is not a table name as SQL writes it"),
+        ({"tables": ["\u0430ppointments"]}, r"'\\u0430ppointments' is not a table name as SQL writes it"),  # Cyrillic a
+        ({"tables": ["appointments\n"]}, r"is not a table name as SQL writes it"),  # a pattern with $ lets this through
+        ({"tables": ["Appointments"]}, r"'Appointments' has capitals outside double quotes: write 'appointments', or quote"),
+        ({"tables": ['public."Order Details']}, r"a quote is not closed"),
+        ({"tables": ['a.b.c']}, r"'a.b.c' has 3 dot-separated parts"),
+        ({"tables": "appointments; billing"}, r"'appointments;' is not a table name as SQL writes it"),
         ({"staging_schema": "stage'; DROP SCHEMA public; --"}, r"staging_schema .* is not a plain identifier"),
         ({"staging_schema": "st\u0430ging"}, r"staging_schema 'st\\u0430ging' is not a plain identifier"),
         ({"staging_schema": "public"}, r"staging_schema 'public' is reserved"),
@@ -145,7 +147,7 @@ def test_an_empty_tables_list_is_refused_unless_every_table_is_asked_for(empty: 
     [
         ({"all_tables": True}, r"^all_tables restores every table, so tables must be empty: name the tables and turn all_tables off"),
         ({"all_tables": "yes"}, r"^all_tables must be true or false, got 'yes'$"),
-        ({"tables": ["a;b"]}, r"^table 'a;b' is not a plain table name .*\)$"),  # not also "tables is empty"
+        ({"tables": ["a;b"]}, r"^table 'a;b' is not a table name as SQL writes it: .* unexpected ';' at character 2$"),  # not also "tables is empty"
     ],
 )
 def test_all_tables_and_tables_do_not_contradict_each_other(overrides: dict[str, Any], message: str) -> None:

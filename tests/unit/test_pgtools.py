@@ -41,4 +41,5 @@ def test_parses_restore_list_entries() -> None:
     assert ("TABLE DATA", "public", "patients") in entries
     assert ("TABLE DATA", "public", "billing") in entries
     assert ("TABLE", "public", "patients") in entries
-    assert ("FK CONSTRAINT", "public", "billing") in entries
+    # A constraint's tag is "table constraint": both words are its name here.
+    assert ("FK CONSTRAINT", "public", "billing billing_patient_id_fkey") in entries

@@ -57,7 +57,7 @@ def test_unmeasured_checks_let_great_expectations_run_the_observed_query_itself(
 def test_a_views_asset_is_its_fingerprint_query_and_its_check_compares_both_baseline_figures() -> None:
     plan = plan_checks(baselines(), survey(), ())
     [check] = [c for c in plan.checks if c.kind is CheckKind.VIEW_ROWS]
-    [asset] = [a for a in plan.assets if a.name == "public.v"]
+    [asset] = [a for a in plan.assets if a.name == "view public.v"]
 
     assert check.observed is not None and asset.query == check.observed.query
     assert FINGERPRINT_QUERY in asset.query

@@ -1,3 +1,3 @@
--- The rows of a partitioned or inheritance parent table itself, not its children's, as
+-- The rows of a table itself, not its children's (of a partitioned or inheritance parent), as
 -- baseline.count_rows counts them (a GX query asset). {relation} is a quoted relation name.
 SELECT * FROM ONLY {relation};

@@ -3,7 +3,10 @@
 The trigger form validates each param on its own (patterns, enums: HTTP 400 before a run
 exists); ``parse_request`` validates them again, together, in the first task: an identifier is
 accepted only as plain ASCII ``[a-z_][a-z0-9_]*`` (no quote, no ``;``, no look-alike letter from
-another alphabet, no trailing newline), and combinations that make no sense are refused.
+another alphabet, no trailing newline), and combinations that make no sense are refused. A table
+is named as SQL writes it (``appointments``, ``public."Order Details"``, ``"MixedCase"``: see
+``hms_dr.names``), and must then be one of the set's tables, matched on the catalog's own
+(schema, name), so a look-alike name finds no table.
 ``resolve_request`` then checks the request against facts read from the store and production
 (the set's tables, existing schemas and databases): a table not in the set, a staging schema that
 already exists, a target database that is production or already holds data. Both are pure: they
@@ -24,10 +27,10 @@ from enum import Enum
 from typing import Any, Mapping, Sequence
 
 from hms_dr.errors import ParamInvalid, RequestRefused
+from hms_dr.names import SPELLING_RULE, capitals_outside_quotes, parse_relation_name, relation_key, spell_identifier, split_relation_key, sql_spelling
 from hms_dr.physical.targets import parse_recovery_target, refuse_future_target
 
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
-TABLE_NAME = re.compile(r"(?:[a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}", re.ASCII)
 BACKUP_ID = re.compile(r"latest|[0-9]{8}T[0-9]{6}Z", re.ASCII)
 IDENTIFIER_RULE = "plain lower-case ASCII letters, digits and _ (not starting with a digit, at most 63)"
 
@@ -60,12 +63,18 @@ class TableName:
 
     @property
     def qualified(self) -> str:
-        return f"{self.schema}.{self.name}"
+        """The schema.name key, as baselines and plans hold it (hms_dr.names)."""
+        return relation_key(self.schema, self.name)
+
+    @property
+    def spelled(self) -> str:
+        """As SQL writes it, e.g. public."Order Details": what an operator types in the form."""
+        return sql_spelling(self.schema, self.name)
 
     @classmethod
     def parse(cls, qualified: str) -> TableName:
-        schema, _, name = qualified.partition(".")
-        return cls(schema, name)
+        """From a schema.name key (never from what an operator typed: see resolve_request)."""
+        return cls(*split_relation_key(qualified))
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ class RestoreRequest:
     source: Source
     backup_id: str  # "latest" or a set id: the logical set, or for point_in_time the base backup set to start from
     recovery_target: Mapping[str, Any] | None  # RecoveryTarget.to_dict() for point_in_time
-    tables: tuple[str, ...]  # as given: "name" or "schema.name"; empty exactly when all_tables
+    tables: tuple[str, ...]  # as given, in SQL spelling: name, schema.name, public."Order Details"; empty exactly when all_tables
     all_tables: bool  # every table of the set (or of production, for a point in time)
     target_kind: TargetKind
     target_database: str | None  # new_database
@@ -206,7 +215,7 @@ def resolve_request(
     # Tables earlier DR runs left in staging and quarantine schemas are restored only when named
     # with their schema: "appointments" means production's table, not a quarantined copy.
     candidates = [name for name in every if not is_dr_schema(TableName.parse(name).schema)]
-    tables = [_resolve_table(name, every if "." in name else candidates, where, problems) for name in request.tables]
+    tables = [_resolve_table(name, every, candidates, where, problems) for name in request.tables]
     resolved = [t for t in tables if t is not None]
     whole = request.all_tables
     if whole:
@@ -260,26 +269,31 @@ def is_dr_schema(schema: str) -> bool:
     return schema.startswith((QUARANTINE_PREFIX, STAGING_PREFIX))
 
 
-def _resolve_table(name: str, candidates: Sequence[str], where: str, problems: list[str]) -> TableName | None:
-    if "." in name:
-        if name in candidates:
-            return TableName.parse(name)
-        problems.append(f"table {name!r} is not in {where}{_listing(candidates)}")
+def _resolve_table(given: str, every: Sequence[str], candidates: Sequence[str], where: str,
+                   problems: list[str]) -> TableName | None:
+    """The table ``given`` names: with its schema, any of ``every``; without, the one of that name
+    among ``candidates``. Compared as (schema, name) pairs, never as text."""
+    spelled = parse_relation_name(given)  # _tables accepted it
+    if spelled.schema is not None:
+        wanted = TableName(spelled.schema, spelled.name)
+        if wanted in {TableName.parse(c) for c in every}:
+            return wanted
+        problems.append(f"table {given!r} is not in {where}{_listing(candidates)}")
         return None
-    matches = [c for c in candidates if TableName.parse(c).name == name]
+    matches = [TableName.parse(c) for c in candidates if TableName.parse(c).name == spelled.name]
     if len(matches) == 1:
-        return TableName.parse(matches[0])
+        return matches[0]
     if not matches:
-        problems.append(f"table {name!r} is not in {where}{_listing(candidates)}")
+        problems.append(f"table {given!r} is not in {where}{_listing(candidates)}")
     else:
-        problems.append(f"table {name!r} is ambiguous in {where}: name one of {', '.join(matches)}")
+        problems.append(f"table {given!r} is ambiguous in {where}: name one of {', '.join(m.spelled for m in matches)}")
     return None
 
 
 def _listing(candidates: Sequence[str]) -> str:
     if not candidates:
         return ""
-    shown = ", ".join(TableName.parse(c).name for c in candidates[:12])
+    shown = ", ".join(spell_identifier(TableName.parse(c).name) for c in candidates[:12])
     return f" (its tables: {shown}{', ...' if len(candidates) > 12 else ''})"
 
 
@@ -320,7 +334,7 @@ def _tables(value: Any, problems: list[str]) -> tuple[str, ...]:
     if value is None or value == "":
         return ()
     if isinstance(value, str):
-        value = [part for part in re.split(r"[\s,]+", value) if part]
+        value = _split_table_list(value)
     if not isinstance(value, (list, tuple)):
         problems.append(f"tables must be a list of table names, got {value!a}")
         return ()
@@ -328,11 +342,42 @@ def _tables(value: Any, problems: list[str]) -> tuple[str, ...]:
         problems.append(f"tables names {len(value)} tables; at most {MAX_TABLES} per run")
     names: list[str] = []
     for item in value:
-        if not isinstance(item, str) or not TABLE_NAME.fullmatch(item):
-            problems.append(f"table {item!a} is not a plain table name ({IDENTIFIER_RULE}, optionally schema.table)")
-        elif item not in names:
+        if not isinstance(item, str):
+            problems.append(f"table {item!a} is not a table name ({SPELLING_RULE})")
+            continue
+        try:
+            parse_relation_name(item)
+        except ValueError as exc:
+            problems.append(f"table {exc}")
+            continue
+        if capitals_outside_quotes(item):
+            # SQL would fold them; in a DR the operator may mean a mixed-case table: ask.
+            problems.append(f"table {item!a} has capitals outside double quotes: write {item.lower()!a}, or quote a "
+                            'mixed-case name ("MixedCase")')
+            continue
+        if item not in names:
             names.append(item)
     return tuple(names)
+
+
+def _split_table_list(text: str) -> list[str]:
+    """Names in one text, separated by commas, spaces or new lines outside double quotes
+    (``public."Order Details", appointments``)."""
+    names: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in text:
+        if char == '"':
+            quoted = not quoted  # a doubled quote inside a name toggles twice: still inside
+        if not quoted and (char == "," or char.isspace()):
+            if current:
+                names.append("".join(current))
+                current = []
+            continue
+        current.append(char)
+    if current:
+        names.append("".join(current))
+    return names
 
 
 def _recovery_target(params: Mapping[str, Any], source: Source | None, now: datetime, problems: list[str]) -> dict[str, Any] | None:

@@ -24,7 +24,8 @@ from typing import IO, Any, Iterator, Mapping, Sequence
 
 from hms_dr.errors import BackupVerificationFailed, HmsDrError
 from hms_dr.logical import archive_digest
-from hms_dr.pgtools import tool_path
+from hms_dr.names import split_relation_key
+from hms_dr.pgtools import exact_table_pattern, tool_path
 from hms_dr.streams import Pipeline, Stage
 
 DIGEST_PROGRAM = Path(archive_digest.__file__)
@@ -131,7 +132,7 @@ class RestoredDigest:
             argv.append("--blobs" if large_objects else "--no-blobs")
         else:
             # Exact names: inside double quotes a pattern's wildcards are plain characters.
-            argv += [f"--table={_quoted(schema)}.{_quoted(name)}" for schema, name in tables]
+            argv += [f"--table={exact_table_pattern(schema, name)}" for schema, name in tables]
         self._pipeline = Pipeline([Stage("pg_dump (content digest)", argv, env=env),
                                    Stage("archive_digest", digest_argv())])
         self._output: list[bytes] = []
@@ -191,21 +192,16 @@ def digesting_restored(conninfo: Mapping[str, str], baselines: Mapping[str, Any]
         raise BackupVerificationFailed(f"the set's content digests were taken with method {recorded.get('method')!r};"
                                        f" this version computes {METHOD!r}")
     whole = baselines.get("large_objects") is not None
-    tables = None if whole else [tuple(name.split(".", 1)) for name, record in sorted(baselines.get("tables", {}).items())
+    tables = None if whole else [split_relation_key(name) for name, record in sorted(baselines.get("tables", {}).items())
                                  if "content" in record]
     if tables == []:
         yield RestoredContent(baselines, None)
         return
-    digest = RestoredDigest(restored_dump_env(conninfo, recorded.get("encoding")), tables=tables,  # type: ignore[arg-type]
-                            large_objects=whole)
+    digest = RestoredDigest(restored_dump_env(conninfo, recorded.get("encoding")), tables=tables, large_objects=whole)
     try:
         yield RestoredContent(baselines, digest)
     finally:
         digest.cancel()
-
-
-def _quoted(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def restored_dump_env(conninfo: Mapping[str, str], encoding: str | None) -> dict[str, str]:
@@ -230,7 +226,7 @@ def record_content(baselines: dict[str, Any], whole: ContentDigests) -> None:
     """Put the whole-database dump's digests into the baselines: each table's ``content`` (and its
     ``rows``, counted by the digest), the large objects', and how they were taken."""
     for name, record in baselines["tables"].items():
-        schema, table = name.split(".", 1)
+        schema, table = split_relation_key(name)
         content = dict(whole.table(schema, table))
         record["content"] = content
         record["rows"] = content["rows"]
@@ -258,7 +254,7 @@ def compare_content(expected: Mapping[str, Any], observed: ContentDigests | None
         want = record.get("content")
         if want is None:
             continue
-        schema, table = name.split(".", 1)
+        schema, table = split_relation_key(name)
         if observed is None:
             rows.append(_row("table_content", name, want, None, False,
                              f"table {name} content could not be digested: {error}"))

@@ -21,7 +21,7 @@ from hms_dr.database import connect
 from hms_dr.logical.content import check_data_only_export, record_content
 from hms_dr.logical.dump import DumpResult, dump_specs, payload_name, stream_dump
 from hms_dr.manifest import BackupKind, new_backup_set_id
-from hms_dr.pgtools import ConnectionInfo, tool_version
+from hms_dr.pgtools import ConnectionInfo, exact_table_pattern, tool_version
 from hms_dr.policy import CompressionMethod, CompressionPolicy, Policy
 from hms_dr.publish import remove_unpublished
 from hms_dr.store import Store
@@ -74,6 +74,7 @@ def take_logical_backup(
         tables = baseline.list_tables(cursor, schemas)
         views = baseline.resolve_relations(cursor, policy.logical_backup.baseline_views, purpose="baseline view")
         data_tables = baseline.resolve_relations(cursor, policy.logical_backup.data_only_tables, purpose="data-only table")
+        data_tables, data_leaves = with_partitions(cursor, data_tables)
 
         def count_baselines() -> None:
             try:
@@ -90,10 +91,11 @@ def take_logical_backup(
             for spec in dump_specs(policy):
                 if spec.kind is BackupKind.DATA:
                     # pg_dump gets the names resolved in the snapshot, not the policy's spelling.
-                    qualified = tuple(baseline.qualified(s, n) for s, n in data_tables)
-                    spec = replace(spec, tables=qualified, expect_table_data=qualified)
+                    spec = replace(spec, tables=tuple(exact_table_pattern(s, n) for s, n in data_leaves),
+                                   expect_table_data=tuple(baseline.qualified(s, n) for s, n in data_leaves))
                 elif spec.kind is BackupKind.LOGICAL:
-                    spec = replace(spec, expect_table_data=tuple(tables))
+                    # A partitioned table's rows are its partitions': it has no TABLE DATA entry of its own.
+                    spec = replace(spec, expect_table_data=tuple(name for name, t in tables.items() if t["relkind"] != "p"))
                 payload_key = key_for(cluster, spec.kind, backup_set_id, payload_name(spec, policy.compression))
                 stored_keys.append(payload_key)
                 results.append(
@@ -148,6 +150,19 @@ def _record_content(baselines: dict[str, Any], results: list[DumpResult], backup
     for export in (r for r in results if r.kind is BackupKind.DATA):
         assert export.content is not None
         check_data_only_export(whole, export.content, f"data-only export of {backup_set_id}")
+
+
+def with_partitions(cursor: Any, tables: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The data-only tables with the partitions of each partitioned one (every level), and the
+    tables among them that hold rows: what pg_dump is given, since --table=<parent> dumps no
+    partition's rows in PostgreSQL 15."""
+    every: list[tuple[str, str]] = []
+    leaves: list[tuple[str, str]] = []
+    for schema, name in tables:
+        tree = baseline.partition_tree(cursor, schema, name) or [(schema, name, True)]
+        every.extend((s, n) for s, n, _ in tree)
+        leaves.extend((s, n) for s, n, leaf in tree if leaf)
+    return list(dict.fromkeys(every)), list(dict.fromkeys(leaves))
 
 
 def _zstd_version(compression: CompressionPolicy) -> str | None:

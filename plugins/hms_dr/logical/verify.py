@@ -15,6 +15,7 @@ from typing import Any
 
 from hms_dr.errors import BackupVerificationFailed
 from hms_dr.logical.content import ArchiveDigester, ContentDigests
+from hms_dr.names import split_relation_key
 from hms_dr.pgtools import parse_restore_list, pg_restore_list_argv
 
 PLAIN_DUMP_END_MARK = b"-- PostgreSQL database dump complete"
@@ -68,6 +69,9 @@ class StreamVerifier:
             self.accepting = False
 
     def finish(self, expect_table_data: tuple[str, ...], label: str) -> dict[str, Any]:
+        """Raise unless the dump is complete; ``expect_table_data``: schema.name keys of the tables
+        whose TABLE DATA entry must be listed (tables that hold rows: not partitioned parents,
+        and materialized views, listed as MATERIALIZED VIEW DATA, are not among them)."""
         if self.process is None:
             if self.plain_size == 0 or PLAIN_DUMP_END_MARK not in self.tail:
                 raise BackupVerificationFailed(f"{label}: the plain SQL dump does not end with pg_dump's completion line")
@@ -85,9 +89,11 @@ class StreamVerifier:
             raise BackupVerificationFailed(f"{label}: pg_restore --list failed: {last[-1] if last else f'exit {code}'}")
         assert self.digester is not None
         self.content = self.digester.finish(label)
-        entries = parse_restore_list(self.listing.decode("utf-8", "replace"))
-        listed = {f"{schema}.{name}" for description, schema, name in entries if description == "TABLE DATA"}
-        missing = [table for table in expect_table_data if table not in listed]
+        # Matched as (schema, name) pairs: names may hold spaces and dots (see parse_restore_list).
+        expected = {table: split_relation_key(table) for table in expect_table_data}
+        entries = parse_restore_list(self.listing.decode("utf-8", "replace"), known=set(expected.values()))
+        listed = {(schema, name) for description, schema, name in entries if description == "TABLE DATA"}
+        missing = [table for table, pair in expected.items() if pair not in listed]
         if missing:
             raise BackupVerificationFailed(
                 f"{label}: pg_restore --list does not list the data of {len(missing)} table(s): {', '.join(missing[:5])}"

@@ -88,6 +88,7 @@ def run_plan(plan: CheckPlan, url: str, connect_args: Mapping[str, Any], docs_di
     """
     gx = import_great_expectations()
     import great_expectations.expectations as gxe
+    import sqlalchemy
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
@@ -110,7 +111,9 @@ def run_plan(plan: CheckPlan, url: str, connect_args: Mapping[str, Any], docs_di
         for spec in plan.assets:
             asset: Any
             if spec.table is not None:
-                asset = source.add_table_asset(spec.name, table_name=spec.table[1], schema_name=spec.table[0])
+                # quoted_name: GX would fold a plain string to lower case ("MixedCase" -> mixedcase).
+                table_name = sqlalchemy.quoted_name(spec.table[1], quote=True)
+                asset = source.add_table_asset(spec.name, table_name=table_name, schema_name=spec.table[0])
             else:
                 asset = source.add_query_asset(spec.name, query=for_text_clause(spec.query or ""))
             batches[spec.name] = asset.add_batch_definition_whole_table("whole")

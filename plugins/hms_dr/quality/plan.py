@@ -12,11 +12,14 @@ from enum import Enum
 from typing import Any, Mapping, Sequence
 
 from hms_dr import baseline, sqlfiles
+from hms_dr.names import split_relation_key
 
 # A Great Expectations expectation that passes when its query returns no row; see gxrun.
 NO_ROWS_EXPECTATION = "ExpectQueryToReturnNoRows"
 
 CATALOG_ASSET = "restored_catalog"
+# A schema name GX's table asset keeps as it is (see plan_checks).
+PLAIN_SCHEMA = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
 class CheckKind(str, Enum):
@@ -86,8 +89,8 @@ class CheckPlan:
 
 
 def split_name(qualified: str) -> tuple[str, str]:
-    schema, _, name = qualified.partition(".")
-    return schema, name
+    """(schema, name) of a baseline's schema.name key (hms_dr.names: split at the first dot)."""
+    return split_relation_key(qualified)
 
 
 def quote_ident(name: str) -> str:
@@ -178,10 +181,12 @@ def plan_checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Seq
             checks.append(PlannedCheck(CheckKind.ROW_COUNT, name, record.get("rows"), detail={"missing": True}))
             continue
         asset = name
-        if name in survey.parents:
-            # ONLY, as baseline.count_rows counts: a partitioned table's rows are its partitions', and
-            # an inheritance parent's are not its children's; each is a baseline table of its own.
-            # (Not for every table: GX reads a query asset's whole result to learn its columns.)
+        # A query asset where a table asset would be wrong. ONLY, as baseline.count_rows counts: a
+        # partitioned table's rows are its partitions', and an inheritance parent's are not its
+        # children's; each is a baseline table of its own. And GX folds a table asset's schema
+        # name to lower case (or keeps the quotes around a quoted one in the name). (Not for every
+        # table: GX reads a query asset's whole result to learn its columns.)
+        if name in survey.parents or not PLAIN_SCHEMA.fullmatch(split_name(name)[0]):
             assets.append(AssetSpec(asset, query=query_text("own_rows_of_parent_table", relation=quote_relation(name))))
         else:
             assets.append(AssetSpec(asset, table=split_name(name)))
@@ -274,14 +279,27 @@ def _view_check(name: str, record: Mapping[str, Any], baselines: Mapping[str, An
     fingerprint = query_text("view_fingerprint", method_prefix=quote_literal(baseline.FINGERPRINT_METHOD + ":"),
                              measured=survey.view_queries[name])
     # The asset is the fingerprint query, so the Data Docs show what was measured; GX reads its
-    # rows through the check's query (see ObservedRows), never twice.
-    assets.append(AssetSpec(name, query=fingerprint))
+    # rows through the check's query (see ObservedRows), never twice. Its name is not the
+    # relation's: a table may be fingerprinted too, and its own asset has that name.
+    asset = unique_asset_name(f"view {name}", assets)
+    assets.append(AssetSpec(asset, query=fingerprint))
     observed = ObservedRows(fingerprint, "view_differing_from_baseline", {
         "baseline_rows": str(int(record["rows"])), "baseline_fingerprint": _safe_literal(str(record["fingerprint"])),
     })
-    return PlannedCheck(CheckKind.VIEW_ROWS, name, expected, name, NO_ROWS_EXPECTATION,
+    return PlannedCheck(CheckKind.VIEW_ROWS, name, expected, asset, NO_ROWS_EXPECTATION,
                         {"unexpected_rows_query": unexpected_rows_query(observed),
                          "description": f"view {name} gives its baseline rows"}, observed=observed)
+
+
+def unique_asset_name(wanted: str, assets: Sequence[AssetSpec]) -> str:
+    """``wanted``, or with a number added when an asset already has that name (GX refuses a
+    second asset of one name; relation names may be anything, so a clash cannot be ruled out)."""
+    taken = {a.name for a in assets}
+    name, number = wanted, 1
+    while name in taken:
+        number += 1
+        name = f"{wanted} ({number})"
+    return name
 
 
 def unexpected_rows_query(observed: ObservedRows, source: str | None = None) -> str:
