@@ -179,7 +179,8 @@ def check_and_report(
     report_dir = _workdir(policy.staging.dir, plan["scratch_database"]) / f"report-{what['mode']}"
     checks_started = datetime.now(timezone.utc)
     try:
-        outcome = check_restored_database(dsn, backup_set.manifest.baselines, report_dir=report_dir, backup_set_id=backup_set.backup_set_id)
+        outcome = check_restored_database(dsn, backup_set.manifest.baselines, report_dir=report_dir, backup_set_id=backup_set.backup_set_id,
+                                          smoke_queries=policy.restore_test.smoke_queries)
         finished = datetime.now(timezone.utc)
         rto_s = (finished - datetime.fromisoformat(started_at)).total_seconds()
         summary = {
