@@ -22,6 +22,7 @@ from hms_dr.manifest import BackupKind
 from hms_dr.pgtools import ConnectionInfo, tool_version
 from hms_dr.policy import CompressionMethod, EncryptionMode, Policy
 from hms_dr.store import Store, check_writable
+from hms_dr.view_determinism import refuse_nondeterministic_views
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +100,14 @@ def run_preflight(conn: ConnectionInfo, policy: Policy, store: Store, key: Encry
         ) if not held and not is_superuser]
         if missing_roles:
             log.warning("backup role %s lacks %s (the runbook's preparation checklist)", role, ", ".join(missing_roles))
-        cursor.execute(sqlfiles.text("unreadable_relations"), {"schemas": schemas})
-        unreadable = [f"{schema}.{name}" for schema, name, _ in cursor.fetchall()]
-        if unreadable:
-            raise PreflightFailed(
-                f"backup role {role} cannot read {len(unreadable)} relation(s): {', '.join(unreadable[:5])}",
-                hint="GRANT pg_read_all_data TO the backup role",
-            )
+        check_relations_readable(cursor, role, schemas)
+        report["large_objects"] = check_large_objects_readable(cursor, role)
         for name in policy.logical_backup.data_only_tables + policy.logical_backup.baseline_views:
             cursor.execute(sqlfiles.text("resolve_relation"), {"name": name})
             if cursor.fetchone() is None:
                 raise PreflightFailed(f"{name!r}, named in the policy, does not exist in database {database}")
+        # A catalog query: a view the restore tests would always find changed is refused tonight.
+        refuse_nondeterministic_views(cursor, policy.logical_backup.baseline_views)
 
     check_writable(store, f"{policy.cluster.name}/.preflight")
     report["store"] = store.url
@@ -131,6 +129,45 @@ def run_preflight(conn: ConnectionInfo, policy: Policy, store: Store, key: Encry
         database, server_version, database_size / MIB, role, dump_version, store.url, key.key_id,
     )
     return report
+
+
+def check_relations_readable(cursor: Any, role: str, schemas: list[str]) -> None:
+    """PreflightFailed naming the tables in scope the backup role cannot read (pg_dump would stop there)."""
+    cursor.execute(sqlfiles.text("unreadable_relations"), {"schemas": schemas})
+    unreadable = [f"{schema}.{name}" for schema, name, _ in cursor.fetchall()]
+    if unreadable:
+        raise PreflightFailed(
+            f"backup role {role} cannot read {len(unreadable)} relation(s): {', '.join(unreadable[:5])}",
+            hint=f"GRANT pg_read_all_data TO {role};",
+        )
+
+
+def check_large_objects_readable(cursor: Any, role: str) -> int:
+    """How many large objects the database holds; PreflightFailed naming the ones the backup role
+    cannot read (pg_dump --blobs would stop on them) and the GRANT that lets it."""
+    cursor.execute(sqlfiles.text("unreadable_large_objects"))
+    large_objects, unreadable, first = cursor.fetchone()
+    if unreadable:
+        oids = ", ".join(str(oid) for oid in first) + (", ..." if unreadable > len(first) else "")
+        raise PreflightFailed(
+            f"backup role {role} cannot read {unreadable} of {large_objects} large object(s) (oid {oids}): "
+            "pg_read_all_data does not cover large objects",
+            hint=large_object_grant(role, first if unreadable <= 3 else None),
+        )
+    return int(large_objects)
+
+
+def large_object_grant(role: str, oids: list[int] | None) -> str:
+    """The statement (run as the objects' owner or a superuser) that lets ``role`` read them:
+    one GRANT per object named, else one for every large object of the database."""
+    if oids:
+        return " ".join(f"GRANT SELECT ON LARGE OBJECT {oid} TO {role};" for oid in oids)
+    return ("DO $$DECLARE o oid; BEGIN FOR o IN SELECT oid FROM pg_largeobject_metadata LOOP "
+            f"EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO %I', o, {_literal(role)}); END LOOP; END$$;")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _free_bytes(directory: Path) -> int:
