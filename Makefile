@@ -10,11 +10,12 @@ export HMS_DR_SANDBOX := $(SANDBOX)
 # Loads the sandbox's Airflow settings and connections (secrets stay in that 0600 file).
 WITH_SANDBOX := set -a && source "$$($(PY) -m hms_dr.sandbox env)" && set +a &&
 
-.PHONY: help venv sandbox stop demo airflow test test-unit bench lock clean
+.PHONY: help venv sandbox stop demo airflow check-policy test test-unit bench lock clean
 
 help:
 	@echo "make demo     build everything, start the sandbox, run the daily backup and its restore test through Airflow"
 	@echo "make airflow  serve the same sandbox in the Airflow UI (airflow standalone)"
+	@echo "make check-policy  check the policy against the live database (the sandbox's, or DSN=postgresql://... [POLICY=file])"
 	@echo "make test     the whole test suite (unit, integration on real servers, DAGs) and mypy"
 	@echo "make bench    benchmarks (bench/), printing ratios against the bare tools"
 	@echo "make stop     stop the sandbox's servers and a \`make airflow\` left running (data kept); make clean removes it"
@@ -42,6 +43,12 @@ demo: sandbox
 # exec: make's SIGTERM then reaches the supervisor (a shell in between would die and leave it running).
 airflow: sandbox
 	$(WITH_SANDBOX) exec $(PY) -m hms_dr.sandbox.standalone
+
+# One line per finding (OK / WARN / PROBLEM and the fix); exits 1 on any PROBLEM. With DSN (the
+# backup role's libpq DSN or URL; REPLICATION_DSN optional) it needs no Airflow and no sandbox.
+CHECK_POLICY := $(PY) -m hms_dr.tasks.check_policy $(if $(POLICY),--policy "$(POLICY)")
+check-policy: venv $(if $(DSN),,sandbox)
+	$(if $(DSN),$(CHECK_POLICY) --dsn "$(DSN)" $(if $(REPLICATION_DSN),--replication-dsn "$(REPLICATION_DSN)"),$(WITH_SANDBOX) $(CHECK_POLICY))
 
 test: venv
 	$(PY) -m mypy --config-file mypy.ini plugins/hms_dr

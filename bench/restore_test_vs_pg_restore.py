@@ -82,6 +82,7 @@ def dq_child() -> int:
     engine_log.addHandler(Keep(level=logging.INFO))
 
     import hms_dr.quality as quality  # the task imports it before its clock starts
+    from hms_dr.policy import DEFAULT_POLICY_PATH, load_policy
 
     spent: dict[str, float] = {}
     starts: dict[str, float] = {}
@@ -104,6 +105,7 @@ def dq_child() -> int:
     started = time.monotonic()
     summary = quality.check_restored_database(
         request["dsn"], request["baselines"], report_dir=Path(request["report_dir"]), backup_set_id=request["backup_set_id"],
+        smoke_queries=load_policy(DEFAULT_POLICY_PATH).restore_test.smoke_queries,  # the runbook's, as the task runs them
     )
     seconds = time.monotonic() - started
 

@@ -203,3 +203,9 @@ class CorruptionFound(HmsDrError):
 class IntegrityCheckIncomplete(HmsDrError):
     """pg_amcheck could not check some relations (a lock it did not get in time, a permission):
     no corruption is known there, and none is ruled out either."""
+
+
+class UnexpectedFailure(HmsDrError):
+    """Something the engine did not raise itself (Great Expectations, psycopg, the standard
+    library): a bug or a broken environment, reported in one line naming the step. Retrying runs
+    into it again, so it is not transient (an unreachable database is DatabaseUnavailable)."""

@@ -19,6 +19,7 @@ from hms_dr.offsite.policy import OffsitePolicy, parse_offsite
 from hms_dr.policy_alerts import AlertsPolicy, parse_alerts
 from hms_dr.policy_dr import DrPolicy, parse_dr
 from hms_dr.dr.settings import DrRestorePolicy, parse_dr_restore
+from hms_dr.smoke_queries import SmokeQuery, parse_smoke_queries
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY_PATH = REPO_ROOT / "include" / "policy.yaml"
@@ -26,7 +27,10 @@ POLICY_ENV_VAR = "HMS_DR_POLICY"
 SUPPORTED_FORMAT_VERSIONS = (1,)
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_$]{0,62}$")
-_QUALIFIED = re.compile(r"^([a-z_][a-z0-9_$]{0,62}\.)?[a-z_][a-z0-9_$]{0,62}$")
+# A relation name as SQL writes it, optionally schema-qualified: each part a plain lower-case
+# identifier or a double-quoted one ("Order Details", "MixedCase"; "" stands for a quote).
+_NAME_PART = r'(?:[a-z_][a-z0-9_$]{0,62}|"(?:[^"\x00]|""){1,63}")'
+_QUALIFIED = re.compile(rf"^(?:{_NAME_PART}\.)?{_NAME_PART}$")
 _CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z]+$")
 _FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
 _CLUSTER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -117,6 +121,8 @@ class RestoreTestPolicy:
     on_every_backup: bool
     restore_jobs: int
     mode: RestoreTestMode = RestoreTestMode.BOTH
+    # The application's own queries, run on every restored copy (hms_dr.smoke_queries); none by default.
+    smoke_queries: tuple[SmokeQuery, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -266,6 +272,7 @@ def parse_policy(data: Any, *, source: str = "<policy>") -> Policy:
         on_every_backup=reader.boolean("restore_test.on_every_backup"),
         restore_jobs=reader.integer("restore_test.restore_jobs", minimum=1, maximum=16),
         mode=reader.choice("restore_test.mode", RestoreTestMode) if "mode" in reader.data["restore_test"] else RestoreTestPolicy.mode,
+        smoke_queries=parse_smoke_queries(reader),
     )
     retention = RetentionPolicy(
         logical_days=reader.integer("retention.logical_days", minimum=1),
@@ -482,7 +489,7 @@ class _Reader:
             raise self._fail(key, f"must be a list, got {value!r}")
         for item in value:
             if not isinstance(item, str) or not pattern.match(item):
-                raise self._fail(key, f"holds {item!r}, which is not a plain lower-case SQL identifier")
+                raise self._fail(key, f"holds {item!r}, which is not a plain lower-case SQL identifier (quote any other: '\"Order Details\"')")
         if len(set(value)) != len(value):
             raise self._fail(key, "lists a name twice")
         return tuple(value)

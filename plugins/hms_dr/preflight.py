@@ -22,6 +22,7 @@ from hms_dr.manifest import BackupKind
 from hms_dr.pgtools import ConnectionInfo, tool_version
 from hms_dr.policy import CompressionMethod, EncryptionMode, Policy
 from hms_dr.store import Store, check_writable
+from hms_dr.view_determinism import refuse_nondeterministic_views
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +100,14 @@ def run_preflight(conn: ConnectionInfo, policy: Policy, store: Store, key: Encry
         ) if not held and not is_superuser]
         if missing_roles:
             log.warning("backup role %s lacks %s (the runbook's preparation checklist)", role, ", ".join(missing_roles))
-        cursor.execute(sqlfiles.text("unreadable_relations"), {"schemas": schemas})
-        unreadable = [f"{schema}.{name}" for schema, name, _ in cursor.fetchall()]
-        if unreadable:
-            raise PreflightFailed(
-                f"backup role {role} cannot read {len(unreadable)} relation(s): {', '.join(unreadable[:5])}",
-                hint="GRANT pg_read_all_data TO the backup role",
-            )
+        check_relations_readable(cursor, role, schemas)
         report["large_objects"] = check_large_objects_readable(cursor)
         for name in policy.logical_backup.data_only_tables + policy.logical_backup.baseline_views:
             cursor.execute(sqlfiles.text("resolve_relation"), {"name": name})
             if cursor.fetchone() is None:
                 raise PreflightFailed(f"{name!r}, named in the policy, does not exist in database {database}")
+        # A catalog query: a view the restore tests would always find changed is refused tonight.
+        refuse_nondeterministic_views(cursor, policy.logical_backup.baseline_views)
 
     check_writable(store, f"{policy.cluster.name}/.preflight")
     report["store"] = store.url
@@ -132,6 +129,17 @@ def run_preflight(conn: ConnectionInfo, policy: Policy, store: Store, key: Encry
         database, server_version, database_size / MIB, role, dump_version, store.url, key.key_id,
     )
     return report
+
+
+def check_relations_readable(cursor: Any, role: str, schemas: list[str]) -> None:
+    """PreflightFailed naming the tables in scope the backup role cannot read (pg_dump would stop there)."""
+    cursor.execute(sqlfiles.text("unreadable_relations"), {"schemas": schemas})
+    unreadable = [f"{schema}.{name}" for schema, name, _ in cursor.fetchall()]
+    if unreadable:
+        raise PreflightFailed(
+            f"backup role {role} cannot read {len(unreadable)} relation(s): {', '.join(unreadable[:5])}",
+            hint=f"GRANT pg_read_all_data TO {role};",
+        )
 
 
 def check_large_objects_readable(cursor: Any) -> int:

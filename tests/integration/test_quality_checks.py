@@ -19,6 +19,7 @@ from psycopg.conninfo import make_conninfo
 
 from hms_dr import baseline
 from hms_dr.errors import DatabaseUnavailable
+from hms_dr.policy import DEFAULT_POLICY_PATH, load_policy
 from hms_dr.quality import check_restored_database
 from hms_dr.quality.report import write_report_html
 from hms_dr.sandbox.hmsdb import TABLES, create_hms_database
@@ -26,6 +27,8 @@ from hms_dr.sandbox.hmsdb import TABLES, create_hms_database
 pytestmark = pytest.mark.integration
 
 TEMPLATE = "hms_quality"
+# The runbook's smoke queries, as the committed policy holds them.
+SMOKE_QUERIES = load_policy(DEFAULT_POLICY_PATH).restore_test.smoke_queries
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +74,8 @@ def restored_copy(scratch_cluster: str, hms_template: str, request: pytest.Fixtu
 
 
 def run_checks(dsn: str, baselines: dict[str, Any], report_dir: Path) -> dict[str, Any]:
-    summary = check_restored_database(dsn, baselines, report_dir=report_dir, backup_set_id="20260301T020000Z-test")
+    summary = check_restored_database(dsn, baselines, report_dir=report_dir, backup_set_id="20260301T020000Z-test",
+                                      smoke_queries=SMOKE_QUERIES)
     assert json.loads((report_dir / "summary.json").read_text()) == json.loads(json.dumps(summary))
     return summary
 
@@ -325,4 +329,4 @@ def test_unreachable_database_raises_database_unavailable(
 ) -> None:
     with pytest.raises(DatabaseUnavailable, match="no_such_database"):
         check_restored_database(make_conninfo(scratch_cluster, dbname="no_such_database"), backup_baselines,
-                                report_dir=tmp_path, backup_set_id="x")
+                                report_dir=tmp_path, backup_set_id="x", smoke_queries=())

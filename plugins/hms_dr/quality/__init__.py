@@ -19,18 +19,13 @@ from hms_dr.errors import DatabaseUnavailable
 from hms_dr.quality.gxrun import connection_settings, import_great_expectations, run_plan
 from hms_dr.quality.measure import MEASURING_CONNECTIONS, measuring_ahead
 from hms_dr.logical.content import digesting_restored
-from hms_dr.quality.plan import CheckKind, Survey, plan_checks, query_text, survey_database
+from hms_dr.quality.plan import CheckKind, Survey, plan_checks, survey_database
 from hms_dr.quality.report import judge, page_link, write_report_html, write_summary
+from hms_dr.smoke_queries import SmokeQuery
 
 log = logging.getLogger(__name__)
 
-# The runbook's smoke tests, as (name, SQL): names as an application would write them, unqualified.
-RUNBOOK_SMOKE_QUERIES: tuple[tuple[str, str], ...] = (
-    ("count of patients", query_text("runbook_count_of_patients")),
-    ("first patient summaries", query_text("runbook_first_patient_summaries")),
-)
-
-__all__ = ["RUNBOOK_SMOKE_QUERIES", "CheckKind", "check_restored_database"]
+__all__ = ["CheckKind", "check_restored_database"]
 
 
 def check_restored_database(
@@ -39,12 +34,13 @@ def check_restored_database(
     *,
     report_dir: Path,
     backup_set_id: str,
-    smoke_queries: Sequence[tuple[str, str]] = RUNBOOK_SMOKE_QUERIES,
+    smoke_queries: Sequence[SmokeQuery],
 ) -> dict[str, Any]:
     """Check the restored database against the baselines; a failed check is reported, not raised.
 
     :param dsn: libpq key=value connection string of the restored database.
     :param baselines: the manifest's ``baselines`` (see ``hms_dr.baseline``).
+    :param smoke_queries: the policy's ``restore_test.smoke_queries`` (or none: an empty sequence).
     :param report_dir: where ``summary.json``, ``report.html`` and the Data Docs (``data_docs/``) go.
     :returns: ``backup_set_id``, ``passed``, ``checks`` (one row per check, with the Data Docs
         page that decided it relative to report_dir), ``failed`` (their messages), ``data_docs``
@@ -80,10 +76,10 @@ def check_restored_database(
     return summary
 
 
-def _checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Sequence[tuple[str, str]],
+def _checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Sequence[SmokeQuery],
             conninfo: Mapping[str, str], report_dir: Path, backup_set_id: str) -> tuple[list[dict[str, Any]], Any]:
     """Every GX check of the plan, validated, as report rows; and the Data Docs index page."""
-    plan = plan_checks(baselines, survey, smoke_queries)
+    plan = plan_checks(baselines, survey, [(query.name, query.sql) for query in smoke_queries])
     settings = baselines.get("session_settings") or baseline.FINGERPRINT_SESSION_SETTINGS
     url, connect_args = connection_settings(conninfo, settings)
     report_dir.mkdir(parents=True, exist_ok=True)

@@ -305,13 +305,14 @@ def _quality_checks(policy: Policy, plan: Mapping[str, Any], target: ConnectionI
 
     if plan["source"] == Source.POINT_IN_TIME.value:
         return verify.compare_with_production(_admin(policy), target, tables, staging_schema=staging_schema)
-    from hms_dr.quality import RUNBOOK_SMOKE_QUERIES, check_restored_database
+    from hms_dr.quality import check_restored_database
 
     store = open_policy_store(policy)
     backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, plan["backup_set_id"])
     baselines = verify.baselines_for_restored(backup_set.manifest.baselines, tables, staging_schema=staging_schema,
                                               whole_database=bool(plan["whole_database"]))
-    smoke = RUNBOOK_SMOKE_QUERIES if plan["whole_database"] and staging_schema is None else ()
+    # The application's queries name its relations unqualified: they only make sense on a whole database.
+    smoke = policy.restore_test.smoke_queries if plan["whole_database"] and staging_schema is None else ()
     report_dir = _workdir(policy, plan) / "report"
     try:
         outcome = check_restored_database(target.libpq_dsn(), baselines, report_dir=report_dir,

@@ -93,6 +93,7 @@ def choose_backup_set() -> dict[str, Any]:
         "restore test of %s set %s (%s) into scratch database %s on %s:%s",
         backup_set.kind.value, backup_set.backup_set_id, store.describe(backup_set.manifest_key), scratch, target.host, target.port,
     )
+    mode = _mode_this_store_can_serve(store, policy, mode, backup_set)
     plan = {
         "backup_set_id": backup_set.backup_set_id,
         "manifest_key": backup_set.manifest_key,
@@ -114,6 +115,19 @@ def _mode(params: dict[str, Any], policy: Policy) -> RestoreTestMode:
         return RestoreTestMode(value)
     except ValueError:
         raise RequestRefused(f"mode must be logical, physical or both, got {value!a}") from None
+
+
+def _mode_this_store_can_serve(store: Any, policy: Policy, mode: RestoreTestMode, backup_set: Any) -> RestoreTestMode:
+    """``mode``, or logical only (with a warning saying why) while no base backup can reach the set."""
+    from hms_dr.catalog import list_catalog
+    from hms_dr.physical.drill_mode import choose_drill_mode
+
+    if not mode.physical:
+        return mode
+    choice = choose_drill_mode(mode, backup_set, list_catalog(store, policy.cluster.name, BackupKind.BASE).sets)
+    if choice.fallback_reason:
+        log.warning("%s", choice.fallback_reason)
+    return choice.mode
 
 
 def skip_unless(plan: dict[str, Any], part: str) -> None:
@@ -179,7 +193,8 @@ def check_and_report(
     report_dir = _workdir(policy.staging.dir, plan["scratch_database"]) / f"report-{what['mode']}"
     checks_started = datetime.now(timezone.utc)
     try:
-        outcome = check_restored_database(dsn, backup_set.manifest.baselines, report_dir=report_dir, backup_set_id=backup_set.backup_set_id)
+        outcome = check_restored_database(dsn, backup_set.manifest.baselines, report_dir=report_dir, backup_set_id=backup_set.backup_set_id,
+                                          smoke_queries=policy.restore_test.smoke_queries)
         finished = datetime.now(timezone.utc)
         rto_s = (finished - datetime.fromisoformat(started_at)).total_seconds()
         summary = {
