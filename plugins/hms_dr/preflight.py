@@ -143,24 +143,29 @@ def check_relations_readable(cursor: Any, role: str, schemas: list[str]) -> None
 
 
 def check_large_objects_readable(cursor: Any) -> int:
-    """How many large objects the database holds; PreflightFailed, naming the GRANT to run, when
-    the connected role cannot read them all (pg_dump --blobs would stop at the first)."""
+    """How many large objects the database holds; PreflightFailed naming the ones the connected
+    role cannot read (pg_dump --blobs would stop at the first) and, as its hint, the statement that
+    lets it (see ``large_object_grant``)."""
     cursor.execute(sqlfiles.text("unreadable_large_objects"))
     total, unreadable, first_oids, role = cursor.fetchone()
-    if unreadable == 1:
-        raise PreflightFailed(
-            f"backup role {role} cannot read large object {first_oids[0]} (pg_dump would fail with permission denied): "
-            f"as its owner or a superuser, GRANT SELECT ON LARGE OBJECT {first_oids[0]} TO {role}"
-        )
     if unreadable:
-        in_literal = role.replace("'", "''")
-        listed = ", ".join(str(oid) for oid in first_oids) + (", ..." if unreadable > len(first_oids) else "")
+        oids = ", ".join(str(oid) for oid in first_oids) + (", ..." if unreadable > len(first_oids) else "")
         raise PreflightFailed(
-            f"backup role {role} cannot read {unreadable} of {total} large objects ({listed}; pg_dump would fail with "
-            f"permission denied): as a superuser, grant them all: DO $$DECLARE o oid; BEGIN FOR o IN SELECT oid FROM "
-            f"pg_largeobject_metadata LOOP EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO {in_literal}', o); END LOOP; END$$"
+            f"backup role {role} cannot read {unreadable} of {total} large object(s) (oid {oids}): "
+            "pg_read_all_data does not cover large objects",
+            hint=large_object_grant(role, list(first_oids) if unreadable <= 3 else None),
         )
     return int(total)
+
+
+def large_object_grant(role: str, oids: list[int] | None) -> str:
+    """The statement (run as the objects' owner or a superuser) that lets ``role`` (already quoted
+    as an identifier) read them: one GRANT per object named, else one for every large object."""
+    if oids:
+        return " ".join(f"GRANT SELECT ON LARGE OBJECT {oid} TO {role};" for oid in oids)
+    in_literal = role.replace("'", "''")
+    return ("DO $$DECLARE o oid; BEGIN FOR o IN SELECT oid FROM pg_largeobject_metadata LOOP "
+            f"EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO {in_literal}', o); END LOOP; END$$;")
 
 
 def _free_bytes(directory: Path) -> int:

@@ -28,24 +28,31 @@ def test_an_ungranted_large_object_is_refused_naming_the_grant_then_passes_once_
         oid = create_large_object(conn, b"not granted yet")
     with pytest.raises(PreflightFailed) as caught:
         check_as_backup_role(odd)
-    grant = f"GRANT SELECT ON LARGE OBJECT {oid} TO {BACKUP_ROLE}"
-    assert grant in caught.value.message and "\n" not in caught.value.message
+    grant = f"GRANT SELECT ON LARGE OBJECT {oid} TO {BACKUP_ROLE};"
+    assert caught.value.hint == grant and "\n" not in caught.value.message
+    assert f"cannot read 1 of 2 large object(s) (oid {oid})" in caught.value.message
     with psycopg.connect(odd.superuser_dsn, autocommit=True) as conn:
         conn.execute(grant)  # type: ignore[arg-type]  # the very statement the error named
     assert check_as_backup_role(odd) == 2
 
-    # Many: the DO block in the message grants them all.
+    # Several: a GRANT each; many: the DO block in the hint grants them all.
     with psycopg.connect(odd.superuser_dsn, autocommit=True) as conn:
         for n in range(3):
             create_large_object(conn, f"scan {n}".encode())
     with pytest.raises(PreflightFailed) as caught:
         check_as_backup_role(odd)
-    message = caught.value.message
-    assert f"backup role {BACKUP_ROLE} cannot read 3 of 5 large objects" in message
-    do_block = message[message.index("DO $$"):]
+    assert f"backup role {BACKUP_ROLE} cannot read 3 of 5 large object(s)" in caught.value.message
+    assert caught.value.hint is not None and caught.value.hint.count("GRANT SELECT ON LARGE OBJECT") == 3
+    with psycopg.connect(odd.superuser_dsn, autocommit=True) as conn:
+        for _ in range(2):
+            create_large_object(conn, b"two more")
+    with pytest.raises(PreflightFailed) as caught:
+        check_as_backup_role(odd)
+    assert caught.value.hint is not None and caught.value.hint.startswith("DO $$")  # many: one block for them all
+    do_block = caught.value.hint
     with psycopg.connect(odd.superuser_dsn, autocommit=True) as conn:
         conn.execute(do_block)  # type: ignore[arg-type]
-    assert check_as_backup_role(odd) == 5
+    assert check_as_backup_role(odd) == 7
 
 
 def test_a_large_object_granted_to_public_or_to_a_role_the_backup_role_is_in_is_readable(scratch_cluster: str) -> None:
