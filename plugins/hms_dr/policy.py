@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hms_dr.errors import PolicyInvalid
+from hms_dr.names import capitals_outside_quotes, parse_relation_name
 from hms_dr.offsite.policy import OffsitePolicy, parse_offsite
 from hms_dr.policy_alerts import AlertsPolicy, parse_alerts
 from hms_dr.policy_dr import DrPolicy, parse_dr
@@ -27,10 +28,6 @@ POLICY_ENV_VAR = "HMS_DR_POLICY"
 SUPPORTED_FORMAT_VERSIONS = (1,)
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_$]{0,62}$")
-# A relation name as SQL writes it, optionally schema-qualified: each part a plain lower-case
-# identifier or a double-quoted one ("Order Details", "MixedCase"; "" stands for a quote).
-_NAME_PART = r'(?:[a-z_][a-z0-9_$]{0,62}|"(?:[^"\x00]|""){1,63}")'
-_QUALIFIED = re.compile(rf"^(?:{_NAME_PART}\.)?{_NAME_PART}$")
 _CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z]+$")
 _FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
 _CLUSTER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -260,8 +257,8 @@ def parse_policy(data: Any, *, source: str = "<policy>") -> Policy:
     )
     logical = LogicalBackupPolicy(
         schemas=reader.identifiers("logical_backup.schemas", _IDENTIFIER),
-        data_only_tables=reader.identifiers("logical_backup.data_only_tables", _QUALIFIED),
-        baseline_views=reader.identifiers("logical_backup.baseline_views", _QUALIFIED),
+        data_only_tables=reader.relation_names("logical_backup.data_only_tables"),
+        baseline_views=reader.relation_names("logical_backup.baseline_views"),
         dump_jobs=reader.integer("logical_backup.dump_jobs", minimum=1, maximum=1),
         retries=reader.integer("logical_backup.retries", minimum=0, maximum=20),
         retry_delay_s=reader.integer("logical_backup.retry_delay_s", minimum=0),
@@ -483,13 +480,31 @@ class _Reader:
             raise self._fail(key, f"must be an absolute path, got {value!r}")
         return value
 
+    def relation_names(self, key: str) -> tuple[str, ...]:
+        """Relation names as SQL writes them (hms_dr.names): appointments, public."Order Details"."""
+        value = self.value(key)
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise self._fail(key, f"must be a list of names, got {value!r}")
+        for item in value:
+            try:
+                parse_relation_name(item)
+            except ValueError as exc:
+                raise self._fail(key, str(exc)) from None
+            if capitals_outside_quotes(item):
+                # SQL folds them to lower case; the author may have meant a mixed-case table.
+                raise self._fail(key, f"holds {item!r} with capitals outside double quotes: write it in lower case, "
+                                      'or quote a mixed-case name ("MixedCase")')
+        if len(set(value)) != len(value):
+            raise self._fail(key, "lists a name twice")
+        return tuple(value)
+
     def identifiers(self, key: str, pattern: re.Pattern[str]) -> tuple[str, ...]:
         value = self.value(key)
         if not isinstance(value, list):
             raise self._fail(key, f"must be a list, got {value!r}")
         for item in value:
             if not isinstance(item, str) or not pattern.match(item):
-                raise self._fail(key, f"holds {item!r}, which is not a plain lower-case SQL identifier (quote any other: '\"Order Details\"')")
+                raise self._fail(key, f"holds {item!r}, which is not a plain lower-case SQL identifier")
         if len(set(value)) != len(value):
             raise self._fail(key, "lists a name twice")
         return tuple(value)
