@@ -55,6 +55,13 @@ INSERT INTO readings
 SELECT 'ward-' || (g % 7), (g % 11) / 3.0, timestamptz '2026-02-01 00:00+00' + (g % 50) * interval '1 hour'
 FROM generate_series(1, 600) AS g;
 CREATE TABLE empty_one (id int PRIMARY KEY);
+-- Names as odd as SQL allows, in a second schema, and a partitioned table whose rows live in its partitions.
+CREATE SCHEMA "Audit Trail";
+CREATE TABLE "Audit Trail"."Order Details" (line int, note text);
+INSERT INTO "Audit Trail"."Order Details" SELECT g, 'line ' || g FROM generate_series(1, 50) AS g;
+CREATE TABLE measurements (taken date NOT NULL, value int) PARTITION BY RANGE (taken);
+CREATE TABLE "measurements 2026" PARTITION OF measurements FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+INSERT INTO measurements SELECT date '2026-01-01' + g, g FROM generate_series(0, 99) AS g;
 SELECT lo_from_bytea(0, convert_to(repeat('consent form, page scan ', 500), 'UTF8'));
 SELECT lo_from_bytea(0, '\\x00ff00ff'::bytea);
 """
@@ -103,7 +110,8 @@ def world(sandbox: Any, primary_store: Any, restore_key: Any) -> Iterator[Digest
     policy = dataclasses.replace(
         base,
         cluster=dataclasses.replace(base.cluster, name=CLUSTER, database=DATABASE),
-        logical_backup=dataclasses.replace(base.logical_backup, baseline_views=(), data_only_tables=("readings",)),
+        logical_backup=dataclasses.replace(base.logical_backup, baseline_views=(),
+                                           data_only_tables=("readings", '"Audit Trail"."Order Details"', "measurements")),
     )
     admin_info = ConnectionInfo("127.0.0.1", sandbox.pg_port, "postgres", "postgres",
                                 password=sandbox.secrets.role_passwords["postgres"])
@@ -132,12 +140,12 @@ def content_rows(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_baselines_hold_a_digest_of_every_table_and_of_the_large_objects(world: DigestWorld, backup_set_id: str) -> None:
     baselines = find_set(world.store, CLUSTER, BackupKind.LOGICAL, backup_set_id).manifest.baselines
     tables = baselines["tables"]
-    assert set(tables) == {"public.priced", "public.readings", "public.empty_one"}
     assert {name: t["content"]["rows"] for name, t in tables.items()} == {
-        "public.priced": 400, "public.readings": 600, "public.empty_one": 0}
+        "public.priced": 400, "public.readings": 600, "public.empty_one": 0, "Audit Trail.Order Details": 50,
+        "public.measurements": 0, "public.measurements 2026": 100}  # a partitioned parent's rows are its partitions'
     assert all(t["rows"] == t["content"]["rows"] for t in tables.values())  # counted by the digest, not a 2nd read
-    assert tables["public.empty_one"]["content"]["digest"] == "0" * 32
-    assert len({t["content"]["digest"] for t in tables.values()}) == 3
+    assert tables["public.empty_one"]["content"]["digest"] == "0" * 32 == tables["public.measurements"]["content"]["digest"]
+    assert len({t["content"]["digest"] for t in tables.values()}) == 5
     assert baselines["large_objects"]["rows"] == 2
     assert baselines["content_digest"]["session_settings"]["TimeZone"] == "UTC"
 
@@ -146,7 +154,8 @@ def test_an_untouched_set_passes_every_content_check(world: DigestWorld, backup_
     summary = world.restore_test(backup_set_id, tmp_path)
     assert summary["passed"], summary["failed"]
     rows = content_rows(summary)
-    assert set(rows) == {"public.priced", "public.readings", "public.empty_one", "large objects"}
+    assert set(rows) == {"public.priced", "public.readings", "public.empty_one", "Audit Trail.Order Details",
+                         "public.measurements", "public.measurements 2026", "large objects"}
     assert all(row["passed"] and row["observed"] == row["expected"] for row in rows.values())
     assert "every value of its 400 rows as in the backup" in rows["public.priced"]["message"]
     report = (tmp_path / "report" / "report.html").read_text()
@@ -212,6 +221,10 @@ def run_sql(*statements: str) -> Callable[[str], None]:
     pytest.param(run_sql("UPDATE readings SET reading = 99 WHERE ctid = (SELECT min(ctid) FROM readings)"),
                  "public.readings", ["content differs", "600 rows as in the baseline"], id="one-value-in-a-table-without-a-key"),
     pytest.param(run_sql("DELETE FROM priced WHERE id = 7"), "public.priced", ["399 rows, baseline 400"], id="a-deleted-row"),
+    pytest.param(run_sql('''UPDATE "Audit Trail"."Order Details" SET note = 'line 7 ' WHERE line = 7'''),
+                 "Audit Trail.Order Details", ["content differs", "50 rows as in the baseline"], id="a-spaced-name-in-a-quoted-schema"),
+    pytest.param(run_sql("UPDATE measurements SET value = -1 WHERE value = 42"), "public.measurements 2026",
+                 ["content differs", "100 rows as in the baseline"], id="a-value-in-a-partition"),
     pytest.param(run_sql("SELECT lo_put((SELECT min(oid) FROM pg_largeobject_metadata), 3, '\\x41'::bytea)"),
                  "large objects", ["large objects differ", "2 as in the baseline"], id="a-changed-large-object"),
 ])
