@@ -238,6 +238,58 @@ class CheckedReader:
         self._raw.close()
 
 
+class FedProgram:
+    """A program fed chunk by chunk beside a stream (a verifier's tap), its output collected.
+
+    A program that stops reading early (pg_restore --list once it has the table of contents)
+    just stops being fed; whether that was fine is for its exit code to say.
+    """
+
+    def __init__(self, argv: Sequence[str], name: str, *, env: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.process = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        env=dict(env) if env is not None else None)
+        self.stdout = b""
+        self.stderr = b""
+        self._accepting = True
+        self._reader = threading.Thread(target=self._collect, name=f"{name}-output", daemon=True)
+        self._reader.start()
+
+    def _collect(self) -> None:
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self.stdout = self.process.stdout.read()
+        self.stderr = self.process.stderr.read()
+
+    def feed(self, chunk: bytes) -> None:
+        if not self._accepting:
+            return
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write(chunk)
+        except BrokenPipeError:
+            self._accepting = False
+
+    def finish(self) -> int:
+        """Close its input, wait for it and its output; its exit code."""
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = self.process.wait()
+        self._reader.join()
+        return code
+
+    def last_error_line(self) -> str:
+        lines = self.stderr.decode("utf-8", "replace").strip().splitlines()
+        return lines[-1] if lines else f"exit {self.process.returncode}"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 def telling_line(lines: Sequence[str]) -> str:
     """The line of a tool's stderr that says what went wrong: the last error line, not a hint."""
     for line in reversed(lines):

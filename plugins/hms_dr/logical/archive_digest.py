@@ -2,27 +2,31 @@
 the large objects.
 
 A table's digest is order-independent: every row pg_dump wrote (one line of COPY text) is hashed
-on its own (BLAKE2b, 128 bits) and the hashes are added modulo 2**128; the row count goes with it.
-The same rows give the same digest whatever order a scan returns them in, and one changed, added
-or removed row changes it (short of a 128-bit hash collision). A large object's hash covers its
-OID and its bytes; the large objects' digest adds those up the same way.
+on its own, twice, with SipHash-1-3 under a fixed all-zero key (Python's own bytes hash, made
+deterministic with PYTHONHASHSEED=0: the fastest hash the standard library runs without a
+Python-level step per row), once over the row and once over the row and a NUL byte; each of the
+two 64-bit hashes is added up modulo 2**64, and the row count goes with them. The same rows give
+the same digest whatever order a scan returns them in, and one changed, added or removed row
+changes it (short of a collision of both 64-bit sums). A large object is hashed with BLAKE2b-128
+over its OID and bytes; those hashes are added up modulo 2**128.
 
 The daily backup feeds this the archive it is streaming anyway (no second read of production);
 the restore checks feed it ``pg_dump --data-only`` of the restored database, run with the same
 session settings, so the same rows give byte-identical COPY text on both sides.
 
-This file runs as a program of its own (``python archive_digest.py < archive``; it prints one
-JSON object) so the hashing has a core of its own beside the upload, and so it needs nothing but
-the standard library. The archive layout it reads is PostgreSQL's (src/bin/pg_dump/
-pg_backup_archiver.c and pg_backup_custom.c), versions 1.12 to 1.16 (PostgreSQL 11 to 18), as
-pg_dump writes it to a pipe (to a seekable file, pg_dump 18 appends what this reader refuses).
+This file runs as a program of its own (``PYTHONHASHSEED=0 python -S archive_digest.py <
+archive``; it prints one JSON object) so the hashing has a core of its own beside the upload, and
+so it needs nothing but the standard library. It refuses to run where bytes do not hash as the
+method says (another hash algorithm, a random seed): a digest must mean the same everywhere. The
+archive layout it reads is PostgreSQL's (src/bin/pg_dump/pg_backup_archiver.c and
+pg_backup_custom.c), versions 1.12 to 1.16 (PostgreSQL 11 to 18), as pg_dump writes it to a pipe
+(to a seekable file, pg_dump 18 appends what this reader refuses).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import operator
+import itertools
 import struct
 import json
 import sys
@@ -30,8 +34,11 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable, Iterator
 
-METHOD = "copy-text-blake2b128-sum-v1"
-_MODULUS = 1 << 128
+METHOD = "copy-text-siphash13x2-sum-lo-blake2b128-v2"
+_ROW_MODULUS = 1 << 64
+_LARGE_OBJECT_MODULUS = 1 << 128
+# hash() of this, under SipHash-1-3 with the all-zero key: a check that this interpreter computes the method.
+_KNOWN_ANSWER = (b"hms-dr content digest", -3780951758713264936)
 _BLOCK_DATA = 1
 _BLOCK_LARGE_OBJECTS = 3
 _READ_BYTES = 1 << 20
@@ -46,19 +53,37 @@ class ArchiveError(ValueError):
 @dataclass
 class RelationDigest:
     rows: int = 0
-    total: int = 0
+    first: int = 0  # sum of hash(row)
+    second: int = 0  # sum of hash(row + NUL)
 
     def add_lines(self, lines: list[bytes]) -> None:
         self.rows += len(lines)
-        self.total += sum(map(int.from_bytes, map(_digest_of, map(_row_hash, lines))))
+        self.first += sum(map(hash, lines))
+        self.second += sum(map(hash, map(bytes.__add__, lines, itertools.repeat(b"\x00"))))
 
     def record(self) -> dict[str, object]:
-        return {"rows": self.rows, "digest": f"{self.total % _MODULUS:032x}"}
+        return {"rows": self.rows, "digest": f"{self.first % _ROW_MODULUS:016x}{self.second % _ROW_MODULUS:016x}"}
 
 
-# C callables only: the map below then runs without a Python frame per row.
-_row_hash = functools.partial(hashlib.blake2b, digest_size=16)
-_digest_of = operator.methodcaller("digest")
+@dataclass
+class LargeObjectsDigest:
+    count: int = 0
+    total: int = 0
+
+    def add(self, hash_of_one: bytes) -> None:
+        self.count += 1
+        self.total += int.from_bytes(hash_of_one)
+
+    def record(self) -> dict[str, object]:
+        return {"rows": self.count, "digest": f"{self.total % _LARGE_OBJECT_MODULUS:032x}"}
+
+
+def check_interpreter() -> None:
+    """ArchiveError unless bytes hash here as the method says (SipHash-1-3, key all zero)."""
+    text, expected = _KNOWN_ANSWER
+    if sys.hash_info.algorithm != "siphash13" or sys.flags.hash_randomization or hash(text) != expected:
+        raise ArchiveError(f"this interpreter does not compute {METHOD} (bytes hash {sys.hash_info.algorithm}, "
+                           f"randomized {bool(sys.flags.hash_randomization)}): run it with PYTHONHASHSEED=0")
 
 
 @dataclass
@@ -67,7 +92,7 @@ class ArchiveDigest:
 
     encoding: str | None = None
     tables: dict[tuple[str, str], RelationDigest] = field(default_factory=dict)
-    large_objects: RelationDigest = field(default_factory=RelationDigest)
+    large_objects: LargeObjectsDigest = field(default_factory=LargeObjectsDigest)
     has_large_objects: bool = False
 
     def to_json(self) -> dict[str, object]:
@@ -174,7 +199,8 @@ class _Reader:
 
 
 def digest_archive(stream: BinaryIO) -> ArchiveDigest:
-    """Read a custom-format archive from ``stream`` to its end and digest its data."""
+    """Read a custom-format archive from ``stream`` to its end and digest its data. The digests
+    mean the method only where ``check_interpreter`` passes (``main`` checks it first)."""
     reader = _Reader(stream)
     version, compressed = _read_header(reader)
     entries = {entry.dump_id: entry for entry in _read_toc(reader, version)}
@@ -282,7 +308,7 @@ def _digest_rows(chunks: Iterator[bytes], compressed: bool, digest: RelationDige
         digest.add_lines([pending])
 
 
-def _digest_large_objects(reader: _Reader, compressed: bool, digest: RelationDigest) -> None:
+def _digest_large_objects(reader: _Reader, compressed: bool, digest: LargeObjectsDigest) -> None:
     while True:
         oid = reader.int()
         if oid == 0:
@@ -290,8 +316,7 @@ def _digest_large_objects(reader: _Reader, compressed: bool, digest: RelationDig
         hashed = hashlib.blake2b(f"{oid}:".encode(), digest_size=16)
         for data in _plain(reader.chunks(), compressed):
             hashed.update(data)
-        digest.rows += 1
-        digest.total += int.from_bytes(hashed.digest())
+        digest.add(hashed.digest())
 
 
 def _plain(chunks: Iterator[bytes], compressed: bool) -> Iterator[bytes]:
@@ -310,6 +335,7 @@ def _plain(chunks: Iterator[bytes], compressed: bool) -> Iterator[bytes]:
 
 def main() -> int:
     try:
+        check_interpreter()
         result = digest_archive(sys.stdin.buffer)
     except ArchiveError as exc:
         print(f"archive_digest: {exc}", file=sys.stderr)

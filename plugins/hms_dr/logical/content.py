@@ -14,7 +14,7 @@ proves").
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 import sys
 import threading
 from contextlib import contextmanager
@@ -26,7 +26,7 @@ from hms_dr.errors import BackupVerificationFailed, HmsDrError
 from hms_dr.logical import archive_digest
 from hms_dr.names import split_relation_key
 from hms_dr.pgtools import exact_table_pattern, tool_path
-from hms_dr.streams import Pipeline, Stage
+from hms_dr.streams import FedProgram, Pipeline, Stage
 
 DIGEST_PROGRAM = Path(archive_digest.__file__)
 METHOD = archive_digest.METHOD
@@ -49,8 +49,14 @@ def dump_session_options() -> str:
 
 
 def digest_argv() -> list[str]:
-    # -I: the program needs only the standard library, and must not pick up a user's site dir.
-    return [sys.executable, "-I", str(DIGEST_PROGRAM)]
+    # -S -s: the program needs only the standard library, nothing from site-packages or a user's site dir.
+    return [sys.executable, "-S", "-s", str(DIGEST_PROGRAM)]
+
+
+def digest_env() -> dict[str, str]:
+    """The program's environment: bytes hash with SipHash's all-zero key (the method's), no other
+    Python setting of the caller's."""
+    return {"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
 
 
 @dataclass(frozen=True)
@@ -81,45 +87,19 @@ class ArchiveDigester:
     """``archive_digest.py`` fed chunk by chunk from a dump in progress (see StreamVerifier)."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen(digest_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE)
-        self._output: dict[str, bytes] = {}
-        self._reader = threading.Thread(target=self._collect, name="archive-digest", daemon=True)
-        self._reader.start()
-        self.broken = False
-
-    def _collect(self) -> None:
-        assert self.process.stdout is not None and self.process.stderr is not None
-        self._output["stdout"] = self.process.stdout.read()
-        self._output["stderr"] = self.process.stderr.read()
+        self._program = FedProgram(digest_argv(), "archive_digest", env=digest_env())
 
     def feed(self, chunk: bytes) -> None:
-        if self.broken:
-            return
-        try:
-            assert self.process.stdin is not None
-            self.process.stdin.write(chunk)
-        except BrokenPipeError:
-            self.broken = True  # the program died: finish() reports its error
+        self._program.feed(chunk)
 
     def finish(self, label: str) -> ContentDigests:
-        try:
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-        except BrokenPipeError:
-            pass
-        code = self.process.wait()
-        self._reader.join()
-        if code != 0:
-            error = self._output.get("stderr", b"").decode("utf-8", "replace").strip().splitlines()
+        if self._program.finish() != 0:
             raise BackupVerificationFailed(f"{label}: the content digest could not read the archive: "
-                                           f"{error[-1] if error else f'exit {code}'}")
-        return ContentDigests.from_program_output(self._output["stdout"])
+                                           f"{self._program.last_error_line()}")
+        return ContentDigests.from_program_output(self._program.stdout)
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        self._program.kill()
 
 
 class RestoredDigest:
@@ -134,7 +114,7 @@ class RestoredDigest:
             # Exact names: inside double quotes a pattern's wildcards are plain characters.
             argv += [f"--table={exact_table_pattern(schema, name)}" for schema, name in tables]
         self._pipeline = Pipeline([Stage("pg_dump (content digest)", argv, env=env),
-                                   Stage("archive_digest", digest_argv())])
+                                   Stage("archive_digest", digest_argv(), env=digest_env())])
         self._output: list[bytes] = []
         self._error: list[BaseException] = []
         self._thread = threading.Thread(target=self._read, args=(self._pipeline.output,), name="restored-digest",
@@ -208,8 +188,6 @@ def restored_dump_env(conninfo: Mapping[str, str], encoding: str | None) -> dict
     """The environment of the restored database's pg_dump: libpq settings from a connection's
     key=value parameters (the password never in argv), the dump session settings, and the client
     encoding the production archive was written in."""
-    import os
-
     names = {"host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE",
              "password": "PGPASSWORD", "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT",
              "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "connect_timeout": "PGCONNECT_TIMEOUT"}
@@ -233,15 +211,6 @@ def record_content(baselines: dict[str, Any], whole: ContentDigests) -> None:
     baselines["large_objects"] = dict(whole.large_objects or NO_ROWS)
     baselines["content_digest"] = {"method": whole.method, "encoding": whole.encoding,
                                    "session_settings": dict(DUMP_SESSION_SETTINGS)}
-
-
-def check_data_only_export(whole: ContentDigests, export: ContentDigests, label: str) -> None:
-    """The data-only export was dumped in the same snapshot: its tables must equal the whole dump's."""
-    for (schema, name), record in export.tables.items():
-        if dict(whole.table(schema, name)) != dict(record):
-            raise BackupVerificationFailed(
-                f"{label}: table {schema}.{name} differs from the whole-database dump of the same snapshot "
-                f"({record['rows']} rows, digest {record['digest'][:12]}; whole dump {whole.table(schema, name)['rows']} rows)")
 
 
 def compare_content(expected: Mapping[str, Any], observed: ContentDigests | None, *, error: str | None = None
