@@ -71,6 +71,10 @@ def take_logical_backup(
         # part of the dump step: room to hash and sort in memory instead of spilling to disk.
         # One session, so the memory is bounded.
         cursor.execute("SELECT set_config('work_mem', '64MB', true)")
+        # No parallel workers for the fingerprints: they run beside the dumps, and on the bench's
+        # two cores the workers took 9 CPU-s from pg_dump, zstd and the content digest, which set
+        # the backup's pace. Production pays the least CPU with one process per query.
+        cursor.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
         tables = baseline.list_tables(cursor, schemas)
         views = baseline.resolve_relations(cursor, policy.logical_backup.baseline_views, purpose="baseline view")
         data_tables = baseline.resolve_relations(cursor, policy.logical_backup.data_only_tables, purpose="data-only table")
