@@ -6,7 +6,7 @@ stored as its own set (`<cluster>/wal/<file>/`), read back and checked by sha256
 is written last and only then is the file removed from the spool. The run also checks
 `pg_stat_archiver` and measures the RPO (now minus the newest WAL safely in the store) against
 the policy's target. WAL sets older than the policy's window (7 days) expire, except what a
-retained base backup needs (see `hms_dr.wal.expiry`); with no base backup stored, none expires.
+retained base backup needs (see `hms_dr.retention.wal`); with no base backup stored, none expires.
 
 Pages: the on-call DBA, when a run fails: a WAL file conflicting with the store, archiving
 failing, or the RPO over target.

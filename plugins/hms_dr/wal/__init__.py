@@ -4,7 +4,8 @@ Each archived file (segment, ``.history``, ``.backup``, ``.partial``) becomes it
 ``<cluster>/wal/<file name>/`` holding ``<file name>.zst.gpg`` and a ``manifest.json`` of kind
 ``wal`` whose backup_set_id is the file name. ``names`` parses WAL file names, ``spool`` reads
 the spool and decides what to ship, ``ship`` stores and publishes, ``rpo`` measures the
-recovery point and judges ``pg_stat_archiver``. Expiry of old WAL is not implemented yet.
+recovery point and judges ``pg_stat_archiver``. Which WAL may expire is retention's to plan
+(``hms_dr.retention.wal``): it follows the base backups retention keeps.
 """
 
 from __future__ import annotations

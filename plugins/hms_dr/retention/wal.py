@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from hms_dr.manifest import BackupKind
-from hms_dr.retention import Expiry, RetentionPlan, describe_age
+from hms_dr.retention.records import Expiry, RetentionPlan, describe_age
 from hms_dr.wal.listing import StoredWalSet
 from hms_dr.wal.names import WalFileKind, parse_wal_name
 

@@ -23,7 +23,7 @@ from hms_dr.retention import (
     plan_retention,
     plan_store_retention,
 )
-from hms_dr.wal.expiry import wal_position
+from hms_dr.retention.wal import wal_position
 from hms_dr.wal.listing import StoredWalSet
 
 EPOCH = datetime(2026, 11, 24, 2, 30, tzinfo=timezone.utc)
@@ -160,7 +160,7 @@ def test_random_catalogs_keep_the_newest_the_young_and_the_wal_of_kept_base_back
     assert wal_window is not None
     wal_by_name = {w.name: w for w in catalog.wal_sets}
     for name in expired_complete(plans[BackupKind.WAL]):
-        assert now - wal_by_name[name].modified_at >= wal_window  # wal.expiry's window is half-open
+        assert now - wal_by_name[name].modified_at >= wal_window  # retention.wal's window is half-open
     for plan in plans.values():
         for expiry in plan.expire:
             if not expiry.complete:

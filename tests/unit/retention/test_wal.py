@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hms_dr.wal.expiry import BaseBackupWal, oldest_base_backup, plan_wal_expiry, wal_position
+from hms_dr.retention.wal import BaseBackupWal, oldest_base_backup, plan_wal_expiry, wal_position
 from hms_dr.wal.listing import StoredWalSet
 
 NOW = datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)
