@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import pytest
+from hms_dr.sandbox.airflow_env import build_airflow_env
 from workdirs import state_root
 import yaml
 
@@ -100,7 +101,7 @@ class DagRunner:
 
     def __init__(self, sandbox: Any) -> None:
         self.sandbox = sandbox
-        self.env = {**os.environ, **sandbox.env(), "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+        self.env = {**os.environ, **build_airflow_env(sandbox), "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
         self.db_path = Path(sandbox.paths.airflow_home) / "airflow.db"
         self.variants = Path(sandbox.state_dir) / "policy-variants"
         self.variants.mkdir(exist_ok=True)

@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO_ROOT / "plugins"))  # until the lead's conftest puts
 
 from hms_dr.sandbox import Sandbox, load_sandbox, sandbox_status, start_sandbox, stop_sandbox  # noqa: E402
 from hms_dr.sandbox.cluster import port_is_open, server_user  # noqa: E402
+from hms_dr.sandbox.airflow_env import build_airflow_env
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def sandbox(state_dir: Path, request: pytest.FixtureRequest) -> Sandbox:
 
 
 def _connection_extra(sandbox: Sandbox, name: str) -> dict[str, object]:
-    connection: dict[str, object] = json.loads(sandbox.env()[name])
+    connection: dict[str, object] = json.loads(build_airflow_env(sandbox)[name])
     return connection
 
 
@@ -153,7 +154,7 @@ def test_moto_buckets_exist_and_offsite_has_object_lock(sandbox: Sandbox) -> Non
     assert {"hms-backups", "hms-offsite"} <= names
     lock = client.get_object_lock_configuration(Bucket="hms-offsite")["ObjectLockConfiguration"]
     assert lock["ObjectLockEnabled"] == "Enabled"
-    assert json.loads(sandbox.env()["AIRFLOW_CONN_HMS_OFFSITE"])["extra"]["endpoint_url"] == sandbox.s3_endpoint_url
+    assert json.loads(build_airflow_env(sandbox)["AIRFLOW_CONN_HMS_OFFSITE"])["extra"]["endpoint_url"] == sandbox.s3_endpoint_url
 
 
 def test_gpg_encrypts_to_exported_public_key_and_decrypts_with_exported_secret_key(sandbox: Sandbox) -> None:
@@ -189,7 +190,7 @@ def test_policy_points_at_the_sandbox(sandbox: Sandbox) -> None:
     assert policy["wal"]["spool_dir"] == str(sandbox.paths.spool_dir)
     assert (policy["store"]["primary_url"], policy["store"]["offsite_url"]) == ("s3://hms-backups", "s3://hms-offsite")
     assert policy["schedules"] == committed["schedules"]
-    assert sandbox.env()["HMS_DR_POLICY"] == str(sandbox.paths.policy_file)
+    assert build_airflow_env(sandbox)["HMS_DR_POLICY"] == str(sandbox.paths.policy_file)
 
 
 def test_secrets_stay_in_private_files(sandbox: Sandbox) -> None:
@@ -201,7 +202,7 @@ def test_secrets_stay_in_private_files(sandbox: Sandbox) -> None:
         assert secret not in sandbox.paths.policy_file.read_text()
         assert secret not in repr(sandbox)
     exported = dict(shlex.split(line)[1].split("=", 1) for line in sandbox.paths.env_file.read_text().splitlines() if line.startswith("export "))
-    assert exported == sandbox.env()
+    assert exported == build_airflow_env(sandbox)
     postgres = json.loads(exported["AIRFLOW_CONN_HMS_POSTGRES"])
     assert (postgres["login"], postgres["port"], postgres["schema"]) == ("hms_backup", sandbox.pg_port, "hospital_management")
 
@@ -227,7 +228,7 @@ def test_second_start_reuses_everything_and_restarts_only_what_is_down(sandbox: 
 
     assert (again.pg_port, again.s3_port, again.fingerprint) == (sandbox.pg_port, sandbox.s3_port, sandbox.fingerprint)
     assert again.secrets == sandbox.secrets
-    assert again.env() == sandbox.env()
+    assert build_airflow_env(again) == build_airflow_env(sandbox)
     assert again.cluster().postmaster_pid() == postmaster_pid, "a running PostgreSQL must not be restarted"
     assert again.s3_server().is_running()
     assert json.loads(sandbox.paths.state_file.read_text())["hms_database"]["loaded_at"] == loaded_at

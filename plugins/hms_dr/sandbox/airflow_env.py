@@ -12,9 +12,9 @@ import shlex
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from hms_dr.files import write_file_atomically
 from hms_dr.sandbox.cluster import SUPERUSER
 from hms_dr.sandbox.s3server import S3_REGION
-from hms_dr.sandbox.state import write_file_atomically
 
 if TYPE_CHECKING:
     from hms_dr.sandbox.state import Sandbox

@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from hms_dr.errors import PolicyInvalid
-from hms_dr.sandbox.state import OFFSITE_BUCKET, PRIMARY_BUCKET, write_file_atomically
+from hms_dr.files import write_file_atomically
+from hms_dr.sandbox.state import OFFSITE_BUCKET, PRIMARY_BUCKET
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hms_dr.errors import PreflightFailed
-from hms_dr.files import write_file_atomically  # noqa: F401  (re-exported for the sandbox modules)
+from hms_dr.files import write_file_atomically
 from hms_dr.sandbox.cluster import SUPERUSER, LocalCluster
 from hms_dr.sandbox.s3server import MotoServer
 
@@ -186,12 +186,6 @@ class Sandbox:
             aws_secret_access_key=self.secrets.s3_secret_key,
             config=config,
         )
-
-    def env(self) -> dict[str, str]:
-        """The variables of airflow.env (Airflow settings and connections, secrets included)."""
-        from hms_dr.sandbox.airflow_env import build_airflow_env
-
-        return build_airflow_env(self)
 
 
 def load_state(paths: SandboxPaths) -> dict[str, Any]:
