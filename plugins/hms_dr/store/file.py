@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from hms_dr.errors import HmsDrError, ObjectMissing, StoreRefused, StoreUnavailable
-from hms_dr.store import (
+from hms_dr.store.base import (
     TEMP_NAME,
     GuardedReader,
     ProgressMeter,

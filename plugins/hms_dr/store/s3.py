@@ -38,7 +38,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
 )
 
 from hms_dr.errors import HmsDrError, ObjectLocked, ObjectMissing, StoreRefused, StoreUnavailable
-from hms_dr.store import (
+from hms_dr.store.base import (
     DEFAULT_PART_SIZE_BYTES,
     GuardedReader,
     ObjectLockRetention,
