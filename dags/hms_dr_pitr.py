@@ -31,6 +31,7 @@ from hms_dr.policy import load_policy
 from hms_dr.tasks.alerting import dag_deadlines
 from hms_dr.tasks.dagargs import task_defaults
 from hms_dr.tasks.dr_pitr import dr_policy, dr_queue, recover_cluster, record_outcome, report_connection, validate_request
+from hms_dr.patterns import BACKUP_SET_ID, whole
 
 policy = load_policy()
 dr = dr_policy(policy)
@@ -72,7 +73,7 @@ with DAG(
         "base_backup_id": Param(
             None,
             type=["null", "string"],
-            pattern=r"^[0-9]{8}T[0-9]{6}Z$",
+            pattern=whole(BACKUP_SET_ID),
             title="Base backup set",
             description="Empty: the newest base backup consistent before the target (automatic). Or a set id such as 20261122T030000Z.",
         ),

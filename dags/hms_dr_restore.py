@@ -29,6 +29,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
+from hms_dr.patterns import BACKUP_ID, IDENTIFIER, LSN, RESTORE_POINT, TABLE, whole
 from hms_dr.policy import load_policy
 from hms_dr.tasks.alerting import dag_deadlines
 from hms_dr.tasks.dagargs import task_defaults
@@ -46,8 +47,6 @@ from hms_dr.tasks.dr_restore import (
 
 policy = load_policy()
 dr = dr_settings(policy)
-IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
-TABLE = r'^((?:[a-z_][a-z0-9_$]{0,62}|"(?:[^"\x00-\x1f\x7f]|""){1,63}")\.)?(?:[a-z_][a-z0-9_$]{0,62}|"(?:[^"\x00-\x1f\x7f]|""){1,63}")$'
 WHAT, WHERE, SWAP, WHY = "What to restore", "Where to", "Checks and swap", "Why"
 
 with DAG(
@@ -72,7 +71,7 @@ with DAG(
         "backup_id": Param(
             "latest",
             type="string",
-            pattern=r"^(latest|[0-9]{8}T[0-9]{6}Z)$",
+            pattern=whole(BACKUP_ID),
             title="Backup set",
             description=(
                 "`latest`, or a set id such as 20261124T020001Z: the daily set (logical backup), or the base backup "
@@ -91,7 +90,7 @@ with DAG(
         "target_lsn": Param(
             None,
             type=["null", "string"],
-            pattern=r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$",
+            pattern=whole(LSN),
             title="... or a WAL position",
             description="Point in time only, instead of a time: an LSN such as 0/3000060.",
             section=WHAT,
@@ -99,7 +98,7 @@ with DAG(
         "target_restore_point": Param(
             None,
             type=["null", "string"],
-            pattern=r"^[A-Za-z0-9_.:-]{1,63}$",
+            pattern=whole(RESTORE_POINT),
             title="... or a restore point",
             description="Point in time only, instead of a time: a name given to pg_create_restore_point().",
             section=WHAT,
@@ -107,7 +106,7 @@ with DAG(
         "tables": Param(
             [],
             type="array",
-            items={"type": "string", "pattern": TABLE},
+            items={"type": "string", "pattern": whole(TABLE)},
             uniqueItems=True,
             maxItems=100,
             title="Tables",
@@ -133,7 +132,7 @@ with DAG(
         "staging_schema": Param(
             None,
             type=["null", "string"],
-            pattern=IDENTIFIER,
+            pattern=whole(IDENTIFIER),
             **{"not": {"anyOf": [{"enum": ["public", "information_schema"]}, {"type": "string", "pattern": "^(pg_|dr_quarantine_)"}]}},
             title="Staging schema",
             description="A new schema name (a-z, 0-9, _). Empty: dr_staging_<run>. An existing schema is refused.",
@@ -142,7 +141,7 @@ with DAG(
         "target_database": Param(
             None,
             type=["null", "string"],
-            pattern=IDENTIFIER,
+            pattern=whole(IDENTIFIER),
             **{"not": {"enum": [policy.cluster.database, "postgres", "template0", "template1"]}},  # never production
             title="New database",
             description="New database only: its name (a-z, 0-9, _). Empty: dr_restore_<run>. Production, or a database holding data, is refused.",

@@ -26,6 +26,7 @@ from airflow.sdk import DAG, Param
 from hms_dr.policy import load_policy
 from hms_dr.tasks.alerting import alert_on_failure, dag_deadlines
 from hms_dr.tasks.integrity import check_amcheck_installed, integrity_policy, judge_integrity, run_pg_amcheck
+from hms_dr.patterns import TABLE, whole
 
 policy = load_policy()
 settings = integrity_policy(policy)
@@ -49,9 +50,9 @@ with DAG(
         "tables": Param(
             [],
             type="array",
-            items={"type": "string", "pattern": r"^([a-z_][a-z0-9_$]{0,62}\.)?[a-z_][a-z0-9_$]{0,62}$"},
+            items={"type": "string", "pattern": whole(TABLE)},
             title="Tables",
-            description="Empty: the whole database. Or tables such as appointments or public.billing (their indexes and TOAST too).",
+            description='Empty: the whole database. Or tables as SQL writes them, such as appointments, public.billing or public."Order Details" (their indexes and TOAST too).',
         ),
         "heapallindexed": Param(
             settings.heapallindexed,

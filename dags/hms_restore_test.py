@@ -26,6 +26,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
+from hms_dr.patterns import BACKUP_ID, whole
 from hms_dr.policy import RestoreTestMode, load_policy
 from hms_dr.tasks.alerting import alert_on_failure, dag_deadlines
 from hms_dr.tasks.assets import restore_test_schedule
@@ -63,7 +64,7 @@ with DAG(
         "backup_id": Param(
             "latest",
             type="string",
-            pattern=r"^(latest|[0-9]{8}T[0-9]{6}Z)$",
+            pattern=whole(BACKUP_ID),
             title="Backup set",
             description=(
                 "`latest` for the newest complete daily set (or, when a new daily set triggered the run, "

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from hms_dr import sqlfiles
 from hms_dr.errors import CorruptionFound, IntegrityCheckIncomplete, PreflightFailed, ToolFailed
 from hms_dr.pgtools import ConnectionInfo, last_line, tool_env, tool_path
+from hms_dr.names import spell_identifier, split_relation_key, sql_spelling
 
 if TYPE_CHECKING:
     from hms_dr.store import Store
@@ -256,7 +257,8 @@ def suggested_restore(tables: Sequence[str], *, report_id: str) -> dict[str, Any
     return {
         "source": "logical_backup",
         "backup_id": "latest",
-        "tables": [t.removeprefix("public.") for t in tables],
+        # As the DR form takes them: SQL spelling, a public table by its name alone.
+        "tables": [_form_spelling(t) for t in tables],
         "all_tables": False,  # explicit: the named tables, never every table
         "target_kind": "staging_schema",
         "staging_schema": f"dr_{report_id.lower()}",
@@ -264,6 +266,11 @@ def suggested_restore(tables: Sequence[str], *, report_id: str) -> dict[str, Any
         "swap_into_production": True,
         "reason": f"pg_amcheck found corruption in {', '.join(tables)} (integrity report {report_id})",
     }
+
+
+def _form_spelling(key: str) -> str:
+    schema, name = split_relation_key(key)
+    return spell_identifier(name) if schema == "public" else sql_spelling(schema, name)
 
 
 def build_report(

@@ -29,9 +29,11 @@ from typing import Any, Mapping, Sequence
 from hms_dr.errors import ParamInvalid, RequestRefused
 from hms_dr.names import SPELLING_RULE, capitals_outside_quotes, parse_relation_name, relation_key, spell_identifier, split_relation_key, sql_spelling
 from hms_dr.physical.targets import parse_recovery_target, refuse_future_target
+from hms_dr import patterns
+from hms_dr.patterns import matcher
 
-IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
-BACKUP_ID = re.compile(r"latest|[0-9]{8}T[0-9]{6}Z", re.ASCII)
+IDENTIFIER = matcher(patterns.IDENTIFIER)
+BACKUP_ID = matcher(patterns.BACKUP_ID)
 IDENTIFIER_RULE = "plain lower-case ASCII letters, digits and _ (not starting with a digit, at most 63)"
 
 QUARANTINE_PREFIX = "dr_quarantine_"

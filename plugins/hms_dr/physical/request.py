@@ -28,8 +28,10 @@ from hms_dr.physical.datadir import refuse_non_empty
 from hms_dr.physical.targets import RecoveryTarget, TargetKind, format_time, parse_recovery_target, refuse_future_target
 from hms_dr.server_user import port_is_open
 from hms_dr.units import human_bytes
+from hms_dr import patterns
+from hms_dr.patterns import matcher
 
-BACKUP_SET_ID = re.compile(r"^\d{8}T\d{6}Z$")
+BACKUP_SET_ID = matcher(patterns.BACKUP_SET_ID)
 MIN_REASON_CHARS = 5
 MAX_REASON_CHARS = 500
 # The server's socket directory and log go beside the data directory: its name must be usable
@@ -84,7 +86,7 @@ def read_pitr_request(
     backup_set_id = _text_or_none(params.get("base_backup_id"))
     if backup_set_id is not None and backup_set_id.lower() in ("automatic", "auto"):
         backup_set_id = None
-    if backup_set_id is not None and not BACKUP_SET_ID.match(backup_set_id):
+    if backup_set_id is not None and not BACKUP_SET_ID.fullmatch(backup_set_id):
         raise RequestRefused(f"base_backup_id must be empty (automatic) or a set id like 20261124T030000Z, got {backup_set_id!r}")
     return PitrRequest(
         target=target,

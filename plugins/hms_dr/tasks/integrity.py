@@ -5,7 +5,6 @@ the hms_dr_restore conf that repairs them (the alert carries both)."""
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -18,10 +17,12 @@ from hms_dr.policy_dr import DrPolicy, IntegrityPolicy
 from hms_dr.tasks.connections import database_connection, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
 from hms_dr.tasks.params import run_params
+from hms_dr import patterns
+from hms_dr.patterns import matcher
 
 log = logging.getLogger(__name__)
 
-TABLE_NAME = re.compile(r"^([a-z_][a-z0-9_$]{0,62}\.)?[a-z_][a-z0-9_$]{0,62}$")
+TABLE_NAME = matcher(patterns.TABLE)  # as the form checks it, and as the DR form takes it
 
 
 def integrity_policy(policy: Policy) -> IntegrityPolicy:
@@ -34,8 +35,9 @@ def _production(policy: Policy) -> Any:
 
 def _tables(params: dict[str, Any]) -> list[str]:
     tables = params.get("tables") or []
-    if not isinstance(tables, list) or not all(isinstance(t, str) and TABLE_NAME.match(t) for t in tables):
-        raise RequestRefused(f"tables must be a list of table names such as appointments or public.billing, got {tables!a}")
+    if not isinstance(tables, list) or not all(isinstance(t, str) and TABLE_NAME.fullmatch(t) for t in tables):
+        raise RequestRefused(f'tables must be a list of table names as SQL writes them, such as appointments, public.billing '
+                             f'or public."Order Details", got {tables!a}')
     return list(tables)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,11 +29,13 @@ from hms_dr.tasks.assets import LOGICAL_BACKUPS, RESTORE_TESTS
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
 from hms_dr.tasks.params import run_params
+from hms_dr import patterns
+from hms_dr.patterns import matcher
 
 log = logging.getLogger(__name__)
 
 RESTORE_TARGET_CONNECTION = "hms_restore_target"
-BACKUP_ID = re.compile(r"^(latest|\d{8}T\d{6}Z)$")
+BACKUP_ID = matcher(patterns.BACKUP_ID)
 
 
 def _restore_admin() -> ConnectionInfo:
@@ -66,10 +67,10 @@ def choose_backup_set() -> dict[str, Any]:
     """Validate the params, find the set, and refuse a restore target that is production."""
     params = run_params(get_current_context())
     named = str(params.get("backup_id") or "latest").strip()
-    if not BACKUP_ID.match(named):
+    if not BACKUP_ID.fullmatch(named):
         raise RequestRefused(f"backup_id must be 'latest' or an id like 20261124T020001Z, got {named!a}")
     backup_id = (_set_that_triggered_this_run() or named) if named == "latest" else named
-    if not BACKUP_ID.match(backup_id):  # a new-set event's id: ours, not the operator's, so it pages
+    if not BACKUP_ID.fullmatch(backup_id):  # a new-set event's id: ours, not the operator's, so it pages
         raise ParamInvalid(f"the new-set event names backup set {backup_id!a}, not an id like 20261124T020001Z")
     jobs = int(params.get("restore_jobs") or 2)
     if not 1 <= jobs <= 16:
