@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping
 
+from hms_dr.catalog import audit_key, audit_prefix
+
 if TYPE_CHECKING:
     from hms_dr.store import Store
 
 log = logging.getLogger(__name__)
 
-AUDIT_FOLDER = "audit"
 _SECRET_KEY = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MASK = "***"
@@ -88,7 +89,7 @@ def record_key(cluster: str, record: AuditRecord) -> str:
     day = record.recorded_at.astimezone(timezone.utc).strftime("%Y-%m-%d")
     moment = record.recorded_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     name = _UNSAFE.sub("_", f"{moment}-{record.dag_id}-{record.run_id}-{record.event}")
-    return f"{cluster}/{AUDIT_FOLDER}/{day}/{name}.json"
+    return audit_key(cluster, day, name)
 
 
 def write_audit_record(store: Store, cluster: str, record: AuditRecord) -> str:
@@ -105,7 +106,7 @@ def write_audit_record(store: Store, cluster: str, record: AuditRecord) -> str:
 
 def read_audit_records(store: Store, cluster: str) -> list[dict[str, Any]]:
     """Every audit record in the store, oldest first (the status page and tests read them)."""
-    prefix = f"{cluster}/{AUDIT_FOLDER}/"
+    prefix = audit_prefix(cluster)
     return [json.loads(store.get_bytes(obj.key)) for obj in store.list(prefix) if obj.key.endswith(".json")]
 
 

@@ -1,8 +1,15 @@
-"""The catalog: every backup set in one store, read from the manifests themselves.
+"""The catalog: every backup set in one store, read from the manifests themselves, and the one
+module that knows the store's folder layout.
 
 There is no second source of truth to drift: a set exists exactly when its folder holds a
 readable manifest. Folders without one are the leftovers of interrupted runs ("orphans"); they
-are never listed as sets, never restored, and retention removes them. Only ``key_for`` builds keys.
+are never listed as sets, never restored, and retention removes them.
+
+The layout: ``<cluster>/<kind>/<backup_set_id>/<file>`` for every set (``key_for``),
+``<cluster>/audit/<day>/<record>.json`` for the DR audit trail (``audit_key``), and probe objects
+under ``<cluster>/.preflight`` (``preflight_prefix``). Keys are built here and nowhere else.
+``read_set_folders`` reads a kind's set folders from one listing, without reading a manifest
+(thousands of WAL sets, or two stores diffed by name).
 """
 
 from __future__ import annotations
@@ -10,20 +17,88 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from hms_dr.errors import ManifestInvalid, NoBackupForTarget, ObjectMissing, RequestRefused, SetNotFound
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Manifest, parse_manifest
 
 if TYPE_CHECKING:
-    from hms_dr.store import Store
+    from hms_dr.store import Store, StoredObject
 
 log = logging.getLogger(__name__)
 
 
+AUDIT_FOLDER = "audit"
+
+
 def key_for(cluster: str, kind: BackupKind, backup_set_id: str, name: str = "") -> str:
     """<cluster>/<kind>/<backup_set_id>/<name>; with no name, the set's folder (ending in '/')."""
-    return f"{cluster}/{kind.value}/{backup_set_id}/{name}"
+    return f"{kind_prefix(cluster, kind)}{backup_set_id}/{name}"
+
+
+def cluster_prefix(cluster: str) -> str:
+    """<cluster>/: everything hms-dr stores for one cluster."""
+    return f"{cluster}/"
+
+
+def kind_prefix(cluster: str, kind: BackupKind) -> str:
+    """<cluster>/<kind>/: the folder of every set of one kind."""
+    return f"{cluster_prefix(cluster)}{kind.value}/"
+
+
+def preflight_prefix(cluster: str) -> str:
+    """Where a preflight writes, reads back and deletes its probe object."""
+    return f"{cluster_prefix(cluster)}.preflight"
+
+
+def audit_prefix(cluster: str) -> str:
+    return f"{cluster_prefix(cluster)}{AUDIT_FOLDER}/"
+
+
+def audit_key(cluster: str, day: str, name: str) -> str:
+    """<cluster>/audit/<day>/<name>.json: a listing reads as a timeline."""
+    return f"{audit_prefix(cluster)}{day}/{name}.json"
+
+
+@dataclass(frozen=True)
+class SetFolder:
+    """One ``<cluster>/<kind>/<backup_set_id>/`` folder: its objects by file name."""
+
+    backup_set_id: str
+    objects: Mapping[str, StoredObject]
+
+    @property
+    def complete(self) -> bool:
+        """A manifest is there: the set exists (its payloads are proven separately)."""
+        return MANIFEST_NAME in self.objects
+
+    @property
+    def published_at(self) -> datetime:
+        """When the manifest was written (else the newest object): the set's age without reading it."""
+        manifest = self.objects.get(MANIFEST_NAME)
+        if manifest is not None:
+            return manifest.modified_at
+        return max(obj.modified_at for obj in self.objects.values())
+
+    @property
+    def newest_at(self) -> datetime:
+        """When its newest object was written."""
+        return max(obj.modified_at for obj in self.objects.values())
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(obj.size_bytes for obj in self.objects.values())
+
+
+def read_set_folders(store: Store, cluster: str, kind: BackupKind) -> dict[str, SetFolder]:
+    """Every set folder of ``kind`` in ``store``, by backup set id, from one listing."""
+    prefix = kind_prefix(cluster, kind)
+    grouped: dict[str, dict[str, StoredObject]] = {}
+    for obj in store.list(prefix):
+        backup_set_id, _, name = obj.key[len(prefix):].partition("/")
+        if name and "/" not in name:
+            grouped.setdefault(backup_set_id, {})[name] = obj
+    return {set_id: SetFolder(set_id, objects) for set_id, objects in sorted(grouped.items())}
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Mapping
 
-from hms_dr.catalog import list_catalog
+from hms_dr.catalog import kind_prefix, list_catalog
 from hms_dr.manifest import BackupKind
 from hms_dr.policy_alerts import FreshnessKind, describe_duration
 from hms_dr.wal.listing import read_wal_sets
@@ -99,7 +99,7 @@ def judge_freshness(newest: Mapping[FreshnessKind, NewestSet], max_age: Mapping[
 
 
 def _newest_in_catalog(store: Store, cluster: str, kinds: tuple[BackupKind, ...], freshness_kind: FreshnessKind, *, passed_only: bool = False) -> NewestSet:
-    where = " and ".join(store.describe(f"{cluster}/{kind.value}/") for kind in kinds)
+    where = " and ".join(store.describe(kind_prefix(cluster, kind)) for kind in kinds)
     candidates = [
         backup_set
         for kind in kinds
@@ -113,7 +113,7 @@ def _newest_in_catalog(store: Store, cluster: str, kinds: tuple[BackupKind, ...]
 
 
 def _newest_wal(store: Store, cluster: str) -> NewestSet:
-    where = store.describe(f"{cluster}/{BackupKind.WAL.value}/")
+    where = store.describe(kind_prefix(cluster, BackupKind.WAL))
     complete = [wal_set for wal_set in read_wal_sets(store, cluster) if wal_set.complete]
     if not complete:
         return NewestSet(FreshnessKind.WAL, where)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hms_dr import sqlfiles
-from hms_dr.catalog import list_catalog
+from hms_dr.catalog import list_catalog, preflight_prefix
 from hms_dr.crypto import EncryptionKey, check_encryption_key, gpg_home
 from hms_dr.database import connect
 from hms_dr.errors import PreflightFailed
@@ -109,7 +109,7 @@ def run_preflight(conn: ConnectionInfo, policy: Policy, store: Store, key: Encry
         # A catalog query: a view the restore tests would always find changed is refused tonight.
         refuse_nondeterministic_views(cursor, policy.logical_backup.baseline_views)
 
-    check_writable(store, f"{policy.cluster.name}/.preflight")
+    check_writable(store, preflight_prefix(policy.cluster.name))
     report["store"] = store.url
 
     previous = list_catalog(store, policy.cluster.name, BackupKind.LOGICAL).sets

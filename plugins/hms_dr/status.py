@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from hms_dr.audit import read_audit_records
-from hms_dr.catalog import BackupSet, key_for, list_catalog
+from hms_dr.catalog import BackupSet, cluster_prefix, key_for, list_catalog
 from hms_dr.errors import HmsDrError
 from hms_dr.freshness import _age_text
 from hms_dr.manifest import MANIFEST_NAME, BackupKind
@@ -162,8 +162,8 @@ def collect_status(store: Store, offsite: Store | None, cluster: str, now: datet
     return {
         "cluster": cluster,
         "checked_at": _iso(now),
-        "primary": store.describe(f"{cluster}/"),
-        "offsite_store": None if offsite is None else offsite.describe(f"{cluster}/"),
+        "primary": store.describe(cluster_prefix(cluster)),
+        "offsite_store": None if offsite is None else offsite.describe(cluster_prefix(cluster)),
         "offsite_error": offsite_check.error,
         "kinds": kinds,
         "rpo_s": rpo_s,

@@ -11,7 +11,7 @@ import yaml
 
 from hms_dr.errors import PolicyInvalid
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, new_backup_set_id
-from hms_dr.offsite.folders import SetFolder
+from hms_dr.catalog import SetFolder
 from hms_dr.offsite.freshness import judge_offsite_freshness
 from hms_dr.offsite.plan import due_for_reverify, plan_kind_copies
 from hms_dr.policy import DEFAULT_POLICY_PATH, parse_policy

@@ -23,7 +23,7 @@ from typing import Mapping
 
 from hms_dr.errors import ManifestInvalid
 from hms_dr.manifest import BackupKind, parse_backup_set_id
-from hms_dr.offsite.folders import SetFolder
+from hms_dr.catalog import SetFolder
 
 
 @dataclass(frozen=True)

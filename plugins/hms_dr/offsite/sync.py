@@ -18,7 +18,7 @@ from hms_dr.catalog import key_for
 from hms_dr.errors import HmsDrError, ManifestInvalid, OffsiteCopyFailed, StoreUnavailable
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, parse_manifest
 from hms_dr.offsite.copy import SetCopy, copy_set, repair_set, reverify_set
-from hms_dr.offsite.folders import SetFolder, read_set_folders
+from hms_dr.catalog import SetFolder, read_set_folders
 from hms_dr.offsite.plan import KindCopyPlan, plan_kind_copies
 from hms_dr.units import human_bytes, human_rate
 

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from hms_dr.catalog import key_for
+from hms_dr.catalog import key_for, preflight_prefix
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home, gpg_version
 from hms_dr.errors import PreflightFailed
 from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
@@ -117,7 +117,7 @@ def take_base_backup(
     stored_keys: list[str] = []
 
     source, tools = check_source_and_staging(conn, staging_dir, space_ratio=staging_space_ratio)
-    check_writable(store, f"{cluster}/.preflight")
+    check_writable(store, preflight_prefix(cluster))
     if store.list(set_folder):
         raise PreflightFailed(f"{store.describe(set_folder)} already holds objects: another run uses backup set id {backup_set_id}")
     workdir = Path(tempfile.mkdtemp(prefix=f"base-{backup_set_id}-", dir=staging_dir))  # 0700

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from hms_dr.catalog import key_for
-from hms_dr.manifest import MANIFEST_NAME, BackupKind
+from hms_dr.catalog import read_set_folders
+from hms_dr.manifest import BackupKind
 
 if TYPE_CHECKING:
     from hms_dr.store import Store
@@ -28,17 +28,8 @@ class StoredWalSet:
 
 def read_wal_sets(store: Store, cluster: str) -> list[StoredWalSet]:
     """Every WAL set folder of ``cluster`` in ``store``, by name order."""
-    prefix = key_for(cluster, BackupKind.WAL, "x")[: -len("x/")]
-    folders: dict[str, StoredWalSet] = {}
-    for obj in store.list(prefix):
-        name, _, rest = obj.key[len(prefix):].partition("/")
-        if not rest:
-            continue
-        seen = folders.get(name)
-        complete = rest == MANIFEST_NAME or (seen is not None and seen.complete)
-        newest = obj.modified_at if seen is None else max(seen.modified_at, obj.modified_at)
-        folders[name] = StoredWalSet(name, complete, newest)
-    return [folders[name] for name in sorted(folders)]
+    folders = read_set_folders(store, cluster, BackupKind.WAL)
+    return [StoredWalSet(name, folder.complete, folder.newest_at) for name, folder in folders.items()]
 
 
 def stored_wal_names(store: Store, cluster: str) -> set[str]:
