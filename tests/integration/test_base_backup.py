@@ -40,7 +40,7 @@ from hms_dr.physical.backup_manifest import parse_backup_manifest
 from hms_dr.physical.basebackup import take_base_backup
 from hms_dr.retention import RetentionTiers, expire_by_tiers
 from hms_dr.physical.pgbasebackup import run_pg_basebackup
-from hms_dr.physical.lsn import format_lsn, parse_lsn
+from hms_dr.wal.names import format_lsn, parse_lsn
 from hms_dr.physical.verifybackup import extract_tar_backup, run_pg_verifybackup, verify_tar_backup
 from hms_dr.policy import EncryptionMode
 from hms_dr.publish import publish_set

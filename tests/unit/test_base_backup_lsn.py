@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hms_dr.physical.lsn import (
+from hms_dr.wal.names import (
     check_segment_size,
     format_lsn,
     last_wal_segment_name,

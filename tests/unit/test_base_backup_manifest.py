@@ -8,7 +8,7 @@ import pytest
 
 from hms_dr.errors import BackupVerificationFailed
 from hms_dr.physical.backup_manifest import check_label_matches_manifest, parse_backup_label, parse_backup_manifest
-from hms_dr.physical.lsn import parse_lsn
+from hms_dr.wal.names import parse_lsn
 
 # Abridged from a real pg_basebackup 15.18 -Ft --manifest-checksums=SHA256 run.
 MANIFEST = b"""{ "PostgreSQL-Backup-Manifest-Version": 1,

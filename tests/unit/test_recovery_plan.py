@@ -10,7 +10,7 @@ import pytest
 from hms_dr.catalog import BackupSet
 from hms_dr.errors import NoBackupForTarget, SetNotFound, TargetBeforeOldestBackup, WalMissing
 from hms_dr.manifest import BackupKind, Payload, build_manifest, parse_manifest
-from hms_dr.physical.lsn import segment_file_name
+from hms_dr.wal.names import segment_file_name
 from hms_dr.physical.recoveryplan import ArchivedWal, base_backup_of, plan_recovery, refuse_wal_gap
 from hms_dr.physical.targets import parse_recovery_target
 from hms_dr.physical.walpath import TimelineSpan, plan_wal_path

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hms_dr.errors import ManifestInvalid
-from hms_dr.physical.lsn import segment_file_name
+from hms_dr.wal.names import segment_file_name
 from hms_dr.physical.walpath import (
     TimelineSpan,
     history_reason,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hms_dr.errors import BackupVerificationFailed
-from hms_dr.physical.lsn import format_lsn, parse_lsn
+from hms_dr.wal.names import format_lsn, parse_lsn
 
 SUPPORTED_VERSIONS = (1,)
 

@@ -31,7 +31,7 @@ from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gp
 from hms_dr.errors import PreflightFailed
 from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
 from hms_dr.physical.backup_manifest import check_label_matches_manifest, parse_backup_label, parse_backup_manifest
-from hms_dr.physical.lsn import format_lsn, last_wal_segment_name, wal_segment_name
+from hms_dr.wal.names import format_lsn, last_wal_segment_name, wal_segment_name
 from hms_dr.physical.pgbasebackup import run_pg_basebackup
 from hms_dr.physical.preflight import SourceCluster, check_source_and_staging
 from hms_dr.physical.staging import staged_files, store_staged_file, zstd_stage

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from hms_dr.catalog import BackupSet
 from hms_dr.errors import ManifestInvalid
-from hms_dr.physical.lsn import format_lsn, parse_lsn
+from hms_dr.wal.names import format_lsn, parse_lsn
 from hms_dr.physical.recoveryplan import base_backup_of
 from hms_dr.policy import RestoreTestMode
 

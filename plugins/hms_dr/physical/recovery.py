@@ -28,7 +28,7 @@ from hms_dr.crypto import DecryptionKey
 from hms_dr.errors import HmsDrError, NoBackupForTarget, PreflightFailed, RequestRefused, SetNotFound, TargetBeforeOldestBackup, WalMissing
 from hms_dr.manifest import BackupKind, parse_utc
 from hms_dr.physical.datadir import recovery_settings, refuse_non_empty, restore_base_backup, write_recovery_config
-from hms_dr.physical.lsn import DEFAULT_WAL_SEGMENT_SIZE, segment_start_lsn
+from hms_dr.wal.names import DEFAULT_WAL_SEGMENT_SIZE, history_name, segment_start_lsn
 from hms_dr.physical.recoveryplan import ArchivedWal, RecoveryPlan, base_backup_of, plan_recovery, refuse_wal_gap
 from hms_dr.physical.server import RecoveringServer, walfetch_restore_command
 from hms_dr.physical.request import refuse_pause_without_target
@@ -36,7 +36,6 @@ from hms_dr.physical.targets import RecoveryTarget, target_settings
 from hms_dr.physical.walpath import (
     TimelineSpan,
     WalPath,
-    history_name,
     newest_on_path,
     newest_timeline,
     parse_history,

@@ -17,7 +17,7 @@ from typing import Any
 from hms_dr.catalog import MAX_IDS_LISTED, BackupSet
 from hms_dr.errors import ManifestInvalid, NoBackupForTarget, SetNotFound, TargetBeforeOldestBackup, WalMissing
 from hms_dr.manifest import BackupKind, parse_utc
-from hms_dr.physical.lsn import DEFAULT_WAL_SEGMENT_SIZE, format_lsn, parse_lsn, parse_segment_name, segment_file_name, segment_start_lsn
+from hms_dr.wal.names import DEFAULT_WAL_SEGMENT_SIZE, format_lsn, parse_lsn, parse_segment_name, segment_file_name, segment_start_lsn
 from hms_dr.physical.targets import RecoveryTarget, TargetKind, format_time
 from hms_dr.physical.walpath import WalPath
 

@@ -22,9 +22,10 @@ from hms_dr.files import write_file_atomically
 from hms_dr.pgtools import ConnectionInfo, tool_path
 from hms_dr.physical import walfetch
 from hms_dr.physical.datadir import RECOVERY_SETTINGS_RESET_AFTER_PROMOTION, conf_value, remove_recovery_trust
-from hms_dr.physical.lsn import format_lsn
+from hms_dr.wal.names import format_lsn
 from hms_dr.physical.targets import format_time
-from hms_dr.physical.walpath import history_name, history_reason
+from hms_dr.physical.walpath import history_reason
+from hms_dr.wal.names import history_name
 from hms_dr.physical.walsource import WalSource
 from hms_dr.server_user import server_command
 from hms_dr.units import human_bytes

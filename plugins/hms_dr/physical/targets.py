@@ -15,8 +15,8 @@ from enum import Enum
 from typing import Any
 
 from hms_dr.errors import ParamInvalid
-from hms_dr.physical import lsn as lsn_math
-from hms_dr.physical.lsn import format_lsn
+from hms_dr.wal import names as wal_names
+from hms_dr.wal.names import format_lsn
 
 MAX_RESTORE_POINT_NAME_CHARS = 63  # MAXFNAMELEN - 1: PostgreSQL truncates longer names
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -71,10 +71,11 @@ class RecoveryTarget:
         return {"kind": self.kind.value, "value": value, "inclusive": self.inclusive}
 
 
-def parse_lsn(text: str) -> int:
-    """'16/B374D848' -> its 64-bit position; ParamInvalid (one line for the operator) otherwise."""
+def _requested_lsn(text: str) -> int:
+    """An operator's LSN -> its 64-bit position (hms_dr.wal.names reads it); ParamInvalid, one
+    line for the operator, otherwise."""
     try:
-        return lsn_math.parse_lsn(text)
+        return wal_names.parse_lsn(text)
     except ValueError:
         raise ParamInvalid(f"LSN {text!r} is not of the form X/X (two hexadecimal numbers, e.g. 0/3000060)") from None
 
@@ -100,7 +101,7 @@ def parse_recovery_target(kind: str, value: str | None = None, *, inclusive: boo
     if target_kind is TargetKind.TIME:
         return RecoveryTarget(target_kind, time=_parse_time(text), inclusive=inclusive)
     if target_kind is TargetKind.LSN:
-        return RecoveryTarget(target_kind, lsn=parse_lsn(text), inclusive=inclusive)
+        return RecoveryTarget(target_kind, lsn=_requested_lsn(text), inclusive=inclusive)
     if target_kind is TargetKind.XID:
         return RecoveryTarget(target_kind, xid=_parse_xid(text), inclusive=inclusive)
     return RecoveryTarget(target_kind, name=_parse_name(text))

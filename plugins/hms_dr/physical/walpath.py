@@ -13,8 +13,16 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from hms_dr.errors import ManifestInvalid
-from hms_dr.physical.lsn import DEFAULT_WAL_SEGMENT_SIZE, format_lsn, parse_lsn, parse_segment_name, segment_file_name
-from hms_dr.wal.names import WalFileKind, parse_wal_name
+from hms_dr.wal.names import (
+    DEFAULT_WAL_SEGMENT_SIZE,
+    WalFileKind,
+    format_lsn,
+    history_name,
+    parse_lsn,
+    parse_segment_name,
+    parse_wal_name,
+    segment_file_name,
+)
 
 DEFAULT_SEGMENT_SIZE_BYTES = DEFAULT_WAL_SEGMENT_SIZE
 
@@ -26,10 +34,6 @@ def segment_of(lsn: int, segment_size_bytes: int) -> int:
 
 def segment_name(timeline: int, segno: int, segment_size_bytes: int) -> str:
     return segment_file_name(timeline, segno, segment_size_bytes)
-
-
-def history_name(timeline: int) -> str:
-    return f"{timeline:08X}.history"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 from hms_dr.manifest import BackupKind
 from hms_dr.retention.records import Expiry, RetentionPlan, describe_age
 from hms_dr.wal.listing import StoredWalSet
-from hms_dr.wal.names import WalFileKind, parse_wal_name
+from hms_dr.wal.names import wal_position
 
 if TYPE_CHECKING:
     pass
@@ -40,14 +40,6 @@ class BaseBackupWal:
 
     backup_set_id: str
     start_wal_file: str
-
-
-def wal_position(name: str) -> str | None:
-    """The timeline-free position of a segment, .backup or .partial name; None for .history files."""
-    parsed = parse_wal_name(name)
-    if parsed is None or parsed.kind is WalFileKind.HISTORY:
-        return None
-    return name[8:24]
 
 
 def plan_wal_expiry(
