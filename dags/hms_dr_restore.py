@@ -35,7 +35,6 @@ from hms_dr.tasks.dagargs import task_defaults
 from hms_dr.tasks.dr_restore import (
     check_production_after_swap,
     check_restored_tables,
-    dr_settings,
     record_outcome,
     remove_scratch,
     restore_into_target,
@@ -45,7 +44,7 @@ from hms_dr.tasks.dr_restore import (
 )
 
 policy = load_policy()
-dr = dr_settings(policy)
+dr = policy.dr
 IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
 TABLE = r'^((?:[a-z_][a-z0-9_$]{0,62}|"(?:[^"\x00-\x1f\x7f]|""){1,63}")\.)?(?:[a-z_][a-z0-9_$]{0,62}|"(?:[^"\x00-\x1f\x7f]|""){1,63}")$'
 WHAT, WHERE, SWAP, WHY = "What to restore", "Where to", "Checks and swap", "Why"

@@ -14,7 +14,6 @@ from airflow.sdk import get_current_context, task
 from hms_dr.errors import RequestRefused
 from hms_dr.manifest import new_backup_set_id
 from hms_dr.policy import Policy, load_policy
-from hms_dr.policy_dr import DrPolicy, IntegrityPolicy
 from hms_dr.tasks.connections import database_connection, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
 from hms_dr.tasks.params import run_params
@@ -22,10 +21,6 @@ from hms_dr.tasks.params import run_params
 log = logging.getLogger(__name__)
 
 TABLE_NAME = re.compile(r"^([a-z_][a-z0-9_$]{0,62}\.)?[a-z_][a-z0-9_$]{0,62}$")
-
-
-def integrity_policy(policy: Policy) -> IntegrityPolicy:
-    return (policy.dr or DrPolicy()).integrity
 
 
 def _production(policy: Policy) -> Any:
@@ -62,7 +57,7 @@ def run_pg_amcheck(amcheck: dict[str, Any]) -> dict[str, Any]:
 
     params = dict(get_current_context()["params"])
     policy = load_policy()
-    settings = integrity_policy(policy)
+    settings = policy.dr.integrity
     conn = _production(policy)
     checked_at = datetime.now(timezone.utc)
     result = integrity.run_pg_amcheck(
