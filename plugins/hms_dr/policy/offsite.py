@@ -13,8 +13,7 @@ from typing import Any, Mapping
 
 from hms_dr.manifest import BackupKind
 from hms_dr.policy.reader import PolicyReader
-
-OBJECT_LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
+from hms_dr.store import OBJECT_LOCK_MODES  # the modes the store can put on an upload
 
 
 def _default_max_age_by_kind() -> dict[str, int]:

@@ -10,7 +10,7 @@ from airflow.sdk import task
 
 from hms_dr.errors import BackupsStale
 from hms_dr.freshness import judge_freshness, read_newest_sets
-from hms_dr.policy import FreshnessKind, Policy, load_policy
+from hms_dr.policy import FreshnessKind, load_policy
 from hms_dr.tasks.connections import open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
 
