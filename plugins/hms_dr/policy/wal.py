@@ -24,14 +24,15 @@ class WalPolicy:
 
 def parse_wal(reader: PolicyReader) -> WalPolicy:
     """The ``wal:`` section; keys added after spool_dir are optional and default as in WalPolicy."""
-    defaults = WalPolicy(spool_dir=Path("/"))
+    spool_dir = Path(reader.absolute_path("wal.spool_dir"))  # first: a missing section is named by this key
+    defaults = WalPolicy(spool_dir=spool_dir)
     section = reader.value("wal")
 
     def present(name: str) -> bool:
         return isinstance(section, dict) and name in section
 
     return WalPolicy(
-        spool_dir=Path(reader.absolute_path("wal.spool_dir")),
+        spool_dir=spool_dir,
         remove_shipped_from_spool=(
             reader.boolean("wal.remove_shipped_from_spool") if present("remove_shipped_from_spool") else defaults.remove_shipped_from_spool
         ),
