@@ -68,12 +68,6 @@ CPU_LABELS = {
 }
 
 
-def base_backup_settings(policy: Any) -> Any:
-    """The policy's base_backup section (parse_policy always sets it)."""
-    assert policy.base_backup is not None
-    return policy.base_backup
-
-
 # -- bare pg_basebackup ----------------------------------------------------------------------------
 
 
@@ -105,7 +99,7 @@ def run_pipeline(conn: Any, sandbox: Any, policy: Any, store: Any, sampler: CpuS
     """take_base_backup with the arguments back_up_cluster passes; the set is deleted afterwards."""
     from hms_dr.physical.basebackup import take_base_backup
 
-    settings = base_backup_settings(policy)
+    settings = policy.base_backup
     settings.staging_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = benchlib.encryption_key(sandbox)
 
@@ -342,7 +336,7 @@ def describe_run(sandbox: Any, policy: Any, with_pgbackrest: bool) -> dict[str, 
     busy = benchlib.busy_other_processes()
     if busy:
         print("WARNING: other processes are busy on this shared machine: " + "; ".join(busy))
-    settings = base_backup_settings(policy)
+    settings = policy.base_backup
     print(f"policy: base_backup zstd -{settings.zstd_level} -T{settings.zstd_threads}, staging {settings.staging_dir} "
           f"(ratio {settings.staging_space_ratio}), part size {policy.store.part_size_mib} MiB, verify_readback {policy.store.verify_readback}")
     return {"db_size": db_size, "pg_version": benchlib.server_version(conn), "machine": benchlib.machine_info(tools), "busy": busy}
@@ -393,7 +387,7 @@ def main() -> int:
     try:
         policy = load_policy(sandbox.paths.policy_file)
         facts = describe_run(sandbox, policy, with_pgbackrest=pgbackrest.missing is None)
-        pgbackrest.set_up(sandbox, base_backup_settings(policy).zstd_level)
+        pgbackrest.set_up(sandbox, policy.base_backup.zstd_level)
         runs = run_rounds(args.rounds, sandbox, policy, pgbackrest)
     finally:
         pgbackrest.remove()
@@ -421,7 +415,7 @@ def report(db_size: int, policy: Any, runs: dict[str, list[dict[str, Any]]], pgb
     bare, pipe, rest = runs["bare"], runs["pipeline"], runs["pgbackrest"]
     bare_wall, pipe_wall = _med(bare, "wall"), _med(pipe, "wall")
     cluster = _med(pipe, "cluster")
-    settings = base_backup_settings(policy)
+    settings = policy.base_backup
     rows = [
         ["database size (pg_database_size of the HMS database)", fmt_mb(db_size)],
         ["cluster size (what pg_basebackup copies, as the preflight measures it)", fmt_mb(cluster)],

@@ -32,7 +32,6 @@ import io
 import os
 import sys
 import tempfile
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path

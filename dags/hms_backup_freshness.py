@@ -18,14 +18,14 @@ from airflow.sdk import DAG
 
 from hms_dr.policy import load_policy
 from hms_dr.tasks.alerting import alert_on_failure, dag_deadlines
-from hms_dr.tasks.freshness import check_backup_freshness, freshness_schedule
+from hms_dr.tasks.freshness import check_backup_freshness
 
 policy = load_policy()
 
 with DAG(
     dag_id=Path(__file__).stem,
     doc_md=__doc__,
-    schedule=freshness_schedule(policy),
+    schedule=policy.alerts.freshness_schedule,  # alerts.freshness.schedule
     start_date=datetime(2026, 1, 1),
     max_active_runs=1,
     tags=["hms-dr", "monitoring"],

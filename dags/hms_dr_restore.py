@@ -36,7 +36,6 @@ from hms_dr.tasks.dagargs import task_defaults
 from hms_dr.tasks.dr_restore import (
     check_production_after_swap,
     check_restored_tables,
-    dr_settings,
     record_outcome,
     remove_scratch,
     restore_into_target,
@@ -46,7 +45,7 @@ from hms_dr.tasks.dr_restore import (
 )
 
 policy = load_policy()
-dr = dr_settings(policy)
+dr = policy.dr
 WHAT, WHERE, SWAP, WHY = "What to restore", "Where to", "Checks and swap", "Why"
 
 with DAG(

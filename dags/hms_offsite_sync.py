@@ -34,11 +34,10 @@ from hms_dr.tasks.offsite_sync import (
     copy_missing_sets,
     expire_offsite_sets,
     expire_restore_test_reports,
-    offsite_policy,
 )
 
 policy = load_policy()
-settings = offsite_policy(policy)
+settings = policy.offsite
 
 with DAG(
     dag_id=Path(__file__).stem,

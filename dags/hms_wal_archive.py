@@ -22,10 +22,10 @@ from airflow.sdk import DAG
 from hms_dr.policy import load_policy
 from hms_dr.tasks.alerting import dag_deadlines
 from hms_dr.tasks.dagargs import task_defaults
-from hms_dr.tasks.wal_archive import check_archiver, expire_wal, measure_rpo, ship_spool, wal_policy
+from hms_dr.tasks.wal_archive import check_archiver, expire_wal, measure_rpo, ship_spool
 
 policy = load_policy()
-wal = wal_policy(policy)
+wal = policy.wal
 
 with DAG(
     dag_id=Path(__file__).stem,

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
 from hms_dr.errors import HmsDrError, RequestRefused
-from hms_dr.policy_alerts import AlertsPolicy, describe_duration
+from hms_dr.policy import AlertsPolicy, describe_duration
 
 SUBJECT_PREFIX = "[hms-dr]"
 MAX_REASON_CHARS = 400

@@ -19,7 +19,7 @@ from typing import AbstractSet, Sequence
 
 from hms_dr.errors import DecryptionFailed, EncryptionFailed, ToolFailed
 from hms_dr.gpghome import gpg_home  # noqa: F401 -- the place callers have always imported it from
-from hms_dr.policy import EncryptionMode
+from hms_dr.encryption_mode import EncryptionMode
 from hms_dr.streams import Pipeline, Stage
 
 CIPHER = "AES256"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from hms_dr.catalog import kind_prefix, list_catalog
 from hms_dr.manifest import BackupKind
-from hms_dr.policy_alerts import FreshnessKind, describe_duration
+from hms_dr.policy import FreshnessKind, describe_duration
 from hms_dr.wal.listing import read_wal_sets
 
 if TYPE_CHECKING:

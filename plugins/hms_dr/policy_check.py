@@ -225,7 +225,7 @@ def _wal_findings(cursor: Any, policy: Policy) -> list[Finding]:
 
 def _archive_command_finding(settings: dict[str, str], policy: Policy) -> Finding:
     command, library = settings.get("archive_command"), settings.get("archive_library")
-    spool = str(policy.wal_spool_dir)
+    spool = str(policy.wal.spool_dir)
     expected = f"archive_command = '<repo>/include/postgres/{ARCHIVE_SCRIPT} \"%p\" \"{spool}\"'"
     if command is None:
         return Finding(Verdict.WARN, "archive_command", "cannot be read by this role", "GRANT pg_read_all_settings TO the backup role")

@@ -179,7 +179,7 @@ def test_the_compose_policy_is_valid_and_keeps_step_with_the_committed_policy(co
     assert policy.store.offsite_url == f"s3://{minio_env['HMS_OFFSITE_BUCKET']}"
     # The bucket's default lock is the lock hms_offsite_sync gives each upload, and never outlives
     # the offsite retention (or expired copies could not be deleted).
-    lock_days = policy.offsite.object_lock_days if getattr(policy, "offsite", None) else policy.retention.offsite_days
+    lock_days = policy.offsite.object_lock_days
     assert int(minio_env["HMS_OFFSITE_RETENTION_DAYS"]) == lock_days <= policy.retention.offsite_days
     common = compose[AIRFLOW_COMMON]
     policy_mounts = {m.target: m.source for m in mounts(common)}

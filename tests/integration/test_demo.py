@@ -6,7 +6,6 @@ A restore that misses its baselines is printed as FAILED with the checks that fa
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys

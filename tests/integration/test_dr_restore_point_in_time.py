@@ -59,7 +59,7 @@ def incident(sandbox: Any, dag_runner: Any, primary_store: Any) -> Iterator[dict
             conn.execute("DELETE FROM billing WHERE appointment_id IN (SELECT id FROM appointments WHERE status = 'cancelled')")
             conn.execute("DELETE FROM appointments WHERE status = 'cancelled'")
         segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]  # type: ignore[index]
-    spool = Path(policy.wal_spool_dir)
+    spool = Path(policy.wal.spool_dir)
     deadline = time.monotonic() + 60
     while not (spool / segment).exists():
         assert time.monotonic() < deadline, f"{segment} was not archived into {spool}"

@@ -5,7 +5,7 @@ from the catalog alone, also when the cause is in a view it reads; the HMS views
 from __future__ import annotations
 
 import secrets
-from typing import Any, Iterator
+from typing import Iterator
 
 import psycopg
 import pytest

@@ -18,7 +18,7 @@ from hms_dr.dr.approval import (
     judge_answer,
     role_members,
 )
-from hms_dr.dr.settings import DrRestorePolicy
+from hms_dr.policy import DrRestorePolicy
 from hms_dr.errors import ApprovalRefused, SwapRefused
 
 DIGEST = "a3" * 32

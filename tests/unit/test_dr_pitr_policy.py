@@ -18,7 +18,7 @@ import yaml
 
 from hms_dr.errors import PolicyInvalid
 from hms_dr.policy import DEFAULT_POLICY_PATH, load_policy, parse_policy
-from hms_dr.policy_dr import DrPolicy
+from hms_dr.policy import DrPolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hms_dr.dr.settings import DrRestorePolicy, dr_restore_policy
 from hms_dr.errors import PolicyInvalid
-from hms_dr.policy import parse_policy
+from hms_dr.policy import DrRestorePolicy, parse_policy
 
 COMMITTED = yaml.safe_load((Path(__file__).resolve().parents[2] / "include" / "policy.yaml").read_text())
 
@@ -22,26 +21,26 @@ def with_restore(section: object) -> dict:
 
 
 def test_the_committed_policy_gives_the_defaults_or_its_own_values() -> None:
-    settings = dr_restore_policy(parse_policy(copy.deepcopy(COMMITTED)))
+    settings = parse_policy(copy.deepcopy(COMMITTED)).dr_restore
     assert settings.admin_connection_id == "hms_admin" and settings.approval_timeout_hours >= 1
     data = copy.deepcopy(COMMITTED)
     data.get("dr", {}).pop("restore", None)
-    assert dr_restore_policy(parse_policy(data)) == DrRestorePolicy()
+    assert parse_policy(data).dr_restore == DrRestorePolicy()
 
 
 def test_values_are_read() -> None:
-    settings = dr_restore_policy(parse_policy(with_restore({"admin_connection_id": "hms_owner", "approval_timeout_hours": 4,
-                                                            "swap_lock_timeout_s": 5, "restore_jobs": 4})))
+    settings = parse_policy(with_restore({"admin_connection_id": "hms_owner", "approval_timeout_hours": 4,
+                                                            "swap_lock_timeout_s": 5, "restore_jobs": 4})).dr_restore
     assert settings == DrRestorePolicy("hms_owner", 4, 5, 4)
 
 
 def test_nobody_may_approve_a_swap_until_the_policy_names_the_approvers() -> None:
     defaults = DrRestorePolicy()
     assert (defaults.approvers, defaults.approver_roles, defaults.allow_self_approval) == ((), (), False)
-    committed = dr_restore_policy(parse_policy(copy.deepcopy(COMMITTED)))
+    committed = parse_policy(copy.deepcopy(COMMITTED)).dr_restore
     assert committed.allow_self_approval is False
-    settings = dr_restore_policy(parse_policy(with_restore({"approvers": ["dba.alice", "bob@hospital.example", "dba.alice", "7"],
-                                                            "approver_roles": ["Op", "admin"], "allow_self_approval": True})))
+    settings = parse_policy(with_restore({"approvers": ["dba.alice", "bob@hospital.example", "dba.alice", "7"],
+                                                            "approver_roles": ["Op", "admin"], "allow_self_approval": True})).dr_restore
     assert settings.approvers == ("dba.alice", "bob@hospital.example", "7")
     assert settings.approver_roles == ("op", "admin") and settings.allow_self_approval is True
 

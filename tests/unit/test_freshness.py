@@ -9,7 +9,7 @@ import pytest
 
 from hms_dr.freshness import NewestSet, judge_freshness, read_newest_sets
 from hms_dr.manifest import BackupKind, Payload
-from hms_dr.policy_alerts import FreshnessKind as K
+from hms_dr.policy import FreshnessKind as K
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 MAX_AGE = {

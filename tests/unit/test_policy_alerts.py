@@ -11,7 +11,7 @@ import yaml
 
 from hms_dr.errors import PolicyInvalid
 from hms_dr.policy import DEFAULT_POLICY_PATH, load_policy, parse_policy
-from hms_dr.policy_alerts import AlertChannels, FreshnessKind, SmtpSecurity, describe_duration, parse_duration
+from hms_dr.policy import AlertChannels, FreshnessKind, SmtpSecurity, describe_duration, parse_duration
 
 
 def committed() -> dict[str, Any]:

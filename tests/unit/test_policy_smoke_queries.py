@@ -11,7 +11,7 @@ import yaml
 
 from hms_dr.errors import PolicyInvalid
 from hms_dr.policy import DEFAULT_POLICY_PATH, load_policy, parse_policy
-from hms_dr.smoke_queries import SmokeQuery, read_only_problem
+from hms_dr.policy import SmokeQuery, read_only_problem
 
 
 def with_smoke_queries(value: Any) -> dict[str, Any]:

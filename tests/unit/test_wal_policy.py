@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,8 +14,7 @@ from hms_dr.policy import DEFAULT_POLICY_PATH, load_policy, parse_policy
 
 def test_committed_policy_removes_shipped_files_and_retries_within_the_five_minute_cycle() -> None:
     policy = load_policy(DEFAULT_POLICY_PATH)
-    assert policy.wal is not None
-    assert policy.wal.spool_dir == policy.wal_spool_dir
+    assert policy.wal.spool_dir == Path(yaml.safe_load(DEFAULT_POLICY_PATH.read_text())["wal"]["spool_dir"])
     assert policy.wal.remove_shipped_from_spool is True
     assert policy.schedules["wal_archive"] == "*/5 * * * *"
     assert policy.wal.execution_timeout_min < 5

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Mapping, Sequence
 
 from hms_dr.audit import Approval
-from hms_dr.dr.settings import DrRestorePolicy
+from hms_dr.policy import DrRestorePolicy
 from hms_dr.errors import ApprovalRefused
 
 APPROVE = "Approve"

@@ -41,7 +41,7 @@ def work_dir(policy: Policy) -> Path:
 
 def scratch_cluster_for(policy: Policy, key: str) -> staging.ScratchCluster:
     """Below the first of ``dr.allowed_data_roots`` (a volume meant for whole clusters), else staging."""
-    roots = policy.dr.allowed_data_roots if policy.dr else ()
+    roots = policy.dr.allowed_data_roots
     return staging.scratch_cluster_home(roots[0] if roots else policy.staging.dir, key)
 
 

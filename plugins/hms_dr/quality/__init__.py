@@ -21,7 +21,7 @@ from hms_dr.quality.measure import MEASURING_CONNECTIONS, measuring_ahead
 from hms_dr.logical.content import digesting_restored
 from hms_dr.quality.plan import CheckKind, Survey, plan_checks, survey_database
 from hms_dr.quality.report import judge, page_link, write_report_html, write_summary
-from hms_dr.smoke_queries import SmokeQuery
+from hms_dr.policy import SmokeQuery
 
 log = logging.getLogger(__name__)
 

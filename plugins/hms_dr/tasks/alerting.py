@@ -40,22 +40,16 @@ from hms_dr.alerts import (
     task_log_url,
 )
 from hms_dr.errors import AlertNotDelivered, PreflightFailed
-from hms_dr.policy import Policy
-from hms_dr.policy_alerts import AlertChannels, AlertsPolicy, SlackChannel, SmtpChannel, SmtpSecurity, SnsChannel
+from hms_dr.policy import AlertChannels, Policy, SlackChannel, SmtpChannel, SmtpSecurity, SnsChannel
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "http://localhost:8080/"
 
 
-def alerts_policy(policy: Policy) -> AlertsPolicy:
-    """The policy's alerts section (parse_policy always sets it; a hand-built Policy may not)."""
-    return policy.alerts or AlertsPolicy()
-
-
 def alert_on_failure(policy: Policy) -> dict[str, Any]:
     """default_args entries that alert the policy's channels when a task fails for good."""
-    return {"on_failure_callback": AlertChain(alerts_policy(policy).channels)}
+    return {"on_failure_callback": AlertChain(policy.alerts.channels)}
 
 
 def parsed_by_dags_test(argv: Sequence[str] | None = None) -> bool:
@@ -74,12 +68,12 @@ def dag_deadlines(policy: Policy, dag_id: str) -> list[DeadlineAlert]:
     """
     if parsed_by_dags_test():
         return []
-    rule = deadline_rule(alerts_policy(policy), dag_id)
+    rule = deadline_rule(policy.alerts, dag_id)
     if rule is None:
         return []
     reference = DeadlineReference.DAGRUN_LOGICAL_DATE if rule.measured_from == MEASURED_FROM_SCHEDULED else DeadlineReference.DAGRUN_QUEUED_AT
     kwargs = {
-        "channels": alerts_policy(policy).channels.to_dict(),
+        "channels": policy.alerts.channels.to_dict(),
         "dag_id": dag_id,
         "within_s": int(rule.within.total_seconds()),
         "measured_from": rule.measured_from,

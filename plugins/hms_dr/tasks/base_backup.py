@@ -9,7 +9,7 @@ from airflow.sdk import get_current_context, task
 
 from hms_dr.manifest import BackupKind
 from hms_dr.physical.basebackup import take_base_backup
-from hms_dr.policy import BaseBackupPolicy, Policy, load_policy
+from hms_dr.policy import load_policy
 from hms_dr.tasks.assets import BASE_BACKUPS
 from hms_dr.tasks.connections import database_connection, encryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
@@ -18,18 +18,13 @@ from hms_dr.tasks.retention import expire_primary
 log = logging.getLogger(__name__)
 
 
-def base_backup_policy(policy: Policy) -> BaseBackupPolicy:
-    assert policy.base_backup is not None  # parse_policy always sets it
-    return policy.base_backup
-
-
 @task(outlets=[BASE_BACKUPS])
 @engine_errors_decide_retry
 def back_up_cluster() -> dict[str, Any]:
     """pg_basebackup as the replication role, pg_verifybackup on an extracted copy, then every tar
     compressed, encrypted, stored, read back and published with the manifest last."""
     policy = load_policy()
-    settings = base_backup_policy(policy)
+    settings = policy.base_backup
     settings.staging_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     context = get_current_context()
     result = take_base_backup(

@@ -16,7 +16,6 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 
 from hms_dr.policy import Policy, load_policy
-from hms_dr.policy_dr import DrPolicy
 from hms_dr.tasks.audit import FAILURE_KEY, audit_event, run_queued_at, records_failure
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
@@ -26,15 +25,6 @@ log = logging.getLogger(__name__)
 
 STEP_TASK_IDS = ("validate_request", "recover_cluster", "report_connection")
 PITR_STAGING_SUBDIR = "pitr"
-
-
-def dr_policy(policy: Policy) -> DrPolicy:
-    return policy.dr or DrPolicy()  # parse_policy always sets it
-
-
-def dr_queue(policy: Policy) -> str:
-    """The database-host worker's queue: the one that sees the PITR data directory."""
-    return policy.wal.spool_queue if policy.wal else "default"
 
 
 def _staging(policy: Policy) -> Path:
@@ -56,7 +46,7 @@ def validate_request() -> dict[str, Any]:
     context = get_current_context()
     params = run_params(context)
     policy = load_policy()
-    dr = dr_policy(policy)
+    dr = policy.dr
     request = read_pitr_request(
         params, allowed_roots=dr.allowed_data_roots, port_range=dr.pitr_port_range, now=datetime.now(timezone.utc)
     )
@@ -96,7 +86,7 @@ def recover_cluster(request: dict[str, Any]) -> dict[str, Any]:
         decryption_key=decryption_key(policy),
         staging_dir=_staging(policy),
         backup_set_id=request["plan"]["backup_set_id"],  # the set validated and audited, even if a newer one arrived since
-        timeout_s=max(60.0, dr_policy(policy).pitr_execution_timeout_min * 60 - 60),
+        timeout_s=max(60.0, policy.dr.pitr_execution_timeout_min * 60 - 60),
         promote=bool(request["promote"]),
     )
 

@@ -38,13 +38,11 @@ from hms_dr.dr.approval import (
 )
 from hms_dr.dr.request import Source, TableName, TargetKind
 from hms_dr.dr.report import describe_source
-from hms_dr.dr.settings import DrRestorePolicy, dr_restore_policy
 from hms_dr.dr.validate import scratch_cluster_for, work_dir
 from hms_dr.errors import ApprovalRefused, QualityCheckFailed, SwapRefused
 from hms_dr.manifest import BackupKind
 from hms_dr.pgtools import ConnectionInfo
-from hms_dr.policy import Policy, load_policy
-from hms_dr.policy_dr import DrPolicy
+from hms_dr.policy import DrPolicy, DrRestorePolicy, Policy, load_policy
 from hms_dr.tasks.audit import FAILURE_KEY, audit_event, triggered_by, records_failure
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
@@ -62,16 +60,16 @@ APPROVAL_SUBJECT = "hms_dr_restore: swap {{ 'every table' if params.all_tables e
 
 
 def settings(policy: Policy) -> DrRestorePolicy:
-    return dr_restore_policy(policy)
+    return policy.dr_restore
 
 
 def dr_settings(policy: Policy) -> DrPolicy:
-    return policy.dr or DrPolicy()  # parse_policy always sets it
+    return policy.dr
 
 
 def scratch_queue(policy: Policy) -> str:
     """The database-host worker's queue: a scratch cluster and its teardown must share a host."""
-    return policy.wal.spool_queue if policy.wal else "default"
+    return policy.wal.spool_queue
 
 
 def _admin(policy: Policy) -> ConnectionInfo:

@@ -10,18 +10,11 @@ from airflow.sdk import task
 
 from hms_dr.errors import BackupsStale
 from hms_dr.freshness import judge_freshness, read_newest_sets
-from hms_dr.policy import Policy, load_policy
-from hms_dr.policy_alerts import FreshnessKind
-from hms_dr.tasks.alerting import alerts_policy
+from hms_dr.policy import FreshnessKind, load_policy
 from hms_dr.tasks.connections import open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
 
 log = logging.getLogger(__name__)
-
-
-def freshness_schedule(policy: Policy) -> str:
-    """hms_backup_freshness's cron, ``alerts.freshness.schedule``."""
-    return alerts_policy(policy).freshness_schedule
 
 
 @task
@@ -29,7 +22,7 @@ def freshness_schedule(policy: Policy) -> str:
 def check_backup_freshness() -> dict[str, Any]:
     """Read the newest complete set of each watched kind and fail when one is older than allowed."""
     policy = load_policy()
-    max_age = alerts_policy(policy).max_age
+    max_age = policy.alerts.max_age
     offsite = open_policy_store(policy, offsite=True) if FreshnessKind.OFFSITE in max_age else None
     newest = read_newest_sets(open_policy_store(policy), policy.cluster.name, max_age, offsite=offsite)
     report = judge_freshness(newest, max_age, now=datetime.now(timezone.utc))

@@ -13,7 +13,6 @@ from airflow.sdk import get_current_context, task
 from hms_dr.errors import RequestRefused
 from hms_dr.manifest import new_backup_set_id
 from hms_dr.policy import Policy, load_policy
-from hms_dr.policy_dr import DrPolicy, IntegrityPolicy
 from hms_dr.tasks.connections import database_connection, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
 from hms_dr.tasks.params import run_params
@@ -23,10 +22,6 @@ from hms_dr.patterns import matcher
 log = logging.getLogger(__name__)
 
 TABLE_NAME = matcher(patterns.TABLE)  # as the form checks it, and as the DR form takes it
-
-
-def integrity_policy(policy: Policy) -> IntegrityPolicy:
-    return (policy.dr or DrPolicy()).integrity
 
 
 def _production(policy: Policy) -> Any:
@@ -64,7 +59,7 @@ def run_pg_amcheck(amcheck: dict[str, Any]) -> dict[str, Any]:
 
     params = dict(get_current_context()["params"])
     policy = load_policy()
-    settings = integrity_policy(policy)
+    settings = policy.dr.integrity
     conn = _production(policy)
     checked_at = datetime.now(timezone.utc)
     result = integrity.run_pg_amcheck(

@@ -16,7 +16,6 @@ from airflow.sdk import get_current_context, task
 from hms_dr.errors import OffsiteCopyStale
 from hms_dr.manifest import BackupKind
 from hms_dr.offsite.freshness import judge_offsite_freshness
-from hms_dr.offsite.policy import OffsitePolicy
 from hms_dr.offsite.sync import sync_offsite
 from hms_dr.policy import Policy, load_policy
 from hms_dr.retention import expire_by_tiers
@@ -32,15 +31,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def offsite_policy(policy: Policy) -> OffsitePolicy:
-    return policy.offsite or OffsitePolicy()
-
-
 def open_offsite_store(policy: Policy) -> Store:
     """The offsite store with its own Connection; uploads locked when the bucket has Object Lock."""
     from hms_dr.store import ObjectLockRetention, open_store
 
-    settings = offsite_policy(policy)
+    settings = policy.offsite
     url = policy.store.offsite_url
     lock = ObjectLockRetention(settings.object_lock_mode, settings.object_lock_days) if settings.object_lock else None
     client = s3_client(policy.store.offsite_connection_id) if url.startswith("s3://") else None
@@ -61,7 +56,7 @@ def check_both_stores() -> dict[str, Any]:
         store.exists(probe)
         log.info("%s store %s answers", role, store.url)
     offsite = stores["offsite"]
-    settings = offsite_policy(policy)
+    settings = policy.offsite
     if offsite.features.supports_object_lock:
         log.info("offsite uploads carry Object Lock %s for %d days", settings.object_lock_mode, settings.object_lock_days)
     else:
@@ -82,7 +77,7 @@ def copy_missing_sets() -> dict[str, Any]:
     report = sync_offsite(
         open_policy_store(policy), open_offsite_store(policy), policy.cluster.name,
         window=timedelta(days=policy.retention.offsite_days), now=datetime.now(timezone.utc),
-        reverify_weeks=1 if reverify_all else offsite_policy(policy).reverify_weeks,
+        reverify_weeks=1 if reverify_all else policy.offsite.reverify_weeks,
     )
     context["outlet_events"][OFFSITE_COPIES].extra = {
         kind: {"copied": entry["copied_count"], "offsite_sets": entry["offsite_sets"]} for kind, entry in report["kinds"].items()
@@ -94,7 +89,7 @@ def copy_missing_sets() -> dict[str, Any]:
 @engine_errors_decide_retry
 def check_offsite_freshness(report: dict[str, Any]) -> list[str]:
     """The age of the newest offsite copy per kind; fail (and page) when one is older than allowed."""
-    settings = offsite_policy(load_policy())
+    settings = load_policy().offsite
     verdict = judge_offsite_freshness(report["kinds"], settings.max_age_days_for, datetime.now(timezone.utc))
     for line in verdict.lines:
         log.info("%s", line)

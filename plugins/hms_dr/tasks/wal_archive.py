@@ -10,7 +10,7 @@ from airflow.sdk import get_current_context, task
 
 from hms_dr.errors import RecoveryPointAtRisk
 from hms_dr.manifest import BackupKind
-from hms_dr.policy import CompressionMethod, Policy, WalPolicy, load_policy
+from hms_dr.policy import CompressionMethod, load_policy
 from hms_dr.tasks.assets import WAL_ARCHIVE
 from hms_dr.tasks.connections import database_connection, encryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
@@ -24,16 +24,12 @@ log = logging.getLogger(__name__)
 DEFAULT_ZSTD_LEVEL = 3
 
 
-def wal_policy(policy: Policy) -> WalPolicy:
-    return policy.wal or WalPolicy(spool_dir=policy.wal_spool_dir)
-
-
 @task
 @engine_errors_decide_retry
 def ship_spool() -> dict[str, Any]:
     """Ship every spool file not yet in the store (oldest first); remove each once its manifest is stored."""
     policy = load_policy()
-    wal = wal_policy(policy)
+    wal = policy.wal
     level = policy.compression.level if policy.compression.method is CompressionMethod.ZSTD else DEFAULT_ZSTD_LEVEL
     return ship_spool_files(
         open_policy_store(policy),
@@ -68,7 +64,7 @@ def check_archiver() -> dict[str, Any]:
 def measure_rpo() -> dict[str, Any]:
     """RPO now for the store and the spool; fail with one line when over the policy's target."""
     policy = load_policy()
-    spool = newest_spool_file(read_spool(wal_policy(policy).spool_dir).files)
+    spool = newest_spool_file(read_spool(policy.wal.spool_dir).files)
     report = rpo.measure_rpo(
         rpo.newest_stored_wal(open_policy_store(policy), policy.cluster.name),
         None if spool is None else (spool.name, spool.modified_at),

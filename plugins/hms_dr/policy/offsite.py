@@ -9,14 +9,11 @@ Every key is optional and defaults as in :class:`OffsitePolicy`; the offsite sto
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from hms_dr.manifest import BackupKind
-
-if TYPE_CHECKING:
-    from hms_dr.policy import _Reader
-
-OBJECT_LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
+from hms_dr.policy.reader import PolicyReader
+from hms_dr.store.base import OBJECT_LOCK_MODES  # the modes the store can put on an upload
 
 
 def _default_max_age_by_kind() -> dict[str, int]:
@@ -45,34 +42,30 @@ class OffsitePolicy:
         return self.max_age_days_by_kind.get(kind.value, self.max_age_days)
 
 
-def parse_offsite(reader: _Reader, *, offsite_days: int) -> OffsitePolicy:
+def parse_offsite(reader: PolicyReader, *, offsite_days: int) -> OffsitePolicy:
     """The optional ``offsite:`` section; ``offsite_days`` is retention.offsite_days, which an
     Object Lock may not outlast (retention could never delete what it expires)."""
     defaults = OffsitePolicy()
-    section = reader.data.get("offsite")
-    if section is None:
-        section = {}
-    if not isinstance(section, dict):
-        raise reader._fail("offsite", f"must be a mapping, got {section!r}")
+    section = reader.optional_mapping("offsite")
 
     def integer(name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
         return reader.integer(f"offsite.{name}", minimum=minimum, maximum=maximum) if section.get(name) is not None else default
 
     lock = section.get("object_lock")
     if lock is not None and not isinstance(lock, dict):
-        raise reader._fail("offsite.object_lock", f"must be a mapping, got {lock!r}")
+        raise reader.fail("offsite.object_lock", f"must be a mapping, got {lock!r}")
     lock = lock or {}
     mode = str(lock.get("mode", defaults.object_lock_mode))
     if mode not in OBJECT_LOCK_MODES:
-        raise reader._fail("offsite.object_lock.mode", f"must be one of {' | '.join(OBJECT_LOCK_MODES)}, got {mode!r}")
+        raise reader.fail("offsite.object_lock.mode", f"must be one of {' | '.join(OBJECT_LOCK_MODES)}, got {mode!r}")
     lock_days = reader.integer("offsite.object_lock.days", minimum=1) if lock.get("days") is not None else defaults.object_lock_days
     if lock_days > offsite_days:
-        raise reader._fail(
+        raise reader.fail(
             "offsite.object_lock.days", f"is {lock_days}, longer than retention.offsite_days ({offsite_days}): locked copies could never expire"
         )
     enabled = lock.get("enabled", defaults.object_lock)
     if not isinstance(enabled, bool):
-        raise reader._fail("offsite.object_lock.enabled", f"must be true or false, got {enabled!r}")
+        raise reader.fail("offsite.object_lock.enabled", f"must be true or false, got {enabled!r}")
     return OffsitePolicy(
         max_age_days=integer("max_age_days", defaults.max_age_days, minimum=1),
         max_age_days_by_kind=_max_age_by_kind(reader, section.get("max_age_days_by_kind"), defaults),
@@ -87,15 +80,15 @@ def parse_offsite(reader: _Reader, *, offsite_days: int) -> OffsitePolicy:
     )
 
 
-def _max_age_by_kind(reader: _Reader, value: Any, defaults: OffsitePolicy) -> dict[str, int]:
+def _max_age_by_kind(reader: PolicyReader, value: Any, defaults: OffsitePolicy) -> dict[str, int]:
     if value is None:
         return dict(defaults.max_age_days_by_kind)
     if not isinstance(value, dict):
-        raise reader._fail("offsite.max_age_days_by_kind", f"must be a mapping of kind to days, got {value!r}")
+        raise reader.fail("offsite.max_age_days_by_kind", f"must be a mapping of kind to days, got {value!r}")
     known = {kind.value for kind in BackupKind}
     by_kind: dict[str, int] = {}
     for kind, days in value.items():
         if kind not in known:
-            raise reader._fail("offsite.max_age_days_by_kind", f"names {kind!r}, which is not a kind ({' | '.join(sorted(known))})")
+            raise reader.fail("offsite.max_age_days_by_kind", f"names {kind!r}, which is not a kind ({' | '.join(sorted(known))})")
         by_kind[kind] = reader.integer(f"offsite.max_age_days_by_kind.{kind}", minimum=1)
     return by_kind

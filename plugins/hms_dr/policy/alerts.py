@@ -11,17 +11,15 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-if TYPE_CHECKING:
-    from hms_dr.policy import _Reader
+from hms_dr.policy.reader import PolicyReader
 
 _DURATION = re.compile(r"^\s*([0-9]+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _DAG_ID = re.compile(r"^[a-z][a-z0-9_]{0,249}$")
 _ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+$")
 _SNS_TOPIC = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
-_CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z]+$")
 RTO = "rto"
 
 
@@ -159,21 +157,17 @@ def describe_duration(duration: timedelta) -> str:
     return f"{seconds}s"
 
 
-def parse_alerts(reader: _Reader, rto_minutes: int) -> AlertsPolicy:
+def parse_alerts(reader: PolicyReader, rto_minutes: int) -> AlertsPolicy:
     """The optional ``alerts:`` section; missing parts take the runbook's defaults (no channel
     at all when ``alerts`` is absent: nothing is sent, and the DAGs still load)."""
-    section = reader.data.get("alerts")
-    if section is None:
-        section = {}
-    if not isinstance(section, dict):
-        raise reader._fail("alerts", f"must be a mapping, got {section!r}")
+    section = reader.optional_mapping("alerts")
 
     def sub(name: str) -> dict[str, Any] | None:
         value = section.get(name)
         if value is None:
             return None
         if not isinstance(value, dict):
-            raise reader._fail(f"alerts.{name}", f"must be a mapping, got {value!r}")
+            raise reader.fail(f"alerts.{name}", f"must be a mapping, got {value!r}")
         return value
 
     channels = AlertChannels(
@@ -184,15 +178,12 @@ def parse_alerts(reader: _Reader, rto_minutes: int) -> AlertsPolicy:
     deadlines = _durations(reader, "alerts.deadlines", {**DEFAULT_DEADLINES, **(sub("deadlines") or {})}, rto_minutes)
     for dag_id in deadlines:
         if not _DAG_ID.match(dag_id):
-            raise reader._fail("alerts.deadlines", f"names {dag_id!r}, which is not a DAG id")
+            raise reader.fail("alerts.deadlines", f"names {dag_id!r}, which is not a DAG id")
     freshness = sub("freshness") or {}
-    schedule = freshness.get("schedule", DEFAULT_FRESHNESS_SCHEDULE)
-    fields = schedule.split() if isinstance(schedule, str) else []
-    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-        raise reader._fail("alerts.freshness.schedule", f"must be a 5-field cron expression, got {schedule!r}")
+    fields = reader.cron_fields("alerts.freshness.schedule", freshness.get("schedule", DEFAULT_FRESHNESS_SCHEDULE))
     raw_ages = freshness.get("max_age")
     if raw_ages is not None and not isinstance(raw_ages, dict):
-        raise reader._fail("alerts.freshness.max_age", f"must be a mapping of kind to duration, got {raw_ages!r}")
+        raise reader.fail("alerts.freshness.max_age", f"must be a mapping of kind to duration, got {raw_ages!r}")
     ages = _durations(reader, "alerts.freshness.max_age", {**DEFAULT_MAX_AGE, **(raw_ages or {})}, rto_minutes, allow_rto=False)
     max_age: dict[FreshnessKind, timedelta] = {}
     for kind, age in ages.items():
@@ -200,11 +191,11 @@ def parse_alerts(reader: _Reader, rto_minutes: int) -> AlertsPolicy:
             max_age[FreshnessKind(kind)] = age
         except ValueError:
             known = " | ".join(k.value for k in FreshnessKind)
-            raise reader._fail("alerts.freshness.max_age", f"names {kind!r}; known kinds: {known}") from None
+            raise reader.fail("alerts.freshness.max_age", f"names {kind!r}; known kinds: {known}") from None
     return AlertsPolicy(channels=channels, deadlines=deadlines, freshness_schedule=" ".join(fields), max_age=max_age)
 
 
-def _durations(reader: _Reader, key: str, raw: Mapping[str, Any], rto_minutes: int, *, allow_rto: bool = True) -> dict[str, timedelta]:
+def _durations(reader: PolicyReader, key: str, raw: Mapping[str, Any], rto_minutes: int, *, allow_rto: bool = True) -> dict[str, timedelta]:
     """Each value a duration; ``null`` (or ``off``) switches one entry off."""
     parsed: dict[str, timedelta] = {}
     for name, value in raw.items():
@@ -216,61 +207,55 @@ def _durations(reader: _Reader, key: str, raw: Mapping[str, Any], rto_minutes: i
         try:
             parsed[str(name)] = parse_duration(value)
         except ValueError as exc:
-            raise reader._fail(f"{key}.{name}", str(exc)) from None
+            raise reader.fail(f"{key}.{name}", str(exc)) from None
     return parsed
 
 
-def _text(reader: _Reader, key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise reader._fail(key, f"must be a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _smtp(reader: _Reader, raw: dict[str, Any] | None) -> SmtpChannel | None:
+def _smtp(reader: PolicyReader, raw: dict[str, Any] | None) -> SmtpChannel | None:
     if raw is None:
         return None
     for secret in ("password", "login", "user"):
         if secret in raw:
-            raise reader._fail(f"alerts.smtp.{secret}", "must not be in the policy: put credentials in the Connection named by alerts.smtp.connection_id")
+            raise reader.fail(f"alerts.smtp.{secret}", "must not be in the policy: put credentials in the Connection named by alerts.smtp.connection_id")
     port = raw.get("port", 25)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise reader._fail("alerts.smtp.port", f"must be a TCP port, got {port!r}")
-    sender = _text(reader, "alerts.smtp.from", raw.get("from"))
+        raise reader.fail("alerts.smtp.port", f"must be a TCP port, got {port!r}")
+    sender = reader.text_value("alerts.smtp.from", raw.get("from"))
     if not _ADDRESS.match(sender):
-        raise reader._fail("alerts.smtp.from", f"must be an e-mail address, got {sender!r}")
+        raise reader.fail("alerts.smtp.from", f"must be an e-mail address, got {sender!r}")
     to = raw.get("to")
     if isinstance(to, str):
         to = [to]
     if not isinstance(to, list) or not to or not all(isinstance(a, str) and _ADDRESS.match(a.strip()) for a in to):
-        raise reader._fail("alerts.smtp.to", f"must be a list of e-mail addresses, got {to!r}")
+        raise reader.fail("alerts.smtp.to", f"must be a list of e-mail addresses, got {to!r}")
     connection_id = raw.get("connection_id")
     if connection_id is not None:
-        connection_id = _text(reader, "alerts.smtp.connection_id", connection_id)
+        connection_id = reader.text_value("alerts.smtp.connection_id", connection_id)
     try:
         security = SmtpSecurity(raw.get("security", SmtpSecurity.NONE.value))
     except ValueError:
-        raise reader._fail("alerts.smtp.security", f"must be one of none | starttls | ssl, got {raw.get('security')!r}") from None
+        raise reader.fail("alerts.smtp.security", f"must be one of none | starttls | ssl, got {raw.get('security')!r}") from None
     timeout_s = raw.get("timeout_s", 30)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int) or not 1 <= timeout_s <= 300:
-        raise reader._fail("alerts.smtp.timeout_s", f"must be a whole number of seconds from 1 to 300, got {timeout_s!r}")
+        raise reader.fail("alerts.smtp.timeout_s", f"must be a whole number of seconds from 1 to 300, got {timeout_s!r}")
     return SmtpChannel(
-        host=_text(reader, "alerts.smtp.host", raw.get("host")), port=port, from_address=sender,
+        host=reader.text_value("alerts.smtp.host", raw.get("host")), port=port, from_address=sender,
         to=tuple(a.strip() for a in to), connection_id=connection_id, security=security, timeout_s=timeout_s,
     )
 
 
-def _slack(reader: _Reader, raw: dict[str, Any] | None) -> SlackChannel | None:
+def _slack(reader: PolicyReader, raw: dict[str, Any] | None) -> SlackChannel | None:
     if raw is None or raw.get("connection_id") is None:
         return None
     if "webhook_url" in raw:
-        raise reader._fail("alerts.slack.webhook_url", "must not be in the policy: a webhook URL is a secret, put it in the Connection's password")
-    return SlackChannel(connection_id=_text(reader, "alerts.slack.connection_id", raw.get("connection_id")))
+        raise reader.fail("alerts.slack.webhook_url", "must not be in the policy: a webhook URL is a secret, put it in the Connection's password")
+    return SlackChannel(connection_id=reader.text_value("alerts.slack.connection_id", raw.get("connection_id")))
 
 
-def _sns(reader: _Reader, raw: dict[str, Any] | None) -> SnsChannel | None:
+def _sns(reader: PolicyReader, raw: dict[str, Any] | None) -> SnsChannel | None:
     if raw is None or raw.get("topic_arn") is None:
         return None
-    topic = _text(reader, "alerts.sns.topic_arn", raw.get("topic_arn"))
+    topic = reader.text_value("alerts.sns.topic_arn", raw.get("topic_arn"))
     if not _SNS_TOPIC.match(topic):
-        raise reader._fail("alerts.sns.topic_arn", f"must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>), got {topic!r}")
-    return SnsChannel(topic_arn=topic, connection_id=_text(reader, "alerts.sns.connection_id", raw.get("connection_id")))
+        raise reader.fail("alerts.sns.topic_arn", f"must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>), got {topic!r}")
+    return SnsChannel(topic_arn=topic, connection_id=reader.text_value("alerts.sns.connection_id", raw.get("connection_id")))

@@ -3,17 +3,16 @@ the swap use, who may approve a swap (four eyes), how long an approval may wait,
 swap waits for its locks.
 
 Every key is optional and defaults as in :class:`DrRestorePolicy`; the rest of ``dr:`` belongs
-to ``hms_dr.policy_dr``.
+to ``hms_dr.policy.dr``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-if TYPE_CHECKING:
-    from hms_dr.policy import Policy, _Reader
+from hms_dr.policy.reader import PolicyReader
 
 _CONNECTION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 # An Airflow user id as the auth manager reports it (the simple auth manager: the user name, which
@@ -41,7 +40,7 @@ class DrRestorePolicy:
     allow_self_approval: bool = False
 
 
-def parse_dr_restore(reader: _Reader) -> DrRestorePolicy:
+def parse_dr_restore(reader: PolicyReader) -> DrRestorePolicy:
     """The optional ``dr.restore`` mapping."""
     defaults = DrRestorePolicy()
     dr = reader.data.get("dr") or {}
@@ -49,7 +48,7 @@ def parse_dr_restore(reader: _Reader) -> DrRestorePolicy:
     if section is None:
         return defaults
     if not isinstance(section, dict):
-        raise reader._fail("dr.restore", f"must be a mapping, got {section!r}")
+        raise reader.fail("dr.restore", f"must be a mapping, got {section!r}")
 
     def present(name: str) -> bool:
         return section.get(name) is not None
@@ -58,7 +57,7 @@ def parse_dr_restore(reader: _Reader) -> DrRestorePolicy:
     if present("admin_connection_id"):
         admin = reader.text("dr.restore.admin_connection_id")
         if not _CONNECTION_ID.match(admin):
-            raise reader._fail("dr.restore.admin_connection_id", f"is not an Airflow connection id: {admin!r}")
+            raise reader.fail("dr.restore.admin_connection_id", f"is not an Airflow connection id: {admin!r}")
     return DrRestorePolicy(
         admin_connection_id=admin,
         approval_timeout_hours=(
@@ -79,20 +78,15 @@ def parse_dr_restore(reader: _Reader) -> DrRestorePolicy:
     )
 
 
-def _names(reader: _Reader, section: dict[str, Any], name: str, valid: Callable[[str], bool], described: str) -> tuple[str, ...]:
+def _names(reader: PolicyReader, section: dict[str, Any], name: str, valid: Callable[[str], bool], described: str) -> tuple[str, ...]:
     """An optional list of names, each one ``valid``; duplicates dropped, order kept."""
     value = section.get(name)
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise reader._fail(f"dr.restore.{name}", f"must be a list, each {described}, got {value!r}")
+        raise reader.fail(f"dr.restore.{name}", f"must be a list, each {described}, got {value!r}")
     for item in value:
         if not isinstance(item, str) or not valid(item):
-            raise reader._fail(f"dr.restore.{name}", f"holds {item!r}: each must be {described}")
+            raise reader.fail(f"dr.restore.{name}", f"holds {item!r}: each must be {described}")
     return tuple(dict.fromkeys(value))
 
-
-def dr_restore_policy(policy: Policy) -> DrRestorePolicy:
-    """The policy's dr.restore settings (parse_policy always sets them; a hand-built Policy may not)."""
-    settings: Any = getattr(policy, "dr_restore", None)
-    return settings if isinstance(settings, DrRestorePolicy) else DrRestorePolicy()

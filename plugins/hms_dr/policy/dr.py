@@ -5,17 +5,16 @@ weekly integrity check runs ``pg_amcheck`` on production.
 Every key is optional and defaults as in :class:`DrPolicy`; an empty ``allowed_data_roots``
 (the default) means ``hms_dr_pitr`` refuses every data directory until the policy names one.
 The PITR tasks run on the database-host queue (``wal.spool_queue``): the data directory and
-the port are that host's. Keys this module does not know are left to other DR settings.
+the port are that host's. The ``dr.restore`` keys are hms_dr.policy.dr_restore's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from hms_dr.policy import _Reader
+from hms_dr.policy.reader import PolicyReader
 
 MIN_PORT = 1024
 MAX_PORT = 65535
@@ -46,14 +45,10 @@ class DrPolicy:
     integrity: IntegrityPolicy = field(default_factory=IntegrityPolicy)
 
 
-def parse_dr(reader: _Reader) -> DrPolicy:
+def parse_dr(reader: PolicyReader) -> DrPolicy:
     """The optional ``dr:`` section."""
     defaults = DrPolicy()
-    section = reader.data.get("dr")
-    if section is None:
-        section = {}
-    if not isinstance(section, dict):
-        raise reader._fail("dr", f"must be a mapping, got {section!r}")
+    section = reader.optional_mapping("dr")
 
     def present(name: str, within: dict[str, Any] = section) -> bool:
         return within.get(name) is not None
@@ -67,11 +62,11 @@ def parse_dr(reader: _Reader) -> DrPolicy:
     if present("allowed_data_roots"):
         value = section["allowed_data_roots"]
         if not isinstance(value, list):
-            raise reader._fail("dr.allowed_data_roots", f"must be a list of absolute directories, got {value!r}")
+            raise reader.fail("dr.allowed_data_roots", f"must be a list of absolute directories, got {value!r}")
         checked = []
         for item in value:
             if not isinstance(item, str) or not item.startswith("/") or ".." in Path(item).parts or Path(item) == Path("/"):
-                raise reader._fail("dr.allowed_data_roots", f"holds {item!r}: each must be an absolute directory other than / without '..'")
+                raise reader.fail("dr.allowed_data_roots", f"holds {item!r}: each must be an absolute directory other than / without '..'")
             checked.append(Path(item))
         roots = tuple(checked)
 
@@ -83,12 +78,12 @@ def parse_dr(reader: _Reader) -> DrPolicy:
             or not all(isinstance(p, int) and not isinstance(p, bool) and MIN_PORT <= p <= MAX_PORT for p in value)
             or value[0] > value[1]
         ):
-            raise reader._fail("dr.pitr_port_range", f"must be [first, last] ports within {MIN_PORT}..{MAX_PORT}, got {value!r}")
+            raise reader.fail("dr.pitr_port_range", f"must be [first, last] ports within {MIN_PORT}..{MAX_PORT}, got {value!r}")
         ports = (int(value[0]), int(value[1]))
 
     integrity_section = section.get("integrity")
     if integrity_section is not None and not isinstance(integrity_section, dict):
-        raise reader._fail("dr.integrity", f"must be a mapping, got {integrity_section!r}")
+        raise reader.fail("dr.integrity", f"must be a mapping, got {integrity_section!r}")
     integrity_defaults = IntegrityPolicy()
     integrity = IntegrityPolicy(
         heapallindexed=(

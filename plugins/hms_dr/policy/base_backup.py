@@ -1,0 +1,59 @@
+"""The policy's optional ``base_backup:`` section: where hms_weekly_base_backup stages
+pg_basebackup's tars, how they are compressed, and the job's retries and time limit. How many
+sets are kept is retention.base_backups_keep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hms_dr.policy.reader import PolicyReader
+
+BASE_BACKUP_STAGING_SUBDIR = "base-backup"
+
+
+@dataclass(frozen=True)
+class BaseBackupPolicy:
+    """hms_weekly_base_backup: where pg_basebackup stages its tars and how they are compressed."""
+
+    staging_dir: Path  # pg_basebackup's tars and the copy pg_verifybackup reads: about 2 x the cluster
+    staging_space_ratio: float = 2.2  # free space needed there, as a multiple of the cluster's size
+    zstd_level: int = 1
+    zstd_threads: int = 0  # 0 = one per core
+    # A weekly job: retry twice with a long back-off (a busy or restarting primary), and never
+    # let one run overlap the next Sunday's.
+    retries: int = 2
+    retry_delay_s: int = 600
+    max_retry_delay_s: int = 3600
+    execution_timeout_min: int = 360
+
+
+def parse_base_backup(reader: PolicyReader, staging_dir: Path) -> BaseBackupPolicy:
+    """The optional ``base_backup:`` section; a missing key takes BaseBackupPolicy's default and
+    a missing staging_dir is ``<staging.dir>/base-backup``."""
+    defaults = BaseBackupPolicy(staging_dir=staging_dir / BASE_BACKUP_STAGING_SUBDIR)
+    section = reader.optional_mapping("base_backup")
+
+    def present(name: str) -> bool:
+        return section.get(name) is not None
+
+    return BaseBackupPolicy(
+        staging_dir=Path(reader.absolute_path("base_backup.staging_dir")) if present("staging_dir") else defaults.staging_dir,
+        staging_space_ratio=(
+            reader.number("base_backup.staging_space_ratio", minimum=2.0) if present("staging_space_ratio")
+            else defaults.staging_space_ratio
+        ),
+        zstd_level=reader.integer("base_backup.zstd_level", minimum=1, maximum=19) if present("zstd_level") else defaults.zstd_level,
+        zstd_threads=(
+            reader.integer("base_backup.zstd_threads", minimum=0, maximum=64) if present("zstd_threads") else defaults.zstd_threads
+        ),
+        retries=reader.integer("base_backup.retries", minimum=0, maximum=20) if present("retries") else defaults.retries,
+        retry_delay_s=reader.integer("base_backup.retry_delay_s", minimum=0) if present("retry_delay_s") else defaults.retry_delay_s,
+        max_retry_delay_s=(
+            reader.integer("base_backup.max_retry_delay_s", minimum=0) if present("max_retry_delay_s") else defaults.max_retry_delay_s
+        ),
+        execution_timeout_min=(
+            reader.integer("base_backup.execution_timeout_min", minimum=1) if present("execution_timeout_min")
+            else defaults.execution_timeout_min
+        ),
+    )
