@@ -245,8 +245,8 @@ def remove_scratch(policy: Policy) -> Any:
             existed = scratch_databases.drop_scratch_database(_restore_admin(), plan["scratch_database"])
             return f"dropped {plan['scratch_database']}" if existed else f"{plan['scratch_database']} already gone"
         if plan.get("scratch_cluster"):
-            existed = scratch_clusters.remove_scratch_cluster(scratch_cluster_for(policy_now, plan["run_key"]))
-            return "removed the scratch cluster" if existed else "scratch cluster already gone"
+            removed = scratch_clusters.remove_scratch_cluster(scratch_cluster_for(policy_now, plan["run_key"]))
+            return f"removed the scratch cluster ({', '.join(removed)})" if removed else "scratch cluster already gone"
         return "nothing to remove"
 
     return run
