@@ -199,9 +199,11 @@ def run_restore_test(policy: Any, store: Any, key: Any, admin: Any, backup_set_i
     from hms_dr import restore
     from hms_dr.catalog import find_set
     from hms_dr.manifest import BackupKind
+    from hms_dr.scratch.database import ScratchDatabaseKind, create_scratch_database, drop_scratch_database, scratch_database_name
+    from hms_dr.scratch.workdir import WorkPurpose, work_folder
 
-    scratch = restore.scratch_database_name(backup_set_id)
-    workdir = policy.staging.dir / "restore-test" / scratch  # the task's own work directory
+    scratch = scratch_database_name(ScratchDatabaseKind.RESTORE_TEST, backup_set_id)
+    workdir = work_folder(policy.staging.dir, WorkPurpose.RESTORE_TEST, scratch)  # the task's own work directory
     report_dir = workdir / "report"
     steps: dict[str, float] = {}
     out: dict[str, Any] = {}
@@ -213,7 +215,7 @@ def run_restore_test(policy: Any, store: Any, key: Any, admin: Any, backup_set_i
         try:
             fetched = restore.fetch_for_restore(store, backup_set, key, workdir)
             t2 = time.monotonic()
-            restore.create_scratch_database(admin, scratch)
+            create_scratch_database(admin, scratch)
             t3 = time.monotonic()
             restore.run_pg_restore(admin.with_database(scratch), fetched.path, jobs=JOBS)
             t4 = time.monotonic()
@@ -246,7 +248,7 @@ def run_restore_test(policy: Any, store: Any, key: Any, admin: Any, backup_set_i
             print(f"--keep-scratch: scratch database {scratch} kept; DSN and baselines in {KEPT_SCRATCH_FILE}")
     finally:
         if not keep_scratch:
-            restore.drop_scratch_database(admin, scratch)  # not timed, as the teardown task
+            drop_scratch_database(admin, scratch)  # not timed, as the teardown task
         shutil.rmtree(workdir, ignore_errors=True)
     # The DAG's clock runs inside the task processes: the DQ process's interpreter start-up is not in it.
     wall = measured - steps["dq_startup"]
@@ -267,18 +269,18 @@ def fetch_kept_dump(store: Any, policy: Any, key: Any, backup_set_id: str, workd
 
 def clean_restore_target(admin: Any) -> None:
     """Scratch and bare databases an interrupted earlier run left on the bench restore target."""
-    from hms_dr import restore
     from hms_dr.database import connect
+    from hms_dr.scratch.database import ScratchDatabaseKind, drop_scratch_database
 
     with connect(admin) as connection:
         names = [r[0] for r in connection.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s OR datname = %s", (restore.SCRATCH_PREFIX + "%", BARE_DB)).fetchall()]
+            "SELECT datname FROM pg_database WHERE datname LIKE %s OR datname = %s", (ScratchDatabaseKind.RESTORE_TEST.prefix + "%", BARE_DB)).fetchall()]
     for name in names:
         print(f"dropping {name}, left on the restore target by an interrupted run")
         if name == BARE_DB:
             _drop_database(admin, name)
         else:
-            restore.drop_scratch_database(admin, name)
+            drop_scratch_database(admin, name)
 
 
 def cpu_of(run: dict[str, Any]) -> dict[str, float]:

@@ -44,7 +44,7 @@ from hms_dr.wal.names import format_lsn, parse_lsn
 from hms_dr.physical.verifybackup import extract_tar_backup, run_pg_verifybackup, verify_tar_backup
 from hms_dr.policy import EncryptionMode
 from hms_dr.publish import publish_set
-from hms_dr.restore import decrypt_file, download_verified
+from hms_dr.decrypt import decrypt_file, download_verified
 from hms_dr.store import Store, open_store
 
 pytestmark = pytest.mark.integration

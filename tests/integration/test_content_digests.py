@@ -17,7 +17,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +34,7 @@ from hms_dr.manifest import BackupKind, dump_manifest, new_backup_set_id
 from hms_dr.pgtools import ConnectionInfo, tool_path
 from hms_dr.policy import EncryptionMode, load_policy
 from hms_dr.quality import check_restored_database
+from hms_dr.scratch.database import ScratchDatabaseKind, create_scratch_database, drop_scratch_database, scratch_database_name
 from hms_dr.streams import Pipeline, Stage
 
 pytestmark = pytest.mark.integration
@@ -79,10 +79,10 @@ class DigestWorld:
     def restore_test(self, backup_set_id: str, workdir: Path) -> dict[str, Any]:
         """restore_into_scratch + check_against_baselines, as the restore-test DAG's tasks run them."""
         backup_set = find_set(self.store, CLUSTER, BackupKind.LOGICAL, backup_set_id)
-        scratch = f"{restore.SCRATCH_PREFIX}{uuid.uuid4().hex[:10]}"
+        scratch = scratch_database_name(ScratchDatabaseKind.RESTORE_TEST, "digests")
         fetched = restore.fetch_for_restore(self.store, backup_set, self.restore_key, workdir / "fetch")
         try:
-            restore.create_scratch_database(self.admin, scratch)
+            create_scratch_database(self.admin, scratch)
             restore.run_pg_restore(self.admin.with_database(scratch), fetched.path, jobs=2)
         finally:
             shutil.rmtree(workdir / "fetch", ignore_errors=True)
@@ -90,7 +90,7 @@ class DigestWorld:
             return check_restored_database(self.admin.with_database(scratch).libpq_dsn(), backup_set.manifest.baselines,
                                            report_dir=workdir / "report", backup_set_id=backup_set_id, smoke_queries=())
         finally:
-            restore.drop_scratch_database(self.admin, scratch)
+            drop_scratch_database(self.admin, scratch)
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +167,8 @@ def doctor_set(world: DigestWorld, backup_set_id: str, damage: Callable[[str], N
     (called with a DSN), stored like the original and vouched for by a rewritten manifest."""
     original = find_set(world.store, CLUSTER, BackupKind.LOGICAL, backup_set_id)
     fetched = restore.fetch_for_restore(world.store, original, world.restore_key, workdir / "fetch")
-    copy_db = f"{restore.SCRATCH_PREFIX}doctor_{uuid.uuid4().hex[:8]}"
-    restore.create_scratch_database(world.admin, copy_db)
+    copy_db = scratch_database_name(ScratchDatabaseKind.RESTORE_TEST, "doctor")
+    create_scratch_database(world.admin, copy_db)
     try:
         restore.run_pg_restore(world.admin.with_database(copy_db), fetched.path, jobs=1)
         damage(world.sandbox.superuser_dsn(copy_db))
@@ -178,7 +178,7 @@ def doctor_set(world: DigestWorld, backup_set_id: str, damage: Callable[[str], N
                         "-p", str(world.sandbox.pg_port), "-U", "postgres", "-f", str(redump), copy_db],
                        check=True, env={**env, "PATH": "/usr/bin:/bin"}, timeout=300)
     finally:
-        restore.drop_scratch_database(world.admin, copy_db)
+        drop_scratch_database(world.admin, copy_db)
         shutil.rmtree(workdir / "fetch", ignore_errors=True)
 
     doctored_id = another_set_id(world.store, original)

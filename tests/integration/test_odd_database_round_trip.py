@@ -10,7 +10,6 @@ scratch cluster of its own and a file store.
 from __future__ import annotations
 
 import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from hms_dr.logical import publish_logical_sets, take_logical_backup
 from hms_dr.manifest import BackupKind
 from hms_dr.pgtools import ConnectionInfo, parse_restore_list, tool_path
 from hms_dr.quality import check_restored_database
+from hms_dr.scratch.database import ScratchDatabaseKind, create_scratch_database, scratch_database_name
 from hms_dr.store import open_store
 
 from odd_database import (
@@ -79,8 +79,8 @@ def scratch_database(scratch_cluster: str, backed_up: dict[str, Any], workdir: P
     backup_set = find_set(backed_up["store"], CLUSTER, kind, backed_up["set"].backup_set_id)
     fetched = restore.fetch_for_restore(backed_up["store"], backup_set, backed_up["key"], workdir / f"fetch-{kind.value}")
     admin = connection_info(scratch_cluster)
-    name = f"hms_restore_scratch_{uuid.uuid4().hex[:8]}"
-    restore.create_scratch_database(admin, name)
+    name = scratch_database_name(ScratchDatabaseKind.RESTORE_TEST, "odd")
+    create_scratch_database(admin, name)
     restore.run_pg_restore(admin.with_database(name), fetched.path, jobs=2)
     fetched.path.unlink()
     return name

@@ -31,10 +31,10 @@ from hms_dr.crypto import (
     gpg_home,
     prepare_decryption,
 )
+from hms_dr.decrypt import decrypt_file, decrypt_to_file, plain_matches
 from hms_dr.errors import DecryptionFailed, ToolFailed
 from hms_dr.gpghome import agent_pid
 from hms_dr.policy import EncryptionMode
-from hms_dr.restore import decrypt_file
 from hms_dr.sandbox.keys import export_public_key, export_secret_key, find_fingerprint, run_gpg
 from hms_dr.streams import Pipeline
 
@@ -108,6 +108,46 @@ def test_a_payload_for_another_key_is_blamed_on_the_key_and_names_both(ours: Key
     assert message.startswith("the payload was encrypted to a key the restore key connection does not hold")
     assert theirs.encryption_key_id in message and ours.encryption_key_id in message
     assert not (tmp_path / "plain").exists()
+
+
+def test_a_decrypted_payload_is_a_new_private_file_with_the_digest_of_its_plain_bytes(
+    ours: KeyPair, imported_ours: ImportedKey, tmp_path: Path
+) -> None:
+    plain = b"patient 42, admitted 2026-11-24\n" * 50_000
+    compressed = subprocess.run(["zstd", "-q", "-c", "-3"], input=plain, capture_output=True, check=True).stdout
+    encrypted = tmp_path / "dump.zst.gpg"
+    encrypted.write_bytes(encrypt_to(ours, compressed, tmp_path))
+    destination = tmp_path / "dump.plain"
+    digest = decrypt_to_file(encrypted, encrypted.name, imported_ours, destination)
+    assert destination.read_bytes() == plain  # zstd -d ran because the name says .zst
+    assert (digest.sha256, digest.size_bytes) == (hashlib.sha256(plain).hexdigest(), len(plain))
+    assert destination.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):  # never written over unless the caller says so
+        decrypt_to_file(encrypted, encrypted.name, imported_ours, destination)
+    assert destination.read_bytes() == plain
+    assert decrypt_to_file(encrypted, encrypted.name, imported_ours, destination, replace=True).sha256 == digest.sha256
+
+
+def test_plain_bytes_match_only_the_digest_and_size_their_manifest_records(imported_ours: ImportedKey, ours: KeyPair, tmp_path: Path) -> None:
+    from hms_dr.manifest import Payload
+
+    encrypted = tmp_path / "wal.gpg"
+    encrypted.write_bytes(encrypt_to(ours, b"0123456789", tmp_path))
+    digest = decrypt_to_file(encrypted, encrypted.name, imported_ours, tmp_path / "wal")
+    right = hashlib.sha256(b"0123456789").hexdigest()
+    assert plain_matches(Payload("wal.gpg", 1, "x", "wal", plain_size_bytes=10, plain_sha256=right), digest)
+    assert plain_matches(Payload("wal.gpg", 1, "x", "wal"), digest)  # an old manifest recorded neither
+    assert not plain_matches(Payload("wal.gpg", 1, "x", "wal", plain_size_bytes=11, plain_sha256=right), digest)
+    assert not plain_matches(Payload("wal.gpg", 1, "x", "wal", plain_sha256=hashlib.sha256(b"other").hexdigest()), digest)
+
+
+def test_damaged_payload_bytes_fail_as_one_decryption_line_and_leave_no_file(imported_ours: ImportedKey, ours: KeyPair, tmp_path: Path) -> None:
+    encrypted = tmp_path / "dump.gpg"
+    good = encrypt_to(ours, os.urandom(200_000), tmp_path)
+    encrypted.write_bytes(good[:1000] + bytes(b ^ 0xFF for b in good[1000:1100]) + good[1100:])
+    with pytest.raises(DecryptionFailed):
+        decrypt_to_file(encrypted, encrypted.name, imported_ours, tmp_path / "dump.plain")
+    assert not (tmp_path / "dump.plain").exists()
 
 
 def test_an_agent_that_is_gone_is_not_blamed_on_the_key(ours: KeyPair, imported_ours: ImportedKey, tmp_path: Path) -> None:

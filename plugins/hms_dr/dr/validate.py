@@ -13,14 +13,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from hms_dr import restore, sqlfiles
+from hms_dr import sqlfiles
 from hms_dr.catalog import find_requested_set
 from hms_dr.database import connect
-from hms_dr.dr import staging
 from hms_dr.dr.request import RestorePlan, Source, TargetFacts, TargetKind, parse_request, resolve_request, run_key
 from hms_dr.errors import PreflightFailed, SwapRefused
 from hms_dr.manifest import BackupKind
 from hms_dr.pgtools import ConnectionInfo
+from hms_dr.scratch.cluster import ScratchCluster, dr_scratch_cluster
+from hms_dr.scratch.database import ScratchDatabaseKind, refuse_production_target, scratch_database_name, system_identifier
+from hms_dr.scratch.workdir import WorkPurpose, work_folder
 
 if TYPE_CHECKING:
     from hms_dr.crypto import DecryptionKey
@@ -29,20 +31,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WORK_SUBDIR = "dr-restore"
 
-
-def work_dir(policy: Policy) -> Path:
+def work_dir(policy: Policy, run_key: str | None = None) -> Path:
     """Where DR restores keep their (short-lived, private) files: fetched dumps, WAL, reports."""
-    path = policy.staging.dir / WORK_SUBDIR
-    path.mkdir(mode=0o711, parents=True, exist_ok=True)  # o+x: a recovering server (its own OS user) walks through
-    return path
+    return work_folder(policy.staging.dir, WorkPurpose.DR_RESTORE, run_key)
 
 
-def scratch_cluster_for(policy: Policy, key: str) -> staging.ScratchCluster:
+def scratch_cluster_for(policy: Policy, key: str) -> ScratchCluster:
     """Below the first of ``dr.allowed_data_roots`` (a volume meant for whole clusters), else staging."""
     roots = policy.dr.allowed_data_roots
-    return staging.scratch_cluster_home(roots[0] if roots else policy.staging.dir, key)
+    return dr_scratch_cluster(roots[0] if roots else policy.staging.dir, key)
 
 
 def validate_restore(
@@ -54,8 +52,8 @@ def validate_restore(
     What the operator can fix by asking differently is RequestRefused; the system's own problems
     (a connection that reaches the wrong cluster, an unreadable store) keep their classes and page."""
     request = parse_request(params, run_id=run_id, now=now or datetime.now(timezone.utc))
-    production_id = restore.system_identifier(production)
-    if restore.system_identifier(admin) != production_id:
+    production_id = system_identifier(production)
+    if system_identifier(admin) != production_id:
         raise PreflightFailed(
             f"connection {admin_connection_id!r} ({admin.describe()}) does not reach the production cluster that "
             f"{policy.cluster.connection_id!r} reaches: refused"
@@ -70,10 +68,10 @@ def validate_restore(
         set_tables = sorted(backup_set.manifest.baselines.get("tables", {}))
         where = f"backup set {backup_set_id}"
         target = restore_target()
-        scratch_database = staging.scratch_database_name(key)
-        restore.refuse_production_target(
+        scratch_database = scratch_database_name(ScratchDatabaseKind.DR_SOURCE, key)
+        refuse_production_target(
             target=target, production=production, scratch_name=scratch_database,
-            target_system_id=restore.system_identifier(target), production_system_id=production_id,
+            target_system_id=system_identifier(target), production_system_id=production_id,
         )
     else:
         where = f"production's database {policy.cluster.database}"

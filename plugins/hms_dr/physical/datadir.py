@@ -14,7 +14,6 @@ watch it without knowing a password; that line of pg_hba.conf is removed after p
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import subprocess
@@ -24,16 +23,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hms_dr.catalog import key_for
-from hms_dr.crypto import DecryptionKey, ImportedKey, gpg_home, prepare_decryption
+from hms_dr.crypto import DecryptionKey, ImportedKey, prepare_decryption
+from hms_dr.decrypt import decrypt_payload, decrypt_to_file, download_verified, plain_matches
+from hms_dr.digests import PlainDigest
 from hms_dr.errors import BackupVerificationFailed, ChecksumMismatch, ManifestInvalid, PreflightFailed, ToolFailed
 from hms_dr.files import write_file_atomically
+from hms_dr.gpghome import gpg_home
 from hms_dr.manifest import BackupKind, Payload
 from hms_dr.physical.progress import ProgressLog
 from hms_dr.physical.recoveryplan import BaseBackup
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, pg_verifybackup_argv, read_verify_errors
-from hms_dr.restore import decompression_stage, download_verified
 from hms_dr.server_user import prepare_server_dir, server_command
-from hms_dr.streams import Pipeline, Stage
 from hms_dr.units import human_bytes, human_rate
 
 if TYPE_CHECKING:
@@ -115,50 +115,28 @@ def restore_base_backup(
     return {"seconds": {k: round(v, 3) for k, v in seconds.items()}, **sizes, "verified_by": verified_by}
 
 
-def _decrypt_stages(imported: ImportedKey, payload: Payload) -> list[Stage]:
-    stages = [imported.decrypt_stage()]
-    decompressor = decompression_stage(payload.name)
-    if decompressor is not None:
-        stages.append(decompressor)
-    return stages
-
-
-def _check_plain(payload: Payload, sha256: str, size: int, where: str) -> None:
-    if (payload.plain_sha256 and sha256 != payload.plain_sha256) or (payload.plain_size_bytes is not None and size != payload.plain_size_bytes):
-        raise ChecksumMismatch(f"{payload.name} decrypted to {size} bytes that differ from the {where} the backup verified")
+def _check_plain(payload: Payload, digest: PlainDigest, where: str) -> None:
+    if not plain_matches(payload, digest):
+        raise ChecksumMismatch(f"{payload.name} decrypted to {digest.size_bytes} bytes that differ from the {where} the backup verified")
 
 
 def _decrypt_to_file(encrypted: Path, payload: Payload, imported: ImportedKey, destination: Path) -> None:
-    digest = hashlib.sha256()
-    size = 0
-    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out, encrypted.open("rb") as source:
-        with _explained(imported), Pipeline(_decrypt_stages(imported, payload), source=source) as pipeline:
-            while chunk := pipeline.output.read(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-    _check_plain(payload, digest.hexdigest(), size, "file")
+    _check_plain(payload, decrypt_to_file(encrypted, payload.name, imported, destination), "file")
 
 
 def _decrypt_and_extract(encrypted: Path, payload: Payload, imported: ImportedKey, destination: Path) -> None:
     """gpg -d | zstd -d | tar -x into ``destination``: the plain tar is hashed on its way to tar,
     which runs as the server's OS user so every file it makes belongs to the server."""
-    digest = hashlib.sha256()
-    done = [0]
+    digest = PlainDigest()
     started = time.monotonic()
     tar = subprocess.Popen(
         server_command(["tar", "-x", "-f", "-", "-C", str(destination)]), stdin=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/"
     )
     assert tar.stdin is not None and tar.stderr is not None
     try:
-        with ProgressLog(f"restoring {payload.name}", lambda: done[0], expected_bytes=payload.plain_size_bytes):
-            with encrypted.open("rb") as source, _explained(imported):
-                with Pipeline(_decrypt_stages(imported, payload), source=source) as pipeline:
-                    while chunk := pipeline.output.read(1 << 20):
-                        digest.update(chunk)
-                        done[0] += len(chunk)
-                        tar.stdin.write(chunk)
+        with ProgressLog(f"restoring {payload.name}", lambda: digest.size_bytes, expected_bytes=payload.plain_size_bytes):
+            with encrypted.open("rb") as source:
+                decrypt_payload(source, payload.name, imported, tar.stdin.write, digest=digest)
         tar.stdin.close()
         stderr = tar.stderr.read().decode("utf-8", "replace")
         if tar.wait() != 0:
@@ -170,28 +148,15 @@ def _decrypt_and_extract(encrypted: Path, payload: Payload, imported: ImportedKe
         if tar.poll() is None:
             tar.kill()
             tar.wait()
-    _check_plain(payload, digest.hexdigest(), done[0], "tar")
+    _check_plain(payload, digest, "tar")
     seconds = time.monotonic() - started
-    log.info("extracted %s into %s: %s in %.1f s, %s", payload.name, destination, human_bytes(done[0]), seconds, human_rate(done[0], seconds))
+    size = digest.size_bytes
+    log.info("extracted %s into %s: %s in %.1f s, %s", payload.name, destination, human_bytes(size), seconds, human_rate(size, seconds))
 
 
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
-
-
-class _explained:
-    """Turns a gpg failure inside a pipeline into a one-line DecryptionFailed."""
-
-    def __init__(self, imported: ImportedKey) -> None:
-        self.imported = imported
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, ToolFailed) and exc.tool.startswith("gpg"):
-            raise self.imported.explain(exc) from None
 
 
 def verify_data_dir(base: BaseBackup, pg_manifest: Path, data_dir: Path) -> str:

@@ -4,18 +4,17 @@ The drill recovers the newest base backup to the snapshot LSN of a logical set, 
 recovered database against that set's baselines (so the logical and the physical backups verify
 each other), then stops the server and runs ``pg_checksums --check`` on the data directory — the
 runbook's offline corruption check, possible only with the server stopped. Finally the cluster
-is removed, whatever happened before.
+is removed, whatever happened before (``hms_dr.scratch.cluster``).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from hms_dr.errors import DataCorruption, HmsDrError
+from hms_dr.errors import DataCorruption
 from hms_dr.physical.server import RecoveringServer
 from hms_dr.pgtools import tool_path
 from hms_dr.server_user import run_server_tool
@@ -69,19 +68,3 @@ def check_checksums_offline(recovered: Mapping[str, Any]) -> dict[str, Any]:
         )
     log.info("pg_checksums --check: %s files, %s blocks, no bad checksum", result["files_scanned"], result["blocks_scanned"])
     return result
-
-
-def remove_recovered_cluster(recovered: Mapping[str, Any]) -> list[str]:
-    """Stop the server if it still runs and delete its data directory, socket and log folders."""
-    server = server_of(recovered)
-    try:
-        server.stop("immediate")
-    except (HmsDrError, OSError) as exc:  # a half-started server must not keep its files alive
-        log.warning("could not stop the recovered server in %s: %s", server.data_dir, exc)
-    removed = []
-    for path in (server.data_dir, server.socket_dir, server.log_file.parent):
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(str(path))
-    log.info("removed the recovered cluster: %s", ", ".join(removed) or "nothing was left")
-    return removed

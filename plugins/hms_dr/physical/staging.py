@@ -6,13 +6,13 @@ plain bytes, so the payload carries both proofs: sha256 of the stored bytes and 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hms_dr.digests import PlainDigest
 from hms_dr.errors import BackupVerificationFailed
 from hms_dr.manifest import Payload
 from hms_dr.physical.progress import ProgressLog
@@ -55,18 +55,6 @@ def staged_files(tar_dir: Path) -> list[StagedFile]:
     if missing:
         raise BackupVerificationFailed(f"pg_basebackup's output {tar_dir} lacks {', '.join(sorted(missing))}")
     return files
-
-
-class PlainDigest:
-    """The pipeline's tap: sha256 and size of the plain bytes on their way to zstd."""
-
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-        self.size_bytes = 0
-
-    def __call__(self, chunk: bytes) -> None:
-        self.hash.update(chunk)
-        self.size_bytes += len(chunk)
 
 
 def zstd_stage(level: int, threads: int) -> Stage:

@@ -22,7 +22,6 @@ except for a file the recovery plan counts on: that is a gap, answered ``error``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -42,12 +41,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from hms_dr.catalog import key_for
-from hms_dr.crypto import DecryptionKey, ImportedKey, gpg_home, prepare_decryption
-from hms_dr.errors import ChecksumMismatch, HmsDrError, ManifestInvalid, ObjectMissing, ToolFailed
+from hms_dr.crypto import DecryptionKey, ImportedKey, prepare_decryption
+from hms_dr.decrypt import decrypt_to_file, download_verified, plain_matches
+from hms_dr.errors import ChecksumMismatch, HmsDrError, ManifestInvalid, ObjectMissing
+from hms_dr.gpghome import gpg_home
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, parse_manifest
 from hms_dr.physical.walfetch import HEADER_MAX_BYTES, SOCKET_NAME
-from hms_dr.restore import decompression_stage, download_verified
-from hms_dr.streams import Pipeline
 from hms_dr.units import human_bytes
 from hms_dr.wal.names import parse_wal_name
 
@@ -227,45 +226,18 @@ class WalSource:
         started = time.monotonic()
         try:
             download_verified(self.store, object_key, payload, encrypted)  # sha256 proven before decrypting
-            plain_sha256, plain_size = self._decrypt(encrypted, payload.name, destination)
+            # The destination may be left from an earlier try of the same name: replaced, still 0600.
+            plain = decrypt_to_file(encrypted, payload.name, self._imported, destination, replace=True)
         finally:
             encrypted.unlink(missing_ok=True)
-        if (payload.plain_sha256 and plain_sha256 != payload.plain_sha256) or (
-            payload.plain_size_bytes is not None and plain_size != payload.plain_size_bytes
-        ):
+        if not plain_matches(payload, plain):
             destination.unlink(missing_ok=True)
-            raise ChecksumMismatch(f"WAL file {name} decrypted to {plain_size} bytes that differ from the file archived")
+            raise ChecksumMismatch(f"WAL file {name} decrypted to {plain.size_bytes} bytes that differ from the file archived")
         with self._lock:
             self.stats.stored_bytes += payload.size_bytes
-            self.stats.plain_bytes += plain_size
+            self.stats.plain_bytes += plain.size_bytes
             self.stats.seconds += time.monotonic() - started
-        return WalFile(name, destination, plain_size, plain_sha256, payload.size_bytes)
-
-    def _decrypt(self, encrypted: Path, payload_name: str, destination: Path) -> tuple[str, int]:
-        assert self._imported is not None
-        stages = [self._imported.decrypt_stage()]
-        decompressor = decompression_stage(payload_name)
-        if decompressor is not None:
-            stages.append(decompressor)
-        digest = hashlib.sha256()
-        size = 0
-        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as out, encrypted.open("rb") as source:
-                try:
-                    with Pipeline(stages, source=source) as pipeline:
-                        while chunk := pipeline.output.read(CHUNK_BYTES):
-                            digest.update(chunk)
-                            size += len(chunk)
-                            out.write(chunk)
-                except ToolFailed as exc:
-                    if exc.tool.startswith("gpg"):
-                        raise self._imported.explain(exc) from None
-                    raise
-        except BaseException:
-            destination.unlink(missing_ok=True)
-            raise
-        return digest.hexdigest(), size
+        return WalFile(name, destination, plain.size_bytes, plain.sha256, payload.size_bytes)
 
     # -- serving ---------------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from airflow.sdk import get_current_context, task
 
-from hms_dr.policy import Policy, load_policy
+from hms_dr.policy import load_policy
+from hms_dr.scratch.workdir import WorkPurpose, work_folder
 from hms_dr.tasks.audit import FAILURE_KEY, audit_event, run_queued_at, records_failure
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
@@ -24,13 +25,8 @@ from hms_dr.tasks.params import run_params
 log = logging.getLogger(__name__)
 
 STEP_TASK_IDS = ("validate_request", "recover_cluster", "report_connection")
-PITR_STAGING_SUBDIR = "pitr"
 
 
-def _staging(policy: Policy) -> Path:
-    path = policy.staging.dir / PITR_STAGING_SUBDIR
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
 
 
 @task
@@ -53,7 +49,7 @@ def validate_request() -> dict[str, Any]:
     request = check_pitr_host(request, allowed_roots=dr.allowed_data_roots, port_range=dr.pitr_port_range)
     plan = check_recovery(
         open_policy_store(policy), policy.cluster.name, request.target, decryption_key=decryption_key(policy),
-        staging_dir=_staging(policy), backup_set_id=request.backup_set_id,
+        staging_dir=work_folder(policy.staging.dir, WorkPurpose.PITR), backup_set_id=request.backup_set_id,
     )
     free_bytes = refuse_short_space(request.data_dir, int(plan["base_plain_bytes"]))
     validated = {**request.to_dict(), "plan": plan, "free_bytes": free_bytes}
@@ -84,7 +80,7 @@ def recover_cluster(request: dict[str, Any]) -> dict[str, Any]:
         data_dir=Path(request["data_dir"]),
         port=int(request["port"]),
         decryption_key=decryption_key(policy),
-        staging_dir=_staging(policy),
+        staging_dir=work_folder(policy.staging.dir, WorkPurpose.PITR),
         backup_set_id=request["plan"]["backup_set_id"],  # the set validated and audited, even if a newer one arrived since
         timeout_s=max(60.0, policy.dr.pitr_execution_timeout_min * 60 - 60),
         promote=bool(request["promote"]),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import shutil
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
@@ -43,6 +42,8 @@ from hms_dr.errors import ApprovalRefused, QualityCheckFailed, SwapRefused
 from hms_dr.manifest import BackupKind
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.policy import DrPolicy, DrRestorePolicy, Policy, load_policy
+from hms_dr.scratch import cluster as scratch_clusters
+from hms_dr.scratch import database as scratch_databases
 from hms_dr.tasks.audit import FAILURE_KEY, audit_event, triggered_by, records_failure
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
@@ -82,10 +83,6 @@ def _restore_admin() -> ConnectionInfo:
 
 def _tables(plan: Mapping[str, Any]) -> list[TableName]:
     return [TableName.parse(name) for name in plan["tables"]]
-
-
-def _workdir(policy: Policy, plan: Mapping[str, Any]) -> Path:
-    return work_dir(policy) / plan["run_key"]
 
 
 # -- 1. validate ---------------------------------------------------------------------------------
@@ -177,10 +174,10 @@ def _build_source(policy: Policy, plan: dict[str, Any], steps: dict[str, float],
         restore_admin = _restore_admin()
         scratch = plan["scratch_database"]
         backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, plan["backup_set_id"])
-        workdir = _workdir(policy, plan)
+        workdir = work_dir(policy, plan["run_key"])
         try:
             fetched = restore.fetch_for_restore(store, backup_set, decryption_key(policy), workdir)
-            restore.create_scratch_database(restore_admin, scratch)
+            scratch_databases.create_scratch_database(restore_admin, scratch)
             restore.run_pg_restore(restore_admin.with_database(scratch), fetched.path, jobs=settings(policy).restore_jobs)
         except BaseException:
             _drop_quietly(restore_admin, scratch)
@@ -195,9 +192,9 @@ def _build_source(policy: Policy, plan: dict[str, Any], steps: dict[str, float],
     from hms_dr.physical.targets import parse_recovery_target
 
     cluster = scratch_cluster_for(policy, plan["run_key"])
-    staging.remove_scratch_cluster(cluster)  # leftovers of an earlier try of this run
+    scratch_clusters.remove_scratch_cluster(cluster)  # leftovers of an earlier try of this run
     first, last = dr_settings(policy).pitr_port_range
-    port = staging.free_port_in(first, last)
+    port = scratch_clusters.free_port_in(first, last)
     target = plan["recovery_target"]
     try:
         recovered = recover(
@@ -208,7 +205,7 @@ def _build_source(policy: Policy, plan: dict[str, Any], steps: dict[str, float],
             socket_dir=cluster.socket_dir, log_file=cluster.log_file,
         )
     except BaseException:
-        staging.remove_scratch_cluster(cluster, port=port)
+        scratch_clusters.remove_scratch_cluster(cluster)
         raise
     steps["recover_scratch_cluster"] = (datetime.now(timezone.utc) - moment).total_seconds()
     result["source"] = f"scratch cluster on 127.0.0.1:{port} recovered to {target['kind']} {target.get('value')}"
@@ -219,14 +216,14 @@ def _build_source(policy: Policy, plan: dict[str, Any], steps: dict[str, float],
     source = ConnectionInfo("127.0.0.1", port, admin.user, policy.cluster.database, admin.password)
 
     def remove() -> None:
-        staging.remove_scratch_cluster(cluster, port=port)
+        scratch_clusters.remove_scratch_cluster(cluster)
 
     return source, remove
 
 
 def _drop_quietly(admin: ConnectionInfo, name: str) -> None:
     try:
-        staging.drop_scratch_database(admin, name)
+        scratch_databases.drop_scratch_database(admin, name)
     except Exception as exc:  # the teardown tries again; the restore's own outcome stands
         log.warning("scratch database %s not dropped now (the teardown retries): %s", name, exc)
 
@@ -243,11 +240,11 @@ def remove_scratch(policy: Policy) -> Any:
             return "nothing planned"
         policy_now = load_policy()
         if plan.get("scratch_database"):
-            existed = staging.drop_scratch_database(_restore_admin(), plan["scratch_database"])
+            existed = scratch_databases.drop_scratch_database(_restore_admin(), plan["scratch_database"])
             return f"dropped {plan['scratch_database']}" if existed else f"{plan['scratch_database']} already gone"
         if plan.get("scratch_cluster"):
-            existed = staging.remove_scratch_cluster(scratch_cluster_for(policy_now, plan["run_key"]))
-            return "removed the scratch cluster" if existed else "scratch cluster already gone"
+            removed = scratch_clusters.remove_scratch_cluster(scratch_cluster_for(policy_now, plan["run_key"]))
+            return f"removed the scratch cluster ({', '.join(removed)})" if removed else "scratch cluster already gone"
         return "nothing to remove"
 
     return run
@@ -311,7 +308,7 @@ def _quality_checks(policy: Policy, plan: Mapping[str, Any], target: ConnectionI
                                               whole_database=bool(plan["whole_database"]))
     # The application's queries name its relations unqualified: they only make sense on a whole database.
     smoke = policy.restore_test.smoke_queries if plan["whole_database"] and staging_schema is None else ()
-    report_dir = _workdir(policy, plan) / "report"
+    report_dir = work_dir(policy, plan["run_key"]) / "report"
     try:
         outcome = check_restored_database(target.libpq_dsn(), baselines, report_dir=report_dir,
                                           backup_set_id=backup_set.backup_set_id, smoke_queries=smoke)

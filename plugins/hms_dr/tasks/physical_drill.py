@@ -9,7 +9,6 @@ The recovered cluster is a copy of production (same roles, same passwords), star
 from __future__ import annotations
 
 import logging
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,8 @@ from airflow.sdk import task
 
 from hms_dr.errors import NoBackupForTarget
 from hms_dr.policy import Policy, load_policy
+from hms_dr.scratch.cluster import ScratchCluster, drill_scratch_cluster, remove_scratch_cluster
+from hms_dr.scratch.workdir import WorkPurpose, work_folder
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
 from hms_dr.tasks.restore_test import check_and_report, skip_unless
@@ -37,14 +38,8 @@ def plan_drill(store: Store, policy: Policy, backup_set: BackupSet, scratch: str
     snapshot = backup_set.manifest.body.get("snapshot") or {}
     if not snapshot.get("wal_lsn"):
         raise NoBackupForTarget(f"daily set {backup_set.backup_set_id} records no snapshot LSN: the physical drill cannot target it")
-    root = policy.staging.dir / "restore-test" / f"{scratch}-pitr"
-    return {
-        "target_lsn": snapshot["wal_lsn"],
-        "data_dir": str(root / "data"),
-        "log_file": str(root / "log" / "postgresql.log"),
-        # A Unix socket path must fit in 108 bytes: the socket lives in a short private directory.
-        "socket_dir": tempfile.mkdtemp(prefix="hms-drill-"),
-    }
+    cluster = drill_scratch_cluster(policy.staging.dir, scratch)
+    return {"target_lsn": snapshot["wal_lsn"], **cluster.to_dict()}
 
 
 @task
@@ -62,7 +57,8 @@ def recover_for_drill(plan: dict[str, Any]) -> dict[str, Any]:
     recovered = recover(
         open_policy_store(policy), policy.cluster.name, parse_recovery_target("lsn", drill_plan["target_lsn"]),
         data_dir=Path(drill_plan["data_dir"]), port=free_port(), decryption_key=decryption_key(policy),
-        staging_dir=policy.staging.dir, socket_dir=Path(drill_plan["socket_dir"]), log_file=Path(drill_plan["log_file"]),
+        staging_dir=work_folder(policy.staging.dir, WorkPurpose.RESTORE_TEST),
+        socket_dir=Path(drill_plan["socket_dir"]), log_file=Path(drill_plan["log_file"]),
     )
     return {
         "started_at": started_at.isoformat(),
@@ -110,13 +106,11 @@ def verify_checksums_offline(plan: dict[str, Any], recovered: dict[str, Any]) ->
 @engine_errors_decide_retry
 def remove_recovered_cluster(plan: dict[str, Any] | None) -> str:
     """Teardown: stop and delete the drill's cluster whether the drill passed or failed (unless kept)."""
-    from hms_dr.physical import drill
-
     drill_plan = (plan or {}).get("physical")
     if not drill_plan:
         return "no physical drill was planned"
     if plan and plan.get("keep_scratch"):
         log.warning("keep_scratch is set: the recovered cluster in %s is left (stop it with pg_ctl -D ... stop)", drill_plan["data_dir"])
         return f"kept {drill_plan['data_dir']}"
-    removed = drill.remove_recovered_cluster({**drill_plan, "port": 0})
+    removed = remove_scratch_cluster(ScratchCluster.from_dict(drill_plan))
     return f"removed {', '.join(removed)}" if removed else "nothing to remove"

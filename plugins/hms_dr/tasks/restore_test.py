@@ -25,6 +25,9 @@ from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.policy import Policy, RestoreTestMode, load_policy
 from hms_dr.publish import publish_set
+from hms_dr.scratch import database as scratch_databases
+from hms_dr.scratch.database import ScratchDatabaseKind, refuse_production_target, scratch_database_name, system_identifier
+from hms_dr.scratch.workdir import WorkPurpose, work_folder
 from hms_dr.tasks.assets import LOGICAL_BACKUPS, RESTORE_TESTS
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
@@ -40,10 +43,6 @@ BACKUP_ID = matcher(patterns.BACKUP_ID)
 
 def _restore_admin() -> ConnectionInfo:
     return database_connection(RESTORE_TARGET_CONNECTION)
-
-
-def _workdir(policy_staging: Path, scratch: str) -> Path:
-    return policy_staging / "restore-test" / scratch
 
 
 def _set_that_triggered_this_run() -> str | None:
@@ -84,11 +83,10 @@ def choose_backup_set() -> dict[str, Any]:
     backup_set = find(store, policy.cluster.name, BackupKind.LOGICAL, backup_id)
     production = database_connection(policy.cluster.connection_id, policy.cluster.database)
     target = _restore_admin()
-    scratch = restore.scratch_database_name(backup_set.backup_set_id)
-    restore.refuse_production_target(
+    scratch = scratch_database_name(ScratchDatabaseKind.RESTORE_TEST, backup_set.backup_set_id)
+    refuse_production_target(
         target=target, production=production, scratch_name=scratch,
-        target_system_id=restore.system_identifier(target),
-        production_system_id=restore.system_identifier(production),
+        target_system_id=system_identifier(target), production_system_id=system_identifier(production),
     )
     log.info(
         "restore test of %s set %s (%s) into scratch database %s on %s:%s",
@@ -146,11 +144,11 @@ def restore_into_scratch(plan: dict[str, Any]) -> dict[str, Any]:
     store = open_policy_store(policy)
     fetch_started_at = datetime.now(timezone.utc)
     backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, plan["backup_set_id"])
-    workdir = _workdir(policy.staging.dir, plan["scratch_database"])
+    workdir = work_folder(policy.staging.dir, WorkPurpose.RESTORE_TEST, plan["scratch_database"])
     try:
         fetched = restore.fetch_for_restore(store, backup_set, decryption_key(policy), workdir)
         admin = _restore_admin()
-        restore.create_scratch_database(admin, plan["scratch_database"])
+        scratch_databases.create_scratch_database(admin, plan["scratch_database"])
         restored = restore.run_pg_restore(admin.with_database(plan["scratch_database"]), fetched.path, jobs=plan["restore_jobs"])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # the decrypted dump never outlives the task
@@ -191,7 +189,7 @@ def check_and_report(
     policy = load_policy()
     store = open_policy_store(policy)
     backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, plan["backup_set_id"])
-    report_dir = _workdir(policy.staging.dir, plan["scratch_database"]) / f"report-{what['mode']}"
+    report_dir = work_folder(policy.staging.dir, WorkPurpose.RESTORE_TEST, plan["scratch_database"]) / f"report-{what['mode']}"
     checks_started = datetime.now(timezone.utc)
     try:
         outcome = check_restored_database(dsn, backup_set.manifest.baselines, report_dir=report_dir, backup_set_id=backup_set.backup_set_id,
@@ -270,5 +268,5 @@ def drop_scratch_database(plan: dict[str, Any] | None) -> str:
     if plan.get("keep_scratch"):
         log.warning("keep_scratch is set: scratch database %s is left on the restore server", plan["scratch_database"])
         return f"kept {plan['scratch_database']}"
-    existed = restore.drop_scratch_database(_restore_admin(), plan["scratch_database"])
+    existed = scratch_databases.drop_scratch_database(_restore_admin(), plan["scratch_database"])
     return f"dropped {plan['scratch_database']}" if existed else f"{plan['scratch_database']} was never created"
