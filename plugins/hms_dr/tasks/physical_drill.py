@@ -21,7 +21,7 @@ from hms_dr.scratch.cluster import ScratchCluster, drill_scratch_cluster, remove
 from hms_dr.scratch.workdir import WorkPurpose, work_folder
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
-from hms_dr.tasks.restore_test import check_and_report, skip_unless
+from hms_dr.tasks.restore_checks import check_and_report, skip_unless
 
 if TYPE_CHECKING:
     from hms_dr.catalog import BackupSet
