@@ -34,6 +34,7 @@ from workdirs import state_root
 
 from hms_dr.sandbox import Sandbox, sandbox_status, start_sandbox, stop_sandbox
 from hms_dr.sandbox.cluster import free_port
+from hms_dr.sandbox.airflow_env import build_airflow_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -70,7 +71,7 @@ class Standalone:
         self.sandbox = sandbox
         self.log_path = sandbox.state_dir / f"standalone-{name}.log"
         env = {
-            **os.environ, **sandbox.env(),
+            **os.environ, **build_airflow_env(sandbox),
             "HMS_DR_SANDBOX": str(sandbox.state_dir), "PYTHONPATH": str(REPO_ROOT / "plugins"),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # as `make airflow` has it
         }
