@@ -5,6 +5,7 @@ those GRANTs are run."""
 
 from __future__ import annotations
 
+import secrets
 import copy
 import os
 import subprocess
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.integration
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 DATABASE = "shop"
 ROLE = "shop_backup"
-PASSWORD = "shop-backup-pw-1"  # a throw-away cluster's role
+PASSWORD = secrets.token_urlsafe(18)  # the throw-away role's, new each run: no literal secret in the code
 
 
 def check_policy(*args: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
