@@ -1,5 +1,6 @@
 """The policy's ``cluster:`` section: which PostgreSQL cluster and database are protected, and the
-Airflow Connections that log in to it (the backup role, and the replication role)."""
+Airflow Connections that log in to it (the backup role, the replication role) and to the separate
+server that restore tests and DR restores restore into."""
 
 from __future__ import annotations
 
@@ -18,16 +19,24 @@ class ClusterPolicy:
     connection_id: str
     # postgres Connection as the replication role (hms_replica): pg_basebackup logs in with it
     replication_connection_id: str = "hms_replication"
+    # postgres Connection to the restore-target server (a role that may CREATE DATABASE there):
+    # restore tests and DR restores build their scratch databases on it, never on production.
+    restore_target_connection_id: str = "hms_restore_target"
 
 
 def parse_cluster(reader: PolicyReader) -> ClusterPolicy:
-    """The ``cluster:`` section; replication_connection_id is optional."""
+    """The ``cluster:`` section; the replication and restore-target connection ids are optional."""
+    section = reader.data["cluster"]
     return ClusterPolicy(
         name=reader.matching("cluster.name", _CLUSTER_NAME, "lower-case letters, digits, '.', '_' or '-'"),
         database=reader.text("cluster.database"),
         connection_id=reader.text("cluster.connection_id"),
         replication_connection_id=(
-            reader.text("cluster.replication_connection_id") if reader.data["cluster"].get("replication_connection_id") is not None
+            reader.text("cluster.replication_connection_id") if section.get("replication_connection_id") is not None
             else ClusterPolicy.replication_connection_id
+        ),
+        restore_target_connection_id=(
+            reader.text("cluster.restore_target_connection_id") if section.get("restore_target_connection_id") is not None
+            else ClusterPolicy.restore_target_connection_id
         ),
     )

@@ -39,6 +39,11 @@ def database_connection(conn_id: str, database: str | None = None) -> Connection
     )
 
 
+def restore_target_connection(policy: Policy) -> ConnectionInfo:
+    """The restore-target server, as the role that creates and drops scratch databases there."""
+    return database_connection(policy.cluster.restore_target_connection_id)
+
+
 def open_policy_store(policy: Policy, *, offsite: bool = False) -> Store:
     """The primary (or offsite) store, with an S3 client from the policy's aws Connection."""
     from hms_dr.store import open_store

@@ -45,13 +45,12 @@ from hms_dr.policy import DrPolicy, DrRestorePolicy, Policy, load_policy
 from hms_dr.scratch import cluster as scratch_clusters
 from hms_dr.scratch import database as scratch_databases
 from hms_dr.tasks.audit import FAILURE_KEY, audit_event, triggered_by, records_failure
-from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
+from hms_dr.tasks.connections import database_connection, restore_target_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
 from hms_dr.tasks.params import run_params
 
 log = logging.getLogger(__name__)
 
-RESTORE_TARGET_CONNECTION = "hms_restore_target"
 SWAP_TASK_ID = "swap_into_production"  # asks for the approval, then swaps (SwapAfterApproval)
 DECISION_KEY = "decision"  # XCom of the swap task: what it made of the answer (for the final audit record)
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
@@ -78,7 +77,7 @@ def _admin(policy: Policy) -> ConnectionInfo:
 
 
 def _restore_admin() -> ConnectionInfo:
-    return database_connection(RESTORE_TARGET_CONNECTION)
+    return restore_target_connection(load_policy())
 
 
 def _tables(plan: Mapping[str, Any]) -> list[TableName]:

@@ -24,7 +24,7 @@ from hms_dr.scratch import database as scratch_databases
 from hms_dr.scratch.database import ScratchDatabaseKind, refuse_production_target, scratch_database_name, system_identifier
 from hms_dr.scratch.workdir import WorkPurpose, work_folder
 from hms_dr.tasks.assets import LOGICAL_BACKUPS, RESTORE_TESTS
-from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
+from hms_dr.tasks.connections import database_connection, restore_target_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
 from hms_dr.tasks.params import run_params
 from hms_dr.tasks.restore_checks import check_and_report, skip_unless
@@ -33,12 +33,11 @@ from hms_dr.patterns import matcher
 
 log = logging.getLogger(__name__)
 
-RESTORE_TARGET_CONNECTION = "hms_restore_target"
 BACKUP_ID = matcher(patterns.BACKUP_ID)
 
 
 def _restore_admin() -> ConnectionInfo:
-    return database_connection(RESTORE_TARGET_CONNECTION)
+    return restore_target_connection(load_policy())
 
 
 def _set_that_triggered_this_run() -> str | None:
