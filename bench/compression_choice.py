@@ -132,7 +132,7 @@ def main() -> int:
             benchlib.stop_bench_sandbox()
 
     plain = median([r["size"] for r in runs[OPTIONS[-1].name]])  # the uncompressed archive (+ gpg framing)
-    summary = []
+    summary: list[dict[str, Any]] = []
     for option in OPTIONS:
         rs = runs[option.name]
         wall = median([r["wall"] for r in rs])
