@@ -2,7 +2,7 @@
 foreground process group), when its terminal closes (SIGHUP) and, after its supervisor was
 killed outright, on `make stop`.
 
-Each test starts the real `python -m hms_dr.sandbox.standalone` (what `make airflow` execs) on a
+Each test starts the real `python -m hms_sandbox.standalone` (what `make airflow` execs) on a
 sandbox of this module's own, waits until the API server answers and reports the scheduler, the
 triggerer and the dag-processor healthy, takes the whole process tree from /proc (psutil, not the
 code under test), then stops it and checks that not one of those processes still runs.
@@ -32,13 +32,15 @@ import psutil
 import pytest
 from workdirs import state_root
 
-from hms_dr.sandbox import Sandbox, sandbox_status, start_sandbox, stop_sandbox
-from hms_dr.sandbox.cluster import free_port
-from hms_dr.sandbox.airflow_env import build_airflow_env
+from hms_sandbox import Sandbox, sandbox_status, start_sandbox, stop_sandbox
+from hms_sandbox.cluster import free_port
+from hms_sandbox.airflow_env import build_airflow_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# What `make` exports for the sandbox's own commands: the engine (plugins/) and the sandbox (sandbox/).
+SANDBOX_PYTHONPATH = os.pathsep.join(str(REPO_ROOT / root) for root in ("plugins", "sandbox"))
 SCALE_MB = 5
 # Airflow's four components coming up on a busy 2-core machine (other test workers run too).
 SERVE_TIMEOUT_S = 180
@@ -62,7 +64,7 @@ def sandbox(worker_id: str) -> Iterator[Sandbox]:
 
 
 class Standalone:
-    """`python -m hms_dr.sandbox.standalone` started as a shell starts a job: in a process group
+    """`python -m hms_sandbox.standalone` started as a shell starts a job: in a process group
     of its own, which is what a terminal's Ctrl-C goes to. With ``terminal``, in a session whose
     controlling terminal is a pseudo-terminal this test holds, as in a terminal window: closing
     it hangs the terminal up (SIGHUP, and writes to it fail)."""
@@ -72,10 +74,10 @@ class Standalone:
         self.log_path = sandbox.state_dir / f"standalone-{name}.log"
         env = {
             **os.environ, **build_airflow_env(sandbox),
-            "HMS_DR_SANDBOX": str(sandbox.state_dir), "PYTHONPATH": str(REPO_ROOT / "plugins"),
+            "HMS_DR_SANDBOX": str(sandbox.state_dir), "PYTHONPATH": SANDBOX_PYTHONPATH,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # as `make airflow` has it
         }
-        argv = [sys.executable, "-m", "hms_dr.sandbox.standalone", "--port", str(free_port())]
+        argv = [sys.executable, "-m", "hms_sandbox.standalone", "--port", str(free_port())]
         self.terminal: int | None = None
         self.copying: threading.Thread | None = None
         self.closing = threading.Event()
@@ -275,8 +277,8 @@ def test_make_stop_stops_a_standalone_whose_supervisor_was_killed(sandbox: Sandb
     assert any("airflow scheduler" in command for command in orphans.values()), "the scenario needs Airflow left running"
 
     stopped = subprocess.run(
-        [sys.executable, "-m", "hms_dr.sandbox", "stop", "--state-dir", str(sandbox.state_dir)],
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "plugins")}, capture_output=True, text=True, timeout=STOP_BOUND_S + 60,
+        [sys.executable, "-m", "hms_sandbox", "stop", "--state-dir", str(sandbox.state_dir)],
+        env={**os.environ, "PYTHONPATH": SANDBOX_PYTHONPATH}, capture_output=True, text=True, timeout=STOP_BOUND_S + 60,
     )
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     left = standalone.still_running(tree)
