@@ -264,10 +264,29 @@ def test_a_stop_signal_stops_every_process_it_started(sandbox: Sandbox, standalo
     print(f"{signum.name}: {len(tree)} processes ({components}) stopped in {took:.1f} s")
 
 
+def _pythonpaths(tree: dict[int, tuple[float, str]]) -> dict[str, str]:
+    """The PYTHONPATH each process of ``tree`` that still runs was started with, by command line
+    ("" without one)."""
+    found = {}
+    for pid, (_, command) in tree.items():
+        try:
+            found[command] = psutil.Process(pid).environ().get("PYTHONPATH", "")
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
 def test_make_stop_stops_a_standalone_whose_supervisor_was_killed(sandbox: Sandbox, standalones: Any) -> None:
     standalone = standalones("orphaned")
     standalone.wait_until_serving()
     tree = standalone.collect_tree()
+    # Airflow runs the product alone, as in production: its processes have plugins/ on their
+    # PYTHONPATH, not the sandbox, which its supervisor (started as `make airflow` starts it) has.
+    # (Those that set their process title read back without one: setproctitle overwrites the
+    # environment block psutil reads.)
+    assert psutil.Process(standalone.process.pid).environ()["PYTHONPATH"] == SANDBOX_PYTHONPATH
+    pythonpaths = _pythonpaths(tree)
+    assert {entry for path in pythonpaths.values() for entry in path.split(os.pathsep) if entry} == {str(REPO_ROOT / "plugins")}, pythonpaths
     _, status_while_running = sandbox_status(sandbox.state_dir)
 
     standalone.process.kill()  # SIGKILL: no handler runs, as when make's terminal is killed with it
