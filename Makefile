@@ -5,10 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SANDBOX ?= $(CURDIR)/.sandbox
 SCALE_MB ?= 50
-export PYTHONPATH := $(CURDIR)/plugins
+# The engine (plugins/, what production runs) and the development sandbox (sandbox/, never mounted
+# into production).
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/sandbox
 export HMS_DR_SANDBOX := $(SANDBOX)
-# Loads the sandbox's Airflow settings and connections (secrets stay in that 0600 file).
-WITH_SANDBOX := set -a && source "$$($(PY) -m hms_dr.sandbox env)" && set +a &&
+# Loads the sandbox's Airflow settings and connections (secrets stay in that 0600 file). Its
+# PYTHONPATH is Airflow's, plugins/ alone: the command after it gets both back, as every command
+# here has them; the sandbox's demo and standalone start their Airflow processes with plugins/ alone.
+WITH_SANDBOX := set -a && source "$$($(PY) -m hms_sandbox env)" && set +a && export PYTHONPATH="$(PYTHONPATH)" &&
 
 .PHONY: help venv sandbox stop demo airflow check-policy test test-unit bench lock clean
 
@@ -32,17 +36,17 @@ $(VENV)/.installed: requirements.txt constraints.txt
 	touch $@
 
 sandbox: venv
-	$(PY) -m hms_dr.sandbox start --scale-mb $(SCALE_MB)
+	$(PY) -m hms_sandbox start --scale-mb $(SCALE_MB)
 
 stop: venv
-	$(PY) -m hms_dr.sandbox stop
+	$(PY) -m hms_sandbox stop
 
 demo: sandbox
-	$(WITH_SANDBOX) $(PY) -m hms_dr.sandbox.demo
+	$(WITH_SANDBOX) $(PY) -m hms_sandbox.demo
 
 # exec: make's SIGTERM then reaches the supervisor (a shell in between would die and leave it running).
 airflow: sandbox
-	$(WITH_SANDBOX) exec $(PY) -m hms_dr.sandbox.standalone
+	$(WITH_SANDBOX) exec $(PY) -m hms_sandbox.standalone
 
 # One line per finding (OK / WARN / PROBLEM and the fix); exits 1 on any PROBLEM. With DSN (the
 # backup role's libpq DSN or URL; REPLICATION_DSN optional) it needs no Airflow and no sandbox.
@@ -51,7 +55,7 @@ check-policy: venv $(if $(DSN),,sandbox)
 	$(if $(DSN),$(CHECK_POLICY) --dsn "$(DSN)" $(if $(REPLICATION_DSN),--replication-dsn "$(REPLICATION_DSN)"),$(WITH_SANDBOX) $(CHECK_POLICY))
 
 test: venv
-	$(PY) -m mypy --config-file mypy.ini plugins/hms_dr
+	$(PY) -m mypy --config-file mypy.ini plugins/hms_dr sandbox/hms_sandbox
 	$(PY) -m pytest -n 2 --dist loadfile
 
 test-unit: venv
@@ -67,6 +71,6 @@ lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^pip==' > constraints.txt
 
 clean:
-	-test -x $(PY) && $(PY) -m hms_dr.sandbox stop
-	-test -x $(PY) && $(PY) -m hms_dr.sandbox stop --state-dir $(CURDIR)/.sandbox-test
+	-test -x $(PY) && $(PY) -m hms_sandbox stop
+	-test -x $(PY) && $(PY) -m hms_sandbox stop --state-dir $(CURDIR)/.sandbox-test
 	rm -rf .sandbox .sandbox-test .pytest_cache .mypy_cache test-artifacts

@@ -184,7 +184,7 @@ class PgBackRest:
     @classmethod
     def set_up(cls, sandbox: Any, zstd_level: int) -> PgBackRest:
         """A temp dir in the bench state dir with the config (0600, the server user's) and log and lock dirs."""
-        from hms_dr.sandbox.cluster import SUPERUSER, prepare_server_dir
+        from hms_sandbox.cluster import SUPERUSER, prepare_server_dir
 
         root = Path(tempfile.mkdtemp(prefix="pgbackrest-", dir=benchlib.BENCH_STATE_DIR))
         try:
@@ -201,7 +201,7 @@ class PgBackRest:
         return cls(root, settings, sandbox.secrets.role_passwords[SUPERUSER])
 
     def command(self, *args: str) -> list[str]:
-        from hms_dr.sandbox.cluster import server_command
+        from hms_sandbox.cluster import server_command
 
         return server_command(["pgbackrest", f"--config-path={self.root}", f"--stanza={STANZA}", *args])
 
@@ -215,7 +215,7 @@ class PgBackRest:
         return done
 
     def fresh_repo(self) -> None:
-        from hms_dr.sandbox.cluster import prepare_server_dir
+        from hms_sandbox.cluster import prepare_server_dir
 
         shutil.rmtree(self.repo, ignore_errors=True)
         prepare_server_dir(self.repo, 0o750)
@@ -228,7 +228,7 @@ class PgBackRest:
 def pgbackrest_settings(root: Path, sandbox: Any, zstd_level: int) -> dict[str, str]:
     """The options of the comparison: full backups compressed like the pipeline's, encrypted, 2 processes,
     a local repository; the stanza (pg1-*) is the sandbox's primary, reached over its Unix socket."""
-    from hms_dr.sandbox.cluster import SUPERUSER
+    from hms_sandbox.cluster import SUPERUSER
 
     return {
         "repo1-path": str(root / "repo"),
@@ -252,7 +252,7 @@ def pgbackrest_settings(root: Path, sandbox: Any, zstd_level: int) -> dict[str, 
 
 def _write_server_file(path: Path, text: str) -> None:
     """A 0600 file the server user owns (the config holds the repository's cipher passphrase)."""
-    from hms_dr.sandbox.cluster import SERVER_OS_USER, server_user
+    from hms_sandbox.cluster import SERVER_OS_USER, server_user
 
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

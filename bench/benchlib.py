@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO / "plugins") not in sys.path:
-    sys.path.insert(0, str(REPO / "plugins"))
+# The engine (plugins/) and the sandbox that starts the servers the benchmarks run on (sandbox/).
+for _root in (REPO / "sandbox", REPO / "plugins"):
+    if str(_root) not in sys.path:
+        sys.path.insert(0, str(_root))
 
 BENCH_STATE_DIR = REPO / ".sandbox-bench"
 RESULTS_DIR = REPO / "bench" / "results"
@@ -44,7 +46,7 @@ def setup_logging(verbose: bool) -> None:
 
 def start_bench_sandbox(scale_mb: float) -> Any:
     """The sandbox in <repo>/.sandbox-bench, started (and loaded once) at ``scale_mb``."""
-    from hms_dr.sandbox import start_sandbox
+    from hms_sandbox import start_sandbox
 
     started = time.monotonic()
     print(f"starting the bench sandbox in {BENCH_STATE_DIR} (scale {scale_mb:g} MB; the first start loads the data)...", flush=True)
@@ -54,7 +56,7 @@ def start_bench_sandbox(scale_mb: float) -> Any:
 
 
 def stop_bench_sandbox() -> None:
-    from hms_dr.sandbox import stop_sandbox
+    from hms_sandbox import stop_sandbox
 
     stop_sandbox(state_dir=BENCH_STATE_DIR)
     print(f"bench sandbox stopped (data kept in {BENCH_STATE_DIR}; the next run reuses it)")
@@ -467,7 +469,7 @@ def decryption_key(sandbox: Any) -> Any:
 def restore_target_admin(sandbox: Any) -> Any:
     """ConnectionInfo of the restore-target cluster's superuser (what hms_restore_target holds)."""
     from hms_dr.pgtools import ConnectionInfo
-    from hms_dr.sandbox.cluster import SUPERUSER
+    from hms_sandbox.cluster import SUPERUSER
 
     if sandbox.restore_target_port is None:
         raise RuntimeError("this sandbox has no restore-target cluster: restart it with the current code")
@@ -482,7 +484,7 @@ def restore_target_admin(sandbox: Any) -> Any:
 
 def restore_target_postmaster_pid(sandbox: Any) -> int | None:
     """The restore-target cluster's postmaster pid (its layout: <state>/pg/restore-target)."""
-    from hms_dr.sandbox.cluster import LocalCluster
+    from hms_sandbox.cluster import LocalCluster
 
     if sandbox.restore_target_port is None:
         return None

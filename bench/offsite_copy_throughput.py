@@ -131,8 +131,8 @@ def main() -> int:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     benchlib.configure_logging(args.verbose)
-    from hms_dr.sandbox.cluster import free_port
-    from hms_dr.sandbox.s3server import MotoServer
+    from hms_sandbox.cluster import free_port
+    from hms_sandbox.s3server import MotoServer
     from hms_dr.store import open_store
 
     machine = benchlib.machine_info()

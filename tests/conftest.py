@@ -1,4 +1,4 @@
-"""Shared test setup: the engine package on sys.path, and two guards: the suite reads nothing
+"""Shared test setup: the engine and sandbox packages on sys.path, and two guards: the suite reads nothing
 beside the repository (tests/repo_boundary.py), and a gpg-agent it started still running at its
 end fails the run."""
 
@@ -16,8 +16,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = REPO_ROOT / "plugins"
-if str(PLUGINS) not in sys.path:
-    sys.path.insert(0, str(PLUGINS))
+SANDBOX = REPO_ROOT / "sandbox"  # the development sandbox, hms_sandbox: beside the engine, never in production
+for import_root in (SANDBOX, PLUGINS):
+    if str(import_root) not in sys.path:
+        sys.path.insert(0, str(import_root))
 TESTS = REPO_ROOT / "tests"
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))

@@ -22,6 +22,11 @@ DEPLOY_DIR = REPO_ROOT / "deploy"
 ENV_EXAMPLE = DEPLOY_DIR / ".env.example"
 COMPOSE_POLICY = DEPLOY_DIR / "policy.compose.yaml"
 COMMITTED_POLICY = REPO_ROOT / "include" / "policy.yaml"
+DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+# The development sandbox (the hms_sandbox package): beside plugins/, and in no production
+# container, neither mounted nor copied into the image nor on PYTHONPATH.
+SANDBOX_DIR = REPO_ROOT / "sandbox"
+SANDBOX_PACKAGE = "hms_sandbox"
 # A vendored copy (source, commit and licence in schemas/README.md): the suite needs nothing
 # outside the repository.
 COMPOSE_SCHEMA = Path(__file__).resolve().parent / "schemas" / "compose-spec.json"
@@ -47,7 +52,7 @@ SECRET_NAME = re.compile(r"PASSWORD|SECRET|PASSPHRASE|PRIVATE|FERNET|TOKEN|_KEY$
 # ...except these, whose empty value means something: no SMTP login (an open relay).
 OPTIONAL_CREDENTIALS = frozenset({"HMS_SMTP_PASSWORD"})
 # The shape of each connection: its conn_type and the fields that must be set. The same ids and
-# shapes as plugins/hms_dr/sandbox/airflow_env.py builds for the sandbox.
+# shapes as sandbox/hms_sandbox/airflow_env.py builds for the sandbox.
 CONNECTION_SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "hms_postgres": ("postgres", ("host", "port", "login", "password", "schema")),
     "hms_replication": ("postgres", ("host", "port", "login", "password", "schema")),
@@ -267,6 +272,28 @@ def local_file_problems(compose: Mapping[str, Any], root: Path) -> list[str]:
     return problems
 
 
+def holds(source: Path, folder: Path) -> bool:
+    """Whether ``source`` is ``folder``, inside it, or a folder holding it: mounting or copying
+    ``source`` takes (part of) ``folder`` along."""
+    source, folder = source.resolve(), folder.resolve()
+    return source == folder or folder in source.parents or source in folder.parents
+
+
+def sandbox_mount_problems(compose: Mapping[str, Any], root: Path) -> list[str]:
+    """No service (every one is production) bind-mounts the development sandbox, or a folder
+    holding it, or names it on its PYTHONPATH."""
+    sandbox = root / SANDBOX_DIR.name
+    problems = []
+    for name, service in services(compose).items():
+        for mount in mounts(service):
+            if mount.kind == "bind" and mount.source and holds(root / mount.source, sandbox):
+                problems.append(f"{name}: mounts {mount.source}, which holds the development sandbox")
+        for entry in environment(service).get("PYTHONPATH", "").split(":"):
+            if entry and (Path(entry).name == SANDBOX_DIR.name or SANDBOX_PACKAGE in entry):
+                problems.append(f"{name}: PYTHONPATH names the development sandbox ({entry})")
+    return problems
+
+
 def volume_problems(compose: Mapping[str, Any]) -> list[str]:
     """Every named volume used is declared at the top level, and every declared one is used."""
     declared = set(compose.get("volumes") or {})
@@ -482,7 +509,28 @@ def dockerfile_problems(text: str, root: Path) -> list[str]:
                 problems.append(f"Dockerfile: COPY source {source} does not exist")
     if not any(w.rstrip("/") == "include" for args in copies for w in args.split()[:-1]):
         problems.append("Dockerfile: include/ is not copied into the image")
+    return problems + sandbox_copy_problems(text, root)
+
+
+def sandbox_copy_problems(text: str, root: Path) -> list[str]:
+    """No COPY or ADD from the build context takes the development sandbox (sandbox/, or a folder
+    holding it) into the image."""
+    sandbox = root / SANDBOX_DIR.name
+    problems = []
+    for keyword, args in dockerfile_instructions(text):
+        if keyword not in ("COPY", "ADD") or "--from=" in args:
+            continue
+        words = [w for w in args.split() if not w.startswith("--")]
+        problems += [f"Dockerfile: {keyword} {source} takes the development sandbox into the image"
+                     for source in words[:-1] if "://" not in source and holds(root / source, sandbox)]
     return problems
+
+
+def dockerignore_problems(text: str) -> list[str]:
+    """The build context leaves the development sandbox out (defence in depth: the Dockerfile
+    copies none of it)."""
+    patterns = {line.strip().strip("/") for line in text.splitlines() if line.strip() and not line.startswith("#")}
+    return [] if SANDBOX_DIR.name in patterns else [f".dockerignore does not exclude {SANDBOX_DIR.name}/"]
 
 
 # ------------------------------------------------------------------ the policy

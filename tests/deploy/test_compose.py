@@ -29,13 +29,17 @@ from compose_checks import (
     DBHOST_WORKER,
     DEPLOY_DIR,
     DOCKERFILE,
+    DOCKERIGNORE,
     ENV_EXAMPLE,
     HMS_SERVICE,
     MINIO_INIT,
     REPO_ROOT,
+    SANDBOX_DIR,
+    SANDBOX_PACKAGE,
     command_words,
     connection_problems,
     dockerfile_problems,
+    dockerignore_problems,
     environment,
     healthcheck_problems,
     image_problems,
@@ -46,6 +50,8 @@ from compose_checks import (
     mounts,
     policy_connection_ids,
     read_env_file,
+    sandbox_copy_problems,
+    sandbox_mount_problems,
     schema_problems,
     secret_literal_problems,
     service_problems,
@@ -90,7 +96,7 @@ def required_connection_ids() -> list[str]:
     constant = re.compile(r'^[A-Z_]*CONNECTION[A-Z_]*\s*(?::\s*\w+\s*)?=\s*"([a-z0-9_]+)"', re.MULTILINE)
     for module in sorted((REPO_ROOT / "plugins" / "hms_dr" / "tasks").glob("*.py")):
         ids |= set(constant.findall(module.read_text(encoding="utf-8")))
-    sandbox_env = (REPO_ROOT / "plugins" / "hms_dr" / "sandbox" / "airflow_env.py").read_text(encoding="utf-8")
+    sandbox_env = (REPO_ROOT / "sandbox" / "hms_sandbox" / "airflow_env.py").read_text(encoding="utf-8")
     ids |= {name.lower() for name in re.findall(r'"AIRFLOW_CONN_([A-Z0-9_]+)"', sandbox_env)}
     return sorted(ids)
 
@@ -149,7 +155,7 @@ def test_the_wal_spool_is_shared_by_the_hms_server_and_the_database_host_worker(
 
 
 def test_the_hms_server_is_built_like_the_sandbox_builds_it(compose):
-    from hms_dr.sandbox.hmsdb import _LOAD_SETTINGS, LOAD_FILES
+    from hms_sandbox.hmsdb import _LOAD_SETTINGS, LOAD_FILES
 
     hms = services(compose)[HMS_SERVICE]
     env = environment(hms)
@@ -165,6 +171,15 @@ def test_the_hms_server_is_built_like_the_sandbox_builds_it(compose):
     archiving = (DEPLOY_DIR / "hms-postgres" / "initdb" / "10-hms-archiving.sh").read_text(encoding="utf-8")
     assert "postgresql.hms.conf" in archiving and "archive_wal.sh" in archiving
     assert re.search(r"^host\s+replication\s+hms_replica\s+samenet\s+scram-sha-256$", archiving, re.MULTILINE)
+
+
+def test_no_production_service_mounts_the_sandbox(compose):
+    # The development sandbox is its own package beside plugins/ (which every Airflow container
+    # mounts); the check is not vacuous: the sandbox is there, and plugins/ is mounted.
+    assert (SANDBOX_DIR / SANDBOX_PACKAGE / "__init__.py").is_file()
+    assert not (REPO_ROOT / "plugins" / "hms_dr" / "sandbox").exists()
+    assert "./plugins" in {m.source for m in mounts(services(compose)["airflow-worker"]) if m.kind == "bind"}
+    assert sandbox_mount_problems(compose, REPO_ROOT) == []
 
 
 def test_the_compose_policy_is_valid_and_keeps_step_with_the_committed_policy(compose, compose_policy_data):
@@ -208,6 +223,12 @@ def test_deploy_scripts_are_executable_and_parse():
 
 def test_the_dockerfile_builds_on_airflow_3_3_2_with_the_tools_and_ends_as_airflow():
     assert dockerfile_problems(DOCKERFILE.read_text(encoding="utf-8"), REPO_ROOT) == []
+
+
+def test_the_image_does_not_copy_the_sandbox():
+    assert sandbox_copy_problems(DOCKERFILE.read_text(encoding="utf-8"), REPO_ROOT) == []
+    assert dockerignore_problems(DOCKERIGNORE.read_text(encoding="utf-8")) == []
+    assert dockerignore_problems(DOCKERIGNORE.read_text(encoding="utf-8").replace("\nsandbox\n", "\n")) != []
 
 
 # ------------------------------------------------------------------ .env, written by deploy/new-env.sh
@@ -312,6 +333,12 @@ def _add_env(service: str, name: str, value: str) -> Callable[[dict[str, Any]], 
     return mutate
 
 
+def _mount(service: str, volume: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(data: dict[str, Any]) -> None:
+        services(data)[service]["volumes"] = [*services(data)[service]["volumes"], volume]
+    return mutate
+
+
 def _spool_policy(data: dict[str, Any]) -> list[str]:
     policy = load_policy(COMPOSE_POLICY)
     assert policy.wal is not None
@@ -343,6 +370,10 @@ BROKEN_COMPOSE: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "spool not mounted by the worker": (_unmount_spool, "spool"),
     "worker on the default queue": (_set(["services", DBHOST_WORKER, "command"], "celery worker"), "spool"),
     "archive_command elsewhere": (_add_env(HMS_SERVICE, "HMS_WAL_SPOOL_DIR", "/tmp/spool"), "spool"),
+    "sandbox mounted": (_mount("airflow-worker", "./sandbox:/opt/airflow/sandbox:ro"), "sandbox"),
+    "sandbox package mounted": (_mount("airflow-scheduler", "./sandbox/hms_sandbox:/opt/airflow/plugins/hms_sandbox:ro"), "sandbox"),
+    "repository mounted": (_mount(DBHOST_WORKER, "./:/opt/hms-dr:ro"), "sandbox"),
+    "sandbox on PYTHONPATH": (_add_env("airflow-worker", "PYTHONPATH", "/opt/airflow/plugins:/opt/airflow/sandbox"), "sandbox"),
 }
 
 
@@ -362,6 +393,7 @@ def test_the_checks_catch_a_broken_compose_file(case, compose, compose_schema, e
         "images": image_problems,
         "healthchecks": healthcheck_problems,
         "spool": _spool_policy,
+        "sandbox": lambda d: sandbox_mount_problems(d, REPO_ROOT),
     }
     assert checks[check](compose) == [], "the real file must pass the check this case breaks"
     assert checks[check](broken) != []
@@ -374,6 +406,10 @@ BROKEN_DOCKERFILE = {
     "no zstd": ("        zstd; \\", "        ; \\"),
     "no constraints": ("-c /opt/hms-dr/constraints.txt", ""),
     "missing COPY source": ("COPY --chown=airflow:0 include/", "COPY --chown=airflow:0 includes/"),
+    "copies the sandbox": ("COPY --chown=airflow:0 include/ /opt/airflow/include/",
+                           "COPY --chown=airflow:0 include/ sandbox/ /opt/airflow/include/"),
+    "copies the whole context": ("COPY --chown=airflow:0 include/ /opt/airflow/include/",
+                                 "COPY --chown=airflow:0 . /opt/hms-dr/\nCOPY --chown=airflow:0 include/ /opt/airflow/include/"),
 }
 
 

@@ -2,7 +2,7 @@
 postgres image runs them — as the server user, against a socket-only server freshly made by
 initdb with scram authentication — build the database the sandbox builds: WAL archived into the
 spool by include/postgres/archive_wal.sh, replication for hms_replica, the three roles with
-their passwords, and the same tables, rows and views as hms_dr.sandbox.hmsdb loads."""
+their passwords, and the same tables, rows and views as hms_sandbox.hmsdb loads."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import pytest
 from workdirs import state_root
 from psycopg import sql
 
-from hms_dr.sandbox.cluster import LocalCluster, free_port, prepare_server_dir, run_server_tool
-from hms_dr.sandbox.hmsdb import TABLES, VIEWS, create_hms_database
+from hms_sandbox.cluster import LocalCluster, free_port, prepare_server_dir, run_server_tool
+from hms_sandbox.hmsdb import TABLES, VIEWS, create_hms_database
 
 pytestmark = pytest.mark.integration
 

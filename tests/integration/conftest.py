@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import pytest
-from hms_dr.sandbox.airflow_env import build_airflow_env
+from hms_sandbox.airflow_env import build_airflow_env
 from workdirs import state_root
 import yaml
 
@@ -40,7 +40,7 @@ def worker_state_dir(worker_id: str) -> Path:
 @pytest.fixture(scope="session")
 def sandbox(worker_id: str) -> Iterator[Any]:
     """worker_id comes from pytest-xdist ("gw0", ..., or "master" without -n)."""
-    from hms_dr.sandbox import start_sandbox, stop_sandbox
+    from hms_sandbox import start_sandbox, stop_sandbox
 
     state_dir = worker_state_dir(worker_id)
     started = start_sandbox(state_dir=state_dir, scale_mb=TEST_SCALE_MB)
@@ -57,7 +57,7 @@ def scratch_cluster(worker_id: str) -> Iterator[str]:
     import shutil
     import uuid
 
-    from hms_dr.sandbox.cluster import LocalCluster, free_port
+    from hms_sandbox.cluster import LocalCluster, free_port
 
     base = worker_state_dir(worker_id).parent / f"scratch-{uuid.uuid4().hex[:8]}"
     cluster = LocalCluster(base / "data", free_port(), base / "log" / "server.log", base / "sockets")
@@ -207,7 +207,7 @@ class ScheduledAirflow:
         """``ui_users`` (name -> password) become admin users of the simple auth manager, as
         `make airflow` sets them up; without it Airflow makes its own (unknown) admin password.
         ``env`` adds Airflow settings of this test (AIRFLOW__...)."""
-        from hms_dr.sandbox.cluster import free_port
+        from hms_sandbox.cluster import free_port
 
         home = Path(runner.sandbox.state_dir) / f"airflow-scheduled-{name}"
         home.mkdir(exist_ok=True)

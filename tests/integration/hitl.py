@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 VENV_BIN = Path(sys.executable).parent
 SWAP_TASK = "swap_into_production"
-APPROVER = "approver"  # the sandbox policy's approver (hms_dr.sandbox.policy_file.SANDBOX_APPROVER)
+APPROVER = "approver"  # the sandbox policy's approver (hms_sandbox.policy_file.SANDBOX_APPROVER)
 
 
 class AirflowApi:
@@ -103,7 +103,7 @@ class HitlApiServer:
     simple auth manager whose passwords the test knows."""
 
     def __init__(self, runner: Any, users: Mapping[str, str], roles: Mapping[str, str] | None = None) -> None:
-        from hms_dr.sandbox.cluster import free_port
+        from hms_sandbox.cluster import free_port
 
         self.port = free_port()
         home = Path(runner.sandbox.state_dir) / "hitl-api"

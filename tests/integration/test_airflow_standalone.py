@@ -2,7 +2,7 @@
 foreground process group), when its terminal closes (SIGHUP) and, after its supervisor was
 killed outright, on `make stop`.
 
-Each test starts the real `python -m hms_dr.sandbox.standalone` (what `make airflow` execs) on a
+Each test starts the real `python -m hms_sandbox.standalone` (what `make airflow` execs) on a
 sandbox of this module's own, waits until the API server answers and reports the scheduler, the
 triggerer and the dag-processor healthy, takes the whole process tree from /proc (psutil, not the
 code under test), then stops it and checks that not one of those processes still runs.
@@ -32,13 +32,15 @@ import psutil
 import pytest
 from workdirs import state_root
 
-from hms_dr.sandbox import Sandbox, sandbox_status, start_sandbox, stop_sandbox
-from hms_dr.sandbox.cluster import free_port
-from hms_dr.sandbox.airflow_env import build_airflow_env
+from hms_sandbox import Sandbox, sandbox_status, start_sandbox, stop_sandbox
+from hms_sandbox.cluster import free_port
+from hms_sandbox.airflow_env import build_airflow_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# What `make` exports for the sandbox's own commands: the engine (plugins/) and the sandbox (sandbox/).
+SANDBOX_PYTHONPATH = os.pathsep.join(str(REPO_ROOT / root) for root in ("plugins", "sandbox"))
 SCALE_MB = 5
 # Airflow's four components coming up on a busy 2-core machine (other test workers run too).
 SERVE_TIMEOUT_S = 180
@@ -62,7 +64,7 @@ def sandbox(worker_id: str) -> Iterator[Sandbox]:
 
 
 class Standalone:
-    """`python -m hms_dr.sandbox.standalone` started as a shell starts a job: in a process group
+    """`python -m hms_sandbox.standalone` started as a shell starts a job: in a process group
     of its own, which is what a terminal's Ctrl-C goes to. With ``terminal``, in a session whose
     controlling terminal is a pseudo-terminal this test holds, as in a terminal window: closing
     it hangs the terminal up (SIGHUP, and writes to it fail)."""
@@ -72,10 +74,10 @@ class Standalone:
         self.log_path = sandbox.state_dir / f"standalone-{name}.log"
         env = {
             **os.environ, **build_airflow_env(sandbox),
-            "HMS_DR_SANDBOX": str(sandbox.state_dir), "PYTHONPATH": str(REPO_ROOT / "plugins"),
+            "HMS_DR_SANDBOX": str(sandbox.state_dir), "PYTHONPATH": SANDBOX_PYTHONPATH,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # as `make airflow` has it
         }
-        argv = [sys.executable, "-m", "hms_dr.sandbox.standalone", "--port", str(free_port())]
+        argv = [sys.executable, "-m", "hms_sandbox.standalone", "--port", str(free_port())]
         self.terminal: int | None = None
         self.copying: threading.Thread | None = None
         self.closing = threading.Event()
@@ -262,10 +264,29 @@ def test_a_stop_signal_stops_every_process_it_started(sandbox: Sandbox, standalo
     print(f"{signum.name}: {len(tree)} processes ({components}) stopped in {took:.1f} s")
 
 
+def _pythonpaths(tree: dict[int, tuple[float, str]]) -> dict[str, str]:
+    """The PYTHONPATH each process of ``tree`` that still runs was started with, by command line
+    ("" without one)."""
+    found = {}
+    for pid, (_, command) in tree.items():
+        try:
+            found[command] = psutil.Process(pid).environ().get("PYTHONPATH", "")
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
 def test_make_stop_stops_a_standalone_whose_supervisor_was_killed(sandbox: Sandbox, standalones: Any) -> None:
     standalone = standalones("orphaned")
     standalone.wait_until_serving()
     tree = standalone.collect_tree()
+    # Airflow runs the product alone, as in production: its processes have plugins/ on their
+    # PYTHONPATH, not the sandbox, which its supervisor (started as `make airflow` starts it) has.
+    # (Those that set their process title read back without one: setproctitle overwrites the
+    # environment block psutil reads.)
+    assert psutil.Process(standalone.process.pid).environ()["PYTHONPATH"] == SANDBOX_PYTHONPATH
+    pythonpaths = _pythonpaths(tree)
+    assert {entry for path in pythonpaths.values() for entry in path.split(os.pathsep) if entry} == {str(REPO_ROOT / "plugins")}, pythonpaths
     _, status_while_running = sandbox_status(sandbox.state_dir)
 
     standalone.process.kill()  # SIGKILL: no handler runs, as when make's terminal is killed with it
@@ -275,8 +296,8 @@ def test_make_stop_stops_a_standalone_whose_supervisor_was_killed(sandbox: Sandb
     assert any("airflow scheduler" in command for command in orphans.values()), "the scenario needs Airflow left running"
 
     stopped = subprocess.run(
-        [sys.executable, "-m", "hms_dr.sandbox", "stop", "--state-dir", str(sandbox.state_dir)],
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "plugins")}, capture_output=True, text=True, timeout=STOP_BOUND_S + 60,
+        [sys.executable, "-m", "hms_sandbox", "stop", "--state-dir", str(sandbox.state_dir)],
+        env={**os.environ, "PYTHONPATH": SANDBOX_PYTHONPATH}, capture_output=True, text=True, timeout=STOP_BOUND_S + 60,
     )
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     left = standalone.still_running(tree)

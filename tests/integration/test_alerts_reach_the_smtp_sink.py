@@ -31,9 +31,9 @@ import pytest
 from hms_dr.catalog import key_for
 from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
 from hms_dr.publish import publish_set
-from hms_dr.sandbox.cluster import free_port
-from hms_dr.sandbox.policy_file import SANDBOX_ALERT_RECIPIENT
-from hms_dr.sandbox.smtpsink import mail_dir
+from hms_sandbox.cluster import free_port
+from hms_sandbox.policy_file import SANDBOX_ALERT_RECIPIENT
+from hms_sandbox.smtpsink import mail_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 

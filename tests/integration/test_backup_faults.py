@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import psutil
 import pytest
 
-from hms_dr.sandbox.cluster import free_port
+from hms_sandbox.cluster import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 

@@ -19,7 +19,7 @@ import yaml
 from psycopg.conninfo import make_conninfo
 
 from hms_dr.policy import DEFAULT_POLICY_PATH
-from hms_dr.sandbox.airflow_env import build_airflow_env
+from hms_sandbox.airflow_env import build_airflow_env
 
 pytestmark = pytest.mark.integration
 

@@ -6,6 +6,7 @@ A restore that misses its baselines is printed as FAILED with the checks that fa
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from hms_dr.policy import load_policy
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# What `make` exports for the sandbox's own commands: the engine (plugins/) and the sandbox (sandbox/).
+SANDBOX_PYTHONPATH = os.pathsep.join(str(REPO_ROOT / root) for root in ("plugins", "sandbox"))
 CLUSTER = "hms-primary"
 UNITS_S = {"s": 1, "min": 60, "h": 3600}
 
@@ -42,9 +45,9 @@ def stored_summary(store: Any, report: BackupSet) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def demo_run(sandbox: Any, dag_runner: Any) -> subprocess.CompletedProcess[str]:
-    """`python -m hms_dr.sandbox.demo` as `make demo` runs it: airflow.env exported, HMS_DR_SANDBOX set."""
-    env = {**dag_runner.env, "HMS_DR_SANDBOX": str(sandbox.state_dir), "PYTHONPATH": str(REPO_ROOT / "plugins")}
-    return subprocess.run([sys.executable, "-m", "hms_dr.sandbox.demo"], env=env, capture_output=True, text=True, timeout=900)
+    """`python -m hms_sandbox.demo` as `make demo` runs it: airflow.env exported, HMS_DR_SANDBOX set."""
+    env = {**dag_runner.env, "HMS_DR_SANDBOX": str(sandbox.state_dir), "PYTHONPATH": SANDBOX_PYTHONPATH}
+    return subprocess.run([sys.executable, "-m", "hms_sandbox.demo"], env=env, capture_output=True, text=True, timeout=900)
 
 
 def test_the_demo_prints_the_restore_tests_verdict_rto_checks_and_report_from_the_run(
@@ -93,7 +96,7 @@ def test_the_demo_prints_the_restore_tests_verdict_rto_checks_and_report_from_th
 def test_a_restore_that_misses_its_baselines_is_printed_failed_with_the_failed_checks(
     demo_run: subprocess.CompletedProcess[str], sandbox: Any, dag_runner: Any, primary_store: Any, tmp_path: Path
 ) -> None:
-    from hms_dr.sandbox import demo
+    from hms_sandbox import demo
 
     made = re.search(r"^Backup set (\d{8}T\d{6}Z) complete in", demo_run.stdout, re.MULTILINE)
     assert made, demo_run.stdout + demo_run.stderr

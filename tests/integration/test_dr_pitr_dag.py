@@ -26,7 +26,7 @@ from hms_dr.crypto import EncryptionKey
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.basebackup import take_base_backup
 from hms_dr.policy import EncryptionMode
-from hms_dr.sandbox.cluster import LocalCluster
+from hms_sandbox.cluster import LocalCluster
 from hms_dr.wal.ship import ship_spool
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]

@@ -13,7 +13,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from hms_dr.errors import ParamInvalid, PreflightFailed
-from hms_dr.sandbox.hmsdb import TABLES, VIEWS, create_hms_database, drop_hms_database
+from hms_sandbox.hmsdb import TABLES, VIEWS, create_hms_database, drop_hms_database
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ import pytest
 from hms_dr.errors import PreflightFailed
 from hms_dr.integrity import check_amcheck_ready
 from hms_dr.pgtools import ConnectionInfo
-from hms_dr.sandbox.cluster import PG_BIN, LocalCluster, free_port, prepare_server_dir, run_server_tool
-from hms_dr.sandbox.smtpsink import mail_dir
+from hms_sandbox.cluster import PG_BIN, LocalCluster, free_port, prepare_server_dir, run_server_tool
+from hms_sandbox.smtpsink import mail_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 

@@ -24,7 +24,7 @@ from test_integrity_check import connection_env, copy_of_production, overwrite_m
 
 from hms_dr.catalog import find_set
 from hms_dr.manifest import BackupKind
-from hms_dr.sandbox.cluster import LocalCluster
+from hms_sandbox.cluster import LocalCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 

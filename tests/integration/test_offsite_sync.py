@@ -28,8 +28,8 @@ import pytest
 from hms_dr.catalog import key_for, list_catalog
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload, new_backup_set_id, parse_manifest
 from hms_dr.publish import publish_set
-from hms_dr.sandbox.cluster import free_port
-from hms_dr.sandbox.s3server import MotoServer, create_buckets
+from hms_sandbox.cluster import free_port
+from hms_sandbox.s3server import MotoServer, create_buckets
 from hms_dr.store import ObjectLockRetention, Store, open_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]

@@ -38,8 +38,8 @@ from hms_dr.pgtools import ConnectionInfo
 from hms_dr.policy import EncryptionMode
 from hms_dr.publish import publish_set
 from hms_dr.decrypt import decrypt_file
-from hms_dr.sandbox.cluster import PG_BIN, LocalCluster, free_port, prepare_server_dir, run_server_tool
-from hms_dr.sandbox.lifecycle import archive_command
+from hms_sandbox.cluster import PG_BIN, LocalCluster, free_port, prepare_server_dir, run_server_tool
+from hms_sandbox.lifecycle import archive_command
 from hms_dr.streams import Pipeline, Stage
 from hms_dr.wal.ship import ship_spool
 

@@ -22,7 +22,7 @@ from hms_dr.errors import DatabaseUnavailable
 from hms_dr.policy import DEFAULT_POLICY_PATH, load_policy
 from hms_dr.quality import check_restored_database
 from hms_dr.quality.report import write_report_html
-from hms_dr.sandbox.hmsdb import TABLES, create_hms_database
+from hms_sandbox.hmsdb import TABLES, create_hms_database
 
 pytestmark = pytest.mark.integration
 

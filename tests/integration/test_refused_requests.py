@@ -49,7 +49,7 @@ def production(sandbox: Any) -> Iterator[None]:
 def pitr_root(sandbox: Any) -> Iterator[Path]:
     """The sandbox policy's allowed data root; a cluster a run that was NOT refused would recover
     below it is stopped and removed afterwards."""
-    from hms_dr.sandbox.cluster import LocalCluster
+    from hms_sandbox.cluster import LocalCluster
 
     root = Path(sandbox.paths.state_dir) / "pitr"
     yield root

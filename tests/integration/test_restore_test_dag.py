@@ -143,7 +143,7 @@ def test_a_wrong_restore_key_fails_before_any_restore_starts(dag_runner: Any, go
     import shutil
     import uuid
 
-    from hms_dr.sandbox.keys import export_secret_key, generate_key_pair, stop_gpg_agent
+    from hms_sandbox.keys import export_secret_key, generate_key_pair, stop_gpg_agent
 
     home = sandbox.state_dir / f"gpg-{uuid.uuid4().hex[:8]}"
     home.mkdir(mode=0o700)

@@ -18,7 +18,7 @@ from hms_dr.catalog import list_catalog
 from hms_dr.errors import DataCorruption
 from hms_dr.manifest import BackupKind
 from hms_dr.physical import drill
-from hms_dr.sandbox.cluster import LocalCluster, free_port, prepare_server_dir
+from hms_sandbox.cluster import LocalCluster, free_port, prepare_server_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 

@@ -19,12 +19,13 @@ import psycopg
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "plugins"))  # until the lead's conftest puts plugins/ on sys.path
+from hms_sandbox import Sandbox, load_sandbox, sandbox_status, start_sandbox, stop_sandbox
+from hms_sandbox.cluster import port_is_open, server_user
+from hms_sandbox.airflow_env import build_airflow_env
 
-from hms_dr.sandbox import Sandbox, load_sandbox, sandbox_status, start_sandbox, stop_sandbox  # noqa: E402
-from hms_dr.sandbox.cluster import port_is_open, server_user  # noqa: E402
-from hms_dr.sandbox.airflow_env import build_airflow_env
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# What `make` exports for the sandbox's own commands: the engine (plugins/) and the sandbox (sandbox/).
+SANDBOX_PYTHONPATH = os.pathsep.join(str(REPO_ROOT / root) for root in ("plugins", "sandbox"))
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
@@ -208,12 +209,12 @@ def test_secrets_stay_in_private_files(sandbox: Sandbox) -> None:
 
 
 def test_cli_status_and_env_report_the_sandbox(sandbox: Sandbox) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "plugins")}
-    status = subprocess.run([sys.executable, "-m", "hms_dr.sandbox", "status", "--state-dir", str(sandbox.state_dir)], capture_output=True, text=True, env=env, check=False)
+    env = {**os.environ, "PYTHONPATH": SANDBOX_PYTHONPATH}
+    status = subprocess.run([sys.executable, "-m", "hms_sandbox", "status", "--state-dir", str(sandbox.state_dir)], capture_output=True, text=True, env=env, check=False)
     assert status.returncode == 0, status.stdout + status.stderr
     assert f"running  127.0.0.1:{sandbox.pg_port}" in status.stdout
     assert sandbox.fingerprint in status.stdout
-    env_path = subprocess.run([sys.executable, "-m", "hms_dr.sandbox", "env", "--state-dir", str(sandbox.state_dir)], capture_output=True, text=True, env=env, check=False)
+    env_path = subprocess.run([sys.executable, "-m", "hms_sandbox", "env", "--state-dir", str(sandbox.state_dir)], capture_output=True, text=True, env=env, check=False)
     assert env_path.stdout.strip() == str(sandbox.paths.env_file)
 
 

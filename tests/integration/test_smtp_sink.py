@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hms_dr.sandbox.cluster import free_port, port_is_open
-from hms_dr.sandbox.smtpsink import SmtpSink, received_messages
+from hms_sandbox.cluster import free_port, port_is_open
+from hms_sandbox.smtpsink import SmtpSink, received_messages
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from hms_dr.errors import PreflightFailed
-from hms_dr.sandbox.hmsdb import create_hms_database
+from hms_sandbox.hmsdb import create_hms_database
 from hms_dr.view_determinism import fingerprints_under_two_plans, refuse_nondeterministic_views, static_reasons
 
 pytestmark = pytest.mark.integration

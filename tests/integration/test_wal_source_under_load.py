@@ -32,7 +32,7 @@ from hms_dr.crypto import DecryptionKey, EncryptionKey, gpg_home
 from hms_dr.physical import walfetch
 from hms_dr.physical.walsource import WalSource
 from hms_dr.policy import EncryptionMode
-from hms_dr.sandbox.keys import export_public_key, export_secret_key, generate_key_pair
+from hms_sandbox.keys import export_public_key, export_secret_key, generate_key_pair
 from hms_dr.store import open_store
 from hms_dr.wal.ship import ship_spool
 

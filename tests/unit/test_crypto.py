@@ -35,7 +35,7 @@ from hms_dr.decrypt import decrypt_file, decrypt_to_file, plain_matches
 from hms_dr.errors import DecryptionFailed, ToolFailed
 from hms_dr.gpghome import agent_pid
 from hms_dr.policy import EncryptionMode
-from hms_dr.sandbox.keys import export_public_key, export_secret_key, find_fingerprint, run_gpg
+from hms_sandbox.keys import export_public_key, export_secret_key, find_fingerprint, run_gpg
 from hms_dr.streams import Pipeline
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"

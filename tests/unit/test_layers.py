@@ -1,12 +1,14 @@
 """The layers of the code, as README "Layers" writes them down, read from the import statements
-of every product file (any import: at module level, inside a function, under TYPE_CHECKING):
+of every file of the product and of the sandbox (any import: at module level, inside a function,
+under TYPE_CHECKING):
 
 - DAG files and the UI plugin (``dags/``, ``plugins/hms_status_plugin.py``) import Airflow, the
   Airflow edge (``hms_dr.tasks``) and what they need of the engine; never the sandbox.
 - The Airflow edge, ``hms_dr.tasks``, adapts: Airflow's context, params and Connections in, one
   engine call, a record out. Nothing below it imports it.
-- The development sandbox, ``hms_dr.sandbox``, drives the engine and Airflow for the demo and the
-  tests; nothing of the product imports it.
+- The development sandbox, ``hms_sandbox`` (``sandbox/``, beside ``plugins/``, never mounted into
+  production), drives the engine and Airflow for the demo and the tests; it may import ``hms_dr``,
+  and nothing of the product (``plugins/``, ``dags/``) imports it.
 - The engine, every other ``hms_dr`` module: plain Python that never imports Airflow, the edge or
   the sandbox, and whose modules import each other without a cycle.
 """
@@ -17,12 +19,14 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGE_ROOT = REPO / "plugins"
+PACKAGE_ROOT = REPO / "plugins"  # the product: what production mounts
+SANDBOX_ROOT = REPO / "sandbox"  # the development sandbox, beside it
 ENTRY_POINTS = [*sorted((REPO / "dags").glob("*.py")), PACKAGE_ROOT / "hms_status_plugin.py"]
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE_ROOT).with_suffix("").parts)
+    root = SANDBOX_ROOT if path.is_relative_to(SANDBOX_ROOT) else PACKAGE_ROOT
+    parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
@@ -48,9 +52,20 @@ def imported_names(path: Path, module: str | None, modules: frozenset[str] = fro
     return names
 
 
+def product_files() -> dict[str, Path]:
+    """Every module of the hms_dr package (plugins/hms_dr), by name."""
+    return {module_name(path): path for path in (PACKAGE_ROOT / "hms_dr").rglob("*.py")}
+
+
+def sandbox_files() -> dict[str, Path]:
+    """Every module of the hms_sandbox package (sandbox/hms_sandbox), by name."""
+    return {module_name(path): path for path in (SANDBOX_ROOT / "hms_sandbox").rglob("*.py")}
+
+
 def engine_graph() -> dict[str, set[str]]:
-    """hms_dr module -> the hms_dr modules it imports (package names resolve to their __init__)."""
-    files = {module_name(path): path for path in (PACKAGE_ROOT / "hms_dr").rglob("*.py")}
+    """hms_dr and hms_sandbox module -> the modules of the two it imports (package names resolve
+    to their __init__)."""
+    files = {**product_files(), **sandbox_files()}
     modules = frozenset(files)
     return {module: {name for name in imported_names(path, module, modules) if name in files and name != module}
             for module, path in files.items()}
@@ -59,7 +74,7 @@ def engine_graph() -> dict[str, set[str]]:
 def layer(module: str) -> str:
     if module == "hms_dr.tasks" or module.startswith("hms_dr.tasks."):
         return "edge"
-    if module == "hms_dr.sandbox" or module.startswith("hms_dr.sandbox."):
+    if module == "hms_sandbox" or module.startswith("hms_sandbox."):
         return "sandbox"
     return "engine"
 
@@ -104,23 +119,37 @@ def is_airflow(name: str) -> bool:
 
 
 def test_the_engine_never_imports_airflow_the_edge_or_the_sandbox() -> None:
-    files = {module_name(path): path for path in (PACKAGE_ROOT / "hms_dr").rglob("*.py")}
+    files = product_files()
     upward = sorted(
         f"{module} imports {name}"
         for module, path in files.items() if layer(module) == "engine"
         for name in imported_names(path, module)
-        if is_airflow(name) or (name.startswith("hms_dr.") and layer(name) != "engine")
+        if is_airflow(name) or (name.startswith(("hms_dr.", "hms_sandbox")) and layer(name) != "engine")
     )
     assert upward == []
 
 
+def test_the_sandbox_lives_outside_the_product() -> None:
+    # plugins/ is what production mounts: the sandbox package is beside it, not in it.
+    assert sandbox_files(), "no sandbox package found under sandbox/hms_sandbox"
+    assert all(layer(module) == "sandbox" for module in sandbox_files())
+    assert [layer(module) for module in product_files() if layer(module) == "sandbox"] == []
+    inside = [path.relative_to(REPO).as_posix() for path in PACKAGE_ROOT.rglob("*.py")]
+    assert [path for path in inside if "sandbox" in path] == []
+
+
 def test_nothing_of_the_product_imports_the_sandbox() -> None:
-    files = {module_name(path): path for path in (PACKAGE_ROOT / "hms_dr").rglob("*.py")}
-    product = [(module, path) for module, path in files.items() if layer(module) != "sandbox"]
-    product += [(None, path) for path in ENTRY_POINTS]
+    product: list[tuple[str | None, Path]] = list(product_files().items())
+    product += [(None, path) for path in sorted({*ENTRY_POINTS, *PACKAGE_ROOT.glob("*.py")})]
     offending = sorted(f"{module or path.name} imports {name}" for module, path in product
-                       for name in imported_names(path, module) if layer(name) == "sandbox" and name.startswith("hms_dr"))
+                       for name in imported_names(path, module) if layer(name) == "sandbox")
     assert offending == []
+
+
+def test_the_sandbox_may_import_the_engine() -> None:
+    # The sandbox drives the engine; the tests above keep the product from importing it back,
+    # and the cycle check below reads both packages together.
+    assert "hms_dr.files" in engine_graph()["hms_sandbox.lifecycle"]
 
 
 def test_no_import_cycle_among_the_modules() -> None:
@@ -132,3 +161,4 @@ def test_the_cycle_finder_finds_a_cycle_and_a_clean_graph_has_none() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
     graph = engine_graph()
     assert "hms_dr.errors" in graph["hms_dr.manifest"]  # the reader sees real imports
+    assert "hms_sandbox.state" in graph["hms_sandbox.lifecycle"]  # of the sandbox too

@@ -19,8 +19,8 @@ from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload, new_backup_set_i
 from hms_dr.offsite.sync import sync_offsite
 from hms_dr.publish import publish_set
 from hms_dr.retention import RetentionRule, apply_retention_plan, plan_retention
-from hms_dr.sandbox.cluster import free_port
-from hms_dr.sandbox.s3server import MotoServer
+from hms_sandbox.cluster import free_port
+from hms_sandbox.s3server import MotoServer
 from hms_dr.store import ObjectLockRetention, Store, open_store
 
 CLUSTER = "hms-primary"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hms_dr.sandbox.detached import read_process, session_tree, stop_session_tree
-from hms_dr.sandbox.lifecycle import record_standalone, running_standalone
-from hms_dr.sandbox.state import SandboxPaths, save_state
+from hms_sandbox.detached import read_process, session_tree, stop_session_tree
+from hms_sandbox.lifecycle import record_standalone, running_standalone
+from hms_sandbox.state import SandboxPaths, save_state
 
 TREE = textwrap.dedent(
     """

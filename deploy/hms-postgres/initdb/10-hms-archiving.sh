@@ -1,6 +1,6 @@
 #!/bin/sh
 # First start only (postgres image, /docker-entrypoint-initdb.d): the hms-dr server settings.
-# Same result as the sandbox's cluster (plugins/hms_dr/sandbox/cluster.py): include the conf
+# Same result as the sandbox's cluster (sandbox/hms_sandbox/cluster.py): include the conf
 # fragment include/postgres/postgresql.hms.conf (wal_level=replica, archive_mode=on,
 # archive_timeout=60s, max_wal_senders), then archive_command = archive_wal.sh into the spool.
 # Data checksums come from POSTGRES_INITDB_ARGS=--data-checksums. Both settings take effect when

@@ -1,6 +1,6 @@
 #!/bin/bash
 # First start only (postgres image, /docker-entrypoint-initdb.d): the HMS roles, database, schema,
-# demo data and views from include/sql/hms, in the order hms_dr.sandbox.hmsdb loads them:
+# demo data and views from include/sql/hms, in the order hms_sandbox.hmsdb loads them:
 #   1. roles.sql, then the login passwords of hms_admin, hms_backup, hms_replica (from env),
 #      then CREATE DATABASE hospital_management OWNER hms_admin (template0, UTF8, C collation);
 #   2. in the new database, ONE transaction as hms_admin: the load settings, hms.scale_mb,

@@ -1,5 +1,5 @@
 -- HMS cluster roles. Idempotent: safe to run on every sandbox start.
--- Passwords are NOT set here; the loader (hms_dr.sandbox.hmsdb) sets them with ALTER ROLE.
+-- Passwords are NOT set here; the loader (hms_sandbox.hmsdb) sets them with ALTER ROLE.
 --   hms_admin    owns the hospital_management database and every object in it
 --   hms_backup   read-only backup operator (pg_dump, baselines): predefined read-all roles, no superuser
 --   hms_replica  streaming replication / pg_basebackup

@@ -33,7 +33,8 @@ from hms_dr.errors import HmsDrError
 from hms_dr.files import write_file_atomically
 from hms_dr.manifest import BackupKind
 from hms_dr.policy import Policy, load_policy
-from hms_dr.sandbox.state import load_sandbox
+from hms_sandbox.airflow_env import airflow_process_env
+from hms_sandbox.state import REPO_ROOT, load_sandbox
 from hms_dr.store import Store, open_store
 from hms_dr.units import human_bytes
 
@@ -48,9 +49,9 @@ ENGINE_LOG_LINE = re.compile(r"\[(?P<level>info|warning|error)\s*\] (?P<message>
 
 def airflow(*args: str, log_file: Path | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run the airflow CLI of this venv with the sandbox environment (``env``, default: this
-    process's, which `make` exported from airflow.env)."""
+    process's, which `make` exported from airflow.env), the product alone on its PYTHONPATH."""
     executable = str(Path(sys.executable).with_name("airflow"))
-    run_env = None if env is None else dict(env)
+    run_env = airflow_process_env(os.environ if env is None else env, REPO_ROOT / "plugins")
     if log_file is None:
         return subprocess.run([executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=run_env).returncode
     with log_file.open("w") as out:

@@ -20,7 +20,7 @@ from hms_dr.errors import DatabaseUnavailable, ParamInvalid, PreflightFailed
 
 log = logging.getLogger(__name__)
 
-SQL_DIR: Path = Path(__file__).resolve().parents[3] / "include" / "sql" / "hms"
+SQL_DIR: Path = Path(__file__).resolve().parents[2] / "include" / "sql" / "hms"
 
 ROLES: tuple[str, ...] = ("hms_admin", "hms_backup", "hms_replica")
 TABLES: tuple[str, ...] = (

@@ -26,17 +26,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from hms_dr.sandbox.cluster import port_is_open
-from hms_dr.sandbox.detached import stop_session_tree
-from hms_dr.sandbox.lifecycle import (
+from hms_sandbox.airflow_env import airflow_process_env
+from hms_sandbox.cluster import port_is_open
+from hms_sandbox.detached import stop_session_tree
+from hms_sandbox.lifecycle import (
     STANDALONE_MARKER_VARIABLE,
     STANDALONE_STOP_GRACE_S,
     forget_standalone,
     record_standalone,
     running_standalone,
 )
-from hms_dr.sandbox.policy_file import SANDBOX_APPROVER
-from hms_dr.sandbox.state import load_sandbox
+from hms_sandbox.policy_file import SANDBOX_APPROVER
+from hms_sandbox.state import load_sandbox
 
 ADMIN_USER = "admin"
 PREFERRED_PORT = 8080
@@ -56,7 +57,7 @@ def ui_password(state_dir: Path) -> tuple[Path, str]:
 
 
 def choose_port() -> int:
-    from hms_dr.sandbox.cluster import free_port
+    from hms_sandbox.cluster import free_port
 
     return PREFERRED_PORT if not port_is_open(PREFERRED_PORT) else free_port()
 
@@ -73,7 +74,7 @@ class _Signals:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hms_dr.sandbox.standalone", description="Serve the sandbox in the Airflow UI.")
+    parser = argparse.ArgumentParser(prog="python -m hms_sandbox.standalone", description="Serve the sandbox in the Airflow UI.")
     parser.add_argument("--port", type=int, default=None, help="port of the UI and API (default 8080, or a free one)")
     args = parser.parse_args(argv)
     sandbox = load_sandbox()
@@ -87,8 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     passwords_file, password = ui_password(sandbox.state_dir)
     port = args.port or choose_port()
     venv_bin = Path(sys.executable).parent
+    # PYTHONPATH: the product's plugins/ alone (this supervisor has sandbox/ on its path too).
     env = {
-        **os.environ,
+        **airflow_process_env(os.environ, sandbox.paths.plugins_dir),
         # `airflow standalone` starts its components as `airflow ...` from PATH: this venv's.
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
         # Marks every process of the tree as this sandbox's, for `make stop` (see stop_sandbox).

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hms_dr.errors import StoreRefused, StoreUnavailable, ToolFailed
-from hms_dr.sandbox.detached import DetachedProcess
+from hms_sandbox.detached import DetachedProcess
 
 log = logging.getLogger(__name__)
 

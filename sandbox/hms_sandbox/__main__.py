@@ -1,4 +1,4 @@
-"""Command line of the sandbox: ``python -m hms_dr.sandbox start|stop|status|env`` (PYTHONPATH=plugins).
+"""Command line of the sandbox: ``python -m hms_sandbox start|stop|status|env`` (PYTHONPATH=plugins:sandbox).
 
 ``status`` exits 0 when every service runs and 3 otherwise; any failure exits 1 with a one-line reason.
 """
@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hms_dr.errors import HmsDrError
-from hms_dr.sandbox.lifecycle import describe_sandbox, sandbox_status, start_sandbox, stop_sandbox
-from hms_dr.sandbox.state import SandboxPaths
+from hms_sandbox.lifecycle import describe_sandbox, sandbox_status, start_sandbox, stop_sandbox
+from hms_sandbox.state import SandboxPaths
 
-log = logging.getLogger("hms_dr.sandbox")
+log = logging.getLogger("hms_sandbox")
 
 EXIT_FAILED = 1
 EXIT_NOT_RUNNING = 3
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser: one sub-command per action, ``--state-dir`` on each."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--state-dir", type=Path, default=None, help="sandbox directory (default: $HMS_DR_SANDBOX or <repo>/.sandbox)")
-    parser = argparse.ArgumentParser(prog="python -m hms_dr.sandbox", description="Local PostgreSQL + S3 + GPG sandbox for hms-dr.")
+    parser = argparse.ArgumentParser(prog="python -m hms_sandbox", description="Local PostgreSQL + S3 + GPG sandbox for hms-dr.")
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("start", parents=[common], help="create what is missing and start what is down")
     start.add_argument("--scale-mb", type=float, default=50, help="size of the generated HMS data on first start (default 50)")
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "env":
             env_file = SandboxPaths.at(args.state_dir).env_file
             if not env_file.exists():
-                log.error("%s does not exist yet: run `python -m hms_dr.sandbox start` first", env_file)
+                log.error("%s does not exist yet: run `python -m hms_sandbox start` first", env_file)
                 return EXIT_FAILED
             sys.stdout.write(f"{env_file}\n")
     except HmsDrError as exc:

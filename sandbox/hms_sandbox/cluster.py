@@ -31,7 +31,7 @@ from hms_dr.server_user import (  # noqa: F401  (re-exported: the sandbox, tests
 log = logging.getLogger(__name__)
 
 SUPERUSER = "postgres"
-_CONF_BLOCK_MARKER = "# --- hms-dr LocalCluster settings (appended by hms_dr.sandbox.cluster) ---"
+_CONF_BLOCK_MARKER = "# --- hms-dr LocalCluster settings (appended by hms_sandbox.cluster) ---"
 # A Unix socket path (directory + "/.s.PGSQL.<port>") must fit in sun_path (108 bytes on Linux).
 _MAX_SOCKET_DIR_CHARS = 90
 

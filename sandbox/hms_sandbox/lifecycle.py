@@ -19,14 +19,14 @@ from typing import Any
 
 from hms_dr.errors import PreflightFailed
 from hms_dr.files import write_file_atomically
-from hms_dr.sandbox.airflow_env import write_airflow_env
-from hms_dr.sandbox.cluster import PG_BIN, LocalCluster, ensure_reachable_by_server, free_port, prepare_server_dir, server_user
-from hms_dr.sandbox.detached import environ_has, session_tree, stop_session_tree
-from hms_dr.sandbox.keys import export_public_key, export_secret_key, generate_key_pair, stop_gpg_agent
-from hms_dr.sandbox.policy_file import sandbox_policy_overrides, write_sandbox_policy
-from hms_dr.sandbox.s3server import MotoServer, create_buckets
-from hms_dr.sandbox.smtpsink import SmtpSink, mail_dir
-from hms_dr.sandbox.state import (
+from hms_sandbox.airflow_env import write_airflow_env
+from hms_sandbox.cluster import PG_BIN, LocalCluster, ensure_reachable_by_server, free_port, prepare_server_dir, server_user
+from hms_sandbox.detached import environ_has, session_tree, stop_session_tree
+from hms_sandbox.keys import export_public_key, export_secret_key, generate_key_pair, stop_gpg_agent
+from hms_sandbox.policy_file import sandbox_policy_overrides, write_sandbox_policy
+from hms_sandbox.s3server import MotoServer, create_buckets
+from hms_sandbox.smtpsink import SmtpSink, mail_dir
+from hms_sandbox.state import (
     GPG_UID,
     HMS_DATABASE,
     HMS_ROLES,
@@ -175,7 +175,7 @@ def _load_hms_database(cluster: LocalCluster, state: dict[str, Any], sandbox_sec
         if loaded.get("scale_mb") != scale_mb:
             log.info("HMS database already loaded at scale %s MB; not reloading it at %s MB", loaded.get("scale_mb"), scale_mb)
         return
-    from hms_dr.sandbox.hmsdb import create_hms_database
+    from hms_sandbox.hmsdb import create_hms_database
 
     started = datetime.now(timezone.utc)
     summary = create_hms_database(
@@ -198,7 +198,7 @@ def _install_amcheck(cluster: LocalCluster, sandbox_secrets: SandboxSecrets) -> 
     (hms_integrity_check), as the runbook's one-time setup does; idempotent, run on every start."""
     import psycopg
 
-    sql_file = Path(__file__).resolve().parents[3] / "include" / "sql" / "integrity" / "install_amcheck.sql"
+    sql_file = Path(__file__).resolve().parents[2] / "include" / "sql" / "integrity" / "install_amcheck.sql"
     with psycopg.connect(cluster.dsn("postgres", sandbox_secrets.role_passwords["postgres"], HMS_DATABASE), autocommit=True) as conn:
         conn.execute(sql_file.read_text(encoding="utf-8"))  # type: ignore[arg-type]  # trusted file, not user input
     log.info("amcheck installed in %s for hms_integrity_check", HMS_DATABASE)
@@ -324,7 +324,7 @@ def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50) -> Sandbo
     return sandbox
 
 
-# `make airflow` (hms_dr.sandbox.standalone) runs `airflow standalone` in a session of its own
+# `make airflow` (hms_sandbox.standalone) runs `airflow standalone` in a session of its own
 # and records it under "airflow" in state.json; every process of it has this variable.
 STANDALONE_MARKER_VARIABLE = "HMS_DR_SANDBOX"
 # Long enough for the scheduler to end its executor's workers and the API server to close its

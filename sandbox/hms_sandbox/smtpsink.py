@@ -2,7 +2,7 @@
 
 Alerts in the sandbox and the tests go to it instead of a real mail relay (aiosmtpd on
 127.0.0.1). Each message is written to ``<state_dir>/mail/`` under a temporary name and renamed
-when complete, so a reader never sees half a message. ``python -m hms_dr.sandbox.smtpsink``
+when complete, so a reader never sees half a message. ``python -m hms_sandbox.smtpsink``
 serves it; :class:`SmtpSink` starts and stops that process like the sandbox's other servers.
 """
 
@@ -24,11 +24,14 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from hms_dr.sandbox.detached import DetachedProcess
+from hms_sandbox.detached import DetachedProcess
 
 log = logging.getLogger(__name__)
 
-PLUGINS_DIR = Path(__file__).resolve().parents[2]
+# `python -m hms_sandbox.smtpsink` imports the sandbox package, which imports the engine: the
+# sink's process gets both import roots, sandbox/ and plugins/, whatever PYTHONPATH its starter has.
+SANDBOX_DIR = Path(__file__).resolve().parents[1]
+PLUGINS_DIR = SANDBOX_DIR.parent / "plugins"
 MAIL_SUBDIR = "mail"
 
 
@@ -75,7 +78,7 @@ class SmtpSink:
 
     def answers(self) -> bool:
         """Whether something accepts SMTP connections on the port."""
-        from hms_dr.sandbox.cluster import port_is_open
+        from hms_sandbox.cluster import port_is_open
 
         return port_is_open(self.port)
 
@@ -86,9 +89,9 @@ class SmtpSink:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.maildir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")) if p)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(SANDBOX_DIR), str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")) if p)}
         pid = self.process.start(
-            [sys.executable, "-m", "hms_dr.sandbox.smtpsink", "--port", str(self.port), "--maildir", str(self.maildir)],
+            [sys.executable, "-m", "hms_sandbox.smtpsink", "--port", str(self.port), "--maildir", str(self.maildir)],
             answers=self.answers, timeout_s=timeout_s, env=env,
         )
         log.info("SMTP sink on 127.0.0.1:%d writing to %s (pid %d)", self.port, self.maildir, pid)
@@ -136,7 +139,7 @@ def serve(port: int, maildir: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hms_dr.sandbox.smtpsink", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="python -m hms_sandbox.smtpsink", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--maildir", type=Path, required=True)
     args = parser.parse_args(argv)

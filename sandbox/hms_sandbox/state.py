@@ -18,12 +18,12 @@ from typing import Any
 
 from hms_dr.errors import PreflightFailed
 from hms_dr.files import write_file_atomically
-from hms_dr.sandbox.cluster import SUPERUSER, LocalCluster
-from hms_dr.sandbox.s3server import MotoServer
+from hms_sandbox.cluster import SUPERUSER, LocalCluster
+from hms_sandbox.s3server import MotoServer
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_FORMAT_VERSION = 1
 HMS_DATABASE = "hospital_management"
 HMS_ROLES = ("hms_admin", "hms_backup", "hms_replica")
@@ -225,7 +225,7 @@ def load_sandbox(state_dir: Path | None = None) -> Sandbox:
     sandbox_secrets = load_secrets(paths)
     fingerprint = state.get("gpg", {}).get("fingerprint")
     if not state or sandbox_secrets is None or not fingerprint or "s3" not in state:
-        raise PreflightFailed(f"no fully started sandbox in {paths.state_dir}", hint="run: PYTHONPATH=plugins python -m hms_dr.sandbox start")
+        raise PreflightFailed(f"no fully started sandbox in {paths.state_dir}", hint="run: PYTHONPATH=plugins:sandbox python -m hms_sandbox start")
     return Sandbox(
         paths=paths,
         pg_port=int(state["postgres"]["port"]),
