@@ -1,10 +1,10 @@
-"""The physical restore drill: what the restore test does with a cluster that ``recover`` built.
+"""The physical restore drill's offline corruption check, on a cluster that ``recover`` built.
 
-The drill recovers the newest base backup to the snapshot LSN of a logical set, checks the
-recovered database against that set's baselines (so the logical and the physical backups verify
-each other), then stops the server and runs ``pg_checksums --check`` on the data directory — the
-runbook's offline corruption check, possible only with the server stopped. Finally the cluster
-is removed, whatever happened before (``hms_dr.scratch.cluster``).
+The restore test (``hms_dr.restore_test.drill``) recovers the newest base backup to the snapshot LSN
+of a logical set and checks it against that set's baselines; then this module stops the server and
+runs ``pg_checksums --check`` on the data directory — the runbook's offline corruption check,
+possible only with the server stopped. Finally the cluster is removed, whatever happened before
+(``hms_dr.scratch.cluster``).
 """
 
 from __future__ import annotations

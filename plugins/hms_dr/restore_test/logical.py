@@ -1,0 +1,81 @@
+"""The restore test's logical part: the daily set's payload downloaded and proven against its
+manifest, decrypted with the restore key and restored with ``pg_restore -j`` into a fresh scratch
+database on the isolated restore server (``hms_dr.restore``), checked against the set's baselines,
+and the scratch database dropped whatever happened (unless the run keeps it).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from hms_dr import restore
+from hms_dr.catalog import find_set
+from hms_dr.manifest import BackupKind
+from hms_dr.policy import ClusterPolicy, RestoreTestPolicy, StagingPolicy
+from hms_dr.restore_test.records import LogicalRestore, RestoreTestPart, RestoreTestPlan, RestoreTestReport
+from hms_dr.restore_test.report import Announce, RestoredCopy, check_and_report
+from hms_dr.scratch import database as scratch_databases
+from hms_dr.scratch.workdir import WorkPurpose, work_folder
+
+if TYPE_CHECKING:
+    from hms_dr.crypto import DecryptionKey
+    from hms_dr.pgtools import ConnectionInfo
+    from hms_dr.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def restore_into_scratch(
+    plan: RestoreTestPlan, *, store: Store, cluster: ClusterPolicy, staging: StagingPolicy, key: DecryptionKey, target: ConnectionInfo
+) -> LogicalRestore:
+    """Download and prove the payload, decrypt it, pg_restore it into a fresh scratch database on
+    ``target`` (the restore server, as a role that may create databases)."""
+    fetch_started_at = datetime.now(timezone.utc)
+    backup_set = find_set(store, cluster.name, BackupKind.LOGICAL, plan.backup_set_id)
+    workdir = work_folder(staging.dir, WorkPurpose.RESTORE_TEST, plan.scratch_database)
+    try:
+        fetched = restore.fetch_for_restore(store, backup_set, key, workdir)
+        scratch_databases.create_scratch_database(target, plan.scratch_database)
+        restored = restore.run_pg_restore(target.with_database(plan.scratch_database), fetched.path, jobs=plan.restore_jobs)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # the decrypted dump never outlives the step
+    return LogicalRestore(
+        fetch_started_at=fetch_started_at,
+        steps_s={
+            "download_and_verify": round(fetched.download_seconds, 3),
+            "decrypt": round(fetched.decrypt_seconds, 3),
+            "pg_restore": restored["seconds"],
+        },
+        stored_size_bytes=fetched.stored_size_bytes,
+        plain_size_bytes=fetched.plain_size_bytes,
+    )
+
+
+def check_logical_restore(
+    plan: RestoreTestPlan, restored: LogicalRestore, *, target: ConnectionInfo, store: Store, cluster: ClusterPolicy,
+    restore_test: RestoreTestPolicy, staging: StagingPolicy, rto_minutes: int, announce: Announce,
+) -> RestoreTestReport:
+    """The scratch database checked against the set's baselines, the report stored and announced
+    whatever the outcome; then a failed check or an RTO over target fails (``report``)."""
+    copy = RestoredCopy(
+        RestoreTestPart.LOGICAL, target.with_database(plan.scratch_database).libpq_dsn(), restored.fetch_started_at,
+        restored.steps_s, scratch_database=plan.scratch_database,
+    )
+    return check_and_report(plan, copy, store=store, cluster=cluster, restore_test=restore_test, staging=staging,
+                            rto_minutes=rto_minutes, announce=announce)
+
+
+def drop_scratch_database(plan: RestoreTestPlan | None, *, target: Callable[[], ConnectionInfo]) -> str:
+    """Teardown: drop the scratch database whether the run passed or failed (unless kept).
+    ``target`` gives the restore server, asked for only when there is a database to drop."""
+    if plan is None:
+        return "nothing to drop: no scratch database was planned"
+    if plan.keep_scratch:
+        log.warning("keep_scratch is set: scratch database %s is left on the restore server", plan.scratch_database)
+        return f"kept {plan.scratch_database}"
+    existed = scratch_databases.drop_scratch_database(target(), plan.scratch_database)
+    return f"dropped {plan.scratch_database}" if existed else f"{plan.scratch_database} was never created"
