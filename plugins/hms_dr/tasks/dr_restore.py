@@ -12,7 +12,7 @@ database-host queue (``wal.spool_queue``), so the teardown finds what the restor
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator

@@ -4,10 +4,10 @@ set, its baselines, with the policy's smoke queries only for a whole database in
 
 from __future__ import annotations
 
+import pytest
+
 from hms_dr.dr.check_restored import QualityCheck, QualityChecks, RestoredTablesChecked, quality_check_for, smoke_queries_for
 from hms_dr.policy import SmokeQuery
-
-import pytest
 
 from restore_plans import point_in_time, validated
 
