@@ -291,10 +291,11 @@ def validate(sandbox: Any, primary_store: Any, restore_key: Any) -> Callable[...
 
     def run(**params: Any) -> dict[str, Any]:
         return validate_restore(
-            {"reason": REASON, **params}, run_id="manual__2026-11-24T14:05:00+00:00", policy=policy, store=primary_store,
+            {"reason": REASON, **params}, run_id="manual__2026-11-24T14:05:00+00:00", cluster=policy.cluster, dr=policy.dr,
+            staging=policy.staging, backup_schemas=policy.logical_backup.schemas, store=primary_store,
             production=production, admin=admin, admin_connection_id="hms_admin", restore_target=lambda: target,
             decryption_key=lambda: restore_key,
-        )
+        ).to_xcom()
 
     return run
 

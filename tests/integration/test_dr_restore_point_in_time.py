@@ -90,7 +90,7 @@ def test_a_point_in_time_restore_brings_back_the_deleted_rows_and_keeps_those_bo
     assert sql(sandbox, "SELECT count(*) FROM pg_constraint WHERE confrelid = 'public.appointments'::regclass AND convalidated")[0][0] == 2
 
     # the scratch cluster is stopped and removed; only production is left
-    cluster = scratch_cluster_for(incident["policy"], run_key(outcome.run_id))
+    cluster = scratch_cluster_for(incident["policy"].dr, incident["policy"].staging, run_key(outcome.run_id))
     assert not cluster.home.exists()
     assert "scratch cluster on 127.0.0.1:" in outcome.output
     port = int(outcome.output.split("scratch cluster on 127.0.0.1:")[1].split(" ")[0])

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from hms_dr.audit import Approval
 from hms_dr.policy import DrRestorePolicy
 from hms_dr.errors import ApprovalRefused
+from hms_dr.records import Record
 
 APPROVE = "Approve"
 REJECT = "Reject"
 PLAN_DIGEST = "plan_digest"  # the approval form's field that carries the plan's digest into the answer
 SHORT = 16  # digest characters shown in a message (the approval body shows the same prefix)
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,9 @@ class ApprovalAnswer:
 
 
 @dataclass(frozen=True)
-class ApprovalVerdict:
+class ApprovalVerdict(Record):
+    """What the swap made of the answer (its XCom ``decision``, read by the run's audit record)."""
+
     decision: str  # "approved" | "rejected" | "refused"
     by: str
     at: datetime
@@ -72,6 +76,36 @@ def role_members(configured_users: Sequence[str]) -> dict[str, tuple[str, ...]]:
         if len(parts) >= 2 and parts[0] and parts[1]:
             members.setdefault(parts[1].lower(), []).append(parts[0])
     return {role: tuple(dict.fromkeys(names)) for role, names in members.items()}
+
+
+def approvers_for(settings: DrRestorePolicy, *, triggered_by: str | None, auth_manager: str,
+                  simple_auth_manager_users: str) -> tuple[str, ...]:
+    """Who may approve this run's swap (refuses when nobody may). Approver roles are resolved from
+    the simple auth manager's own user list (``core.simple_auth_manager_users``); another auth
+    manager's roles cannot be read, so naming roles with one is refused."""
+    members: dict[str, tuple[str, ...]] = {}
+    if settings.approver_roles:
+        manager = auth_manager or SIMPLE_AUTH_MANAGER
+        if manager.rsplit(".", 1)[-1] != SIMPLE_AUTH_MANAGER.rsplit(".", 1)[-1]:
+            raise ApprovalRefused(f"dr.restore.approver_roles needs Airflow's simple auth manager, this Airflow uses {manager}",
+                                  hint="name the approvers' user ids in dr.restore.approvers instead")
+        members = role_members([entry for entry in simple_auth_manager_users.split(",") if entry.strip()])
+    return eligible_approvers(settings, triggered_by=triggered_by, members=members)
+
+
+def answer_from_event(event: Mapping[str, Any]) -> ApprovalAnswer:
+    """The answer in the event Airflow resumes the swap task with (its keys:
+    HITLDetail.as_resume_event_payload), as plain data."""
+    user = event.get("responded_by_user") or {}
+    at = event.get("responded_at")
+    digest = (event.get("params_input") or {}).get(PLAN_DIGEST)
+    return ApprovalAnswer(
+        chosen_options=tuple(str(option) for option in event.get("chosen_options") or ()),
+        responder_id=str(user["id"]) if user.get("id") else None,
+        responder_name=str(user["name"]) if user.get("name") else None,
+        responded_at=at if isinstance(at, datetime) else datetime.fromisoformat(str(at)) if at else None,
+        plan_digest=str(digest) if digest else None,
+    )
 
 
 def eligible_approvers(settings: DrRestorePolicy, *, triggered_by: str | None, members: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
