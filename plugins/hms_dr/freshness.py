@@ -2,7 +2,8 @@
 
 A backup can stop without any run failing: the DAG is paused, its schedule is broken, the
 scheduler is down. Only the catalog tells: this module reads the newest complete set of each
-kind (one listing per kind; WAL from its listing alone, never its thousands of manifests) and
+kind (one listing per kind; WAL from its listing and the newest few manifests, never its
+thousands of manifests) and
 ``judge_freshness`` decides, purely, which kinds are stale. A kind with no set at all is
 "unknown", which is a problem too: never assume a backup nobody can find is fresh.
 """
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from hms_dr.catalog import kind_prefix, list_catalog
 from hms_dr.manifest import BackupKind
 from hms_dr.policy import FreshnessKind, describe_duration
-from hms_dr.wal.listing import read_wal_sets
+from hms_dr.wal.newest import newest_stored_wal
 
 if TYPE_CHECKING:
     from hms_dr.store import Store
@@ -114,11 +115,10 @@ def _newest_in_catalog(store: Store, cluster: str, kinds: tuple[BackupKind, ...]
 
 def _newest_wal(store: Store, cluster: str) -> NewestSet:
     where = store.describe(kind_prefix(cluster, BackupKind.WAL))
-    complete = [wal_set for wal_set in read_wal_sets(store, cluster) if wal_set.complete]
-    if not complete:
+    newest = newest_stored_wal(store, cluster)  # the WAL DAG's RPO reads the same newest WAL
+    if newest is None:
         return NewestSet(FreshnessKind.WAL, where)
-    newest = max(complete, key=lambda wal_set: (wal_set.modified_at, wal_set.name))
-    return NewestSet(FreshnessKind.WAL, where, newest.name, newest.modified_at)
+    return NewestSet(FreshnessKind.WAL, where, newest.name, newest.archived_at)
 
 
 def read_newest_sets(
@@ -126,8 +126,8 @@ def read_newest_sets(
 ) -> dict[FreshnessKind, NewestSet]:
     """The newest complete set of each kind in ``kinds`` (the policy's max_age keys).
 
-    The restore test counts only passed tests: a failed one proves nothing. WAL is judged by
-    its listing: a set's newest object is its manifest, written last.
+    The restore test counts only passed tests: a failed one proves nothing. WAL is judged by the
+    ``archived_at`` of its newest set (wal/newest.py), as the WAL DAG's RPO is.
     """
     newest: dict[FreshnessKind, NewestSet] = {}
     catalog_kinds = {

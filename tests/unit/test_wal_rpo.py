@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hms_dr.wal.rpo import ArchiverStatus, StoredWal, judge_archiver, measure_rpo
+from hms_dr.wal.newest import StoredWal
+from hms_dr.wal.rpo import ArchiverStatus, judge_archiver, measure_rpo
 
 NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=timezone.utc)
 SEGMENT = "000000010000000000000009"

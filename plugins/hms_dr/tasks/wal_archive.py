@@ -16,6 +16,7 @@ from hms_dr.tasks.connections import database_connection, encryption_key, open_p
 from hms_dr.tasks.failures import engine_errors_decide_retry
 from hms_dr.tasks.retention import expire_primary
 from hms_dr.wal import rpo
+from hms_dr.wal.newest import newest_stored_wal
 from hms_dr.wal.ship import ship_spool as ship_spool_files
 from hms_dr.wal.spool import newest_spool_file, read_spool
 
@@ -66,7 +67,7 @@ def measure_rpo() -> dict[str, Any]:
     policy = load_policy()
     spool = newest_spool_file(read_spool(policy.wal.spool_dir).files)
     report = rpo.measure_rpo(
-        rpo.newest_stored_wal(open_policy_store(policy), policy.cluster.name),
+        newest_stored_wal(open_policy_store(policy), policy.cluster.name),
         None if spool is None else (spool.name, spool.modified_at),
         target_minutes=policy.rpo_minutes,
         now=datetime.now(timezone.utc),

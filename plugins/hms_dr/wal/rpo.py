@@ -4,34 +4,20 @@ archiver is healthy.
 RPO (store) = now - archived_at of the newest WAL set in the store; RPO (spool) = now - the
 archive time of the newest WAL archived at all (the newest spool file, or the newest stored set
 when shipping has emptied the spool). ``measure_rpo`` and ``judge_archiver`` are pure
-decisions; ``newest_stored_wal`` and ``read_archiver_status`` fetch their inputs.
+decisions; ``hms_dr.wal.newest.newest_stored_wal`` (the one "newest WAL" the status page and the
+freshness check use too) and ``read_archiver_status`` fetch their inputs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hms_dr import sqlfiles
-from hms_dr.catalog import find_set
 from hms_dr.database import connect
-from hms_dr.manifest import BackupKind, parse_utc
 from hms_dr.pgtools import ConnectionInfo
-from hms_dr.wal.listing import stored_wal_names
-
-if TYPE_CHECKING:
-    from hms_dr.store import Store
-
-# The newest sets by name are read to find the newest archived_at: WAL names sort in WAL order
-# within a timeline, and a handful covers a .history/.backup file sorting after the newest segment.
-NEWEST_SETS_READ = 8
-
-
-@dataclass(frozen=True)
-class StoredWal:
-    name: str
-    archived_at: datetime
+from hms_dr.wal.newest import StoredWal
 
 
 @dataclass(frozen=True)
@@ -140,18 +126,6 @@ def read_archiver_status(conn: ConnectionInfo) -> ArchiverStatus:
         last_failed_wal=row[4],
         last_failed_at=row[5],
     )
-
-
-def newest_stored_wal(store: Store, cluster: str) -> StoredWal | None:
-    """The WAL set with the newest archived_at among the newest few by name; None if there is none."""
-    names = sorted(stored_wal_names(store, cluster))[-NEWEST_SETS_READ:]
-    newest: StoredWal | None = None
-    for name in names:
-        manifest = find_set(store, cluster, BackupKind.WAL, name).manifest
-        archived_at = parse_utc(manifest.body.get("archived_at") or manifest.body["finished_at"])
-        if newest is None or archived_at > newest.archived_at:
-            newest = StoredWal(name, archived_at)
-    return newest
 
 
 def _minutes(age: timedelta) -> str:
