@@ -135,7 +135,7 @@ def run_pipeline(conn: Any, sandbox: Any, policy: Any, store: Any, capture: _Cap
 
     def whole() -> None:
         t0 = time.monotonic()
-        result = logical.take_logical_backup(conn, policy, store, key)
+        result = logical.take_logical_backup(conn, store, key, cluster=policy.cluster.name, logical_backup=policy.logical_backup, compression=policy.compression, staging=policy.staging)
         t1 = time.monotonic()
         readback = [publish.verify_stored_payload(store, d["key"], Payload.from_dict(d["payload"])) for d in result["dumps"]]
         t2 = time.monotonic()

@@ -32,7 +32,10 @@ def check_preconditions() -> dict[str, Any]:
     """Connect as the backup role, check its privileges, tool versions, store, space and key."""
     policy = load_policy()
     conn = database_connection(policy.cluster.connection_id, policy.cluster.database)
-    return preflight.run_preflight(conn, policy, open_policy_store(policy), encryption_key(policy))
+    return preflight.run_preflight(
+        conn, open_policy_store(policy), encryption_key(policy), cluster=policy.cluster.name, logical_backup=policy.logical_backup,
+        compression=policy.compression, staging=policy.staging, policy_source=policy.source,
+    )
 
 
 @task
@@ -41,7 +44,10 @@ def dump_in_one_snapshot() -> dict[str, Any]:
     """Baselines, the whole-database dump and the schema/data exports, streamed into the store."""
     policy = load_policy()
     conn = database_connection(policy.cluster.connection_id, policy.cluster.database)
-    result = logical.take_logical_backup(conn, policy, open_policy_store(policy), encryption_key(policy))
+    result = logical.take_logical_backup(
+        conn, open_policy_store(policy), encryption_key(policy), cluster=policy.cluster.name,
+        logical_backup=policy.logical_backup, compression=policy.compression, staging=policy.staging,
+    )
     for line in summarize_baselines(result["baselines"]):
         log.info("baseline %s", line)
     return result
