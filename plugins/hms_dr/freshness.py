@@ -6,6 +6,10 @@ kind (one listing per kind; WAL from its listing and the newest few manifests, n
 thousands of manifests) and
 ``judge_freshness`` decides, purely, which kinds are stale. A kind with no set at all is
 "unknown", which is a problem too: never assume a backup nobody can find is fresh.
+
+The offsite copies are judged by the offsite sync's own judge (``offsite.freshness``) against
+``offsite.max_age_days``, the one offsite limit; ``check_offsite_copies`` runs it here and
+``judge_freshness`` reports its lines under "offsite".
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from hms_dr.catalog import kind_prefix, list_catalog
 from hms_dr.manifest import BackupKind
-from hms_dr.policy import FreshnessKind, describe_duration
+from hms_dr.offsite.freshness import FreshnessVerdict, judge_offsite_freshness, read_newest_on_both_stores
+from hms_dr.policy import FreshnessKind, OffsitePolicy, describe_duration
 from hms_dr.wal.newest import newest_stored_wal
 
 if TYPE_CHECKING:
@@ -68,15 +73,29 @@ def _age_text(age: timedelta) -> str:
     return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
 
 
-def judge_freshness(newest: Mapping[FreshnessKind, NewestSet], max_age: Mapping[FreshnessKind, timedelta], now: datetime) -> FreshnessReport:
+def judge_freshness(
+    newest: Mapping[FreshnessKind, NewestSet],
+    max_age: Mapping[FreshnessKind, timedelta],
+    now: datetime,
+    *,
+    offsite: FreshnessVerdict | None = None,
+) -> FreshnessReport:
     """Compare each watched kind's newest set with its maximum age at ``now``.
 
     Kinds in ``max_age`` are watched; a watched kind missing from ``newest`` or with no set is
-    reported as unknown. A set finished in the future (clock skew) counts as fresh.
+    reported as unknown. A set finished in the future (clock skew) counts as fresh. The offsite
+    copies are never judged here: ``offsite`` is the verdict of ``check_offsite_copies`` (None:
+    not watched), reported line by line under the offsite kind.
     """
     lines: list[str] = []
     problems: list[str] = []
     for kind in FreshnessKind:
+        if kind is FreshnessKind.OFFSITE:
+            if offsite is not None:
+                label = f"{kind.value} ({PRODUCERS[kind]})"
+                lines.extend(f"{label}: {line}" for line in offsite.lines)
+                problems.extend(f"{label}: {line}" for line in offsite.problems)
+            continue
         allowed = max_age.get(kind)
         if allowed is None:
             continue
@@ -121,10 +140,15 @@ def _newest_wal(store: Store, cluster: str) -> NewestSet:
     return NewestSet(FreshnessKind.WAL, where, newest.name, newest.archived_at)
 
 
-def read_newest_sets(
-    primary: Store, cluster: str, kinds: Mapping[FreshnessKind, Any], *, offsite: Store | None = None
-) -> dict[FreshnessKind, NewestSet]:
-    """The newest complete set of each kind in ``kinds`` (the policy's max_age keys).
+def check_offsite_copies(primary: Store, offsite: Store, cluster: str, settings: OffsitePolicy, now: datetime) -> FreshnessVerdict:
+    """The offsite sync's judgement of its copies (``OFFSITE_KINDS``), made from one listing of
+    each store and one offsite manifest per kind, without a sync pass."""
+    return judge_offsite_freshness(read_newest_on_both_stores(primary, offsite, cluster, OFFSITE_KINDS), settings.max_age_days_for, now)
+
+
+def read_newest_sets(primary: Store, cluster: str, kinds: Mapping[FreshnessKind, Any]) -> dict[FreshnessKind, NewestSet]:
+    """The newest complete set of each kind in ``kinds`` (the policy's max_age keys; the offsite
+    copies are ``check_offsite_copies``'s).
 
     The restore test counts only passed tests: a failed one proves nothing. WAL is judged by the
     ``archived_at`` of its newest set (wal/newest.py), as the WAL DAG's RPO is.
@@ -139,8 +163,7 @@ def read_newest_sets(
         if kind is FreshnessKind.WAL:
             newest[kind] = _newest_wal(primary, cluster)
         elif kind is FreshnessKind.OFFSITE:
-            if offsite is not None:
-                newest[kind] = _newest_in_catalog(offsite, cluster, OFFSITE_KINDS, kind)
+            continue
         else:
             newest[kind] = _newest_in_catalog(
                 primary, cluster, catalog_kinds[kind], kind, passed_only=kind is FreshnessKind.RESTORE_TEST

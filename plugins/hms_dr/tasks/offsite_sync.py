@@ -16,7 +16,7 @@ from airflow.sdk import get_current_context, task
 from hms_dr.errors import OffsiteCopyStale
 from hms_dr.manifest import BackupKind
 from hms_dr.offsite.freshness import judge_offsite_freshness
-from hms_dr.offsite.sync import sync_offsite
+from hms_dr.offsite.sync import SyncReport, sync_offsite
 from hms_dr.policy import Policy, load_policy
 from hms_dr.retention import expire_by_tiers
 from hms_dr.tasks.retention import expire_primary, retention_tiers
@@ -80,17 +80,19 @@ def copy_missing_sets() -> dict[str, Any]:
         reverify_weeks=1 if reverify_all else policy.offsite.reverify_weeks,
     )
     context["outlet_events"][OFFSITE_COPIES].extra = {
-        kind: {"copied": entry["copied_count"], "offsite_sets": entry["offsite_sets"]} for kind, entry in report["kinds"].items()
+        kind: {"copied": entry.copied_count, "offsite_sets": entry.offsite_sets} for kind, entry in report.kinds.items()
     }
-    return report
+    return report.to_xcom()
 
 
 @task
 @engine_errors_decide_retry
 def check_offsite_freshness(report: dict[str, Any]) -> list[str]:
-    """The age of the newest offsite copy per kind; fail (and page) when one is older than allowed."""
+    """The age of the newest offsite copy per kind; fail (and page) when one is older than allowed
+    (offsite.max_age_days: the same judgement hms_backup_freshness makes every 15 minutes)."""
     settings = load_policy().offsite
-    verdict = judge_offsite_freshness(report["kinds"], settings.max_age_days_for, datetime.now(timezone.utc))
+    kinds = SyncReport.from_xcom(report).kinds
+    verdict = judge_offsite_freshness(kinds, settings.max_age_days_for, datetime.now(timezone.utc))
     for line in verdict.lines:
         log.info("%s", line)
     if verdict.problems:
