@@ -337,7 +337,7 @@ def main() -> int:
             conn, store, benchlib.encryption_key(sandbox), cluster=policy.cluster.name, logical_backup=policy.logical_backup, compression=policy.compression, staging=policy.staging,
         )
         logical.publish_logical_sets(store, result, {"dag_id": "bench", "run_id": "bench"})
-        backup_set_id = result["backup_set_id"]
+        backup_set_id = result.backup_set_id
         print(f"set {backup_set_id} published in {time.monotonic() - t0:.1f} s", flush=True)
         key = benchlib.decryption_key(sandbox)
 

@@ -133,7 +133,7 @@ def backup_set_id(world: DigestWorld) -> str:
         logical_backup=world.policy.logical_backup, compression=world.policy.compression, staging=world.policy.staging,
     )
     publish_logical_sets(world.store, result, {"dag_id": "test", "run_id": "content-digests"})
-    return str(result["backup_set_id"])
+    return result.backup_set_id
 
 
 def content_rows(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:

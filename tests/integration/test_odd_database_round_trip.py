@@ -72,7 +72,7 @@ def backed_up(odd: OddDatabase, workdir: Path) -> dict[str, Any]:
     result = take_logical_backup(odd.backup, store, encryption, **sections)
     publish_logical_sets(store, result, {"dag_id": "test", "run_id": "odd objects"})
     return {"policy": policy, "store": store, "key": decryption, "preflight": checked, "result": result,
-            "set": find_set(store, CLUSTER, BackupKind.LOGICAL, result["backup_set_id"])}
+            "set": find_set(store, CLUSTER, BackupKind.LOGICAL, result.backup_set_id)}
 
 
 def scratch_database(scratch_cluster: str, backed_up: dict[str, Any], workdir: Path, kind: BackupKind = BackupKind.LOGICAL) -> str:

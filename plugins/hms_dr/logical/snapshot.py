@@ -20,6 +20,7 @@ from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gp
 from hms_dr.database import connect
 from hms_dr.logical.content import record_content
 from hms_dr.logical.dump import DumpResult, dump_specs, payload_name, stream_dump
+from hms_dr.logical.run import LogicalRun, StoredDump
 from hms_dr.manifest import BackupKind, new_backup_set_id
 from hms_dr.pgtools import ConnectionInfo, exact_table_pattern, tool_version
 from hms_dr.policy import CompressionMethod, CompressionPolicy, LogicalBackupPolicy, StagingPolicy
@@ -40,10 +41,10 @@ def take_logical_backup(
     compression: CompressionPolicy,
     staging: StagingPolicy,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-) -> dict[str, Any]:
+) -> LogicalRun:
     """Baselines + every dump of the run in one snapshot, streamed, verified and stored.
 
-    Returns plain data (fits XCom) for the manifests; stores no manifest. On any failure the
+    Returns what the manifests record (a record that crosses XCom); stores no manifest. On any failure the
     payloads stored by this call are deleted before the error propagates. ``cluster`` is the
     policy's cluster name; the rest are the policy's sections of the same name.
     """
@@ -125,30 +126,30 @@ def take_logical_backup(
     finished_at = now()
     baselines = baseline_outcome["baselines"]
     _, dump_version = tool_version("pg_dump")
-    return {
-        "backup_set_id": backup_set_id,
-        "cluster": cluster,
-        "database": conn.dbname,
-        "started_at": started_at.isoformat(),
-        "finished_at": finished_at.isoformat(),
-        "server": server,
-        "data_only_tables": [baseline.qualified(s, n) for s, n in data_tables],
-        "snapshot": {"wal_lsn": wal_lsn, "txid_snapshot": txid_snapshot, "taken_at": taken_at.isoformat()},
-        "tools": {"pg_dump": dump_version, "gpg": gpg_version(), "zstd": _zstd_version(compression)},
-        "compression": {"method": compression.method.value, "level": compression.level},
-        "encryption": {"mode": key.mode.value, "key_id": key.key_id, "cipher": "AES256"},
-        "baselines": baselines,
-        "dumps": [
-            {
-                "kind": r.kind.value,
-                "key": key_for(cluster, r.kind, backup_set_id, r.payload.name),
-                "payload": r.payload.to_dict(),
-                "verification": r.verification,
-                "seconds": round(r.seconds, 3),
-            }
+    return LogicalRun(
+        backup_set_id=backup_set_id,
+        cluster=cluster,
+        database=conn.dbname,
+        started_at=started_at,
+        finished_at=finished_at,
+        server=server,
+        data_only_tables=[baseline.qualified(s, n) for s, n in data_tables],
+        snapshot={"wal_lsn": wal_lsn, "txid_snapshot": txid_snapshot, "taken_at": taken_at.isoformat()},
+        tools={"pg_dump": dump_version, "gpg": gpg_version(), "zstd": _zstd_version(compression)},
+        compression={"method": compression.method.value, "level": compression.level},
+        encryption={"mode": key.mode.value, "key_id": key.key_id, "cipher": "AES256"},
+        baselines=baselines,
+        dumps=[
+            StoredDump(
+                kind=r.kind,
+                key=key_for(cluster, r.kind, backup_set_id, r.payload.name),
+                payload=r.payload,
+                verification=r.verification,
+                seconds=round(r.seconds, 3),
+            )
             for r in results
         ],
-    }
+    )
 
 
 def with_partitions(cursor: Any, tables: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
