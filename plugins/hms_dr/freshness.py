@@ -22,6 +22,7 @@ from hms_dr.catalog import kind_prefix, list_catalog
 from hms_dr.manifest import BackupKind
 from hms_dr.offsite.freshness import FreshnessVerdict, judge_offsite_freshness, read_newest_on_both_stores
 from hms_dr.policy import FreshnessKind, OffsitePolicy, describe_duration
+from hms_dr.records import Record
 from hms_dr.wal.newest import newest_stored_wal
 
 if TYPE_CHECKING:
@@ -51,15 +52,13 @@ class NewestSet:
 
 
 @dataclass(frozen=True)
-class FreshnessReport:
-    """The verdict: one line per watched kind, and the lines of the stale or unknown ones."""
+class FreshnessReport(Record):
+    """The verdict: one line per watched kind, and the lines of the stale or unknown ones
+    (check_backup_freshness's XCom is its to_xcom())."""
 
     checked_at: datetime
     lines: tuple[str, ...]
     problems: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"checked_at": self.checked_at.isoformat(), "lines": list(self.lines), "problems": list(self.problems)}
 
 
 def _age_text(age: timedelta) -> str:

@@ -81,7 +81,7 @@ def test_every_problem_is_one_line() -> None:
     report = judge_freshness({k: newest(k, timedelta(days=40)) for k in K}, MAX_AGE, NOW, offsite=offsite)
     assert len(report.problems) == len(K)
     assert all("\n" not in p for p in report.problems)
-    assert report.to_dict()["problems"] == list(report.problems)
+    assert report.to_xcom()["problems"] == list(report.problems)
 
 
 def _publish(store, kind: BackupKind, set_id: str, finished_at: datetime, **extra: object) -> None:  # type: ignore[no-untyped-def]

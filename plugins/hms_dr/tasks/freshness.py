@@ -38,4 +38,4 @@ def check_backup_freshness() -> dict[str, Any]:
             list(report.problems),
             hint="when no run failed, the DAG named is paused, its schedule is broken, or the scheduler is down",
         )
-    return report.to_dict()
+    return report.to_xcom()

@@ -20,7 +20,7 @@ from hms_dr.policy import load_policy
 from hms_dr.tasks.assets import LOGICAL_BACKUPS
 from hms_dr.tasks.connections import database_connection, encryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
-from hms_dr.tasks.retention import expire_primary
+from hms_dr.tasks.retention import expire_primary, expiry_xcom
 from hms_dr.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -98,4 +98,4 @@ def publish_manifests(run: dict[str, Any], readback: list[dict[str, Any]]) -> di
 def expire_old_sets() -> dict[str, Any]:
     """Apply the retention plan to the daily sets (exports go with their daily set) and to
     leftovers of interrupted runs."""
-    return expire_primary(load_policy(), LOGICAL_KINDS)
+    return expiry_xcom(expire_primary(load_policy(), LOGICAL_KINDS))

@@ -19,7 +19,7 @@ from hms_dr.offsite.freshness import judge_offsite_freshness
 from hms_dr.offsite.sync import SyncReport, sync_offsite
 from hms_dr.policy import Policy, load_policy
 from hms_dr.retention import expire_by_tiers
-from hms_dr.tasks.retention import expire_primary, retention_tiers
+from hms_dr.tasks.retention import expire_primary, expiry_xcom, retention_tiers
 from hms_dr.tasks.assets import OFFSITE_COPIES
 from hms_dr.tasks.connections import open_policy_store, s3_client
 from hms_dr.tasks.failures import engine_errors_decide_retry
@@ -108,10 +108,10 @@ def expire_offsite_sets() -> dict[str, Any]:
     """Offsite retention: every kind for retention.offsite_days, never the newest set of a kind,
     never WAL a kept offsite base backup needs; a set still under Object Lock is reported, not deleted."""
     policy = load_policy()
-    return expire_by_tiers(
+    return expiry_xcom(expire_by_tiers(
         open_offsite_store(policy), policy.cluster.name, retention_tiers(policy), datetime.now(timezone.utc),
         offsite=True, kinds=tuple(BackupKind),
-    )
+    ))
 
 
 @task
@@ -119,4 +119,4 @@ def expire_offsite_sets() -> dict[str, Any]:
 def expire_restore_test_reports() -> dict[str, Any]:
     """Primary retention of restore-test reports (retention.restore_reports_days); the backup DAGs
     expire their own kinds. Runs after the offsite copy, so no report goes before it is offsite."""
-    return expire_primary(load_policy(), (BackupKind.RESTORE_TEST,))
+    return expiry_xcom(expire_primary(load_policy(), (BackupKind.RESTORE_TEST,)))

@@ -40,7 +40,7 @@ def ship_spool() -> dict[str, Any]:
         zstd_level=max(level, 1),
         staging_dir=policy.staging.dir,
         remove_from_spool=wal.remove_shipped_from_spool,
-    )
+    ).to_xcom()
 
 
 @task
@@ -57,7 +57,7 @@ def check_archiver() -> dict[str, Any]:
     problem = rpo.judge_archiver(status)
     if problem:
         raise RecoveryPointAtRisk(problem, hint="read the PostgreSQL log for archive_command's error (spool full or unwritable?)")
-    return status.to_dict()
+    return status.to_xcom()
 
 
 @task(outlets=[WAL_ARCHIVE])
@@ -74,17 +74,17 @@ def measure_rpo() -> dict[str, Any]:
     )
     log.info(
         "RPO now: store %s s (newest %s), spool %s s (newest %s), target %d min",
-        report.to_dict()["store_age_s"], report.newest_stored_wal, report.to_dict()["spool_age_s"],
+        report.store_age_s, report.newest_stored_wal, report.spool_age_s,
         report.newest_archived_wal, report.target_minutes,
     )
     if report.problem:
         raise RecoveryPointAtRisk(report.problem)
-    get_current_context()["outlet_events"][WAL_ARCHIVE].extra = report.to_dict()
-    return report.to_dict()
+    get_current_context()["outlet_events"][WAL_ARCHIVE].extra = report.to_xcom()
+    return report.to_xcom()
 
 
 @task
 @engine_errors_decide_retry
 def expire_wal() -> dict[str, Any]:
     """Delete WAL sets older than the policy's window that no retained base backup needs."""
-    return expire_primary(load_policy(), (BackupKind.WAL,))[BackupKind.WAL.value]
+    return expire_primary(load_policy(), (BackupKind.WAL,))[BackupKind.WAL.value].to_xcom()

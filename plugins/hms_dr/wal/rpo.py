@@ -12,17 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
-
 from hms_dr import sqlfiles
 from hms_dr.database import connect
 from hms_dr.pgtools import ConnectionInfo
+from hms_dr.records import Record
 from hms_dr.wal.newest import StoredWal
 
 
 @dataclass(frozen=True)
-class RpoReport:
-    """The recovery point now; ages are None when there is nothing to measure."""
+class RpoReport(Record):
+    """The recovery point now; ages (seconds, to 0.1 s) are None when there is nothing to measure.
+    Its to_xcom() is measure_rpo's XCom and the hms://backups/wal Asset event's extra."""
 
     measured_at: datetime
     target_minutes: int
@@ -31,17 +31,6 @@ class RpoReport:
     newest_stored_wal: str | None
     newest_archived_wal: str | None
     problem: str | None  # one line when over target; None when within it
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "measured_at": self.measured_at.isoformat(),
-            "target_minutes": self.target_minutes,
-            "store_age_s": None if self.store_age_s is None else round(self.store_age_s, 1),
-            "spool_age_s": None if self.spool_age_s is None else round(self.spool_age_s, 1),
-            "newest_stored_wal": self.newest_stored_wal,
-            "newest_archived_wal": self.newest_archived_wal,
-            "problem": self.problem,
-        }
 
 
 def measure_rpo(
@@ -72,8 +61,8 @@ def measure_rpo(
     return RpoReport(
         measured_at=now,
         target_minutes=target_minutes,
-        store_age_s=None if store_age is None else store_age.total_seconds(),
-        spool_age_s=None if spool_age is None else spool_age.total_seconds(),
+        store_age_s=None if store_age is None else round(store_age.total_seconds(), 1),
+        spool_age_s=None if spool_age is None else round(spool_age.total_seconds(), 1),
         newest_stored_wal=None if newest_stored is None else newest_stored.name,
         newest_archived_wal=None if newest_archived is None else newest_archived[0],
         problem=problem,
@@ -81,8 +70,8 @@ def measure_rpo(
 
 
 @dataclass(frozen=True)
-class ArchiverStatus:
-    """One row of pg_stat_archiver."""
+class ArchiverStatus(Record):
+    """One row of pg_stat_archiver (check_archiver's XCom is its to_xcom())."""
 
     archived_count: int
     last_archived_wal: str | None
@@ -90,16 +79,6 @@ class ArchiverStatus:
     failed_count: int
     last_failed_wal: str | None
     last_failed_at: datetime | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "archived_count": self.archived_count,
-            "last_archived_wal": self.last_archived_wal,
-            "last_archived_at": None if self.last_archived_at is None else self.last_archived_at.isoformat(),
-            "failed_count": self.failed_count,
-            "last_failed_wal": self.last_failed_wal,
-            "last_failed_at": None if self.last_failed_at is None else self.last_failed_at.isoformat(),
-        }
 
 
 def judge_archiver(status: ArchiverStatus) -> str | None:
