@@ -10,7 +10,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from hms_dr.catalog import CatalogListing, key_for, list_catalog
 from hms_dr.errors import HmsDrError, ObjectLocked, ObjectMissing, RetentionRefused
