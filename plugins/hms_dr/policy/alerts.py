@@ -120,8 +120,8 @@ DEFAULT_DEADLINES: Mapping[str, str] = {
     "hms_integrity_check": "4h",
 }
 # No offsite entry: how old the offsite copies may get is offsite.max_age_days (policy/offsite.py
-# says why), which hms_backup_freshness judges too; the old alerts.freshness.max_age.offsite is
-# read there, deprecated.
+# says why), which hms_backup_freshness judges too. The old alerts.freshness.max_age.offsite is
+# still read, deprecated: a duration by parse_offsite, off by _watch_offsite below.
 DEFAULT_MAX_AGE: Mapping[str, str] = {
     FreshnessKind.LOGICAL.value: "26h",
     FreshnessKind.BASE.value: "8d",
