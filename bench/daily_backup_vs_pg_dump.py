@@ -126,7 +126,7 @@ def run_baselines_alone(conn: Any, policy: Any) -> dict[str, float]:
 
 def run_pipeline(conn: Any, sandbox: Any, policy: Any, store: Any, capture: _Capture, sampler: CpuSampler) -> dict[str, Any]:
     from hms_dr import logical, publish
-    from hms_dr.manifest import BackupKind, Payload
+    from hms_dr.manifest import BackupKind
 
     key = benchlib.encryption_key(sandbox)
     phases: dict[str, float] = {}
@@ -135,15 +135,15 @@ def run_pipeline(conn: Any, sandbox: Any, policy: Any, store: Any, capture: _Cap
 
     def whole() -> None:
         t0 = time.monotonic()
-        result = logical.take_logical_backup(conn, policy, store, key)
+        result = logical.take_logical_backup(conn, store, key, cluster=policy.cluster.name, logical_backup=policy.logical_backup, compression=policy.compression, staging=policy.staging)
         t1 = time.monotonic()
-        readback = [publish.verify_stored_payload(store, d["key"], Payload.from_dict(d["payload"])) for d in result["dumps"]]
+        readback = [publish.verify_stored_payload(store, d.key, d.payload) for d in result.dumps]
         t2 = time.monotonic()
         producer = {"dag_id": "bench", "run_id": "bench"}
         logical.publish_logical_sets(store, result, producer)  # what the publish_manifests task calls
         t3 = time.monotonic()
         phases.update(dump_step=t1 - t0, readback=t2 - t1, publish=t3 - t2)
-        out.update(result=result, readback=readback)
+        out.update(result=result.to_xcom(), readback=[r.to_xcom() for r in readback])  # as XCom holds them
 
     wall, _, cpu = benchlib.measure(whole, sampler)
     result = out["result"]

@@ -107,7 +107,7 @@ def bare_copy(source: Any, destination: Any, bucket: str, keys: list[str], *, pr
                 digest.update(chunk)
 
 
-def offsite_sync(primary: Any, destination: Any, bucket: str) -> dict[str, Any]:
+def offsite_sync(primary: Any, destination: Any, bucket: str) -> Any:
     from hms_dr.manifest import BackupKind
     from hms_dr.offsite.sync import sync_offsite
     from hms_dr.store import open_store

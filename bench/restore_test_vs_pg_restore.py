@@ -333,9 +333,11 @@ def main() -> int:
 
         print("taking one logical backup set into the sandbox's S3 (not timed)...", flush=True)
         t0 = time.monotonic()
-        result = logical.take_logical_backup(conn, policy, store, benchlib.encryption_key(sandbox))
+        result = logical.take_logical_backup(
+            conn, store, benchlib.encryption_key(sandbox), cluster=policy.cluster.name, logical_backup=policy.logical_backup, compression=policy.compression, staging=policy.staging,
+        )
         logical.publish_logical_sets(store, result, {"dag_id": "bench", "run_id": "bench"})
-        backup_set_id = result["backup_set_id"]
+        backup_set_id = result.backup_set_id
         print(f"set {backup_set_id} published in {time.monotonic() - t0:.1f} s", flush=True)
         key = benchlib.decryption_key(sandbox)
 

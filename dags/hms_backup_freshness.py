@@ -4,7 +4,8 @@ Protects against the failure no run reports: a paused DAG, a broken schedule, a 
 down. Every 15 minutes (policy: `alerts.freshness.schedule`) it reads the primary store's catalog
 (and the offsite store's) for the newest complete set of each kind — daily logical dump, weekly
 base backup, archived WAL, offsite copy, passed restore test — and fails with one line per kind
-that is older than `alerts.freshness.max_age` allows, or has no set at all (unknown is not fresh).
+that is older than `alerts.freshness.max_age` allows, or has no set at all (unknown is not fresh);
+the offsite copies are judged as `hms_offsite_sync` judges them, against `offsite.max_age_days`.
 
 Pages: the on-call DBA, through the alert channels of the policy, when a kind is stale or unknown.
 """

@@ -2,9 +2,14 @@
 
 A backup can stop without any run failing: the DAG is paused, its schedule is broken, the
 scheduler is down. Only the catalog tells: this module reads the newest complete set of each
-kind (one listing per kind; WAL from its listing alone, never its thousands of manifests) and
+kind (one listing per kind; WAL from its listing and the newest few manifests, never its
+thousands of manifests) and
 ``judge_freshness`` decides, purely, which kinds are stale. A kind with no set at all is
 "unknown", which is a problem too: never assume a backup nobody can find is fresh.
+
+The offsite copies are judged by the offsite sync's own judge (``offsite.freshness``) against
+``offsite.max_age_days``, the one offsite limit; ``check_offsite_copies`` runs it here and
+``judge_freshness`` reports its lines under "offsite".
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from hms_dr.catalog import kind_prefix, list_catalog
 from hms_dr.manifest import BackupKind
-from hms_dr.policy import FreshnessKind, describe_duration
-from hms_dr.wal.listing import read_wal_sets
+from hms_dr.offsite.freshness import FreshnessVerdict, judge_offsite_freshness, read_newest_on_both_stores
+from hms_dr.policy import FreshnessKind, OffsitePolicy, describe_duration
+from hms_dr.records import Record
+from hms_dr.wal.newest import newest_stored_wal
 
 if TYPE_CHECKING:
     from hms_dr.store import Store
@@ -45,15 +52,13 @@ class NewestSet:
 
 
 @dataclass(frozen=True)
-class FreshnessReport:
-    """The verdict: one line per watched kind, and the lines of the stale or unknown ones."""
+class FreshnessReport(Record):
+    """The verdict: one line per watched kind, and the lines of the stale or unknown ones
+    (check_backup_freshness's XCom is its to_xcom())."""
 
     checked_at: datetime
     lines: tuple[str, ...]
     problems: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"checked_at": self.checked_at.isoformat(), "lines": list(self.lines), "problems": list(self.problems)}
 
 
 def _age_text(age: timedelta) -> str:
@@ -67,15 +72,29 @@ def _age_text(age: timedelta) -> str:
     return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
 
 
-def judge_freshness(newest: Mapping[FreshnessKind, NewestSet], max_age: Mapping[FreshnessKind, timedelta], now: datetime) -> FreshnessReport:
+def judge_freshness(
+    newest: Mapping[FreshnessKind, NewestSet],
+    max_age: Mapping[FreshnessKind, timedelta],
+    now: datetime,
+    *,
+    offsite: FreshnessVerdict | None = None,
+) -> FreshnessReport:
     """Compare each watched kind's newest set with its maximum age at ``now``.
 
     Kinds in ``max_age`` are watched; a watched kind missing from ``newest`` or with no set is
-    reported as unknown. A set finished in the future (clock skew) counts as fresh.
+    reported as unknown. A set finished in the future (clock skew) counts as fresh. The offsite
+    copies are never judged here: ``offsite`` is the verdict of ``check_offsite_copies`` (None:
+    not watched), reported line by line under the offsite kind.
     """
     lines: list[str] = []
     problems: list[str] = []
     for kind in FreshnessKind:
+        if kind is FreshnessKind.OFFSITE:
+            if offsite is not None:
+                label = f"{kind.value} ({PRODUCERS[kind]})"
+                lines.extend(f"{label}: {line}" for line in offsite.lines)
+                problems.extend(f"{label}: {line}" for line in offsite.problems)
+            continue
         allowed = max_age.get(kind)
         if allowed is None:
             continue
@@ -114,20 +133,24 @@ def _newest_in_catalog(store: Store, cluster: str, kinds: tuple[BackupKind, ...]
 
 def _newest_wal(store: Store, cluster: str) -> NewestSet:
     where = store.describe(kind_prefix(cluster, BackupKind.WAL))
-    complete = [wal_set for wal_set in read_wal_sets(store, cluster) if wal_set.complete]
-    if not complete:
+    newest = newest_stored_wal(store, cluster)  # the WAL DAG's RPO reads the same newest WAL
+    if newest is None:
         return NewestSet(FreshnessKind.WAL, where)
-    newest = max(complete, key=lambda wal_set: (wal_set.modified_at, wal_set.name))
-    return NewestSet(FreshnessKind.WAL, where, newest.name, newest.modified_at)
+    return NewestSet(FreshnessKind.WAL, where, newest.name, newest.archived_at)
 
 
-def read_newest_sets(
-    primary: Store, cluster: str, kinds: Mapping[FreshnessKind, Any], *, offsite: Store | None = None
-) -> dict[FreshnessKind, NewestSet]:
-    """The newest complete set of each kind in ``kinds`` (the policy's max_age keys).
+def check_offsite_copies(primary: Store, offsite: Store, cluster: str, settings: OffsitePolicy, now: datetime) -> FreshnessVerdict:
+    """The offsite sync's judgement of its copies (``OFFSITE_KINDS``), made from one listing of
+    each store and one offsite manifest per kind, without a sync pass."""
+    return judge_offsite_freshness(read_newest_on_both_stores(primary, offsite, cluster, OFFSITE_KINDS), settings.max_age_days_for, now)
 
-    The restore test counts only passed tests: a failed one proves nothing. WAL is judged by
-    its listing: a set's newest object is its manifest, written last.
+
+def read_newest_sets(primary: Store, cluster: str, kinds: Mapping[FreshnessKind, Any]) -> dict[FreshnessKind, NewestSet]:
+    """The newest complete set of each kind in ``kinds`` (the policy's max_age keys; the offsite
+    copies are ``check_offsite_copies``'s).
+
+    The restore test counts only passed tests: a failed one proves nothing. WAL is judged by the
+    ``archived_at`` of its newest set (wal/newest.py), as the WAL DAG's RPO is.
     """
     newest: dict[FreshnessKind, NewestSet] = {}
     catalog_kinds = {
@@ -139,8 +162,7 @@ def read_newest_sets(
         if kind is FreshnessKind.WAL:
             newest[kind] = _newest_wal(primary, cluster)
         elif kind is FreshnessKind.OFFSITE:
-            if offsite is not None:
-                newest[kind] = _newest_in_catalog(offsite, cluster, OFFSITE_KINDS, kind)
+            continue
         else:
             newest[kind] = _newest_in_catalog(
                 primary, cluster, catalog_kinds[kind], kind, passed_only=kind is FreshnessKind.RESTORE_TEST

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from hms_dr import sqlfiles
 from hms_dr.errors import CorruptionFound, IntegrityCheckIncomplete, PreflightFailed, ToolFailed
 from hms_dr.pgtools import ConnectionInfo, last_line, tool_env, tool_path
+from hms_dr.records import Record
 from hms_dr.names import spell_identifier, split_relation_key, sql_spelling
 
 if TYPE_CHECKING:
@@ -191,7 +192,24 @@ def amcheck_missing(database: str, detail: str = "the amcheck extension is not i
     )
 
 
-def check_amcheck_ready(conn: ConnectionInfo) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AmcheckReady(Record):
+    """The amcheck extension as installed in the checked database."""
+
+    version: str
+    schema: str
+
+
+@dataclass(frozen=True)
+class IntegrityCheck(Record):
+    """One check as hms_integrity_check hands it to its verdict: the report (the stored
+    report.json document, format_version 1) and the keys it was stored under."""
+
+    report: dict[str, Any]
+    stored: dict[str, str]
+
+
+def check_amcheck_ready(conn: ConnectionInfo) -> AmcheckReady:
     """The amcheck extension exists in the database and the connected role may run pg_amcheck's
     two checks; PreflightFailed naming what is missing and how to install it otherwise."""
     from hms_dr.database import connect
@@ -203,7 +221,7 @@ def check_amcheck_ready(conn: ConnectionInfo) -> dict[str, Any]:
     version, schema, may_check_indexes, may_check_tables = row
     if not (may_check_indexes and may_check_tables):
         raise amcheck_missing(conn.dbname, f"role {conn.user} may not execute amcheck's bt_index_check and verify_heapam")
-    return {"version": str(version), "schema": str(schema)}
+    return AmcheckReady(version=str(version), schema=str(schema))
 
 
 def run_pg_amcheck(
@@ -281,7 +299,7 @@ def build_report(
     database: str,
     report_id: str,
     checked_at: datetime,
-    amcheck: Mapping[str, Any],
+    amcheck: AmcheckReady,
 ) -> dict[str, Any]:
     """The report: status (clean | corrupt | incomplete), each finding with the table a restore
     would bring back, and the repairs: the hms_dr_restore conf for the user tables, REINDEX for
@@ -322,7 +340,7 @@ def build_report(
         "unchecked_relations": [f.relation for f in unchecked],
         "findings": relations,
         "repair": repair,
-        "pg_amcheck": {"argv": list(result.argv), "exit_code": result.exit_code, "seconds": result.seconds, "amcheck": dict(amcheck)},
+        "pg_amcheck": {"argv": list(result.argv), "exit_code": result.exit_code, "seconds": result.seconds, "amcheck": amcheck.to_xcom()},
     }
 
 

@@ -20,7 +20,7 @@ from hms_dr.database import connect
 from hms_dr.errors import PreflightFailed
 from hms_dr.manifest import BackupKind
 from hms_dr.pgtools import ConnectionInfo, tool_version
-from hms_dr.policy import CompressionMethod, EncryptionMode, Policy
+from hms_dr.policy import CompressionMethod, CompressionPolicy, EncryptionMode, LogicalBackupPolicy, StagingPolicy
 from hms_dr.store import Store, check_writable
 from hms_dr.view_determinism import refuse_nondeterministic_views
 
@@ -61,21 +61,34 @@ def expected_set_size_bytes(previous_sizes: list[int], database_size_bytes: int)
     return database_size_bytes
 
 
-def run_preflight(conn: ConnectionInfo, policy: Policy, store: Store, key: EncryptionKey) -> dict[str, Any]:
-    """Check connection, privileges, versions, store, space and key; return what was found."""
+def run_preflight(
+    conn: ConnectionInfo,
+    store: Store,
+    key: EncryptionKey,
+    *,
+    cluster: str,
+    logical_backup: LogicalBackupPolicy,
+    compression: CompressionPolicy,
+    staging: StagingPolicy,
+    policy_source: str = "the policy",
+) -> dict[str, Any]:
+    """Check connection, privileges, versions, store, space and key; return what was found.
+
+    ``cluster`` is the policy's cluster name, the rest its sections of the same name;
+    ``policy_source`` (the policy file) is named when the key is still the placeholder."""
     report: dict[str, Any] = {}
     if key.mode is EncryptionMode.PUBLIC_KEY and key.key_id == PLACEHOLDER_KEY_ID:
         raise PreflightFailed(
-            f"encryption.key_id in {policy.source} is still the placeholder",
+            f"encryption.key_id in {policy_source} is still the placeholder",
             hint="set it to the fingerprint of the hospital's backup public key",
         )
-    for program in ["gpg", "gpgconf", "gpg-agent", "gpg-connect-agent"] + (["zstd"] if policy.compression.method is CompressionMethod.ZSTD else []):
+    for program in ["gpg", "gpgconf", "gpg-agent", "gpg-connect-agent"] + (["zstd"] if compression.method is CompressionMethod.ZSTD else []):
         if shutil.which(program) is None:
             raise PreflightFailed(f"{program} is not installed on this worker")
 
     dump_major, dump_version = tool_version("pg_dump")
     restore_major, _ = tool_version("pg_restore")
-    schemas = list(policy.logical_backup.schemas)
+    schemas = list(logical_backup.schemas)
     with connect(conn) as connection, connection.cursor() as cursor:
         cursor.execute(sqlfiles.text("server_identity"))
         server_version_num, server_version, in_recovery, database, database_size, system_id = cursor.fetchone()
@@ -102,26 +115,26 @@ def run_preflight(conn: ConnectionInfo, policy: Policy, store: Store, key: Encry
             log.warning("backup role %s lacks %s (the runbook's preparation checklist)", role, ", ".join(missing_roles))
         check_relations_readable(cursor, role, schemas)
         report["large_objects"] = check_large_objects_readable(cursor)
-        for name in policy.logical_backup.data_only_tables + policy.logical_backup.baseline_views:
+        for name in logical_backup.data_only_tables + logical_backup.baseline_views:
             cursor.execute(sqlfiles.text("resolve_relation"), {"name": name})
             if cursor.fetchone() is None:
                 raise PreflightFailed(f"{name!r}, named in the policy, does not exist in database {database}")
         # A catalog query: a view the restore tests would always find changed is refused tonight.
-        refuse_nondeterministic_views(cursor, policy.logical_backup.baseline_views)
+        refuse_nondeterministic_views(cursor, logical_backup.baseline_views)
 
-    check_writable(store, preflight_prefix(policy.cluster.name))
+    check_writable(store, preflight_prefix(cluster))
     report["store"] = store.url
 
-    previous = list_catalog(store, policy.cluster.name, BackupKind.LOGICAL).sets
+    previous = list_catalog(store, cluster, BackupKind.LOGICAL).sets
     expected = expected_set_size_bytes([s.size_bytes for s in previous], int(database_size))
-    spaces = [SpaceCheck(f"staging directory {policy.staging.dir}", _free_bytes(policy.staging.dir), policy.staging.min_free_mib * MIB)]
+    spaces = [SpaceCheck(f"staging directory {staging.dir}", _free_bytes(staging.dir), staging.min_free_mib * MIB)]
     store_free = store.free_bytes()
     if store_free is not None:
-        spaces.append(SpaceCheck(f"store {store.url}", store_free, int(expected * policy.staging.reserve_ratio)))
+        spaces.append(SpaceCheck(f"store {store.url}", store_free, int(expected * staging.reserve_ratio)))
     check_space(spaces)
     report["space"] = [{"place": s.place, "free_bytes": s.free_bytes, "needed_bytes": s.needed_bytes} for s in spaces]
 
-    with gpg_home(policy.staging.dir) as home:
+    with gpg_home(staging.dir) as home:
         check_encryption_key(home, key)
     report["encryption"] = {"mode": key.mode.value, "key_id": key.key_id}
     log.info(

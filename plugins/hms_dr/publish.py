@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -16,6 +17,7 @@ from hms_dr.catalog import key_for
 from hms_dr.errors import ChecksumMismatch, HmsDrError
 from hms_dr.digests import sha256_of_stream
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload, build_manifest, dump_manifest
+from hms_dr.records import Record
 from hms_dr.units import human_bytes, human_rate
 
 if TYPE_CHECKING:
@@ -24,6 +26,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ReadBack(Record):
+    """One payload read back from the store: its size, and its sha256 when it was re-read (None:
+    checked by size only, store.verify_readback off)."""
+
+    key: str
+    size_bytes: int
+    sha256: str | None = None
+    seconds: float | None = None
+
 
 def sha256_of_stored(store: Store, key: str) -> tuple[str, int]:
     """Stream an object back from the store and hash it: (sha256 hex, size in bytes)."""
@@ -31,7 +43,7 @@ def sha256_of_stored(store: Store, key: str) -> tuple[str, int]:
         return sha256_of_stream(stream)
 
 
-def verify_stored_payload(store: Store, key: str, expected: Payload) -> dict[str, Any]:
+def verify_stored_payload(store: Store, key: str, expected: Payload) -> ReadBack:
     """Re-read one payload; ChecksumMismatch names the object when size or sha256 differ."""
     started = time.monotonic()
     sha256, size = sha256_of_stored(store, key)
@@ -42,7 +54,7 @@ def verify_stored_payload(store: Store, key: str, expected: Payload) -> dict[str
     if sha256 != expected.sha256:
         raise ChecksumMismatch(f"{where} has sha256 {sha256[:16]}…, {expected.sha256[:16]}… was written")
     log.info("read back %s: %s, sha256 matches, %s", where, human_bytes(size), human_rate(size, seconds))
-    return {"key": key, "sha256": sha256, "size_bytes": size, "seconds": round(seconds, 3)}
+    return ReadBack(key=key, size_bytes=size, sha256=sha256, seconds=round(seconds, 3))
 
 
 def publish_set(

@@ -1,7 +1,7 @@
 """The backup status: one page's worth of facts about what is protected right now.
 
-``collect_status`` reads the catalogs (one listing per kind; WAL from its listing alone) and the
-audit trail, and returns plain data: the newest complete set of each kind with its marks, the
+``collect_status`` reads the catalogs (one listing per kind; WAL from its listing and the newest
+few manifests) and the audit trail, and returns plain data: the newest complete set of each kind with its marks, the
 recovery point age, the RTO trend of the restore tests and the last DR runs. ``render_status_html``
 turns that into a self-contained page (inline CSS, an inline SVG chart, no script, every value
 escaped) that the Airflow plugin serves.
@@ -19,6 +19,7 @@ from hms_dr.errors import HmsDrError
 from hms_dr.freshness import _age_text
 from hms_dr.manifest import MANIFEST_NAME, BackupKind
 from hms_dr.wal.listing import read_wal_sets
+from hms_dr.wal.newest import newest_stored_wal
 
 if TYPE_CHECKING:
     from hms_dr.store import Store
@@ -137,14 +138,15 @@ def collect_status(store: Store, offsite: Store | None, cluster: str, now: datet
                 row["passed"] = newest.manifest.body.get("passed") is True
         kinds.append(row)
 
-    complete_wal = [wal_set for wal_set in read_wal_sets(store, cluster) if wal_set.complete]
-    wal_row: dict[str, Any] = {"kind": BackupKind.WAL.value, "count": len(complete_wal), "backup_set_id": None}
+    wal_sets = read_wal_sets(store, cluster)
+    wal_row: dict[str, Any] = {"kind": BackupKind.WAL.value, "count": sum(s.complete for s in wal_sets), "backup_set_id": None}
     rpo_s: float | None = None
-    if complete_wal:
-        newest_wal = max(complete_wal, key=lambda wal_set: (wal_set.modified_at, wal_set.name))
-        rpo_s = (now - newest_wal.modified_at).total_seconds()
+    # The same newest WAL and archived_at as the WAL DAG's RPO (wal/newest.py), not the listing's mtime.
+    newest_wal = newest_stored_wal(store, cluster, wal_sets)
+    if newest_wal is not None:
+        rpo_s = (now - newest_wal.archived_at).total_seconds()
         wal_row.update({
-            "backup_set_id": newest_wal.name, "finished_at": _iso(newest_wal.modified_at), "age_s": rpo_s,
+            "backup_set_id": newest_wal.name, "finished_at": _iso(newest_wal.archived_at), "age_s": rpo_s,
             "size_bytes": None, "verified": True,
             "offsite": offsite_check.holds(key_for(cluster, BackupKind.WAL, newest_wal.name, MANIFEST_NAME)),
             "restore_tested": None,

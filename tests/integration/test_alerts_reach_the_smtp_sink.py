@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
 DAILY = "hms_daily_logical_backup"
 FRESHNESS = "hms_backup_freshness"
-ONLY_LOGICAL_WATCHED = {"base": None, "wal": None, "offsite": None, "restore-test": None}
+ONLY_LOGICAL_WATCHED = {"base": None, "wal": None, "restore-test": None}  # and alerts.freshness.watch_offsite: false
 
 
 class Mailbox:
@@ -132,7 +132,10 @@ def test_freshness_alert_fires_when_the_daily_backup_has_been_paused_for_two_day
     # The committed 26 h max age; only the logical kind watched, so the alert is about it alone.
     stale = dag_runner.run(
         FRESHNESS, name="stale",
-        policy={"cluster.name": PAUSED_CLUSTER, "alerts.freshness.max_age": {"logical": "26h", **ONLY_LOGICAL_WATCHED}},
+        policy={
+            "cluster.name": PAUSED_CLUSTER, "alerts.freshness.max_age": {"logical": "26h", **ONLY_LOGICAL_WATCHED},
+            "alerts.freshness.watch_offsite": False,
+        },
     )
     assert stale.state == "failed"
     assert stale.task_tries["check_backup_freshness"] == 1, "a stale backup is not retried: no retry makes it younger"

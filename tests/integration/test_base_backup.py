@@ -410,11 +410,11 @@ def test_retention_keeps_the_newest_four_base_backup_sets(tmp_path: Path) -> Non
     later = now + timedelta(days=2)
     tiers = RetentionTiers(base_backups_keep=4, orphan_max_age=timedelta(hours=24))
     report = expire_by_tiers(store, CLUSTER, tiers, later, offsite=False, kinds=(BackupKind.BASE,))["base"]
-    assert report["kept"] == 4
-    assert sorted(report["expired"]) == sorted([*ids[4:], orphan_id])
+    assert report.kept == 4
+    assert sorted(report.expired) == sorted([*ids[4:], orphan_id])
     assert [s.backup_set_id for s in list_catalog(store, CLUSTER, BackupKind.BASE).sets] == sorted(ids[:4])
     for gone in ids[4:]:
         assert store.list(key_for(CLUSTER, BackupKind.BASE, gone)) == []
     assert not store.exists(orphan)
     again = expire_by_tiers(store, CLUSTER, tiers, later, offsite=False, kinds=(BackupKind.BASE,))["base"]
-    assert again["expired"] == [] and again["kept"] == 4
+    assert again.expired == [] and again.kept == 4

@@ -128,9 +128,12 @@ def backup_connection(world: DigestWorld) -> ConnectionInfo:
 
 @pytest.fixture(scope="module")
 def backup_set_id(world: DigestWorld) -> str:
-    result = take_logical_backup(backup_connection(world), world.policy, world.store, world.backup_key)
+    result = take_logical_backup(
+        backup_connection(world), world.store, world.backup_key, cluster=world.policy.cluster.name,
+        logical_backup=world.policy.logical_backup, compression=world.policy.compression, staging=world.policy.staging,
+    )
     publish_logical_sets(world.store, result, {"dag_id": "test", "run_id": "content-digests"})
-    return str(result["backup_set_id"])
+    return result.backup_set_id
 
 
 def content_rows(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:

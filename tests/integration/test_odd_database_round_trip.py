@@ -67,11 +67,12 @@ def backed_up(odd: OddDatabase, workdir: Path) -> dict[str, Any]:
     (workdir / "store").mkdir()
     store = open_store(policy.store.primary_url)
     encryption, decryption = symmetric_keys()
-    checked = preflight.run_preflight(odd.backup, policy, store, encryption)
-    result = take_logical_backup(odd.backup, policy, store, encryption)
+    sections = {"cluster": policy.cluster.name, "logical_backup": policy.logical_backup, "compression": policy.compression, "staging": policy.staging}
+    checked = preflight.run_preflight(odd.backup, store, encryption, **sections)
+    result = take_logical_backup(odd.backup, store, encryption, **sections)
     publish_logical_sets(store, result, {"dag_id": "test", "run_id": "odd objects"})
     return {"policy": policy, "store": store, "key": decryption, "preflight": checked, "result": result,
-            "set": find_set(store, CLUSTER, BackupKind.LOGICAL, result["backup_set_id"])}
+            "set": find_set(store, CLUSTER, BackupKind.LOGICAL, result.backup_set_id)}
 
 
 def scratch_database(scratch_cluster: str, backed_up: dict[str, Any], workdir: Path, kind: BackupKind = BackupKind.LOGICAL) -> str:

@@ -71,7 +71,7 @@ def test_expiry_removes_only_unneeded_old_wal(store_root: Path) -> None:
     outcome = expire_by_tiers(store, CLUSTER, TIERS, NOW, offsite=False, kinds=(BackupKind.WAL,))["wal"]
 
     expected_gone = {segment(n) for n in range(5)} | {segment(99)}
-    assert set(outcome["expired"]) == expected_gone
+    assert set(outcome.expired) == expected_gone
     remaining = {s.name for s in read_wal_sets(store, CLUSTER)}
     assert remaining == {segment(n) for n in range(21)} - expected_gone
     assert all(s.complete for s in read_wal_sets(store, CLUSTER))  # no half-deleted set left behind

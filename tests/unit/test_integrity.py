@@ -12,6 +12,7 @@ import pytest
 
 from hms_dr.errors import CorruptionFound, IntegrityCheckIncomplete, PreflightFailed, ToolFailed
 from hms_dr.integrity import (
+    AmcheckReady,
     AmcheckResult,
     Finding,
     amcheck_env,
@@ -49,7 +50,7 @@ def a_result(*findings: Finding) -> AmcheckResult:
 
 def report_of(findings: list[Finding], owners: dict[str, dict[str, str]]) -> dict[str, object]:
     return build_report(a_result(*findings), owners, cluster="hms-primary", database=DB, report_id="20261128T060012Z",
-                        checked_at=NOW, amcheck={"version": "1.3", "schema": "public"})
+                        checked_at=NOW, amcheck=AmcheckReady(version="1.3", schema="public"))
 
 
 def test_the_command_line_is_read_only_and_takes_only_access_share_locks() -> None:

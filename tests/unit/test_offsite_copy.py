@@ -15,7 +15,7 @@ import pytest
 from hms_dr.catalog import key_for, list_catalog
 from hms_dr.errors import OffsiteCopyFailed
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload, new_backup_set_id
-from hms_dr.offsite.sync import sync_offsite
+from hms_dr.offsite.sync import SyncReport, sync_offsite
 from hms_dr.publish import publish_set
 from hms_dr.store import PutResult, Store, open_store
 
@@ -78,7 +78,7 @@ def stores(tmp_path: Path) -> tuple[Store, Store, dict[BackupKind, list[str]]]:
     return primary, offsite, made
 
 
-def sync(primary: Store, offsite: Store, **kwargs: Any) -> dict[str, Any]:
+def sync(primary: Store, offsite: Store, **kwargs: Any) -> SyncReport:
     return sync_offsite(primary, offsite, CLUSTER, window=WINDOW, now=datetime.now(timezone.utc), reverify_weeks=kwargs.pop("reverify_weeks", 52), **kwargs)
 
 
@@ -92,13 +92,13 @@ def test_every_set_of_every_kind_is_copied_payloads_first_manifest_last(stores: 
     report = sync(primary, offsite)  # type: ignore[arg-type]
     assert contents(offsite_store) == contents(primary)
     for kind, set_ids in made.items():
-        assert report["kinds"][kind.value]["copied_count"] == len(set_ids)
-        assert report["kinds"][kind.value]["newest_offsite"]["backup_set_id"] == max(set_ids)
+        assert report.kinds[kind.value].copied_count == len(set_ids)
+        assert report.kinds[kind.value].newest_offsite.backup_set_id == max(set_ids)
         for set_id in set_ids:
             folder = key_for(CLUSTER, kind, set_id)
             writes = [k for k in offsite.puts if k.startswith(folder)]
             assert writes[-1] == folder + MANIFEST_NAME and writes.count(folder + MANIFEST_NAME) == 1
-    assert report["copied_bytes"] == sum(o.size_bytes for o in primary.list() if not o.key.endswith(MANIFEST_NAME))
+    assert report.copied_bytes == sum(o.size_bytes for o in primary.list() if not o.key.endswith(MANIFEST_NAME))
 
 
 def test_a_second_run_copies_nothing(stores: Any) -> None:
@@ -107,7 +107,7 @@ def test_a_second_run_copies_nothing(stores: Any) -> None:
     offsite = RecordingStore(offsite_store)
     report = sync(primary, offsite)  # type: ignore[arg-type]
     assert offsite.puts == []
-    assert report["copied_bytes"] == 0 and all(k["copied_count"] == 0 for k in report["kinds"].values())
+    assert report.copied_bytes == 0 and all(k.copied_count == 0 for k in report.kinds.values())
 
 
 def test_payloads_an_interrupted_run_stored_are_proven_and_kept_a_wrong_one_is_replaced(stores: Any) -> None:
@@ -119,7 +119,7 @@ def test_payloads_an_interrupted_run_stored_are_proven_and_kept_a_wrong_one_is_r
     offsite = RecordingStore(offsite_store)
     report = sync(primary, offsite, kinds=(BackupKind.BASE,))  # type: ignore[arg-type]
     assert good not in offsite.puts and wrong in offsite.puts
-    assert report["kinds"]["base"]["reused_payloads"] == 1
+    assert report.kinds["base"].reused_payloads == 1
     assert contents(offsite_store) == {k: v for k, v in contents(primary).items() if "/base/" in k}
 
 
@@ -146,7 +146,7 @@ def test_a_truncated_offsite_payload_is_found_by_its_size_and_copied_again(store
     key = key_for(CLUSTER, BackupKind.SCHEMA, made[BackupKind.SCHEMA][0], "part-0.gpg")
     (tmp_path / "offsite" / key).write_bytes(primary.get_bytes(key)[:100])
     report = sync(primary, offsite)
-    assert report["kinds"]["schema"]["repaired"] == [made[BackupKind.SCHEMA][0]]
+    assert report.kinds["schema"].repaired == [made[BackupKind.SCHEMA][0]]
     assert offsite.get_bytes(key) == primary.get_bytes(key)
 
 
@@ -159,8 +159,8 @@ def test_a_flipped_bit_offsite_is_found_by_the_sha256_re_read_and_copied_again(s
     data[0] ^= 0x80
     path.write_bytes(bytes(data))
     report = sync(primary, offsite, reverify_weeks=1)  # every set's slot is due
-    assert report["kinds"]["logical"]["repaired"] == [made[BackupKind.LOGICAL][0]]
-    assert report["kinds"]["wal"]["reverified"] == 3
+    assert report.kinds["logical"].repaired == [made[BackupKind.LOGICAL][0]]
+    assert report.kinds["wal"].reverified == 3
     assert hashlib.sha256(offsite.get_bytes(key)).digest() == hashlib.sha256(primary.get_bytes(key)).digest()
 
 
@@ -181,5 +181,5 @@ def test_sets_outside_the_offsite_window_stay_behind_except_the_newest_of_a_kind
     now = datetime.now(timezone.utc)
     old = [make_set(primary, BackupKind.RESTORE_TEST, now - timedelta(days=d)) for d in (300, 200)]
     report = sync(primary, offsite, kinds=(BackupKind.RESTORE_TEST,))
-    assert report["kinds"]["restore-test"]["too_old"] == 1
+    assert report.kinds["restore-test"].too_old == 1
     assert [s.backup_set_id for s in list_catalog(offsite, CLUSTER, BackupKind.RESTORE_TEST).sets] == [old[1]]

@@ -136,7 +136,7 @@ def test_a_damaged_locked_copy_is_repaired_by_a_new_version_on_top(s3: Any, tmp_
     key = key_for(CLUSTER, BackupKind.LOGICAL, set_id, "dump.gpg")
     s3.put_object(Bucket=name, Key=key, Body=b"\0" * 2048)  # bit rot, or someone with the keys
     report = sync_offsite(primary, offsite, CLUSTER, now=datetime.now(timezone.utc), **sync)  # type: ignore[arg-type]
-    assert report["kinds"]["logical"]["repaired"] == [set_id]
+    assert report.kinds["logical"].repaired == [set_id]
     assert offsite.get_bytes(key) == primary.get_bytes(key)
     assert versions(s3, name, key) == (3, 0)  # the first copy and the damaged one stay, locked or not
     assert offsite.exists(key_for(CLUSTER, BackupKind.LOGICAL, set_id, MANIFEST_NAME))

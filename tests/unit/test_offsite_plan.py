@@ -12,7 +12,7 @@ import yaml
 from hms_dr.errors import PolicyInvalid
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, new_backup_set_id
 from hms_dr.catalog import SetFolder
-from hms_dr.offsite.freshness import judge_offsite_freshness
+from hms_dr.offsite.freshness import KindNewest, NewestOffsite, NewestPrimary, judge_offsite_freshness
 from hms_dr.offsite.plan import due_for_reverify, plan_kind_copies
 from hms_dr.policy import DEFAULT_POLICY_PATH, parse_policy
 from hms_dr.store import StoredObject
@@ -76,12 +76,12 @@ def test_sets_being_copied_or_repaired_are_not_re_verified_too() -> None:
     assert result.to_reverify == ("z",)
 
 
-def kinds_report(offsite_age: timedelta | None, primary_age: timedelta | None) -> dict[str, Any]:
-    return {
-        "primary_sets": 3,
-        "newest_offsite": None if offsite_age is None else {"backup_set_id": "o", "finished_at": (NOW - offsite_age).isoformat()},
-        "newest_primary": None if primary_age is None else {"backup_set_id": "p", "published_at": (NOW - primary_age).isoformat()},
-    }
+def kinds_report(offsite_age: timedelta | None, primary_age: timedelta | None) -> KindNewest:
+    return KindNewest(
+        primary_sets=3,
+        newest_offsite=None if offsite_age is None else NewestOffsite("o", NOW - offsite_age),
+        newest_primary=None if primary_age is None else NewestPrimary("p", NOW - primary_age),
+    )
 
 
 @pytest.mark.parametrize(

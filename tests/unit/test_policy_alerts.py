@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -42,9 +43,9 @@ def test_committed_policy_emails_by_smtp_and_holds_the_issue_deadlines_and_ages(
         FreshnessKind.LOGICAL: timedelta(hours=26),
         FreshnessKind.BASE: timedelta(days=8),
         FreshnessKind.WAL: timedelta(minutes=15),
-        FreshnessKind.OFFSITE: timedelta(days=8),
         FreshnessKind.RESTORE_TEST: timedelta(days=32),
     }
+    assert alerts.watch_offsite is True  # the offsite copies: against offsite.max_age_days
 
 
 def test_a_policy_without_alerts_loads_with_no_channel_and_the_default_deadlines() -> None:
@@ -85,10 +86,10 @@ def test_a_bad_alerts_value_is_refused_with_a_line_naming_its_key(changes: dict[
 
 
 def test_a_deadline_or_an_age_set_to_null_is_switched_off() -> None:
-    alerts = parse_policy(with_alerts(deadlines__hms_wal_archive=None, freshness__max_age__offsite=None)).alerts
+    alerts = parse_policy(with_alerts(deadlines__hms_wal_archive=None, **{"freshness__max_age__restore-test": None})).alerts
     assert alerts is not None
     assert "hms_wal_archive" not in alerts.deadlines
-    assert FreshnessKind.OFFSITE not in alerts.max_age
+    assert FreshnessKind.RESTORE_TEST not in alerts.max_age
 
 
 def test_channels_round_trip_as_plain_data_for_the_deadline_callback() -> None:
@@ -101,3 +102,54 @@ def test_channels_round_trip_as_plain_data_for_the_deadline_callback() -> None:
     channels = alerts.channels
     assert channels.names() == ["smtp", "slack", "sns"]
     assert AlertChannels.from_dict(yaml.safe_load(yaml.safe_dump(channels.to_dict()))) == channels
+
+
+def _without_offsite_max_age() -> dict[str, Any]:
+    data = with_alerts()
+    data.get("offsite", {}).pop("max_age_days", None)
+    return data
+
+
+def test_the_deprecated_offsite_max_age_is_read_as_offsite_max_age_days_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    data = _without_offsite_max_age()
+    data["alerts"]["freshness"]["max_age"]["offsite"] = "36h"
+    with caplog.at_level(logging.WARNING):
+        policy = parse_policy(data, source="old.yaml")
+    assert policy.offsite.max_age_days == 2  # whole days, rounded up
+    assert FreshnessKind.OFFSITE not in policy.alerts.max_age and policy.alerts.watch_offsite is True
+    assert any(
+        "old.yaml: alerts.freshness.max_age.offsite is deprecated: read as offsite.max_age_days: 2; write that instead" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_the_offsite_section_wins_over_the_deprecated_key(caplog: pytest.LogCaptureFixture) -> None:
+    data = with_alerts(freshness__max_age__offsite="3d")
+    data.setdefault("offsite", {})["max_age_days"] = 9
+    with caplog.at_level(logging.WARNING):
+        policy = parse_policy(data, source="old.yaml")
+    assert policy.offsite.max_age_days == 9
+    assert any("alerts.freshness.max_age.offsite is deprecated and ignored" in r.getMessage() for r in caplog.records)
+
+
+def test_the_deprecated_offsite_off_is_read_as_watch_offsite_false(caplog: pytest.LogCaptureFixture) -> None:
+    data = with_alerts(freshness__max_age__offsite="off")  # an old file: no watch_offsite yet
+    del data["alerts"]["freshness"]["watch_offsite"]
+    with caplog.at_level(logging.WARNING):
+        alerts = parse_policy(data, source="old.yaml").alerts
+    assert alerts.watch_offsite is False and FreshnessKind.OFFSITE not in alerts.max_age
+    assert any("read as alerts.freshness.watch_offsite: false; write that instead" in r.getMessage() for r in caplog.records)
+    assert parse_policy(with_alerts(freshness__watch_offsite=False)).alerts.watch_offsite is False
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"freshness__max_age__offsite": "soon"}, "alerts.freshness.max_age.offsite must be a duration such as 90s, 10m, 2h or 8d, got 'soon' (deprecated: write offsite.max_age_days instead)"),
+        ({"freshness__watch_offsite": "yes"}, "alerts.freshness.watch_offsite must be true or false, got 'yes'"),
+    ],
+)
+def test_a_bad_offsite_freshness_value_names_its_key(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(PolicyInvalid) as caught:
+        parse_policy(with_alerts(**changes), source="test.yaml")
+    assert message in str(caught.value) and "\n" not in caught.value.message

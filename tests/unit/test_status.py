@@ -30,6 +30,10 @@ def _publish(store: Any, kind: BackupKind, set_id: str, finished_at: datetime, s
     )
 
 
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def _restore_test(store: Any, set_id: str, finished_at: datetime, tested: str, rto_s: float, passed: bool) -> None:
     _publish(
         store, BackupKind.RESTORE_TEST, set_id, finished_at, mode="logical", passed=passed, rto_s=rto_s, rto_target_s=3600,
@@ -85,8 +89,7 @@ def test_rpo_now_is_the_age_of_the_newest_archived_wal_set(stores: tuple[Any, An
     primary, _ = stores
     _publish(primary, BackupKind.LOGICAL, "20261124T020001Z", NOW - timedelta(hours=10))
     for name, age in (("000000010000000000000001", 600), ("000000010000000000000002", 90)):
-        primary.put_bytes(key_for(CLUSTER, BackupKind.WAL, name, "segment"), b"w")
-        primary.put_bytes(key_for(CLUSTER, BackupKind.WAL, name, "manifest.json"), b"{}")
+        _publish(primary, BackupKind.WAL, name, NOW - timedelta(seconds=age), archived_at=_iso(NOW - timedelta(seconds=age)))
         moment = (NOW - timedelta(seconds=age)).timestamp()
         for path in (tmp_path / "primary" / CLUSTER / "wal" / name).iterdir():
             os.utime(path, (moment, moment))

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hms_dr.wal.rpo import ArchiverStatus, StoredWal, judge_archiver, measure_rpo
+from hms_dr.wal.newest import StoredWal
+from hms_dr.wal.rpo import ArchiverStatus, judge_archiver, measure_rpo
 
 NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=timezone.utc)
 SEGMENT = "000000010000000000000009"
@@ -32,7 +33,7 @@ def test_rpo_is_measured_against_the_newest_stored_wal(stored_age, spool_age, pr
         assert report.problem is None
     else:
         assert report.problem is not None and report.problem.startswith(problem) and "\n" not in report.problem
-    assert report.to_dict()["target_minutes"] == 15
+    assert report.to_xcom()["target_minutes"] == 15
 
 
 def status(archived_at: datetime | None, failed_at: datetime | None) -> ArchiverStatus:

@@ -17,7 +17,7 @@ from hms_dr.logical.content import ContentDigests, dump_session_options
 from hms_dr.logical.verify import StreamVerifier
 from hms_dr.manifest import BackupKind, Payload
 from hms_dr.pgtools import ConnectionInfo, pg_dump_argv, tool_env
-from hms_dr.policy import CompressionMethod, CompressionPolicy, Policy
+from hms_dr.policy import CompressionMethod, CompressionPolicy, LogicalBackupPolicy
 from hms_dr.store import Store
 from hms_dr.streams import Pipeline, Stage
 from hms_dr.units import human_bytes, human_rate
@@ -78,14 +78,14 @@ def payload_name(spec: DumpSpec, compression: CompressionPolicy) -> str:
     return stem + ".gpg"
 
 
-def dump_specs(policy: Policy) -> list[DumpSpec]:
+def dump_specs(logical_backup: LogicalBackupPolicy) -> list[DumpSpec]:
     """The dumps of one run, in the order they stream: whole database, schema, data-only tables."""
     specs = [
         DumpSpec(BackupKind.LOGICAL, "dump", "c", digest_content=True),
         DumpSpec(BackupKind.SCHEMA, "schema", "p", schema_only=True),
     ]
-    if policy.logical_backup.data_only_tables:
-        specs.append(DumpSpec(BackupKind.DATA, "data", "c", data_only=True, tables=policy.logical_backup.data_only_tables))
+    if logical_backup.data_only_tables:
+        specs.append(DumpSpec(BackupKind.DATA, "data", "c", data_only=True, tables=logical_backup.data_only_tables))
     return specs
 
 

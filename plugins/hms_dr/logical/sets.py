@@ -7,28 +7,28 @@ set the restore test and the Asset event point at is only visible once the rest 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping
 
-from hms_dr.manifest import BackupKind, Payload
+from hms_dr.logical.run import LogicalRun, StoredDump
+from hms_dr.manifest import BackupKind
 from hms_dr.publish import publish_set
 
 if TYPE_CHECKING:
     from hms_dr.store import Store
 
 
-def manifest_extra(result: Mapping[str, Any], dump: Mapping[str, Any]) -> dict[str, Any]:
+def manifest_extra(result: LogicalRun, dump: StoredDump) -> dict[str, Any]:
     """The kind-specific fields of one set's manifest, from what take_logical_backup returned.
 
     The whole-database set carries every baseline; the data-only set the baselines of its own
     tables; the schema-only set the table structure (columns) without row counts.
     """
-    kind = BackupKind(dump["kind"])
-    baselines = result["baselines"]
+    kind = dump.kind
+    baselines = result.baselines
     if kind is BackupKind.LOGICAL:
         kind_baselines: dict[str, Any] = baselines
     elif kind is BackupKind.DATA:
-        listed = set(result.get("data_only_tables", ()))
+        listed = set(result.data_only_tables)
         kind_baselines = {**baselines, "tables": {n: t for n, t in baselines["tables"].items() if n in listed}, "views": {}}
     else:
         kind_baselines = {
@@ -37,32 +37,32 @@ def manifest_extra(result: Mapping[str, Any], dump: Mapping[str, Any]) -> dict[s
             "views": {},
         }
     extra: dict[str, Any] = {
-        "database": result["database"],
-        "server": result["server"],
-        "tools": result["tools"],
-        "snapshot": result["snapshot"],
-        "compression": result["compression"],
-        "encryption": result["encryption"],
-        "verification": dump["verification"],
+        "database": result.database,
+        "server": result.server,
+        "tools": result.tools,
+        "snapshot": result.snapshot,
+        "compression": result.compression,
+        "encryption": result.encryption,
+        "verification": dump.verification,
         "baselines": kind_baselines,
     }
     if kind is not BackupKind.LOGICAL:
-        extra["parent"] = {"kind": BackupKind.LOGICAL.value, "backup_set_id": result["backup_set_id"]}
+        extra["parent"] = {"kind": BackupKind.LOGICAL.value, "backup_set_id": result.backup_set_id}
     return extra
 
 
-def publish_logical_sets(store: Store, result: Mapping[str, Any], producer: Mapping[str, Any]) -> dict[str, str]:
+def publish_logical_sets(store: Store, result: LogicalRun, producer: Mapping[str, Any]) -> dict[str, str]:
     """Write every manifest of the run (exports first); kind -> manifest key."""
     manifests: dict[str, str] = {}
-    for dump in sorted(result["dumps"], key=lambda d: d["kind"] == BackupKind.LOGICAL.value):
-        manifests[dump["kind"]] = publish_set(
+    for dump in sorted(result.dumps, key=lambda d: d.kind is BackupKind.LOGICAL):
+        manifests[dump.kind.value] = publish_set(
             store,
-            kind=BackupKind(dump["kind"]),
-            cluster=result["cluster"],
-            backup_set_id=result["backup_set_id"],
-            started_at=datetime.fromisoformat(result["started_at"]),
-            finished_at=datetime.fromisoformat(result["finished_at"]),
-            payloads=[Payload.from_dict(dump["payload"])],
+            kind=dump.kind,
+            cluster=result.cluster,
+            backup_set_id=result.backup_set_id,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+            payloads=[dump.payload],
             extra={**manifest_extra(result, dump), "producer": dict(producer)},
         )
     return manifests

@@ -20,9 +20,10 @@ from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gp
 from hms_dr.database import connect
 from hms_dr.logical.content import record_content
 from hms_dr.logical.dump import DumpResult, dump_specs, payload_name, stream_dump
+from hms_dr.logical.run import LogicalRun, StoredDump
 from hms_dr.manifest import BackupKind, new_backup_set_id
 from hms_dr.pgtools import ConnectionInfo, exact_table_pattern, tool_version
-from hms_dr.policy import CompressionMethod, CompressionPolicy, Policy
+from hms_dr.policy import CompressionMethod, CompressionPolicy, LogicalBackupPolicy, StagingPolicy
 from hms_dr.publish import remove_unpublished
 from hms_dr.store import Store
 from hms_dr.toolversions import zstd_version
@@ -32,26 +33,29 @@ log = logging.getLogger(__name__)
 
 def take_logical_backup(
     conn: ConnectionInfo,
-    policy: Policy,
     store: Store,
     key: EncryptionKey,
     *,
+    cluster: str,
+    logical_backup: LogicalBackupPolicy,
+    compression: CompressionPolicy,
+    staging: StagingPolicy,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-) -> dict[str, Any]:
+) -> LogicalRun:
     """Baselines + every dump of the run in one snapshot, streamed, verified and stored.
 
-    Returns plain data (fits XCom) for the manifests; stores no manifest. On any failure the
-    payloads stored by this call are deleted before the error propagates.
+    Returns what the manifests record (a record that crosses XCom); stores no manifest. On any failure the
+    payloads stored by this call are deleted before the error propagates. ``cluster`` is the
+    policy's cluster name; the rest are the policy's sections of the same name.
     """
     started_at = now()
     backup_set_id = new_backup_set_id(started_at)
-    cluster = policy.cluster.name
-    schemas = policy.logical_backup.schemas
+    schemas = logical_backup.schemas
     stored_keys: list[str] = []
     results: list[DumpResult] = []
     baseline_outcome: dict[str, Any] = {}
 
-    with connect(conn, autocommit=False) as connection, gpg_home(policy.staging.dir) as home:
+    with connect(conn, autocommit=False) as connection, gpg_home(staging.dir) as home:
         cursor = connection.cursor()
         cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cursor.execute(sqlfiles.text("export_snapshot"))
@@ -76,8 +80,8 @@ def take_logical_backup(
         # the backup's pace. Production pays the least CPU with one process per query.
         cursor.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
         tables = baseline.list_tables(cursor, schemas)
-        views = baseline.resolve_relations(cursor, policy.logical_backup.baseline_views, purpose="baseline view")
-        data_tables = baseline.resolve_relations(cursor, policy.logical_backup.data_only_tables, purpose="data-only table")
+        views = baseline.resolve_relations(cursor, logical_backup.baseline_views, purpose="baseline view")
+        data_tables = baseline.resolve_relations(cursor, logical_backup.data_only_tables, purpose="data-only table")
         data_tables, data_leaves = with_partitions(cursor, data_tables)
 
         def count_baselines() -> None:
@@ -92,7 +96,7 @@ def take_logical_backup(
         try:
             check_encryption_key(home, key)  # imports the public key into this private gpg home
             encryption = encrypt_stage(home, key)
-            for spec in dump_specs(policy):
+            for spec in dump_specs(logical_backup):
                 if spec.kind is BackupKind.DATA:
                     # pg_dump gets the names resolved in the snapshot, not the policy's spelling.
                     spec = replace(spec, tables=tuple(exact_table_pattern(s, n) for s, n in data_leaves),
@@ -100,11 +104,11 @@ def take_logical_backup(
                 elif spec.kind is BackupKind.LOGICAL:
                     # A partitioned table's rows are its partitions': it has no TABLE DATA entry of its own.
                     spec = replace(spec, expect_table_data=tuple(name for name, t in tables.items() if t["relkind"] != "p"))
-                payload_key = key_for(cluster, spec.kind, backup_set_id, payload_name(spec, policy.compression))
+                payload_key = key_for(cluster, spec.kind, backup_set_id, payload_name(spec, compression))
                 stored_keys.append(payload_key)
                 results.append(
                     stream_dump(
-                        spec, conn=conn, snapshot_id=snapshot_id, schemas=schemas, compression=policy.compression,
+                        spec, conn=conn, snapshot_id=snapshot_id, schemas=schemas, compression=compression,
                         encryption_stage=encryption, store=store, key=payload_key,
                     )
                 )
@@ -122,30 +126,30 @@ def take_logical_backup(
     finished_at = now()
     baselines = baseline_outcome["baselines"]
     _, dump_version = tool_version("pg_dump")
-    return {
-        "backup_set_id": backup_set_id,
-        "cluster": cluster,
-        "database": conn.dbname,
-        "started_at": started_at.isoformat(),
-        "finished_at": finished_at.isoformat(),
-        "server": server,
-        "data_only_tables": [baseline.qualified(s, n) for s, n in data_tables],
-        "snapshot": {"wal_lsn": wal_lsn, "txid_snapshot": txid_snapshot, "taken_at": taken_at.isoformat()},
-        "tools": {"pg_dump": dump_version, "gpg": gpg_version(), "zstd": _zstd_version(policy.compression)},
-        "compression": {"method": policy.compression.method.value, "level": policy.compression.level},
-        "encryption": {"mode": key.mode.value, "key_id": key.key_id, "cipher": "AES256"},
-        "baselines": baselines,
-        "dumps": [
-            {
-                "kind": r.kind.value,
-                "key": key_for(cluster, r.kind, backup_set_id, r.payload.name),
-                "payload": r.payload.to_dict(),
-                "verification": r.verification,
-                "seconds": round(r.seconds, 3),
-            }
+    return LogicalRun(
+        backup_set_id=backup_set_id,
+        cluster=cluster,
+        database=conn.dbname,
+        started_at=started_at,
+        finished_at=finished_at,
+        server=server,
+        data_only_tables=[baseline.qualified(s, n) for s, n in data_tables],
+        snapshot={"wal_lsn": wal_lsn, "txid_snapshot": txid_snapshot, "taken_at": taken_at.isoformat()},
+        tools={"pg_dump": dump_version, "gpg": gpg_version(), "zstd": _zstd_version(compression)},
+        compression={"method": compression.method.value, "level": compression.level},
+        encryption={"mode": key.mode.value, "key_id": key.key_id, "cipher": "AES256"},
+        baselines=baselines,
+        dumps=[
+            StoredDump(
+                kind=r.kind,
+                key=key_for(cluster, r.kind, backup_set_id, r.payload.name),
+                payload=r.payload,
+                verification=r.verification,
+                seconds=round(r.seconds, 3),
+            )
             for r in results
         ],
-    }
+    )
 
 
 def with_partitions(cursor: Any, tables: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

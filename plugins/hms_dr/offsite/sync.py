@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from functools import partial
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from hms_dr.catalog import key_for
-from hms_dr.errors import HmsDrError, ManifestInvalid, OffsiteCopyFailed, StoreUnavailable
-from hms_dr.manifest import MANIFEST_NAME, BackupKind, parse_manifest
-from hms_dr.offsite.copy import SetCopy, copy_set, repair_set, reverify_set
 from hms_dr.catalog import SetFolder, read_set_folders
+from hms_dr.errors import HmsDrError, OffsiteCopyFailed, StoreUnavailable
+from hms_dr.manifest import BackupKind
+from hms_dr.offsite.copy import SetCopy, copy_set, repair_set, reverify_set
+from hms_dr.offsite.freshness import NewestOffsite, NewestPrimary, newest_primary, read_newest_offsite
 from hms_dr.offsite.plan import KindCopyPlan, plan_kind_copies
+from hms_dr.records import Record
 from hms_dr.units import human_bytes, human_rate
 
 if TYPE_CHECKING:
@@ -28,6 +30,35 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class KindSyncReport(Record):
+    """One kind of a pass: what was copied, repaired and re-verified, and the newest set on each side."""
+
+    primary_sets: int
+    offsite_sets: int
+    copied_count: int
+    copied: list[str]  # WAL: the first and last name only
+    repaired: list[str]
+    reverified: int
+    reused_payloads: int
+    too_old: int
+    copied_bytes: int
+    seconds: float
+    mib_per_s: float | None
+    newest_offsite: NewestOffsite | None
+    newest_primary: NewestPrimary | None
+    failures: list[str]
+
+
+@dataclass(frozen=True)
+class SyncReport(Record):
+    """A whole pass (copy_missing_sets' XCom; check_offsite_freshness judges its kinds)."""
+
+    kinds: dict[str, KindSyncReport]
+    copied_bytes: int
+    seconds: float
 
 
 def sync_offsite(
@@ -39,33 +70,33 @@ def sync_offsite(
     now: datetime,
     reverify_weeks: int,
     kinds: Sequence[BackupKind] = tuple(BackupKind),
-) -> dict[str, Any]:
+) -> SyncReport:
     """Copy every complete set of ``kinds`` the offsite store lacks, repair and re-verify copies;
-    a JSON-able report per kind (what was copied, sizes, throughput, the newest set on each side)."""
+    a report per kind (what was copied, sizes, throughput, the newest set on each side)."""
     started = time.monotonic()
-    report: dict[str, Any] = {}
+    report: dict[str, KindSyncReport] = {}
     failures: list[str] = []
     for kind in kinds:
         report[kind.value] = sync_kind(primary, offsite, cluster, kind, window=window, now=now, reverify_weeks=reverify_weeks)
-        failures += report[kind.value]["failures"]
+        failures += report[kind.value].failures
     seconds = time.monotonic() - started
-    copied_bytes = sum(k["copied_bytes"] for k in report.values())
+    copied_bytes = sum(k.copied_bytes for k in report.values())
     log.info(
         "offsite sync %s -> %s: %d set(s) copied, %d repaired, %d re-verified; %s copied in %.1f s (%s overall)",
-        primary.url, offsite.url, sum(k["copied_count"] for k in report.values()), sum(len(k["repaired"]) for k in report.values()),
-        sum(k["reverified"] for k in report.values()), human_bytes(copied_bytes), seconds, human_rate(copied_bytes, seconds),
+        primary.url, offsite.url, sum(k.copied_count for k in report.values()), sum(len(k.repaired) for k in report.values()),
+        sum(k.reverified for k in report.values()), human_bytes(copied_bytes), seconds, human_rate(copied_bytes, seconds),
     )
     if failures:
         raise OffsiteCopyFailed(
             f"{len(failures)} set(s) could not be copied or repaired offsite; first: {failures[0]}",
             hint="every other set was copied and proven; the log names each failed set",
         )
-    return {"kinds": report, "copied_bytes": copied_bytes, "seconds": round(seconds, 3)}
+    return SyncReport(kinds=report, copied_bytes=copied_bytes, seconds=round(seconds, 3))
 
 
 def sync_kind(
     primary: Store, offsite: Store, cluster: str, kind: BackupKind, *, window: timedelta, now: datetime, reverify_weeks: int
-) -> dict[str, Any]:
+) -> KindSyncReport:
     """One kind: plan from the two listings, then copy, repair and re-verify set by set."""
     started = time.monotonic()
     primary_folders = read_set_folders(primary, cluster, kind)
@@ -127,7 +158,7 @@ def _kind_report(
     done: list[SetCopy],
     failures: list[str],
     seconds: float,
-) -> dict[str, Any]:
+) -> KindSyncReport:
     copied = sorted(o.backup_set_id for o in done if o.action == "copied")
     copied_bytes = sum(o.copied_bytes for o in done)
     copy_seconds = sum(o.seconds for o in done if o.action != "verified")
@@ -138,43 +169,21 @@ def _kind_report(
         )
     finished = {o.backup_set_id: o.finished_at for o in done}
     offsite_complete = {set_id for set_id, f in offsite_folders.items() if f.complete} | set(copied)
-    primary_complete = [set_id for set_id, f in primary_folders.items() if f.complete]
-    newest_primary = max(primary_complete, default=None)
-    return {
-        "primary_sets": len(primary_complete),
-        "offsite_sets": len(offsite_complete),
-        "copied_count": len(copied),
+    return KindSyncReport(
+        primary_sets=sum(f.complete for f in primary_folders.values()),
+        offsite_sets=len(offsite_complete),
+        copied_count=len(copied),
         # WAL sets are named after their segment: the first and last say which range went across.
-        "copied": copied if kind is not BackupKind.WAL else copied[:1] + copied[-1:],
-        "repaired": sorted(o.backup_set_id for o in done if o.action == "repaired"),
-        "reverified": sum(1 for o in done if o.action == "verified"),
-        "reused_payloads": sum(len(o.reused) for o in done),
-        "too_old": len(plan.too_old),
-        "copied_bytes": copied_bytes,
-        "seconds": round(seconds, 3),
-        "mib_per_s": round(copied_bytes / MIB / copy_seconds, 1) if copy_seconds > 0 else None,
-        "newest_offsite": _newest_offsite(offsite, cluster, kind, max(offsite_complete, default=None), finished),
-        "newest_primary": None if newest_primary is None else {
-            "backup_set_id": newest_primary,
-            "published_at": primary_folders[newest_primary].published_at.isoformat(),
-        },
-        "failures": failures,
-    }
+        copied=copied if kind is not BackupKind.WAL else copied[:1] + copied[-1:],
+        repaired=sorted(o.backup_set_id for o in done if o.action == "repaired"),
+        reverified=sum(1 for o in done if o.action == "verified"),
+        reused_payloads=sum(len(o.reused) for o in done),
+        too_old=len(plan.too_old),
+        copied_bytes=copied_bytes,
+        seconds=round(seconds, 3),
+        mib_per_s=round(copied_bytes / MIB / copy_seconds, 1) if copy_seconds > 0 else None,
+        newest_offsite=read_newest_offsite(offsite, cluster, kind, max(offsite_complete, default=None), finished),
+        newest_primary=newest_primary(primary_folders),
+        failures=failures,
+    )
 
-
-def _newest_offsite(
-    offsite: Store, cluster: str, kind: BackupKind, backup_set_id: str | None, finished: dict[str, datetime]
-) -> dict[str, str] | None:
-    """The newest complete offsite set (ids and WAL names sort by age) and when it finished: known
-    when this pass copied it, else from its offsite manifest (one read)."""
-    if backup_set_id is None:
-        return None
-    finished_at = finished.get(backup_set_id)
-    if finished_at is None:
-        key = key_for(cluster, kind, backup_set_id, MANIFEST_NAME)
-        try:
-            finished_at = parse_manifest(offsite.get_bytes(key), where=offsite.describe(key)).finished_at
-        except ManifestInvalid as exc:
-            log.warning("newest offsite %s set: %s", kind.value, exc.message)
-            return {"backup_set_id": backup_set_id, "finished_at": ""}
-    return {"backup_set_id": backup_set_id, "finished_at": finished_at.isoformat()}

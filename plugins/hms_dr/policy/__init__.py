@@ -28,7 +28,6 @@ from hms_dr.policy.alerts import (
     SnsChannel,
     describe_duration,
     parse_alerts,
-    parse_duration,
 )
 from hms_dr.policy.base_backup import BaseBackupPolicy, parse_base_backup
 from hms_dr.policy.cluster import ClusterPolicy, parse_cluster
@@ -38,7 +37,7 @@ from hms_dr.policy.dr_restore import DrRestorePolicy, parse_dr_restore
 from hms_dr.policy.encryption import EncryptionPolicy, parse_encryption
 from hms_dr.policy.logical_backup import LogicalBackupPolicy, parse_logical_backup
 from hms_dr.policy.offsite import OffsitePolicy, parse_offsite
-from hms_dr.policy.reader import PolicyReader
+from hms_dr.policy.reader import PolicyReader, parse_duration
 from hms_dr.policy.restore_test import RestoreTestMode, RestoreTestPolicy, SmokeQuery, read_only_problem, parse_restore_test
 from hms_dr.policy.retention import RetentionPolicy, parse_retention
 from hms_dr.policy.schedules import SCHEDULE_NAMES, parse_schedules

@@ -1,4 +1,5 @@
-"""The policy's ``alerts:`` section: where alerts go, how late a run may finish, how old a backup may get.
+"""The policy's ``alerts:`` section: where alerts go, how late a run may finish, how old a backup may get
+(the offsite copies excepted: ``offsite.max_age_days``).
 
 Channels name Airflow Connections for their credentials (the SMTP login, the Slack webhook, the
 AWS keys) and never hold a secret themselves. Deadlines and maximum ages are durations written
@@ -7,20 +8,21 @@ with a unit (``90s``, ``10m``, ``2h``, ``8d``); a deadline may also be ``rto``, 
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
 from typing import Any, Mapping
 
-from hms_dr.policy.reader import PolicyReader
+from hms_dr.policy.reader import PolicyReader, parse_duration
 
-_DURATION = re.compile(r"^\s*([0-9]+)\s*([smhd])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _DAG_ID = re.compile(r"^[a-z][a-z0-9_]{0,249}$")
 _ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+$")
 _SNS_TOPIC = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 RTO = "rto"
+
+log = logging.getLogger(__name__)
 
 
 class FreshnessKind(str, Enum):
@@ -117,11 +119,13 @@ DEFAULT_DEADLINES: Mapping[str, str] = {
     "hms_backup_freshness": "10m",
     "hms_integrity_check": "4h",
 }
+# No offsite entry: how old the offsite copies may get is offsite.max_age_days (policy/offsite.py
+# says why), which hms_backup_freshness judges too. The old alerts.freshness.max_age.offsite is
+# still read, deprecated: a duration by parse_offsite, off by _watch_offsite below.
 DEFAULT_MAX_AGE: Mapping[str, str] = {
     FreshnessKind.LOGICAL.value: "26h",
     FreshnessKind.BASE.value: "8d",
     FreshnessKind.WAL.value: "15m",
-    FreshnessKind.OFFSITE.value: "8d",
     FreshnessKind.RESTORE_TEST.value: "32d",
 }
 DEFAULT_FRESHNESS_SCHEDULE = "*/15 * * * *"
@@ -133,19 +137,11 @@ class AlertsPolicy:
     # dag_id -> how long after its scheduled (or queued) time a run may take before an alert
     deadlines: Mapping[str, timedelta] = field(default_factory=dict)
     freshness_schedule: str = DEFAULT_FRESHNESS_SCHEDULE
-    # kind -> how old its newest complete set may be; a kind left out is not watched
+    # kind -> how old its newest complete set may be; a kind left out is not watched; never
+    # FreshnessKind.OFFSITE, whose limits are the offsite section's
     max_age: Mapping[FreshnessKind, timedelta] = field(default_factory=dict)
-
-
-def parse_duration(text: Any) -> timedelta:
-    """``90s``, ``10m``, ``2h``, ``8d`` -> timedelta; ValueError for anything else (or zero)."""
-    match = _DURATION.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise ValueError(f"must be a duration such as 90s, 10m, 2h or 8d, got {text!r}")
-    amount = int(match.group(1))
-    if amount <= 0:
-        raise ValueError(f"must be longer than zero, got {text!r}")
-    return timedelta(**{_UNITS[match.group(2)]: amount})
+    # whether hms_backup_freshness also judges the offsite copies (against offsite.max_age_days)
+    watch_offsite: bool = True
 
 
 def describe_duration(duration: timedelta) -> str:
@@ -184,7 +180,8 @@ def parse_alerts(reader: PolicyReader, rto_minutes: int) -> AlertsPolicy:
     raw_ages = freshness.get("max_age")
     if raw_ages is not None and not isinstance(raw_ages, dict):
         raise reader.fail("alerts.freshness.max_age", f"must be a mapping of kind to duration, got {raw_ages!r}")
-    ages = _durations(reader, "alerts.freshness.max_age", {**DEFAULT_MAX_AGE, **(raw_ages or {})}, rto_minutes, allow_rto=False)
+    own_ages = {name: age for name, age in (raw_ages or {}).items() if name != FreshnessKind.OFFSITE.value}  # parse_offsite reads it
+    ages = _durations(reader, "alerts.freshness.max_age", {**DEFAULT_MAX_AGE, **own_ages}, rto_minutes, allow_rto=False)
     max_age: dict[FreshnessKind, timedelta] = {}
     for kind, age in ages.items():
         try:
@@ -192,7 +189,28 @@ def parse_alerts(reader: PolicyReader, rto_minutes: int) -> AlertsPolicy:
         except ValueError:
             known = " | ".join(k.value for k in FreshnessKind)
             raise reader.fail("alerts.freshness.max_age", f"names {kind!r}; known kinds: {known}") from None
-    return AlertsPolicy(channels=channels, deadlines=deadlines, freshness_schedule=" ".join(fields), max_age=max_age)
+    return AlertsPolicy(
+        channels=channels, deadlines=deadlines, freshness_schedule=" ".join(fields), max_age=max_age,
+        watch_offsite=_watch_offsite(reader, freshness, raw_ages or {}),
+    )
+
+
+def _watch_offsite(reader: PolicyReader, freshness: Mapping[str, Any], raw_ages: Mapping[str, Any]) -> bool:
+    """``alerts.freshness.watch_offsite`` (default true); the deprecated ``max_age.offsite: off``
+    (or null) is read as false when it is not set. A duration there is the offsite section's."""
+    watch = freshness.get("watch_offsite")
+    if watch is not None and not isinstance(watch, bool):
+        raise reader.fail("alerts.freshness.watch_offsite", f"must be true or false, got {watch!r}")
+    if FreshnessKind.OFFSITE.value in raw_ages and raw_ages[FreshnessKind.OFFSITE.value] in (None, "off"):
+        if watch is None:
+            log.warning(
+                "%s: alerts.freshness.max_age.offsite: off is deprecated: read as alerts.freshness.watch_offsite: false; "
+                "write that instead (how old offsite copies may get is offsite.max_age_days)", reader.source,
+            )
+            return False
+        log.warning("%s: alerts.freshness.max_age.offsite is deprecated and ignored: alerts.freshness.watch_offsite is set; "
+                    "remove the old key", reader.source)
+    return True if watch is None else watch
 
 
 def _durations(reader: PolicyReader, key: str, raw: Mapping[str, Any], rto_minutes: int, *, allow_rto: bool = True) -> dict[str, timedelta]:

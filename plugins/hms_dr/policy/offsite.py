@@ -4,16 +4,30 @@ every upload carries, how often existing copies are re-read, and the sync's retr
 Every key is optional and defaults as in :class:`OffsitePolicy`; the offsite store itself
 (``store.offsite_url``, ``store.offsite_connection_id``) and its 90-day window
 (``retention.offsite_days``) live where the other stores and windows do.
+
+How old the newest offsite copy may get is configured here and only here (``max_age_days``,
+``max_age_days_by_kind``): this section is the one that holds every offsite setting, and it can
+give each kind its own limit (monthly restore tests). ``offsite.freshness.judge_offsite_freshness``
+is its one judge, called by hms_offsite_sync after each pass and by hms_backup_freshness every
+15 minutes. The old ``alerts.freshness.max_age.offsite`` is still read, with a deprecation
+warning: a duration is mapped onto ``max_age_days`` here, ``off`` onto
+``alerts.freshness.watch_offsite: false`` by parse_alerts.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from hms_dr.manifest import BackupKind
-from hms_dr.policy.reader import PolicyReader
+from hms_dr.policy.reader import PolicyReader, parse_duration
 from hms_dr.store.base import OBJECT_LOCK_MODES  # the modes the store can put on an upload
+
+log = logging.getLogger(__name__)
+
+DEPRECATED_MAX_AGE_KEY = "alerts.freshness.max_age.offsite"
 
 
 def _default_max_age_by_kind() -> dict[str, int]:
@@ -66,8 +80,10 @@ def parse_offsite(reader: PolicyReader, *, offsite_days: int) -> OffsitePolicy:
     enabled = lock.get("enabled", defaults.object_lock)
     if not isinstance(enabled, bool):
         raise reader.fail("offsite.object_lock.enabled", f"must be true or false, got {enabled!r}")
+    max_age_days = integer("max_age_days", defaults.max_age_days, minimum=1)
+    old_days = _deprecated_max_age_days(reader, explicit=section.get("max_age_days") is not None)
     return OffsitePolicy(
-        max_age_days=integer("max_age_days", defaults.max_age_days, minimum=1),
+        max_age_days=max_age_days if old_days is None else old_days,
         max_age_days_by_kind=_max_age_by_kind(reader, section.get("max_age_days_by_kind"), defaults),
         object_lock=enabled,
         object_lock_mode=mode,
@@ -78,6 +94,35 @@ def parse_offsite(reader: PolicyReader, *, offsite_days: int) -> OffsitePolicy:
         max_retry_delay_s=integer("max_retry_delay_s", defaults.max_retry_delay_s, minimum=0),
         execution_timeout_min=integer("execution_timeout_min", defaults.execution_timeout_min, minimum=1),
     )
+
+
+def _deprecated_max_age_days(reader: PolicyReader, *, explicit: bool) -> int | None:
+    """``alerts.freshness.max_age.offsite`` (before issue 13 the freshness DAG's own offsite limit):
+    its duration in whole days, rounded up, when ``offsite.max_age_days`` is not set; else None.
+    Either way a deprecation warning names what to write instead."""
+    alerts = reader.data.get("alerts")
+    freshness = alerts.get("freshness") if isinstance(alerts, dict) else None
+    ages = freshness.get("max_age") if isinstance(freshness, dict) else None
+    if not isinstance(ages, dict) or "offsite" not in ages:
+        return None
+    value = ages["offsite"]
+    if value is None or value == "off":
+        return None  # parse_alerts maps it onto alerts.freshness.watch_offsite: false
+    try:
+        days = max(1, math.ceil(parse_duration(value).total_seconds() / 86400))
+    except ValueError as exc:
+        raise reader.fail(DEPRECATED_MAX_AGE_KEY, f"{exc} (deprecated: write offsite.max_age_days instead)") from None
+    if explicit:
+        log.warning(
+            "%s: %s is deprecated and ignored: offsite.max_age_days is set and is the one offsite limit; remove the old key",
+            reader.source, DEPRECATED_MAX_AGE_KEY,
+        )
+        return None
+    log.warning(
+        "%s: %s is deprecated: read as offsite.max_age_days: %d; write that instead (the one offsite limit, "
+        "judged by hms_offsite_sync and hms_backup_freshness alike)", reader.source, DEPRECATED_MAX_AGE_KEY, days,
+    )
+    return days
 
 
 def _max_age_by_kind(reader: PolicyReader, value: Any, defaults: OffsitePolicy) -> dict[str, int]:

@@ -8,6 +8,7 @@ it, so every section words its errors the same way: ``<file>: <key> <why>``.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from enum import Enum
 from typing import Any
 
@@ -15,6 +16,19 @@ from hms_dr.errors import PolicyInvalid
 from hms_dr.names import capitals_outside_quotes, parse_relation_name
 
 _CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z]+$")
+_DURATION = re.compile(r"^\s*([0-9]+)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: Any) -> timedelta:
+    """``90s``, ``10m``, ``2h``, ``8d`` -> timedelta; ValueError for anything else (or zero)."""
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"must be a duration such as 90s, 10m, 2h or 8d, got {text!r}")
+    amount = int(match.group(1))
+    if amount <= 0:
+        raise ValueError(f"must be longer than zero, got {text!r}")
+    return timedelta(**{_UNITS[match.group(2)]: amount})
 
 
 class PolicyReader:

@@ -18,11 +18,11 @@ from hms_dr.retention.plan import (
     plan_retention,
     plan_store_retention,
 )
-from hms_dr.retention.records import Expiry, RetentionPlan, RetentionRule, describe_age
+from hms_dr.retention.records import Expiry, KindExpiry, RetentionPlan, RetentionRule, describe_age
 from hms_dr.retention.wal import BaseBackupWal, oldest_base_backup, plan_wal_expiry, wal_position
 
 __all__ = [
-    "DAILY_EXPORT_KINDS", "BaseBackupWal", "Expiry", "RetentionOutcome", "RetentionPlan", "RetentionRule",
+    "DAILY_EXPORT_KINDS", "BaseBackupWal", "Expiry", "KindExpiry", "RetentionOutcome", "RetentionPlan", "RetentionRule",
     "RetentionTiers", "StoreCatalog", "apply_retention", "apply_retention_plan", "base_backup_wal_start",
     "describe_age", "expire_by_tiers", "grandfather_father_son_keeps", "keep_newest_wal_set", "oldest_base_backup",
     "plan_retention", "plan_store_retention", "plan_wal_expiry", "read_store_catalog", "wal_position",

@@ -10,13 +10,13 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from hms_dr.catalog import CatalogListing, key_for, list_catalog
 from hms_dr.errors import HmsDrError, ObjectLocked, ObjectMissing, RetentionRefused
 from hms_dr.manifest import MANIFEST_NAME, BackupKind
 from hms_dr.retention.plan import DAILY_EXPORT_KINDS, RetentionTiers, StoreCatalog, plan_store_retention
-from hms_dr.retention.records import RetentionPlan
+from hms_dr.retention.records import KindExpiry, RetentionPlan
 from hms_dr.wal.listing import read_wal_sets
 
 if TYPE_CHECKING:
@@ -106,12 +106,12 @@ def read_store_catalog(store: Store, cluster: str, kinds: Iterable[BackupKind]) 
 
 def expire_by_tiers(
     store: Store, cluster: str, tiers: RetentionTiers, now: datetime, *, offsite: bool, kinds: Sequence[BackupKind]
-) -> dict[str, Any]:
+) -> dict[str, KindExpiry]:
     """Plan every tier of ``store`` and apply the plans of ``kinds`` (dependents before what they
     depend on: WAL is planned from the kept base backups, so it goes first); per kind what was
     kept, expired, deleted and left because Object Lock still holds it."""
     plans = plan_store_retention(read_store_catalog(store, cluster, kinds), tiers, now, offsite=offsite)
-    report: dict[str, Any] = {}
+    report: dict[str, KindExpiry] = {}
     failures: list[str] = []
     for kind in sorted(kinds, key=lambda k: k is not BackupKind.WAL):
         plan = plans[kind]
@@ -127,12 +127,12 @@ def expire_by_tiers(
             "; ".join(f"{count}: {reason}" for reason, count in kept_by_reason.items()) or "none",
             len(plan.expire), len(outcome.deleted), len(outcome.locked),
         )
-        report[kind.value] = {
-            "kept": len(plan.keep),
-            "expired": [e.backup_set_id for e in plan.expire if e.backup_set_id not in outcome.locked],
-            "deleted_objects": len(outcome.deleted),
-            "locked": dict(outcome.locked),
-        }
+        report[kind.value] = KindExpiry(
+            kept=len(plan.keep),
+            expired=[e.backup_set_id for e in plan.expire if e.backup_set_id not in outcome.locked],
+            deleted_objects=len(outcome.deleted),
+            locked=dict(outcome.locked),
+        )
     if failures:
         raise RetentionRefused(f"retention failed for {len(failures)} kind(s); first: {failures[0]}")
     return report

@@ -8,6 +8,17 @@ from datetime import timedelta
 
 from hms_dr.errors import RetentionRefused
 from hms_dr.manifest import BackupKind
+from hms_dr.records import Record
+
+
+@dataclass(frozen=True)
+class KindExpiry(Record):
+    """What retention did to one kind of a store (a retention task's XCom, per kind)."""
+
+    kept: int
+    expired: list[str]  # set ids deleted (not those Object Lock still holds)
+    deleted_objects: int
+    locked: dict[str, str]  # set id -> which objects are locked, until when
 
 
 @dataclass(frozen=True)

@@ -55,4 +55,4 @@ def back_up_cluster() -> dict[str, Any]:
 @engine_errors_decide_retry
 def expire_old_base_backups() -> dict[str, Any]:
     """Keep the policy's newest N complete base backups; expire the rest and stale leftovers."""
-    return expire_primary(load_policy(), (BackupKind.BASE,))[BackupKind.BASE.value]
+    return expire_primary(load_policy(), (BackupKind.BASE,))[BackupKind.BASE.value].to_xcom()

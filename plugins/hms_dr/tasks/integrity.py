@@ -46,8 +46,8 @@ def check_amcheck_installed() -> dict[str, Any]:
 
     _tables(run_params(get_current_context()))
     ready = check_amcheck_ready(_production(load_policy()))
-    log.info("amcheck %s is installed in schema %s", ready["version"], ready["schema"])
-    return ready
+    log.info("amcheck %s is installed in schema %s", ready.version, ready.schema)
+    return ready.to_xcom()
 
 
 @task
@@ -57,6 +57,7 @@ def run_pg_amcheck(amcheck: dict[str, Any]) -> dict[str, Any]:
     the report (JSON, text, pg_amcheck's output) goes to <cluster>/integrity/<id>/ and the log."""
     from hms_dr import integrity
 
+    ready = integrity.AmcheckReady.from_xcom(amcheck)
     params = dict(get_current_context()["params"])
     policy = load_policy()
     settings = policy.dr.integrity
@@ -73,20 +74,21 @@ def run_pg_amcheck(amcheck: dict[str, Any]) -> dict[str, Any]:
     owners = integrity.owning_tables(conn, [f.relation for f in result.findings])
     report = integrity.build_report(
         result, owners, cluster=policy.cluster.name, database=conn.dbname, report_id=new_backup_set_id(checked_at),
-        checked_at=checked_at, amcheck=amcheck,
+        checked_at=checked_at, amcheck=ready,
     )
     keys = integrity.store_report(open_policy_store(policy), report, result.output)
     for line in integrity.render_text(report).splitlines():
         log.info("%s", line)
     log.info("integrity report: %s", keys["report.json"])
-    return {**report, "stored": keys}
+    return integrity.IntegrityCheck(report=report, stored=keys).to_xcom()
 
 
 @task
 @engine_errors_decide_retry
-def judge_integrity(report: dict[str, Any]) -> str:
+def judge_integrity(check: dict[str, Any]) -> str:
     """Fail the run when pg_amcheck found corruption (or could not check everything)."""
-    from hms_dr.integrity import judge
+    from hms_dr.integrity import IntegrityCheck, judge
 
+    report = IntegrityCheck.from_xcom(check).report
     judge(report)
     return f"{report['database']}: no corruption in {report['relations_checked']} relations"

@@ -13,12 +13,14 @@ from airflow.sdk import get_current_context, task
 
 from hms_dr import logical, preflight, publish
 from hms_dr.baseline import summarize_baselines
-from hms_dr.manifest import BackupKind, Payload
+from hms_dr.logical.run import LogicalRun
+from hms_dr.manifest import BackupKind
+from hms_dr.publish import ReadBack
 from hms_dr.policy import load_policy
 from hms_dr.tasks.assets import LOGICAL_BACKUPS
 from hms_dr.tasks.connections import database_connection, encryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
-from hms_dr.tasks.retention import expire_primary
+from hms_dr.tasks.retention import expire_primary, expiry_xcom
 from hms_dr.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,10 @@ def check_preconditions() -> dict[str, Any]:
     """Connect as the backup role, check its privileges, tool versions, store, space and key."""
     policy = load_policy()
     conn = database_connection(policy.cluster.connection_id, policy.cluster.database)
-    return preflight.run_preflight(conn, policy, open_policy_store(policy), encryption_key(policy))
+    return preflight.run_preflight(
+        conn, open_policy_store(policy), encryption_key(policy), cluster=policy.cluster.name, logical_backup=policy.logical_backup,
+        compression=policy.compression, staging=policy.staging, policy_source=policy.source,
+    )
 
 
 @task
@@ -41,45 +46,51 @@ def dump_in_one_snapshot() -> dict[str, Any]:
     """Baselines, the whole-database dump and the schema/data exports, streamed into the store."""
     policy = load_policy()
     conn = database_connection(policy.cluster.connection_id, policy.cluster.database)
-    result = logical.take_logical_backup(conn, policy, open_policy_store(policy), encryption_key(policy))
-    for line in summarize_baselines(result["baselines"]):
+    result = logical.take_logical_backup(
+        conn, open_policy_store(policy), encryption_key(policy), cluster=policy.cluster.name,
+        logical_backup=policy.logical_backup, compression=policy.compression, staging=policy.staging,
+    )
+    for line in summarize_baselines(result.baselines):
         log.info("baseline %s", line)
-    return result
+    return result.to_xcom()
 
 
 @task
 @engine_errors_decide_retry
-def read_back_payloads(result: dict[str, Any]) -> list[dict[str, Any]]:
+def read_back_payloads(run: dict[str, Any]) -> list[dict[str, Any]]:
     """Re-read every stored payload and compare its sha256 with what was written."""
     policy = load_policy()
     store = open_policy_store(policy)
+    dumps = LogicalRun.from_xcom(run).dumps
     if not policy.store.verify_readback:
         log.warning("store.verify_readback is off: payloads are checked by size only")
-        return [{"key": d["key"], "size_bytes": store.stat(d["key"]).size_bytes} for d in result["dumps"]]
-    return [publish.verify_stored_payload(store, d["key"], Payload.from_dict(d["payload"])) for d in result["dumps"]]
+        return [ReadBack(key=d.key, size_bytes=store.stat(d.key).size_bytes).to_xcom() for d in dumps]
+    return [publish.verify_stored_payload(store, d.key, d.payload).to_xcom() for d in dumps]
 
 
 @task(outlets=[LOGICAL_BACKUPS])
 @engine_errors_decide_retry
-def publish_manifests(result: dict[str, Any], readback: list[dict[str, Any]]) -> dict[str, Any]:
+def publish_manifests(run: dict[str, Any], readback: list[dict[str, Any]]) -> dict[str, Any]:
     """Write each set's manifest last (exports first, the whole-database set last) and announce it."""
     policy = load_policy()
     store = open_policy_store(policy)
     context = get_current_context()
     producer = {"dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
-    unread = [d["key"] for d in result["dumps"] if d["key"] not in {r["key"] for r in readback}]
+    result = LogicalRun.from_xcom(run)
+    read = {ReadBack.from_xcom(r).key for r in readback}
+    unread = [d.key for d in result.dumps if d.key not in read]
     if unread:
         raise RuntimeError(f"refusing to publish payloads that were not read back: {unread}")
     manifests = logical.publish_logical_sets(store, result, producer)
     logical_manifest = store.describe(manifests[BackupKind.LOGICAL.value])
     context["outlet_events"][LOGICAL_BACKUPS].extra = {
-        "backup_set_id": result["backup_set_id"],
+        "backup_set_id": result.backup_set_id,
         "manifest": logical_manifest,
-        "cluster": result["cluster"],
+        "cluster": result.cluster,
     }
-    total = sum(d["payload"]["size_bytes"] for d in result["dumps"])
-    log.info("backup set %s complete: %s (%s in %d payloads)", result["backup_set_id"], logical_manifest, human_bytes(total), len(manifests))
-    return {"backup_set_id": result["backup_set_id"], "manifests": {k: store.describe(v) for k, v in manifests.items()}}
+    total = sum(d.payload.size_bytes for d in result.dumps)
+    log.info("backup set %s complete: %s (%s in %d payloads)", result.backup_set_id, logical_manifest, human_bytes(total), len(manifests))
+    return {"backup_set_id": result.backup_set_id, "manifests": {k: store.describe(v) for k, v in manifests.items()}}
 
 
 @task
@@ -87,4 +98,4 @@ def publish_manifests(result: dict[str, Any], readback: list[dict[str, Any]]) ->
 def expire_old_sets() -> dict[str, Any]:
     """Apply the retention plan to the daily sets (exports go with their daily set) and to
     leftovers of interrupted runs."""
-    return expire_primary(load_policy(), LOGICAL_KINDS)
+    return expiry_xcom(expire_primary(load_policy(), LOGICAL_KINDS))

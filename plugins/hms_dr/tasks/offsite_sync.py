@@ -16,10 +16,10 @@ from airflow.sdk import get_current_context, task
 from hms_dr.errors import OffsiteCopyStale
 from hms_dr.manifest import BackupKind
 from hms_dr.offsite.freshness import judge_offsite_freshness
-from hms_dr.offsite.sync import sync_offsite
+from hms_dr.offsite.sync import SyncReport, sync_offsite
 from hms_dr.policy import Policy, load_policy
 from hms_dr.retention import expire_by_tiers
-from hms_dr.tasks.retention import expire_primary, retention_tiers
+from hms_dr.tasks.retention import expire_primary, expiry_xcom, retention_tiers
 from hms_dr.tasks.assets import OFFSITE_COPIES
 from hms_dr.tasks.connections import open_policy_store, s3_client
 from hms_dr.tasks.failures import engine_errors_decide_retry
@@ -80,17 +80,19 @@ def copy_missing_sets() -> dict[str, Any]:
         reverify_weeks=1 if reverify_all else policy.offsite.reverify_weeks,
     )
     context["outlet_events"][OFFSITE_COPIES].extra = {
-        kind: {"copied": entry["copied_count"], "offsite_sets": entry["offsite_sets"]} for kind, entry in report["kinds"].items()
+        kind: {"copied": entry.copied_count, "offsite_sets": entry.offsite_sets} for kind, entry in report.kinds.items()
     }
-    return report
+    return report.to_xcom()
 
 
 @task
 @engine_errors_decide_retry
 def check_offsite_freshness(report: dict[str, Any]) -> list[str]:
-    """The age of the newest offsite copy per kind; fail (and page) when one is older than allowed."""
+    """The age of the newest offsite copy per kind; fail (and page) when one is older than allowed
+    (offsite.max_age_days: the same judgement hms_backup_freshness makes every 15 minutes)."""
     settings = load_policy().offsite
-    verdict = judge_offsite_freshness(report["kinds"], settings.max_age_days_for, datetime.now(timezone.utc))
+    kinds = SyncReport.from_xcom(report).kinds
+    verdict = judge_offsite_freshness(kinds, settings.max_age_days_for, datetime.now(timezone.utc))
     for line in verdict.lines:
         log.info("%s", line)
     if verdict.problems:
@@ -106,10 +108,10 @@ def expire_offsite_sets() -> dict[str, Any]:
     """Offsite retention: every kind for retention.offsite_days, never the newest set of a kind,
     never WAL a kept offsite base backup needs; a set still under Object Lock is reported, not deleted."""
     policy = load_policy()
-    return expire_by_tiers(
+    return expiry_xcom(expire_by_tiers(
         open_offsite_store(policy), policy.cluster.name, retention_tiers(policy), datetime.now(timezone.utc),
         offsite=True, kinds=tuple(BackupKind),
-    )
+    ))
 
 
 @task
@@ -117,4 +119,4 @@ def expire_offsite_sets() -> dict[str, Any]:
 def expire_restore_test_reports() -> dict[str, Any]:
     """Primary retention of restore-test reports (retention.restore_reports_days); the backup DAGs
     expire their own kinds. Runs after the offsite copy, so no report goes before it is offsite."""
-    return expire_primary(load_policy(), (BackupKind.RESTORE_TEST,))
+    return expiry_xcom(expire_primary(load_policy(), (BackupKind.RESTORE_TEST,)))

@@ -9,8 +9,13 @@ from typing import Any, Sequence
 
 from hms_dr.manifest import BackupKind
 from hms_dr.policy import Policy
-from hms_dr.retention import RetentionTiers, expire_by_tiers
+from hms_dr.retention import KindExpiry, RetentionTiers, expire_by_tiers
 from hms_dr.tasks.connections import open_policy_store
+
+
+def expiry_xcom(expiries: dict[str, KindExpiry]) -> dict[str, Any]:
+    """A retention task's XCom: per kind name, its KindExpiry.to_xcom() (KindExpiry.from_xcom reads one)."""
+    return {kind: expiry.to_xcom() for kind, expiry in expiries.items()}
 
 
 def retention_tiers(policy: Policy) -> RetentionTiers:
@@ -22,7 +27,7 @@ def retention_tiers(policy: Policy) -> RetentionTiers:
     )
 
 
-def expire_primary(policy: Policy, kinds: Sequence[BackupKind]) -> dict[str, Any]:
+def expire_primary(policy: Policy, kinds: Sequence[BackupKind]) -> dict[str, KindExpiry]:
     """Apply the primary store's retention plan to ``kinds``; what was kept, expired and locked per kind."""
     return expire_by_tiers(
         open_policy_store(policy), policy.cluster.name, retention_tiers(policy), datetime.now(timezone.utc),

@@ -16,6 +16,7 @@ from hms_dr.tasks.connections import database_connection, encryption_key, open_p
 from hms_dr.tasks.failures import engine_errors_decide_retry
 from hms_dr.tasks.retention import expire_primary
 from hms_dr.wal import rpo
+from hms_dr.wal.newest import newest_stored_wal
 from hms_dr.wal.ship import ship_spool as ship_spool_files
 from hms_dr.wal.spool import newest_spool_file, read_spool
 
@@ -39,7 +40,7 @@ def ship_spool() -> dict[str, Any]:
         zstd_level=max(level, 1),
         staging_dir=policy.staging.dir,
         remove_from_spool=wal.remove_shipped_from_spool,
-    )
+    ).to_xcom()
 
 
 @task
@@ -56,7 +57,7 @@ def check_archiver() -> dict[str, Any]:
     problem = rpo.judge_archiver(status)
     if problem:
         raise RecoveryPointAtRisk(problem, hint="read the PostgreSQL log for archive_command's error (spool full or unwritable?)")
-    return status.to_dict()
+    return status.to_xcom()
 
 
 @task(outlets=[WAL_ARCHIVE])
@@ -66,24 +67,24 @@ def measure_rpo() -> dict[str, Any]:
     policy = load_policy()
     spool = newest_spool_file(read_spool(policy.wal.spool_dir).files)
     report = rpo.measure_rpo(
-        rpo.newest_stored_wal(open_policy_store(policy), policy.cluster.name),
+        newest_stored_wal(open_policy_store(policy), policy.cluster.name),
         None if spool is None else (spool.name, spool.modified_at),
         target_minutes=policy.rpo_minutes,
         now=datetime.now(timezone.utc),
     )
     log.info(
         "RPO now: store %s s (newest %s), spool %s s (newest %s), target %d min",
-        report.to_dict()["store_age_s"], report.newest_stored_wal, report.to_dict()["spool_age_s"],
+        report.store_age_s, report.newest_stored_wal, report.spool_age_s,
         report.newest_archived_wal, report.target_minutes,
     )
     if report.problem:
         raise RecoveryPointAtRisk(report.problem)
-    get_current_context()["outlet_events"][WAL_ARCHIVE].extra = report.to_dict()
-    return report.to_dict()
+    get_current_context()["outlet_events"][WAL_ARCHIVE].extra = report.to_xcom()
+    return report.to_xcom()
 
 
 @task
 @engine_errors_decide_retry
 def expire_wal() -> dict[str, Any]:
     """Delete WAL sets older than the policy's window that no retained base backup needs."""
-    return expire_primary(load_policy(), (BackupKind.WAL,))[BackupKind.WAL.value]
+    return expire_primary(load_policy(), (BackupKind.WAL,))[BackupKind.WAL.value].to_xcom()

@@ -4,39 +4,25 @@ archiver is healthy.
 RPO (store) = now - archived_at of the newest WAL set in the store; RPO (spool) = now - the
 archive time of the newest WAL archived at all (the newest spool file, or the newest stored set
 when shipping has emptied the spool). ``measure_rpo`` and ``judge_archiver`` are pure
-decisions; ``newest_stored_wal`` and ``read_archiver_status`` fetch their inputs.
+decisions; ``hms_dr.wal.newest.newest_stored_wal`` (the one "newest WAL" the status page and the
+freshness check use too) and ``read_archiver_status`` fetch their inputs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
-
 from hms_dr import sqlfiles
-from hms_dr.catalog import find_set
 from hms_dr.database import connect
-from hms_dr.manifest import BackupKind, parse_utc
 from hms_dr.pgtools import ConnectionInfo
-from hms_dr.wal.listing import stored_wal_names
-
-if TYPE_CHECKING:
-    from hms_dr.store import Store
-
-# The newest sets by name are read to find the newest archived_at: WAL names sort in WAL order
-# within a timeline, and a handful covers a .history/.backup file sorting after the newest segment.
-NEWEST_SETS_READ = 8
+from hms_dr.records import Record
+from hms_dr.wal.newest import StoredWal
 
 
 @dataclass(frozen=True)
-class StoredWal:
-    name: str
-    archived_at: datetime
-
-
-@dataclass(frozen=True)
-class RpoReport:
-    """The recovery point now; ages are None when there is nothing to measure."""
+class RpoReport(Record):
+    """The recovery point now; ages (seconds, to 0.1 s) are None when there is nothing to measure.
+    Its to_xcom() is measure_rpo's XCom and the hms://backups/wal Asset event's extra."""
 
     measured_at: datetime
     target_minutes: int
@@ -45,17 +31,6 @@ class RpoReport:
     newest_stored_wal: str | None
     newest_archived_wal: str | None
     problem: str | None  # one line when over target; None when within it
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "measured_at": self.measured_at.isoformat(),
-            "target_minutes": self.target_minutes,
-            "store_age_s": None if self.store_age_s is None else round(self.store_age_s, 1),
-            "spool_age_s": None if self.spool_age_s is None else round(self.spool_age_s, 1),
-            "newest_stored_wal": self.newest_stored_wal,
-            "newest_archived_wal": self.newest_archived_wal,
-            "problem": self.problem,
-        }
 
 
 def measure_rpo(
@@ -86,8 +61,8 @@ def measure_rpo(
     return RpoReport(
         measured_at=now,
         target_minutes=target_minutes,
-        store_age_s=None if store_age is None else store_age.total_seconds(),
-        spool_age_s=None if spool_age is None else spool_age.total_seconds(),
+        store_age_s=None if store_age is None else round(store_age.total_seconds(), 1),
+        spool_age_s=None if spool_age is None else round(spool_age.total_seconds(), 1),
         newest_stored_wal=None if newest_stored is None else newest_stored.name,
         newest_archived_wal=None if newest_archived is None else newest_archived[0],
         problem=problem,
@@ -95,8 +70,8 @@ def measure_rpo(
 
 
 @dataclass(frozen=True)
-class ArchiverStatus:
-    """One row of pg_stat_archiver."""
+class ArchiverStatus(Record):
+    """One row of pg_stat_archiver (check_archiver's XCom is its to_xcom())."""
 
     archived_count: int
     last_archived_wal: str | None
@@ -104,16 +79,6 @@ class ArchiverStatus:
     failed_count: int
     last_failed_wal: str | None
     last_failed_at: datetime | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "archived_count": self.archived_count,
-            "last_archived_wal": self.last_archived_wal,
-            "last_archived_at": None if self.last_archived_at is None else self.last_archived_at.isoformat(),
-            "failed_count": self.failed_count,
-            "last_failed_wal": self.last_failed_wal,
-            "last_failed_at": None if self.last_failed_at is None else self.last_failed_at.isoformat(),
-        }
 
 
 def judge_archiver(status: ArchiverStatus) -> str | None:
@@ -140,18 +105,6 @@ def read_archiver_status(conn: ConnectionInfo) -> ArchiverStatus:
         last_failed_wal=row[4],
         last_failed_at=row[5],
     )
-
-
-def newest_stored_wal(store: Store, cluster: str) -> StoredWal | None:
-    """The WAL set with the newest archived_at among the newest few by name; None if there is none."""
-    names = sorted(stored_wal_names(store, cluster))[-NEWEST_SETS_READ:]
-    newest: StoredWal | None = None
-    for name in names:
-        manifest = find_set(store, cluster, BackupKind.WAL, name).manifest
-        archived_at = parse_utc(manifest.body.get("archived_at") or manifest.body["finished_at"])
-        if newest is None or archived_at > newest.archived_at:
-            newest = StoredWal(name, archived_at)
-    return newest
 
 
 def _minutes(age: timedelta) -> str:

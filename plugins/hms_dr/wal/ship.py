@@ -23,6 +23,7 @@ from hms_dr.errors import ChecksumMismatch, HmsDrError
 from hms_dr.digests import sha256_of_file
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload
 from hms_dr.publish import publish_set, verify_stored_payload
+from hms_dr.records import Record
 from hms_dr.streams import Pipeline, Stage
 from hms_dr.units import human_bytes, human_rate
 from hms_dr.wal.listing import stored_wal_names
@@ -35,6 +36,19 @@ log = logging.getLogger(__name__)
 
 PAYLOAD_SUFFIX = ".zst.gpg"
 PAYLOAD_FORMAT = "wal"
+
+
+@dataclass(frozen=True)
+class ShipReport(Record):
+    """One shipping pass (ship_spool's XCom is its to_xcom())."""
+
+    shipped: list[str]
+    already_stored: list[str]
+    removed_from_spool: list[str]
+    ignored: list[str]
+    plain_bytes: int
+    stored_bytes: int
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -142,7 +156,7 @@ def ship_spool(
     zstd_level: int,
     staging_dir: Path,
     remove_from_spool: bool,
-) -> dict[str, Any]:
+) -> ShipReport:
     """Ship every spool file not yet stored (oldest first); finish the loop, then raise one error
     naming every conflicting file."""
     started = time.monotonic()
@@ -182,7 +196,7 @@ def ship_spool(
     return _summarize(outcomes, conflicts, listing.ignored, time.monotonic() - started)
 
 
-def _summarize(outcomes: Sequence[ShipOutcome], conflicts: Sequence[HmsDrError], ignored: Sequence[str], seconds: float) -> dict[str, Any]:
+def _summarize(outcomes: Sequence[ShipOutcome], conflicts: Sequence[HmsDrError], ignored: Sequence[str], seconds: float) -> ShipReport:
     shipped = [o for o in outcomes if o.action == "shipped"]
     plain_bytes = sum(o.plain_size_bytes for o in shipped)
     stored_bytes = sum(o.stored_size_bytes for o in shipped)
@@ -197,12 +211,12 @@ def _summarize(outcomes: Sequence[ShipOutcome], conflicts: Sequence[HmsDrError],
             + (f" (and {len(conflicts) - 1} more, see the log)" if len(conflicts) > 1 else ""),
             hint=conflicts[0].hint,
         )
-    return {
-        "shipped": [o.name for o in shipped],
-        "already_stored": [o.name for o in outcomes if o.action != "shipped"],
-        "removed_from_spool": [o.name for o in outcomes if o.removed_from_spool],
-        "ignored": list(ignored),
-        "plain_bytes": plain_bytes,
-        "stored_bytes": stored_bytes,
-        "seconds": round(seconds, 3),
-    }
+    return ShipReport(
+        shipped=[o.name for o in shipped],
+        already_stored=[o.name for o in outcomes if o.action != "shipped"],
+        removed_from_spool=[o.name for o in outcomes if o.removed_from_spool],
+        ignored=list(ignored),
+        plain_bytes=plain_bytes,
+        stored_bytes=stored_bytes,
+        seconds=round(seconds, 3),
+    )

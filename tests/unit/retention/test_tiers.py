@@ -291,10 +291,10 @@ def test_applying_every_tier_to_a_real_store_twice_deletes_nothing_the_second_ti
     tiers = replace(TIERS, base_backups_keep=2)
 
     first = expire_by_tiers(store, CLUSTER, tiers, now, offsite=False, kinds=tuple(BackupKind))
-    assert {kind: len(entry["expired"]) for kind, entry in first.items()} == {
+    assert {kind: len(entry.expired) for kind, entry in first.items()} == {
         "wal": 3, "logical": 2, "schema": 2, "data": 0, "base": 1, "restore-test": 1,
     }
     left = sorted(o.key for o in store.list())
     second = expire_by_tiers(store, CLUSTER, tiers, now, offsite=False, kinds=tuple(BackupKind))
-    assert all(entry["expired"] == [] and entry["deleted_objects"] == 0 for entry in second.values())
+    assert all(entry.expired == [] and entry.deleted_objects == 0 for entry in second.values())
     assert sorted(o.key for o in store.list()) == left
