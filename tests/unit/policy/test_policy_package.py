@@ -13,7 +13,7 @@ import pytest
 import hms_dr.policy
 from hms_dr.policy import Policy
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 PLUGINS = REPO_ROOT / "plugins"
 POLICY_PACKAGE = PLUGINS / "hms_dr" / "policy"
 SECTION_MODULES = sorted(path for path in POLICY_PACKAGE.glob("*.py") if path.name != "__init__.py")

@@ -20,7 +20,7 @@ from hms_dr.errors import PolicyInvalid
 from hms_dr.policy import DEFAULT_POLICY_PATH, load_policy, parse_policy
 from hms_dr.policy import DrPolicy
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def with_dr(section: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The offsite sync engine between two real file:// stores (tmp dirs): what it copies, in which
 order, what a rerun does, and how damage on either side is found. S3 and Object Lock are covered
-by tests/unit/test_offsite_object_lock.py and tests/integration/test_offsite_sync.py."""
+by tests/unit/offsite/test_offsite_object_lock.py and tests/integration/test_offsite_sync.py."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import yaml
 from hms_dr.errors import PolicyInvalid
 from hms_dr.policy import DrRestorePolicy, parse_policy
 
-COMMITTED = yaml.safe_load((Path(__file__).resolve().parents[2] / "include" / "policy.yaml").read_text())
+COMMITTED = yaml.safe_load((Path(__file__).resolve().parents[3] / "include" / "policy.yaml").read_text())
 
 
 def with_restore(section: object) -> dict:
