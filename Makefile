@@ -20,7 +20,7 @@ help:
 	@echo "make demo     build everything, start the sandbox, run the daily backup and its restore test through Airflow"
 	@echo "make airflow  serve the same sandbox in the Airflow UI (airflow standalone)"
 	@echo "make check-policy  check the policy against the live database (the sandbox's, or DSN=postgresql://... [POLICY=file])"
-	@echo "make test     the whole test suite (unit, integration on real servers, DAGs) and mypy"
+	@echo "make test     ruff (lint + format), mypy, and the whole test suite (unit, integration on real servers, DAGs)"
 	@echo "make bench    benchmarks (bench/), printing ratios against the bare tools"
 	@echo "make stop     stop the sandbox's servers and a \`make airflow\` left running (data kept); make clean removes it"
 
@@ -54,8 +54,12 @@ CHECK_POLICY := $(PY) -m hms_dr.tasks.check_policy $(if $(POLICY),--policy "$(PO
 check-policy: venv $(if $(DSN),,sandbox)
 	$(if $(DSN),$(CHECK_POLICY) --dsn "$(DSN)" $(if $(REPLICATION_DSN),--replication-dsn "$(REPLICATION_DSN)"),$(WITH_SANDBOX) $(CHECK_POLICY))
 
+# ruff first: a lint or format slip fails in seconds, before the 20-minute suite.
 test: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy --config-file mypy.ini plugins/hms_dr sandbox/hms_sandbox
+	MYPYPATH=plugins:sandbox:bench $(PY) -m mypy --config-file mypy.ini --allow-untyped-defs bench/*.py
 	$(PY) -m pytest -n 2 --dist loadfile
 
 test-unit: venv

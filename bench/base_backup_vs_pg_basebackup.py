@@ -40,14 +40,21 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
-from benchlib import MB, CpuSampler, fmt_mb, markdown_table, median  # noqa: E402
+import benchlib
+from benchlib import MB, CpuSampler, fmt_mb, markdown_table, median
 
 NAME = "base-backup-vs-pg-basebackup"
 STANZA = "hms"
 PGBACKREST_PROCESSES = 2
 WAL_TAR = "pg_wal.tar"
-PGBACKREST_REPORTED = ("compress-type", "compress-level", "process-max", "repo1-cipher-type", "start-fast", "archive-check")
+PGBACKREST_REPORTED = (
+    "compress-type",
+    "compress-level",
+    "process-max",
+    "repo1-cipher-type",
+    "start-fast",
+    "archive-check",
+)
 # (key in take_base_backup's "seconds", what the step does)
 PIPELINE_STEPS = (
     ("preflight", "preflight (tools, role, staging space, key)"),
@@ -59,8 +66,7 @@ PIPELINE_STEPS = (
 )
 # The sampler's labels are written for the daily backup; these say what the same threads do here.
 CPU_LABELS = {
-    "python main thread (reads gpg output, sha256, S3 put; read-back GET + sha256)":
-        "python main thread (tar extraction for pg_verifybackup, reads gpg output, sha256, S3 put; read-back GET + sha256)",
+    "python main thread (reads gpg output, sha256, S3 put; read-back GET + sha256)": "python main thread (tar extraction for pg_verifybackup, reads gpg output, sha256, S3 put; read-back GET + sha256)",
     "python tap thread (pipe copy, sha256 of plain bytes, feed pg_restore)": "python tap thread (feeds the tar to zstd, sha256 of plain bytes)",
     "python other threads (stderr drains, pg_restore reader)": "python other threads (progress log, stderr drains)",
     "postgres background processes (bench cluster)": "postgres background processes and other backends (bench cluster)",
@@ -105,9 +111,16 @@ def run_pipeline(conn: Any, sandbox: Any, policy: Any, store: Any, sampler: CpuS
 
     def backup() -> dict[str, Any]:
         return take_base_backup(  # type: ignore[no-any-return]
-            conn, store, policy.cluster.name, encryption_key=key, staging_dir=settings.staging_dir,
-            zstd_level=settings.zstd_level, zstd_threads=settings.zstd_threads, staging_space_ratio=settings.staging_space_ratio,
-            verify_readback=policy.store.verify_readback, producer={"dag_id": "bench", "run_id": "bench"},
+            conn,
+            store,
+            policy.cluster.name,
+            encryption_key=key,
+            staging_dir=settings.staging_dir,
+            zstd_level=settings.zstd_level,
+            zstd_threads=settings.zstd_threads,
+            staging_space_ratio=settings.staging_space_ratio,
+            verify_readback=policy.store.verify_readback,
+            producer={"dag_id": "bench", "run_id": "bench"},
         )
 
     wall, result, cpu = benchlib.measure(backup, sampler)
@@ -129,7 +142,9 @@ def run_pipeline(conn: Any, sandbox: Any, policy: Any, store: Any, sampler: CpuS
 def pipeline_steps(seconds: dict[str, float]) -> dict[str, float]:
     """The engine's own step timings; what its total leaves over is publication and bookkeeping."""
     steps = {name: float(seconds.get(name, 0.0)) for name, _ in PIPELINE_STEPS if name != "publish"}
-    steps["publish"] = float(seconds["publish"]) if "publish" in seconds else max(0.0, seconds["total"] - sum(steps.values()))
+    steps["publish"] = (
+        float(seconds["publish"]) if "publish" in seconds else max(0.0, seconds["total"] - sum(steps.values()))
+    )
     return steps
 
 
@@ -192,8 +207,14 @@ class PgBackRest:
                 prepare_server_dir(directory, 0o700)
             settings = pgbackrest_settings(root, sandbox, zstd_level)
             cipher_pass = secrets.token_urlsafe(32)
-            config = ["[global]", *(f"{k}={v}" for k, v in settings.items() if not k.startswith("pg1-")),
-                      f"repo1-cipher-pass={cipher_pass}", "", f"[{STANZA}]", *(f"{k}={v}" for k, v in settings.items() if k.startswith("pg1-"))]
+            config = [
+                "[global]",
+                *(f"{k}={v}" for k, v in settings.items() if not k.startswith("pg1-")),
+                f"repo1-cipher-pass={cipher_pass}",
+                "",
+                f"[{STANZA}]",
+                *(f"{k}={v}" for k, v in settings.items() if k.startswith("pg1-")),
+            ]
             _write_server_file(root / "pgbackrest.conf", "\n".join(config) + "\n")
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
@@ -208,7 +229,9 @@ class PgBackRest:
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """One pgbackrest command as the server user; the superuser's password in its environment."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")} | {"PGPASSWORD": self.password}
-        done = subprocess.run(self.command(*args), env=env, cwd="/", capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            self.command(*args), env=env, cwd="/", capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
         if done.returncode != 0:
             lines = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
             raise RuntimeError(f"pgbackrest {args[0]} exited {done.returncode}: {lines[-1] if lines else 'no output'}")
@@ -313,8 +336,15 @@ class PgBackRestSide:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale-mb", type=float, default=1100, help="HMS data generator scale for the sandbox's first load (default 1100: ≥ 1 GB)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of bare / pipeline / pgBackRest (default 2)")
+    parser.add_argument(
+        "--scale-mb",
+        type=float,
+        default=1100,
+        help="HMS data generator scale for the sandbox's first load (default 1100: ≥ 1 GB)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternating rounds of bare / pipeline / pgBackRest (default 2)"
+    )
     parser.add_argument("--no-pgbackrest", action="store_true", help="skip the pgBackRest side")
     parser.add_argument("--keep", action="store_true", help="leave the bench sandbox running")
     parser.add_argument("--verbose", action="store_true", help="print the engine's INFO log lines")
@@ -332,14 +362,23 @@ def describe_run(sandbox: Any, policy: Any, with_pgbackrest: bool) -> dict[str, 
         tools["pgbackrest"] = ["pgbackrest", "version"]
     print(f"database {sandbox.database}: pg_database_size = {fmt_mb(db_size)} ({db_size / 2**30:.2f} GiB)")
     if db_size < 10**9:
-        print(f"WARNING: the database is under 1 GB; a sandbox loaded earlier at a smaller scale is reused (remove {benchlib.BENCH_STATE_DIR} to reload)")
+        print(
+            f"WARNING: the database is under 1 GB; a sandbox loaded earlier at a smaller scale is reused (remove {benchlib.BENCH_STATE_DIR} to reload)"
+        )
     busy = benchlib.busy_other_processes()
     if busy:
         print("WARNING: other processes are busy on this shared machine: " + "; ".join(busy))
     settings = policy.base_backup
-    print(f"policy: base_backup zstd -{settings.zstd_level} -T{settings.zstd_threads}, staging {settings.staging_dir} "
-          f"(ratio {settings.staging_space_ratio}), part size {policy.store.part_size_mib} MiB, verify_readback {policy.store.verify_readback}")
-    return {"db_size": db_size, "pg_version": benchlib.server_version(conn), "machine": benchlib.machine_info(tools), "busy": busy}
+    print(
+        f"policy: base_backup zstd -{settings.zstd_level} -T{settings.zstd_threads}, staging {settings.staging_dir} "
+        f"(ratio {settings.staging_space_ratio}), part size {policy.store.part_size_mib} MiB, verify_readback {policy.store.verify_readback}"
+    )
+    return {
+        "db_size": db_size,
+        "pg_version": benchlib.server_version(conn),
+        "machine": benchlib.machine_info(tools),
+        "busy": busy,
+    }
 
 
 def run_rounds(rounds: int, sandbox: Any, policy: Any, pgbackrest: PgBackRestSide) -> dict[str, list[dict[str, Any]]]:
@@ -399,8 +438,13 @@ def main() -> int:
     body = report(facts["db_size"], policy, runs, pgbackrest, args)
     print()
     print(body)
-    benchlib.write_results(NAME, "Weekly base backup vs bare pg_basebackup and pgBackRest", facts["machine"], facts["pg_version"],
-                           body + benchlib.busy_section(facts["busy"]))
+    benchlib.write_results(
+        NAME,
+        "Weekly base backup vs bare pg_basebackup and pgBackRest",
+        facts["machine"],
+        facts["pg_version"],
+        body + benchlib.busy_section(facts["busy"]),
+    )
     return 0
 
 
@@ -411,7 +455,13 @@ def _med(runs: list[dict[str, Any]], key: str) -> float:
     return median([r[key] for r in runs])
 
 
-def report(db_size: int, policy: Any, runs: dict[str, list[dict[str, Any]]], pgbackrest: PgBackRestSide, args: argparse.Namespace) -> str:
+def report(
+    db_size: int,
+    policy: Any,
+    runs: dict[str, list[dict[str, Any]]],
+    pgbackrest: PgBackRestSide,
+    args: argparse.Namespace,
+) -> str:
     bare, pipe, rest = runs["bare"], runs["pipeline"], runs["pgbackrest"]
     bare_wall, pipe_wall = _med(bare, "wall"), _med(pipe, "wall")
     cluster = _med(pipe, "cluster")
@@ -419,10 +469,16 @@ def report(db_size: int, policy: Any, runs: dict[str, list[dict[str, Any]]], pgb
     rows = [
         ["database size (pg_database_size of the HMS database)", fmt_mb(db_size)],
         ["cluster size (what pg_basebackup copies, as the preflight measures it)", fmt_mb(cluster)],
-        ["bare `pg_basebackup -Ft -X stream` wall", f"{bare_wall:.1f} s ({cluster / MB / bare_wall:.1f} MB/s of cluster)"],
+        [
+            "bare `pg_basebackup -Ft -X stream` wall",
+            f"{bare_wall:.1f} s ({cluster / MB / bare_wall:.1f} MB/s of cluster)",
+        ],
         ["pipeline wall (take_base_backup)", f"{pipe_wall:.1f} s ({cluster / MB / pipe_wall:.1f} MB/s of cluster)"],
         ["**ratio pipeline / bare**", f"**{pipe_wall / bare_wall:.2f}**"],
-        ["ratio pipeline's pg_basebackup step / bare", f"{median([r['steps']['pg_basebackup'] for r in pipe]) / bare_wall:.2f}"],
+        [
+            "ratio pipeline's pg_basebackup step / bare",
+            f"{median([r['steps']['pg_basebackup'] for r in pipe]) / bare_wall:.2f}",
+        ],
     ]
     if rest:
         rest_wall = _med(rest, "wall")
@@ -435,35 +491,60 @@ def report(db_size: int, policy: Any, runs: dict[str, list[dict[str, Any]]], pgb
         rows.append(["pgBackRest full backup", f"not set up here: {pgbackrest.missing}"])
     rows += [
         ["bare output on disk (plain tars)", f"{fmt_mb(_med(bare, 'size'))} (pg_wal.tar {fmt_mb(_med(bare, 'wal'))})"],
-        ["pipeline stored in S3 (zstd + gpg)", f"{fmt_mb(_med(pipe, 'size'))} (plain {fmt_mb(_med(pipe, 'plain'))}; "
-                                               f"pg_wal.tar {fmt_mb(_med(pipe, 'wal'))} stored, {fmt_mb(_med(pipe, 'wal_plain'))} plain)"],
+        [
+            "pipeline stored in S3 (zstd + gpg)",
+            f"{fmt_mb(_med(pipe, 'size'))} (plain {fmt_mb(_med(pipe, 'plain'))}; "
+            f"pg_wal.tar {fmt_mb(_med(pipe, 'wal'))} stored, {fmt_mb(_med(pipe, 'wal_plain'))} plain)",
+        ],
     ]
     if rest:
-        rows.append(["pgBackRest repository on disk (zstd + aes-256-cbc, no WAL)",
-                     f"{fmt_mb(_med(rest, 'size'))} (backup of {fmt_mb(_med(rest, 'plain'))} as pgBackRest counts it)"])
+        rows.append(
+            [
+                "pgBackRest repository on disk (zstd + aes-256-cbc, no WAL)",
+                f"{fmt_mb(_med(rest, 'size'))} (backup of {fmt_mb(_med(rest, 'plain'))} as pgBackRest counts it)",
+            ]
+        )
 
     lines = [
-        f"Command: `{' '.join(['bench/base_backup_vs_pg_basebackup.py'] + sys.argv[1:])}`; {args.rounds} alternating round(s), medians below.",
+        f"Command: `{' '.join(['bench/base_backup_vs_pg_basebackup.py', *sys.argv[1:]])}`; {args.rounds} alternating round(s), medians below.",
         f"Pipeline: policy base_backup zstd -{settings.zstd_level} -T{settings.zstd_threads}, gpg public key (AES256), "
         f"read-back {'sha256' if policy.store.verify_readback else 'size only'}, store moto S3 (part size {policy.store.part_size_mib} MiB).",
         "Bare: `pg_basebackup -D <dir> -Ft -X stream --checkpoint=fast` as hms_replica, to local disk, no compression.",
     ]
     if rest and pgbackrest.tool is not None:
         shown = ", ".join(f"{k}={pgbackrest.tool.settings[k]}" for k in PGBACKREST_REPORTED)
-        lines.append(f"pgBackRest: `pgbackrest --stanza={STANZA} backup --type=full` as the server's OS user, local repository, {shown}. "
-                     "With archive-check=n its set holds no WAL (archive-copy needs the archive check); the other two carry pg_wal.tar.")
+        lines.append(
+            f"pgBackRest: `pgbackrest --stanza={STANZA} backup --type=full` as the server's OS user, local repository, {shown}. "
+            "With archive-check=n its set holds no WAL (archive-copy needs the archive check); the other two carry pg_wal.tar."
+        )
     lines += ["", "## Result", "", markdown_table(["figure", "value"], rows)]
-    lines += ["", "## Pipeline steps (medians, as take_base_backup times them)", "", markdown_table(
-        ["step", "s", "share of the pipeline wall"],
-        [[label, f"{median([r['steps'][name] for r in pipe]):.1f}", f"{100 * median([r['steps'][name] for r in pipe]) / pipe_wall:.0f}%"]
-         for name, label in PIPELINE_STEPS],
-    )]
+    lines += [
+        "",
+        "## Pipeline steps (medians, as take_base_backup times them)",
+        "",
+        markdown_table(
+            ["step", "s", "share of the pipeline wall"],
+            [
+                [
+                    label,
+                    f"{median([r['steps'][name] for r in pipe]):.1f}",
+                    f"{100 * median([r['steps'][name] for r in pipe]) / pipe_wall:.0f}%",
+                ]
+                for name, label in PIPELINE_STEPS
+            ],
+        ),
+    ]
     lines += ["", "## Every run", "", _every_run(runs)]
     lines += ["", "## Where the CPU went (last round; 2 cores = 2.0 CPU-s per wall second)", ""]
     for side, title in (("bare", "Bare pg_basebackup"), ("pipeline", "Pipeline"), ("pgbackrest", "pgBackRest")):
         if runs[side]:
             last = runs[side][-1]
-            lines += [f"{title}:", "", benchlib.cpu_table(benchlib.relabel_cpu(last["cpu"], CPU_LABELS), last["wall"]), ""]
+            lines += [
+                f"{title}:",
+                "",
+                benchlib.cpu_table(benchlib.relabel_cpu(last["cpu"], CPU_LABELS), last["wall"]),
+                "",
+            ]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -474,7 +555,9 @@ def _every_run(runs: dict[str, list[dict[str, Any]]]) -> str:
             steps = ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items()) if "steps" in r else ""
             rows.append([i, side, f"{r['wall']:.1f}", steps, f"{fmt_mb(r['size'])} {where}", *benchlib.cpu_cells(r)])
     rows.sort(key=lambda row: row[0])
-    return markdown_table(["round", "side", "wall s", "pipeline steps s", "output", "our CPU s", "CPU s of other work"], rows)
+    return markdown_table(
+        ["round", "side", "wall s", "pipeline steps s", "output", "our CPU s", "CPU s of other work"], rows
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Benchmarks are scripts, not tests: they print, and they write ``bench/results/<d
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -13,10 +14,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 # The engine (plugins/) and the sandbox that starts the servers the benchmarks run on (sandbox/).
@@ -49,9 +51,15 @@ def start_bench_sandbox(scale_mb: float) -> Any:
     from hms_sandbox import start_sandbox
 
     started = time.monotonic()
-    print(f"starting the bench sandbox in {BENCH_STATE_DIR} (scale {scale_mb:g} MB; the first start loads the data)...", flush=True)
+    print(
+        f"starting the bench sandbox in {BENCH_STATE_DIR} (scale {scale_mb:g} MB; the first start loads the data)...",
+        flush=True,
+    )
     sandbox = start_sandbox(state_dir=BENCH_STATE_DIR, scale_mb=scale_mb)
-    print(f"sandbox up in {time.monotonic() - started:.1f} s: PostgreSQL 127.0.0.1:{sandbox.pg_port}, S3 {sandbox.s3_endpoint_url}", flush=True)
+    print(
+        f"sandbox up in {time.monotonic() - started:.1f} s: PostgreSQL 127.0.0.1:{sandbox.pg_port}, S3 {sandbox.s3_endpoint_url}",
+        flush=True,
+    )
     return sandbox
 
 
@@ -92,7 +100,9 @@ def s3_client(sandbox: Any) -> Any:
     """A boto3 client for the sandbox's moto server, configured like the tasks layer's."""
     from botocore.config import Config
 
-    return sandbox.s3_client(Config(connect_timeout=10, read_timeout=120, retries={"max_attempts": 3, "mode": "standard"}))
+    return sandbox.s3_client(
+        Config(connect_timeout=10, read_timeout=120, retries={"max_attempts": 3, "mode": "standard"})
+    )
 
 
 def encryption_key(sandbox: Any) -> Any:
@@ -168,10 +178,8 @@ def busy_other_processes(exclude_pids: Iterable[int] = ()) -> list[str]:
     excluded = set(exclude_pids) | {os.getpid()}
     procs = [p for p in psutil.process_iter(["pid", "name", "cmdline"]) if p.pid not in excluded]
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             p.cpu_percent(None)
-        except psutil.Error:
-            pass
     time.sleep(1.0)
     busy = []
     for p in procs:
@@ -323,7 +331,9 @@ class CpuSampler:
         import psutil
 
         t = psutil.cpu_times()
-        return float(t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0) + getattr(t, "steal", 0))
+        return float(
+            t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0) + getattr(t, "steal", 0)
+        )
 
     _own_start: float = 0.0
 
@@ -431,7 +441,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def cpu_table(cpu: dict[str, float], wall: float) -> str:
     total = sum(cpu.values())
     rows = [[label, f"{sec:.1f}", f"{100 * sec / max(total, 1e-9):.0f}%"] for label, sec in cpu.items()]
-    rows.append(["**total, machine-wide**", f"{total:.1f}", f"{total / max(wall, 1e-9):.2f} cores busy over {wall:.1f} s wall"])
+    rows.append(
+        ["**total, machine-wide**", f"{total:.1f}", f"{total / max(wall, 1e-9):.2f} cores busy over {wall:.1f} s wall"]
+    )
     return markdown_table(["process / thread", "CPU s", "share"], rows)
 
 
@@ -463,7 +475,9 @@ def decryption_key(sandbox: Any) -> Any:
     from hms_dr.crypto import DecryptionKey
     from hms_dr.policy import EncryptionMode
 
-    return DecryptionKey(EncryptionMode.PUBLIC_KEY, private_key=sandbox.secrets.gpg_secret_key, passphrase=sandbox.secrets.gpg_passphrase)
+    return DecryptionKey(
+        EncryptionMode.PUBLIC_KEY, private_key=sandbox.secrets.gpg_secret_key, passphrase=sandbox.secrets.gpg_passphrase
+    )
 
 
 def restore_target_admin(sandbox: Any) -> Any:
@@ -489,7 +503,9 @@ def restore_target_postmaster_pid(sandbox: Any) -> int | None:
     if sandbox.restore_target_port is None:
         return None
     base = sandbox.state_dir / "pg" / "restore-target"
-    return LocalCluster(base / "data", sandbox.restore_target_port, base / "log" / "postgresql.log", base / "sockets").postmaster_pid()
+    return LocalCluster(
+        base / "data", sandbox.restore_target_port, base / "log" / "postgresql.log", base / "sockets"
+    ).postmaster_pid()
 
 
 def relabel_cpu(cpu: dict[str, float], labels: dict[str, str]) -> dict[str, float]:
@@ -517,7 +533,9 @@ def empty_primary_store(sandbox: Any, policy: Any) -> Any:
     from hms_dr.store import open_store
 
     store = open_store(
-        f"s3://{sandbox.primary_bucket}", s3_client=s3_client(sandbox), part_size_bytes=policy.store.part_size_mib << 20,
+        f"s3://{sandbox.primary_bucket}",
+        s3_client=s3_client(sandbox),
+        part_size_bytes=policy.store.part_size_mib << 20,
     )
     for stale in store.list(""):
         store.delete(stale.key)

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
-from benchlib import MB, CpuSampler, fmt_mb, markdown_table, median  # noqa: E402
+import benchlib
+from benchlib import MB, CpuSampler, fmt_mb, markdown_table, median
 
 NAME = "compression-choice"
 FAST_FACTOR = 1.5  # an option is "fast" when its wall time is at most this times the fastest one's
@@ -49,7 +49,7 @@ class Option:
         if self.zstd_level is not None:
             # The engine's compression_stage argv (zstd -q -c -<level> -T<threads>).
             chain.append(["zstd", "-q", "-c", f"-{self.zstd_level}", "-T0"])
-        return chain + [gpg]
+        return [*chain, gpg]
 
 
 OPTIONS = (
@@ -71,11 +71,20 @@ def run_option(option: Option, conn: Any, home: Path, key: Any, sampler: CpuSamp
     script = " | ".join(shlex.join(argv) for argv in chain) + " | wc -c"
 
     def run() -> int:
-        done = subprocess.run(["bash", "-o", "pipefail", "-c", script], env=tool_env(conn), check=True, capture_output=True, text=True)
+        done = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", script], env=tool_env(conn), check=True, capture_output=True, text=True
+        )
         return int(done.stdout.strip())
 
     wall, size, cpu = benchlib.measure(run, sampler)
-    return {"wall": wall, "size": size, "cpu": benchlib.own_cpu(cpu), "other_cpu": cpu.get(benchlib.OTHER_LABEL, 0.0), "cpu_detail": cpu, "script": script}
+    return {
+        "wall": wall,
+        "size": size,
+        "cpu": benchlib.own_cpu(cpu),
+        "other_cpu": cpu.get(benchlib.OTHER_LABEL, 0.0),
+        "cpu_detail": cpu,
+        "script": script,
+    }
 
 
 def choose(summary: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
@@ -91,7 +100,9 @@ def choose(summary: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale-mb", type=float, default=1100, help="only used if the bench sandbox does not exist yet")
+    parser.add_argument(
+        "--scale-mb", type=float, default=1100, help="only used if the bench sandbox does not exist yet"
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="leave the bench sandbox running")
     parser.add_argument("--verbose", action="store_true")
@@ -123,8 +134,11 @@ def main() -> int:
                 for option in order:
                     run = run_option(option, conn, home, key, CpuSampler(**sampler_args))
                     runs[option.name].append(run)
-                    print(f"round {round_no}: {option.name:28s} {run['wall']:6.1f} s  {fmt_mb(run['size']):>12s}  "
-                          f"{db_size / MB / run['wall']:6.1f} MB/s  CPU {run['cpu']:.0f} s (+{run['other_cpu']:.0f} s other work)", flush=True)
+                    print(
+                        f"round {round_no}: {option.name:28s} {run['wall']:6.1f} s  {fmt_mb(run['size']):>12s}  "
+                        f"{db_size / MB / run['wall']:6.1f} MB/s  CPU {run['cpu']:.0f} s (+{run['other_cpu']:.0f} s other work)",
+                        flush=True,
+                    )
     finally:
         if args.keep:
             print(f"--keep: the bench sandbox keeps running in {benchlib.BENCH_STATE_DIR}")
@@ -137,55 +151,113 @@ def main() -> int:
         rs = runs[option.name]
         wall = median([r["wall"] for r in rs])
         size = median([r["size"] for r in rs])
-        summary.append({
-            "option": option, "wall": wall, "size": size, "ratio": plain / size, "cpu": median([r["cpu"] for r in rs]), "other_cpu": median([r["other_cpu"] for r in rs]),
-            "db_mbps": db_size / MB / wall, "plain_mbps": plain / MB / wall,
-        })
+        summary.append(
+            {
+                "option": option,
+                "wall": wall,
+                "size": size,
+                "ratio": plain / size,
+                "cpu": median([r["cpu"] for r in rs]),
+                "other_cpu": median([r["other_cpu"] for r in rs]),
+                "db_mbps": db_size / MB / wall,
+                "plain_mbps": plain / MB / wall,
+            }
+        )
     chosen, fast, best_ratio = choose(summary)
-    current = next(s for s in summary if s["option"].zstd_level == policy.compression.level and policy.compression.method.value == "zstd") \
-        if policy.compression.method.value == "zstd" else None
+    current = (
+        next(
+            s
+            for s in summary
+            if s["option"].zstd_level == policy.compression.level and policy.compression.method.value == "zstd"
+        )
+        if policy.compression.method.value == "zstd"
+        else None
+    )
 
     table = markdown_table(
-        ["option (each piped through gpg --encrypt)", "wall s", "output", "ratio vs none", "DB MB/s", "plain-archive MB/s", "CPU s (ours)", "CPU s taken by other work"],
-        [[s["option"].name + (" ← policy default" if s is current else ""), f"{s['wall']:.1f}", fmt_mb(s["size"]), f"{s['ratio']:.2f}",
-          f"{s['db_mbps']:.1f}", f"{s['plain_mbps']:.1f}", f"{s['cpu']:.0f}", f"{s['other_cpu']:.0f}"] for s in summary],
+        [
+            "option (each piped through gpg --encrypt)",
+            "wall s",
+            "output",
+            "ratio vs none",
+            "DB MB/s",
+            "plain-archive MB/s",
+            "CPU s (ours)",
+            "CPU s taken by other work",
+        ],
+        [
+            [
+                s["option"].name + (" ← policy default" if s is current else ""),
+                f"{s['wall']:.1f}",
+                fmt_mb(s["size"]),
+                f"{s['ratio']:.2f}",
+                f"{s['db_mbps']:.1f}",
+                f"{s['plain_mbps']:.1f}",
+                f"{s['cpu']:.0f}",
+                f"{s['other_cpu']:.0f}",
+            ]
+            for s in summary
+        ],
     )
-    rule = (f"Rule: fast = wall ≤ {FAST_FACTOR} × the fastest option ({', '.join(s['option'].name for s in fast)}); "
-            f"best ratio among them {best_ratio:.2f}; choice = the fastest fast option with ratio ≥ {1 - RATIO_TOLERANCE:.0%} of that, "
-            f"walls within {TIE:.0%} of each other counting as a tie that the lower CPU (ours) wins.")
+    rule = (
+        f"Rule: fast = wall ≤ {FAST_FACTOR} × the fastest option ({', '.join(s['option'].name for s in fast)}); "
+        f"best ratio among them {best_ratio:.2f}; choice = the fastest fast option with ratio ≥ {1 - RATIO_TOLERANCE:.0%} of that, "
+        f"walls within {TIE:.0%} of each other counting as a tie that the lower CPU (ours) wins."
+    )
     verdict = f"**Suggested policy default: {chosen['option'].name} (`compression: {{{chosen['option'].policy}}}`)**"
     if current is not None:
-        verdict += (" — the current default." if chosen is current else
-                    f" — the current default (zstd -{policy.compression.level}) takes {current['wall']:.1f} s, {current['cpu']:.0f} CPU s "
-                    f"for ratio {current['ratio']:.2f}, vs {chosen['wall']:.1f} s, {chosen['cpu']:.0f} CPU s for ratio {chosen['ratio']:.2f}.")
-    body = "\n".join([
-        f"Command: `{' '.join(['bench/compression_choice.py'] + sys.argv[1:])}`; {args.rounds} round(s), order reversed every other round; medians.",
-        f"Database: {sandbox.database}, pg_database_size {fmt_mb(db_size)}; plain `-Fc -Z0` archive (through gpg) {fmt_mb(plain)}.",
-        "Every option: `pg_dump -Fc --blobs -Z<n> [| zstd -q -c -<l> -T0] | gpg --encrypt --compress-algo none --cipher-algo AES256 "
-        "--trust-model always --recipient <sandbox key> | wc -c`, as hms_backup, each process measured.",
-        "",
-        "## Result",
-        "",
-        table,
-        "",
-        rule,
-        "",
-        verdict,
-        "",
-        "## Every run",
-        "",
-        markdown_table(["option", "walls s", "sizes"], [[o.name, ", ".join(f"{r['wall']:.1f}" for r in runs[o.name]),
-                                                        ", ".join(fmt_mb(r["size"]) for r in runs[o.name])] for o in OPTIONS]),
-        "",
-        "CPU per process (last run of each option, CPU s):",
-        "",
-        markdown_table(["option", "CPU by process"], [[o.name, "; ".join(f"{k} {v:.1f}" for k, v in runs[o.name][-1]["cpu_detail"].items())]
-                                                     for o in OPTIONS]),
-    ])
+        verdict += (
+            " — the current default."
+            if chosen is current
+            else f" — the current default (zstd -{policy.compression.level}) takes {current['wall']:.1f} s, {current['cpu']:.0f} CPU s "
+            f"for ratio {current['ratio']:.2f}, vs {chosen['wall']:.1f} s, {chosen['cpu']:.0f} CPU s for ratio {chosen['ratio']:.2f}."
+        )
+    body = "\n".join(
+        [
+            f"Command: `{' '.join(['bench/compression_choice.py', *sys.argv[1:]])}`; {args.rounds} round(s), order reversed every other round; medians.",
+            f"Database: {sandbox.database}, pg_database_size {fmt_mb(db_size)}; plain `-Fc -Z0` archive (through gpg) {fmt_mb(plain)}.",
+            "Every option: `pg_dump -Fc --blobs -Z<n> [| zstd -q -c -<l> -T0] | gpg --encrypt --compress-algo none --cipher-algo AES256 "
+            "--trust-model always --recipient <sandbox key> | wc -c`, as hms_backup, each process measured.",
+            "",
+            "## Result",
+            "",
+            table,
+            "",
+            rule,
+            "",
+            verdict,
+            "",
+            "## Every run",
+            "",
+            markdown_table(
+                ["option", "walls s", "sizes"],
+                [
+                    [
+                        o.name,
+                        ", ".join(f"{r['wall']:.1f}" for r in runs[o.name]),
+                        ", ".join(fmt_mb(r["size"]) for r in runs[o.name]),
+                    ]
+                    for o in OPTIONS
+                ],
+            ),
+            "",
+            "CPU per process (last run of each option, CPU s):",
+            "",
+            markdown_table(
+                ["option", "CPU by process"],
+                [
+                    [o.name, "; ".join(f"{k} {v:.1f}" for k, v in runs[o.name][-1]["cpu_detail"].items())]
+                    for o in OPTIONS
+                ],
+            ),
+        ]
+    )
     print()
     print(body)
     extra = "\n## Other busy processes at start\n\n" + "\n".join(f"- {b}" for b in busy) + "\n" if busy else ""
-    benchlib.write_results(NAME, "Compression choice for the whole-database dump", machine, pg_version, body + "\n" + extra)
+    benchlib.write_results(
+        NAME, "Compression choice for the whole-database dump", machine, pg_version, body + "\n" + extra
+    )
     return 0
 
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
-from benchlib import MB, CpuSampler, fmt_mb, markdown_table, median  # noqa: E402
+import benchlib
+from benchlib import MB, CpuSampler, fmt_mb, markdown_table, median
 
 GOAL = 1.10  # issue 12: the daily backup, content digests included, within 10 % of the bare pg_dump -Fc
 NAME = "daily-backup-vs-pg-dump"
@@ -91,7 +91,9 @@ def run_tools_chain(conn: Any, sandbox: Any, policy: Any, sampler: CpuSampler) -
         script = " | ".join(shlex.join(s) for s in stages) + " | wc -c"
 
         def chain() -> int:
-            done = subprocess.run(["bash", "-o", "pipefail", "-c", script], env=tool_env(conn), check=True, capture_output=True, text=True)
+            done = subprocess.run(
+                ["bash", "-o", "pipefail", "-c", script], env=tool_env(conn), check=True, capture_output=True, text=True
+            )
             return int(done.stdout.strip())
 
         wall, size, cpu = benchlib.measure(chain, sampler)
@@ -124,7 +126,9 @@ def run_baselines_alone(conn: Any, policy: Any) -> dict[str, float]:
     return timings
 
 
-def run_pipeline(conn: Any, sandbox: Any, policy: Any, store: Any, capture: _Capture, sampler: CpuSampler) -> dict[str, Any]:
+def run_pipeline(
+    conn: Any, sandbox: Any, policy: Any, store: Any, capture: _Capture, sampler: CpuSampler
+) -> dict[str, Any]:
     from hms_dr import logical, publish
     from hms_dr.manifest import BackupKind
 
@@ -135,7 +139,15 @@ def run_pipeline(conn: Any, sandbox: Any, policy: Any, store: Any, capture: _Cap
 
     def whole() -> None:
         t0 = time.monotonic()
-        result = logical.take_logical_backup(conn, store, key, cluster=policy.cluster.name, logical_backup=policy.logical_backup, compression=policy.compression, staging=policy.staging)
+        result = logical.take_logical_backup(
+            conn,
+            store,
+            key,
+            cluster=policy.cluster.name,
+            logical_backup=policy.logical_backup,
+            compression=policy.compression,
+            staging=policy.staging,
+        )
         t1 = time.monotonic()
         readback = [publish.verify_stored_payload(store, d.key, d.payload) for d in result.dumps]
         t2 = time.monotonic()
@@ -177,7 +189,9 @@ def run_pipeline(conn: Any, sandbox: Any, policy: Any, store: Any, capture: _Cap
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale-mb", type=float, default=1100, help="HMS data generator scale (default 1100: ≥ 1 GB)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of bare / pipeline / tools (default 2)")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternating rounds of bare / pipeline / tools (default 2)"
+    )
     parser.add_argument("--no-tools-chain", action="store_true", help="skip the shell pg_dump | zstd | gpg side")
     parser.add_argument("--keep", action="store_true", help="leave the bench sandbox running")
     parser.add_argument("--verbose", action="store_true", help="print the engine's INFO log lines")
@@ -199,14 +213,18 @@ def main() -> int:
         machine = benchlib.machine_info()
         print(f"database {sandbox.database}: pg_database_size = {fmt_mb(db_size)} ({db_size / 2**30:.2f} GiB)")
         if db_size < 10**9:
-            print(f"WARNING: the database is under 1 GB; a sandbox loaded earlier at a smaller scale is reused (remove {benchlib.BENCH_STATE_DIR} to reload)")
+            print(
+                f"WARNING: the database is under 1 GB; a sandbox loaded earlier at a smaller scale is reused (remove {benchlib.BENCH_STATE_DIR} to reload)"
+            )
         busy = benchlib.busy_other_processes()
         if busy:
             print("WARNING: other processes are busy on this shared machine: " + "; ".join(busy))
         sampler_args = {"moto_pid": sandbox.s3_server().pid(), "postmaster_pid": sandbox.cluster().postmaster_pid()}
-        print(f"policy: compression {policy.compression.method.value} level {policy.compression.level} threads {policy.compression.threads}, "
-              f"data-only tables {', '.join(policy.logical_backup.data_only_tables)}, part size {policy.store.part_size_mib} MiB, "
-              f"verify_readback {policy.store.verify_readback}")
+        print(
+            f"policy: compression {policy.compression.method.value} level {policy.compression.level} threads {policy.compression.threads}, "
+            f"data-only tables {', '.join(policy.logical_backup.data_only_tables)}, part size {policy.store.part_size_mib} MiB, "
+            f"verify_readback {policy.store.verify_readback}"
+        )
 
         bare_runs: list[dict[str, Any]] = []
         pipe_runs: list[dict[str, Any]] = []
@@ -216,17 +234,28 @@ def main() -> int:
             for round_no in range(1, args.rounds + 1):
                 bare = run_bare(conn, workdir, CpuSampler(**sampler_args))
                 bare_runs.append(bare)
-                print(f"round {round_no}: bare pg_dump -Fc      {bare['wall']:7.1f} s  {fmt_mb(bare['size'])}", flush=True)
+                print(
+                    f"round {round_no}: bare pg_dump -Fc      {bare['wall']:7.1f} s  {fmt_mb(bare['size'])}", flush=True
+                )
                 pipe = run_pipeline(conn, sandbox, policy, store, capture, CpuSampler(**sampler_args))
                 pipe_runs.append(pipe)
-                print(f"round {round_no}: pipeline             {pipe['wall']:7.1f} s  (dump step {pipe['dump_step']:.1f} s, "
-                      f"read-back {pipe['readback']:.1f} s, publish {pipe['publish']:.2f} s)  {fmt_mb(pipe['stored_total'])} stored", flush=True)
+                print(
+                    f"round {round_no}: pipeline             {pipe['wall']:7.1f} s  (dump step {pipe['dump_step']:.1f} s, "
+                    f"read-back {pipe['readback']:.1f} s, publish {pipe['publish']:.2f} s)  {fmt_mb(pipe['stored_total'])} stored",
+                    flush=True,
+                )
                 if not args.no_tools_chain:
                     tools = run_tools_chain(conn, sandbox, policy, CpuSampler(**sampler_args))
                     tool_runs.append(tools)
-                    print(f"round {round_no}: tools chain (shell)  {tools['wall']:7.1f} s  {fmt_mb(tools['size'])}", flush=True)
+                    print(
+                        f"round {round_no}: tools chain (shell)  {tools['wall']:7.1f} s  {fmt_mb(tools['size'])}",
+                        flush=True,
+                    )
             baselines_alone = run_baselines_alone(conn, policy)
-            print("baselines alone (no dump running): " + ", ".join(f"{k} {v:.1f} s" for k, v in baselines_alone.items()), flush=True)
+            print(
+                "baselines alone (no dump running): " + ", ".join(f"{k} {v:.1f} s" for k, v in baselines_alone.items()),
+                flush=True,
+            )
     finally:
         if args.keep:
             print(f"--keep: the bench sandbox keeps running in {benchlib.BENCH_STATE_DIR}")
@@ -234,18 +263,27 @@ def main() -> int:
             benchlib.stop_bench_sandbox()
 
     body = report(db_size, policy, bare_runs, pipe_runs, tool_runs, args)
-    body += ("\nBaselines measured alone afterwards (same queries, no dump running): "
-             + ", ".join(f"{k} {v:.1f} s" for k, v in baselines_alone.items())
-             + f"; inside the pipeline, concurrent with the dumps, they took {median([r['baselines'] or 0 for r in pipe_runs]):.1f} s (median).\n")
+    body += (
+        "\nBaselines measured alone afterwards (same queries, no dump running): "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in baselines_alone.items())
+        + f"; inside the pipeline, concurrent with the dumps, they took {median([r['baselines'] or 0 for r in pipe_runs]):.1f} s (median).\n"
+    )
     print()
     print(body)
-    benchlib.write_results(NAME, "Daily logical backup vs bare pg_dump", machine, pg_version,
-                           body + benchlib.busy_section(busy))
+    benchlib.write_results(
+        NAME, "Daily logical backup vs bare pg_dump", machine, pg_version, body + benchlib.busy_section(busy)
+    )
     return 0
 
 
-def report(db_size: int, policy: Any, bare_runs: list[dict[str, Any]], pipe_runs: list[dict[str, Any]],
-           tool_runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
+def report(
+    db_size: int,
+    policy: Any,
+    bare_runs: list[dict[str, Any]],
+    pipe_runs: list[dict[str, Any]],
+    tool_runs: list[dict[str, Any]],
+    args: argparse.Namespace,
+) -> str:
     bare_wall = median([r["wall"] for r in bare_runs])
     pipe_wall = median([r["wall"] for r in pipe_runs])
     dump_step = median([r["dump_step"] for r in pipe_runs])
@@ -260,7 +298,7 @@ def report(db_size: int, policy: Any, bare_runs: list[dict[str, Any]], pipe_runs
     verdict = "meets" if ratio <= GOAL else "MISSES"
 
     lines = [
-        f"Command: `{' '.join(['bench/daily_backup_vs_pg_dump.py'] + sys.argv[1:])}`; {args.rounds} alternating round(s), medians below.",
+        f"Command: `{' '.join(['bench/daily_backup_vs_pg_dump.py', *sys.argv[1:]])}`; {args.rounds} alternating round(s), medians below.",
         f"Policy: compression {policy.compression.method.value} -{policy.compression.level} -T{policy.compression.threads}, "
         f"gpg public key (AES256, no gpg compression), data-only tables {', '.join(policy.logical_backup.data_only_tables)}, "
         f"read-back on, store moto S3 (part size {policy.store.part_size_mib} MiB).",
@@ -280,10 +318,16 @@ def report(db_size: int, policy: Any, bare_runs: list[dict[str, Any]], pipe_runs
                 ["publication (publish_set × {})".format(len(pipe_runs[0]["per_dump"])), f"{publish:.2f} s"],
                 ["bare: database MB/s", f"{db_size / MB / bare_wall:.1f} MB/s"],
                 ["pipeline: database MB/s", f"{db_size / MB / pipe_wall:.1f} MB/s"],
-                ["pipeline: whole-db plain archive bytes / pipeline wall", f"{plain_logical / MB / pipe_wall:.1f} MB/s"],
+                [
+                    "pipeline: whole-db plain archive bytes / pipeline wall",
+                    f"{plain_logical / MB / pipe_wall:.1f} MB/s",
+                ],
                 ["pipeline: all plain dump bytes / dump step", f"{plain_total / MB / dump_step:.1f} MB/s"],
                 ["bare output (-Fc, gzip -Z6 inside)", fmt_mb(bare_size)],
-                ["pipeline whole-db payload (zstd + gpg)", f"{fmt_mb(stored_logical)} (plain archive {fmt_mb(plain_logical)})"],
+                [
+                    "pipeline whole-db payload (zstd + gpg)",
+                    f"{fmt_mb(stored_logical)} (plain archive {fmt_mb(plain_logical)})",
+                ],
                 ["pipeline all payloads stored", f"{fmt_mb(stored_total)} (plain {fmt_mb(plain_total)})"],
             ],
         ),
@@ -305,23 +349,75 @@ def report(db_size: int, policy: Any, bare_runs: list[dict[str, Any]], pipe_runs
     for i, r in enumerate(pipe_runs, 1):
         per = "; ".join(f"{k} {v['seconds']:.1f} s" for k, v in r["per_dump"].items())
         base = f"{r['baselines']:.1f} s" if r["baselines"] is not None else "?"
-        rows.append([i, "pipeline", f"{r['wall']:.1f}", f"{r['dump_step']:.1f} ({per}; baselines {base}, concurrent)",
-                     f"{r['readback']:.1f}", f"{r['publish']:.2f}", fmt_mb(r["stored_total"]), *benchlib.cpu_cells(r)])
+        rows.append(
+            [
+                i,
+                "pipeline",
+                f"{r['wall']:.1f}",
+                f"{r['dump_step']:.1f} ({per}; baselines {base}, concurrent)",
+                f"{r['readback']:.1f}",
+                f"{r['publish']:.2f}",
+                fmt_mb(r["stored_total"]),
+                *benchlib.cpu_cells(r),
+            ]
+        )
     for i, r in enumerate(tool_runs, 1):
         rows.append([i, "tools chain", f"{r['wall']:.1f}", "", "", "", fmt_mb(r["size"]), *benchlib.cpu_cells(r)])
-    lines.append(markdown_table(["round", "side", "wall s", "dump step s", "read-back s", "publish s", "output", "our CPU s", "CPU s of other work"], rows))
+    lines.append(
+        markdown_table(
+            [
+                "round",
+                "side",
+                "wall s",
+                "dump step s",
+                "read-back s",
+                "publish s",
+                "output",
+                "our CPU s",
+                "CPU s of other work",
+            ],
+            rows,
+        )
+    )
 
     lines += ["", "Per payload (last round):", ""]
     last = pipe_runs[-1]
-    lines.append(markdown_table(
-        ["kind", "dump s", "plain", "stored", "ratio", "verification", "read-back s"],
-        [[k, f"{v['seconds']:.1f}", fmt_mb(v["plain"]), fmt_mb(v["stored"]), f"{v['plain'] / max(v['stored'], 1):.2f}", v["verification"],
-          next((f"{s:.1f}" for n, s in last["readback_per_payload"].items() if n.split(".")[0] == {"logical": "dump"}.get(k, k)), "")]
-         for k, v in last["per_dump"].items()],
-    ))
-    lines += ["", "## Where the CPU went (last round; 2 cores = 2.0 CPU-s per wall second)", "", "Bare pg_dump:", "",
-              benchlib.cpu_table(bare_runs[-1]["cpu"], bare_runs[-1]["wall"]), "", "Pipeline:", "",
-              benchlib.cpu_table(pipe_runs[-1]["cpu"], pipe_runs[-1]["wall"])]
+    lines.append(
+        markdown_table(
+            ["kind", "dump s", "plain", "stored", "ratio", "verification", "read-back s"],
+            [
+                [
+                    k,
+                    f"{v['seconds']:.1f}",
+                    fmt_mb(v["plain"]),
+                    fmt_mb(v["stored"]),
+                    f"{v['plain'] / max(v['stored'], 1):.2f}",
+                    v["verification"],
+                    next(
+                        (
+                            f"{s:.1f}"
+                            for n, s in last["readback_per_payload"].items()
+                            if n.split(".")[0] == {"logical": "dump"}.get(k, k)
+                        ),
+                        "",
+                    ),
+                ]
+                for k, v in last["per_dump"].items()
+            ],
+        )
+    )
+    lines += [
+        "",
+        "## Where the CPU went (last round; 2 cores = 2.0 CPU-s per wall second)",
+        "",
+        "Bare pg_dump:",
+        "",
+        benchlib.cpu_table(bare_runs[-1]["cpu"], bare_runs[-1]["wall"]),
+        "",
+        "Pipeline:",
+        "",
+        benchlib.cpu_table(pipe_runs[-1]["cpu"], pipe_runs[-1]["wall"]),
+    ]
     if tool_runs:
         lines += ["", "Tools chain:", "", benchlib.cpu_table(tool_runs[-1]["cpu"], tool_runs[-1]["wall"])]
     return "\n".join(lines) + "\n"

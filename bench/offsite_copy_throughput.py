@@ -27,19 +27,21 @@ bench/results/<date>-offsite-copy-throughput.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import os
 import sys
 import tempfile
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
-from benchlib import MB, CpuSampler, fmt_mb, markdown_table, median  # noqa: E402
+import benchlib
+from benchlib import MB, CpuSampler, fmt_mb, markdown_table, median
 
 NAME = "offsite-copy-throughput"
 CLUSTER = "hms-bench"
@@ -48,15 +50,20 @@ PART_MIB = 32  # store.part_size_mib in include/policy.yaml
 SIDES = ("bare", "bare + proof", "offsite sync")
 # The sampler's thread labels are written for the daily backup; what the same threads do here.
 RELABEL = {
-    "python main thread (reads gpg output, sha256, S3 put; read-back GET + sha256)":
-        "python main thread (primary GET stream, sha256, S3 put; offsite read-back GET + sha256)",
+    "python main thread (reads gpg output, sha256, S3 put; read-back GET + sha256)": "python main thread (primary GET stream, sha256, S3 put; offsite read-back GET + sha256)",
 }
 
 
 def s3_client(endpoint_url: str) -> Any:
     import boto3
 
-    return boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
 
 
 class RandomStream(io.RawIOBase):
@@ -81,14 +88,24 @@ def make_source_set(store: Any, size_bytes: int) -> tuple[str, list[str]]:
     from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
     from hms_dr.publish import publish_set
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     set_id = new_backup_set_id(now)
     payloads = []
     for name, size in (("dump.pgdump.zst.gpg", size_bytes), ("toc.json", 4096)):
-        stored = store.put(key_for(CLUSTER, BackupKind.LOGICAL, set_id, name), io.BufferedReader(RandomStream(size), 1 << 20))
+        stored = store.put(
+            key_for(CLUSTER, BackupKind.LOGICAL, set_id, name), io.BufferedReader(RandomStream(size), 1 << 20)
+        )
         payloads.append(Payload(name, stored.size_bytes, stored.sha256, "bench"))
-    publish_set(store, kind=BackupKind.LOGICAL, cluster=CLUSTER, backup_set_id=set_id, started_at=now - timedelta(minutes=1),
-                finished_at=now, payloads=payloads, extra={})
+    publish_set(
+        store,
+        kind=BackupKind.LOGICAL,
+        cluster=CLUSTER,
+        backup_set_id=set_id,
+        started_at=now - timedelta(minutes=1),
+        finished_at=now,
+        payloads=payloads,
+        extra={},
+    )
     return set_id, [o.key for o in store.list(f"{CLUSTER}/")]
 
 
@@ -113,8 +130,15 @@ def offsite_sync(primary: Any, destination: Any, bucket: str) -> Any:
     from hms_dr.store import open_store
 
     offsite = open_store(f"s3://{bucket}", s3_client=destination, part_size_bytes=PART_MIB << 20)
-    return sync_offsite(primary, offsite, CLUSTER, window=timedelta(days=90), now=datetime.now(timezone.utc),
-                        reverify_weeks=52, kinds=(BackupKind.LOGICAL,))
+    return sync_offsite(
+        primary,
+        offsite,
+        CLUSTER,
+        window=timedelta(days=90),
+        now=datetime.now(UTC),
+        reverify_weeks=52,
+        kinds=(BackupKind.LOGICAL,),
+    )
 
 
 def empty_and_drop(client: Any, bucket: str) -> None:
@@ -131,9 +155,9 @@ def main() -> int:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     benchlib.configure_logging(args.verbose)
+    from hms_dr.store import open_store
     from hms_sandbox.cluster import free_port
     from hms_sandbox.s3server import MotoServer
-    from hms_dr.store import open_store
 
     machine = benchlib.machine_info()
     busy = benchlib.busy_other_processes()
@@ -151,7 +175,10 @@ def main() -> int:
             _set_id, keys = make_source_set(primary, size_bytes)
             total = sum(primary.stat(k).size_bytes for k in keys)
             runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
-            labels = {servers["primary"].pid(): "moto: primary S3 server", servers["offsite"].pid(): "moto: offsite S3 server"}
+            labels = {
+                servers["primary"].pid(): "moto: primary S3 server",
+                servers["offsite"].pid(): "moto: offsite S3 server",
+            }
             sides: dict[str, Callable[[str], Any]] = {
                 "bare": lambda bucket: bare_copy(source, destination, bucket, keys, prove=False),
                 "bare + proof": lambda bucket: bare_copy(source, destination, bucket, keys, prove=True),
@@ -162,7 +189,7 @@ def main() -> int:
                     bucket = f"hms-offsite-{uuid.uuid4().hex[:8]}"
                     destination.create_bucket(Bucket=bucket)
                     sampler = CpuSampler()
-                    wall, _result, cpu = benchlib.measure(lambda: run(bucket), sampler)
+                    wall, _result, cpu = benchlib.measure(functools.partial(run, bucket), sampler)
                     cpu = _label_motos(cpu, sampler, labels)
                     runs[side].append({"wall": wall, "cpu": cpu})
                     print(f"round {round_number}: {side:13s} {wall:6.2f} s  {total / MB / wall:7.1f} MB/s", flush=True)
@@ -185,7 +212,9 @@ def _label_motos(cpu: dict[str, float], sampler: CpuSampler, labels: dict[int | 
     return benchlib.relabel_cpu(merged, RELABEL)
 
 
-def _report(runs: dict[str, list[dict[str, Any]]], total: int, machine: dict[str, str], busy: list[str], args: Any) -> int:
+def _report(
+    runs: dict[str, list[dict[str, Any]]], total: int, machine: dict[str, str], busy: list[str], args: Any
+) -> int:
     walls = {side: median([r["wall"] for r in runs[side]]) for side in SIDES}
     rates = {side: total / MB / walls[side] for side in SIDES}
     sync_vs_bare = walls["offsite sync"] / walls["bare"]
@@ -193,30 +222,39 @@ def _report(runs: dict[str, list[dict[str, Any]]], total: int, machine: dict[str
     print()
     for side in SIDES:
         print(f"{side:13s} median {walls[side]:6.2f} s  {rates[side]:7.1f} MB/s")
-    print(f"offsite sync / bare copy: {sync_vs_bare:.2f}x the wall time; / bare copy + sha256 read-back: {sync_vs_proof:.2f}x")
-    rows = [[side, len(runs[side]), f"{walls[side]:.2f}", f"{rates[side]:.1f}", *benchlib.cpu_cells(runs[side][-1])] for side in SIDES]
-    body = "\n".join([
-        f"Set: one logical set of {fmt_mb(total)} (a {args.size_mb:g} MB payload of random bytes, a 4 KB one, the manifest), "
-        f"copied between two moto S3 servers on 127.0.0.1; part size {PART_MIB} MiB; {args.rounds} alternating round(s), "
-        "a fresh destination bucket each time.",
-        "",
-        "## Wall time (median) and throughput",
-        "",
-        markdown_table(["side", "rounds", "wall s", "MB/s", "our CPU s (last round)", "CPU s of other work"], rows),
-        "",
-        f"- offsite sync / bare copy: **{sync_vs_bare:.2f}x** the wall time",
-        f"- offsite sync / (bare copy + sha256 read-back): **{sync_vs_proof:.2f}x**",
-        "",
-        "The bare copy proves nothing; the sync reads every byte back from the offsite store and checks it against the",
-        "manifest before writing the manifest, so 'bare + proof' is the like-for-like figure. The bare side uploads with",
-        "s3transfer's 10 threads; the sync's S3 driver keeps two parts in flight on one thread.",
-        "",
-        "## Where the CPU went (offsite sync, last round)",
-        "",
-        benchlib.cpu_table(runs["offsite sync"][-1]["cpu"], runs["offsite sync"][-1]["wall"]),
-        benchlib.busy_section(busy),
-    ])
-    benchlib.write_results(NAME, "Offsite copy throughput: hms_offsite_sync vs an aws s3 cp-style copy", machine, "not used", body)
+    print(
+        f"offsite sync / bare copy: {sync_vs_bare:.2f}x the wall time; / bare copy + sha256 read-back: {sync_vs_proof:.2f}x"
+    )
+    rows = [
+        [side, len(runs[side]), f"{walls[side]:.2f}", f"{rates[side]:.1f}", *benchlib.cpu_cells(runs[side][-1])]
+        for side in SIDES
+    ]
+    body = "\n".join(
+        [
+            f"Set: one logical set of {fmt_mb(total)} (a {args.size_mb:g} MB payload of random bytes, a 4 KB one, the manifest), "
+            f"copied between two moto S3 servers on 127.0.0.1; part size {PART_MIB} MiB; {args.rounds} alternating round(s), "
+            "a fresh destination bucket each time.",
+            "",
+            "## Wall time (median) and throughput",
+            "",
+            markdown_table(["side", "rounds", "wall s", "MB/s", "our CPU s (last round)", "CPU s of other work"], rows),
+            "",
+            f"- offsite sync / bare copy: **{sync_vs_bare:.2f}x** the wall time",
+            f"- offsite sync / (bare copy + sha256 read-back): **{sync_vs_proof:.2f}x**",
+            "",
+            "The bare copy proves nothing; the sync reads every byte back from the offsite store and checks it against the",
+            "manifest before writing the manifest, so 'bare + proof' is the like-for-like figure. The bare side uploads with",
+            "s3transfer's 10 threads; the sync's S3 driver keeps two parts in flight on one thread.",
+            "",
+            "## Where the CPU went (offsite sync, last round)",
+            "",
+            benchlib.cpu_table(runs["offsite sync"][-1]["cpu"], runs["offsite sync"][-1]["wall"]),
+            benchlib.busy_section(busy),
+        ]
+    )
+    benchlib.write_results(
+        NAME, "Offsite copy throughput: hms_offsite_sync vs an aws s3 cp-style copy", machine, "not used", body
+    )
     return 0
 
 

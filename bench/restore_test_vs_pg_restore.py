@@ -36,12 +36,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
-from benchlib import MB, CpuSampler, fmt_mb, markdown_table, median  # noqa: E402
+import benchlib
+from benchlib import MB, CpuSampler, fmt_mb, markdown_table, median
 
 GOAL = 1.3
 NAME = "restore-test-vs-pg-restore"
@@ -54,8 +55,7 @@ KEPT_SCRATCH_FILE = benchlib.BENCH_STATE_DIR / "kept-scratch.json"
 
 # The sampler's labels are written for the backup; these say what the same threads do in a restore.
 CPU_LABELS = {
-    "python main thread (reads gpg output, sha256, S3 put; read-back GET + sha256)":
-        "python main thread (S3 GET + sha256, decrypted output to file, plain sha256, psycopg)",
+    "python main thread (reads gpg output, sha256, S3 put; read-back GET + sha256)": "python main thread (S3 GET + sha256, decrypted output to file, plain sha256, psycopg)",
     "python tap thread (pipe copy, sha256 of plain bytes, feed pg_restore)": "python pump thread (feeds the encrypted file to gpg)",
     "python other threads (stderr drains, pg_restore reader)": "python other threads (stderr drains)",
     "postgres background processes (bench cluster)": "postgres of the restore target (restore backends, GX queries, background)",
@@ -95,27 +95,44 @@ def dq_child() -> int:
                 return fn(*args, **kwargs)
             finally:
                 spent[name] = spent.get(name, 0.0) + time.monotonic() - t0
+
         return wrapper
 
     # check_restored_database looks these up in its module: wrapping them there times each part.
-    for name in ("_connect", "survey_database", "plan_checks", "import_great_expectations", "run_plan", "judge",
-                 "write_summary", "write_report_html"):
+    for name in (
+        "_connect",
+        "survey_database",
+        "plan_checks",
+        "import_great_expectations",
+        "run_plan",
+        "judge",
+        "write_summary",
+        "write_report_html",
+    ):
         setattr(quality, name, timed(name, getattr(quality, name)))
 
     started = time.monotonic()
     summary = quality.check_restored_database(
-        request["dsn"], request["baselines"], report_dir=Path(request["report_dir"]), backup_set_id=request["backup_set_id"],
-        smoke_queries=load_policy(DEFAULT_POLICY_PATH).restore_test.smoke_queries,  # the runbook's, as the task runs them
+        request["dsn"],
+        request["baselines"],
+        report_dir=Path(request["report_dir"]),
+        backup_set_id=request["backup_set_id"],
+        smoke_queries=load_policy(
+            DEFAULT_POLICY_PATH
+        ).restore_test.smoke_queries,  # the runbook's, as the task runs them
     )
     seconds = time.monotonic() - started
 
     gx_version, gx_import, validate, docs, expectations, suites = "?", None, None, None, None, None
     measured, measure_wait = None, None
-    for created, message in records:
+    for _created, message in records:
         if match := re.match(r"great_expectations (\S+) imported in ([0-9.]+) s", message):
             gx_version, gx_import = match.group(1), float(match.group(2))
-        elif match := re.match(r"\d+ of \d+ checks' rows measured ahead of Great Expectations in ([0-9.]+) s"
-                               r" \(waited ([0-9.]+) s", message):
+        elif match := re.match(
+            r"\d+ of \d+ checks' rows measured ahead of Great Expectations in ([0-9.]+) s"
+            r" \(waited ([0-9.]+) s",
+            message,
+        ):
             measured, measure_wait = float(match.group(1)), float(match.group(2))
         elif match := re.match(r"(\d+) expectations in (\d+) suites validated in ([0-9.]+) s", message):
             expectations, suites, validate = int(match.group(1)), int(match.group(2)), float(match.group(3))
@@ -134,7 +151,10 @@ def dq_child() -> int:
         "suites": suites,
         "passed": summary["passed"],
         "checks": len(summary["checks"]),
-        "check_kinds": {kind: sum(1 for c in summary["checks"] if c["check"] == kind) for kind in dict.fromkeys(c["check"] for c in summary["checks"])},
+        "check_kinds": {
+            kind: sum(1 for c in summary["checks"] if c["check"] == kind)
+            for kind in dict.fromkeys(c["check"] for c in summary["checks"])
+        },
         "failed": summary["failed"],
     }
     print(DQ_RESULT_MARK + json.dumps(out), flush=True)
@@ -142,16 +162,19 @@ def dq_child() -> int:
 
 
 def run_dq_in_child(dsn: str, baselines: Any, report_dir: Path, backup_set_id: str) -> dict[str, Any]:
-    request = json.dumps({"dsn": dsn, "baselines": baselines, "report_dir": str(report_dir), "backup_set_id": backup_set_id})
+    request = json.dumps(
+        {"dsn": dsn, "baselines": baselines, "report_dir": str(report_dir), "backup_set_id": backup_set_id}
+    )
     started = time.monotonic()
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), DQ_CHILD_FLAG], input=request,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), DQ_CHILD_FLAG], input=request, capture_output=True, text=True
+    )
     process_wall = time.monotonic() - started
     line = next((x for x in done.stdout.splitlines() if x.startswith(DQ_RESULT_MARK)), None)
     if done.returncode != 0 or line is None:
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
         raise RuntimeError(f"the quality check process failed (exit {done.returncode}):\n{tail}")
-    result: dict[str, Any] = json.loads(line[len(DQ_RESULT_MARK):])
+    result: dict[str, Any] = json.loads(line[len(DQ_RESULT_MARK) :])
     result["process_wall"] = process_wall
     result["stderr"] = [x for x in done.stderr.splitlines() if x.strip()]
     return result
@@ -163,7 +186,9 @@ def run_dq_in_child(dsn: str, baselines: Any, report_dir: Path, backup_set_id: s
 def _drop_database(admin: Any, name: str) -> None:
     from hms_dr.pgtools import tool_env, tool_path
 
-    subprocess.run([tool_path("dropdb"), "--no-password", "--if-exists", "--force", name], env=tool_env(admin), check=True)
+    subprocess.run(
+        [tool_path("dropdb"), "--no-password", "--if-exists", "--force", name], env=tool_env(admin), check=True
+    )
 
 
 def run_bare(admin: Any, dump: Path, sampler: CpuSampler) -> dict[str, Any]:
@@ -172,8 +197,16 @@ def run_bare(admin: Any, dump: Path, sampler: CpuSampler) -> dict[str, Any]:
 
     env = tool_env(admin)
     createdb = [tool_path("createdb"), "--no-password", "--template=template0", "--encoding=UTF8", BARE_DB]
-    pg_restore = [tool_path("pg_restore"), f"--jobs={JOBS}", "--exit-on-error", "--no-owner", "--no-privileges",
-                  "--no-password", f"--dbname={BARE_DB}", str(dump)]
+    pg_restore = [
+        tool_path("pg_restore"),
+        f"--jobs={JOBS}",
+        "--exit-on-error",
+        "--no-owner",
+        "--no-privileges",
+        "--no-password",
+        f"--dbname={BARE_DB}",
+        str(dump),
+    ]
     phases: dict[str, float] = {}
 
     def bare() -> None:
@@ -191,15 +224,21 @@ def run_bare(admin: Any, dump: Path, sampler: CpuSampler) -> dict[str, Any]:
     return {"wall": wall, **phases, "restored_size": size, "cpu": cpu}
 
 
-def run_restore_test(policy: Any, store: Any, key: Any, admin: Any, backup_set_id: str, sampler: CpuSampler,
-                     keep_scratch: bool = False) -> dict[str, Any]:
+def run_restore_test(
+    policy: Any, store: Any, key: Any, admin: Any, backup_set_id: str, sampler: CpuSampler, keep_scratch: bool = False
+) -> dict[str, Any]:
     """The tasks restore_into_scratch + check_against_baselines, back to back (no Airflow).
     keep_scratch: leave the scratch database (not timed either way) for measuring the checks
     alone, and write its DSN and baselines to KEPT_SCRATCH_FILE."""
     from hms_dr import restore
     from hms_dr.catalog import find_set
     from hms_dr.manifest import BackupKind
-    from hms_dr.scratch.database import ScratchDatabaseKind, create_scratch_database, drop_scratch_database, scratch_database_name
+    from hms_dr.scratch.database import (
+        ScratchDatabaseKind,
+        create_scratch_database,
+        drop_scratch_database,
+        scratch_database_name,
+    )
     from hms_dr.scratch.workdir import WorkPurpose, work_folder
 
     scratch = scratch_database_name(ScratchDatabaseKind.RESTORE_TEST, backup_set_id)
@@ -222,7 +261,9 @@ def run_restore_test(policy: Any, store: Any, key: Any, admin: Any, backup_set_i
         finally:
             shutil.rmtree(workdir, ignore_errors=True)  # the decrypted dump never outlives the task
         t5 = time.monotonic()
-        dq = run_dq_in_child(admin.with_database(scratch).libpq_dsn(), backup_set.manifest.baselines, report_dir, backup_set_id)
+        dq = run_dq_in_child(
+            admin.with_database(scratch).libpq_dsn(), backup_set.manifest.baselines, report_dir, backup_set_id
+        )
         steps.update(
             catalog=t1 - t0,
             download=fetched.download_seconds,
@@ -242,9 +283,15 @@ def run_restore_test(policy: Any, store: Any, key: Any, admin: Any, backup_set_i
         restored_size = benchlib.database_size(admin.with_database(scratch))
         if keep_scratch:
             KEPT_SCRATCH_FILE.touch(mode=0o600)  # the DSN holds the restore target's password
-            KEPT_SCRATCH_FILE.write_text(json.dumps({
-                "dsn": admin.with_database(scratch).libpq_dsn(), "baselines": out["baselines"], "backup_set_id": backup_set_id,
-            }))
+            KEPT_SCRATCH_FILE.write_text(
+                json.dumps(
+                    {
+                        "dsn": admin.with_database(scratch).libpq_dsn(),
+                        "baselines": out["baselines"],
+                        "backup_set_id": backup_set_id,
+                    }
+                )
+            )
             print(f"--keep-scratch: scratch database {scratch} kept; DSN and baselines in {KEPT_SCRATCH_FILE}")
     finally:
         if not keep_scratch:
@@ -253,8 +300,16 @@ def run_restore_test(policy: Any, store: Any, key: Any, admin: Any, backup_set_i
     # The DAG's clock runs inside the task processes: the DQ process's interpreter start-up is not in it.
     wall = measured - steps["dq_startup"]
     fetched = out["fetched"]
-    return {"wall": wall, "measured": measured, **steps, "dq_result": out["dq"], "stored": fetched.stored_size_bytes,
-            "plain": fetched.plain_size_bytes, "restored_size": restored_size, "cpu": cpu}
+    return {
+        "wall": wall,
+        "measured": measured,
+        **steps,
+        "dq_result": out["dq"],
+        "stored": fetched.stored_size_bytes,
+        "plain": fetched.plain_size_bytes,
+        "restored_size": restored_size,
+        "cpu": cpu,
+    }
 
 
 def fetch_kept_dump(store: Any, policy: Any, key: Any, backup_set_id: str, workdir: Path) -> Any:
@@ -273,8 +328,13 @@ def clean_restore_target(admin: Any) -> None:
     from hms_dr.scratch.database import ScratchDatabaseKind, drop_scratch_database
 
     with connect(admin) as connection:
-        names = [r[0] for r in connection.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s OR datname = %s", (ScratchDatabaseKind.RESTORE_TEST.prefix + "%", BARE_DB)).fetchall()]
+        names = [
+            r[0]
+            for r in connection.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s OR datname = %s",
+                (ScratchDatabaseKind.RESTORE_TEST.prefix + "%", BARE_DB),
+            ).fetchall()
+        ]
     for name in names:
         print(f"dropping {name}, left on the restore target by an interrupted run")
         if name == BARE_DB:
@@ -298,8 +358,11 @@ def main() -> int:
     parser.add_argument("--scale-mb", type=float, default=1100, help="HMS data generator scale (default 1100: ≥ 1 GB)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of bare / restore test (default 2)")
     parser.add_argument("--keep", action="store_true", help="leave the bench sandbox running")
-    parser.add_argument("--keep-scratch", action="store_true",
-                        help=f"keep the last round's scratch database (implies --keep); its DSN and baselines go to {KEPT_SCRATCH_FILE}")
+    parser.add_argument(
+        "--keep-scratch",
+        action="store_true",
+        help=f"keep the last round's scratch database (implies --keep); its DSN and baselines go to {KEPT_SCRATCH_FILE}",
+    )
     parser.add_argument("--verbose", action="store_true", help="print the engine's INFO log lines")
     args = parser.parse_args()
     args.keep = args.keep or args.keep_scratch
@@ -322,19 +385,32 @@ def main() -> int:
         pg_version = benchlib.server_version(admin)
         machine = benchlib.machine_info()
         machine["pg_restore"] = benchlib._first_line([tool_path("pg_restore"), "--version"])
-        print(f"database {sandbox.database}: pg_database_size = {fmt_mb(db_size)} ({db_size / 2**30:.2f} GiB); "
-              f"restore target 127.0.0.1:{sandbox.restore_target_port}")
+        print(
+            f"database {sandbox.database}: pg_database_size = {fmt_mb(db_size)} ({db_size / 2**30:.2f} GiB); "
+            f"restore target 127.0.0.1:{sandbox.restore_target_port}"
+        )
         if db_size < 10**9:
-            print(f"WARNING: the database is under 1 GB; a sandbox loaded earlier at a smaller scale is reused (remove {benchlib.BENCH_STATE_DIR} to reload)")
+            print(
+                f"WARNING: the database is under 1 GB; a sandbox loaded earlier at a smaller scale is reused (remove {benchlib.BENCH_STATE_DIR} to reload)"
+            )
         busy = benchlib.busy_other_processes()
         if busy:
             print("WARNING: other processes are busy on this shared machine: " + "; ".join(busy))
-        sampler_args = {"moto_pid": sandbox.s3_server().pid(), "postmaster_pid": benchlib.restore_target_postmaster_pid(sandbox)}
+        sampler_args = {
+            "moto_pid": sandbox.s3_server().pid(),
+            "postmaster_pid": benchlib.restore_target_postmaster_pid(sandbox),
+        }
 
         print("taking one logical backup set into the sandbox's S3 (not timed)...", flush=True)
         t0 = time.monotonic()
         result = logical.take_logical_backup(
-            conn, store, benchlib.encryption_key(sandbox), cluster=policy.cluster.name, logical_backup=policy.logical_backup, compression=policy.compression, staging=policy.staging,
+            conn,
+            store,
+            benchlib.encryption_key(sandbox),
+            cluster=policy.cluster.name,
+            logical_backup=policy.logical_backup,
+            compression=policy.compression,
+            staging=policy.staging,
         )
         logical.publish_logical_sets(store, result, {"dag_id": "bench", "run_id": "bench"})
         backup_set_id = result.backup_set_id
@@ -345,21 +421,37 @@ def main() -> int:
         test_runs: list[dict[str, Any]] = []
         with tempfile.TemporaryDirectory(prefix="bench-", dir=benchlib.BENCH_STATE_DIR) as tmp:
             kept = fetch_kept_dump(store, policy, key, backup_set_id, Path(tmp))
-            print(f"kept the decrypted plain archive for the bare side: {fmt_mb(kept.plain_size_bytes)} "
-                  f"(stored {fmt_mb(kept.stored_size_bytes)})", flush=True)
+            print(
+                f"kept the decrypted plain archive for the bare side: {fmt_mb(kept.plain_size_bytes)} "
+                f"(stored {fmt_mb(kept.stored_size_bytes)})",
+                flush=True,
+            )
             for round_no in range(1, args.rounds + 1):
                 bare = run_bare(admin, kept.path, CpuSampler(**sampler_args))
                 bare_runs.append(bare)
-                print(f"round {round_no}: bare createdb + pg_restore -j{JOBS}  {bare['wall']:7.1f} s  "
-                      f"(pg_restore {bare['pg_restore']:.1f} s)", flush=True)
-                test = run_restore_test(policy, store, key, admin, backup_set_id, CpuSampler(**sampler_args),
-                                        keep_scratch=args.keep_scratch and round_no == args.rounds)
+                print(
+                    f"round {round_no}: bare createdb + pg_restore -j{JOBS}  {bare['wall']:7.1f} s  "
+                    f"(pg_restore {bare['pg_restore']:.1f} s)",
+                    flush=True,
+                )
+                test = run_restore_test(
+                    policy,
+                    store,
+                    key,
+                    admin,
+                    backup_set_id,
+                    CpuSampler(**sampler_args),
+                    keep_scratch=args.keep_scratch and round_no == args.rounds,
+                )
                 test_runs.append(test)
                 dq = test["dq_result"]
-                print(f"round {round_no}: restore test                 {test['wall']:7.1f} s  (fetch {test['fetch']:.1f} s, "
-                      f"createdb {test['createdb']:.2f} s, pg_restore {test['pg_restore']:.1f} s, DQ {test['dq']:.1f} s "
-                      f"[GX import {dq['gx_import'] or 0:.1f} s]; {dq['checks']} checks, "
-                      f"{'all PASS' if dq['passed'] else str(len(dq['failed'])) + ' FAILED'})", flush=True)
+                print(
+                    f"round {round_no}: restore test                 {test['wall']:7.1f} s  (fetch {test['fetch']:.1f} s, "
+                    f"createdb {test['createdb']:.2f} s, pg_restore {test['pg_restore']:.1f} s, DQ {test['dq']:.1f} s "
+                    f"[GX import {dq['gx_import'] or 0:.1f} s]; {dq['checks']} checks, "
+                    f"{'all PASS' if dq['passed'] else str(len(dq['failed'])) + ' FAILED'})",
+                    flush=True,
+                )
                 for message in dq["failed"]:
                     print(f"  FAILED check: {message}")
     finally:
@@ -374,8 +466,13 @@ def main() -> int:
     body = report(db_size, policy, bare_runs, test_runs, args)
     print()
     print(body)
-    benchlib.write_results(NAME, "Restore test vs bare pg_restore -j2", machine, pg_version,
-                           body + ("\n## Other busy processes at start\n\n" + "\n".join(f"- {b}" for b in busy) + "\n" if busy else ""))
+    benchlib.write_results(
+        NAME,
+        "Restore test vs bare pg_restore -j2",
+        machine,
+        pg_version,
+        body + ("\n## Other busy processes at start\n\n" + "\n".join(f"- {b}" for b in busy) + "\n" if busy else ""),
+    )
     return 0 if all(r["dq_result"]["passed"] for r in test_runs) else 1
 
 
@@ -383,7 +480,13 @@ def _pct(part: float, whole: float) -> str:
     return f"{100 * part / whole:.0f}%"
 
 
-def report(db_size: int, policy: Any, bare_runs: list[dict[str, Any]], test_runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
+def report(
+    db_size: int,
+    policy: Any,
+    bare_runs: list[dict[str, Any]],
+    test_runs: list[dict[str, Any]],
+    args: argparse.Namespace,
+) -> str:
     def med(runs: list[dict[str, Any]], k: str) -> float:
         return median([r[k] for r in runs])
 
@@ -416,7 +519,7 @@ def report(db_size: int, policy: Any, bare_runs: list[dict[str, Any]], test_runs
         return [label, f"{seconds:.2f} s", _pct(seconds, test_wall)]
 
     lines = [
-        f"Command: `{' '.join(['bench/restore_test_vs_pg_restore.py'] + sys.argv[1:])}`; {args.rounds} alternating round(s), medians below.",
+        f"Command: `{' '.join(['bench/restore_test_vs_pg_restore.py', *sys.argv[1:]])}`; {args.rounds} alternating round(s), medians below.",
         f"One logical set taken with the policy (compression {policy.compression.method.value} -{policy.compression.level}, gpg public key), "
         f"stored in moto S3; restored with pg_restore -j{JOBS} into the sandbox's isolated restore-target cluster "
         "(its own PostgreSQL 15, same machine). The restore-test wall is the DAG's RTO clock without Airflow: fetch start to "
@@ -435,11 +538,17 @@ def report(db_size: int, policy: Any, bare_runs: list[dict[str, Any]], test_runs
                 ["**ratio restore test / bare**", f"**{ratio:.2f}** ({verdict} ≤ {GOAL})"],
                 ["ratio without the DQ step", f"{ratio_no_dq:.2f}"],
                 ["**DQ step's share of the restore test**", f"**{_pct(dq, test_wall)}** ({dq:.1f} s)"],
-                ["GX import (inside the DQ step, fresh process as in a task)", f"{gx_import:.1f} s ({_pct(gx_import, test_wall)} of the restore test, {_pct(gx_import, dq)} of DQ)"],
-                ["GX checks on the restored database", f"{last_dq['checks']} checks ("
-                 + ", ".join(f"{n} {kind}" for kind, n in last_dq["check_kinds"].items())
-                 + f"; {last_dq['expectations']} GX expectations in {last_dq['suites']} suites): "
-                 + ("**all PASS** in every round" if passed else "**FAILED**: " + "; ".join(last_dq["failed"][:5]))],
+                [
+                    "GX import (inside the DQ step, fresh process as in a task)",
+                    f"{gx_import:.1f} s ({_pct(gx_import, test_wall)} of the restore test, {_pct(gx_import, dq)} of DQ)",
+                ],
+                [
+                    "GX checks on the restored database",
+                    f"{last_dq['checks']} checks ("
+                    + ", ".join(f"{n} {kind}" for kind, n in last_dq["check_kinds"].items())
+                    + f"; {last_dq['expectations']} GX expectations in {last_dq['suites']} suites): "
+                    + ("**all PASS** in every round" if passed else "**FAILED**: " + "; ".join(last_dq["failed"][:5])),
+                ],
                 ["Great Expectations version", last_dq["gx_version"]],
             ],
         ),
@@ -482,24 +591,71 @@ def report(db_size: int, policy: Any, bare_runs: list[dict[str, Any]], test_runs
     ]
     rows = []
     for i, r in enumerate(bare_runs, 1):
-        rows.append([i, "bare", f"{r['wall']:.1f}", "", f"{r['createdb']:.2f}", f"{r['pg_restore']:.1f}", "", "", "",
-                     f"{benchlib.own_cpu(r['cpu']):.0f}", f"{r['cpu'].get(benchlib.OTHER_LABEL, 0.0):.0f}"])
+        rows.append(
+            [
+                i,
+                "bare",
+                f"{r['wall']:.1f}",
+                "",
+                f"{r['createdb']:.2f}",
+                f"{r['pg_restore']:.1f}",
+                "",
+                "",
+                "",
+                f"{benchlib.own_cpu(r['cpu']):.0f}",
+                f"{r['cpu'].get(benchlib.OTHER_LABEL, 0.0):.0f}",
+            ]
+        )
     for i, r in enumerate(test_runs, 1):
         d = r["dq_result"]
-        rows.append([i, "restore test", f"{r['wall']:.1f}",
-                     f"{r['fetch']:.1f} (download {r['download']:.1f}, decrypt {r['decrypt']:.1f}, rest {r['fetch_rest']:.1f})",
-                     f"{r['createdb']:.2f}", f"{r['pg_restore']:.1f}", f"{r['dq']:.1f} ({_pct(r['dq'], r['wall'])})",
-                     f"{d['gx_import'] or 0:.1f}", "PASS" if d["passed"] else f"{len(d['failed'])} FAILED",
-                     f"{benchlib.own_cpu(r['cpu']):.0f}", f"{r['cpu'].get(benchlib.OTHER_LABEL, 0.0):.0f}"])
-    lines.append(markdown_table(["round", "side", "wall s", "fetch s", "createdb s", "pg_restore s", "DQ s (share)", "GX import s",
-                                 "checks", "our CPU s", "CPU s of other work"], rows))
+        rows.append(
+            [
+                i,
+                "restore test",
+                f"{r['wall']:.1f}",
+                f"{r['fetch']:.1f} (download {r['download']:.1f}, decrypt {r['decrypt']:.1f}, rest {r['fetch_rest']:.1f})",
+                f"{r['createdb']:.2f}",
+                f"{r['pg_restore']:.1f}",
+                f"{r['dq']:.1f} ({_pct(r['dq'], r['wall'])})",
+                f"{d['gx_import'] or 0:.1f}",
+                "PASS" if d["passed"] else f"{len(d['failed'])} FAILED",
+                f"{benchlib.own_cpu(r['cpu']):.0f}",
+                f"{r['cpu'].get(benchlib.OTHER_LABEL, 0.0):.0f}",
+            ]
+        )
+    lines.append(
+        markdown_table(
+            [
+                "round",
+                "side",
+                "wall s",
+                "fetch s",
+                "createdb s",
+                "pg_restore s",
+                "DQ s (share)",
+                "GX import s",
+                "checks",
+                "our CPU s",
+                "CPU s of other work",
+            ],
+            rows,
+        )
+    )
     warnings = sorted({x for r in test_runs for x in r["dq_result"]["stderr"] if "WARNING" in x or "Error" in x})
     if warnings:
         lines += ["", "Warnings printed by the DQ process:", ""] + [f"- `{w[:300]}`" for w in warnings[:10]]
-    lines += ["", "## Where the CPU went (last round; 2 cores = 2.0 CPU-s per wall second)", "", "Bare createdb + pg_restore:", "",
-              benchlib.cpu_table(cpu_of(bare_runs[-1]), bare_runs[-1]["wall"]), "",
-              "Restore test (measured wall, DQ process start-up included):", "",
-              benchlib.cpu_table(cpu_of(test_runs[-1]), test_runs[-1]["measured"])]
+    lines += [
+        "",
+        "## Where the CPU went (last round; 2 cores = 2.0 CPU-s per wall second)",
+        "",
+        "Bare createdb + pg_restore:",
+        "",
+        benchlib.cpu_table(cpu_of(bare_runs[-1]), bare_runs[-1]["wall"]),
+        "",
+        "Restore test (measured wall, DQ process start-up included):",
+        "",
+        benchlib.cpu_table(cpu_of(test_runs[-1]), test_runs[-1]["measured"]),
+    ]
     return "\n".join(lines) + "\n"
 
 

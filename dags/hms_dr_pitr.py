@@ -27,11 +27,11 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
+from hms_dr.patterns import BACKUP_SET_ID, whole
 from hms_dr.policy import load_policy
 from hms_dr.tasks.alerting import dag_deadlines
 from hms_dr.tasks.dagargs import task_defaults
-from hms_dr.tasks.dr_pitr import recover_cluster, record_outcome, report_connection, validate_request
-from hms_dr.patterns import BACKUP_SET_ID, whole
+from hms_dr.tasks.dr_pitr import record_outcome, recover_cluster, report_connection, validate_request
 
 policy = load_policy()
 dr = policy.dr
@@ -47,7 +47,9 @@ with DAG(
     tags=["hms-dr", "dr"],
     deadline=dag_deadlines(policy, Path(__file__).stem),
     # the data directory and the port are the database host's: its worker serves this queue
-    default_args=task_defaults(policy, dr, execution_timeout=timedelta(minutes=dr.pitr_execution_timeout_min), queue=policy.wal.spool_queue),
+    default_args=task_defaults(
+        policy, dr, execution_timeout=timedelta(minutes=dr.pitr_execution_timeout_min), queue=policy.wal.spool_queue
+    ),
     params={
         "target_type": Param(
             "latest",

@@ -62,7 +62,10 @@ with DAG(
             "logical_backup",
             type="string",
             enum=["logical_backup", "point_in_time"],
-            values_display={"logical_backup": "A daily logical backup set", "point_in_time": "A point in time (base backup + WAL)"},
+            values_display={
+                "logical_backup": "A daily logical backup set",
+                "point_in_time": "A point in time (base backup + WAL)",
+            },
             title="Restore from",
             description="A daily pg_dump set, or the tables as they were at a moment (minutes before the damage, not hours).",
             section=WHAT,
@@ -109,7 +112,7 @@ with DAG(
             uniqueItems=True,
             maxItems=100,
             title="Tables",
-            description="One per line, e.g. `appointments`, `schema.table` or, quoted as in SQL, `public.\"Order Details\"`. Leave empty only with \"Every table\" on.",
+            description='One per line, e.g. `appointments`, `schema.table` or, quoted as in SQL, `public."Order Details"`. Leave empty only with "Every table" on.',
             section=WHAT,
         ),
         "all_tables": Param(
@@ -123,7 +126,10 @@ with DAG(
             "staging_schema",
             type="string",
             enum=["staging_schema", "new_database"],
-            values_display={"staging_schema": "A new staging schema in production's database", "new_database": "A new database"},
+            values_display={
+                "staging_schema": "A new staging schema in production's database",
+                "new_database": "A new database",
+            },
             title="Restore into",
             description="A staging schema (needed for a swap), or a new database on the production server (never swapped).",
             section=WHERE,
@@ -132,7 +138,14 @@ with DAG(
             None,
             type=["null", "string"],
             pattern=whole(IDENTIFIER),
-            **{"not": {"anyOf": [{"enum": ["public", "information_schema"]}, {"type": "string", "pattern": "^(pg_|dr_quarantine_)"}]}},
+            **{
+                "not": {
+                    "anyOf": [
+                        {"enum": ["public", "information_schema"]},
+                        {"type": "string", "pattern": "^(pg_|dr_quarantine_)"},
+                    ]
+                }
+            },
             title="Staging schema",
             description="A new schema name (a-z, 0-9, _). Empty: dr_staging_<run>. An existing schema is refused.",
             section=WHERE,

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
+from hms_dr.patterns import TABLE, whole
 from hms_dr.policy import load_policy
 from hms_dr.tasks.alerting import alert_on_failure, dag_deadlines
 from hms_dr.tasks.integrity import check_amcheck_installed, judge_integrity, run_pg_amcheck
-from hms_dr.patterns import TABLE, whole
 
 policy = load_policy()
 settings = policy.dr.integrity

@@ -21,8 +21,8 @@ from airflow.sdk import DAG
 
 from hms_dr.policy import load_policy
 from hms_dr.tasks.alerting import dag_deadlines
-from hms_dr.tasks.dagargs import task_defaults
 from hms_dr.tasks.base_backup import back_up_cluster, expire_old_base_backups
+from hms_dr.tasks.dagargs import task_defaults
 
 policy = load_policy()
 settings = policy.base_backup

@@ -9,7 +9,8 @@ Every Airflow process loads plugins, so this module stays light: Airflow's API s
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, Request
@@ -24,7 +25,9 @@ async def require_dag_reader(request: Request) -> None:
     from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
 
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    bearer = HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip()) if scheme and token.strip() else None
+    bearer = (
+        HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip()) if scheme and token.strip() else None
+    )
     user = await get_user(request, None, bearer)
     requires_access_dag("GET")(request, user)
 
@@ -40,7 +43,7 @@ def _collect() -> dict:
     policy = load_policy()
     # An unreachable offsite store leaves its marks unknown (collect_status says why).
     primary, offsite = open_policy_store(policy), open_policy_store(policy, offsite=True)
-    return collect_status(primary, offsite, policy.cluster.name, datetime.now(timezone.utc))
+    return collect_status(primary, offsite, policy.cluster.name, datetime.now(UTC))
 
 
 @app.get("/", response_class=HTMLResponse)
@@ -48,6 +51,7 @@ def status_page() -> HTMLResponse:
     from urllib.parse import urlsplit
 
     from airflow.configuration import conf
+
     from hms_dr.status import render_status_html
 
     # The UI may be served under a path ([api] base_url = https://host/airflow): links follow it.
@@ -62,7 +66,7 @@ def status_json() -> JSONResponse:
 
 class HmsStatusPlugin(AirflowPlugin):
     name = "hms_status"
-    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "HMS backup status"}]
-    external_views = [
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [{"app": app, "url_prefix": URL_PREFIX, "name": "HMS backup status"}]
+    external_views: ClassVar[list[dict[str, str]]] = [
         {"name": "Backup status", "href": f"{URL_PREFIX}/", "destination": "nav", "url_route": "hms-backup-status"}
     ]

@@ -72,4 +72,3 @@ def gpg_agents_tagged(tag: str) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
-

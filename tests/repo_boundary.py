@@ -66,7 +66,9 @@ def install(boundary: Boundary) -> None:
         elif isinstance(path, os.PathLike):
             path = os.fspath(path)
         if isinstance(path, str) and path and boundary.refuses(path):
-            raise PermissionError(f"a test read {path}, beside the repository: the suite must need nothing outside "
-                                  f"{boundary.repo_root} but the temporary directories it makes")
+            raise PermissionError(
+                f"a test read {path}, beside the repository: the suite must need nothing outside "
+                f"{boundary.repo_root} but the temporary directories it makes"
+            )
 
     sys.addaudithook(hook)

@@ -9,11 +9,12 @@ deliver an alert (SMTP, Slack, SNS) live in ``hms_dr.tasks.alerting``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from hms_dr.errors import HmsDrError, RequestRefused
@@ -25,14 +26,16 @@ MAX_REASON_CHARS = 400
 # (the run's logical date), so a scheduler that started the run late does not move it. Every
 # other DAG (the restore test, triggered monthly, by new sets and by hand; the DR DAGs, only by
 # hand) counts from when its run was queued: those runs may have no logical date at all.
-SCHEDULED_DAG_IDS = frozenset({
-    "hms_daily_logical_backup",
-    "hms_wal_archive",
-    "hms_weekly_base_backup",
-    "hms_offsite_sync",
-    "hms_integrity_check",
-    "hms_backup_freshness",
-})
+SCHEDULED_DAG_IDS = frozenset(
+    {
+        "hms_daily_logical_backup",
+        "hms_wal_archive",
+        "hms_weekly_base_backup",
+        "hms_offsite_sync",
+        "hms_integrity_check",
+        "hms_backup_freshness",
+    }
+)
 MEASURED_FROM_SCHEDULED = "scheduled"
 MEASURED_FROM_QUEUED = "queued"
 
@@ -139,10 +142,14 @@ def failure_reason(exc: BaseException | None) -> FailureReason:
             details=tuple(scrub_secrets(_one_line(p)) for p in problems),
         )
     message = _one_line(str(exc), limit=len(str(exc)) + 1)
-    return FailureReason(scrub_secrets(_one_line(f"{type(exc).__name__}: {message}" if message else type(exc).__name__)))
+    return FailureReason(
+        scrub_secrets(_one_line(f"{type(exc).__name__}: {message}" if message else type(exc).__name__))
+    )
 
 
-def task_log_url(base_url: str, dag_id: str, run_id: str, task_id: str, try_number: int | None, map_index: int | None = None) -> str:
+def task_log_url(
+    base_url: str, dag_id: str, run_id: str, task_id: str, try_number: int | None, map_index: int | None = None
+) -> str:
     """The task instance's page (its log) in the Airflow 3 UI."""
     mapped = f"/mapped/{map_index}" if map_index is not None and map_index >= 0 else ""
     attempt = f"?try_number={try_number}" if try_number else ""
@@ -170,7 +177,8 @@ def describe_task_failure(
     if try_number:
         tries = f"{try_number} of {tries_allowed}" if tries_allowed else str(try_number)
     lines = [
-        f"{dag_id}: task {task_id} failed for good" + (f" after {try_number} tries." if try_number and try_number > 1 else "."),
+        f"{dag_id}: task {task_id} failed for good"
+        + (f" after {try_number} tries." if try_number and try_number > 1 else "."),
         "",
         f"DAG:     {dag_id}",
         f"Task:    {task_id}",
@@ -207,10 +215,14 @@ def describe_deadline_miss(
     run_id = str(dag_run.get("dag_run_id") or dag_run.get("run_id") or "?")
     state = str(dag_run.get("state") or "unknown")
     started = dag_run.get("logical_date") if rule.measured_from == MEASURED_FROM_SCHEDULED else dag_run.get("queued_at")
-    deadline_text = deadline_at.isoformat(timespec="seconds") if isinstance(deadline_at, datetime) else str(deadline_at or "?")
+    deadline_text = (
+        deadline_at.isoformat(timespec="seconds") if isinstance(deadline_at, datetime) else str(deadline_at or "?")
+    )
     within = describe_duration(rule.within)
     if state == "failed":
-        headline = f"{rule.dag_id}: run {run_id} failed and did not finish within {within} of its {rule.measured_from} time."
+        headline = (
+            f"{rule.dag_id}: run {run_id} failed and did not finish within {within} of its {rule.measured_from} time."
+        )
         verdict = "LATE (failed)"
     elif state == "success":
         headline = f"{rule.dag_id}: run {run_id} finished, but later than {within} after its {rule.measured_from} time."

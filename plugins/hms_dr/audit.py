@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from hms_dr.catalog import audit_key, audit_prefix
 
@@ -56,7 +57,7 @@ class AuditRecord:
     outcome: str = ""  # one line
     approvals: tuple[Approval, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)  # plain data: tables, row counts, RTO...
-    recorded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    recorded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,8 +87,8 @@ def mask_secrets(data: Any) -> Any:
 
 def record_key(cluster: str, record: AuditRecord) -> str:
     """Where a record goes: by day, then run, event and time, so a listing reads as a timeline."""
-    day = record.recorded_at.astimezone(timezone.utc).strftime("%Y-%m-%d")
-    moment = record.recorded_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    day = record.recorded_at.astimezone(UTC).strftime("%Y-%m-%d")
+    moment = record.recorded_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     name = _UNSAFE.sub("_", f"{moment}-{record.dag_id}-{record.run_id}-{record.event}")
     return audit_key(cluster, day, name)
 
@@ -98,8 +99,14 @@ def write_audit_record(store: Store, cluster: str, record: AuditRecord) -> str:
     key = record_key(cluster, record)
     store.put_bytes(key, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     log.info(
-        "audit: %s %s of %s run %s by %s (reason: %s) -> %s", record.event, record.outcome or "", record.dag_id,
-        record.run_id, record.triggered_by, record.reason, store.describe(key),
+        "audit: %s %s of %s run %s by %s (reason: %s) -> %s",
+        record.event,
+        record.outcome or "",
+        record.dag_id,
+        record.run_id,
+        record.triggered_by,
+        record.reason,
+        store.describe(key),
     )
     return key
 
@@ -111,4 +118,4 @@ def read_audit_records(store: Store, cluster: str) -> list[dict[str, Any]]:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from hms_dr import sqlfiles
 from hms_dr.errors import PreflightFailed
@@ -68,7 +69,12 @@ def list_tables(cursor: Any, schemas: Sequence[str]) -> dict[str, dict[str, Any]
             record["primary_key"] = columns
         else:
             record["foreign_keys"].append(
-                {"name": name, "columns": columns, "references": qualified(ref_schema, ref_table), "referenced_columns": ref_columns}
+                {
+                    "name": name,
+                    "columns": columns,
+                    "references": qualified(ref_schema, ref_table),
+                    "referenced_columns": ref_columns,
+                }
             )
     return tables
 
@@ -136,8 +142,9 @@ def compute_baselines(cursor: Any, *, schemas: Sequence[str], views: Sequence[st
     return measure(cursor, list_tables(cursor, schemas), resolve_relations(cursor, views, purpose="baseline view"))
 
 
-def measure(cursor: Any, tables: dict[str, dict[str, Any]], views: Sequence[tuple[str, str]], *,
-            count_tables: bool = True) -> dict[str, Any]:
+def measure(
+    cursor: Any, tables: dict[str, dict[str, Any]], views: Sequence[tuple[str, str]], *, count_tables: bool = True
+) -> dict[str, Any]:
     """Count every listed table and fingerprint every view; the fingerprint settings must be set.
 
     ``count_tables=False`` leaves the row counts to the caller: the daily backup takes them from
@@ -150,9 +157,11 @@ def measure(cursor: Any, tables: dict[str, dict[str, Any]], views: Sequence[tupl
             record["rows"] = count_rows(cursor, schema, table)
     view_records = {qualified(schema, view): fingerprint_relation(cursor, schema, view) for schema, view in views}
     log.info(
-        "baselines: %d tables%s, %d views fingerprinted, in %.1f s", len(tables),
+        "baselines: %d tables%s, %d views fingerprinted, in %.1f s",
+        len(tables),
         f", {sum(t['rows'] for t in tables.values()):,} rows in all" if count_tables else "",
-        len(view_records), time.monotonic() - started,
+        len(view_records),
+        time.monotonic() - started,
     )
     return {
         "fingerprint_method": FINGERPRINT_METHOD,
@@ -184,7 +193,9 @@ def diff_baselines(expected: Mapping[str, Any], observed: Mapping[str, Any]) -> 
         if [c[:2] for c in seen["columns"]] != [c[:2] for c in record["columns"]]:
             differences.append(f"table {name} has columns {seen['columns']}, baseline {record['columns']}")
         if record.get("primary_key") != seen.get("primary_key"):
-            differences.append(f"table {name} has primary key {seen.get('primary_key')}, baseline {record.get('primary_key')}")
+            differences.append(
+                f"table {name} has primary key {seen.get('primary_key')}, baseline {record.get('primary_key')}"
+            )
         if "rows" in record and seen.get("rows") != record["rows"]:
             differences.append(f"table {name} has {seen.get('rows')} rows, baseline {record['rows']}")
     for name in sorted(set(observed_tables) - set(expected_tables)):

@@ -15,9 +15,10 @@ under ``<cluster>/.preflight`` (``preflight_prefix``). Keys are built here and n
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from hms_dr.errors import ManifestInvalid, NoBackupForTarget, ObjectMissing, RequestRefused, SetNotFound
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Manifest, parse_manifest
@@ -95,7 +96,7 @@ def read_set_folders(store: Store, cluster: str, kind: BackupKind) -> dict[str, 
     prefix = kind_prefix(cluster, kind)
     grouped: dict[str, dict[str, StoredObject]] = {}
     for obj in store.list(prefix):
-        backup_set_id, _, name = obj.key[len(prefix):].partition("/")
+        backup_set_id, _, name = obj.key[len(prefix) :].partition("/")
         if name and "/" not in name:
             grouped.setdefault(backup_set_id, {})[name] = obj
     return {set_id: SetFolder(set_id, objects) for set_id, objects in sorted(grouped.items())}
@@ -147,7 +148,7 @@ def list_catalog(store: Store, cluster: str, kind: BackupKind) -> CatalogListing
     prefix = f"{cluster}/{kind.value}/"
     folders: dict[str, list] = {}
     for obj in store.list(prefix):
-        rest = obj.key[len(prefix):]
+        rest = obj.key[len(prefix) :]
         backup_set_id, _, name = rest.partition("/")
         if not name:
             continue
@@ -166,7 +167,9 @@ def list_catalog(store: Store, cluster: str, kind: BackupKind) -> CatalogListing
                 unreadable.append(manifest_key)
                 continue
             if manifest.backup_set_id != backup_set_id or manifest.kind is not kind:
-                log.warning("manifest %s describes %s/%s: ignored", manifest_key, manifest.kind.value, manifest.backup_set_id)
+                log.warning(
+                    "manifest %s describes %s/%s: ignored", manifest_key, manifest.kind.value, manifest.backup_set_id
+                )
                 unreadable.append(manifest_key)
                 continue
             sets.append(BackupSet(manifest=manifest, manifest_key=manifest_key))
@@ -192,7 +195,9 @@ def find_set(store: Store, cluster: str, kind: BackupKind, backup_set_id: str) -
     if backup_set_id == "latest":
         listing = list_catalog(store, cluster, kind)
         if not listing.sets:
-            raise NoBackupForTarget(f"no complete {kind.value} backup set in {store.describe(f'{cluster}/{kind.value}/')}")
+            raise NoBackupForTarget(
+                f"no complete {kind.value} backup set in {store.describe(f'{cluster}/{kind.value}/')}"
+            )
         return listing.sets[-1]
     manifest_key = key_for(cluster, kind, backup_set_id, MANIFEST_NAME)
     try:
@@ -201,7 +206,8 @@ def find_set(store: Store, cluster: str, kind: BackupKind, backup_set_id: str) -
         raise SetNotFound(
             f"no complete {kind.value} backup set {backup_set_id} in {store.describe(key_for(cluster, kind, backup_set_id))}"
             f"; {describe_ids(newest_set_ids(store, cluster, kind), kind)}",
-            kind=kind.value, backup_set_id=backup_set_id,
+            kind=kind.value,
+            backup_set_id=backup_set_id,
         ) from None
     return BackupSet(manifest=parse_manifest(raw, where=store.describe(manifest_key)), manifest_key=manifest_key)
 
@@ -220,7 +226,9 @@ def newest_set_ids(store: Store, cluster: str, kind: BackupKind, limit: int = MA
     """The ids of the newest ``limit`` sets of ``kind`` that have a manifest, newest first, from one
     listing (no manifest is read: ids are UTC timestamps, or WAL file names, so they sort by age)."""
     prefix = f"{cluster}/{kind.value}/"
-    ids = {obj.key[len(prefix):].partition("/")[0] for obj in store.list(prefix) if obj.key.endswith(f"/{MANIFEST_NAME}")}
+    ids = {
+        obj.key[len(prefix) :].partition("/")[0] for obj in store.list(prefix) if obj.key.endswith(f"/{MANIFEST_NAME}")
+    }
     return sorted(ids, reverse=True)[:limit]
 
 

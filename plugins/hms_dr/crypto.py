@@ -13,13 +13,13 @@ import io
 import re
 import secrets
 import subprocess
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AbstractSet, Sequence
 
+from hms_dr.encryption_mode import EncryptionMode
 from hms_dr.errors import DecryptionFailed, EncryptionFailed, ToolFailed
 from hms_dr.gpghome import gpg_home  # noqa: F401 -- the place callers have always imported it from
-from hms_dr.encryption_mode import EncryptionMode
 from hms_dr.streams import Pipeline, Stage
 
 CIPHER = "AES256"
@@ -27,7 +27,15 @@ GPG = "gpg"
 STATUS_PREFIX = "[GNUPG:] "
 PROBE_BYTES = 32
 # What gpg prints for a payload whose bytes changed after encryption (gpg 2.2's wording).
-_DAMAGE_SIGNS = ("mdc", "manipulated", "integrity", "invalid packet", "no valid openpgp data", "read error", "unknown version")
+_DAMAGE_SIGNS = (
+    "mdc",
+    "manipulated",
+    "integrity",
+    "invalid packet",
+    "no valid openpgp data",
+    "read error",
+    "unknown version",
+)
 # What gpg prints when the agent, not the key, failed (gpg's own wording, 2.2 and later).
 _AGENT_FAILURE = re.compile(
     r"public key decryption failed: (?P<why>.+)|problem with the agent: (?P<agent>.+)|(?P<none>no gpg-agent running)"
@@ -70,15 +78,17 @@ def _gpg_base(home: Path, *, quiet: bool = True) -> list[str]:
     # --no-autostart: the home's agent is the one gpg_home started and guards; an agent gpg
     # started on its own would outlive a killed task (and a failure says "No agent" instead).
     argv = [GPG, "--homedir", str(home), "--batch", "--no-tty", "--no-permission-warning", "--no-autostart"]
-    return argv + ["--quiet"] if quiet else argv
+    return [*argv, "--quiet"] if quiet else argv
 
 
 def import_public_key(home: Path, armored: str) -> list[KeyInfo]:
     """Import a public key into ``home``; the keys it held, as gpg lists them."""
-    done = subprocess.run(_gpg_base(home) + ["--import"], input=armored.encode(), capture_output=True, timeout=60)
+    done = subprocess.run([*_gpg_base(home), "--import"], input=armored.encode(), capture_output=True, timeout=60)
     if done.returncode != 0:
         raise EncryptionFailed(f"the backup public key could not be imported: {_last(done.stderr)}")
-    listing = subprocess.run(_gpg_base(home) + ["--with-colons", "--list-keys"], capture_output=True, text=True, timeout=60)
+    listing = subprocess.run(
+        [*_gpg_base(home), "--with-colons", "--list-keys"], capture_output=True, text=True, timeout=60
+    )
     return parse_key_listing(listing.stdout)
 
 
@@ -106,7 +116,9 @@ def check_encryption_key(home: Path, key: EncryptionKey) -> None:
     if not key.public_key or "BEGIN PGP PUBLIC KEY BLOCK" not in key.public_key:
         raise EncryptionFailed("no armored public key (extra.public_key) in the backup encryption connection")
     if "PRIVATE KEY" in key.public_key:
-        raise EncryptionFailed("the backup encryption connection holds a PRIVATE key: give the backup host the public key only")
+        raise EncryptionFailed(
+            "the backup encryption connection holds a PRIVATE key: give the backup host the public key only"
+        )
     keys = import_public_key(home, key.public_key)
     fingerprints = [k.fingerprint for k in keys]
     match = next((k for k in keys if k.fingerprint == key.key_id.upper()), None)
@@ -117,18 +129,29 @@ def check_encryption_key(home: Path, key: EncryptionKey) -> None:
             hint="put the fingerprint of the hospital's backup key in the policy, or the matching key in the connection",
         )
     if match.validity in ("e", "r", "d", "i"):
-        raise EncryptionFailed(f"the backup public key {match.fingerprint} is expired, revoked or invalid ({match.validity})")
+        raise EncryptionFailed(
+            f"the backup public key {match.fingerprint} is expired, revoked or invalid ({match.validity})"
+        )
     if not match.can_encrypt:
         raise EncryptionFailed(f"the backup public key {match.fingerprint} has no usable encryption (sub)key")
 
 
 def encrypt_stage(home: Path, key: EncryptionKey) -> Stage:
     """gpg encrypting stdin to stdout with AES256, no compression, for the pipeline."""
-    common = _gpg_base(home) + ["--compress-algo", "none", "--cipher-algo", CIPHER, "--output", "-"]
+    common = [*_gpg_base(home), "--compress-algo", "none", "--cipher-algo", CIPHER, "--output", "-"]
     if key.mode is EncryptionMode.SYMMETRIC:
-        argv = common + ["--pinentry-mode", "loopback", "--passphrase-fd", "{secret_fd}", "--s2k-digest-algo", "SHA512", "--symmetric"]
+        argv = [
+            *common,
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase-fd",
+            "{secret_fd}",
+            "--s2k-digest-algo",
+            "SHA512",
+            "--symmetric",
+        ]
         return Stage("gpg --symmetric", argv, secret_input=key.passphrase)
-    argv = common + ["--trust-model", "always", "--recipient", key.key_id, "--encrypt"]
+    argv = [*common, "--trust-model", "always", "--recipient", key.key_id, "--encrypt"]
     return Stage("gpg --encrypt", argv)
 
 
@@ -158,10 +181,14 @@ def prepare_decryption(home: Path, key: DecryptionKey) -> ImportedKey:
     if not key.private_key or "PRIVATE KEY BLOCK" not in key.private_key:
         raise DecryptionFailed("no armored private key (extra.private_key) in the restore key connection")
     # gpg >= 2.1 imports a protected secret key as it is; the passphrase is only needed to decrypt.
-    done = subprocess.run(_gpg_base(home) + ["--import"], input=key.private_key.encode(), capture_output=True, timeout=60)
+    done = subprocess.run(
+        [*_gpg_base(home), "--import"], input=key.private_key.encode(), capture_output=True, timeout=60
+    )
     if done.returncode != 0:
         raise DecryptionFailed(f"the restore key could not be imported: {_last(done.stderr)}")
-    listing = subprocess.run(_gpg_base(home) + ["--with-colons", "--list-secret-keys"], capture_output=True, text=True, timeout=60)
+    listing = subprocess.run(
+        [*_gpg_base(home), "--with-colons", "--list-secret-keys"], capture_output=True, text=True, timeout=60
+    )
     secret_keys = parse_secret_key_listing(listing.stdout)
     imported = ImportedKey(home, key, frozenset(k.key_id for k in secret_keys))
     for secret_key in secret_keys:
@@ -202,7 +229,16 @@ def _unlock_once(imported: ImportedKey, key_id: str) -> None:
     proves the passphrase before anything is downloaded.
     """
     probe = secrets.token_bytes(PROBE_BYTES)
-    encrypt = _gpg_base(imported.home) + ["--trust-model", "always", "--recipient", f"{key_id}!", "--output", "-", "--encrypt"]
+    encrypt = [
+        *_gpg_base(imported.home),
+        "--trust-model",
+        "always",
+        "--recipient",
+        f"{key_id}!",
+        "--output",
+        "-",
+        "--encrypt",
+    ]
     encrypted = subprocess.run(encrypt, input=probe, capture_output=True, timeout=120)
     if encrypted.returncode != 0:
         raise DecryptionFailed(f"gpg could not encrypt a probe to restore key {key_id}: {_last(encrypted.stderr)}")
@@ -212,7 +248,9 @@ def _unlock_once(imported: ImportedKey, key_id: str) -> None:
     except ToolFailed as exc:
         failure = read_decryption_report(exc.stderr_lines)
         if failure.agent_error.lower() == "bad passphrase":
-            raise DecryptionFailed(f"wrong passphrase for the restore key {key_id} (gpg-agent: {failure.agent_error})") from None
+            raise DecryptionFailed(
+                f"wrong passphrase for the restore key {key_id} (gpg-agent: {failure.agent_error})"
+            ) from None
         raise imported.explain(exc) from None
     if decrypted != probe:
         raise DecryptionFailed(f"a probe encrypted to restore key {key_id} did not decrypt to its own bytes")
@@ -222,9 +260,18 @@ def decrypt_stage(home: Path, key: DecryptionKey) -> Stage:
     """gpg decrypting stdin to stdout; a wrong key or passphrase fails the pipeline."""
     # Not --quiet: with it gpg keeps to itself WHY the session key could not be decrypted
     # ("public key decryption failed: <agent error>"), and every failure reads "No secret key".
-    argv = _gpg_base(home, quiet=False) + [
-        "--status-fd", "2", "--pinentry-mode", "loopback", "--passphrase-fd", "{secret_fd}", "--no-symkey-cache",
-        "--output", "-", "--decrypt",
+    argv = [
+        *_gpg_base(home, quiet=False),
+        "--status-fd",
+        "2",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase-fd",
+        "{secret_fd}",
+        "--no-symkey-cache",
+        "--output",
+        "-",
+        "--decrypt",
     ]
     return Stage("gpg --decrypt", argv, secret_input=key.passphrase or "")
 
@@ -245,7 +292,7 @@ def read_decryption_report(stderr_lines: Sequence[str]) -> DecryptionReport:
     messages = []
     for line in stderr_lines:
         if line.startswith(STATUS_PREFIX):
-            words = line[len(STATUS_PREFIX):].split()
+            words = line[len(STATUS_PREFIX) :].split()
             if len(words) > 1 and words[0] == "ENC_TO":
                 recipients.add(words[1].upper())
             continue
@@ -253,11 +300,14 @@ def read_decryption_report(stderr_lines: Sequence[str]) -> DecryptionReport:
         match = _AGENT_FAILURE.search(line)
         if match and not agent_error:
             agent_error = (match.group("why") or match.group("agent") or match.group("none")).strip()
-    last = next((m for m in reversed(messages) if "error" in m.lower() or "failed" in m.lower()), messages[-1] if messages else "")
+    last = next(
+        (m for m in reversed(messages) if "error" in m.lower() or "failed" in m.lower()),
+        messages[-1] if messages else "",
+    )
     return DecryptionReport(frozenset(recipients), agent_error, last.removeprefix("gpg: "), tuple(messages))
 
 
-def explain_decryption_failure(stderr_lines: Sequence[str], held_key_ids: AbstractSet[str]) -> DecryptionFailed:
+def explain_decryption_failure(stderr_lines: Sequence[str], held_key_ids: Set[str]) -> DecryptionFailed:
     """A one-line DecryptionFailed for what gpg said; the key is blamed only when the payload's
     recipients are keys ``held_key_ids`` (what the restore key connection holds) does not name."""
     report = read_decryption_report(stderr_lines)
@@ -272,7 +322,9 @@ def explain_decryption_failure(stderr_lines: Sequence[str], held_key_ids: Abstra
     if report.recipients:
         ours = ", ".join(sorted(report.recipients & held_key_ids))
         cause = f"agent error: {report.agent_error}" if report.agent_error else f"gpg: {report.last_line}"
-        return DecryptionFailed(f"gpg could not decrypt the payload with restore key {ours}, which it is encrypted to ({cause})")
+        return DecryptionFailed(
+            f"gpg could not decrypt the payload with restore key {ours}, which it is encrypted to ({cause})"
+        )
     return DecryptionFailed(f"{_symmetric_or_damaged(' '.join(report.messages).lower())} {said}")
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from hms_dr.errors import DatabaseUnavailable
 from hms_dr.pgtools import ConnectionInfo

@@ -15,8 +15,9 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO
 
 from hms_dr.crypto import DecryptionKey, ImportedKey, prepare_decryption
 from hms_dr.digests import PlainDigest
@@ -59,19 +60,31 @@ def download_verified(store: Store, key: str, payload: Payload, destination: Pat
                 out.write(chunk)
         where = store.describe(key)
         if size != payload.size_bytes:
-            raise ChecksumMismatch(f"{where} is {size} bytes, its manifest says {payload.size_bytes} (truncated or replaced)")
+            raise ChecksumMismatch(
+                f"{where} is {size} bytes, its manifest says {payload.size_bytes} (truncated or replaced)"
+            )
         if digest.hexdigest() != payload.sha256:
             raise ChecksumMismatch(f"{where} does not match the sha256 in its manifest (the stored bytes changed)")
     except BaseException:
         destination.unlink(missing_ok=True)
         raise
     seconds = time.monotonic() - started
-    log.info("downloaded %s: %s, sha256 matches the manifest, %s", store.describe(key), human_bytes(size), human_rate(size, seconds))
+    log.info(
+        "downloaded %s: %s, sha256 matches the manifest, %s",
+        store.describe(key),
+        human_bytes(size),
+        human_rate(size, seconds),
+    )
     return seconds
 
 
 def decrypt_payload(
-    source: BinaryIO, payload_name: str, imported: ImportedKey, write: Callable[[bytes], object], *, digest: PlainDigest | None = None
+    source: BinaryIO,
+    payload_name: str,
+    imported: ImportedKey,
+    write: Callable[[bytes], object],
+    *,
+    digest: PlainDigest | None = None,
 ) -> PlainDigest:
     """Decrypt (and decompress, as ``payload_name`` says) ``source`` into ``write``, hashing the
     plain bytes; pass ``digest`` to watch the size grow. A gpg failure is DecryptionFailed."""
@@ -92,7 +105,9 @@ def decrypt_payload(
     return digest
 
 
-def decrypt_to_file(encrypted: Path, payload_name: str, imported: ImportedKey, destination: Path, *, replace: bool = False) -> PlainDigest:
+def decrypt_to_file(
+    encrypted: Path, payload_name: str, imported: ImportedKey, destination: Path, *, replace: bool = False
+) -> PlainDigest:
     """Decrypt the proven file ``encrypted`` into ``destination`` (0600; new unless ``replace``),
     removed again when anything fails. Returns the plain bytes' digest."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
@@ -105,7 +120,9 @@ def decrypt_to_file(encrypted: Path, payload_name: str, imported: ImportedKey, d
         raise
 
 
-def decrypt_file(encrypted: Path, payload_name: str, key: DecryptionKey, destination: Path, *, staging_dir: Path) -> PlainDigest:
+def decrypt_file(
+    encrypted: Path, payload_name: str, key: DecryptionKey, destination: Path, *, staging_dir: Path
+) -> PlainDigest:
     """``decrypt_to_file`` with ``key`` imported into a throw-away gpg home under ``staging_dir``
     (for one payload; callers decrypting several import the key once and call decrypt_to_file)."""
     with gpg_home(staging_dir) as home:

@@ -6,9 +6,9 @@ A kind of its own, below both the policy (which reads it from ``encryption.mode`
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class EncryptionMode(str, Enum):
+class EncryptionMode(StrEnum):
     PUBLIC_KEY = "public_key"
     SYMMETRIC = "symmetric"

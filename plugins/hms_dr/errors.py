@@ -64,7 +64,13 @@ class ToolFailed(HmsDrError):
     """An external program (pg_dump, gpg, zstd, ...) exited non-zero."""
 
     def __init__(
-        self, tool: str, exit_code: int | None, last_stderr_line: str, *, hint: str | None = None, stderr_lines: tuple[str, ...] = ()
+        self,
+        tool: str,
+        exit_code: int | None,
+        last_stderr_line: str,
+        *,
+        hint: str | None = None,
+        stderr_lines: tuple[str, ...] = (),
     ) -> None:
         self.tool = tool
         self.exit_code = exit_code

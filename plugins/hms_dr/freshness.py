@@ -14,9 +14,10 @@ The offsite copies are judged by the offsite sync's own judge (``offsite.freshne
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from hms_dr.catalog import kind_prefix, list_catalog
 from hms_dr.manifest import BackupKind
@@ -117,7 +118,14 @@ def judge_freshness(
     return FreshnessReport(checked_at=now, lines=tuple(lines), problems=tuple(problems))
 
 
-def _newest_in_catalog(store: Store, cluster: str, kinds: tuple[BackupKind, ...], freshness_kind: FreshnessKind, *, passed_only: bool = False) -> NewestSet:
+def _newest_in_catalog(
+    store: Store,
+    cluster: str,
+    kinds: tuple[BackupKind, ...],
+    freshness_kind: FreshnessKind,
+    *,
+    passed_only: bool = False,
+) -> NewestSet:
     where = " and ".join(store.describe(kind_prefix(cluster, kind)) for kind in kinds)
     candidates = [
         backup_set
@@ -139,13 +147,19 @@ def _newest_wal(store: Store, cluster: str) -> NewestSet:
     return NewestSet(FreshnessKind.WAL, where, newest.name, newest.archived_at)
 
 
-def check_offsite_copies(primary: Store, offsite: Store, cluster: str, settings: OffsitePolicy, now: datetime) -> FreshnessVerdict:
+def check_offsite_copies(
+    primary: Store, offsite: Store, cluster: str, settings: OffsitePolicy, now: datetime
+) -> FreshnessVerdict:
     """The offsite sync's judgement of its copies (``OFFSITE_KINDS``), made from one listing of
     each store and one offsite manifest per kind, without a sync pass."""
-    return judge_offsite_freshness(read_newest_on_both_stores(primary, offsite, cluster, OFFSITE_KINDS), settings.max_age_days_for, now)
+    return judge_offsite_freshness(
+        read_newest_on_both_stores(primary, offsite, cluster, OFFSITE_KINDS), settings.max_age_days_for, now
+    )
 
 
-def read_newest_sets(primary: Store, cluster: str, kinds: Mapping[FreshnessKind, Any]) -> dict[FreshnessKind, NewestSet]:
+def read_newest_sets(
+    primary: Store, cluster: str, kinds: Mapping[FreshnessKind, Any]
+) -> dict[FreshnessKind, NewestSet]:
     """The newest complete set of each kind in ``kinds`` (the policy's max_age keys; the offsite
     copies are ``check_offsite_copies``'s).
 

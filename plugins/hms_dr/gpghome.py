@@ -17,9 +17,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from hms_dr.errors import ToolFailed
 
@@ -62,7 +62,11 @@ def start_guarded_agent(home: Path) -> subprocess.Popen[bytes]:
     with (home / AGENT_START_LOG).open("wb") as start_log:
         try:
             guardian = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=start_log, start_new_session=True,
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=start_log,
+                start_new_session=True,
             )
         except FileNotFoundError:
             raise ToolFailed("gpg-agent", None, "gpg-agent not found on PATH", hint="apt-get install gnupg") from None
@@ -78,7 +82,9 @@ def agent_pid(home: Path) -> int | None:
     """The pid of the gpg-agent serving ``home``, or None when none answers (none is started)."""
     asked = subprocess.run(
         ["gpg-connect-agent", "--no-autostart", "--homedir", str(home), "GETINFO pid", "/bye"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     # gpg-connect-agent exits 0 even when no agent runs: only a data line ("D <pid>") says one does.
     for line in asked.stdout.splitlines():

@@ -17,15 +17,16 @@ import json
 import logging
 import re
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from hms_dr import sqlfiles
 from hms_dr.errors import CorruptionFound, IntegrityCheckIncomplete, PreflightFailed, ToolFailed
+from hms_dr.names import spell_identifier, split_relation_key, sql_spelling
 from hms_dr.pgtools import ConnectionInfo, last_line, tool_env, tool_path
 from hms_dr.records import Record
-from hms_dr.names import spell_identifier, split_relation_key, sql_spelling
 
 if TYPE_CHECKING:
     from hms_dr.store import Store
@@ -69,8 +70,11 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "relation": self.relation, "kind": self.kind, "messages": list(self.messages),
-            "locations": list(self.locations), "corruption": self.corruption,
+            "relation": self.relation,
+            "kind": self.kind,
+            "messages": list(self.messages),
+            "locations": list(self.locations),
+            "corruption": self.corruption,
         }
 
 
@@ -129,7 +133,9 @@ def parse_pg_amcheck(stdout: str, database: str) -> list[Finding]:
                 messages[current] = []
                 locations[current] = []
             where = ", ".join(
-                f"{label} {match.group(label)}" for label in ("block", "offset", "attribute") if match.group(label) is not None
+                f"{label} {match.group(label)}"
+                for label in ("block", "offset", "attribute")
+                if match.group(label) is not None
             )
             if where and where not in locations[current]:
                 locations[current].append(where)
@@ -164,7 +170,7 @@ def _is_corruption(message: str, sqlstate: str | None) -> bool:
 def _relation_name(qualified: str, database: str) -> str:
     """'hospital_management.public.appointments' -> 'public.appointments'."""
     prefix = f"{database}."
-    return qualified[len(prefix):] if qualified.startswith(prefix) else qualified.split(".", 1)[-1]
+    return qualified[len(prefix) :] if qualified.startswith(prefix) else qualified.split(".", 1)[-1]
 
 
 def count_checked(stderr: str) -> int:
@@ -180,7 +186,9 @@ def read_result(exit_code: int, stdout: str, stderr: str, *, database: str) -> l
     findings = parse_pg_amcheck(stdout, database)
     if exit_code not in (0, EXIT_CORRUPTION) or (exit_code == EXIT_CORRUPTION and not findings):
         errors = [line for line in stderr.splitlines() if line.startswith("pg_amcheck: error:")]
-        raise ToolFailed("pg_amcheck", exit_code, (errors[-1] if errors else last_line(stderr)).removeprefix("pg_amcheck: error: "))
+        raise ToolFailed(
+            "pg_amcheck", exit_code, (errors[-1] if errors else last_line(stderr)).removeprefix("pg_amcheck: error: ")
+        )
     return findings
 
 
@@ -220,12 +228,20 @@ def check_amcheck_ready(conn: ConnectionInfo) -> AmcheckReady:
         raise amcheck_missing(conn.dbname)
     version, schema, may_check_indexes, may_check_tables = row
     if not (may_check_indexes and may_check_tables):
-        raise amcheck_missing(conn.dbname, f"role {conn.user} may not execute amcheck's bt_index_check and verify_heapam")
+        raise amcheck_missing(
+            conn.dbname, f"role {conn.user} may not execute amcheck's bt_index_check and verify_heapam"
+        )
     return AmcheckReady(version=str(version), schema=str(schema))
 
 
 def run_pg_amcheck(
-    conn: ConnectionInfo, *, heapallindexed: bool, jobs: int, lock_timeout_s: int, tables: Sequence[str] = (), timeout_s: float | None = None
+    conn: ConnectionInfo,
+    *,
+    heapallindexed: bool,
+    jobs: int,
+    lock_timeout_s: int,
+    tables: Sequence[str] = (),
+    timeout_s: float | None = None,
 ) -> AmcheckResult:
     """Run pg_amcheck on ``conn``'s database as ``conn``'s role; the full stderr goes to the log."""
     import time
@@ -235,7 +251,12 @@ def run_pg_amcheck(
     started = time.monotonic()
     try:
         done = subprocess.run(
-            argv, capture_output=True, text=True, env=amcheck_env(conn, lock_timeout_s=lock_timeout_s), timeout=timeout_s, check=False
+            argv,
+            capture_output=True,
+            text=True,
+            env=amcheck_env(conn, lock_timeout_s=lock_timeout_s),
+            timeout=timeout_s,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise ToolFailed("pg_amcheck", None, f"did not finish within {timeout_s:.0f} s") from None
@@ -245,8 +266,16 @@ def run_pg_amcheck(
             log.info("pg_amcheck: %s", line)
     findings = read_result(done.returncode, done.stdout, done.stderr, database=conn.dbname)
     checked = count_checked(done.stderr)
-    log.info("pg_amcheck checked %d relation(s) of %s in %.1f s: %d with findings", checked, conn.dbname, seconds, len(findings))
-    return AmcheckResult(done.returncode, tuple(findings), checked, tuple(argv[1:]), round(seconds, 3), done.stdout[:MAX_OUTPUT_CHARS])
+    log.info(
+        "pg_amcheck checked %d relation(s) of %s in %.1f s: %d with findings",
+        checked,
+        conn.dbname,
+        seconds,
+        len(findings),
+    )
+    return AmcheckResult(
+        done.returncode, tuple(findings), checked, tuple(argv[1:]), round(seconds, 3), done.stdout[:MAX_OUTPUT_CHARS]
+    )
 
 
 def owning_tables(conn: ConnectionInfo, relations: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -258,7 +287,9 @@ def owning_tables(conn: ConnectionInfo, relations: Sequence[str]) -> dict[str, d
     schemas = [r.split(".", 1)[0] for r in relations]
     names = [r.split(".", 1)[1] if "." in r else r for r in relations]
     with connect(conn) as connection:
-        rows = connection.execute(sqlfiles.text("integrity/owning_tables"), {"schemas": schemas, "relations": names}).fetchall()
+        rows = connection.execute(
+            sqlfiles.text("integrity/owning_tables"), {"schemas": schemas, "relations": names}
+        ).fetchall()
     owners = {}
     for schema, name, relkind, table_schema, table_name in rows:
         owners[f"{schema}.{name}"] = {
@@ -319,7 +350,11 @@ def build_report(
         repair["dag_id"] = REPAIR_DAG_ID
         repair["conf"] = suggested_restore(user_tables, report_id=report_id)
         heaps_damaged = {r["table"] for r in relations if r["corruption"] and r["kind"] != "btree index"}
-        reindex = [r["relation"] for r in relations if r["corruption"] and r["kind"] == "btree index" and r["table"] not in heaps_damaged]
+        reindex = [
+            r["relation"]
+            for r in relations
+            if r["corruption"] and r["kind"] == "btree index" and r["table"] not in heaps_damaged
+        ]
         if reindex:
             repair["index_only"] = [f"REINDEX INDEX CONCURRENTLY {name};" for name in reindex]
     if catalog:
@@ -340,7 +375,12 @@ def build_report(
         "unchecked_relations": [f.relation for f in unchecked],
         "findings": relations,
         "repair": repair,
-        "pg_amcheck": {"argv": list(result.argv), "exit_code": result.exit_code, "seconds": result.seconds, "amcheck": amcheck.to_xcom()},
+        "pg_amcheck": {
+            "argv": list(result.argv),
+            "exit_code": result.exit_code,
+            "seconds": result.seconds,
+            "amcheck": amcheck.to_xcom(),
+        },
     }
 
 
@@ -351,13 +391,19 @@ def render_text(report: Mapping[str, Any]) -> str:
         f"({report['relations_checked']} relations checked with pg_amcheck, {report['pg_amcheck']['seconds']:.0f} s)",
     ]
     for finding in report["findings"]:
-        owner = f" (of table {finding['table']})" if finding.get("table") and finding["table"] != finding["relation"] else ""
+        owner = (
+            f" (of table {finding['table']})"
+            if finding.get("table") and finding["table"] != finding["relation"]
+            else ""
+        )
         where = f" at {'; '.join(finding['locations'])}" if finding["locations"] else ""
         verdict = "CORRUPT" if finding["corruption"] else "not checked"
         lines.append(f"  {verdict}: {finding['kind']} {finding['relation']}{owner}{where}: {finding['messages'][0]}")
     repair = report.get("repair") or {}
     if repair.get("conf"):
-        lines.append(f"Repair: trigger {repair['dag_id']} with this conf: {json.dumps(repair['conf'], separators=(', ', ': '))}")
+        lines.append(
+            f"Repair: trigger {repair['dag_id']} with this conf: {json.dumps(repair['conf'], separators=(', ', ': '))}"
+        )
     for statement in repair.get("index_only", []):
         lines.append(f"  (an index alone is damaged: {statement} repairs it without a restore)")
     if repair.get("system_catalog"):
@@ -373,7 +419,11 @@ def judge(report: Mapping[str, Any]) -> None:
         described = []
         for finding in report["findings"]:
             if finding["corruption"]:
-                owner = f" (of {finding['table']})" if finding.get("table") and finding["table"] != finding["relation"] else ""
+                owner = (
+                    f" (of {finding['table']})"
+                    if finding.get("table") and finding["table"] != finding["relation"]
+                    else ""
+                )
                 described.append(f"{finding['relation']}{owner}")
         hint = None
         if repair.get("conf"):

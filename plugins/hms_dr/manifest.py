@@ -9,10 +9,11 @@ not know rather than guess.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from enum import Enum
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
 
 from hms_dr.errors import ManifestInvalid
 
@@ -20,7 +21,7 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 
 
-class BackupKind(str, Enum):
+class BackupKind(StrEnum):
     """The kinds of backup set; each is a folder level in the store: <cluster>/<kind>/<id>/."""
 
     LOGICAL = "logical"  # pg_dump -Fc of the whole database
@@ -163,12 +164,12 @@ def parse_manifest(raw: bytes, *, where: str) -> Manifest:
 
 def new_backup_set_id(now: datetime) -> str:
     """A sortable UTC id, e.g. 20261124T020000Z."""
-    return now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def parse_backup_set_id(backup_set_id: str) -> datetime:
     try:
-        return datetime.strptime(backup_set_id, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        return datetime.strptime(backup_set_id, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError:
         raise ManifestInvalid(f"{backup_set_id!r} is not a backup set id (YYYYMMDDTHHMMSSZ)") from None
 
@@ -176,11 +177,11 @@ def parse_backup_set_id(backup_set_id: str) -> datetime:
 def _iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("manifest timestamps must be timezone-aware")
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_utc(text: str) -> datetime:
     moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no timezone")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)

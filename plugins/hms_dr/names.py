@@ -53,10 +53,14 @@ def parse_relation_name(text: str) -> RelationName:
         if position == len(text):
             break
         if text[position] != ".":
-            raise ValueError(f"{text!a} is not {SPELLING_RULE}: unexpected {text[position]!a} at character {position + 1}")
+            raise ValueError(
+                f"{text!a} is not {SPELLING_RULE}: unexpected {text[position]!a} at character {position + 1}"
+            )
         position += 1
     if len(parts) > 2:
-        raise ValueError(f"{text!a} has {len(parts)} dot-separated parts; {SPELLING_RULE} (quote a name that holds a dot)")
+        raise ValueError(
+            f"{text!a} has {len(parts)} dot-separated parts; {SPELLING_RULE} (quote a name that holds a dot)"
+        )
     return RelationName(parts[0], parts[1]) if len(parts) == 2 else RelationName(None, parts[0])
 
 
@@ -85,7 +89,9 @@ def _identifier_at(text: str, start: int) -> tuple[str, int]:
     if _CONTROL.search(name):
         raise ValueError(f"{text!a} holds a control character")
     if len(name.encode()) > MAX_IDENTIFIER_BYTES:
-        raise ValueError(f"{text!a}: {name!a} is longer than {MAX_IDENTIFIER_BYTES} bytes, which PostgreSQL would cut short")
+        raise ValueError(
+            f"{text!a}: {name!a} is longer than {MAX_IDENTIFIER_BYTES} bytes, which PostgreSQL would cut short"
+        )
     return name, position
 
 
@@ -125,6 +131,8 @@ def split_relation_key(key: str) -> tuple[str, str]:
 def check_schema_name(schema: str) -> str | None:
     """Why a schema cannot be recorded (its name holds a dot, so a key would not split back), or None."""
     if "." in schema:
-        return (f"schema {quote_identifier(schema)} has a dot in its name, which hms-dr's schema.name keys cannot "
-                "tell apart from the table's: rename the schema, or leave it out with logical_backup.schemas")
+        return (
+            f"schema {quote_identifier(schema)} has a dot in its name, which hms-dr's schema.name keys cannot "
+            "tell apart from the table's: rename the schema, or leave it out with logical_backup.schemas"
+        )
     return None

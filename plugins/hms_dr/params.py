@@ -12,7 +12,7 @@ anything else.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from hms_dr.errors import RequestRefused
 
@@ -31,7 +31,9 @@ def refuse_unknown_params(given: Iterable[object], declared: Iterable[str], *, d
     shown = []
     for key in unknown:
         close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-        text = ascii(key if len(key) <= MAX_KEY_CHARS else key[:MAX_KEY_CHARS] + "...")  # ascii(): one line, look-alikes escaped
+        text = ascii(
+            key if len(key) <= MAX_KEY_CHARS else key[:MAX_KEY_CHARS] + "..."
+        )  # ascii(): one line, look-alikes escaped
         shown.append(text + (f" (did you mean {close[0]!r}?)" if close else ""))
     raise RequestRefused(
         f"{dag_id} has no param {', '.join(shown)}: refused before anything was done; "

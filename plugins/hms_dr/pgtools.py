@@ -10,9 +10,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection, Sequence
 
 from hms_dr.errors import PreflightFailed, ToolFailed
 
@@ -167,13 +167,53 @@ def exact_table_pattern(schema: str, name: str) -> str:
 
 # What pg_restore --list prints after "dumpId; tableoid oid ", longest first: a description may
 # be several words and is matched whole.
-RESTORE_LIST_DESCRIPTIONS = tuple(sorted((
-    "TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY", "FK CONSTRAINT", "CHECK CONSTRAINT", "MATERIALIZED VIEW DATA",
-    "MATERIALIZED VIEW", "TABLE ATTACH", "INDEX ATTACH", "DEFAULT ACL", "FOREIGN TABLE", "EVENT TRIGGER",
-    "BLOBS", "BLOB", "LARGE OBJECT", "TABLE", "VIEW", "INDEX", "CONSTRAINT", "SEQUENCE", "SCHEMA", "TYPE", "DOMAIN",
-    "FUNCTION", "PROCEDURE", "AGGREGATE", "TRIGGER", "RULE", "POLICY", "COMMENT", "ACL", "DEFAULT", "EXTENSION",
-    "DATABASE", "COLLATION", "CONVERSION", "PUBLICATION", "SUBSCRIPTION", "STATISTICS",
-), key=len, reverse=True))
+RESTORE_LIST_DESCRIPTIONS = tuple(
+    sorted(
+        (
+            "TABLE DATA",
+            "SEQUENCE SET",
+            "SEQUENCE OWNED BY",
+            "FK CONSTRAINT",
+            "CHECK CONSTRAINT",
+            "MATERIALIZED VIEW DATA",
+            "MATERIALIZED VIEW",
+            "TABLE ATTACH",
+            "INDEX ATTACH",
+            "DEFAULT ACL",
+            "FOREIGN TABLE",
+            "EVENT TRIGGER",
+            "BLOBS",
+            "BLOB",
+            "LARGE OBJECT",
+            "TABLE",
+            "VIEW",
+            "INDEX",
+            "CONSTRAINT",
+            "SEQUENCE",
+            "SCHEMA",
+            "TYPE",
+            "DOMAIN",
+            "FUNCTION",
+            "PROCEDURE",
+            "AGGREGATE",
+            "TRIGGER",
+            "RULE",
+            "POLICY",
+            "COMMENT",
+            "ACL",
+            "DEFAULT",
+            "EXTENSION",
+            "DATABASE",
+            "COLLATION",
+            "CONVERSION",
+            "PUBLICATION",
+            "SUBSCRIPTION",
+            "STATISTICS",
+        ),
+        key=len,
+        reverse=True,
+    )
+)
 _RESTORE_LIST_LINE = re.compile(r"^\d+;\s+\d+\s+\d+\s+(?P<rest>.+)$")
 
 
@@ -197,7 +237,7 @@ def parse_restore_list(listing: str, known: Collection[tuple[str, str]] = ()) ->
         description = next((d for d in RESTORE_LIST_DESCRIPTIONS if rest.startswith(d + " ")), None)
         if description is None:
             continue
-        tag = rest[len(description) + 1:]
+        tag = rest[len(description) + 1 :]
         entries.append((description, *_schema_and_name(tag, candidates)))
     return entries
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import psycopg
@@ -32,7 +32,7 @@ SMOKE_QUERY_TIMEOUT = "60s"
 ARCHIVE_SCRIPT = "archive_wal.sh"
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     OK = "OK"
     WARN = "WARN"
     PROBLEM = "PROBLEM"
@@ -60,7 +60,11 @@ def _from_error(subject: str, exc: HmsDrError, verdict: Verdict = Verdict.PROBLE
 
 
 def check_policy_against(
-    policy: Policy, conn: ConnectionInfo, *, replication: ConnectionInfo | None = None, run_views_twice: bool = True,
+    policy: Policy,
+    conn: ConnectionInfo,
+    *,
+    replication: ConnectionInfo | None = None,
+    run_views_twice: bool = True,
 ) -> list[Finding]:
     """Every finding for ``policy`` on the database at ``conn`` (the backup role's login).
 
@@ -74,8 +78,12 @@ def check_policy_against(
     except HmsDrError as exc:
         findings.append(_from_error("connection", exc))
         if not exc.hint:
-            findings[-1] = Finding(Verdict.PROBLEM, "connection", exc.message,
-                                   "check host, port, user and password; the role needs LOGIN and CONNECT on the database")
+            findings[-1] = Finding(
+                Verdict.PROBLEM,
+                "connection",
+                exc.message,
+                "check host, port, user and password; the role needs LOGIN and CONNECT on the database",
+            )
         return findings
     findings.extend(_base_backup_findings(replication))
     return findings
@@ -84,14 +92,26 @@ def check_policy_against(
 def _cluster_name_findings(policy: Policy, conn: ConnectionInfo) -> list[Finding]:
     found = []
     if policy.cluster.name == HMS_CLUSTER_NAME and policy.cluster.database != HMS_DATABASE:
-        found.append(Finding(Verdict.WARN, "cluster.name", f"is still the HMS default {HMS_CLUSTER_NAME!r} for database "
-                             f"{policy.cluster.database!r}: new sets would land in the hospital's folders of the store",
-                             "set cluster.name in the policy to a name of this database's own (e.g. its host and database)"))
+        found.append(
+            Finding(
+                Verdict.WARN,
+                "cluster.name",
+                f"is still the HMS default {HMS_CLUSTER_NAME!r} for database "
+                f"{policy.cluster.database!r}: new sets would land in the hospital's folders of the store",
+                "set cluster.name in the policy to a name of this database's own (e.g. its host and database)",
+            )
+        )
     else:
         found.append(_ok("cluster.name", f"sets go to {policy.cluster.name}/ in the stores"))
     if conn.dbname != policy.cluster.database:
-        found.append(Finding(Verdict.WARN, "cluster.database", f"the policy protects {policy.cluster.database!r}, "
-                             f"but this check connected to {conn.dbname!r}", "check cluster.database, or connect to that database"))
+        found.append(
+            Finding(
+                Verdict.WARN,
+                "cluster.database",
+                f"the policy protects {policy.cluster.database!r}, but this check connected to {conn.dbname!r}",
+                "check cluster.database, or connect to that database",
+            )
+        )
     return found
 
 
@@ -102,17 +122,39 @@ def _database_findings(policy: Policy, connection: Any, conn: ConnectionInfo, ru
         _, server_version, in_recovery, database, size_bytes, _ = cursor.fetchone()
         cursor.execute(sqlfiles.text("backup_role_attributes"))
         role, is_superuser, _, reads_all_data, reads_settings, reads_stats = cursor.fetchone()
-        found.append(_ok("connection", f"{role}@{conn.host}:{conn.port}/{database}, PostgreSQL {server_version}"
-                         f"{' (a standby)' if in_recovery else ''}, {size_bytes / (1 << 20):,.0f} MiB"))
+        found.append(
+            _ok(
+                "connection",
+                f"{role}@{conn.host}:{conn.port}/{database}, PostgreSQL {server_version}"
+                f"{' (a standby)' if in_recovery else ''}, {size_bytes / (1 << 20):,.0f} MiB",
+            )
+        )
         if is_superuser:
-            found.append(Finding(Verdict.WARN, "backup role", f"{role} is a superuser", "log in as a dedicated read-only role"))
-        missing = [name for name, held in (("pg_read_all_settings", reads_settings), ("pg_read_all_stats", reads_stats)) if not held]
+            found.append(
+                Finding(Verdict.WARN, "backup role", f"{role} is a superuser", "log in as a dedicated read-only role")
+            )
+        missing = [
+            name
+            for name, held in (("pg_read_all_settings", reads_settings), ("pg_read_all_stats", reads_stats))
+            if not held
+        ]
         if missing and not is_superuser:
-            found.append(Finding(Verdict.WARN, "backup role", f"{role} lacks {', '.join(missing)} (archiver status, settings)",
-                                 f"GRANT {', '.join(missing)} TO {role};"))
-        found.append(_reach_finding("tables in scope", lambda: check_relations_readable(cursor, role, list(policy.logical_backup.schemas)),
-                                    f"{role} reads every table, sequence and materialized view in scope"
-                                    f"{' (pg_read_all_data)' if reads_all_data else ''}"))
+            found.append(
+                Finding(
+                    Verdict.WARN,
+                    "backup role",
+                    f"{role} lacks {', '.join(missing)} (archiver status, settings)",
+                    f"GRANT {', '.join(missing)} TO {role};",
+                )
+            )
+        found.append(
+            _reach_finding(
+                "tables in scope",
+                lambda: check_relations_readable(cursor, role, list(policy.logical_backup.schemas)),
+                f"{role} reads every table, sequence and materialized view in scope"
+                f"{' (pg_read_all_data)' if reads_all_data else ''}",
+            )
+        )
         found.append(_reach_finding("large objects", lambda: _large_objects_text(cursor, role), ""))
         views = _resolve_names(cursor, policy, role, found)
         found.extend(_view_findings(connection, cursor, role, views, run_views_twice))
@@ -143,12 +185,26 @@ def _resolve_names(cursor: Any, policy: Policy, role: str, found: list[Finding])
         try:
             [(schema, relation)] = baseline.resolve_relations(cursor, [name], purpose=purpose)
         except HmsDrError as exc:
-            found.append(Finding(Verdict.PROBLEM, key, exc.message,
-                                 exc.hint or "correct the name (schema-qualified, double-quoted if it is not lower case) or remove it"))
+            found.append(
+                Finding(
+                    Verdict.PROBLEM,
+                    key,
+                    exc.message,
+                    exc.hint
+                    or "correct the name (schema-qualified, double-quoted if it is not lower case) or remove it",
+                )
+            )
             continue
         except psycopg.Error as exc:  # e.g. no USAGE on its schema: the backup would stop there too
-            found.append(Finding(Verdict.PROBLEM, key, f"{purpose} {name!r} cannot be looked up: {first_line(exc)} "
-                                 "(pg_read_all_data includes USAGE on every schema)", f"GRANT pg_read_all_data TO {role};"))
+            found.append(
+                Finding(
+                    Verdict.PROBLEM,
+                    key,
+                    f"{purpose} {name!r} cannot be looked up: {first_line(exc)} "
+                    "(pg_read_all_data includes USAGE on every schema)",
+                    f"GRANT pg_read_all_data TO {role};",
+                )
+            )
             continue
         found.append(_ok(key, f"{name} is {schema}.{relation}"))
         if key.endswith("baseline_views"):
@@ -156,7 +212,9 @@ def _resolve_names(cursor: Any, policy: Policy, role: str, found: list[Finding])
     return views
 
 
-def _view_findings(connection: Any, cursor: Any, role: str, views: Sequence[tuple[str, str, str]], run_views_twice: bool) -> list[Finding]:
+def _view_findings(
+    connection: Any, cursor: Any, role: str, views: Sequence[tuple[str, str, str]], run_views_twice: bool
+) -> list[Finding]:
     found = []
     unfixed = static_reasons(cursor, [name for name, _, _ in views])
     for name, schema, relation in views:
@@ -167,13 +225,29 @@ def _view_findings(connection: Any, cursor: Any, role: str, views: Sequence[tupl
             try:
                 first, second = fingerprints_under_two_plans(connection, schema, relation)
             except psycopg.Error as exc:
-                found.append(Finding(Verdict.PROBLEM, subject, f"cannot be read: {first_line(exc)}", f"GRANT pg_read_all_data TO {role};"))
+                found.append(
+                    Finding(
+                        Verdict.PROBLEM,
+                        subject,
+                        f"cannot be read: {first_line(exc)}",
+                        f"GRANT pg_read_all_data TO {role};",
+                    )
+                )
                 continue
             if first != second:
-                found.append(Finding(Verdict.PROBLEM, subject, "its fingerprint differed when read twice in one snapshot under "
-                                     "other plan settings: its rows depend on the plan", REFUSAL_HINT))
+                found.append(
+                    Finding(
+                        Verdict.PROBLEM,
+                        subject,
+                        "its fingerprint differed when read twice in one snapshot under "
+                        "other plan settings: its rows depend on the plan",
+                        REFUSAL_HINT,
+                    )
+                )
             else:
-                found.append(_ok(subject, "rows fixed by the data (query tree, and the same fingerprint under two plans)"))
+                found.append(
+                    _ok(subject, "rows fixed by the data (query tree, and the same fingerprint under two plans)")
+                )
         else:
             found.append(_ok(subject, "rows fixed by the data (query tree)"))
     return found
@@ -181,8 +255,14 @@ def _view_findings(connection: Any, cursor: Any, role: str, views: Sequence[tupl
 
 def _smoke_query_findings(connection: Any, policy: Policy) -> list[Finding]:
     if not policy.restore_test.smoke_queries:
-        return [Finding(Verdict.WARN, "restore_test.smoke_queries", "none: restore tests run no query of the application's own",
-                        "list a few of its read-only queries as {name, sql}")]
+        return [
+            Finding(
+                Verdict.WARN,
+                "restore_test.smoke_queries",
+                "none: restore tests run no query of the application's own",
+                "list a few of its read-only queries as {name, sql}",
+            )
+        ]
     found = []
     for query in policy.restore_test.smoke_queries:
         subject = f"smoke query {query.name!r}"
@@ -194,8 +274,14 @@ def _smoke_query_findings(connection: Any, policy: Policy) -> list[Finding]:
                 cursor.execute(query.sql.encode())  # bytes: the operator's SQL, run as written (no % placeholders)
                 rows = len(cursor.fetchall()) if cursor.description else 0
         except psycopg.Error as exc:
-            found.append(Finding(Verdict.PROBLEM, subject, f"fails here: {first_line(exc)}",
-                                 "correct its sql in the policy; it runs on every restored copy, where it would fail the same way"))
+            found.append(
+                Finding(
+                    Verdict.PROBLEM,
+                    subject,
+                    f"fails here: {first_line(exc)}",
+                    "correct its sql in the policy; it runs on every restored copy, where it would fail the same way",
+                )
+            )
             continue
         found.append(_ok(subject, f"ran read-only and returned {rows} row(s)"))
     return found
@@ -207,36 +293,70 @@ def _wal_findings(cursor: Any, policy: Policy) -> list[Finding]:
     found = []
     conf = "include include/postgres/postgresql.hms.conf from postgresql.conf and restart the server"
     if settings.get("wal_level") == "minimal":
-        found.append(Finding(Verdict.PROBLEM, "wal_level", "minimal: neither archiving nor base backups work", f"wal_level = replica: {conf}"))
+        found.append(
+            Finding(
+                Verdict.PROBLEM,
+                "wal_level",
+                "minimal: neither archiving nor base backups work",
+                f"wal_level = replica: {conf}",
+            )
+        )
     else:
         found.append(_ok("wal_level", str(settings.get("wal_level"))))
     if settings.get("archive_mode") not in ("on", "always"):
-        found.append(Finding(Verdict.PROBLEM, "archive_mode", f"{settings.get('archive_mode')}: no WAL is archived, so no "
-                             "point-in-time recovery and no physical drill", f"archive_mode = on: {conf}"))
+        found.append(
+            Finding(
+                Verdict.PROBLEM,
+                "archive_mode",
+                f"{settings.get('archive_mode')}: no WAL is archived, so no "
+                "point-in-time recovery and no physical drill",
+                f"archive_mode = on: {conf}",
+            )
+        )
     else:
         found.append(_ok("archive_mode", str(settings.get("archive_mode"))))
         found.append(_archive_command_finding(settings, policy))
         found.extend(_archiver_findings(cursor))
     version = int(settings.get("server_version_num") or 0)
     if version >= 170000:
-        found.append(_ok("summarize_wal", f"{settings.get('summarize_wal')}: not needed, hms-dr takes full base backups only"))
+        found.append(
+            _ok("summarize_wal", f"{settings.get('summarize_wal')}: not needed, hms-dr takes full base backups only")
+        )
     return found
 
 
 def _archive_command_finding(settings: dict[str, str], policy: Policy) -> Finding:
     command, library = settings.get("archive_command"), settings.get("archive_library")
     spool = str(policy.wal.spool_dir)
-    expected = f"archive_command = '<repo>/include/postgres/{ARCHIVE_SCRIPT} \"%p\" \"{spool}\"'"
+    expected = f'archive_command = \'<repo>/include/postgres/{ARCHIVE_SCRIPT} "%p" "{spool}"\''
     if command is None:
-        return Finding(Verdict.WARN, "archive_command", "cannot be read by this role", "GRANT pg_read_all_settings TO the backup role")
+        return Finding(
+            Verdict.WARN,
+            "archive_command",
+            "cannot be read by this role",
+            "GRANT pg_read_all_settings TO the backup role",
+        )
     if library:
-        return Finding(Verdict.PROBLEM, "archive_command", f"archive_library {library} is set: hms_wal_archive ships only "
-                       f"what {ARCHIVE_SCRIPT} spools to {spool}", f"unset archive_library; {expected}")
+        return Finding(
+            Verdict.PROBLEM,
+            "archive_command",
+            f"archive_library {library} is set: hms_wal_archive ships only what {ARCHIVE_SCRIPT} spools to {spool}",
+            f"unset archive_library; {expected}",
+        )
     if not command.strip() or command.strip() == "(disabled)":
-        return Finding(Verdict.PROBLEM, "archive_command", "empty: archive_mode is on but nothing is archived (WAL piles up)", expected)
+        return Finding(
+            Verdict.PROBLEM,
+            "archive_command",
+            "empty: archive_mode is on but nothing is archived (WAL piles up)",
+            expected,
+        )
     if spool not in command:
-        return Finding(Verdict.WARN, "archive_command", f"{command!r} does not name wal.spool_dir {spool}: hms_wal_archive "
-                       "ships only that spool", expected)
+        return Finding(
+            Verdict.WARN,
+            "archive_command",
+            f"{command!r} does not name wal.spool_dir {spool}: hms_wal_archive ships only that spool",
+            expected,
+        )
     return _ok("archive_command", f"spools to {spool}")
 
 
@@ -244,23 +364,42 @@ def _archiver_findings(cursor: Any) -> list[Finding]:
     cursor.execute(sqlfiles.text("wal/archiver_status"))
     archived, last_archived, archived_at, failed, last_failed, failed_at, _, _ = cursor.fetchone()
     if failed_at is not None and (archived_at is None or failed_at > archived_at):
-        return [Finding(Verdict.PROBLEM, "WAL archiver", f"failing: {last_failed} failed at {failed_at:%Y-%m-%d %H:%M:%S %Z} "
-                        f"({failed} failure(s) in all)", "read the PostgreSQL log for archive_command's error")]
+        return [
+            Finding(
+                Verdict.PROBLEM,
+                "WAL archiver",
+                f"failing: {last_failed} failed at {failed_at:%Y-%m-%d %H:%M:%S %Z} ({failed} failure(s) in all)",
+                "read the PostgreSQL log for archive_command's error",
+            )
+        ]
     return [_ok("WAL archiver", f"{archived} file(s) archived, newest {last_archived or '-'}")]
 
 
 def _base_backup_findings(replication: ConnectionInfo | None) -> list[Finding]:
     if replication is None:
-        return [Finding(Verdict.WARN, "base backups", "the replication role was not checked",
-                        "give its login too (--replication-dsn, or the policy's cluster.replication_connection_id)")]
+        return [
+            Finding(
+                Verdict.WARN,
+                "base backups",
+                "the replication role was not checked",
+                "give its login too (--replication-dsn, or the policy's cluster.replication_connection_id)",
+            )
+        ]
     try:
         source = read_source_cluster(replication)
-        judge_source(source, where=f"{replication.host}:{replication.port}", pg_basebackup_major=tool_version("pg_basebackup")[0])
+        judge_source(
+            source, where=f"{replication.host}:{replication.port}", pg_basebackup_major=tool_version("pg_basebackup")[0]
+        )
     except HmsDrError as exc:
         return [_from_error("base backups", exc)]
     checksums = "" if source.data_checksums else " (no data checksums: the drill cannot run pg_checksums)"
-    return [_ok("base backups", f"{source.role_name} may stream a base backup (wal_level {source.wal_level}, "
-                f"max_wal_senders {source.max_wal_senders}){checksums}")]
+    return [
+        _ok(
+            "base backups",
+            f"{source.role_name} may stream a base backup (wal_level {source.wal_level}, "
+            f"max_wal_senders {source.max_wal_senders}){checksums}",
+        )
+    ]
 
 
 def has_problems(findings: Sequence[Finding]) -> bool:

@@ -82,7 +82,9 @@ def run_preflight(
             f"encryption.key_id in {policy_source} is still the placeholder",
             hint="set it to the fingerprint of the hospital's backup public key",
         )
-    for program in ["gpg", "gpgconf", "gpg-agent", "gpg-connect-agent"] + (["zstd"] if compression.method is CompressionMethod.ZSTD else []):
+    for program in ["gpg", "gpgconf", "gpg-agent", "gpg-connect-agent"] + (
+        ["zstd"] if compression.method is CompressionMethod.ZSTD else []
+    ):
         if shutil.which(program) is None:
             raise PreflightFailed(f"{program} is not installed on this worker")
 
@@ -94,8 +96,12 @@ def run_preflight(
         server_version_num, server_version, in_recovery, database, database_size, system_id = cursor.fetchone()
         server_major = server_version_num // 10000
         report["server"] = {
-            "version": server_version, "version_num": server_version_num, "in_recovery": in_recovery,
-            "database": database, "database_size_bytes": database_size, "system_identifier": system_id,
+            "version": server_version,
+            "version_num": server_version_num,
+            "in_recovery": in_recovery,
+            "database": database,
+            "database_size_bytes": database_size,
+            "system_identifier": system_id,
         }
         report["tools"] = {"pg_dump": dump_version}
         if dump_major < server_major or restore_major < server_major:
@@ -108,9 +114,15 @@ def run_preflight(
         report["role"] = role
         if is_superuser:
             log.warning("the backup logs in as superuser %s; the runbook asks for a dedicated read-only role", role)
-        missing_roles = [name for name, held in (
-            ("pg_read_all_data", reads_all_data), ("pg_read_all_settings", reads_settings), ("pg_read_all_stats", reads_stats),
-        ) if not held and not is_superuser]
+        missing_roles = [
+            name
+            for name, held in (
+                ("pg_read_all_data", reads_all_data),
+                ("pg_read_all_settings", reads_settings),
+                ("pg_read_all_stats", reads_stats),
+            )
+            if not held and not is_superuser
+        ]
         if missing_roles:
             log.warning("backup role %s lacks %s (the runbook's preparation checklist)", role, ", ".join(missing_roles))
         check_relations_readable(cursor, role, schemas)
@@ -139,7 +151,13 @@ def run_preflight(
     report["encryption"] = {"mode": key.mode.value, "key_id": key.key_id}
     log.info(
         "preflight passed: %s (PostgreSQL %s, %.0f MiB) as %s, pg_dump %s, store %s, key %s",
-        database, server_version, database_size / MIB, role, dump_version, store.url, key.key_id,
+        database,
+        server_version,
+        database_size / MIB,
+        role,
+        dump_version,
+        store.url,
+        key.key_id,
     )
     return report
 
@@ -177,8 +195,10 @@ def large_object_grant(role: str, oids: list[int] | None) -> str:
     if oids:
         return " ".join(f"GRANT SELECT ON LARGE OBJECT {oid} TO {role};" for oid in oids)
     in_literal = role.replace("'", "''")
-    return ("DO $$DECLARE o oid; BEGIN FOR o IN SELECT oid FROM pg_largeobject_metadata LOOP "
-            f"EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO {in_literal}', o); END LOOP; END$$;")
+    return (
+        "DO $$DECLARE o oid; BEGIN FOR o IN SELECT oid FROM pg_largeobject_metadata LOOP "
+        f"EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO {in_literal}', o); END LOOP; END$$;"
+    )
 
 
 def _free_bytes(directory: Path) -> int:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from hms_dr.catalog import key_for
-from hms_dr.errors import ChecksumMismatch, HmsDrError
 from hms_dr.digests import sha256_of_stream
+from hms_dr.errors import ChecksumMismatch, HmsDrError
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload, build_manifest, dump_manifest
 from hms_dr.records import Record
 from hms_dr.units import human_bytes, human_rate
@@ -76,8 +77,13 @@ def publish_set(
                 f"{store.describe(stored.key)} holds {stored.size_bytes} bytes, the manifest would say {payload.size_bytes}"
             )
     document = build_manifest(
-        kind=kind, backup_set_id=backup_set_id, cluster=cluster, started_at=started_at,
-        finished_at=finished_at, payloads=payloads, extra=extra,
+        kind=kind,
+        backup_set_id=backup_set_id,
+        cluster=cluster,
+        started_at=started_at,
+        finished_at=finished_at,
+        payloads=payloads,
+        extra=extra,
     )
     manifest_key = key_for(cluster, kind, backup_set_id, MANIFEST_NAME)
     store.put_bytes(manifest_key, dump_manifest(document), overwrite=False)

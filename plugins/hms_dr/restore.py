@@ -63,8 +63,14 @@ def pg_restore_argv(archive: Path, *, dbname: str, jobs: int) -> list[str]:
     """pg_restore into ``dbname``; owners and grants are left out because the isolated restore
     server need not have production's roles. The connection comes from the environment."""
     return [
-        tool_path("pg_restore"), "--exit-on-error", "--no-owner", "--no-privileges", "--no-password",
-        f"--jobs={jobs}", f"--dbname={dbname}", str(archive),
+        tool_path("pg_restore"),
+        "--exit-on-error",
+        "--no-owner",
+        "--no-privileges",
+        "--no-password",
+        f"--jobs={jobs}",
+        f"--dbname={dbname}",
+        str(archive),
     ]
 
 

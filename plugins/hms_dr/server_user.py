@@ -83,7 +83,9 @@ def run_server_tool(
             check=False,
         )
     except FileNotFoundError as exc:
-        raise ToolFailed(tool, None, f"not found: {exc.filename}", hint=f"install PostgreSQL 15 or set HMS_DR_PG_BIN (now {PG_BIN})") from exc
+        raise ToolFailed(
+            tool, None, f"not found: {exc.filename}", hint=f"install PostgreSQL 15 or set HMS_DR_PG_BIN (now {PG_BIN})"
+        ) from exc
     except subprocess.TimeoutExpired as exc:
         raise ToolFailed(tool, None, f"timed out after {timeout_s} s") from exc
     if check and proc.returncode != 0:

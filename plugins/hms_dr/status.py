@@ -10,8 +10,9 @@ escaped) that the Airflow plugin serves.
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from hms_dr.audit import read_audit_records
 from hms_dr.catalog import BackupSet, cluster_prefix, key_for, list_catalog
@@ -61,14 +62,16 @@ def _rto_trend(restore_tests: Sequence[BackupSet]) -> list[dict[str, Any]]:
         rto_s = report.manifest.body.get("rto_s")
         if not isinstance(rto_s, (int, float)):
             continue
-        points.append({
-            "finished_at": _iso(report.finished_at),
-            "rto_s": float(rto_s),
-            "rto_target_s": report.manifest.body.get("rto_target_s"),
-            "passed": report.manifest.body.get("passed") is True,
-            "mode": str(report.manifest.body.get("mode") or ""),
-            "backup_set_id": report.backup_set_id,
-        })
+        points.append(
+            {
+                "finished_at": _iso(report.finished_at),
+                "rto_s": float(rto_s),
+                "rto_target_s": report.manifest.body.get("rto_target_s"),
+                "passed": report.manifest.body.get("passed") is True,
+                "mode": str(report.manifest.body.get("mode") or ""),
+                "backup_set_id": report.backup_set_id,
+            }
+        )
     return points
 
 
@@ -82,10 +85,14 @@ def _last_dr_runs(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             latest[key] = record
     runs = [
         {
-            "dag_id": str(r.get("dag_id", "")), "run_id": str(r.get("run_id", "")),
-            "triggered_by": str(r.get("triggered_by", "")), "started_at": str(r.get("started_at", "")),
-            "recorded_at": str(r.get("recorded_at", "")), "event": str(r.get("event", "")),
-            "reason": str(r.get("reason", "")), "outcome": str(r.get("outcome", "")),
+            "dag_id": str(r.get("dag_id", "")),
+            "run_id": str(r.get("run_id", "")),
+            "triggered_by": str(r.get("triggered_by", "")),
+            "started_at": str(r.get("started_at", "")),
+            "recorded_at": str(r.get("recorded_at", "")),
+            "event": str(r.get("event", "")),
+            "reason": str(r.get("reason", "")),
+            "outcome": str(r.get("outcome", "")),
         }
         for r in latest.values()
     ]
@@ -125,32 +132,45 @@ def collect_status(store: Store, offsite: Store | None, cluster: str, now: datet
         row: dict[str, Any] = {"kind": kind.value, "count": len(sets), "backup_set_id": None}
         if sets:
             newest = sets[-1]
-            row.update({
-                "backup_set_id": newest.backup_set_id,
-                "finished_at": _iso(newest.finished_at),
-                "age_s": (now - newest.finished_at).total_seconds(),
-                "size_bytes": newest.size_bytes,
-                "verified": True,
-                "offsite": offsite_check.holds(newest.manifest_key),
-                "restore_tested": None if kind is BackupKind.RESTORE_TEST else (kind.value, newest.backup_set_id) in tested,
-            })
+            row.update(
+                {
+                    "backup_set_id": newest.backup_set_id,
+                    "finished_at": _iso(newest.finished_at),
+                    "age_s": (now - newest.finished_at).total_seconds(),
+                    "size_bytes": newest.size_bytes,
+                    "verified": True,
+                    "offsite": offsite_check.holds(newest.manifest_key),
+                    "restore_tested": None
+                    if kind is BackupKind.RESTORE_TEST
+                    else (kind.value, newest.backup_set_id) in tested,
+                }
+            )
             if kind is BackupKind.RESTORE_TEST:
                 row["passed"] = newest.manifest.body.get("passed") is True
         kinds.append(row)
 
     wal_sets = read_wal_sets(store, cluster)
-    wal_row: dict[str, Any] = {"kind": BackupKind.WAL.value, "count": sum(s.complete for s in wal_sets), "backup_set_id": None}
+    wal_row: dict[str, Any] = {
+        "kind": BackupKind.WAL.value,
+        "count": sum(s.complete for s in wal_sets),
+        "backup_set_id": None,
+    }
     rpo_s: float | None = None
     # The same newest WAL and archived_at as the WAL DAG's RPO (wal/newest.py), not the listing's mtime.
     newest_wal = newest_stored_wal(store, cluster, wal_sets)
     if newest_wal is not None:
         rpo_s = (now - newest_wal.archived_at).total_seconds()
-        wal_row.update({
-            "backup_set_id": newest_wal.name, "finished_at": _iso(newest_wal.archived_at), "age_s": rpo_s,
-            "size_bytes": None, "verified": True,
-            "offsite": offsite_check.holds(key_for(cluster, BackupKind.WAL, newest_wal.name, MANIFEST_NAME)),
-            "restore_tested": None,
-        })
+        wal_row.update(
+            {
+                "backup_set_id": newest_wal.name,
+                "finished_at": _iso(newest_wal.archived_at),
+                "age_s": rpo_s,
+                "size_bytes": None,
+                "verified": True,
+                "offsite": offsite_check.holds(key_for(cluster, BackupKind.WAL, newest_wal.name, MANIFEST_NAME)),
+                "restore_tested": None,
+            }
+        )
     kinds.insert(4, wal_row)
     rpo_source = "newest archived WAL set"
     if rpo_s is None:
@@ -222,13 +242,19 @@ def render_rto_chart(points: Sequence[Mapping[str, Any]], width: int = 640, heig
     ]
     for fraction in (0.0, 0.5, 1.0):
         value = top_value * fraction
-        parts.append(f'<text class="tick" x="{left - 6}" y="{y_of(value) + 4:.1f}" text-anchor="end">{value:.0f} s</text>')
+        parts.append(
+            f'<text class="tick" x="{left - 6}" y="{y_of(value) + 4:.1f}" text-anchor="end">{value:.0f} s</text>'
+        )
     if targets and targets[-1] <= top_value:
         y = y_of(targets[-1])
         parts.append(f'<line class="target" x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="tick" x="{width - right}" y="{y - 4:.1f}" text-anchor="end">target {targets[-1]:.0f} s</text>')
+        parts.append(
+            f'<text class="tick" x="{width - right}" y="{y - 4:.1f}" text-anchor="end">target {targets[-1]:.0f} s</text>'
+        )
     elif targets:
-        parts.append(f'<text class="tick" x="{width - right}" y="{top + 10}" text-anchor="end">target {targets[-1]:.0f} s (above the scale)</text>')
+        parts.append(
+            f'<text class="tick" x="{width - right}" y="{top + 10}" text-anchor="end">target {targets[-1]:.0f} s (above the scale)</text>'
+        )
     path = " ".join(f"{x_of(i):.1f},{y_of(float(p['rto_s'])):.1f}" for i, p in enumerate(points))
     parts.append(f'<polyline class="trend" points="{path}"/>')
     for i, p in enumerate(points):
@@ -239,7 +265,9 @@ def render_rto_chart(points: Sequence[Mapping[str, Any]], width: int = 640, heig
         )
     first, last = str(points[0].get("finished_at") or "")[:10], str(points[-1].get("finished_at") or "")[:10]
     parts.append(f'<text class="tick" x="{left}" y="{height - bottom + 18}">{e(first)}</text>')
-    parts.append(f'<text class="tick" x="{width - right}" y="{height - bottom + 18}" text-anchor="end">{e(last)}</text>')
+    parts.append(
+        f'<text class="tick" x="{width - right}" y="{height - bottom + 18}" text-anchor="end">{e(last)}</text>'
+    )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -267,19 +295,20 @@ def render_status_html(status: Mapping[str, Any], *, base_url: str = "") -> str:
             continue
         rows.append(
             f'<tr><td>{e(row["kind"])}</td><td class="set-id">{e(str(row["backup_set_id"]))}</td>'
-            f'<td>{e(str(row.get("finished_at")))}</td><td>{e(_age_text_s(row.get("age_s")))}</td>'
-            f'<td>{e(_size_text(row.get("size_bytes")))}</td>'
-            f'{_mark(row.get("verified"))}{_mark(row.get("offsite"))}{_mark(row.get("restore_tested"))}</tr>'
+            f"<td>{e(str(row.get('finished_at')))}</td><td>{e(_age_text_s(row.get('age_s')))}</td>"
+            f"<td>{e(_size_text(row.get('size_bytes')))}</td>"
+            f"{_mark(row.get('verified'))}{_mark(row.get('offsite'))}{_mark(row.get('restore_tested'))}</tr>"
         )
     runs = [
-        f'<tr><td>{e(r["dag_id"])}</td><td>{e(r["run_id"])}</td><td>{e(r["triggered_by"])}</td>'
-        f'<td>{e(r["started_at"])}</td><td>{e(r["event"])}</td><td>{e(r["reason"])}</td><td>{e(r["outcome"])}</td></tr>'
+        f"<tr><td>{e(r['dag_id'])}</td><td>{e(r['run_id'])}</td><td>{e(r['triggered_by'])}</td>"
+        f"<td>{e(r['started_at'])}</td><td>{e(r['event'])}</td><td>{e(r['reason'])}</td><td>{e(r['outcome'])}</td></tr>"
         for r in status["dr_runs"]
     ]
     runs_table = (
-        "<table id=\"dr-runs\"><tr><th>DAG</th><th>run</th><th>by</th><th>started</th><th>last event</th>"
+        '<table id="dr-runs"><tr><th>DAG</th><th>run</th><th>by</th><th>started</th><th>last event</th>'
         "<th>reason</th><th>outcome</th></tr>" + "".join(runs) + "</table>"
-        if runs else '<p class="empty">No DR run recorded in the audit trail.</p>'
+        if runs
+        else '<p class="empty">No DR run recorded in the audit trail.</p>'
     )
     links = "".join(
         f'<a href="{e(base_url)}/dags/{e(dag_id)}">Trigger {e(dag_id)}</a>' for dag_id in status.get("dr_dags", [])
@@ -288,15 +317,17 @@ def render_status_html(status: Mapping[str, Any], *, base_url: str = "") -> str:
     offsite = status.get("offsite_store")
     offsite_error = status.get("offsite_error")
     parts = [
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         f"<title>HMS backup status: {e(status['cluster'])}</title><style>{_CSS}</style></head><body>",
         f"<h1>HMS backup status: {e(status['cluster'])}</h1>",
         f'<p class="meta">checked {e(str(status["checked_at"]))}; primary store {e(str(status["primary"]))}; '
-        f'offsite store {e(str(offsite)) if offsite else "not configured"}</p>',
-        f'<p class="bad" id="offsite-error">offsite store unreadable: {e(str(offsite_error))}</p>' if offsite_error else "",
+        f"offsite store {e(str(offsite)) if offsite else 'not configured'}</p>",
+        f'<p class="bad" id="offsite-error">offsite store unreadable: {e(str(offsite_error))}</p>'
+        if offsite_error
+        else "",
         f'<h2>Recovery point now</h2><p><span class="rpo" id="rpo">{e(_age_text_s(rpo))}</span> '
         f'<span class="meta">since the {e(str(status["rpo_source"]))}</span></p>',
-        "<h2>Newest complete set per kind</h2><table id=\"sets\"><tr><th>kind</th><th>backup set</th><th>finished</th>"
+        '<h2>Newest complete set per kind</h2><table id="sets"><tr><th>kind</th><th>backup set</th><th>finished</th>'
         "<th>age</th><th>size</th><th>verified</th><th>offsite</th><th>restore-tested</th></tr>",
         *rows,
         "</table><h2>RTO of restore tests</h2>",

@@ -15,9 +15,10 @@ import os
 import subprocess
 import threading
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import IO, BinaryIO, Callable, Mapping, Sequence
+from typing import IO, BinaryIO
 
 from hms_dr.errors import ToolFailed
 
@@ -53,8 +54,12 @@ class _StageProcess:
             pass_fds = (secret_read,)
         try:
             self.process = subprocess.Popen(
-                argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
-                env=dict(stage.env) if stage.env is not None else None, pass_fds=pass_fds,
+                argv,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                env=dict(stage.env) if stage.env is not None else None,
+                pass_fds=pass_fds,
             )
         finally:
             if secret_read is not None:
@@ -127,7 +132,9 @@ class Pipeline:
             raise
         self.output = CheckedReader(self._output_file, self)
 
-    def _start(self, stages: Sequence[Stage], source: BinaryIO | None, tap: Callable[[bytes], None], tap_after: int) -> None:
+    def _start(
+        self, stages: Sequence[Stage], source: BinaryIO | None, tap: Callable[[bytes], None], tap_after: int
+    ) -> None:
         upstream: int | IO[bytes] | None = subprocess.DEVNULL if source is None else None
         pump_input: IO[bytes] | None = source
         for index, stage in enumerate(stages):
@@ -247,8 +254,13 @@ class FedProgram:
 
     def __init__(self, argv: Sequence[str], name: str, *, env: Mapping[str, str] | None = None) -> None:
         self.name = name
-        self.process = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        env=dict(env) if env is not None else None)
+        self.process = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env) if env is not None else None,
+        )
         self.stdout = b""
         self.stderr = b""
         self._accepting = True

@@ -27,7 +27,10 @@ REFUSAL_HINT = (
 )
 # Plan settings of the second fingerprint of the dynamic check: other scans, other aggregation.
 OTHER_PLAN_SETTINGS: Mapping[str, str] = {
-    "enable_seqscan": "off", "enable_hashagg": "off", "enable_hashjoin": "off", "max_parallel_workers_per_gather": "0",
+    "enable_seqscan": "off",
+    "enable_hashagg": "off",
+    "enable_hashjoin": "off",
+    "max_parallel_workers_per_gather": "0",
 }
 
 
@@ -116,8 +119,15 @@ class RuleTree:
 
 
 # Where a query tree names a function it calls: node -> field holding the function's oid.
-_FUNCTION_FIELDS = {"FUNCEXPR": "funcid", "OPEXPR": "opfuncid", "DISTINCTEXPR": "opfuncid", "NULLIFEXPR": "opfuncid",
-                    "SCALARARRAYOPEXPR": "opfuncid", "AGGREF": "aggfnoid", "WINDOWFUNC": "winfnoid"}
+_FUNCTION_FIELDS = {
+    "FUNCEXPR": "funcid",
+    "OPEXPR": "opfuncid",
+    "DISTINCTEXPR": "opfuncid",
+    "NULLIFEXPR": "opfuncid",
+    "SCALARARRAYOPEXPR": "opfuncid",
+    "AGGREF": "aggfnoid",
+    "WINDOWFUNC": "winfnoid",
+}
 
 
 def called_functions(tree: Any) -> set[int]:
@@ -125,7 +135,9 @@ def called_functions(tree: Any) -> set[int]:
     return {_oid(node.get(field)) for kind, field in _FUNCTION_FIELDS.items() for node in _nodes(tree, kind)} - {-1}
 
 
-def nondeterminism_reasons(rules: Sequence[RuleTree], order_sensitive: Mapping[int, str], unfixed: Mapping[int, str]) -> list[str]:
+def nondeterminism_reasons(
+    rules: Sequence[RuleTree], order_sensitive: Mapping[int, str], unfixed: Mapping[int, str]
+) -> list[str]:
     """Why the rows of the first view in ``rules`` (the others are views it reads) are not fixed
     by the data, one phrase each; empty when none is found (a pure decision).
 
@@ -139,7 +151,9 @@ def nondeterminism_reasons(rules: Sequence[RuleTree], order_sensitive: Mapping[i
         for oid in sorted(called_functions(tree) & set(unfixed)):
             reasons.append(f"calls {unfixed[oid]}, whose value changes from run to run{where}")
         if any(True for _ in _nodes(tree, "SQLVALUEFUNCTION")):
-            reasons.append(f"reads CURRENT_TIMESTAMP, CURRENT_USER or the like, which differ between the backup and a restore{where}")
+            reasons.append(
+                f"reads CURRENT_TIMESTAMP, CURRENT_USER or the like, which differ between the backup and a restore{where}"
+            )
         for query in _nodes(tree, "QUERY"):
             reasons.extend(f"{reason}{where}" for reason in _query_reasons(query, order_sensitive))
         for sample in _nodes(tree, "TABLESAMPLECLAUSE"):
@@ -168,6 +182,7 @@ def _query_reasons(query: Mapping[str, Any], order_sensitive: Mapping[int, str])
 
 def _own_nodes(query: Mapping[str, Any], kind: str) -> Iterator[dict[str, Any]]:
     """Nodes of ``kind`` in ``query`` itself, not in the queries nested in it (checked on their own)."""
+
     def walk(tree: Any) -> Iterator[dict[str, Any]]:
         if isinstance(tree, dict):
             if tree.get("node") == "QUERY" and tree is not query:
@@ -226,9 +241,11 @@ def static_reasons(cursor: Any, names: Sequence[str]) -> dict[str, list[str]]:
 
 def refusal_message(name: str, reasons: Sequence[str]) -> str:
     """The one line that refuses a baseline view."""
-    return (f"baseline view {name} does not return fixed rows: it {reasons[0]}"
-            f"{f' (and {len(reasons) - 1} more reason(s))' if len(reasons) > 1 else ''}; "
-            "its fingerprint would differ between restores of the same backup")
+    return (
+        f"baseline view {name} does not return fixed rows: it {reasons[0]}"
+        f"{f' (and {len(reasons) - 1} more reason(s))' if len(reasons) > 1 else ''}; "
+        "its fingerprint would differ between restores of the same backup"
+    )
 
 
 def refuse_nondeterministic_views(cursor: Any, names: Sequence[str]) -> None:

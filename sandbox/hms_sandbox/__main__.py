@@ -24,11 +24,17 @@ EXIT_NOT_RUNNING = 3
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: one sub-command per action, ``--state-dir`` on each."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--state-dir", type=Path, default=None, help="sandbox directory (default: $HMS_DR_SANDBOX or <repo>/.sandbox)")
-    parser = argparse.ArgumentParser(prog="python -m hms_sandbox", description="Local PostgreSQL + S3 + GPG sandbox for hms-dr.")
+    common.add_argument(
+        "--state-dir", type=Path, default=None, help="sandbox directory (default: $HMS_DR_SANDBOX or <repo>/.sandbox)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m hms_sandbox", description="Local PostgreSQL + S3 + GPG sandbox for hms-dr."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("start", parents=[common], help="create what is missing and start what is down")
-    start.add_argument("--scale-mb", type=float, default=50, help="size of the generated HMS data on first start (default 50)")
+    start.add_argument(
+        "--scale-mb", type=float, default=50, help="size of the generated HMS data on first start (default 50)"
+    )
     commands.add_parser("stop", parents=[common], help="stop PostgreSQL, moto and gpg agents; keep the data")
     commands.add_parser("status", parents=[common], help="one line per component")
     commands.add_parser("env", parents=[common], help="print the path of airflow.env (source it)")

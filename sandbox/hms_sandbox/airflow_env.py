@@ -58,8 +58,12 @@ def _restore_target_connection(sandbox: Sandbox) -> dict[str, str]:
     password = sandbox.secrets.role_passwords.get("restore_target_postgres")
     return {
         "AIRFLOW_CONN_HMS_RESTORE_TARGET": _connection(
-            conn_type="postgres", host="127.0.0.1", port=sandbox.restore_target_port,
-            login=SUPERUSER, password=password, schema="postgres",
+            conn_type="postgres",
+            host="127.0.0.1",
+            port=sandbox.restore_target_port,
+            login=SUPERUSER,
+            password=password,
+            schema="postgres",
         )
     }
 

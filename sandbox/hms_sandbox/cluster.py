@@ -86,17 +86,27 @@ class LocalCluster:
         include, so they win over it.
         """
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
-            raise PreflightFailed(f"data directory {self.data_dir} is not empty; initdb refused", hint="choose an empty directory")
+            raise PreflightFailed(
+                f"data directory {self.data_dir} is not empty; initdb refused", hint="choose an empty directory"
+            )
         socket_dir = self.socket_directory.absolute()
         if len(str(socket_dir)) > _MAX_SOCKET_DIR_CHARS:
-            raise PreflightFailed(f"socket directory {socket_dir} is longer than {_MAX_SOCKET_DIR_CHARS} characters", hint="use a shorter state directory")
+            raise PreflightFailed(
+                f"socket directory {socket_dir} is longer than {_MAX_SOCKET_DIR_CHARS} characters",
+                hint="use a shorter state directory",
+            )
         if conf_fragment is not None:
             ensure_reachable_by_server(conf_fragment)
         for directory in (self.data_dir, self.log_file.parent, socket_dir):
             prepare_server_dir(directory, 0o700)
         self._run_initdb(superuser_password, data_checksums=data_checksums)
         self._append_conf(socket_dir, conf or {}, conf_fragment)
-        log.info("initialized PostgreSQL cluster in %s (port %d, checksums %s)", self.data_dir, self.port, "on" if data_checksums else "off")
+        log.info(
+            "initialized PostgreSQL cluster in %s (port %d, checksums %s)",
+            self.data_dir,
+            self.port,
+            "on" if data_checksums else "off",
+        )
 
     def _run_initdb(self, superuser_password: str, *, data_checksums: bool) -> None:
         # The password file must be readable by the server user only, and gone afterwards.
@@ -108,8 +118,16 @@ class LocalCluster:
             pwfile.chmod(0o600)
             chown_to_server(pwfile)
             argv: list[str | os.PathLike[str]] = [
-                PG_BIN / "initdb", "-D", self.data_dir.absolute(), "-U", SUPERUSER,
-                "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", f"--locale={_initdb_locale()}",
+                PG_BIN / "initdb",
+                "-D",
+                self.data_dir.absolute(),
+                "-U",
+                SUPERUSER,
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                f"--locale={_initdb_locale()}",
             ]
             if data_checksums:
                 argv.append("--data-checksums")
@@ -132,8 +150,12 @@ class LocalCluster:
         with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
 
-    def _pg_ctl(self, *args: str, check: bool = True, timeout_s: float | None = None) -> subprocess.CompletedProcess[str]:
-        return run_server_tool([PG_BIN / "pg_ctl", "-D", self.data_dir.absolute(), *args], check=check, timeout_s=timeout_s)
+    def _pg_ctl(
+        self, *args: str, check: bool = True, timeout_s: float | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return run_server_tool(
+            [PG_BIN / "pg_ctl", "-D", self.data_dir.absolute(), *args], check=check, timeout_s=timeout_s
+        )
 
     def is_running(self) -> bool:
         """Tell whether a postmaster serves this data directory (``pg_ctl status``)."""
@@ -156,12 +178,16 @@ class LocalCluster:
             log.info("PostgreSQL in %s already running on port %d", self.data_dir, self.port)
             return
         if port_is_open(self.port):
-            raise PreflightFailed(f"port {self.port} on 127.0.0.1 is taken by another program; cannot start {self.data_dir}")
+            raise PreflightFailed(
+                f"port {self.port} on 127.0.0.1 is taken by another program; cannot start {self.data_dir}"
+            )
         seconds = str(max(1, int(timeout_s)))
         try:
             self._pg_ctl("start", "-w", "-t", seconds, "-l", str(self.log_file.absolute()), timeout_s=timeout_s + 30)
         except ToolFailed as exc:
-            raise ToolFailed(exc.tool, exc.exit_code, exc.last_stderr_line, hint=f"see the server log {self.log_file}") from exc
+            raise ToolFailed(
+                exc.tool, exc.exit_code, exc.last_stderr_line, hint=f"see the server log {self.log_file}"
+            ) from exc
         log.info("PostgreSQL started on 127.0.0.1:%d (data %s)", self.port, self.data_dir)
 
     def stop(self, mode: str = "fast") -> None:

@@ -33,10 +33,10 @@ from hms_dr.errors import HmsDrError
 from hms_dr.files import write_file_atomically
 from hms_dr.manifest import BackupKind
 from hms_dr.policy import Policy, load_policy
-from hms_sandbox.airflow_env import airflow_process_env
-from hms_sandbox.state import REPO_ROOT, load_sandbox
 from hms_dr.store import Store, open_store
 from hms_dr.units import human_bytes
+from hms_sandbox.airflow_env import airflow_process_env
+from hms_sandbox.state import REPO_ROOT, load_sandbox
 
 DAG_ID = "hms_daily_logical_backup"
 RESTORE_TEST_DAG_ID = "hms_restore_test"
@@ -53,7 +53,9 @@ def airflow(*args: str, log_file: Path | None = None, env: Mapping[str, str] | N
     executable = str(Path(sys.executable).with_name("airflow"))
     run_env = airflow_process_env(os.environ if env is None else env, REPO_ROOT / "plugins")
     if log_file is None:
-        return subprocess.run([executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=run_env).returncode
+        return subprocess.run(
+            [executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=run_env
+        ).returncode
     with log_file.open("w") as out:
         return subprocess.run([executable, *args], stdout=out, stderr=subprocess.STDOUT, env=run_env).returncode
 
@@ -91,7 +93,13 @@ class RestoreVerdict:
 
 
 def prove_restore(
-    store: Store, policy: Policy, backup_set_id: str, *, log_dir: Path, reports_dir: Path, env: Mapping[str, str] | None = None,
+    store: Store,
+    policy: Policy,
+    backup_set_id: str,
+    *,
+    log_dir: Path,
+    reports_dir: Path,
+    env: Mapping[str, str] | None = None,
 ) -> RestoreVerdict:
     """Run hms_restore_test through Airflow on ``backup_set_id`` and fetch the report it stored:
     summary.json (the figures) and a local copy of report.html under ``reports_dir``."""
@@ -100,8 +108,10 @@ def prove_restore(
     conf = json.dumps({"backup_id": backup_set_id, "mode": RESTORE_TEST_MODE})
     code = airflow("dags", "test", RESTORE_TEST_DAG_ID, "--conf", conf, log_file=log_file, env=env)
     reports = [
-        s for s in list_catalog(store, policy.cluster.name, BackupKind.RESTORE_TEST).sets
-        if s.backup_set_id not in before and (s.manifest.body.get("tested_set") or {}).get("backup_set_id") == backup_set_id
+        s
+        for s in list_catalog(store, policy.cluster.name, BackupKind.RESTORE_TEST).sets
+        if s.backup_set_id not in before
+        and (s.manifest.body.get("tested_set") or {}).get("backup_set_id") == backup_set_id
     ]
     if not reports:
         return RestoreVerdict(backup_set_id, code, log_file)
@@ -117,8 +127,13 @@ def prove_restore(
     write_file_atomically(local, store.get_bytes(stored("report.html")).decode("utf-8"), mode=0o600)
     _fetch_data_docs(store, stored(DATA_DOCS_ARCHIVE), local.parent / "data_docs")
     return RestoreVerdict(
-        backup_set_id, code, log_file, report_set_id=report.backup_set_id,
-        report_location=store.describe(stored("report.html")), summary=summary, local_report=local,
+        backup_set_id,
+        code,
+        log_file,
+        report_set_id=report.backup_set_id,
+        report_location=store.describe(stored("report.html")),
+        summary=summary,
+        local_report=local,
     )
 
 
@@ -157,7 +172,8 @@ def verdict_lines(verdict: RestoreVerdict) -> list[str]:
         f" on the isolated restore server)",
         f"  RTO      {_duration(rto_s)} from fetch to the end of the checks; target {_duration(target_s)}:"
         f" {'within' if rto_s <= target_s else 'OVER'} target",
-        "  steps    " + ", ".join(f"{step} {_duration(float(s))}" for step, s in (summary.get("steps_s") or {}).items()),
+        "  steps    "
+        + ", ".join(f"{step} {_duration(float(s))}" for step, s in (summary.get("steps_s") or {}).items()),
         f"  checks   {passed_checks} of {len(checks)} passed ({', '.join(f'{n} {kind}' for kind, n in kinds.items())})",
     ]
     lines += [f"  failed   {message}" for message in list(summary.get("failed") or [])[:5]]
@@ -179,7 +195,9 @@ def run_daily_backup(store: Store, policy: Policy, log_dir: Path) -> tuple[int, 
     code = airflow("dags", "test", DAG_ID, log_file=log_file)
     elapsed = time.monotonic() - started
     show_engine_steps(log_file)
-    new = [s for s in list_catalog(store, policy.cluster.name, BackupKind.LOGICAL).sets if s.backup_set_id not in before]
+    new = [
+        s for s in list_catalog(store, policy.cluster.name, BackupKind.LOGICAL).sets if s.backup_set_id not in before
+    ]
     return code, (new[-1] if new else None), elapsed
 
 
@@ -226,14 +244,20 @@ def main() -> int:
     show_backup_set(store, policy, backup_set, elapsed)
 
     say("")
-    say(f"Running {RESTORE_TEST_DAG_ID} on {backup_set.backup_set_id} through Airflow (airflow dags test);"
-        f" task log: {log_dir / f'demo-{RESTORE_TEST_DAG_ID}.log'}")
-    verdict = prove_restore(store, policy, backup_set.backup_set_id, log_dir=log_dir, reports_dir=sandbox.state_dir / "reports")
+    say(
+        f"Running {RESTORE_TEST_DAG_ID} on {backup_set.backup_set_id} through Airflow (airflow dags test);"
+        f" task log: {log_dir / f'demo-{RESTORE_TEST_DAG_ID}.log'}"
+    )
+    verdict = prove_restore(
+        store, policy, backup_set.backup_set_id, log_dir=log_dir, reports_dir=sandbox.state_dir / "reports"
+    )
     show_engine_steps(verdict.log_file, hide=str(policy.staging.dir))
     say("")
     for line in verdict_lines(verdict):
         say(line)
-    say(f"Sandbox: PostgreSQL on 127.0.0.1:{sandbox.pg_port}, S3 (moto) on {sandbox.s3_endpoint_url}; `make airflow` for the UI")
+    say(
+        f"Sandbox: PostgreSQL on 127.0.0.1:{sandbox.pg_port}, S3 (moto) on {sandbox.s3_endpoint_url}; `make airflow` for the UI"
+    )
     return 0 if verdict.passed else 1
 
 

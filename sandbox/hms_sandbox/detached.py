@@ -8,6 +8,7 @@ API server, triggerer, LocalExecutor workers, task processes) is found and stopp
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -48,14 +49,24 @@ class DetachedProcess:
         return pid if self._alive(pid) else None
 
     def start(
-        self, argv: Sequence[str], *, answers: Callable[[], bool], timeout_s: float, env: Mapping[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        answers: Callable[[], bool],
+        timeout_s: float,
+        env: Mapping[str, str] | None = None,
     ) -> int:
         """Start ``argv`` in its own session and wait until ``answers()``; its pid."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log_handle:
             process = subprocess.Popen(
-                list(argv), stdin=subprocess.DEVNULL, stdout=log_handle, stderr=subprocess.STDOUT,
-                cwd=self.workdir, env=None if env is None else dict(env), start_new_session=True,
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log_handle,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=None if env is None else dict(env),
+                start_new_session=True,
             )
         self.pid_file.write_text(f"{process.pid}\n", encoding="utf-8")
         deadline = time.monotonic() + timeout_s
@@ -86,7 +97,11 @@ class DetachedProcess:
 
     def last_log_line(self) -> str:
         try:
-            lines = [line for line in self.log_file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+            lines = [
+                line
+                for line in self.log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+                if line.strip()
+            ]
         except OSError:
             return ""
         return lines[-1].strip() if lines else ""
@@ -107,10 +122,8 @@ class DetachedProcess:
 
 def _reap(pid: int) -> None:
     # When this process started the server, collect its exit status so it does not linger as a zombie.
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 @dataclass(frozen=True)
@@ -133,9 +146,13 @@ def read_process(pid: int) -> ProcessEntry | None:
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: the fields after the last ")" are fixed.
-    fields = raw[raw.rindex(")") + 2:].split()
+    fields = raw[raw.rindex(")") + 2 :].split()
     return ProcessEntry(
-        pid=pid, ppid=int(fields[1]), pgid=int(fields[2]), session=int(fields[3]), started=int(fields[19]),
+        pid=pid,
+        ppid=int(fields[1]),
+        pgid=int(fields[2]),
+        session=int(fields[3]),
+        started=int(fields[19]),
         zombie=fields[0] in ("Z", "X"),
     )
 
@@ -188,7 +205,12 @@ class TreeStopped:
 
 
 def stop_session_tree(
-    session: int, *, grace_s: float, kill_wait_s: float = 5, children: Iterable[int] = (), poll_s: float = 0.1,
+    session: int,
+    *,
+    grace_s: float,
+    kill_wait_s: float = 5,
+    children: Iterable[int] = (),
+    poll_s: float = 0.1,
 ) -> TreeStopped:
     """SIGTERM to every process of the session's tree, SIGKILL to whatever still runs after
     ``grace_s``; returns once none of them runs. ``children`` are pids this process started, reaped
@@ -206,16 +228,15 @@ def stop_session_tree(
         for pid, process in session_tree(session, processes).items():
             known.setdefault(pid, process.started)
         return {
-            pid: processes[pid] for pid, ticks in known.items()
+            pid: processes[pid]
+            for pid, ticks in known.items()
             if pid in processes and processes[pid].started == ticks and not processes[pid].zombie
         }
 
     def send(pids: Iterable[int], signum: int) -> None:
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
 
     terminated: set[int] = set()
     deadline = started + grace_s
@@ -231,7 +252,9 @@ def stop_session_tree(
     killed: set[int] = set()
     deadline = time.monotonic() + kill_wait_s
     while alive:
-        log.warning("%d process(es) still running %.0f s after SIGTERM: SIGKILL to %s", len(alive), grace_s, sorted(alive))
+        log.warning(
+            "%d process(es) still running %.0f s after SIGTERM: SIGKILL to %s", len(alive), grace_s, sorted(alive)
+        )
         send(alive, signal.SIGKILL)
         killed |= set(alive)
         time.sleep(poll_s)

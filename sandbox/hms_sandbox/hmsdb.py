@@ -24,8 +24,18 @@ SQL_DIR: Path = Path(__file__).resolve().parents[2] / "include" / "sql" / "hms"
 
 ROLES: tuple[str, ...] = ("hms_admin", "hms_backup", "hms_replica")
 TABLES: tuple[str, ...] = (
-    "departments", "wards", "diagnoses", "staff", "patients", "appointments", "admissions",
-    "medications", "prescriptions", "billing", "payments", "audit_log",
+    "departments",
+    "wards",
+    "diagnoses",
+    "staff",
+    "patients",
+    "appointments",
+    "admissions",
+    "medications",
+    "prescriptions",
+    "billing",
+    "payments",
+    "audit_log",
 )
 VIEWS: tuple[str, ...] = ("v_patient_summary", "v_department_census", "v_outstanding_invoices")
 # Order matters: keys and foreign keys are added after the bulk load, views last.
@@ -80,9 +90,9 @@ def create_hms_database(
         if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone() is None:
             log.info("creating database %s owned by %s", database, _OWNER)
             admin.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'").format(
-                    sql.Identifier(database), sql.Identifier(_OWNER)
-                )
+                sql.SQL(
+                    "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+                ).format(sql.Identifier(database), sql.Identifier(_OWNER))
             )
 
     with _connect(make_conninfo(superuser_dsn, dbname=database)) as conn:
@@ -108,7 +118,10 @@ def create_hms_database(
         summary = _summary(conn, database, scale_mb, load_seconds=load_seconds, loaded=True)
     log.info(
         "loaded %s at scale %s MB: %.1f MB in %.1f s (%.1f MB/s)",
-        database, scale_mb, summary["size_bytes"] / 2**20, load_seconds,
+        database,
+        scale_mb,
+        summary["size_bytes"] / 2**20,
+        load_seconds,
         summary["size_bytes"] / 2**20 / max(load_seconds, 1e-6),
     )
     return summary

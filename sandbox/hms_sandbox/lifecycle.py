@@ -13,14 +13,21 @@ import shlex
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from hms_dr.errors import PreflightFailed
 from hms_dr.files import write_file_atomically
 from hms_sandbox.airflow_env import write_airflow_env
-from hms_sandbox.cluster import PG_BIN, LocalCluster, ensure_reachable_by_server, free_port, prepare_server_dir, server_user
+from hms_sandbox.cluster import (
+    PG_BIN,
+    LocalCluster,
+    ensure_reachable_by_server,
+    free_port,
+    prepare_server_dir,
+    server_user,
+)
 from hms_sandbox.detached import environ_has, session_tree, stop_session_tree
 from hms_sandbox.keys import export_public_key, export_secret_key, generate_key_pair, stop_gpg_agent
 from hms_sandbox.policy_file import sandbox_policy_overrides, write_sandbox_policy
@@ -46,7 +53,7 @@ log = logging.getLogger(__name__)
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _check_prerequisites(paths: SandboxPaths) -> None:
@@ -76,6 +83,7 @@ def _make_private_dir(path: Path) -> None:
 
 def archive_command(script: Path, spool_dir: Path) -> str:
     """The archive_command calling archive_wal.sh with the segment and the spool."""
+
     def quoted(path: Path) -> str:
         return shlex.quote(str(path.absolute())).replace("%", "%%")
 
@@ -98,7 +106,9 @@ def _server_files(paths: SandboxPaths) -> tuple[Path, Path]:
 
 def _start_postgres(paths: SandboxPaths, state: dict[str, Any], sandbox_secrets: SandboxSecrets) -> LocalCluster:
     postgres_state = state.setdefault("postgres", {})
-    cluster = LocalCluster(paths.data_dir, int(postgres_state.setdefault("port", free_port())), paths.pg_log_file, paths.socket_dir)
+    cluster = LocalCluster(
+        paths.data_dir, int(postgres_state.setdefault("port", free_port())), paths.pg_log_file, paths.socket_dir
+    )
     prepare_server_dir(paths.spool_dir, 0o700)
     conf_fragment, archive_script = _server_files(paths)
     if not cluster.is_initialized():
@@ -169,15 +179,21 @@ def _choose_ports(state: dict[str, Any], components: tuple[str, ...]) -> None:
             taken.add(port)
 
 
-def _load_hms_database(cluster: LocalCluster, state: dict[str, Any], sandbox_secrets: SandboxSecrets, scale_mb: float) -> None:
+def _load_hms_database(
+    cluster: LocalCluster, state: dict[str, Any], sandbox_secrets: SandboxSecrets, scale_mb: float
+) -> None:
     loaded = state.get("hms_database")
     if loaded:
         if loaded.get("scale_mb") != scale_mb:
-            log.info("HMS database already loaded at scale %s MB; not reloading it at %s MB", loaded.get("scale_mb"), scale_mb)
+            log.info(
+                "HMS database already loaded at scale %s MB; not reloading it at %s MB",
+                loaded.get("scale_mb"),
+                scale_mb,
+            )
         return
     from hms_sandbox.hmsdb import create_hms_database
 
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     summary = create_hms_database(
         cluster.dsn("postgres", sandbox_secrets.role_passwords["postgres"], "postgres"),
         database=HMS_DATABASE,
@@ -188,7 +204,7 @@ def _load_hms_database(cluster: LocalCluster, state: dict[str, Any], sandbox_sec
         "database": HMS_DATABASE,
         "scale_mb": scale_mb,
         "loaded_at": _now(),
-        "load_s": round((datetime.now(timezone.utc) - started).total_seconds(), 1),
+        "load_s": round((datetime.now(UTC) - started).total_seconds(), 1),
         "summary": _without_secrets(summary),
     }
 
@@ -199,7 +215,9 @@ def _install_amcheck(cluster: LocalCluster, sandbox_secrets: SandboxSecrets) -> 
     import psycopg
 
     sql_file = Path(__file__).resolve().parents[2] / "include" / "sql" / "integrity" / "install_amcheck.sql"
-    with psycopg.connect(cluster.dsn("postgres", sandbox_secrets.role_passwords["postgres"], HMS_DATABASE), autocommit=True) as conn:
+    with psycopg.connect(
+        cluster.dsn("postgres", sandbox_secrets.role_passwords["postgres"], HMS_DATABASE), autocommit=True
+    ) as conn:
         conn.execute(sql_file.read_text(encoding="utf-8"))  # type: ignore[arg-type]  # trusted file, not user input
     log.info("amcheck installed in %s for hms_integrity_check", HMS_DATABASE)
 
@@ -210,8 +228,10 @@ def _without_secrets(summary: Any) -> Any:
         return None
     suspicious = ("password", "secret", "dsn", "key", "conninfo")
     return {
-        str(k): v for k, v in summary.items()
-        if not any(word in str(k).lower() for word in suspicious) and isinstance(v, (int, float, str, bool, list, dict, type(None)))
+        str(k): v
+        for k, v in summary.items()
+        if not any(word in str(k).lower() for word in suspicious)
+        and isinstance(v, (int, float, str, bool, list, dict, type(None)))
     }
 
 
@@ -227,7 +247,12 @@ def _start_s3(paths: SandboxPaths, state: dict[str, Any], sandbox_secrets: Sandb
         secret_key=sandbox_secrets.s3_secret_key,
         object_lock_buckets=[OFFSITE_BUCKET],
     )
-    s3_state.update(pid=server.pid(), endpoint_url=server.endpoint_url, buckets=[PRIMARY_BUCKET, OFFSITE_BUCKET], object_lock_buckets=[OFFSITE_BUCKET])
+    s3_state.update(
+        pid=server.pid(),
+        endpoint_url=server.endpoint_url,
+        buckets=[PRIMARY_BUCKET, OFFSITE_BUCKET],
+        object_lock_buckets=[OFFSITE_BUCKET],
+    )
     return server
 
 
@@ -253,7 +278,11 @@ def _generate_gpg_key(paths: SandboxPaths, passphrase: str) -> tuple[str, str, s
     Touches nothing but that home, so it may run beside the clusters' start."""
     try:
         fingerprint = generate_key_pair(paths.gnupg_home, GPG_UID, passphrase)
-        return fingerprint, export_public_key(paths.gnupg_home, fingerprint), export_secret_key(paths.gnupg_home, fingerprint, passphrase)
+        return (
+            fingerprint,
+            export_public_key(paths.gnupg_home, fingerprint),
+            export_secret_key(paths.gnupg_home, fingerprint, passphrase),
+        )
     finally:
         stop_gpg_agent(paths.gnupg_home)
 
@@ -264,7 +293,9 @@ def _record_gpg_key(
     fingerprint, public_key, secret_key = key
     with_keys = sandbox_secrets.with_gpg_keys(public_key, secret_key)
     save_secrets(paths, with_keys)
-    state.setdefault("gpg", {}).update(fingerprint=fingerprint, uid=GPG_UID, home=str(paths.gnupg_home), created_at=_now())
+    state.setdefault("gpg", {}).update(
+        fingerprint=fingerprint, uid=GPG_UID, home=str(paths.gnupg_home), created_at=_now()
+    )
     return with_keys
 
 
@@ -275,7 +306,10 @@ def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50) -> Sandbo
     _make_private_dir(paths.state_dir)
     state = load_state(paths)
     if paths.data_dir.exists() and any(paths.data_dir.iterdir()) and "postgres" not in state:
-        raise PreflightFailed(f"{paths.data_dir} holds a cluster but {paths.state_file} does not record it", hint=f"remove {paths.state_dir} and start again")
+        raise PreflightFailed(
+            f"{paths.data_dir} holds a cluster but {paths.state_file} does not record it",
+            hint=f"remove {paths.state_dir} and start again",
+        )
     sandbox_secrets = load_secrets(paths)
     if sandbox_secrets is None:
         sandbox_secrets = SandboxSecrets.generate()
@@ -291,9 +325,16 @@ def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50) -> Sandbo
     # start they run beside its initdb and data load (the gpg key alone takes 3-5 s). The threads
     # return their results; only this one writes the state and the secrets.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sandbox-start") as pool:
-        new_key = pool.submit(_generate_gpg_key, paths, sandbox_secrets.gpg_passphrase) if _needs_gpg_key(state, sandbox_secrets) else None
+        new_key = (
+            pool.submit(_generate_gpg_key, paths, sandbox_secrets.gpg_passphrase)
+            if _needs_gpg_key(state, sandbox_secrets)
+            else None
+        )
         target_init = pool.submit(
-            _init_restore_target, paths, int(state["restore_target"]["port"]), sandbox_secrets.role_passwords[RESTORE_SUPERUSER_KEY],
+            _init_restore_target,
+            paths,
+            int(state["restore_target"]["port"]),
+            sandbox_secrets.role_passwords[RESTORE_SUPERUSER_KEY],
         )
         cluster = _start_postgres(paths, state, sandbox_secrets)
         save_state(paths, state)
@@ -316,11 +357,19 @@ def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50) -> Sandbo
         paths.committed_policy,
         paths.policy_file,
         sandbox_policy_overrides(
-            fingerprint=sandbox.fingerprint, staging_dir=paths.staging_dir, spool_dir=paths.spool_dir, smtp_port=sink.port,
+            fingerprint=sandbox.fingerprint,
+            staging_dir=paths.staging_dir,
+            spool_dir=paths.spool_dir,
+            smtp_port=sink.port,
         ),
     )
     write_airflow_env(sandbox)
-    log.info("sandbox ready in %s: PostgreSQL on 127.0.0.1:%d, S3 at %s", paths.state_dir, sandbox.pg_port, sandbox.s3_endpoint_url)
+    log.info(
+        "sandbox ready in %s: PostgreSQL on 127.0.0.1:%d, S3 at %s",
+        paths.state_dir,
+        sandbox.pg_port,
+        sandbox.s3_endpoint_url,
+    )
     return sandbox
 
 
@@ -371,8 +420,13 @@ def _stop_standalone(paths: SandboxPaths, state: dict[str, Any]) -> None:
     if running is None:
         return
     stopped = stop_session_tree(int(running["pid"]), grace_s=STANDALONE_STOP_GRACE_S)
-    log.info("stopped airflow standalone (session %s): %d processes in %.1f s, %d needed SIGKILL",
-             running["pid"], stopped.processes, stopped.seconds, stopped.killed)
+    log.info(
+        "stopped airflow standalone (session %s): %d processes in %.1f s, %d needed SIGKILL",
+        running["pid"],
+        stopped.processes,
+        stopped.seconds,
+        stopped.killed,
+    )
     state["airflow"].update(pid=None, stopped_at=_now())
 
 
@@ -424,16 +478,22 @@ def sandbox_status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
         target = _restore_cluster(paths, int(state["restore_target"]["port"]))
         up = target.is_running()
         all_up &= up
-        lines.append(f"restore    {'running' if up else 'stopped'}  127.0.0.1:{target.port}  (isolated restore-test server)")
+        lines.append(
+            f"restore    {'running' if up else 'stopped'}  127.0.0.1:{target.port}  (isolated restore-test server)"
+        )
     loaded = state.get("hms_database")
-    lines.append(f"hms data   {'loaded at ' + str(loaded.get('scale_mb')) + ' MB on ' + str(loaded.get('loaded_at')) if loaded else 'not loaded'}")
+    lines.append(
+        f"hms data   {'loaded at ' + str(loaded.get('scale_mb')) + ' MB on ' + str(loaded.get('loaded_at')) if loaded else 'not loaded'}"
+    )
     segments = [p for p in paths.spool_dir.iterdir() if not p.name.startswith(".")] if paths.spool_dir.is_dir() else []
     lines.append(f"wal spool  {len(segments)} file(s) in {paths.spool_dir}")
     if "s3" in state:
         server = MotoServer(int(state["s3"]["port"]), paths.s3_dir)
         up = server.is_running()
         all_up &= up
-        lines.append(f"s3 (moto)  {'running' if up else 'stopped'}  {server.endpoint_url}  buckets {PRIMARY_BUCKET}, {OFFSITE_BUCKET}")
+        lines.append(
+            f"s3 (moto)  {'running' if up else 'stopped'}  {server.endpoint_url}  buckets {PRIMARY_BUCKET}, {OFFSITE_BUCKET}"
+        )
     else:
         all_up = False
         lines.append("s3 (moto)  not created")
@@ -444,10 +504,14 @@ def sandbox_status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
         lines.append(f"smtp sink  {'running' if up else 'stopped'}  127.0.0.1:{sink.port}  messages in {sink.maildir}")
     fingerprint = state.get("gpg", {}).get("fingerprint")
     lines.append(f"gpg key    {fingerprint or 'not generated'}")
-    lines.append(f"airflow    {'source ' + str(paths.env_file) if paths.env_file.exists() else 'airflow.env not written'}")
+    lines.append(
+        f"airflow    {'source ' + str(paths.env_file) if paths.env_file.exists() else 'airflow.env not written'}"
+    )
     standalone = running_standalone(paths)
     if standalone is not None:
-        lines.append(f"airflow ui running  http://localhost:{standalone['port']}  (session {standalone['pid']}; `make stop` stops it)")
+        lines.append(
+            f"airflow ui running  http://localhost:{standalone['port']}  (session {standalone['pid']}; `make stop` stops it)"
+        )
     return all_up, lines
 
 

@@ -30,7 +30,9 @@ SANDBOX_ALERT_RECIPIENT = "dba-oncall@sandbox.invalid"
 SANDBOX_APPROVER = "approver"
 
 
-def sandbox_policy_overrides(*, fingerprint: str, staging_dir: Path, spool_dir: Path, smtp_port: int | None = None) -> dict[str, Any]:
+def sandbox_policy_overrides(
+    *, fingerprint: str, staging_dir: Path, spool_dir: Path, smtp_port: int | None = None
+) -> dict[str, Any]:
     """The policy values that point at the sandbox's key, directories and buckets, and alerts at
     its SMTP sink (plain SMTP, no login) when ``smtp_port`` is given."""
     overrides: dict[str, Any] = {
@@ -44,8 +46,12 @@ def sandbox_policy_overrides(*, fingerprint: str, staging_dir: Path, spool_dir: 
     if smtp_port is not None:
         overrides["alerts"] = {
             "smtp": {
-                "host": "127.0.0.1", "port": smtp_port, "security": "none", "connection_id": None,
-                "from": SANDBOX_ALERT_SENDER, "to": [SANDBOX_ALERT_RECIPIENT],
+                "host": "127.0.0.1",
+                "port": smtp_port,
+                "security": "none",
+                "connection_id": None,
+                "from": SANDBOX_ALERT_SENDER,
+                "to": [SANDBOX_ALERT_RECIPIENT],
             },
         }
     return overrides

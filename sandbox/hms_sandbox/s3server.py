@@ -73,7 +73,9 @@ class MotoServer:
             return
         executable = moto_server_executable()
         if not executable.exists():
-            raise ToolFailed("moto_server", None, f"not found at {executable}", hint="pip install 'moto[server]' into this venv")
+            raise ToolFailed(
+                "moto_server", None, f"not found at {executable}", hint="pip install 'moto[server]' into this venv"
+            )
         pid = self.process.start(
             [str(executable), "-H", "127.0.0.1", "-p", str(self.port)], answers=self.answers, timeout_s=timeout_s
         )
@@ -128,7 +130,11 @@ def create_buckets(
                 continue
             raise StoreRefused(f"cannot create bucket {name} at {endpoint_url}: {code or exc}") from exc
         except BotoCoreError as exc:
-            raise StoreUnavailable(f"cannot reach the S3 endpoint {endpoint_url} to create bucket {name}: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot reach the S3 endpoint {endpoint_url} to create bucket {name}: {exc}"
+            ) from exc
         created.append(name)
-        log.info("created bucket %s at %s%s", name, endpoint_url, " with object lock" if name in object_lock_buckets else "")
+        log.info(
+            "created bucket %s at %s%s", name, endpoint_url, " with object lock" if name in object_lock_buckets else ""
+        )
     return created

@@ -89,10 +89,17 @@ class SmtpSink:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.maildir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(SANDBOX_DIR), str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")) if p)}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(SANDBOX_DIR), str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
         pid = self.process.start(
             [sys.executable, "-m", "hms_sandbox.smtpsink", "--port", str(self.port), "--maildir", str(self.maildir)],
-            answers=self.answers, timeout_s=timeout_s, env=env,
+            answers=self.answers,
+            timeout_s=timeout_s,
+            env=env,
         )
         log.info("SMTP sink on 127.0.0.1:%d writing to %s (pid %d)", self.port, self.maildir, pid)
 
@@ -139,7 +146,9 @@ def serve(port: int, maildir: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hms_sandbox.smtpsink", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m hms_sandbox.smtpsink", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--maildir", type=Path, required=True)
     args = parser.parse_args(argv)

@@ -74,7 +74,9 @@ class _Signals:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hms_sandbox.standalone", description="Serve the sandbox in the Airflow UI.")
+    parser = argparse.ArgumentParser(
+        prog="python -m hms_sandbox.standalone", description="Serve the sandbox in the Airflow UI."
+    )
     parser.add_argument("--port", type=int, default=None, help="port of the UI and API (default 8080, or a free one)")
     args = parser.parse_args(argv)
     sandbox = load_sandbox()
@@ -113,19 +115,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, stop)
     standalone = subprocess.Popen(
-        [str(venv_bin / "airflow"), "standalone"], env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+        [str(venv_bin / "airflow"), "standalone"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         record_standalone(sandbox.paths, session=standalone.pid, port=port)
         while stop.received is None and standalone.poll() is None:
             time.sleep(0.2)
     finally:
-        why = f"got {signal.Signals(stop.received).name}" if stop.received else f"airflow standalone exited {standalone.poll()}"
+        why = (
+            f"got {signal.Signals(stop.received).name}"
+            if stop.received
+            else f"airflow standalone exited {standalone.poll()}"
+        )
         _tell(f"Stopping Airflow ({why})…")
         stopped = stop_session_tree(standalone.pid, grace_s=STANDALONE_STOP_GRACE_S, children=[standalone.pid])
         forget_standalone(sandbox.paths, session=standalone.pid)
-        _tell(f"Airflow stopped: {stopped.processes} processes in {stopped.seconds} s"
-              f"{f', {stopped.killed} needed SIGKILL' if stopped.killed else ''}")
+        _tell(
+            f"Airflow stopped: {stopped.processes} processes in {stopped.seconds} s"
+            f"{f', {stopped.killed} needed SIGKILL' if stopped.killed else ''}"
+        )
     if stop.received is not None:
         _exit_by_signal(stop.received)
     code = standalone.returncode or 0

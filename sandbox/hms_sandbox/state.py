@@ -170,7 +170,9 @@ class Sandbox:
         try:
             password = self.secrets.role_passwords[role]
         except KeyError:
-            raise PreflightFailed(f"the sandbox has no password for role {role!r}; known: {', '.join(self.secrets.role_passwords)}") from None
+            raise PreflightFailed(
+                f"the sandbox has no password for role {role!r}; known: {', '.join(self.secrets.role_passwords)}"
+            ) from None
         return self.cluster().dsn(role, password, db or self.database)
 
     def s3_client(self, config: Any = None) -> Any:
@@ -194,13 +196,17 @@ def load_state(paths: SandboxPaths) -> dict[str, Any]:
         return {}
     state: dict[str, Any] = json.loads(paths.state_file.read_text(encoding="utf-8"))
     if state.get("format_version") != STATE_FORMAT_VERSION:
-        raise PreflightFailed(f"{paths.state_file} has format_version {state.get('format_version')!r}, expected {STATE_FORMAT_VERSION}")
+        raise PreflightFailed(
+            f"{paths.state_file} has format_version {state.get('format_version')!r}, expected {STATE_FORMAT_VERSION}"
+        )
     return state
 
 
 def save_state(paths: SandboxPaths, state: Mapping[str, Any]) -> None:
     """Record the state (ports, pids, paths, fingerprint; no secrets)."""
-    write_file_atomically(paths.state_file, json.dumps({"format_version": STATE_FORMAT_VERSION, **state}, indent=2, sort_keys=True) + "\n")
+    write_file_atomically(
+        paths.state_file, json.dumps({"format_version": STATE_FORMAT_VERSION, **state}, indent=2, sort_keys=True) + "\n"
+    )
 
 
 def load_secrets(paths: SandboxPaths) -> SandboxSecrets | None:
@@ -225,7 +231,10 @@ def load_sandbox(state_dir: Path | None = None) -> Sandbox:
     sandbox_secrets = load_secrets(paths)
     fingerprint = state.get("gpg", {}).get("fingerprint")
     if not state or sandbox_secrets is None or not fingerprint or "s3" not in state:
-        raise PreflightFailed(f"no fully started sandbox in {paths.state_dir}", hint="run: PYTHONPATH=plugins:sandbox python -m hms_sandbox start")
+        raise PreflightFailed(
+            f"no fully started sandbox in {paths.state_dir}",
+            hint="run: PYTHONPATH=plugins:sandbox python -m hms_sandbox start",
+        )
     return Sandbox(
         paths=paths,
         pg_port=int(state["postgres"]["port"]),

@@ -45,7 +45,9 @@ def test_every_task_alerts_the_policy_channels_when_it_fails_for_good(dagbag) ->
 
     for dag_id, dag in dagbag.dags.items():
         for task in dag.tasks:
-            callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+            callbacks = (
+                task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+            )
             assert any(isinstance(c, AlertChain) for c in callbacks), f"{dag_id}.{task.task_id} has no AlertChain"
             assert not task.on_retry_callback, f"{dag_id}.{task.task_id} would alert on a retry"
 
@@ -53,7 +55,11 @@ def test_every_task_alerts_the_policy_channels_when_it_fails_for_good(dagbag) ->
 def deadlines_as_parsed_by(argv: list[str]) -> dict[str, list[list[object]]]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "plugins")}
     done = subprocess.run(
-        [sys.executable, "-c", PROBE % (argv, str(REPO_ROOT / "dags"))], capture_output=True, text=True, env=env, timeout=120,
+        [sys.executable, "-c", PROBE % (argv, str(REPO_ROOT / "dags"))],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     parsed: dict[str, list[list[object]]] = json.loads(done.stdout.strip().splitlines()[-1])

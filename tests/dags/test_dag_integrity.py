@@ -26,7 +26,7 @@ def dagbag():  # type: ignore[no-untyped-def]
 
 def test_dagbag_loads_with_no_import_errors(dagbag) -> None:  # type: ignore[no-untyped-def]
     assert dagbag.import_errors == {}
-    assert EXPECTED_DAG_IDS <= set(dagbag.dags)
+    assert set(dagbag.dags) >= EXPECTED_DAG_IDS
 
 
 def test_every_dag_is_documented_tagged_and_named_after_its_file(dagbag) -> None:  # type: ignore[no-untyped-def]
@@ -61,7 +61,7 @@ def test_dag_file_imports_in_under_half_a_second(path: Path) -> None:
         "from airflow.sdk import Asset\n"
         "Asset(uri='warmup://registry', name='warmup')\n"
         "gc.collect(); gc.freeze()\n"
-        "t = time.perf_counter(); runpy.run_path(%r); print(time.perf_counter() - t)\n" % str(path)
+        f"t = time.perf_counter(); runpy.run_path({str(path)!r}); print(time.perf_counter() - t)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "plugins")}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
@@ -97,7 +97,9 @@ def test_engine_modules_never_import_airflow(path: Path) -> None:
             assert (node.module or "").split(".")[0] != "airflow", path
 
 
-@pytest.mark.parametrize(("on_every_backup", "expected"), [(False, "CronTriggerTimetable"), (True, "AssetOrTimeSchedule")])
+@pytest.mark.parametrize(
+    ("on_every_backup", "expected"), [(False, "CronTriggerTimetable"), (True, "AssetOrTimeSchedule")]
+)
 def test_restore_test_also_runs_on_every_new_daily_set_when_the_policy_says_so(
     tmp_path: Path, on_every_backup: bool, expected: str
 ) -> None:
@@ -110,10 +112,10 @@ def test_restore_test_also_runs_on_every_new_daily_set_when_the_policy_says_so(
     probe = (
         "import json\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
-        "d = DagBag(dag_folder=%r).dags['hms_restore_test']\n"
+        "d = DagBag(dag_folder={!r}).dags['hms_restore_test']\n"
         "condition = getattr(d.timetable, 'asset_condition', None)\n"
         "uris = sorted(a.uri for a in getattr(condition, 'objects', []))\n"
-        "print(json.dumps([type(d.timetable).__name__, uris]))\n" % str(REPO_ROOT / "dags")
+        "print(json.dumps([type(d.timetable).__name__, uris]))\n".format(str(REPO_ROOT / "dags"))
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "plugins"), "HMS_DR_POLICY": str(variant)}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)

@@ -32,7 +32,9 @@ def test_the_dags_with_params_are_the_ones_whose_first_task_is_tested(dagbag) ->
 def test_a_mistyped_key_is_refused_naming_it_what_it_was_meant_to_be_and_every_param(dagbag) -> None:  # type: ignore[no-untyped-def]
     declared = dagbag.dags["hms_dr_restore"].params.keys()
     with pytest.raises(RequestRefused) as caught:
-        refuse_unknown_params({"table": ["appointments"], "reason": "rows deleted by a bad cleanup"}, declared, dag_id="hms_dr_restore")
+        refuse_unknown_params(
+            {"table": ["appointments"], "reason": "rows deleted by a bad cleanup"}, declared, dag_id="hms_dr_restore"
+        )
     assert caught.value.message == (
         "hms_dr_restore has no param 'table' (did you mean 'tables'?): refused before anything was done; its params are "
         "all_tables, backup_id, reason, run_quality_checks, source, staging_schema, swap_into_production, tables, "
@@ -49,9 +51,15 @@ def test_every_declared_param_and_no_conf_at_all_are_accepted(dagbag, dag_id: st
 
 def test_every_unknown_key_is_named_on_one_line_even_a_strange_one() -> None:
     with pytest.raises(RequestRefused) as caught:
-        refuse_unknown_params({"b\u0430ckup_id": 1, "x\ny": 2, "z" * 500: 3, "mode": "both"}, ["backup_id", "mode"], dag_id="hms_restore_test")
+        refuse_unknown_params(
+            {"b\u0430ckup_id": 1, "x\ny": 2, "z" * 500: 3, "mode": "both"},
+            ["backup_id", "mode"],
+            dag_id="hms_restore_test",
+        )
     message = caught.value.message
-    assert message.startswith("hms_restore_test has no param 'b\\u0430ckup_id' (did you mean 'backup_id'?), 'x\\ny', 'zzz")
+    assert message.startswith(
+        "hms_restore_test has no param 'b\\u0430ckup_id' (did you mean 'backup_id'?), 'x\\ny', 'zzz"
+    )
     assert message.endswith("...': refused before anything was done; its params are backup_id, mode")
     assert "\n" not in str(caught.value) and len(message) < 300
 

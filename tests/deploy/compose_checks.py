@@ -37,13 +37,30 @@ HMS_SERVICE = "hms-postgres"
 DBHOST_WORKER = "airflow-worker-dbhost"
 MINIO_INIT = "minio-init"
 REQUIRED_SERVICES = (
-    "airflow-postgres", "redis", "airflow-init", "airflow-apiserver", "airflow-scheduler",
-    "airflow-dag-processor", "airflow-triggerer", "airflow-worker", DBHOST_WORKER,
-    HMS_SERVICE, "hms-restore-target", "minio", MINIO_INIT,
+    "airflow-postgres",
+    "redis",
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    DBHOST_WORKER,
+    HMS_SERVICE,
+    "hms-restore-target",
+    "minio",
+    MINIO_INIT,
 )
 HEALTHCHECKED_SERVICES = (
-    "airflow-postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-worker",
-    DBHOST_WORKER, HMS_SERVICE, "hms-restore-target", "minio",
+    "airflow-postgres",
+    "redis",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-worker",
+    DBHOST_WORKER,
+    HMS_SERVICE,
+    "hms-restore-target",
+    "minio",
 )
 REQUIRED_APT_PACKAGES = ("postgresql-15", "postgresql-client-15", "gnupg", "zstd")
 # A variable with one of these in its name holds a credential: it must come from .env and fail
@@ -358,7 +375,8 @@ def connection_problems(compose: Mapping[str, Any], connection_ids: Sequence[str
             env = environment(service)
             problems += [
                 f"{name}: a worker without AIRFLOW_CONN_{conn_id.upper()}"
-                for conn_id in connection_ids if f"AIRFLOW_CONN_{conn_id.upper()}" not in env
+                for conn_id in connection_ids
+                if f"AIRFLOW_CONN_{conn_id.upper()}" not in env
             ]
     return problems
 
@@ -367,7 +385,7 @@ def secret_literal_problems(compose: Mapping[str, Any]) -> list[str]:
     """No credential is written in the compose file: credential variables, connection fields and
     URL passwords are each exactly one ${VAR} from .env."""
     problems = []
-    holders = [(AIRFLOW_COMMON, compose.get(AIRFLOW_COMMON) or {})] + list(services(compose).items())
+    holders = [(AIRFLOW_COMMON, compose.get(AIRFLOW_COMMON) or {}), *list(services(compose).items())]
     for holder, service in holders:
         for key, value in environment(service).items():
             where = f"{holder}.environment.{key}"
@@ -382,9 +400,12 @@ def secret_literal_problems(compose: Mapping[str, Any]) -> list[str]:
                     found = _field(conn, field)
                     if found is not None and not re.fullmatch(r"@@[A-Za-z_][A-Za-z0-9_]*@@", str(found)):
                         problems.append(f"{where}: {field} is written in the file, not taken from .env")
-            elif SECRET_NAME.search(key) and not key.endswith("_FILE"):
-                if not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}", value):
-                    problems.append(f"{where} is not a single ${{VAR:?...}} from .env")
+            elif (
+                SECRET_NAME.search(key)
+                and not key.endswith("_FILE")
+                and not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}", value)
+            ):
+                problems.append(f"{where} is not a single ${{VAR:?...}} from .env")
             for match in _URL_PASSWORD.finditer(value):
                 if not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}", match.group("password")):
                     problems.append(f"{where}: the URL's password is written in the file, not taken from .env")
@@ -441,11 +462,15 @@ def spool_problems(compose: Mapping[str, Any], spool_dir: str, spool_queue: str)
     workers = {name: queues(s) for name, s in services(compose).items() if queues(s) is not None}
     serving = [name for name, names in workers.items() if names and spool_queue in names]
     if serving != [DBHOST_WORKER]:
-        problems.append(f"`celery worker -q {spool_queue}` should run in {DBHOST_WORKER} only, runs in {serving or 'none'}")
+        problems.append(
+            f"`celery worker -q {spool_queue}` should run in {DBHOST_WORKER} only, runs in {serving or 'none'}"
+        )
     for name in serving:
         worker_volumes = {m.source for m in mounts(services(compose)[name]) if m.target == spool_dir}
         if not spool_volumes or not (worker_volumes & spool_volumes):
-            problems.append(f"{name} serves {spool_queue} but does not mount {HMS_SERVICE}'s spool volume at {spool_dir}")
+            problems.append(
+                f"{name} serves {spool_queue} but does not mount {HMS_SERVICE}'s spool volume at {spool_dir}"
+            )
     for name, names in workers.items():
         if spool_queue not in (names or []) and any(m.target == spool_dir for m in mounts(services(compose)[name])):
             problems.append(f"{name} mounts the spool but does not serve {spool_queue}")
@@ -483,7 +508,7 @@ def apt_packages(instructions: Sequence[tuple[str, str]]) -> set[str]:
         for command in re.split(r"&&|;|\|\|", args):
             words = command.split()
             if words[:1] == ["apt-get"] and "install" in words:
-                packages |= {w for w in words[words.index("install") + 1:] if not w.startswith("-")}
+                packages |= {w for w in words[words.index("install") + 1 :] if not w.startswith("-")}
     return packages
 
 
@@ -521,8 +546,11 @@ def sandbox_copy_problems(text: str, root: Path) -> list[str]:
         if keyword not in ("COPY", "ADD") or "--from=" in args:
             continue
         words = [w for w in args.split() if not w.startswith("--")]
-        problems += [f"Dockerfile: {keyword} {source} takes the development sandbox into the image"
-                     for source in words[:-1] if "://" not in source and holds(root / source, sandbox)]
+        problems += [
+            f"Dockerfile: {keyword} {source} takes the development sandbox into the image"
+            for source in words[:-1]
+            if "://" not in source and holds(root / source, sandbox)
+        ]
     return problems
 
 

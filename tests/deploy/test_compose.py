@@ -127,8 +127,16 @@ def test_every_variable_has_a_line_in_env_example_and_credentials_are_required(c
 def test_every_connection_the_dags_use_is_defined_for_every_worker(compose):
     ids = required_connection_ids()
     # The discovery itself: the policy's, the restore test's and the sandbox's connections.
-    assert {"hms_postgres", "hms_replication", "hms_storage", "hms_offsite", "hms_backup_encryption",
-            "hms_restore_key", "hms_restore_target", "hms_admin"} <= set(ids)
+    assert {
+        "hms_postgres",
+        "hms_replication",
+        "hms_storage",
+        "hms_offsite",
+        "hms_backup_encryption",
+        "hms_restore_key",
+        "hms_restore_target",
+        "hms_admin",
+    } <= set(ids)
     assert connection_problems(compose, ids) == []
     assert set(ids) <= set(CONNECTION_SHAPES), "add the new connection's shape to CONNECTION_SHAPES"
 
@@ -212,8 +220,12 @@ def test_deploy_scripts_are_executable_and_parse():
     assert len(scripts) >= 5
     for script in scripts:
         assert os.access(script, os.X_OK), f"{script} is not executable (chmod 0755)"
-        shell = "bash" if script.read_text(encoding="utf-8").startswith("#!/usr/bin/env bash") or \
-            script.read_text(encoding="utf-8").startswith("#!/bin/bash") else "sh"
+        shell = (
+            "bash"
+            if script.read_text(encoding="utf-8").startswith("#!/usr/bin/env bash")
+            or script.read_text(encoding="utf-8").startswith("#!/bin/bash")
+            else "sh"
+        )
         checked = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True, check=False)
         assert checked.returncode == 0, f"{script}: {checked.stderr}"
 
@@ -241,7 +253,10 @@ def test_new_env_fills_every_variable_and_gives_working_connections(tmp_path, co
     env_file = tmp_path / ".env"
     run = subprocess.run(
         ["bash", str(DEPLOY_DIR / "new-env.sh"), "--output", str(env_file), "--policy", str(policy_copy)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
         env={**os.environ, "HMS_SMTP_LOGIN": "alerts", "HMS_SMTP_PASSWORD": "relay-secret"},
     )
     assert run.returncode == 0, run.stderr
@@ -252,11 +267,13 @@ def test_new_env_fills_every_variable_and_gives_working_connections(tmp_path, co
     assert (values["HMS_SMTP_LOGIN"], values["HMS_SMTP_PASSWORD"]) == ("alerts", "relay-secret")
 
     # Every ${VAR:?...} is satisfied, and every connection is JSON that Airflow can read.
-    for path, value in strings(compose):
+    for _path, value in strings(compose):
         interpolate(value, values)
     common = environment(compose[AIRFLOW_COMMON])
     connections = {
-        name: json.loads(interpolate(value, values)) for name, value in common.items() if name.startswith("AIRFLOW_CONN_")
+        name: json.loads(interpolate(value, values))
+        for name, value in common.items()
+        if name.startswith("AIRFLOW_CONN_")
     }
     public_key = connections["AIRFLOW_CONN_HMS_BACKUP_ENCRYPTION"]["extra"]["public_key"]
     private_key = connections["AIRFLOW_CONN_HMS_RESTORE_KEY"]["extra"]["private_key"]
@@ -271,7 +288,10 @@ def test_new_env_fills_every_variable_and_gives_working_connections(tmp_path, co
 
     again = subprocess.run(
         ["bash", str(DEPLOY_DIR / "new-env.sh"), "--output", str(env_file), "--policy", str(policy_copy)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert again.returncode != 0 and "exists" in again.stderr
 
@@ -297,11 +317,15 @@ def _drop_connection(data: dict[str, Any]) -> None:
 
 def _literal_password(data: dict[str, Any]) -> None:
     env = data[AIRFLOW_COMMON]["environment"]
-    env["AIRFLOW_CONN_HMS_POSTGRES"] = re.sub(r"\$\{HMS_BACKUP_PASSWORD:\?[^}]*\}", "hunter2", env["AIRFLOW_CONN_HMS_POSTGRES"])
+    env["AIRFLOW_CONN_HMS_POSTGRES"] = re.sub(
+        r"\$\{HMS_BACKUP_PASSWORD:\?[^}]*\}", "hunter2", env["AIRFLOW_CONN_HMS_POSTGRES"]
+    )
 
 
 def _literal_url_password(data: dict[str, Any]) -> None:
-    data[AIRFLOW_COMMON]["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = "postgresql+psycopg2://airflow:airflow@airflow-postgres/airflow"
+    data[AIRFLOW_COMMON]["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = (
+        "postgresql+psycopg2://airflow:airflow@airflow-postgres/airflow"
+    )
 
 
 def _set(path: list[str], value: Any) -> Callable[[dict[str, Any]], None]:
@@ -310,6 +334,7 @@ def _set(path: list[str], value: Any) -> Callable[[dict[str, Any]], None]:
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
+
     return mutate
 
 
@@ -319,6 +344,7 @@ def _delete(path: list[str]) -> Callable[[dict[str, Any]], None]:
         for key in path[:-1]:
             node = node[key]
         del node[path[-1]]
+
     return mutate
 
 
@@ -330,12 +356,14 @@ def _unmount_spool(data: dict[str, Any]) -> None:
 def _add_env(service: str, name: str, value: str) -> Callable[[dict[str, Any]], None]:
     def mutate(data: dict[str, Any]) -> None:
         services(data)[service]["environment"][name] = value
+
     return mutate
 
 
 def _mount(service: str, volume: str) -> Callable[[dict[str, Any]], None]:
     def mutate(data: dict[str, Any]) -> None:
         services(data)[service]["volumes"] = [*services(data)[service]["volumes"], volume]
+
     return mutate
 
 
@@ -350,7 +378,9 @@ BROKEN_COMPOSE: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "unknown service key": (_set(["services", "redis", "imagee"], "redis:7"), "schema"),
     "restore target missing": (_delete(["services", "hms-restore-target"]), "services"),
     "bind mount of a missing file": (
-        _set(["services", MINIO_INIT, "volumes"], ["./deploy/minio/no-such-script.sh:/x.sh:ro"]), "files"),
+        _set(["services", MINIO_INIT, "volumes"], ["./deploy/minio/no-such-script.sh:/x.sh:ro"]),
+        "files",
+    ),
     "missing build file": (_set([AIRFLOW_COMMON, "build", "dockerfile"], "Dockerfile.nope"), "files"),
     "undeclared volume": (_delete(["volumes", "wal-spool"]), "volumes"),
     "unused volume": (_set(["volumes", "orphan"], None), "volumes"),
@@ -359,8 +389,13 @@ BROKEN_COMPOSE: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "variable without default": (_add_env("redis", "FOO", "${AIRFLOW_UI_PORT}"), "variables"),
     "connection missing": (_drop_connection, "connections"),
     "connection of the wrong type": (
-        _set([AIRFLOW_COMMON, "environment", "AIRFLOW_CONN_HMS_STORAGE"], '{"conn_type":"postgres"}'), "connections"),
-    "connection not JSON": (_set([AIRFLOW_COMMON, "environment", "AIRFLOW_CONN_HMS_OFFSITE"], "aws://x"), "connections"),
+        _set([AIRFLOW_COMMON, "environment", "AIRFLOW_CONN_HMS_STORAGE"], '{"conn_type":"postgres"}'),
+        "connections",
+    ),
+    "connection not JSON": (
+        _set([AIRFLOW_COMMON, "environment", "AIRFLOW_CONN_HMS_OFFSITE"], "aws://x"),
+        "connections",
+    ),
     "literal connection password": (_literal_password, "secrets"),
     "literal URL password": (_literal_url_password, "secrets"),
     "literal credential variable": (_add_env("minio", "MINIO_ROOT_PASSWORD", "minio123"), "secrets"),
@@ -371,9 +406,15 @@ BROKEN_COMPOSE: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "worker on the default queue": (_set(["services", DBHOST_WORKER, "command"], "celery worker"), "spool"),
     "archive_command elsewhere": (_add_env(HMS_SERVICE, "HMS_WAL_SPOOL_DIR", "/tmp/spool"), "spool"),
     "sandbox mounted": (_mount("airflow-worker", "./sandbox:/opt/airflow/sandbox:ro"), "sandbox"),
-    "sandbox package mounted": (_mount("airflow-scheduler", "./sandbox/hms_sandbox:/opt/airflow/plugins/hms_sandbox:ro"), "sandbox"),
+    "sandbox package mounted": (
+        _mount("airflow-scheduler", "./sandbox/hms_sandbox:/opt/airflow/plugins/hms_sandbox:ro"),
+        "sandbox",
+    ),
     "repository mounted": (_mount(DBHOST_WORKER, "./:/opt/hms-dr:ro"), "sandbox"),
-    "sandbox on PYTHONPATH": (_add_env("airflow-worker", "PYTHONPATH", "/opt/airflow/plugins:/opt/airflow/sandbox"), "sandbox"),
+    "sandbox on PYTHONPATH": (
+        _add_env("airflow-worker", "PYTHONPATH", "/opt/airflow/plugins:/opt/airflow/sandbox"),
+        "sandbox",
+    ),
 }
 
 
@@ -401,15 +442,21 @@ def test_the_checks_catch_a_broken_compose_file(case, compose, compose_schema, e
 
 BROKEN_DOCKERFILE = {
     "another base": ("FROM apache/airflow:3.3.2-python3.11", "FROM apache/airflow:2.10.5"),
-    "ends as root": ("COPY --chown=airflow:0 include/ /opt/airflow/include/\nUSER airflow",
-                     "COPY --chown=airflow:0 include/ /opt/airflow/include/\nUSER airflow\nUSER root"),
+    "ends as root": (
+        "COPY --chown=airflow:0 include/ /opt/airflow/include/\nUSER airflow",
+        "COPY --chown=airflow:0 include/ /opt/airflow/include/\nUSER airflow\nUSER root",
+    ),
     "no zstd": ("        zstd; \\", "        ; \\"),
     "no constraints": ("-c /opt/hms-dr/constraints.txt", ""),
     "missing COPY source": ("COPY --chown=airflow:0 include/", "COPY --chown=airflow:0 includes/"),
-    "copies the sandbox": ("COPY --chown=airflow:0 include/ /opt/airflow/include/",
-                           "COPY --chown=airflow:0 include/ sandbox/ /opt/airflow/include/"),
-    "copies the whole context": ("COPY --chown=airflow:0 include/ /opt/airflow/include/",
-                                 "COPY --chown=airflow:0 . /opt/hms-dr/\nCOPY --chown=airflow:0 include/ /opt/airflow/include/"),
+    "copies the sandbox": (
+        "COPY --chown=airflow:0 include/ /opt/airflow/include/",
+        "COPY --chown=airflow:0 include/ sandbox/ /opt/airflow/include/",
+    ),
+    "copies the whole context": (
+        "COPY --chown=airflow:0 include/ /opt/airflow/include/",
+        "COPY --chown=airflow:0 . /opt/hms-dr/\nCOPY --chown=airflow:0 include/ /opt/airflow/include/",
+    ),
 }
 
 
@@ -424,5 +471,5 @@ def test_the_dockerfile_check_catches_a_broken_dockerfile(case):
 def test_a_missing_compose_schema_is_an_error_naming_its_path(tmp_path):
     """Without the vendored schema the schema test fails (the fixture turns this error into
     pytest.fail), it never skips."""
-    with pytest.raises(FileNotFoundError, match="compose-spec.json is missing"):
+    with pytest.raises(FileNotFoundError, match=r"compose-spec\.json is missing"):
         load_compose_schema(tmp_path / "compose-spec.json")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from workdirs import state_root
 from psycopg import sql
+from workdirs import state_root
 
 from hms_sandbox.cluster import LocalCluster, free_port, prepare_server_dir, run_server_tool
 from hms_sandbox.hmsdb import TABLES, VIEWS, create_hms_database
@@ -39,8 +39,12 @@ class InitializedServer:
 
     def connect(self, dbname: str, user: str = "postgres", password: str | None = None) -> psycopg.Connection:
         return psycopg.connect(
-            host="127.0.0.1", port=self.cluster.port, user=user, dbname=dbname,
-            password=password or self.superuser_password, autocommit=True,
+            host="127.0.0.1",
+            port=self.cluster.port,
+            user=user,
+            dbname=dbname,
+            password=password or self.superuser_password,
+            autocommit=True,
         )
 
 
@@ -85,10 +89,12 @@ def server(worker_id: str) -> Iterator[InitializedServer]:
 
 def test_the_server_archives_wal_into_the_spool_with_checksums_on(server):
     with server.connect("postgres") as conn:
-        settings = dict(conn.execute(
-            "SELECT name, setting FROM pg_settings WHERE name IN "
-            "('data_checksums', 'wal_level', 'archive_mode', 'archive_timeout', 'archive_command')"
-        ).fetchall())
+        settings = dict(
+            conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN "
+                "('data_checksums', 'wal_level', 'archive_mode', 'archive_timeout', 'archive_command')"
+            ).fetchall()
+        )
         assert settings["data_checksums"] == "on"
         assert settings["wal_level"] == "replica"
         assert settings["archive_mode"] == "on"
@@ -122,7 +128,9 @@ def test_each_role_logs_in_with_its_password(server):
 def test_the_database_matches_what_the_sandbox_loader_builds(server):
     """Same scale, same deterministic generator: the same relations, row counts and view rows."""
     twin = "hms_sandbox_twin"
-    dsn = f"host=127.0.0.1 port={server.cluster.port} user=postgres password={server.superuser_password} dbname=postgres"
+    dsn = (
+        f"host=127.0.0.1 port={server.cluster.port} user=postgres password={server.superuser_password} dbname=postgres"
+    )
     create_hms_database(dsn, database=twin, scale_mb=float(SCALE_MB), passwords=server.role_passwords)
 
     def describe(dbname: str) -> dict[str, object]:
@@ -146,8 +154,10 @@ def test_the_database_matches_what_the_sandbox_loader_builds(server):
     assert all(count > 0 for count in compose_built["counts"].values())  # type: ignore[union-attr]
     assert compose_built == sandbox_built
     with server.connect(DATABASE) as conn:
-        reltuples = dict(conn.execute(
-            "SELECT relname, reltuples FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'"
-        ).fetchall())
+        reltuples = dict(
+            conn.execute(
+                "SELECT relname, reltuples FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'"
+            ).fetchall()
+        )
     # ANALYZE ran inside the load: the planner's row estimates are filled in.
     assert all(reltuples[name] > 0 for name in TABLES), reltuples

@@ -13,14 +13,16 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import pytest
-from hms_sandbox.airflow_env import build_airflow_env
-from workdirs import state_root
 import yaml
+from workdirs import state_root
+
+from hms_sandbox.airflow_env import build_airflow_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_SCALE_MB = int(os.environ.get("HMS_DR_TEST_SCALE_MB", "20"))
@@ -83,7 +85,9 @@ def restore_key(sandbox: Any) -> Any:
     from hms_dr.crypto import DecryptionKey
     from hms_dr.policy import EncryptionMode
 
-    return DecryptionKey(EncryptionMode.PUBLIC_KEY, private_key=sandbox.secrets.gpg_secret_key, passphrase=sandbox.secrets.gpg_passphrase)
+    return DecryptionKey(
+        EncryptionMode.PUBLIC_KEY, private_key=sandbox.secrets.gpg_secret_key, passphrase=sandbox.secrets.gpg_passphrase
+    )
 
 
 @dataclass
@@ -107,7 +111,9 @@ class DagRunner:
         self.variants.mkdir(exist_ok=True)
 
     def migrate(self) -> None:
-        done = subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [str(VENV_BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     def policy_variant(self, name: str, overrides: Mapping[str, Any]) -> Path:
@@ -141,7 +147,10 @@ class DagRunner:
         before = self._latest_run_id(dag_id)
         done = subprocess.run(
             [str(VENV_BIN / "airflow"), "dags", "test", dag_id, *(["--conf", json.dumps(conf)] if conf else [])],
-            env=run_env, capture_output=True, text=True, timeout=timeout_s,
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
         )
         output = done.stdout + done.stderr
         run_id = self._latest_run_id(dag_id)
@@ -154,7 +163,8 @@ class DagRunner:
         """What a task of a run returned (its XCom return_value), decoded."""
         with sqlite3.connect(self.db_path) as db:
             row = db.execute(
-                "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = 'return_value'", (dag_id, run_id, task_id)
+                "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = 'return_value'",
+                (dag_id, run_id, task_id),
             ).fetchone()
         assert row is not None, f"{dag_id}.{task_id} returned nothing in run {run_id}"
         value = json.loads(row[0])
@@ -164,7 +174,9 @@ class DagRunner:
         if not self.db_path.exists():
             return None
         with sqlite3.connect(self.db_path) as db:
-            row = db.execute("SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)).fetchone()
+            row = db.execute(
+                "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+            ).fetchone()
         return row[0] if row else None
 
     def _task_states(self, dag_id: str, run_id: str | None) -> tuple[dict[str, str], dict[str, int], str | None]:
@@ -174,7 +186,9 @@ class DagRunner:
             rows = db.execute(
                 "SELECT task_id, state, try_number FROM task_instance WHERE dag_id = ? AND run_id = ?", (dag_id, run_id)
             ).fetchall()
-            run_state = db.execute("SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", (dag_id, run_id)).fetchone()
+            run_state = db.execute(
+                "SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", (dag_id, run_id)
+            ).fetchone()
         return {r[0]: r[1] for r in rows}, {r[0]: r[2] for r in rows}, run_state[0] if run_state else None
 
 
@@ -201,7 +215,11 @@ class ScheduledAirflow:
     COMPONENTS = ("scheduler", "dag-processor", "triggerer")
 
     def __init__(
-        self, runner: DagRunner, name: str, policy: Mapping[str, Any] | None = None, ui_users: Mapping[str, str] | None = None,
+        self,
+        runner: DagRunner,
+        name: str,
+        policy: Mapping[str, Any] | None = None,
+        ui_users: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         """``ui_users`` (name -> password) become admin users of the simple auth manager, as
@@ -237,7 +255,9 @@ class ScheduledAirflow:
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def airflow(self, *args: str, timeout_s: float = 300) -> str:
-        done = subprocess.run([str(VENV_BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(
+            [str(VENV_BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, timeout=timeout_s
+        )
         assert done.returncode == 0, f"airflow {' '.join(args)}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
         return done.stdout
 
@@ -249,9 +269,15 @@ class ScheduledAirflow:
         commands = [["api-server", "--port", str(self.port), "--host", "127.0.0.1"], *([c] for c in self.COMPONENTS)]
         for command in commands:
             log = (self.home / f"{command[0]}.log").open("ab")
-            self.processes.append(subprocess.Popen(
-                [str(VENV_BIN / "airflow"), *command], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            ))
+            self.processes.append(
+                subprocess.Popen(
+                    [str(VENV_BIN / "airflow"), *command],
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
         deadline = time.monotonic() + 180
         while True:
             try:
@@ -259,7 +285,9 @@ class ScheduledAirflow:
                     break
             except OSError:
                 assert time.monotonic() < deadline, "the API server did not come up: " + self.log_tail("api-server")
-                assert all(p.poll() is None for p in self.processes), "an Airflow component died: " + self.log_tail("scheduler")
+                assert all(p.poll() is None for p in self.processes), "an Airflow component died: " + self.log_tail(
+                    "scheduler"
+                )
                 time.sleep(1)
 
     def unpause_when_parsed(self, dag_id: str, timeout_s: float = 180) -> None:
@@ -281,7 +309,8 @@ class ScheduledAirflow:
             rows = db.execute(
                 "SELECT x.run_id, x.value FROM xcom x JOIN task_instance t ON t.dag_id = x.dag_id AND t.run_id = x.run_id "
                 "AND t.task_id = x.task_id WHERE x.dag_id = ? AND x.task_id = ? AND x.key = 'return_value' "
-                "AND t.state = 'success' ORDER BY x.timestamp", (dag_id, task_id),
+                "AND t.state = 'success' ORDER BY x.timestamp",
+                (dag_id, task_id),
             ).fetchall()
         values = []
         for run_id, raw in rows:
@@ -319,8 +348,12 @@ def scheduled_airflow(dag_runner: DagRunner) -> Iterator[Any]:
     """A factory: scheduled_airflow(name, policy_overrides, ui_users, env) starts a ScheduledAirflow; all stop at teardown."""
     started: list[ScheduledAirflow] = []
 
-    def start(name: str, policy: Mapping[str, Any] | None = None, ui_users: Mapping[str, str] | None = None,
-              env: Mapping[str, str] | None = None) -> ScheduledAirflow:
+    def start(
+        name: str,
+        policy: Mapping[str, Any] | None = None,
+        ui_users: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ScheduledAirflow:
         airflow = ScheduledAirflow(dag_runner, name, policy, ui_users, env)
         started.append(airflow)
         airflow.start()

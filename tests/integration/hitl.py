@@ -20,9 +20,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 VENV_BIN = Path(sys.executable).parent
 SWAP_TASK = "swap_into_production"
@@ -39,7 +40,9 @@ class AirflowApi:
 
     def token(self, user: str) -> str:
         if user not in self.tokens:
-            status, body = self.call("POST", "/auth/token", {"username": user, "password": self.passwords[user]}, user=None)
+            status, body = self.call(
+                "POST", "/auth/token", {"username": user, "password": self.passwords[user]}, user=None
+            )
             assert status == 201, body
             self.tokens[user] = body["access_token"]
         return self.tokens[user]
@@ -67,7 +70,14 @@ def hitl_path(dag_id: str, run_id: str, task_id: str = SWAP_TASK) -> str:
 
 
 def answer(
-    api: AirflowApi, dag_id: str, run_id: str, choice: str, *, user: str | None, digest: str | None = None, task_id: str = SWAP_TASK,
+    api: AirflowApi,
+    dag_id: str,
+    run_id: str,
+    choice: str,
+    *,
+    user: str | None,
+    digest: str | None = None,
+    task_id: str = SWAP_TASK,
 ) -> tuple[int, Any]:
     """Answer the form of ``task_id`` as ``user``; the answer carries ``digest`` (default: the
     form's own, as the UI's form sends it back)."""
@@ -81,14 +91,18 @@ def answer(
 
 def task_state(db_path: Path, dag_id: str, run_id: str, task_id: str) -> str | None:
     with sqlite3.connect(db_path) as db:
-        row = db.execute("SELECT state FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ?", (dag_id, run_id, task_id)).fetchone()
+        row = db.execute(
+            "SELECT state FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ?", (dag_id, run_id, task_id)
+        ).fetchone()
     return row[0] if row else None
 
 
 def awaiting_tasks(db_path: Path, dag_id: str, run_id: str) -> list[str]:
     with sqlite3.connect(db_path) as db:
-        rows = db.execute("SELECT task_id FROM task_instance WHERE dag_id = ? AND run_id = ? AND state = 'awaiting_input'",
-                          (dag_id, run_id)).fetchall()
+        rows = db.execute(
+            "SELECT task_id FROM task_instance WHERE dag_id = ? AND run_id = ? AND state = 'awaiting_input'",
+            (dag_id, run_id),
+        ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -116,7 +130,9 @@ class HitlApiServer:
             **runner.env,
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{user}:{(roles or {}).get(user, 'admin')}" for user in users),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+                f"{user}:{(roles or {}).get(user, 'admin')}" for user in users
+            ),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
         }
         self.api = AirflowApi(self.port, users)
@@ -126,7 +142,10 @@ class HitlApiServer:
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(VENV_BIN / "airflow"), "api-server", "--port", str(self.port), "--host", "127.0.0.1"],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + 180
         while True:
@@ -134,8 +153,12 @@ class HitlApiServer:
                 with urllib.request.urlopen(f"{self.api.base}/api/v2/monitor/health", timeout=2):
                     return
             except OSError:
-                assert self.process.poll() is None, "the API server died: " + self.log_file.read_text(errors="replace")[-3000:]
-                assert time.monotonic() < deadline, "the API server did not come up: " + self.log_file.read_text(errors="replace")[-3000:]
+                assert self.process.poll() is None, (
+                    "the API server died: " + self.log_file.read_text(errors="replace")[-3000:]
+                )
+                assert time.monotonic() < deadline, (
+                    "the API server did not come up: " + self.log_file.read_text(errors="replace")[-3000:]
+                )
                 time.sleep(1)
 
     def stop(self) -> None:
@@ -158,8 +181,14 @@ class DagsTestRun:
 
 
 def run_dags_test_approving(
-    runner: Any, server: HitlApiServer, dag_id: str, conf: Mapping[str, Any], *, user: str = APPROVER,
-    env: Mapping[str, str] | None = None, timeout_s: float = 900,
+    runner: Any,
+    server: HitlApiServer,
+    dag_id: str,
+    conf: Mapping[str, Any],
+    *,
+    user: str = APPROVER,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 900,
 ) -> DagsTestRun:
     """`airflow dags test dag_id --conf ...`; when its swap waits for approval, ``user`` approves
     it through the API server (and nothing else answers it)."""
@@ -176,8 +205,15 @@ def run_dags_test_approving(
                 out.seek(0)
                 # dag.test() logs this once its loop has seen the task parked: answering earlier
                 # would race the park (Airflow 3.3.2 can fail a task answered while it parks).
-                waiting = f"Waiting for Human-in-the-loop input for tasks: ['{SWAP_TASK}']" in out.read().decode(errors="replace")
-                if answered is None and waiting and run_id != before and task_state(runner.db_path, dag_id, run_id, SWAP_TASK) == "awaiting_input":
+                waiting = f"Waiting for Human-in-the-loop input for tasks: ['{SWAP_TASK}']" in out.read().decode(
+                    errors="replace"
+                )
+                if (
+                    answered is None
+                    and waiting
+                    and run_id != before
+                    and task_state(runner.db_path, dag_id, run_id, SWAP_TASK) == "awaiting_input"
+                ):
                     answered = answer(server.api, dag_id, run_id, "Approve", user=user)
                     assert answered[0] == 200, answered
                 time.sleep(1)

@@ -56,16 +56,24 @@ def create_odd_database(superuser_dsn: str, name: str) -> OddDatabase:
         for role in (BACKUP_ROLE, LARGE_OBJECT_OWNER):
             if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
                 admin.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
-        admin.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(BACKUP_ROLE), sql.Literal(backup_password)))
+        admin.execute(
+            sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(BACKUP_ROLE), sql.Literal(backup_password))
+        )
         admin.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(BACKUP_ROLE)))
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name)))
     dsn = make_conninfo(superuser_dsn, dbname=name)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(SCHEMA_SQL.read_text())  # type: ignore[arg-type]  # the test's own fixed SQL
         large_object_oid = create_large_object(conn, LARGE_OBJECT_BYTES)
-        conn.execute(sql.SQL("GRANT SELECT ON LARGE OBJECT {} TO {}").format(sql.Literal(large_object_oid), sql.Identifier(BACKUP_ROLE)))
+        conn.execute(
+            sql.SQL("GRANT SELECT ON LARGE OBJECT {} TO {}").format(
+                sql.Literal(large_object_oid), sql.Identifier(BACKUP_ROLE)
+            )
+        )
     params = conninfo_to_dict(superuser_dsn)
-    backup = ConnectionInfo(str(params.get("host", "127.0.0.1")), int(params.get("port", 5432)), BACKUP_ROLE, name, backup_password)
+    backup = ConnectionInfo(
+        str(params.get("host", "127.0.0.1")), int(params.get("port", 5432)), BACKUP_ROLE, name, backup_password
+    )
     return OddDatabase(name, dsn, backup, large_object_oid)
 
 
@@ -93,12 +101,15 @@ def odd_policy(*, cluster_name: str, database: str, store_url: str, staging_dir:
         store=replace(policy.store, primary_url=store_url),
         staging=replace(policy.staging, dir=staging_dir, min_free_mib=1),
         encryption=replace(policy.encryption, mode=EncryptionMode.SYMMETRIC, key_id="symmetric"),
-        logical_backup=replace(policy.logical_backup, schemas=(), baseline_views=BASELINE_VIEWS,
-                               data_only_tables=DATA_ONLY_TABLES),
+        logical_backup=replace(
+            policy.logical_backup, schemas=(), baseline_views=BASELINE_VIEWS, data_only_tables=DATA_ONLY_TABLES
+        ),
     )
 
 
 def symmetric_keys() -> tuple[EncryptionKey, DecryptionKey]:
     passphrase = secrets.token_urlsafe(24)
-    return (EncryptionKey(EncryptionMode.SYMMETRIC, "symmetric", passphrase=passphrase),
-            DecryptionKey(EncryptionMode.SYMMETRIC, passphrase=passphrase))
+    return (
+        EncryptionKey(EncryptionMode.SYMMETRIC, "symmetric", passphrase=passphrase),
+        DecryptionKey(EncryptionMode.SYMMETRIC, passphrase=passphrase),
+    )

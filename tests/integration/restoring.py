@@ -12,8 +12,8 @@ import psycopg
 
 from hms_dr import baseline
 from hms_dr.catalog import BackupSet
-from hms_dr.restore import fetch_for_restore
 from hms_dr.pgtools import tool_path
+from hms_dr.restore import fetch_for_restore
 
 
 def fetch_plain(store: Any, backup_set: BackupSet, restore_key: Any, workdir: Path) -> Path:
@@ -29,7 +29,9 @@ def restore_into_new_database(sandbox: Any, archive: Path) -> str:
     dsn = sandbox.superuser_dsn(name)
     done = subprocess.run(
         [tool_path("pg_restore"), "--exit-on-error", "-j", "2", "-d", dsn, str(archive)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return name

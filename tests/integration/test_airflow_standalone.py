@@ -10,6 +10,7 @@ code under test), then stops it and checks that not one of those processes still
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -33,8 +34,8 @@ import pytest
 from workdirs import state_root
 
 from hms_sandbox import Sandbox, sandbox_status, start_sandbox, stop_sandbox
-from hms_sandbox.cluster import free_port
 from hms_sandbox.airflow_env import build_airflow_env
+from hms_sandbox.cluster import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -73,8 +74,10 @@ class Standalone:
         self.sandbox = sandbox
         self.log_path = sandbox.state_dir / f"standalone-{name}.log"
         env = {
-            **os.environ, **build_airflow_env(sandbox),
-            "HMS_DR_SANDBOX": str(sandbox.state_dir), "PYTHONPATH": SANDBOX_PYTHONPATH,
+            **os.environ,
+            **build_airflow_env(sandbox),
+            "HMS_DR_SANDBOX": str(sandbox.state_dir),
+            "PYTHONPATH": SANDBOX_PYTHONPATH,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # as `make airflow` has it
         }
         argv = [sys.executable, "-m", "hms_sandbox.standalone", "--port", str(free_port())]
@@ -85,7 +88,12 @@ class Standalone:
             self.log_path.write_bytes(b"")
             self.terminal, replica = pty.openpty()
             self.process = subprocess.Popen(
-                argv, env=env, stdin=replica, stdout=replica, stderr=replica, start_new_session=True,
+                argv,
+                env=env,
+                stdin=replica,
+                stdout=replica,
+                stderr=replica,
+                start_new_session=True,
                 preexec_fn=_take_controlling_terminal,
             )
             os.close(replica)
@@ -94,7 +102,12 @@ class Standalone:
         else:
             with self.log_path.open("wb") as log:
                 self.process = subprocess.Popen(
-                    argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    argv,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
         self.seen: dict[int, tuple[float, str]] = {}
 
@@ -138,7 +151,10 @@ class Standalone:
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=5) as answer:
                         health: dict[str, Any] = json.load(answer)
-                    if all((health.get(c) or {}).get("status") == "healthy" for c in ("scheduler", "triggerer", "dag_processor")):
+                    if all(
+                        (health.get(c) or {}).get("status") == "healthy"
+                        for c in ("scheduler", "triggerer", "dag_processor")
+                    ):
                         return health
                 except OSError:
                     pass
@@ -172,9 +188,9 @@ class Standalone:
                 pass
         for process in psutil.process_iter(["pid", "environ", "cmdline", "status"]):
             environ = process.info["environ"] or {}
-            if environ.get("HMS_DR_SANDBOX") == str(self.sandbox.state_dir) and process.info["status"] != psutil.STATUS_ZOMBIE:
-                if process.pid != os.getpid():
-                    running[process.pid] = " ".join(process.info["cmdline"] or [])
+            ours = environ.get("HMS_DR_SANDBOX") == str(self.sandbox.state_dir)
+            if ours and process.info["status"] != psutil.STATUS_ZOMBIE and process.pid != os.getpid():
+                running[process.pid] = " ".join(process.info["cmdline"] or [])
         return running
 
     def wait_gone(self, tree: dict[int, tuple[float, str]], bound_s: float) -> dict[int, str]:
@@ -191,10 +207,8 @@ class Standalone:
         if self.terminal is not None:
             self.close_terminal()
         for pid in self.still_running(self.seen):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _take_controlling_terminal() -> None:
@@ -222,23 +236,31 @@ def _recorded(sandbox: Sandbox) -> dict[str, Any]:
 
 
 def _components(tree: dict[int, tuple[float, str]]) -> dict[str, int]:
-    return {name: sum(1 for _, command in tree.values() if name in command) for name in (*COMPONENTS, LOCAL_EXECUTOR_WORKER)}
+    return {
+        name: sum(1 for _, command in tree.values() if name in command) for name in (*COMPONENTS, LOCAL_EXECUTOR_WORKER)
+    }
 
 
 @pytest.mark.parametrize(
     "signum, how",
     [
-        pytest.param(signal.SIGTERM, "process", id="SIGTERM to the process (kill PID, make forwarding its own SIGTERM)"),
+        pytest.param(
+            signal.SIGTERM, "process", id="SIGTERM to the process (kill PID, make forwarding its own SIGTERM)"
+        ),
         pytest.param(signal.SIGINT, "group", id="SIGINT to its process group (Ctrl-C in the terminal)"),
         pytest.param(signal.SIGHUP, "hangup", id="SIGHUP from the kernel (the terminal window closed)"),
     ],
 )
-def test_a_stop_signal_stops_every_process_it_started(sandbox: Sandbox, standalones: Any, signum: int, how: str) -> None:
+def test_a_stop_signal_stops_every_process_it_started(
+    sandbox: Sandbox, standalones: Any, signum: int, how: str
+) -> None:
     standalone = standalones(signum.name, terminal=how == "hangup")
     standalone.wait_until_serving()
     tree = standalone.collect_tree()
     components = _components(tree)
-    assert all(components[name] >= 1 for name in COMPONENTS), f"not the whole of Airflow: {components}\n{standalone.log_tail()}"
+    assert all(components[name] >= 1 for name in COMPONENTS), (
+        f"not the whole of Airflow: {components}\n{standalone.log_tail()}"
+    )
     recorded = _recorded(sandbox)
 
     sent_at = time.monotonic()
@@ -269,10 +291,8 @@ def _pythonpaths(tree: dict[int, tuple[float, str]]) -> dict[str, str]:
     ("" without one)."""
     found = {}
     for pid, (_, command) in tree.items():
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             found[command] = psutil.Process(pid).environ().get("PYTHONPATH", "")
-        except psutil.NoSuchProcess:
-            pass
     return found
 
 
@@ -286,18 +306,25 @@ def test_make_stop_stops_a_standalone_whose_supervisor_was_killed(sandbox: Sandb
     # environment block psutil reads.)
     assert psutil.Process(standalone.process.pid).environ()["PYTHONPATH"] == SANDBOX_PYTHONPATH
     pythonpaths = _pythonpaths(tree)
-    assert {entry for path in pythonpaths.values() for entry in path.split(os.pathsep) if entry} == {str(REPO_ROOT / "plugins")}, pythonpaths
+    assert {entry for path in pythonpaths.values() for entry in path.split(os.pathsep) if entry} == {
+        str(REPO_ROOT / "plugins")
+    }, pythonpaths
     _, status_while_running = sandbox_status(sandbox.state_dir)
 
     standalone.process.kill()  # SIGKILL: no handler runs, as when make's terminal is killed with it
     standalone.process.wait()
     time.sleep(2)
     orphans = standalone.still_running(tree)
-    assert any("airflow scheduler" in command for command in orphans.values()), "the scenario needs Airflow left running"
+    assert any("airflow scheduler" in command for command in orphans.values()), (
+        "the scenario needs Airflow left running"
+    )
 
     stopped = subprocess.run(
         [sys.executable, "-m", "hms_sandbox", "stop", "--state-dir", str(sandbox.state_dir)],
-        env={**os.environ, "PYTHONPATH": SANDBOX_PYTHONPATH}, capture_output=True, text=True, timeout=STOP_BOUND_S + 60,
+        env={**os.environ, "PYTHONPATH": SANDBOX_PYTHONPATH},
+        capture_output=True,
+        text=True,
+        timeout=STOP_BOUND_S + 60,
     )
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     left = standalone.still_running(tree)

@@ -53,10 +53,17 @@ def database(scratch_cluster: str) -> Iterator[str]:
 
 def dump(dsn: str, *options: str) -> bytes:
     params = conninfo_to_dict(dsn)
-    env = {"PGHOST": str(params["host"]), "PGPORT": str(params["port"]), "PGUSER": str(params["user"]),
-           "PGPASSWORD": str(params["password"]), "PGDATABASE": str(params["dbname"]), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([tool_path("pg_dump"), "--format=c", "--blobs", *options], env=env, capture_output=True,
-                          timeout=120, check=True)
+    env = {
+        "PGHOST": str(params["host"]),
+        "PGPORT": str(params["port"]),
+        "PGUSER": str(params["user"]),
+        "PGPASSWORD": str(params["password"]),
+        "PGDATABASE": str(params["dbname"]),
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [tool_path("pg_dump"), "--format=c", "--blobs", *options], env=env, capture_output=True, timeout=120, check=True
+    )
     return done.stdout
 
 
@@ -76,7 +83,7 @@ class Trickle(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
-        chunk = self.data[self.position:self.position + self.step]
+        chunk = self.data[self.position : self.position + self.step]
         self.position += len(chunk)
         return chunk
 
@@ -129,8 +136,13 @@ def test_a_truncated_or_foreign_archive_is_an_error(database: str, tmp_path: Pat
 
 
 def test_the_program_refuses_an_interpreter_that_hashes_otherwise(database: str) -> None:
-    program = subprocess.run(digest_argv(), input=dump(database, "--compress=0"), env={**digest_env(), "PYTHONHASHSEED": "1"},
-                             capture_output=True, timeout=60)
+    program = subprocess.run(
+        digest_argv(),
+        input=dump(database, "--compress=0"),
+        env={**digest_env(), "PYTHONHASHSEED": "1"},
+        capture_output=True,
+        timeout=60,
+    )
     assert program.returncode == 1 and b"run it with PYTHONHASHSEED=0" in program.stderr and program.stdout == b""
 
 

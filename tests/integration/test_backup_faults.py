@@ -7,7 +7,8 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import psutil
 import pytest
@@ -39,7 +40,9 @@ def test_unreachable_store_is_retried_then_fails_with_no_manifest(
         '{"conn_type": "aws", "login": "AKIAEXAMPLE", "password": "not-a-real-secret-key",'
         f' "extra": {{"endpoint_url": "http://127.0.0.1:{closed_port}", "region_name": "us-east-1"}}}}'
     )
-    outcome = dag_runner.run(DAG_ID, policy=ONE_QUICK_RETRY, env={"AIRFLOW_CONN_HMS_STORAGE": unreachable}, name="store-down")
+    outcome = dag_runner.run(
+        DAG_ID, policy=ONE_QUICK_RETRY, env={"AIRFLOW_CONN_HMS_STORAGE": unreachable}, name="store-down"
+    )
     assert outcome.state == "failed"
     assert outcome.task_states["check_preconditions"] == "failed"
     assert outcome.task_tries["check_preconditions"] == 2, "a transient store error must be retried"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from restoring import drop_database, fetch_plain, observed_baselines, restore_into_new_database
 
 from hms_dr.baseline import diff_baselines
 from hms_dr.catalog import find_set, key_for
@@ -25,8 +26,6 @@ from hms_dr.manifest import MANIFEST_NAME, BackupKind
 from hms_dr.pgtools import tool_path
 from hms_dr.policy import EncryptionMode
 from hms_dr.store import open_store
-
-from restoring import drop_database, fetch_plain, observed_baselines, restore_into_new_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -83,14 +82,16 @@ def test_every_task_succeeded_and_the_store_holds_exactly_one_complete_set_of_ea
     assert len(file_run.task_states) == 5
     set_id = newest_set.backup_set_id
     files = sorted(str(p.relative_to(store_root)) for p in store_root.rglob("*") if not p.is_dir())
-    assert files == sorted([
-        key_for(CLUSTER, BackupKind.LOGICAL, set_id, "dump.pgdump.gpg"),
-        key_for(CLUSTER, BackupKind.LOGICAL, set_id, MANIFEST_NAME),
-        key_for(CLUSTER, BackupKind.SCHEMA, set_id, "schema.sql.gz.gpg"),
-        key_for(CLUSTER, BackupKind.SCHEMA, set_id, MANIFEST_NAME),
-        key_for(CLUSTER, BackupKind.DATA, set_id, "data.pgdump.gpg"),
-        key_for(CLUSTER, BackupKind.DATA, set_id, MANIFEST_NAME),
-    ])  # no preflight probe, no temp file, nothing else left behind
+    assert files == sorted(
+        [
+            key_for(CLUSTER, BackupKind.LOGICAL, set_id, "dump.pgdump.gpg"),
+            key_for(CLUSTER, BackupKind.LOGICAL, set_id, MANIFEST_NAME),
+            key_for(CLUSTER, BackupKind.SCHEMA, set_id, "schema.sql.gz.gpg"),
+            key_for(CLUSTER, BackupKind.SCHEMA, set_id, MANIFEST_NAME),
+            key_for(CLUSTER, BackupKind.DATA, set_id, "data.pgdump.gpg"),
+            key_for(CLUSTER, BackupKind.DATA, set_id, MANIFEST_NAME),
+        ]
+    )  # no preflight probe, no temp file, nothing else left behind
 
 
 def test_every_file_is_0600_and_every_directory_0700(newest_set: Any, store_root: Path) -> None:
@@ -102,7 +103,9 @@ def test_every_file_is_0600_and_every_directory_0700(newest_set: Any, store_root
         assert mode == expected, f"{path} has mode {mode:o}, expected {expected:o}"
 
 
-def test_manifest_sha256_matches_the_file_bytes_of_every_kind(newest_set: Any, file_store: Any, store_root: Path) -> None:
+def test_manifest_sha256_matches_the_file_bytes_of_every_kind(
+    newest_set: Any, file_store: Any, store_root: Path
+) -> None:
     for kind in KINDS:
         backup_set = find_set(file_store, CLUSTER, kind, newest_set.backup_set_id)
         assert len(backup_set.manifest.payloads) == 1
@@ -143,8 +146,14 @@ def test_dump_decrypts_with_the_passphrase_and_restores_to_exactly_the_baselines
     archive = fetch_plain(file_store, newest_set, passphrase_key(PASSPHRASE), tmp_path / "fetch")
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
     assert hashlib.sha256(archive.read_bytes()).hexdigest() == newest_set.manifest.payloads[0].plain_sha256
-    listing = subprocess.run([tool_path("pg_restore"), "--list", str(archive)], capture_output=True, text=True, check=True).stdout
-    header = {line.split(":", 1)[0].strip("; \t"): line.split(":", 1)[1].strip() for line in listing.splitlines()[:20] if ":" in line}
+    listing = subprocess.run(
+        [tool_path("pg_restore"), "--list", str(archive)], capture_output=True, text=True, check=True
+    ).stdout
+    header = {
+        line.split(":", 1)[0].strip("; \t"): line.split(":", 1)[1].strip()
+        for line in listing.splitlines()[:20]
+        if ":" in line
+    }
     assert header.get("Compression") in ("6", "gzip")  # the custom archive's data blocks are gzip level 6
     database = restore_into_new_database(sandbox, archive)
     try:
@@ -163,7 +172,9 @@ def test_schema_export_decrypts_and_gunzips_to_plain_sql(newest_set: Any, file_s
     assert "-- PostgreSQL database dump complete" in sql
 
 
-def test_wrong_passphrase_fails_clearly_and_leaves_no_plain_file(newest_set: Any, file_store: Any, tmp_path: Path) -> None:
+def test_wrong_passphrase_fails_clearly_and_leaves_no_plain_file(
+    newest_set: Any, file_store: Any, tmp_path: Path
+) -> None:
     workdir = tmp_path / "wrong"
     wrong = secrets.token_hex(16)
     assert wrong != PASSPHRASE

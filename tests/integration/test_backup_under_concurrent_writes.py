@@ -12,19 +12,19 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psycopg
 import pytest
+from restoring import drop_database, fetch_plain, observed_baselines, restore_into_new_database
 
 from hms_dr.baseline import diff_baselines
 from hms_dr.catalog import find_set
 from hms_dr.manifest import BackupKind, parse_utc
-
-from restoring import drop_database, fetch_plain, observed_baselines, restore_into_new_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -84,7 +84,9 @@ class ConcurrentWriter(threading.Thread):
                 # Commit speed is the point here, not durability: visibility is unchanged.
                 conn.execute("SET synchronous_commit = off")
                 patients = [r[0] for r in conn.execute("SELECT id FROM patients ORDER BY id LIMIT 200")]
-                doctors = conn.execute("SELECT id, department_id FROM staff WHERE role = 'doctor' ORDER BY id LIMIT 50").fetchall()
+                doctors = conn.execute(
+                    "SELECT id, department_id FROM staff WHERE role = 'doctor' ORDER BY id LIMIT 50"
+                ).fetchall()
                 assert patients and doctors
                 seq = 0
                 while not self.stop_requested.is_set():
@@ -99,8 +101,10 @@ class ConcurrentWriter(threading.Thread):
 
     def _one_transaction(self, conn: Any, seq: int, patients: list[int], doctors: list[tuple[int, int]]) -> Commit:
         slot = seq % 10
-        op = "insert" if slot < 4 or (slot == 9 and not self._live_pairs) else (
-            "update_appointment" if slot < 7 else "update_billing" if slot < 9 else "delete"
+        op = (
+            "insert"
+            if slot < 4 or (slot == 9 and not self._live_pairs)
+            else ("update_appointment" if slot < 7 else "update_billing" if slot < 9 else "delete")
         )
         with conn.transaction():
             xid = int(conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
@@ -121,14 +125,17 @@ class ConcurrentWriter(threading.Thread):
             elif op == "update_appointment":
                 appointment_id = self.appointment_pool[seq % len(self.appointment_pool)]
                 status, notes = STATUSES[seq % len(STATUSES)], f"cw-{self.tag}-{seq}"
-                updated = conn.execute("UPDATE appointments SET status = %s, notes = %s WHERE id = %s", (status, notes, appointment_id))
+                updated = conn.execute(
+                    "UPDATE appointments SET status = %s, notes = %s WHERE id = %s", (status, notes, appointment_id)
+                )
                 assert updated.rowcount == 1
                 change = Commit(seq, xid, op, 0.0, appointment_id=appointment_id, status=status, notes=notes)
             elif op == "update_billing":
                 billing_id = self.billing_pool[seq % len(self.billing_pool)]
                 notes = f"cw-{self.tag}-{seq}"
                 updated = conn.execute(
-                    "UPDATE billing SET tax = tax + 1, total_amount = total_amount + 1, notes = %s WHERE id = %s", (notes, billing_id)
+                    "UPDATE billing SET tax = tax + 1, total_amount = total_amount + 1, notes = %s WHERE id = %s",
+                    (notes, billing_id),
                 )
                 assert updated.rowcount == 1
                 change = Commit(seq, xid, op, 0.0, billing_id=billing_id, notes=notes)
@@ -197,10 +204,12 @@ class ExpectedRows:
 def read_originals(dsn: str) -> Originals:
     with psycopg.connect(dsn) as conn:
         appointments = conn.execute(
-            "SELECT id, status::text, notes FROM appointments WHERE reason <> %s ORDER BY id DESC LIMIT %s", (WRITER_REASON, POOL_SIZE)
+            "SELECT id, status::text, notes FROM appointments WHERE reason <> %s ORDER BY id DESC LIMIT %s",
+            (WRITER_REASON, POOL_SIZE),
         ).fetchall()
         billing = conn.execute(
-            "SELECT id, total_amount::text, notes FROM billing WHERE invoice_no NOT LIKE 'CW-%%' ORDER BY id DESC LIMIT %s", (POOL_SIZE,)
+            "SELECT id, total_amount::text, notes FROM billing WHERE invoice_no NOT LIKE 'CW-%%' ORDER BY id DESC LIMIT %s",
+            (POOL_SIZE,),
         ).fetchall()
     assert len(appointments) == POOL_SIZE and len(billing) == POOL_SIZE
     return Originals({r[0]: (r[1], r[2]) for r in appointments}, {r[0]: (r[1], r[2]) for r in billing})
@@ -210,17 +219,24 @@ def read_rows(dsn: str, originals: Originals) -> tuple[dict[str, int], ExpectedR
     """Row counts of both tables, and the writer's rows and the pool rows as they are in ``dsn``."""
     with psycopg.connect(dsn) as conn:
         counts = {
-            f"public.{table}": int(conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]) for table in ("appointments", "billing")
+            f"public.{table}": int(conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+            for table in ("appointments", "billing")
         }
-        writer_appointments = {r[0] for r in conn.execute("SELECT id FROM appointments WHERE reason = %s", (WRITER_REASON,))}
+        writer_appointments = {
+            r[0] for r in conn.execute("SELECT id FROM appointments WHERE reason = %s", (WRITER_REASON,))
+        }
         writer_billing = {r[0] for r in conn.execute("SELECT id FROM billing WHERE invoice_no LIKE 'CW-%%'")}
         pool_appointments = {
             r[0]: (r[1], r[2])
-            for r in conn.execute("SELECT id, status::text, notes FROM appointments WHERE id = ANY(%s)", (list(originals.appointments),))
+            for r in conn.execute(
+                "SELECT id, status::text, notes FROM appointments WHERE id = ANY(%s)", (list(originals.appointments),)
+            )
         }
         pool_billing = {
             r[0]: (r[1], r[2])
-            for r in conn.execute("SELECT id, total_amount::text, notes FROM billing WHERE id = ANY(%s)", (list(originals.billing),))
+            for r in conn.execute(
+                "SELECT id, total_amount::text, notes FROM billing WHERE id = ANY(%s)", (list(originals.billing),)
+            )
         }
     return counts, ExpectedRows(writer_appointments, writer_billing, pool_appointments, pool_billing)
 
@@ -231,7 +247,10 @@ def undo_writer(dsn: str, originals: Originals) -> None:
         conn.execute("DELETE FROM billing WHERE invoice_no LIKE 'CW-%%'")
         conn.execute("DELETE FROM appointments WHERE reason = %s", (WRITER_REASON,))
         for row_id, (status, notes) in originals.appointments.items():
-            conn.execute("UPDATE appointments SET status = %s::appointment_status, notes = %s WHERE id = %s", (status, notes, row_id))
+            conn.execute(
+                "UPDATE appointments SET status = %s::appointment_status, notes = %s WHERE id = %s",
+                (status, notes, row_id),
+            )
         for row_id, (total, notes) in originals.billing.items():
             conn.execute(
                 "UPDATE billing SET tax = tax - (total_amount - %s::numeric), total_amount = %s::numeric, notes = %s WHERE id = %s",
@@ -282,7 +301,9 @@ def backup_set(concurrent_run: ConcurrentRun, primary_store: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def restored(backup_set: Any, primary_store: Any, restore_key: Any, sandbox: Any, tmp_path_factory: Any) -> Iterator[str]:
+def restored(
+    backup_set: Any, primary_store: Any, restore_key: Any, sandbox: Any, tmp_path_factory: Any
+) -> Iterator[str]:
     archive = fetch_plain(primary_store, backup_set, restore_key, Path(tmp_path_factory.mktemp("fetch")))
     database = restore_into_new_database(sandbox, archive)
     archive.unlink()
@@ -319,7 +340,9 @@ def test_restored_database_matches_the_manifest_baselines_exactly(backup_set: An
     assert expected["views"]["public.v_patient_summary"]["rows"] > 0
 
 
-def test_baselines_are_the_counts_at_the_snapshot_not_before_or_after(concurrent_run: ConcurrentRun, backup_set: Any) -> None:
+def test_baselines_are_the_counts_at_the_snapshot_not_before_or_after(
+    concurrent_run: ConcurrentRun, backup_set: Any
+) -> None:
     seen, unseen = split_by_snapshot(concurrent_run, backup_set)
     delta_at_snapshot = sum(c.delta for c in seen)  # each commit changes both tables by the same count
     delta_since = sum(c.delta for c in unseen)

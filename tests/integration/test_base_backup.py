@@ -17,14 +17,16 @@ import signal
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from hms_dr.catalog import find_set, key_for, list_catalog
 from hms_dr.crypto import EncryptionKey
+from hms_dr.decrypt import decrypt_file, download_verified
 from hms_dr.errors import (
     BackupVerificationFailed,
     DatabaseUnavailable,
@@ -38,20 +40,23 @@ from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload, parse_utc
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.backup_manifest import parse_backup_manifest
 from hms_dr.physical.basebackup import take_base_backup
-from hms_dr.retention import RetentionTiers, expire_by_tiers
 from hms_dr.physical.pgbasebackup import run_pg_basebackup
-from hms_dr.wal.names import format_lsn, parse_lsn
 from hms_dr.physical.verifybackup import extract_tar_backup, run_pg_verifybackup, verify_tar_backup
 from hms_dr.policy import EncryptionMode
 from hms_dr.publish import publish_set
-from hms_dr.decrypt import decrypt_file, download_verified
+from hms_dr.retention import RetentionTiers, expire_by_tiers
 from hms_dr.store import Store, open_store
+from hms_dr.wal.names import format_lsn, parse_lsn
 
 pytestmark = pytest.mark.integration
 
 # A cluster name of its own: the WAL tests of this worker read base sets of "hms-primary".
 CLUSTER = f"bb-test-{uuid.uuid4().hex[:6]}"
-PLAIN_NAMES = {"base.tar.zst.gpg": "base.tar", "pg_wal.tar.zst.gpg": "pg_wal.tar", "backup_manifest.zst.gpg": "backup_manifest"}
+PLAIN_NAMES = {
+    "base.tar.zst.gpg": "base.tar",
+    "pg_wal.tar.zst.gpg": "pg_wal.tar",
+    "backup_manifest.zst.gpg": "backup_manifest",
+}
 
 
 def server_facts(dsn: str) -> dict[str, Any]:
@@ -79,7 +84,9 @@ def connection(dsn: str, **changes: Any) -> ConnectionInfo:
     from psycopg.conninfo import conninfo_to_dict
 
     parts: dict[str, Any] = {**conninfo_to_dict(dsn), **changes}
-    return ConnectionInfo(str(parts["host"]), int(parts["port"]), str(parts["user"]), str(parts["dbname"]), password=parts.get("password"))
+    return ConnectionInfo(
+        str(parts["host"]), int(parts["port"]), str(parts["user"]), str(parts["dbname"]), password=parts.get("password")
+    )
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -102,19 +109,32 @@ def replica(sandbox: Any) -> ConnectionInfo:
 
 
 @pytest.fixture(scope="module")
-def taken(sandbox: Any, primary_store: Store, replica: ConnectionInfo, encryption_key: EncryptionKey, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def taken(
+    sandbox: Any,
+    primary_store: Store,
+    replica: ConnectionInfo,
+    encryption_key: EncryptionKey,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
     """One base backup of the sandbox cluster, with the server's WAL position before and after."""
     staging = tmp_path_factory.mktemp("base-staging")
     before = server_facts(sandbox.superuser_dsn())
     result = take_base_backup(
-        replica, primary_store, CLUSTER, encryption_key=encryption_key, staging_dir=staging, zstd_level=1,
+        replica,
+        primary_store,
+        CLUSTER,
+        encryption_key=encryption_key,
+        staging_dir=staging,
+        zstd_level=1,
         producer={"dag_id": "test", "run_id": "manual"},
     )
     after = server_facts(sandbox.superuser_dsn())
     return {"result": result, "before": before, "after": after, "staging": staging}
 
 
-def test_the_set_records_the_wal_range_and_identity_the_server_reports(taken: dict[str, Any], sandbox: Any, primary_store: Store) -> None:
+def test_the_set_records_the_wal_range_and_identity_the_server_reports(
+    taken: dict[str, Any], sandbox: Any, primary_store: Store
+) -> None:
     result = taken["result"]
     backup_set = find_set(primary_store, CLUSTER, BackupKind.BASE, result["backup_set_id"])
     base = backup_set.manifest.body["base_backup"]
@@ -137,7 +157,9 @@ def test_the_set_records_the_wal_range_and_identity_the_server_reports(taken: di
     assert body["producer"] == {"dag_id": "test", "run_id": "manual"}
 
 
-def test_every_payload_is_stored_with_the_sha256_of_its_stored_bytes(taken: dict[str, Any], primary_store: Store) -> None:
+def test_every_payload_is_stored_with_the_sha256_of_its_stored_bytes(
+    taken: dict[str, Any], primary_store: Store
+) -> None:
     result = taken["result"]
     manifest = find_set(primary_store, CLUSTER, BackupKind.BASE, result["backup_set_id"]).manifest
     assert {p.name: p.format for p in manifest.payloads} == {
@@ -162,7 +184,9 @@ def test_the_payloads_decrypt_to_tars_that_pg_verifybackup_accepts(
     tars.mkdir(mode=0o700)
     for payload in manifest.payloads:
         encrypted = tmp_path / payload.name
-        download_verified(primary_store, key_for(CLUSTER, BackupKind.BASE, result["backup_set_id"], payload.name), payload, encrypted)
+        download_verified(
+            primary_store, key_for(CLUSTER, BackupKind.BASE, result["backup_set_id"], payload.name), payload, encrypted
+        )
         plain = tars / PLAIN_NAMES[payload.name]
         decrypt_file(encrypted, payload.name, restore_key, plain, staging_dir=tmp_path)
         assert hashlib.sha256(plain.read_bytes()).hexdigest() == payload.plain_sha256
@@ -173,7 +197,9 @@ def test_the_payloads_decrypt_to_tars_that_pg_verifybackup_accepts(
     assert format_lsn(pg_manifest.start_lsn) == result["base_backup"]["start_lsn"]
 
 
-def test_the_run_leaves_nothing_in_staging_and_returns_plain_data_without_secrets(taken: dict[str, Any], sandbox: Any) -> None:
+def test_the_run_leaves_nothing_in_staging_and_returns_plain_data_without_secrets(
+    taken: dict[str, Any], sandbox: Any
+) -> None:
     assert leftovers(taken["staging"]) == []
     result = taken["result"]
     text = json.dumps(result)
@@ -196,11 +222,17 @@ def test_a_role_without_replication_is_refused_before_anything_is_copied(
     cluster = f"{CLUSTER}-norepl"
     with pytest.raises(ReplicationNotPermitted) as caught:
         take_base_backup(
-            connection(sandbox.dsn("hms_backup")), primary_store, cluster, encryption_key=encryption_key,
-            staging_dir=tmp_path / "staging", zstd_level=1,
+            connection(sandbox.dsn("hms_backup")),
+            primary_store,
+            cluster,
+            encryption_key=encryption_key,
+            staging_dir=tmp_path / "staging",
+            zstd_level=1,
         )
     assert caught.value.message.startswith("role hms_backup on 127.0.0.1:")
-    assert "lacks the REPLICATION attribute" in caught.value.message and "ALTER ROLE hms_backup REPLICATION" in str(caught.value.hint)
+    assert "lacks the REPLICATION attribute" in caught.value.message and "ALTER ROLE hms_backup REPLICATION" in str(
+        caught.value.hint
+    )
     assert_failed_cleanly(caught.value, primary_store, cluster, tmp_path / "staging")
 
 
@@ -208,9 +240,13 @@ def test_a_wrong_password_fails_in_one_line_that_does_not_show_it(
     replica: ConnectionInfo, primary_store: Store, encryption_key: EncryptionKey, tmp_path: Path
 ) -> None:
     cluster = f"{CLUSTER}-badpw"
-    wrong = ConnectionInfo(replica.host, replica.port, replica.user, replica.dbname, password="not-the-password-" + uuid.uuid4().hex)
+    wrong = ConnectionInfo(
+        replica.host, replica.port, replica.user, replica.dbname, password="not-the-password-" + uuid.uuid4().hex
+    )
     with pytest.raises(DatabaseUnavailable) as caught:
-        take_base_backup(wrong, primary_store, cluster, encryption_key=encryption_key, staging_dir=tmp_path / "staging", zstd_level=1)
+        take_base_backup(
+            wrong, primary_store, cluster, encryption_key=encryption_key, staging_dir=tmp_path / "staging", zstd_level=1
+        )
     assert "password authentication failed" in caught.value.message and "hms_replica" in caught.value.message
     assert str(wrong.password) not in str(caught.value)
     assert_failed_cleanly(caught.value, primary_store, cluster, tmp_path / "staging")
@@ -244,7 +280,12 @@ def test_pg_basebackup_refused_by_the_server_fails_in_one_line_and_leaves_nothin
     cluster = f"{CLUSTER}-hba"
     with pytest.raises(ToolFailed) as caught:
         take_base_backup(
-            refused_by_hba, primary_store, cluster, encryption_key=encryption_key, staging_dir=tmp_path / "staging", zstd_level=1
+            refused_by_hba,
+            primary_store,
+            cluster,
+            encryption_key=encryption_key,
+            staging_dir=tmp_path / "staging",
+            zstd_level=1,
         )
     assert caught.value.tool == "pg_basebackup" and caught.value.exit_code == 1
     assert "pg_hba.conf rejects replication connection" in caught.value.message and "bb_refused" in caught.value.message
@@ -262,7 +303,9 @@ def pg_basebackups_under(staging: Path) -> dict[int, Path]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        pgdata = next((a.decode().removeprefix("--pgdata=") for a in argv if a.startswith(f"--pgdata={staging}".encode())), None)
+        pgdata = next(
+            (a.decode().removeprefix("--pgdata=") for a in argv if a.startswith(f"--pgdata={staging}".encode())), None
+        )
         if argv[0].endswith(b"pg_basebackup") and pgdata is not None:
             found[int(proc.name)] = Path(pgdata)
     return found
@@ -290,8 +333,13 @@ def test_a_pg_basebackup_killed_mid_copy_fails_in_one_line_and_leaves_nothing(
         try:
             # 32 kB/s, pg_basebackup's slowest: the copy is still running when it is killed.
             take_base_backup(
-                connection(scratch_cluster), primary_store, cluster, encryption_key=encryption_key, staging_dir=staging,
-                zstd_level=1, max_rate_kib_s=32,
+                connection(scratch_cluster),
+                primary_store,
+                cluster,
+                encryption_key=encryption_key,
+                staging_dir=staging,
+                zstd_level=1,
+                max_rate_kib_s=32,
             )
         except BaseException as exc:
             outcome["error"] = exc
@@ -313,8 +361,10 @@ def test_a_key_other_than_the_policys_is_refused_before_anything_is_copied(
 ) -> None:
     cluster = f"{CLUSTER}-key"
     wrong = EncryptionKey(EncryptionMode.PUBLIC_KEY, "A" * 40, public_key=sandbox.secrets.gpg_public_key)
-    with pytest.raises(EncryptionFailed, match="but the policy's encryption.key_id is A{40}") as caught:
-        take_base_backup(replica, primary_store, cluster, encryption_key=wrong, staging_dir=tmp_path / "staging", zstd_level=1)
+    with pytest.raises(EncryptionFailed, match=r"but the policy's encryption\.key_id is A{40}") as caught:
+        take_base_backup(
+            replica, primary_store, cluster, encryption_key=wrong, staging_dir=tmp_path / "staging", zstd_level=1
+        )
     assert_failed_cleanly(caught.value, primary_store, cluster, tmp_path / "staging")
 
 
@@ -322,9 +372,16 @@ def test_too_little_staging_space_is_refused_before_anything_is_copied(
     replica: ConnectionInfo, primary_store: Store, encryption_key: EncryptionKey, tmp_path: Path
 ) -> None:
     cluster = f"{CLUSTER}-space"
-    with pytest.raises(StagingSpaceShort, match=f"not enough free space in base backup staging {tmp_path / 'staging'}: "):
+    with pytest.raises(
+        StagingSpaceShort, match=f"not enough free space in base backup staging {tmp_path / 'staging'}: "
+    ):
         take_base_backup(
-            replica, primary_store, cluster, encryption_key=encryption_key, staging_dir=tmp_path / "staging", zstd_level=1,
+            replica,
+            primary_store,
+            cluster,
+            encryption_key=encryption_key,
+            staging_dir=tmp_path / "staging",
+            zstd_level=1,
             staging_space_ratio=1e9,
         )
     assert stored_under(primary_store, cluster) == [] and leftovers(tmp_path / "staging") == []
@@ -392,8 +449,14 @@ def hand_made_base_set(store: Store, cluster: str, finished_at: datetime) -> str
     stored = store.put_bytes(key_for(cluster, BackupKind.BASE, backup_set_id, "base.tar.zst.gpg"), data)
     payload = Payload("base.tar.zst.gpg", stored.size_bytes, stored.sha256, "pg_basebackup-base-tar")
     publish_set(
-        store, kind=BackupKind.BASE, cluster=cluster, backup_set_id=backup_set_id, started_at=finished_at - timedelta(minutes=30),
-        finished_at=finished_at, payloads=[payload], extra={"base_backup": {"start_wal_file": "000000010000000000000002"}},
+        store,
+        kind=BackupKind.BASE,
+        cluster=cluster,
+        backup_set_id=backup_set_id,
+        started_at=finished_at - timedelta(minutes=30),
+        finished_at=finished_at,
+        payloads=[payload],
+        extra={"base_backup": {"start_wal_file": "000000010000000000000002"}},
     )
     return backup_set_id
 
@@ -402,7 +465,7 @@ def test_retention_keeps_the_newest_four_base_backup_sets(tmp_path: Path) -> Non
     root = tmp_path / "store"
     root.mkdir(mode=0o700)
     store = open_store(root.as_uri())
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     ids = [hand_made_base_set(store, CLUSTER, now - timedelta(weeks=w, hours=1)) for w in range(6)]  # newest first
     orphan_id = (now - timedelta(days=3)).strftime("%Y%m%dT%H%M%SZ")
     orphan = key_for(CLUSTER, BackupKind.BASE, orphan_id, "base.tar.zst.gpg")

@@ -5,13 +5,14 @@ those GRANTs are run."""
 
 from __future__ import annotations
 
-import secrets
 import copy
 import os
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -32,7 +33,10 @@ PASSWORD = secrets.token_urlsafe(18)  # the throw-away role's, new each run: no 
 def check_policy(*args: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
     done = subprocess.run(
         [sys.executable, "-m", "hms_dr.tasks.check_policy", *args],
-        env={**os.environ, **(env or {}), "PYTHONPATH": str(PLUGINS)}, capture_output=True, text=True, timeout=300,
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(PLUGINS)},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert not done.stderr.strip() or "Traceback" not in done.stderr, done.stderr
     return done.returncode, done.stdout.splitlines()
@@ -46,10 +50,21 @@ def test_the_sandbox_policy_is_green_on_the_hms_database(sandbox: Any) -> None:
     code, lines = check_policy(env=build_airflow_env(sandbox))
     assert code == 0, "\n".join(lines)
     assert lines_starting(lines, "PROBLEM") == []
-    for subject in ("connection:", "tables in scope:", "large objects:", "logical_backup.data_only_tables: appointments is public.appointments",
-                    "baseline view v_patient_summary: rows fixed by the data", "smoke query 'count of patients': ran read-only and returned 1 row(s)",
-                    "smoke query 'first patient summaries': ran read-only and returned 5 row(s)", "wal_level:", "archive_mode", "archive_command:",
-                    "WAL archiver:", "base backups: hms_replica may stream a base backup", "cluster.name:"):
+    for subject in (
+        "connection:",
+        "tables in scope:",
+        "large objects:",
+        "logical_backup.data_only_tables: appointments is public.appointments",
+        "baseline view v_patient_summary: rows fixed by the data",
+        "smoke query 'count of patients': ran read-only and returned 1 row(s)",
+        "smoke query 'first patient summaries': ran read-only and returned 5 row(s)",
+        "wal_level:",
+        "archive_mode",
+        "archive_command:",
+        "WAL archiver:",
+        "base backups: hms_replica may stream a base backup",
+        "cluster.name:",
+    ):
         assert any(line.startswith("OK") and subject in line for line in lines), (subject, lines)
 
 
@@ -66,15 +81,23 @@ def shop(scratch_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         conn.execute("INSERT INTO customers VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Edsger')")
         conn.execute("CREATE SCHEMA sales")
         conn.execute('CREATE TABLE sales."Order Details" (id int PRIMARY KEY, customer_id int REFERENCES customers)')
-        conn.execute("CREATE VIEW customer_names AS SELECT count(*) AS n, string_agg(name, ', ') AS names FROM customers")
-        conn.execute("CREATE VIEW customer_names_ordered AS SELECT string_agg(name, ', ' ORDER BY name) AS names FROM customers")
+        conn.execute(
+            "CREATE VIEW customer_names AS SELECT count(*) AS n, string_agg(name, ', ') AS names FROM customers"
+        )
+        conn.execute(
+            "CREATE VIEW customer_names_ordered AS SELECT string_agg(name, ', ' ORDER BY name) AS names FROM customers"
+        )
         large_object = conn.execute("SELECT lo_from_bytea(0, 'scanned consent form')").fetchone()[0]  # type: ignore[index]
     policy = copy.deepcopy(yaml.safe_load(DEFAULT_POLICY_PATH.read_text()))
     policy["cluster"]["database"] = DATABASE
-    policy["logical_backup"].update(data_only_tables=['sales."Order Details"', "invoices"],
-                                    baseline_views=["customer_names", "public.customer_names_ordered"])
-    policy["restore_test"]["smoke_queries"] = [{"name": "customers", "sql": "SELECT id, name FROM customers"},
-                                               {"name": "patients", "sql": "SELECT count(*) FROM patients"}]
+    policy["logical_backup"].update(
+        data_only_tables=['sales."Order Details"', "invoices"],
+        baseline_views=["customer_names", "public.customer_names_ordered"],
+    )
+    policy["restore_test"]["smoke_queries"] = [
+        {"name": "customers", "sql": "SELECT id, name FROM customers"},
+        {"name": "patients", "sql": "SELECT count(*) FROM patients"},
+    ]
     path = tmp_path_factory.mktemp("shop") / "policy.yaml"
     path.write_text(yaml.safe_dump(policy))
     params = psycopg.conninfo.conninfo_to_dict(scratch_cluster)
@@ -105,7 +128,10 @@ def test_a_role_without_grants_is_told_the_exact_grants_and_every_other_problem(
     ]
     for start in expected:
         assert any(line.startswith(start) for line in problems), (start, problems)
-    assert any(line.startswith("PROBLEM baseline view public.customer_names_ordered: cannot be read: permission denied") for line in lines)
+    assert any(
+        line.startswith("PROBLEM baseline view public.customer_names_ordered: cannot be read: permission denied")
+        for line in lines
+    )
     assert any(line.startswith("WARN    cluster.name: is still the HMS default 'hms-primary'") for line in lines)
     assert any(line.startswith("WARN    base backups: the replication role was not checked") for line in lines)
     assert PASSWORD not in "\n".join(lines)
@@ -114,7 +140,10 @@ def test_a_role_without_grants_is_told_the_exact_grants_and_every_other_problem(
 def test_the_grants_it_names_make_the_role_green(shop: dict[str, Any]) -> None:
     _, before = check_policy("--policy", shop["policy"], "--dsn", shop["url"])
     fixes = sorted({line.split("| fix: ", 1)[1] for line in before if line.startswith("PROBLEM") and "GRANT" in line})
-    assert fixes == [f"GRANT SELECT ON LARGE OBJECT {shop['large_object']} TO {ROLE};", f"GRANT pg_read_all_data TO {ROLE};"]
+    assert fixes == [
+        f"GRANT SELECT ON LARGE OBJECT {shop['large_object']} TO {ROLE};",
+        f"GRANT pg_read_all_data TO {ROLE};",
+    ]
     with psycopg.connect(shop["owner"], autocommit=True) as owner:
         for fix in fixes:
             owner.execute(fix.encode())  # the printed fix, run as written
@@ -125,4 +154,6 @@ def test_the_grants_it_names_make_the_role_green(shop: dict[str, Any]) -> None:
     assert f"OK      large objects: {ROLE} reads all 1 large object(s)" in after
     assert "OK      smoke query 'customers': ran read-only and returned 3 row(s)" in after
     assert 'OK      logical_backup.data_only_tables: sales."Order Details" is sales.Order Details' in after
-    assert any(line.startswith("OK      baseline view public.customer_names_ordered: rows fixed by the data") for line in after)
+    assert any(
+        line.startswith("OK      baseline view public.customer_names_ordered: rows fixed by the data") for line in after
+    )

@@ -34,7 +34,12 @@ from hms_dr.manifest import BackupKind, dump_manifest, new_backup_set_id
 from hms_dr.pgtools import ConnectionInfo, tool_path
 from hms_dr.policy import EncryptionMode, load_policy
 from hms_dr.quality import check_restored_database
-from hms_dr.scratch.database import ScratchDatabaseKind, create_scratch_database, drop_scratch_database, scratch_database_name
+from hms_dr.scratch.database import (
+    ScratchDatabaseKind,
+    create_scratch_database,
+    drop_scratch_database,
+    scratch_database_name,
+)
 from hms_dr.streams import Pipeline, Stage
 
 pytestmark = pytest.mark.integration
@@ -87,8 +92,13 @@ class DigestWorld:
         finally:
             shutil.rmtree(workdir / "fetch", ignore_errors=True)
         try:
-            return check_restored_database(self.admin.with_database(scratch).libpq_dsn(), backup_set.manifest.baselines,
-                                           report_dir=workdir / "report", backup_set_id=backup_set_id, smoke_queries=())
+            return check_restored_database(
+                self.admin.with_database(scratch).libpq_dsn(),
+                backup_set.manifest.baselines,
+                report_dir=workdir / "report",
+                backup_set_id=backup_set_id,
+                smoke_queries=(),
+            )
         finally:
             drop_scratch_database(self.admin, scratch)
 
@@ -110,27 +120,43 @@ def world(sandbox: Any, primary_store: Any, restore_key: Any) -> Iterator[Digest
     policy = dataclasses.replace(
         base,
         cluster=dataclasses.replace(base.cluster, name=CLUSTER, database=DATABASE),
-        logical_backup=dataclasses.replace(base.logical_backup, baseline_views=(),
-                                           data_only_tables=("readings", '"Audit Trail"."Order Details"', "measurements")),
+        logical_backup=dataclasses.replace(
+            base.logical_backup,
+            baseline_views=(),
+            data_only_tables=("readings", '"Audit Trail"."Order Details"', "measurements"),
+        ),
     )
-    admin_info = ConnectionInfo("127.0.0.1", sandbox.pg_port, "postgres", "postgres",
-                                password=sandbox.secrets.role_passwords["postgres"])
-    backup_key = EncryptionKey(EncryptionMode.PUBLIC_KEY, sandbox.fingerprint, public_key=sandbox.secrets.gpg_public_key)
+    admin_info = ConnectionInfo(
+        "127.0.0.1", sandbox.pg_port, "postgres", "postgres", password=sandbox.secrets.role_passwords["postgres"]
+    )
+    backup_key = EncryptionKey(
+        EncryptionMode.PUBLIC_KEY, sandbox.fingerprint, public_key=sandbox.secrets.gpg_public_key
+    )
     yield DigestWorld(sandbox, primary_store, policy, backup_key, restore_key, admin_info)
     with psycopg.connect(sandbox.superuser_dsn(), autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
 
 
 def backup_connection(world: DigestWorld) -> ConnectionInfo:
-    return ConnectionInfo("127.0.0.1", world.sandbox.pg_port, "hms_backup", DATABASE,
-                          password=world.sandbox.secrets.role_passwords["hms_backup"])
+    return ConnectionInfo(
+        "127.0.0.1",
+        world.sandbox.pg_port,
+        "hms_backup",
+        DATABASE,
+        password=world.sandbox.secrets.role_passwords["hms_backup"],
+    )
 
 
 @pytest.fixture(scope="module")
 def backup_set_id(world: DigestWorld) -> str:
     result = take_logical_backup(
-        backup_connection(world), world.store, world.backup_key, cluster=world.policy.cluster.name,
-        logical_backup=world.policy.logical_backup, compression=world.policy.compression, staging=world.policy.staging,
+        backup_connection(world),
+        world.store,
+        world.backup_key,
+        cluster=world.policy.cluster.name,
+        logical_backup=world.policy.logical_backup,
+        compression=world.policy.compression,
+        staging=world.policy.staging,
     )
     publish_logical_sets(world.store, result, {"dag_id": "test", "run_id": "content-digests"})
     return result.backup_set_id
@@ -140,14 +166,25 @@ def content_rows(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {row["target"]: row for row in summary["checks"] if row["check"] in ("table_content", "large_objects")}
 
 
-def test_baselines_hold_a_digest_of_every_table_and_of_the_large_objects(world: DigestWorld, backup_set_id: str) -> None:
+def test_baselines_hold_a_digest_of_every_table_and_of_the_large_objects(
+    world: DigestWorld, backup_set_id: str
+) -> None:
     baselines = find_set(world.store, CLUSTER, BackupKind.LOGICAL, backup_set_id).manifest.baselines
     tables = baselines["tables"]
     assert {name: t["content"]["rows"] for name, t in tables.items()} == {
-        "public.priced": 400, "public.readings": 600, "public.empty_one": 0, "Audit Trail.Order Details": 50,
-        "public.measurements": 0, "public.measurements 2026": 100}  # a partitioned parent's rows are its partitions'
+        "public.priced": 400,
+        "public.readings": 600,
+        "public.empty_one": 0,
+        "Audit Trail.Order Details": 50,
+        "public.measurements": 0,
+        "public.measurements 2026": 100,
+    }  # a partitioned parent's rows are its partitions'
     assert all(t["rows"] == t["content"]["rows"] for t in tables.values())  # counted by the digest, not a 2nd read
-    assert tables["public.empty_one"]["content"]["digest"] == "0" * 32 == tables["public.measurements"]["content"]["digest"]
+    assert (
+        tables["public.empty_one"]["content"]["digest"]
+        == "0" * 32
+        == tables["public.measurements"]["content"]["digest"]
+    )
     assert len({t["content"]["digest"] for t in tables.values()}) == 5
     assert baselines["large_objects"]["rows"] == 2
     assert baselines["content_digest"]["session_settings"]["TimeZone"] == "UTC"
@@ -157,8 +194,15 @@ def test_an_untouched_set_passes_every_content_check(world: DigestWorld, backup_
     summary = world.restore_test(backup_set_id, tmp_path)
     assert summary["passed"], summary["failed"]
     rows = content_rows(summary)
-    assert set(rows) == {"public.priced", "public.readings", "public.empty_one", "Audit Trail.Order Details",
-                         "public.measurements", "public.measurements 2026", "large objects"}
+    assert set(rows) == {
+        "public.priced",
+        "public.readings",
+        "public.empty_one",
+        "Audit Trail.Order Details",
+        "public.measurements",
+        "public.measurements 2026",
+        "large objects",
+    }
     assert all(row["passed"] and row["observed"] == row["expected"] for row in rows.values())
     assert "every value of its 400 rows as in the backup" in rows["public.priced"]["message"]
     report = (tmp_path / "report" / "report.html").read_text()
@@ -177,9 +221,26 @@ def doctor_set(world: DigestWorld, backup_set_id: str, damage: Callable[[str], N
         damage(world.sandbox.superuser_dsn(copy_db))
         redump = workdir / "doctored.pgdump"
         env = {"PGPASSWORD": world.sandbox.secrets.role_passwords["postgres"]}
-        subprocess.run([tool_path("pg_dump"), "--format=c", "--compress=0", "--blobs", "-h", "127.0.0.1",
-                        "-p", str(world.sandbox.pg_port), "-U", "postgres", "-f", str(redump), copy_db],
-                       check=True, env={**env, "PATH": "/usr/bin:/bin"}, timeout=300)
+        subprocess.run(
+            [
+                tool_path("pg_dump"),
+                "--format=c",
+                "--compress=0",
+                "--blobs",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(world.sandbox.pg_port),
+                "-U",
+                "postgres",
+                "-f",
+                str(redump),
+                copy_db,
+            ],
+            check=True,
+            env={**env, "PATH": "/usr/bin:/bin"},
+            timeout=300,
+        )
     finally:
         drop_scratch_database(world.admin, copy_db)
         shutil.rmtree(workdir / "fetch", ignore_errors=True)
@@ -194,9 +255,15 @@ def doctor_set(world: DigestWorld, backup_set_id: str, damage: Callable[[str], N
             stored = world.store.put(key, pipeline.output)
     document = json.loads(json.dumps(dict(original.manifest.body)))
     document["backup_set_id"] = doctored_id
-    document["payloads"] = [{**document["payloads"][0], "size_bytes": stored.size_bytes, "sha256": stored.sha256,
-                             "plain_size_bytes": redump.stat().st_size,
-                             "plain_sha256": hashlib.sha256(redump.read_bytes()).hexdigest()}]
+    document["payloads"] = [
+        {
+            **document["payloads"][0],
+            "size_bytes": stored.size_bytes,
+            "sha256": stored.sha256,
+            "plain_size_bytes": redump.stat().st_size,
+            "plain_sha256": hashlib.sha256(redump.read_bytes()).hexdigest(),
+        }
+    ]
     world.store.put_bytes(key_for(CLUSTER, BackupKind.LOGICAL, doctored_id, "manifest.json"), dump_manifest(document))
     return doctored_id
 
@@ -215,22 +282,48 @@ def run_sql(*statements: str) -> Callable[[str], None]:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for statement in statements:
                 conn.execute(statement)  # type: ignore[arg-type]  # the test's own fixed SQL
+
     return damage
 
 
-@pytest.mark.parametrize(("damage", "table", "words"), [
-    pytest.param(run_sql("UPDATE priced SET price = price + 0.01 WHERE id = 123"), "public.priced",
-                 ["content differs", "400 rows as in the baseline"], id="one-price-in-a-table-with-a-key"),
-    pytest.param(run_sql("UPDATE readings SET reading = 99 WHERE ctid = (SELECT min(ctid) FROM readings)"),
-                 "public.readings", ["content differs", "600 rows as in the baseline"], id="one-value-in-a-table-without-a-key"),
-    pytest.param(run_sql("DELETE FROM priced WHERE id = 7"), "public.priced", ["399 rows, baseline 400"], id="a-deleted-row"),
-    pytest.param(run_sql('''UPDATE "Audit Trail"."Order Details" SET note = 'line 7 ' WHERE line = 7'''),
-                 "Audit Trail.Order Details", ["content differs", "50 rows as in the baseline"], id="a-spaced-name-in-a-quoted-schema"),
-    pytest.param(run_sql("UPDATE measurements SET value = -1 WHERE value = 42"), "public.measurements 2026",
-                 ["content differs", "100 rows as in the baseline"], id="a-value-in-a-partition"),
-    pytest.param(run_sql("SELECT lo_put((SELECT min(oid) FROM pg_largeobject_metadata), 3, '\\x41'::bytea)"),
-                 "large objects", ["large objects differ", "2 as in the baseline"], id="a-changed-large-object"),
-])
+@pytest.mark.parametrize(
+    ("damage", "table", "words"),
+    [
+        pytest.param(
+            run_sql("UPDATE priced SET price = price + 0.01 WHERE id = 123"),
+            "public.priced",
+            ["content differs", "400 rows as in the baseline"],
+            id="one-price-in-a-table-with-a-key",
+        ),
+        pytest.param(
+            run_sql("UPDATE readings SET reading = 99 WHERE ctid = (SELECT min(ctid) FROM readings)"),
+            "public.readings",
+            ["content differs", "600 rows as in the baseline"],
+            id="one-value-in-a-table-without-a-key",
+        ),
+        pytest.param(
+            run_sql("DELETE FROM priced WHERE id = 7"), "public.priced", ["399 rows, baseline 400"], id="a-deleted-row"
+        ),
+        pytest.param(
+            run_sql("""UPDATE "Audit Trail"."Order Details" SET note = 'line 7 ' WHERE line = 7"""),
+            "Audit Trail.Order Details",
+            ["content differs", "50 rows as in the baseline"],
+            id="a-spaced-name-in-a-quoted-schema",
+        ),
+        pytest.param(
+            run_sql("UPDATE measurements SET value = -1 WHERE value = 42"),
+            "public.measurements 2026",
+            ["content differs", "100 rows as in the baseline"],
+            id="a-value-in-a-partition",
+        ),
+        pytest.param(
+            run_sql("SELECT lo_put((SELECT min(oid) FROM pg_largeobject_metadata), 3, '\\x41'::bytea)"),
+            "large objects",
+            ["large objects differ", "2 as in the baseline"],
+            id="a-changed-large-object",
+        ),
+    ],
+)
 def test_a_doctored_set_with_consistent_proofs_fails_naming_what_changed(
     world: DigestWorld, backup_set_id: str, tmp_path: Path, damage: Callable[[str], None], table: str, words: list[str]
 ) -> None:
@@ -246,16 +339,22 @@ def test_a_doctored_set_with_consistent_proofs_fails_naming_what_changed(
         assert failed == content  # the same row count: no other check can tell
 
 
-def test_an_edited_baseline_digest_fails_naming_the_table(world: DigestWorld, backup_set_id: str, tmp_path: Path) -> None:
+def test_an_edited_baseline_digest_fails_naming_the_table(
+    world: DigestWorld, backup_set_id: str, tmp_path: Path
+) -> None:
     original = find_set(world.store, CLUSTER, BackupKind.LOGICAL, backup_set_id)
     document = json.loads(json.dumps(dict(original.manifest.body)))
     doctored_id = another_set_id(world.store, original)
     digest = document["baselines"]["tables"]["public.readings"]["content"]["digest"]
-    document["baselines"]["tables"]["public.readings"]["content"]["digest"] = ("f" if digest[0] != "f" else "e") + digest[1:]
+    document["baselines"]["tables"]["public.readings"]["content"]["digest"] = (
+        "f" if digest[0] != "f" else "e"
+    ) + digest[1:]
     document["backup_set_id"] = doctored_id
     payload = original.manifest.payloads[0]
-    world.store.put_bytes(key_for(CLUSTER, BackupKind.LOGICAL, doctored_id, payload.name),
-                          world.store.get_bytes(key_for(CLUSTER, BackupKind.LOGICAL, backup_set_id, payload.name)))
+    world.store.put_bytes(
+        key_for(CLUSTER, BackupKind.LOGICAL, doctored_id, payload.name),
+        world.store.get_bytes(key_for(CLUSTER, BackupKind.LOGICAL, backup_set_id, payload.name)),
+    )
     world.store.put_bytes(key_for(CLUSTER, BackupKind.LOGICAL, doctored_id, "manifest.json"), dump_manifest(document))
 
     summary = world.restore_test(doctored_id, tmp_path)

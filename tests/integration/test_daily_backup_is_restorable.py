@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from restoring import drop_database, fetch_plain, observed_baselines, restore_into_new_database
 
 from hms_dr.baseline import diff_baselines
 from hms_dr.catalog import find_set, key_for
 from hms_dr.manifest import BackupKind
 from hms_dr.pgtools import parse_restore_list
-
-from restoring import drop_database, fetch_plain, observed_baselines, restore_into_new_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -57,7 +56,9 @@ def test_manifest_sha256_matches_the_stored_bytes_of_every_kind(newest_set: Any,
 
 def test_payloads_are_encrypted_not_readable_dumps(newest_set: Any, primary_store: Any) -> None:
     payload = newest_set.manifest.payloads[0]
-    head = primary_store.get_bytes(key_for("hms-primary", BackupKind.LOGICAL, newest_set.backup_set_id, payload.name))[:4096]
+    head = primary_store.get_bytes(key_for("hms-primary", BackupKind.LOGICAL, newest_set.backup_set_id, payload.name))[
+        :4096
+    ]
     assert not head.startswith(b"PGDMP")
     assert b"patients" not in head
     assert newest_set.manifest.body["encryption"]["mode"] == "public_key"

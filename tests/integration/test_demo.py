@@ -33,13 +33,16 @@ UNITS_S = {"s": 1, "min": 60, "h": 3600}
 def reports_of(store: Any, backup_set_id: str) -> list[BackupSet]:
     """The restore-test reports stored for one daily set."""
     return [
-        s for s in list_catalog(store, CLUSTER, BackupKind.RESTORE_TEST).sets
+        s
+        for s in list_catalog(store, CLUSTER, BackupKind.RESTORE_TEST).sets
         if (s.manifest.body.get("tested_set") or {}).get("backup_set_id") == backup_set_id
     ]
 
 
 def stored_summary(store: Any, report: BackupSet) -> dict[str, Any]:
-    summary: dict[str, Any] = json.loads(store.get_bytes(key_for(CLUSTER, BackupKind.RESTORE_TEST, report.backup_set_id, "summary.json")))
+    summary: dict[str, Any] = json.loads(
+        store.get_bytes(key_for(CLUSTER, BackupKind.RESTORE_TEST, report.backup_set_id, "summary.json"))
+    )
     return summary
 
 
@@ -47,7 +50,9 @@ def stored_summary(store: Any, report: BackupSet) -> dict[str, Any]:
 def demo_run(sandbox: Any, dag_runner: Any) -> subprocess.CompletedProcess[str]:
     """`python -m hms_sandbox.demo` as `make demo` runs it: airflow.env exported, HMS_DR_SANDBOX set."""
     env = {**dag_runner.env, "HMS_DR_SANDBOX": str(sandbox.state_dir), "PYTHONPATH": SANDBOX_PYTHONPATH}
-    return subprocess.run([sys.executable, "-m", "hms_sandbox.demo"], env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "hms_sandbox.demo"], env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def test_the_demo_prints_the_restore_tests_verdict_rto_checks_and_report_from_the_run(
@@ -63,8 +68,14 @@ def test_the_demo_prints_the_restore_tests_verdict_rto_checks_and_report_from_th
     reports = reports_of(primary_store, backup_set_id)
     assert len(reports) == 1, [r.backup_set_id for r in reports]
     summary = stored_summary(primary_store, reports[0])
-    returned = dag_runner.returned("hms_restore_test", dag_runner._latest_run_id("hms_restore_test"), "check_against_baselines")
-    assert (returned["backup_set_id"], returned["checks"], returned["rto_s"]) == (backup_set_id, summary["checks"], summary["rto_s"])
+    returned = dag_runner.returned(
+        "hms_restore_test", dag_runner._latest_run_id("hms_restore_test"), "check_against_baselines"
+    )
+    assert (returned["backup_set_id"], returned["checks"], returned["rto_s"]) == (
+        backup_set_id,
+        summary["checks"],
+        summary["rto_s"],
+    )
     assert summary["passed"] is True and summary["mode"] == "logical"
 
     assert f"Restore test of {backup_set_id}: PASSED" in out
@@ -74,8 +85,12 @@ def test_the_demo_prints_the_restore_tests_verdict_rto_checks_and_report_from_th
     assert int(checks.group(1)) == sum(1 for c in summary["checks"] if c["passed"]) == len(summary["checks"])
     rto = re.search(r"^  RTO\s+([\d.]+) (s|min|h) .*; target ([\d.]+) (s|min|h): within target", out, re.MULTILINE)
     assert rto, out
-    assert float(rto.group(1)) * UNITS_S[rto.group(2)] == pytest.approx(summary["rto_s"], abs=0.05 * UNITS_S[rto.group(2)])
-    assert float(rto.group(3)) * UNITS_S[rto.group(4)] == pytest.approx(summary["rto_target_s"], abs=0.05 * UNITS_S[rto.group(4)])
+    assert float(rto.group(1)) * UNITS_S[rto.group(2)] == pytest.approx(
+        summary["rto_s"], abs=0.05 * UNITS_S[rto.group(2)]
+    )
+    assert float(rto.group(3)) * UNITS_S[rto.group(4)] == pytest.approx(
+        summary["rto_target_s"], abs=0.05 * UNITS_S[rto.group(4)]
+    )
     assert summary["rto_target_s"] == load_policy(Path(dag_runner.env["HMS_DR_POLICY"])).rto_minutes * 60
 
     report_key = key_for(CLUSTER, BackupKind.RESTORE_TEST, reports[0].backup_set_id, "report.html")
@@ -113,7 +128,9 @@ def test_a_restore_that_misses_its_baselines_is_printed_failed_with_the_failed_c
     primary_store.put_bytes(key_for(CLUSTER, BackupKind.LOGICAL, set_id, MANIFEST_NAME), dump_manifest(body))
 
     policy = load_policy(Path(dag_runner.env["HMS_DR_POLICY"]))
-    verdict = demo.prove_restore(primary_store, policy, set_id, log_dir=tmp_path, reports_dir=tmp_path / "reports", env=dag_runner.env)
+    verdict = demo.prove_restore(
+        primary_store, policy, set_id, log_dir=tmp_path, reports_dir=tmp_path / "reports", env=dag_runner.env
+    )
     lines = demo.verdict_lines(verdict)
 
     assert verdict.passed is False and verdict.airflow_exit != 0

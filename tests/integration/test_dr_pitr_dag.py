@@ -15,9 +15,10 @@ import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,8 @@ from hms_dr.crypto import EncryptionKey
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.basebackup import take_base_backup
 from hms_dr.policy import EncryptionMode
-from hms_sandbox.cluster import LocalCluster
 from hms_dr.wal.ship import ship_spool
+from hms_sandbox.cluster import LocalCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -64,7 +65,13 @@ def scenario(sandbox: Any, primary_store: Any) -> Iterator[Scenario]:
     key = EncryptionKey(EncryptionMode.PUBLIC_KEY, sandbox.fingerprint, public_key=sandbox.secrets.gpg_public_key)
     staging = Path(sandbox.paths.staging_dir) / f"pitr-dag-{uuid.uuid4().hex[:6]}"
     staging.mkdir(mode=0o700, parents=True)
-    replica = ConnectionInfo("127.0.0.1", sandbox.pg_port, "hms_replica", sandbox.database, password=sandbox.secrets.role_passwords["hms_replica"])
+    replica = ConnectionInfo(
+        "127.0.0.1",
+        sandbox.pg_port,
+        "hms_replica",
+        sandbox.database,
+        password=sandbox.secrets.role_passwords["hms_replica"],
+    )
     root = Path(sandbox.paths.state_dir) / "pitr"
     try:
         take_base_backup(replica, primary_store, CLUSTER, encryption_key=key, staging_dir=staging, zstd_level=1)
@@ -83,7 +90,15 @@ def scenario(sandbox: Any, primary_store: Any) -> Iterator[Scenario]:
             assert time.monotonic() < deadline, f"{segment} was not archived within 60 s"
             time.sleep(0.2)
         # Left in the spool: hms_wal_archive ships them for the sandbox's own cluster name too.
-        ship_spool(primary_store, CLUSTER, spool, encryption_key=key, zstd_level=1, staging_dir=staging, remove_from_spool=False)
+        ship_spool(
+            primary_store,
+            CLUSTER,
+            spool,
+            encryption_key=key,
+            zstd_level=1,
+            staging_dir=staging,
+            remove_from_spool=False,
+        )
         system_identifier = str(production(sandbox, "SELECT system_identifier FROM pg_control_system()"))
         yield Scenario(sandbox, before_delete, system_identifier, root)
     finally:
@@ -100,7 +115,8 @@ def scenario(sandbox: Any, primary_store: Any) -> Iterator[Scenario]:
 def returned(dag_runner: Any, run_id: str, task_id: str) -> Any:
     with sqlite3.connect(dag_runner.db_path) as db:
         row = db.execute(
-            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = 'return_value'", (DAG_ID, run_id, task_id)
+            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = 'return_value'",
+            (DAG_ID, run_id, task_id),
         ).fetchone()
     assert row is not None, f"{task_id} returned nothing"
     value = json.loads(row[0])
@@ -138,14 +154,22 @@ def test_recovery_to_just_before_the_delete_builds_a_new_cluster_with_the_rows(
     assert recovered_count(scenario.sandbox, report["port"]) == (PROBE_ROWS, False)
     # Production is untouched: same cluster, still serving, still without the deleted rows.
     assert production(scenario.sandbox, "SELECT count(*) FROM dr_pitr_probe") == 0
-    assert str(production(scenario.sandbox, "SELECT system_identifier FROM pg_control_system()")) == scenario.system_identifier
+    assert (
+        str(production(scenario.sandbox, "SELECT system_identifier FROM pg_control_system()"))
+        == scenario.system_identifier
+    )
     assert production(scenario.sandbox, "SELECT pg_is_in_recovery()") is False
     assert report["port"] != scenario.sandbox.pg_port
 
     records = audit_of(primary_store, outcome.run_id)
     assert [r["event"] for r in records] == ["started", "succeeded"]
-    assert all(r["triggered_by"] == "dag_test" and r["reason"] == "drill promoted: rows deleted by mistake" for r in records)
-    assert records[0]["params"]["data_directory"] == str(data_dir) and records[0]["params"]["target"] == scenario.before_delete
+    assert all(
+        r["triggered_by"] == "dag_test" and r["reason"] == "drill promoted: rows deleted by mistake" for r in records
+    )
+    assert (
+        records[0]["params"]["data_directory"] == str(data_dir)
+        and records[0]["params"]["target"] == scenario.before_delete
+    )
     assert records[1]["details"]["report"]["rto_s"] == report["rto_s"]
 
 
@@ -174,7 +198,9 @@ def test_a_non_empty_data_directory_the_form_accepts_is_refused_by_the_first_tas
     outcome = scenario.run(dag_runner, "occupied", data_directory=str(data_dir))
     assert outcome.state == "failed"
     assert outcome.task_states == {
-        "validate_request": "failed", "recover_cluster": "upstream_failed", "report_connection": "upstream_failed",
+        "validate_request": "failed",
+        "recover_cluster": "upstream_failed",
+        "report_connection": "upstream_failed",
         "record_outcome": "success",
     }
     expected = f"recovery data directory {data_dir} is not empty: refused, nothing was touched"
@@ -195,11 +221,23 @@ def test_a_target_before_the_oldest_base_backup_is_refused_by_the_plan_the_first
 
     staging = Path(scenario.sandbox.paths.staging_dir) / "pitr"
     before = sorted(scenario.root.rglob("*")) if scenario.root.exists() else []
-    with pytest.raises(RequestRefused, match=r"recovery target time 2020-01-01T00:00:00Z is before base backup set \d{8}T\d{6}Z"):
-        check_recovery(primary_store, CLUSTER, parse_recovery_target("time", "2020-01-01T00:00:00Z"), decryption_key=restore_key,
-                       staging_dir=staging)
-    plan = check_recovery(primary_store, CLUSTER, parse_recovery_target("time", scenario.before_delete), decryption_key=restore_key,
-                          staging_dir=staging)
+    with pytest.raises(
+        RequestRefused, match=r"recovery target time 2020-01-01T00:00:00Z is before base backup set \d{8}T\d{6}Z"
+    ):
+        check_recovery(
+            primary_store,
+            CLUSTER,
+            parse_recovery_target("time", "2020-01-01T00:00:00Z"),
+            decryption_key=restore_key,
+            staging_dir=staging,
+        )
+    plan = check_recovery(
+        primary_store,
+        CLUSTER,
+        parse_recovery_target("time", scenario.before_delete),
+        decryption_key=restore_key,
+        staging_dir=staging,
+    )
     assert plan["wal_files"] >= 1 and plan["base_plain_bytes"] > 0
     assert (sorted(scenario.root.rglob("*")) if scenario.root.exists() else []) == before  # no data directory was made
 

@@ -17,15 +17,16 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hitl import APPROVER, SWAP_TASK, AirflowApi, answer, awaiting_tasks, hitl_path, run_state, task_path, task_state
+from test_dr_restore_logical import REASON, assert_no_secret_in, audit_of, database_state, sql
 
 from hms_dr.catalog import find_set
 from hms_dr.dr.request import run_key
 from hms_dr.manifest import BackupKind
-from test_dr_restore_logical import REASON, assert_no_secret_in, audit_of, database_state, sql
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -40,7 +41,9 @@ def wait_for(what: str, check: Any, airflow: Any, timeout_s: float = 300) -> Any
         value = check()
         if value:
             return value
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s:.0f} s: " + airflow.log_tail("scheduler")
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s:.0f} s: " + airflow.log_tail(
+            "scheduler"
+        )
         time.sleep(1)
 
 
@@ -48,33 +51,56 @@ def trigger(client: AirflowApi, conf: dict[str, Any], *, user: str | None = "adm
     return client.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf}, user=user)
 
 
-def trigger_until_the_approval_waits(airflow: Any, client: AirflowApi, *, user: str | None = "admin") -> tuple[str, str]:
+def trigger_until_the_approval_waits(
+    airflow: Any, client: AirflowApi, *, user: str | None = "admin"
+) -> tuple[str, str]:
     """Trigger a swap of appointments; return the run and the task that waits for the approval,
     once the scheduler has seen it park."""
     status, body = trigger(client, SWAP_CONF, user=user)
     assert status == 200, body
     run_id = body["dag_run_id"]
-    waiting = wait_for("the approval request", lambda: awaiting_tasks(airflow.db_path, DAG_ID, run_id) or
-                       run_state(airflow.db_path, DAG_ID, run_id) in ("success", "failed"), airflow, 600)
+    waiting = wait_for(
+        "the approval request",
+        lambda: (
+            awaiting_tasks(airflow.db_path, DAG_ID, run_id)
+            or run_state(airflow.db_path, DAG_ID, run_id) in ("success", "failed")
+        ),
+        airflow,
+        600,
+    )
     assert isinstance(waiting, list) and len(waiting) == 1, (waiting, run_logs(airflow, run_id)[-6000:])
     # Airflow 3.3.2 fails an approval answered before the scheduler has processed the executor's
     # event of the task parking itself (it then sees a "queued" task reported successful); a
     # person never answers that fast, a test must wait for it.
-    parked = (f"Received executor event with state success for task instance TaskInstanceKey(dag_id='{DAG_ID}', "
-              f"task_id='{waiting[0]}', run_id='{run_id}'")
-    wait_for("the scheduler seeing the task park", lambda: parked in airflow.log_tail("scheduler", 200_000), airflow, 60)
+    parked = (
+        f"Received executor event with state success for task instance TaskInstanceKey(dag_id='{DAG_ID}', "
+        f"task_id='{waiting[0]}', run_id='{run_id}'"
+    )
+    wait_for(
+        "the scheduler seeing the task park", lambda: parked in airflow.log_tail("scheduler", 200_000), airflow, 60
+    )
     return run_id, waiting[0]
 
 
 def wait_for_the_end(airflow: Any, run_id: str) -> str:
-    return wait_for("the run's end", lambda: run_state(airflow.db_path, DAG_ID, run_id) in ("success", "failed") and
-                    run_state(airflow.db_path, DAG_ID, run_id), airflow, 300)
+    return wait_for(
+        "the run's end",
+        lambda: (
+            run_state(airflow.db_path, DAG_ID, run_id) in ("success", "failed")
+            and run_state(airflow.db_path, DAG_ID, run_id)
+        ),
+        airflow,
+        300,
+    )
 
 
 def run_logs(airflow: Any, run_id: str) -> str:
     """The task logs of one run (the Airflow home keeps earlier runs' logs too)."""
-    return "\n".join(p.read_text(errors="replace") for p in sorted((airflow.home / "logs").rglob("*.log"))
-                     if f"run_id={run_id}" in str(p))
+    return "\n".join(
+        p.read_text(errors="replace")
+        for p in sorted((airflow.home / "logs").rglob("*.log"))
+        if f"run_id={run_id}" in str(p)
+    )
 
 
 def states(airflow: Any, run_id: str, *task_ids: str) -> list[str | None]:
@@ -83,9 +109,14 @@ def states(airflow: Any, run_id: str, *task_ids: str) -> list[str | None]:
 
 def add_marker(sandbox: Any) -> int:
     """A row production has and the backup set has not: after a swap it is only in the quarantine."""
-    return int(sql(sandbox, "INSERT INTO appointments (patient_id, doctor_id, department_id, scheduled_at, reason) "
-                            "SELECT patient_id, doctor_id, department_id, scheduled_at, 'hms-dr approval test' "
-                            "FROM appointments ORDER BY id LIMIT 1 RETURNING id")[0][0])
+    return int(
+        sql(
+            sandbox,
+            "INSERT INTO appointments (patient_id, doctor_id, department_id, scheduled_at, reason) "
+            "SELECT patient_id, doctor_id, department_id, scheduled_at, 'hms-dr approval test' "
+            "FROM appointments ORDER BY id LIMIT 1 RETURNING id",
+        )[0][0]
+    )
 
 
 def assert_production_unchanged(sandbox: Any, before: dict[str, Any], production_oid: int, run_id: str) -> str:
@@ -122,7 +153,10 @@ BAD_INPUT = [
     ({"tables": ['appointments"']}, 'appointments\\"'),
     ({"tables": ["\u0430ppointments"]}, "ppointments"),  # a Cyrillic a
     ({"tables": ["appointments"], "target_database": "Hospital Management"}, "Hospital Management"),
-    ({"tables": ["appointments"], "target_kind": "new_database", "target_database": "hospital_management"}, "hospital_management"),
+    (
+        {"tables": ["appointments"], "target_kind": "new_database", "target_database": "hospital_management"},
+        "hospital_management",
+    ),
     ({"tables": ["appointments"], "staging_schema": "public"}, "public"),
     ({"tables": ["appointments"], "backup_id": "20261124"}, "20261124"),
     ({"tables": ["appointments"], "source": "snapshot"}, "snapshot"),
@@ -159,7 +193,11 @@ def test_the_trigger_form_refuses_bad_input_and_a_rejected_swap_leaves_productio
     restored = backup_set.manifest.baselines["tables"]["public.appointments"]["rows"]
     assert detail["subject"] == "hms_dr_restore: swap appointments into production?"
     assert f"| `public.appointments` | {rows_now:,} | {restored:,} | {restored - rows_now:+,} |" in detail["body"]
-    assert "dr_quarantine_" in detail["body"] and "ALTER TABLE" in detail["body"] and "triggered by **admin**" in detail["body"]
+    assert (
+        "dr_quarantine_" in detail["body"]
+        and "ALTER TABLE" in detail["body"]
+        and "triggered by **admin**" in detail["body"]
+    )
     assert f"**Who may approve:** {APPROVER} (not admin, who triggered this run)" in detail["body"]
     assert detail["options"] == ["Approve", "Reject"]
     assert detail["assigned_users"] == [{"id": APPROVER, "name": APPROVER}]
@@ -167,7 +205,11 @@ def test_the_trigger_form_refuses_bad_input_and_a_rejected_swap_leaves_productio
     status, answered = answer(client, DAG_ID, run_id, "Reject", user=APPROVER)
     assert status == 200, answered
     assert wait_for_the_end(airflow, run_id) == "success"
-    assert states(airflow, run_id, "record_outcome", SWAP_TASK, "check_production_after_swap") == ["success", "skipped", "skipped"]
+    assert states(airflow, run_id, "record_outcome", SWAP_TASK, "check_production_after_swap") == [
+        "success",
+        "skipped",
+        "skipped",
+    ]
 
     # production untouched: the same table, rows and schemas; the restored copy kept for inspection
     staging = assert_production_unchanged(sandbox, before, production_oid, run_id)
@@ -196,9 +238,15 @@ def test_the_approval_set_to_success_through_the_api_swaps_nothing(
     status, body = client.call("PATCH", task_path(DAG_ID, run_id, waiting), {"new_state": "success"})
     assert status == 200, body
     assert wait_for_the_end(airflow, run_id) == "failed"
-    assert states(airflow, run_id, SWAP_TASK, "check_production_after_swap", "record_outcome") == ["success", "failed", "success"]
-    refusal = (f"{SWAP_TASK} was set to success without an approval answered in its form (Mark Success, or a PATCH of "
-               "its state): nothing was swapped, production unchanged")
+    assert states(airflow, run_id, SWAP_TASK, "check_production_after_swap", "record_outcome") == [
+        "success",
+        "failed",
+        "success",
+    ]
+    refusal = (
+        f"{SWAP_TASK} was set to success without an approval answered in its form (Mark Success, or a PATCH of "
+        "its state): nothing was swapped, production unchanged"
+    )
     assert f"ApprovalRefused: {refusal}" in run_logs(airflow, run_id)
 
     staging = assert_production_unchanged(sandbox, before, production_oid, run_id)
@@ -237,7 +285,10 @@ def test_the_user_who_triggered_cannot_approve_and_the_policys_second_user_swaps
 
     # the set's rows replace production's; production's table, marker and all, is in the quarantine
     quarantine = f"dr_quarantine_{run_key(run_id)}"
-    assert sql(sandbox, "SELECT count(*) FROM public.appointments")[0][0] == backup_set.manifest.baselines["tables"]["public.appointments"]["rows"]
+    assert (
+        sql(sandbox, "SELECT count(*) FROM public.appointments")[0][0]
+        == backup_set.manifest.baselines["tables"]["public.appointments"]["rows"]
+    )
     assert sql(sandbox, "SELECT count(*) FROM public.appointments WHERE id = %s", marker)[0][0] == 0
     assert sql(sandbox, f'SELECT count(*) FROM "{quarantine}".appointments')[0][0] == rows_with_marker
     assert sql(sandbox, f'SELECT count(*) FROM "{quarantine}".appointments WHERE id = %s', marker)[0][0] == 1
@@ -260,8 +311,11 @@ def test_where_the_api_lets_anyone_answer_the_swap_still_refuses_the_user_who_tr
     # The simple auth manager's all-admins mode: everyone is the admin "Anonymous", and the API
     # takes anyone's answer whatever the form's assigned users. The policy names Anonymous as an
     # approver too, so only four eyes can refuse it.
-    airflow = scheduled_airflow("dr-approval-all-admins", policy={"dr.restore.approvers": ["Anonymous", APPROVER]},
-                                env={"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"})
+    airflow = scheduled_airflow(
+        "dr-approval-all-admins",
+        policy={"dr.restore.approvers": ["Anonymous", APPROVER]},
+        env={"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"},
+    )
     airflow.unpause_when_parsed(DAG_ID)
     client = AirflowApi(airflow.port)
     marker = add_marker(sandbox)
@@ -273,8 +327,10 @@ def test_where_the_api_lets_anyone_answer_the_swap_still_refuses_the_user_who_tr
     assert status == 200 and answered["responded_by"]["name"] == "Anonymous", answered
     assert wait_for_the_end(airflow, run_id) == "failed"
     assert states(airflow, run_id, SWAP_TASK, "check_production_after_swap") == ["failed", "upstream_failed"]
-    refusal = ("swap refused, production unchanged: Anonymous triggered this run and may not approve its swap "
-               "(four eyes: dr.restore.allow_self_approval is off)")
+    refusal = (
+        "swap refused, production unchanged: Anonymous triggered this run and may not approve its swap "
+        "(four eyes: dr.restore.allow_self_approval is off)"
+    )
     assert f"ApprovalRefused: {refusal}" in run_logs(airflow, run_id)
 
     staging = assert_production_unchanged(sandbox, before, production_oid, run_id)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -132,7 +133,9 @@ def damaged(sandbox: Any, backup_set: Any) -> Iterator[dict[str, Any]]:
     schemas_before = {r[0] for r in sql(sandbox, "SELECT nspname FROM pg_namespace")}
     deleted = [r[0] for r in sql(sandbox, "SELECT id FROM appointments WHERE status = 'cancelled' ORDER BY id")]
     with psycopg.connect(sandbox.superuser_dsn(sandbox.database)) as conn:
-        conn.execute("DELETE FROM billing WHERE appointment_id IN (SELECT id FROM appointments WHERE status = 'cancelled')")
+        conn.execute(
+            "DELETE FROM billing WHERE appointment_id IN (SELECT id FROM appointments WHERE status = 'cancelled')"
+        )
         conn.execute("DELETE FROM appointments WHERE status = 'cancelled'")
     yield {
         "deleted_ids": deleted,
@@ -149,23 +152,38 @@ def damaged(sandbox: Any, backup_set: Any) -> Iterator[dict[str, Any]]:
 
 def acl_of(sandbox: Any, relation: str) -> list[tuple[Any, ...]]:
     """Grants on a table and its columns, without the grantor."""
-    return sql(sandbox, """
+    return sql(
+        sandbox,
+        """
         SELECT pg_get_userbyid(e.grantee), e.privilege_type, e.is_grantable, NULL::name
         FROM pg_class c, aclexplode(c.relacl) e WHERE c.oid = %s::regclass
         UNION ALL
         SELECT pg_get_userbyid(e.grantee), e.privilege_type, e.is_grantable, a.attname
         FROM pg_attribute a, aclexplode(a.attacl) e WHERE a.attrelid = %s::regclass AND a.attacl IS NOT NULL
-        ORDER BY 1, 2, 4""", relation, relation)
+        ORDER BY 1, 2, 4""",
+        relation,
+        relation,
+    )
 
 
 def test_deleted_appointments_come_back_from_the_latest_set_and_the_damaged_table_is_quarantined(
-    dag_runner: Any, sandbox: Any, backup_set: Any, damaged: dict[str, Any], primary_store: Any, dags_test_approvals: Any
+    dag_runner: Any,
+    sandbox: Any,
+    backup_set: Any,
+    damaged: dict[str, Any],
+    primary_store: Any,
+    dags_test_approvals: Any,
 ) -> None:
     expected_rows = backup_set.manifest.baselines["tables"]["public.appointments"]["rows"]
-    outcome = run_dr(dag_runner, {"tables": ["appointments"], "swap_into_production": True, "reason": REASON},
-                     approve=dags_test_approvals)
+    outcome = run_dr(
+        dag_runner,
+        {"tables": ["appointments"], "swap_into_production": True, "reason": REASON},
+        approve=dags_test_approvals,
+    )
     assert outcome.state == "success", outcome.output[-6000:]
-    assert outcome.task_states["swap_into_production"] == "success" and outcome.task_states["remove_scratch"] == "success"
+    assert (
+        outcome.task_states["swap_into_production"] == "success" and outcome.task_states["remove_scratch"] == "success"
+    )
     quarantine = f"dr_quarantine_{run_key(outcome.run_id)}"
 
     # the staged table was proven value for value against the set's content digest before the swap
@@ -183,20 +201,40 @@ def test_deleted_appointments_come_back_from_the_latest_set_and_the_damaged_tabl
     assert sql(sandbox, f"SELECT count(*) FROM \"{quarantine}\".appointments WHERE status = 'cancelled'")[0][0] == 0
 
     # foreign keys of other tables and the views follow the restored table, validated
-    referencing = sql(sandbox, """SELECT conrelid::regclass::text, conname, convalidated FROM pg_constraint
-                                   WHERE confrelid = 'public.appointments'::regclass ORDER BY 1""")
-    assert referencing == [("billing", "billing_appointment_id_fkey", True), ("prescriptions", "prescriptions_appointment_id_fkey", True)]
-    assert sql(sandbox, f"SELECT count(*) FROM pg_constraint WHERE confrelid = '\"{quarantine}\".appointments'::regclass")[0][0] == 0
-    views = sql(sandbox, """SELECT DISTINCT r.ev_class::regclass::text FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
-                             WHERE d.refobjid = 'public.appointments'::regclass AND r.ev_class <> d.refobjid ORDER BY 1""")
+    referencing = sql(
+        sandbox,
+        """SELECT conrelid::regclass::text, conname, convalidated FROM pg_constraint
+                                   WHERE confrelid = 'public.appointments'::regclass ORDER BY 1""",
+    )
+    assert referencing == [
+        ("billing", "billing_appointment_id_fkey", True),
+        ("prescriptions", "prescriptions_appointment_id_fkey", True),
+    ]
+    assert (
+        sql(sandbox, f"SELECT count(*) FROM pg_constraint WHERE confrelid = '\"{quarantine}\".appointments'::regclass")[
+            0
+        ][0]
+        == 0
+    )
+    views = sql(
+        sandbox,
+        """SELECT DISTINCT r.ev_class::regclass::text FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+                             WHERE d.refobjid = 'public.appointments'::regclass AND r.ev_class <> d.refobjid ORDER BY 1""",
+    )
     assert views == [("v_department_census",), ("v_patient_summary",)]
     total = sql(sandbox, "SELECT sum(appointment_count) FROM v_patient_summary")[0][0]
     assert total == expected_rows
 
     # owner, grants (table, columns, sequence) and the identity sequence, as production had them
-    assert sql(sandbox, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'public.appointments'::regclass")[0][0] == "hms_admin"
+    assert (
+        sql(sandbox, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'public.appointments'::regclass")[0][0]
+        == "hms_admin"
+    )
     assert acl_of(sandbox, "public.appointments") == damaged["acl"]
-    assert sql(sandbox, f"SELECT has_sequence_privilege('{APP_ROLE}', 'public.appointments_id_seq', 'USAGE')")[0][0] is True
+    assert (
+        sql(sandbox, f"SELECT has_sequence_privilege('{APP_ROLE}', 'public.appointments_id_seq', 'USAGE')")[0][0]
+        is True
+    )
     with psycopg.connect(sandbox.superuser_dsn(sandbox.database)) as conn:
         conn.execute(f"SET ROLE {APP_ROLE}")
         new_id = conn.execute(
@@ -213,7 +251,10 @@ def test_deleted_appointments_come_back_from_the_latest_set_and_the_damaged_tabl
     assert final["triggered_by"] == "dag_test" and final["reason"] == REASON
     assert final["params"]["tables"] == ["appointments"] and final["params"]["swap_into_production"] is True
     assert final["approvals"][0]["decision"] == "approved" and final["approvals"][0]["by"] == APPROVER
-    assert records[1]["approvals"][0]["by"] == APPROVER and records[1]["details"]["swap_digest"] == final["details"]["swap"]["digest"]
+    assert (
+        records[1]["approvals"][0]["by"] == APPROVER
+        and records[1]["details"]["swap_digest"] == final["details"]["swap"]["digest"]
+    )
     assert quarantine in final["outcome"] and final["details"]["swap"]["tables"][0]["rows_restored"] == expected_rows
     assert_no_secret_in(records, sandbox)
 
@@ -223,13 +264,18 @@ def test_the_swap_set_to_success_without_an_approval_swaps_nothing(
 ) -> None:
     before = database_state(sandbox)
     production_oid = sql(sandbox, "SELECT 'public.appointments'::regclass::oid")[0][0]
-    outcome = run_dr(dag_runner, {"tables": ["appointments"], "swap_into_production": True, "reason": REASON},
-                     mark_success="|".join(approval_task_ids()))
+    outcome = run_dr(
+        dag_runner,
+        {"tables": ["appointments"], "swap_into_production": True, "reason": REASON},
+        mark_success="|".join(approval_task_ids()),
+    )
     assert outcome.state == "failed", outcome.output[-6000:]
     assert outcome.task_states["swap_into_production"] == "success"  # set so by dags test, never run
     assert outcome.task_states["check_production_after_swap"] == "failed"
-    refusal = ("ApprovalRefused: swap_into_production was set to success without an approval answered in its form "
-               "(Mark Success, or a PATCH of its state): nothing was swapped, production unchanged")
+    refusal = (
+        "ApprovalRefused: swap_into_production was set to success without an approval answered in its form "
+        "(Mark Success, or a PATCH of its state): nothing was swapped, production unchanged"
+    )
     assert refusal in outcome.output
 
     after = database_state(sandbox)
@@ -266,12 +312,21 @@ def test_a_swap_nobody_but_the_user_who_triggered_may_approve_is_refused_before_
     dag_runner: Any, sandbox: Any, damaged: dict[str, Any], primary_store: Any
 ) -> None:
     before = database_state(sandbox)
-    outcome = dag_runner.run(DAG_ID, policy={"dr.restore.approvers": ["dag_test"]}, name="dr-only-the-triggerer",
-                             conf={"tables": ["appointments"], "swap_into_production": True, "reason": REASON})
+    outcome = dag_runner.run(
+        DAG_ID,
+        policy={"dr.restore.approvers": ["dag_test"]},
+        name="dr-only-the-triggerer",
+        conf={"tables": ["appointments"], "swap_into_production": True, "reason": REASON},
+    )
     assert outcome.state == "failed"
-    assert outcome.task_states["validate_request"] == "failed" and outcome.task_states["restore_into_target"] == "upstream_failed"
-    refusal = ("ApprovalRefused: nobody may approve the swap besides dag_test, who triggered the run: "
-               "dr.restore.approvers and dr.restore.approver_roles name no one else")
+    assert (
+        outcome.task_states["validate_request"] == "failed"
+        and outcome.task_states["restore_into_target"] == "upstream_failed"
+    )
+    refusal = (
+        "ApprovalRefused: nobody may approve the swap besides dag_test, who triggered the run: "
+        "dr.restore.approvers and dr.restore.approver_roles name no one else"
+    )
     assert refusal in outcome.output
     assert database_state(sandbox) == before
     records = audit_of(primary_store, outcome.run_id)
@@ -285,15 +340,27 @@ def validate(sandbox: Any, primary_store: Any, restore_key: Any) -> Callable[...
 
     policy = load_policy(Path(sandbox.paths.policy_file))
     passwords = sandbox.secrets.role_passwords
-    production = ConnectionInfo("127.0.0.1", sandbox.pg_port, "hms_backup", sandbox.database, password=passwords["hms_backup"])
+    production = ConnectionInfo(
+        "127.0.0.1", sandbox.pg_port, "hms_backup", sandbox.database, password=passwords["hms_backup"]
+    )
     admin = ConnectionInfo("127.0.0.1", sandbox.pg_port, "postgres", sandbox.database, password=passwords["postgres"])
-    target = ConnectionInfo("127.0.0.1", sandbox.restore_target_port, "postgres", "postgres", password=passwords["restore_target_postgres"])
+    target = ConnectionInfo(
+        "127.0.0.1", sandbox.restore_target_port, "postgres", "postgres", password=passwords["restore_target_postgres"]
+    )
 
     def run(**params: Any) -> dict[str, Any]:
         return validate_restore(
-            {"reason": REASON, **params}, run_id="manual__2026-11-24T14:05:00+00:00", cluster=policy.cluster, dr=policy.dr,
-            staging=policy.staging, backup_schemas=policy.logical_backup.schemas, store=primary_store,
-            production=production, admin=admin, admin_connection_id="hms_admin", restore_target=lambda: target,
+            {"reason": REASON, **params},
+            run_id="manual__2026-11-24T14:05:00+00:00",
+            cluster=policy.cluster,
+            dr=policy.dr,
+            staging=policy.staging,
+            backup_schemas=policy.logical_backup.schemas,
+            store=primary_store,
+            production=production,
+            admin=admin,
+            admin_connection_id="hms_admin",
+            restore_target=lambda: target,
             decryption_key=lambda: restore_key,
         ).to_xcom()
 
@@ -306,7 +373,9 @@ def occupied(sandbox: Any, primary_store: Any, damaged: dict[str, Any]) -> Itera
     sql(sandbox, "CREATE DATABASE dr_test_occupied")
     sql(sandbox, "CREATE TABLE notes (id int)", db="dr_test_occupied")
     sql(sandbox, "CREATE SCHEMA dr_test_existing")
-    primary_store.put_bytes(key_for(CLUSTER, BackupKind.LOGICAL, "20200102T020000Z", "dump.pgdump.zst.gpg"), b"interrupted")
+    primary_store.put_bytes(
+        key_for(CLUSTER, BackupKind.LOGICAL, "20200102T020000Z", "dump.pgdump.zst.gpg"), b"interrupted"
+    )
     yield
     primary_store.delete(key_for(CLUSTER, BackupKind.LOGICAL, "20200102T020000Z", "dump.pgdump.zst.gpg"))
     sql(sandbox, "DROP SCHEMA dr_test_existing")
@@ -316,32 +385,91 @@ def occupied(sandbox: Any, primary_store: Any, damaged: dict[str, Any]) -> Itera
 @pytest.mark.parametrize(
     ("params", "error", "message"),
     [
-        ({"tables": ["patients; DROP TABLE billing"]}, RequestRefused, r"table 'patients; DROP TABLE billing' is not a table name as SQL writes it"),
-        ({"staging_schema": 'x"; DROP SCHEMA public CASCADE; --'}, RequestRefused, r"staging_schema .* is not a plain identifier"),
-        ({"tables": ["\u0430ppointments"]}, RequestRefused, r"table '\\u0430ppointments' is not a table name as SQL writes it"),  # Cyrillic a
-        ({"tables": ["appointments"], "backup_id": "20200101T020000Z"}, RequestRefused,
-         r"no complete logical backup set 20200101T020000Z in .*; the newest logical sets?: \d{8}T\d{6}Z"),
-        ({"tables": ["appointments"], "backup_id": "20200102T020000Z"}, RequestRefused,
-         r"no complete logical backup set 20200102T020000Z in .*; the newest logical sets?: \d{8}T\d{6}Z"),
-        ({"tables": ["prescription"]}, RequestRefused, r"table 'prescription' is not in backup set \d{8}T\d{6}Z \(its tables: "),
-        ({"all_tables": True, "target_kind": "new_database", "target_database": "hospital_management"}, RequestRefused,
-         r"is the production database: refused"),
-        ({"all_tables": True, "target_kind": "new_database", "target_database": "dr_test_occupied"}, RequestRefused,
-         r"target_database 'dr_test_occupied' already exists and holds 1 relation"),
-        ({"tables": ["appointments"], "staging_schema": "dr_test_existing"}, RequestRefused, r"staging schema 'dr_test_existing' already exists"),
+        (
+            {"tables": ["patients; DROP TABLE billing"]},
+            RequestRefused,
+            r"table 'patients; DROP TABLE billing' is not a table name as SQL writes it",
+        ),
+        (
+            {"staging_schema": 'x"; DROP SCHEMA public CASCADE; --'},
+            RequestRefused,
+            r"staging_schema .* is not a plain identifier",
+        ),
+        (
+            {"tables": ["\u0430ppointments"]},
+            RequestRefused,
+            r"table '\\u0430ppointments' is not a table name as SQL writes it",
+        ),  # Cyrillic a
+        (
+            {"tables": ["appointments"], "backup_id": "20200101T020000Z"},
+            RequestRefused,
+            r"no complete logical backup set 20200101T020000Z in .*; the newest logical sets?: \d{8}T\d{6}Z",
+        ),
+        (
+            {"tables": ["appointments"], "backup_id": "20200102T020000Z"},
+            RequestRefused,
+            r"no complete logical backup set 20200102T020000Z in .*; the newest logical sets?: \d{8}T\d{6}Z",
+        ),
+        (
+            {"tables": ["prescription"]},
+            RequestRefused,
+            r"table 'prescription' is not in backup set \d{8}T\d{6}Z \(its tables: ",
+        ),
+        (
+            {"all_tables": True, "target_kind": "new_database", "target_database": "hospital_management"},
+            RequestRefused,
+            r"is the production database: refused",
+        ),
+        (
+            {"all_tables": True, "target_kind": "new_database", "target_database": "dr_test_occupied"},
+            RequestRefused,
+            r"target_database 'dr_test_occupied' already exists and holds 1 relation",
+        ),
+        (
+            {"tables": ["appointments"], "staging_schema": "dr_test_existing"},
+            RequestRefused,
+            r"staging schema 'dr_test_existing' already exists",
+        ),
         ({"tables": ["appointments"], "reason": ""}, RequestRefused, r"reason is required"),
-        ({"all_tables": True, "target_kind": "new_database", "swap_into_production": True}, RequestRefused,
-         r"swap_into_production needs target_kind staging_schema"),
-        ({"tables": []}, RequestRefused, r"^tables is empty: name the tables to restore \(e.g. appointments\), or set all_tables"),
-        ({"source": "point_in_time", "target_time": "2099-01-01T00:00:00Z", "tables": ["appointments"]}, RequestRefused,
-         r"^recovery target time 2099-01-01T00:00:00Z is in the future \(now \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)"),
+        (
+            {"all_tables": True, "target_kind": "new_database", "swap_into_production": True},
+            RequestRefused,
+            r"swap_into_production needs target_kind staging_schema",
+        ),
+        (
+            {"tables": []},
+            RequestRefused,
+            r"^tables is empty: name the tables to restore \(e.g. appointments\), or set all_tables",
+        ),
+        (
+            {"source": "point_in_time", "target_time": "2099-01-01T00:00:00Z", "tables": ["appointments"]},
+            RequestRefused,
+            r"^recovery target time 2099-01-01T00:00:00Z is in the future \(now \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)",
+        ),
     ],
-    ids=["sql-in-table", "quote-in-schema", "look-alike-letter", "unknown-set", "incomplete-set", "table-not-in-set",
-         "target-is-production", "target-holds-data", "staging-schema-exists", "no-reason", "swap-of-a-new-database",
-         "no-table-named", "target-in-the-future"],
+    ids=[
+        "sql-in-table",
+        "quote-in-schema",
+        "look-alike-letter",
+        "unknown-set",
+        "incomplete-set",
+        "table-not-in-set",
+        "target-is-production",
+        "target-holds-data",
+        "staging-schema-exists",
+        "no-reason",
+        "swap-of-a-new-database",
+        "no-table-named",
+        "target-in-the-future",
+    ],
 )
 def test_each_bad_input_is_refused_by_the_first_task_and_no_database_changes(
-    validate: Callable[..., dict[str, Any]], sandbox: Any, occupied: None, params: dict[str, Any], error: type[HmsDrError], message: str
+    validate: Callable[..., dict[str, Any]],
+    sandbox: Any,
+    occupied: None,
+    params: dict[str, Any],
+    error: type[HmsDrError],
+    message: str,
 ) -> None:
     before = database_state(sandbox)
     with pytest.raises(error, match=message):
@@ -349,6 +477,8 @@ def test_each_bad_input_is_refused_by_the_first_task_and_no_database_changes(
     assert database_state(sandbox) == before
 
 
-def test_a_good_request_passes_the_same_checks(validate: Callable[..., dict[str, Any]], damaged: dict[str, Any]) -> None:
+def test_a_good_request_passes_the_same_checks(
+    validate: Callable[..., dict[str, Any]], damaged: dict[str, Any]
+) -> None:
     plan = validate(tables=["appointments"], swap_into_production=True)
     assert plan["tables"] == ["public.appointments"] and plan["scratch_database"].startswith("hms_dr_scratch_")

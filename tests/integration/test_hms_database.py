@@ -20,8 +20,16 @@ pytestmark = pytest.mark.integration
 SCALE_MB = 20
 DATABASE = "hospital_management"
 REQUIRED_TABLES = (
-    "departments", "staff", "patients", "appointments", "admissions",
-    "medications", "prescriptions", "billing", "payments", "audit_log",
+    "departments",
+    "staff",
+    "patients",
+    "appointments",
+    "admissions",
+    "medications",
+    "prescriptions",
+    "billing",
+    "payments",
+    "audit_log",
 )
 # (table, column) -> referenced table: every relationship the schema promises.
 EXPECTED_FOREIGN_KEYS = {
@@ -52,6 +60,7 @@ EXPECTED_FOREIGN_KEYS = {
 
 
 # ---------------------------------------------------------------- HMS database under test
+
 
 @pytest.fixture(scope="module")
 def passwords() -> dict[str, str]:
@@ -144,8 +153,13 @@ def test_same_scale_gives_identical_data_in_another_database(
     try:
         create_hms_database(scratch_cluster, database=second, scale_mb=SCALE_MB, passwords=passwords)
         with psycopg.connect(make_conninfo(scratch_cluster, dbname=second), autocommit=True) as other:
-            for relation, key in (("patients", "id"), ("billing", "id"), ("payments", "id"),
-                                  ("audit_log", "id"), ("v_patient_summary", "patient_id")):
+            for relation, key in (
+                ("patients", "id"),
+                ("billing", "id"),
+                ("payments", "id"),
+                ("audit_log", "id"),
+                ("v_patient_summary", "patient_id"),
+            ):
                 assert _fingerprint(other, relation, key) == _fingerprint(conn, relation, key), relation
     finally:
         drop_hms_database(scratch_cluster, second)
@@ -187,7 +201,9 @@ def test_roles_have_the_right_attributes(conn: psycopg.Connection[tuple[object, 
     assert db_owner == ("hms_admin",)
 
 
-def test_hms_backup_reads_every_table_but_is_no_superuser(scratch_cluster: str, passwords: dict[str, str], hms: dict[str, object]) -> None:
+def test_hms_backup_reads_every_table_but_is_no_superuser(
+    scratch_cluster: str, passwords: dict[str, str], hms: dict[str, object]
+) -> None:
     dsn = make_conninfo(scratch_cluster, user="hms_backup", password=passwords["hms_backup"], dbname=DATABASE)
     with psycopg.connect(dsn) as backup:
         assert backup.execute("SHOW is_superuser").fetchone() == ("off",)
@@ -199,7 +215,9 @@ def test_hms_backup_reads_every_table_but_is_no_superuser(scratch_cluster: str, 
         backup.rollback()
 
 
-def test_application_inserts_continue_after_the_generated_ids(scratch_cluster: str, passwords: dict[str, str], hms: dict[str, object]) -> None:
+def test_application_inserts_continue_after_the_generated_ids(
+    scratch_cluster: str, passwords: dict[str, str], hms: dict[str, object]
+) -> None:
     dsn = make_conninfo(scratch_cluster, user="hms_admin", password=passwords["hms_admin"], dbname=DATABASE)
     with psycopg.connect(dsn) as admin:
         for table in TABLES:

@@ -16,9 +16,10 @@ import json
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -41,9 +42,24 @@ def copy_of_production(sandbox: Any, home: Path) -> LocalCluster:
     for directory in (copy.data_dir, copy.log_file.parent, copy.socket_directory):
         prepare_server_dir(directory, 0o700)
     run_server_tool(
-        [PG_BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", str(sandbox.pg_port), "-U", "hms_replica", "-D", str(copy.data_dir),
-         "-X", "stream", "-c", "fast", "--no-password"],
-        env={"PGPASSWORD": sandbox.secrets.role_passwords["hms_replica"]}, timeout_s=300,
+        [
+            PG_BIN / "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(sandbox.pg_port),
+            "-U",
+            "hms_replica",
+            "-D",
+            str(copy.data_dir),
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "--no-password",
+        ],
+        env={"PGPASSWORD": sandbox.secrets.role_passwords["hms_replica"]},
+        timeout_s=300,
     )
     with (copy.data_dir / "postgresql.auto.conf").open("a") as conf:
         conf.write(f"port = {copy.port}\nunix_socket_directories = '{copy.socket_directory}'\narchive_mode = off\n")
@@ -54,7 +70,10 @@ def copy_of_production(sandbox: Any, home: Path) -> LocalCluster:
 def sql(cluster: LocalCluster, sandbox: Any, query: str, database: str | None = None) -> Any:
     import psycopg
 
-    with psycopg.connect(cluster.dsn("postgres", sandbox.secrets.role_passwords["postgres"], database or sandbox.database), autocommit=True) as conn:
+    with psycopg.connect(
+        cluster.dsn("postgres", sandbox.secrets.role_passwords["postgres"], database or sandbox.database),
+        autocommit=True,
+    ) as conn:
         cursor = conn.execute(query)  # type: ignore[arg-type]
         row = cursor.fetchone() if cursor.description else None
     return None if row is None else row[0]
@@ -69,8 +88,14 @@ def overwrite_middle_of_page(data_dir: Path, relation_file: str, block: int) -> 
 
 def connection_env(sandbox: Any, port: int) -> dict[str, str]:
     """hms_postgres pointed at ``port``: the backup role, as in production."""
-    conn = {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "hms_backup",
-            "password": sandbox.secrets.role_passwords["hms_backup"], "schema": sandbox.database}
+    conn = {
+        "conn_type": "postgres",
+        "host": "127.0.0.1",
+        "port": port,
+        "login": "hms_backup",
+        "password": sandbox.secrets.role_passwords["hms_backup"],
+        "schema": sandbox.database,
+    }
     return {"AIRFLOW_CONN_HMS_POSTGRES": json.dumps(conn)}
 
 
@@ -100,7 +125,11 @@ def corrupted(sandbox: Any) -> Iterator[LocalCluster]:
 def test_production_passes_read_only_and_the_report_is_stored(dag_runner: Any, primary_store: Any) -> None:
     outcome = dag_runner.run(DAG_ID, name="integrity")
     assert outcome.state == "success", outcome.output[-6000:]
-    assert outcome.task_states == {"check_amcheck_installed": "success", "run_pg_amcheck": "success", "judge_integrity": "success"}
+    assert outcome.task_states == {
+        "check_amcheck_installed": "success",
+        "run_pg_amcheck": "success",
+        "judge_integrity": "success",
+    }
     report = stored_report(primary_store, outcome.output)
     assert report["status"] == "clean" and report["findings"] == [] and report["relations_checked"] > 50
     assert "--heapallindexed" in report["pg_amcheck"]["argv"]
@@ -115,9 +144,15 @@ def test_a_corrupt_index_and_table_fail_the_check_naming_them_with_the_repair(
     seen = {p.name for p in mails.glob("*.eml")}
     outcome = dag_runner.run(DAG_ID, name="integrity", env=connection_env(sandbox, corrupted.port))
     assert outcome.state == "failed"
-    assert outcome.task_states == {"check_amcheck_installed": "success", "run_pg_amcheck": "success", "judge_integrity": "failed"}
+    assert outcome.task_states == {
+        "check_amcheck_installed": "success",
+        "run_pg_amcheck": "success",
+        "judge_integrity": "failed",
+    }
     # The table's unreadable page also fails its indexes' heapallindexed checks: they are named too.
-    failure = next(line for line in outcome.output.splitlines() if "CorruptionFound: pg_amcheck found corruption in" in line)
+    failure = next(
+        line for line in outcome.output.splitlines() if "CorruptionFound: pg_amcheck found corruption in" in line
+    )
     assert "of hospital_management: public.appointments_pkey (of public.appointments), " in failure
     assert "public.wards," in failure or failure.rstrip().endswith("public.wards") or "public.wards " in failure
 
@@ -128,7 +163,9 @@ def test_a_corrupt_index_and_table_fail_the_check_naming_them_with_the_repair(
     assert report["repair"]["index_only"] == ["REINDEX INDEX CONCURRENTLY public.appointments_pkey;"]
     conf = report["repair"]["conf"]
     assert report["repair"]["dag_id"] == "hms_dr_restore"
-    assert conf["source"] == "logical_backup" and conf["backup_id"] == "latest" and conf["target_kind"] == "staging_schema"
+    assert (
+        conf["source"] == "logical_backup" and conf["backup_id"] == "latest" and conf["target_kind"] == "staging_schema"
+    )
     assert sorted(conf["tables"]) == ["appointments", "wards"] and conf["swap_into_production"] is True
     assert conf["staging_schema"].startswith("dr_") and report["report_id"] in conf["reason"]
     hinted = re.search(r"HINT: trigger hms_dr_restore with conf (\{.*?\}) \[", outcome.output)
@@ -147,7 +184,11 @@ def test_a_corrupt_index_and_table_fail_the_check_naming_them_with_the_repair(
 
 def test_a_database_without_amcheck_is_refused_with_how_to_install_it(corrupted: LocalCluster, sandbox: Any) -> None:
     sql(corrupted, sandbox, "CREATE DATABASE no_amcheck", database="postgres")
-    conn = ConnectionInfo("127.0.0.1", corrupted.port, "hms_backup", "no_amcheck", password=sandbox.secrets.role_passwords["hms_backup"])
-    with pytest.raises(PreflightFailed, match="pg_amcheck cannot check no_amcheck: the amcheck extension is not installed") as caught:
+    conn = ConnectionInfo(
+        "127.0.0.1", corrupted.port, "hms_backup", "no_amcheck", password=sandbox.secrets.role_passwords["hms_backup"]
+    )
+    with pytest.raises(
+        PreflightFailed, match="pg_amcheck cannot check no_amcheck: the amcheck extension is not installed"
+    ) as caught:
         check_amcheck_ready(conn)
     assert caught.value.hint and "include/sql/integrity/install_amcheck.sql" in caught.value.hint

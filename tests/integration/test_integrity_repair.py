@@ -15,8 +15,9 @@ import json
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from hitl import run_dags_test_approving
@@ -34,8 +35,14 @@ REPAIR = "hms_dr_restore"
 
 def admin_env(sandbox: Any, port: int) -> dict[str, str]:
     """hms_admin (the restore's production connection) pointed at the copy, as its superuser."""
-    conn = {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "postgres",
-            "password": sandbox.secrets.role_passwords["postgres"], "schema": sandbox.database}
+    conn = {
+        "conn_type": "postgres",
+        "host": "127.0.0.1",
+        "port": port,
+        "login": "postgres",
+        "password": sandbox.secrets.role_passwords["postgres"],
+        "schema": sandbox.database,
+    }
     return {"AIRFLOW_CONN_HMS_ADMIN": json.dumps(conn)}
 
 
@@ -57,7 +64,9 @@ def damaged_copy(sandbox: Any, dag_runner: Any, primary_store: Any) -> Iterator[
         shutil.rmtree(home, ignore_errors=True)
 
 
-def run_repair(dag_runner: Any, approvals: Any, conf: dict[str, Any], env: dict[str, str]) -> tuple[str, str | None, dict[str, str]]:
+def run_repair(
+    dag_runner: Any, approvals: Any, conf: dict[str, Any], env: dict[str, str]
+) -> tuple[str, str | None, dict[str, str]]:
     """hms_dr_restore under `airflow dags test`, its swap approved by the policy's approver."""
     done = run_dags_test_approving(dag_runner, approvals, REPAIR, conf, env=env)
     return done.output, done.state, done.task_states
@@ -71,7 +80,10 @@ def test_the_suggested_hms_dr_restore_run_repairs_the_corrupt_index(
 
     detected = dag_runner.run(CHECK, name="integrity", env=env)
     assert detected.state == "failed" and detected.task_states["judge_integrity"] == "failed"
-    assert "pg_amcheck found corruption in 1 relation(s) of hospital_management: public.appointments_pkey (of public.appointments)" in detected.output
+    assert (
+        "pg_amcheck found corruption in 1 relation(s) of hospital_management: public.appointments_pkey (of public.appointments)"
+        in detected.output
+    )
     conf = stored_report(primary_store, detected.output)["repair"]["conf"]
     hinted = re.search(r"HINT: trigger hms_dr_restore with conf (\{.*?\}) \[", detected.output)
     assert hinted and json.loads(hinted.group(1)) == conf and conf["tables"] == ["appointments"]
@@ -83,7 +95,14 @@ def test_the_suggested_hms_dr_restore_run_repairs_the_corrupt_index(
     rechecked = dag_runner.run(CHECK, name="integrity", env=env, conf={"tables": ["public.appointments"]})
     assert rechecked.state == "success", rechecked.output[-6000:]
     assert stored_report(primary_store, rechecked.output)["status"] == "clean"
-    assert sql(copy, sandbox, "SELECT count(*) FROM public.appointments") == backup_set.manifest.baselines["tables"]["public.appointments"]["rows"]
-    kept = sql(copy, sandbox, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                              "WHERE c.relname = 'appointments' AND n.nspname LIKE 'dr\\_quarantine\\_%'")
+    assert (
+        sql(copy, sandbox, "SELECT count(*) FROM public.appointments")
+        == backup_set.manifest.baselines["tables"]["public.appointments"]["rows"]
+    )
+    kept = sql(
+        copy,
+        sandbox,
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relname = 'appointments' AND n.nspname LIKE 'dr\\_quarantine\\_%'",
+    )
     assert kept == 1, "the damaged table must be kept, not dropped"

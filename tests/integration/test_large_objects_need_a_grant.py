@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from odd_database import BACKUP_ROLE, LARGE_OBJECT_OWNER, OddDatabase, create_large_object, create_odd_database
 from psycopg import sql
 
 from hms_dr.database import connect
 from hms_dr.errors import PreflightFailed
 from hms_dr.preflight import check_large_objects_readable
-
-from odd_database import BACKUP_ROLE, LARGE_OBJECT_OWNER, OddDatabase, create_large_object, create_odd_database
 
 pytestmark = pytest.mark.integration
 
@@ -71,5 +70,7 @@ def test_a_large_object_granted_to_public_or_to_a_role_the_backup_role_is_in_is_
             create_large_object(conn, b"readable as a member of its owner")
             assert check_as_backup_role(odd) == 4
         finally:
-            conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(LARGE_OBJECT_OWNER), sql.Identifier(BACKUP_ROLE)))
+            conn.execute(
+                sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(LARGE_OBJECT_OWNER), sql.Identifier(BACKUP_ROLE))
+            )
             conn.execute(sql.SQL("REVOKE odd_readers FROM {}").format(sql.Identifier(BACKUP_ROLE)))

@@ -15,6 +15,18 @@ from typing import Any
 
 import psycopg
 import pytest
+from odd_database import (
+    IN_ODD_SCHEMA,
+    LEAF_PARTITIONS,
+    MIXED_CASE,
+    PARTITIONED,
+    SPACED,
+    WITHOUT_PRIMARY_KEY,
+    OddDatabase,
+    create_odd_database,
+    odd_policy,
+    symmetric_keys,
+)
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -30,19 +42,6 @@ from hms_dr.pgtools import ConnectionInfo, parse_restore_list, tool_path
 from hms_dr.quality import check_restored_database
 from hms_dr.scratch.database import ScratchDatabaseKind, create_scratch_database, scratch_database_name
 from hms_dr.store import open_store
-
-from odd_database import (
-    LEAF_PARTITIONS,
-    MIXED_CASE,
-    PARTITIONED,
-    SPACED,
-    IN_ODD_SCHEMA,
-    WITHOUT_PRIMARY_KEY,
-    OddDatabase,
-    create_odd_database,
-    odd_policy,
-    symmetric_keys,
-)
 
 pytestmark = pytest.mark.integration
 
@@ -63,22 +62,42 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def backed_up(odd: OddDatabase, workdir: Path) -> dict[str, Any]:
     """Preflight, the dumps in one snapshot and the manifests, as the daily DAG's tasks run them."""
-    policy = odd_policy(cluster_name=CLUSTER, database=odd.name, store_url=f"file://{workdir / 'store'}", staging_dir=workdir / "staging")
+    policy = odd_policy(
+        cluster_name=CLUSTER,
+        database=odd.name,
+        store_url=f"file://{workdir / 'store'}",
+        staging_dir=workdir / "staging",
+    )
     (workdir / "store").mkdir()
     store = open_store(policy.store.primary_url)
     encryption, decryption = symmetric_keys()
-    sections = {"cluster": policy.cluster.name, "logical_backup": policy.logical_backup, "compression": policy.compression, "staging": policy.staging}
+    sections = {
+        "cluster": policy.cluster.name,
+        "logical_backup": policy.logical_backup,
+        "compression": policy.compression,
+        "staging": policy.staging,
+    }
     checked = preflight.run_preflight(odd.backup, store, encryption, **sections)
     result = take_logical_backup(odd.backup, store, encryption, **sections)
     publish_logical_sets(store, result, {"dag_id": "test", "run_id": "odd objects"})
-    return {"policy": policy, "store": store, "key": decryption, "preflight": checked, "result": result,
-            "set": find_set(store, CLUSTER, BackupKind.LOGICAL, result.backup_set_id)}
+    return {
+        "policy": policy,
+        "store": store,
+        "key": decryption,
+        "preflight": checked,
+        "result": result,
+        "set": find_set(store, CLUSTER, BackupKind.LOGICAL, result.backup_set_id),
+    }
 
 
-def scratch_database(scratch_cluster: str, backed_up: dict[str, Any], workdir: Path, kind: BackupKind = BackupKind.LOGICAL) -> str:
+def scratch_database(
+    scratch_cluster: str, backed_up: dict[str, Any], workdir: Path, kind: BackupKind = BackupKind.LOGICAL
+) -> str:
     """A new database with the set's payload pg_restored into it, as the restore test does: its name."""
     backup_set = find_set(backed_up["store"], CLUSTER, kind, backed_up["set"].backup_set_id)
-    fetched = restore.fetch_for_restore(backed_up["store"], backup_set, backed_up["key"], workdir / f"fetch-{kind.value}")
+    fetched = restore.fetch_for_restore(
+        backed_up["store"], backup_set, backed_up["key"], workdir / f"fetch-{kind.value}"
+    )
     admin = connection_info(scratch_cluster)
     name = scratch_database_name(ScratchDatabaseKind.RESTORE_TEST, "odd")
     create_scratch_database(admin, name)
@@ -91,7 +110,9 @@ def connection_info(dsn: str) -> ConnectionInfo:
     from psycopg.conninfo import conninfo_to_dict
 
     p = conninfo_to_dict(dsn)
-    return ConnectionInfo(str(p["host"]), int(p["port"]), str(p["user"]), str(p.get("dbname", "postgres")), str(p["password"]))
+    return ConnectionInfo(
+        str(p["host"]), int(p["port"]), str(p["user"]), str(p.get("dbname", "postgres")), str(p["password"])
+    )
 
 
 def query(dsn: str, text: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -106,7 +127,15 @@ def test_preflight_finds_the_large_object_readable_once_granted(backed_up: dict[
 def test_the_baselines_hold_every_odd_table_by_its_catalog_name(backed_up: dict[str, Any]) -> None:
     baselines = backed_up["set"].manifest.baselines
     tables = baselines["tables"]
-    assert {PARTITIONED, *LEAF_PARTITIONS, "sales.measurements_2025", SPACED, MIXED_CASE, WITHOUT_PRIMARY_KEY, IN_ODD_SCHEMA} <= set(tables)
+    assert {
+        PARTITIONED,
+        *LEAF_PARTITIONS,
+        "sales.measurements_2025",
+        SPACED,
+        MIXED_CASE,
+        WITHOUT_PRIMARY_KEY,
+        IN_ODD_SCHEMA,
+    } <= set(tables)
     assert tables[PARTITIONED]["relkind"] == "p" and tables[PARTITIONED]["rows"] == 0  # its rows are its partitions'
     assert sum(tables[leaf]["rows"] for leaf in LEAF_PARTITIONS) == 1000
     assert tables[SPACED]["rows"] == 300 and tables[WITHOUT_PRIMARY_KEY]["primary_key"] is None
@@ -118,9 +147,17 @@ def test_the_data_only_export_holds_every_partitions_rows_and_the_spaced_and_mix
     backed_up: dict[str, Any], workdir: Path
 ) -> None:
     data_set = find_set(backed_up["store"], CLUSTER, BackupKind.DATA, backed_up["set"].backup_set_id)
-    assert set(data_set.manifest.baselines["tables"]) == {PARTITIONED, "sales.measurements_2025", *LEAF_PARTITIONS, SPACED, MIXED_CASE}
+    assert set(data_set.manifest.baselines["tables"]) == {
+        PARTITIONED,
+        "sales.measurements_2025",
+        *LEAF_PARTITIONS,
+        SPACED,
+        MIXED_CASE,
+    }
     fetched = restore.fetch_for_restore(backed_up["store"], data_set, backed_up["key"], workdir / "fetch-data-listing")
-    listing = subprocess.run([tool_path("pg_restore"), "--list", str(fetched.path)], capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        [tool_path("pg_restore"), "--list", str(fetched.path)], capture_output=True, text=True, check=True
+    ).stdout
     fetched.path.unlink()
     expected = {tuple(key.split(".", 1)) for key in (*LEAF_PARTITIONS, SPACED, MIXED_CASE)}
     listed = {(s, n) for d, s, n in parse_restore_list(listing, expected) if d == "TABLE DATA"}
@@ -133,15 +170,29 @@ def test_the_whole_database_restores_and_its_restore_test_is_green(
     name = scratch_database(scratch_cluster, backed_up, workdir)
     dsn = make_conninfo(scratch_cluster, dbname=name)
     try:
-        summary = check_restored_database(dsn, backed_up["set"].manifest.baselines, report_dir=workdir / "report",
-                                          backup_set_id=backed_up["set"].backup_set_id, smoke_queries=())
+        summary = check_restored_database(
+            dsn,
+            backed_up["set"].manifest.baselines,
+            report_dir=workdir / "report",
+            backup_set_id=backed_up["set"].backup_set_id,
+            smoke_queries=(),
+        )
         assert summary["failed"] == [] and summary["passed"]
         targets = {check["target"] for check in summary["checks"]}
-        assert {SPACED, MIXED_CASE, WITHOUT_PRIMARY_KEY, IN_ODD_SCHEMA, "sales.measurements_2025 North", "sales.readings_by_region"} <= targets
+        assert {
+            SPACED,
+            MIXED_CASE,
+            WITHOUT_PRIMARY_KEY,
+            IN_ODD_SCHEMA,
+            "sales.measurements_2025 North",
+            "sales.readings_by_region",
+        } <= targets
         rows_checks = {c["target"]: c for c in summary["checks"] if c["check"] == "row_count"}
         assert rows_checks[IN_ODD_SCHEMA]["observed"] == 12
         # The large object came back with its bytes; the materialized view with its rows.
-        assert query(dsn, "SELECT lo_get(oid) FROM pg_largeobject_metadata") == [(b"%PDF-1.4 scanned consent form, page 1 of 1\x00\xff",)]
+        assert query(dsn, "SELECT lo_get(oid) FROM pg_largeobject_metadata") == [
+            (b"%PDF-1.4 scanned consent form, page 1 of 1\x00\xff",)
+        ]
         assert query(dsn, "SELECT sum(readings) FROM sales.readings_by_region") == [(1000,)]
         assert query(dsn, 'SELECT count(*) FROM public."Order Details" WHERE "Note" = %s', "no note") == [(225,)]
     finally:
@@ -153,10 +204,19 @@ def test_a_dr_restore_of_the_spaced_table_into_a_staging_schema_passes_its_check
     scratch_cluster: str, odd: OddDatabase, backed_up: dict[str, Any], workdir: Path
 ) -> None:
     baselines = backed_up["set"].manifest.baselines
-    request = parse_request({"tables": 'public."Order Details"', "reason": NOW_REASON}, run_id="manual__odd", now=backed_up["set"].finished_at)
+    request = parse_request(
+        {"tables": 'public."Order Details"', "reason": NOW_REASON},
+        run_id="manual__odd",
+        now=backed_up["set"].finished_at,
+    )
     facts = TargetFacts(odd.name, frozenset(baselines["tables"]), frozenset({"public", "sales"}))
-    plan = resolve_request(request, facts, set_tables=list(baselines["tables"]), backup_set_id=backed_up["set"].backup_set_id,
-                           where="the odd set")
+    plan = resolve_request(
+        request,
+        facts,
+        set_tables=list(baselines["tables"]),
+        backup_set_id=backed_up["set"].backup_set_id,
+        where="the odd set",
+    )
     assert plan.tables == (TableName("public", "Order Details"),)
     assert request.staging_schema is not None
 
@@ -169,11 +229,19 @@ def test_a_dr_restore_of_the_spaced_table_into_a_staging_schema_passes_its_check
     finally:
         with psycopg.connect(scratch_cluster, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(source_name)))
-    restored = baselines_for_restored(baselines, plan.tables, staging_schema=request.staging_schema, whole_database=False)
+    restored = baselines_for_restored(
+        baselines, plan.tables, staging_schema=request.staging_schema, whole_database=False
+    )
     assert list(restored["tables"]) == [f"{request.staging_schema}.Order Details"]
-    summary = check_restored_database(production.libpq_dsn(), restored, report_dir=workdir / "dr-report",
-                                      backup_set_id=backed_up["set"].backup_set_id, smoke_queries=())
+    summary = check_restored_database(
+        production.libpq_dsn(),
+        restored,
+        report_dir=workdir / "dr-report",
+        backup_set_id=backed_up["set"].backup_set_id,
+        smoke_queries=(),
+    )
     assert summary["failed"] == [] and summary["passed"]
     staged = sql.Identifier(request.staging_schema, "Order Details").as_string(None)
     assert query(odd.superuser_dsn, f"SELECT count(*), sum(amount) FROM {staged}") == query(
-        odd.superuser_dsn, 'SELECT count(*), sum(amount) FROM public."Order Details"')
+        odd.superuser_dsn, 'SELECT count(*), sum(amount) FROM public."Order Details"'
+    )

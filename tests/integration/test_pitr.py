@@ -20,28 +20,36 @@ import subprocess
 import tarfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from workdirs import state_root
 
 from hms_dr.catalog import find_set, key_for
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home
-from hms_dr.errors import BackupVerificationFailed, ChecksumMismatch, NoBackupForTarget, PreflightFailed, RecoveryFailed, WalMissing
+from hms_dr.decrypt import decrypt_file
+from hms_dr.errors import (
+    BackupVerificationFailed,
+    ChecksumMismatch,
+    NoBackupForTarget,
+    PreflightFailed,
+    RecoveryFailed,
+    WalMissing,
+)
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload
+from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.basebackup import take_base_backup
 from hms_dr.physical.recovery import recover
 from hms_dr.physical.targets import parse_recovery_target
-from hms_dr.pgtools import ConnectionInfo
 from hms_dr.policy import EncryptionMode
 from hms_dr.publish import publish_set
-from hms_dr.decrypt import decrypt_file
-from hms_sandbox.cluster import PG_BIN, LocalCluster, free_port, prepare_server_dir, run_server_tool
-from hms_sandbox.lifecycle import archive_command
 from hms_dr.streams import Pipeline, Stage
 from hms_dr.wal.ship import ship_spool
+from hms_sandbox.cluster import PG_BIN, LocalCluster, free_port, prepare_server_dir, run_server_tool
+from hms_sandbox.lifecycle import archive_command
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +93,15 @@ class Source:
         while not (self.spool / name).exists():
             assert time.monotonic() < deadline, f"{name} was not archived into {self.spool} within 60 s"
             time.sleep(0.1)
-        ship_spool(store, self.prefix, self.spool, encryption_key=self.encryption_key, zstd_level=3, staging_dir=staging, remove_from_spool=True)
+        ship_spool(
+            store,
+            self.prefix,
+            self.spool,
+            encryption_key=self.encryption_key,
+            zstd_level=3,
+            staging_dir=staging,
+            remove_from_spool=True,
+        )
         return name
 
 
@@ -106,20 +122,34 @@ def source(sandbox: Any, staging: Path, primary_store: Any) -> Iterator[Source]:
     """The scenario: batch 1 and the base backup, then the marked batches 2..5 and batch 6, shipped."""
     spool = staging / "spool"
     prepare_server_dir(spool, 0o700)
-    cluster = LocalCluster(staging / "source" / "data", free_port(), staging / "source" / "log" / "server.log", staging / "source" / "sockets")
+    cluster = LocalCluster(
+        staging / "source" / "data",
+        free_port(),
+        staging / "source" / "log" / "server.log",
+        staging / "source" / "sockets",
+    )
     password = secrets.token_urlsafe(18)
     # A copy the server's OS user can run (run as root it may not traverse the clone).
     script = staging / ARCHIVE_SCRIPT.name
     shutil.copy2(ARCHIVE_SCRIPT, script)
-    cluster.init(password, data_checksums=True, conf={
-        "archive_mode": "on", "archive_command": archive_command(script, spool), "fsync": "off", "wal_level": "replica",
-    })
+    cluster.init(
+        password,
+        data_checksums=True,
+        conf={
+            "archive_mode": "on",
+            "archive_command": archive_command(script, spool),
+            "fsync": "off",
+            "wal_level": "replica",
+        },
+    )
     cluster.start()
     key = EncryptionKey(EncryptionMode.PUBLIC_KEY, sandbox.fingerprint, public_key=sandbox.secrets.gpg_public_key)
     src = Source(cluster, password, spool, staging, f"pitr-{uuid.uuid4().hex[:8]}", key)
     try:
         src.sql("CREATE TABLE tab_int AS SELECT generate_series(1, 1000) AS a")
-        src.base_backup = take_base_backup(src.conn(), primary_store, src.prefix, encryption_key=key, staging_dir=staging / "work", zstd_level=3)
+        src.base_backup = take_base_backup(
+            src.conn(), primary_store, src.prefix, encryption_key=key, staging_dir=staging / "work", zstd_level=3
+        )
         import psycopg
 
         with psycopg.connect(cluster.dsn("postgres", password), autocommit=True) as conn:
@@ -164,14 +194,22 @@ def run_recovery(source: Source, primary_store: Any, restore_key: Any) -> Iterat
     """recover() into a fresh directory; every server started is stopped and removed afterwards."""
     made: list[LocalCluster] = []
 
-    def run(kind: str, value: str | None = None, *, prefix: str | None = None, name: str | None = None, **kwargs: Any) -> Recovered:
+    def run(
+        kind: str, value: str | None = None, *, prefix: str | None = None, name: str | None = None, **kwargs: Any
+    ) -> Recovered:
         home = source.base / "recovered" / (name or f"{kind}-{uuid.uuid4().hex[:6]}")
         data_dir = home / "data"
         cluster = LocalCluster(data_dir, free_port(), home / "log" / "data.log", home / "sockets")
         made.append(cluster)
         result = recover(
-            primary_store, prefix or source.prefix, parse_recovery_target(kind, value), data_dir=data_dir, port=cluster.port,
-            decryption_key=restore_key, staging_dir=source.base / "work", **kwargs,
+            primary_store,
+            prefix or source.prefix,
+            parse_recovery_target(kind, value),
+            data_dir=data_dir,
+            port=cluster.port,
+            decryption_key=restore_key,
+            staging_dir=source.base / "work",
+            **kwargs,
         )
         return Recovered(result, cluster, source.password)
 
@@ -182,9 +220,12 @@ def run_recovery(source: Source, primary_store: Any, restore_key: Any) -> Iterat
 
 
 @pytest.mark.parametrize(
-    ("kind", "rows"), [("immediate", 1000), ("xid", 2000), ("time", 3000), ("name", 4000), ("lsn", 5000), ("latest", 6000)]
+    ("kind", "rows"),
+    [("immediate", 1000), ("xid", 2000), ("time", 3000), ("name", 4000), ("lsn", 5000), ("latest", 6000)],
 )
-def test_each_recovery_target_yields_exactly_its_rows(source: Source, run_recovery: Callable[..., Recovered], kind: str, rows: int) -> None:
+def test_each_recovery_target_yields_exactly_its_rows(
+    source: Source, run_recovery: Callable[..., Recovered], kind: str, rows: int
+) -> None:
     recovered = run_recovery(kind, source.marks.get(kind))
     assert recovered.count() == rows
     result = recovered.result
@@ -204,20 +245,28 @@ def assert_a_new_promoted_cluster_that_never_archives(recovered: Recovered) -> N
     import psycopg
 
     with psycopg.connect(recovered.cluster.dsn("postgres", recovered.password), autocommit=True) as conn:
-        settings = dict(conn.execute(
-            "SELECT name, setting FROM pg_settings WHERE name IN ('archive_mode', 'listen_addresses', 'restore_command', 'port')"
-        ).fetchall())
+        settings = dict(
+            conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN ('archive_mode', 'listen_addresses', 'restore_command', 'port')"
+            ).fetchall()
+        )
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False  # type: ignore[index]
     assert settings["archive_mode"] == "off" and settings["listen_addresses"] == "127.0.0.1"
     assert settings["port"] == str(recovered.cluster.port)
     data_dir = recovered.cluster.data_dir
-    hba_rules = [line for line in (data_dir / "pg_hba.conf").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    hba_rules = [
+        line
+        for line in (data_dir / "pg_hba.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert hba_rules and not [rule for rule in hba_rules if "trust" in rule], hba_rules
     assert not (data_dir / "recovery.signal").exists()
     assert "restore_command" not in (data_dir / "postgresql.auto.conf").read_text()
 
 
-def test_a_restore_point_that_does_not_exist_fails_clearly_without_promoting(source: Source, run_recovery: Callable[..., Recovered]) -> None:
+def test_a_restore_point_that_does_not_exist_fails_clearly_without_promoting(
+    source: Source, run_recovery: Callable[..., Recovered]
+) -> None:
     with pytest.raises(RecoveryFailed, match="recovery ended before configured recovery target was reached") as caught:
         run_recovery("name", "no_such_restore_point", name="no-such-point")
     data_dir = source.base / "recovered" / "no-such-point" / "data"
@@ -226,20 +275,36 @@ def test_a_restore_point_that_does_not_exist_fails_clearly_without_promoting(sou
     assert "\n" in str(caught.value) and str(caught.value).count("\n") == 1  # one line, plus the HINT
 
 
-def test_a_non_empty_data_directory_is_refused_before_anything_is_touched(source: Source, primary_store: Any, restore_key: Any) -> None:
+def test_a_non_empty_data_directory_is_refused_before_anything_is_touched(
+    source: Source, primary_store: Any, restore_key: Any
+) -> None:
     data_dir = source.base / "occupied"
     data_dir.mkdir()
     (data_dir / "PG_VERSION").write_text("15\n")
     with pytest.raises(PreflightFailed, match="is not empty"):
-        recover(primary_store, source.prefix, parse_recovery_target("latest"), data_dir=data_dir, port=free_port(),
-                decryption_key=restore_key, staging_dir=source.base / "work")
+        recover(
+            primary_store,
+            source.prefix,
+            parse_recovery_target("latest"),
+            data_dir=data_dir,
+            port=free_port(),
+            decryption_key=restore_key,
+            staging_dir=source.base / "work",
+        )
     assert [p.name for p in data_dir.iterdir()] == ["PG_VERSION"]
 
 
 def test_targets_outside_the_archive_are_refused(source: Source, primary_store: Any, restore_key: Any) -> None:
     def attempt(kind: str, value: str) -> None:
-        recover(primary_store, source.prefix, parse_recovery_target(kind, value), data_dir=source.base / "never",
-                port=free_port(), decryption_key=restore_key, staging_dir=source.base / "work")
+        recover(
+            primary_store,
+            source.prefix,
+            parse_recovery_target(kind, value),
+            data_dir=source.base / "never",
+            port=free_port(),
+            decryption_key=restore_key,
+            staging_dir=source.base / "work",
+        )
 
     with pytest.raises(NoBackupForTarget, match=r"is before base backup set .* consistent only from"):
         attempt("time", "2020-01-01T00:00:00Z")
@@ -257,12 +322,20 @@ def copy_prefix(store: Any, source_prefix: str, suffix: str) -> str:
     """Every object of ``source_prefix`` copied to a new prefix, which is returned."""
     target = f"{source_prefix}-{suffix}"
     for obj in store.list(f"{source_prefix}/"):
-        store.put_bytes(target + obj.key[len(source_prefix):], store.get_bytes(obj.key))
+        store.put_bytes(target + obj.key[len(source_prefix) :], store.get_bytes(obj.key))
     return target
 
 
-def republish_base(store: Any, prefix: str, backup_set_id: str, payload_format: str, edit: Callable[[Path], None], key: EncryptionKey,
-                   restore_key: Any, work: Path) -> None:
+def republish_base(
+    store: Any,
+    prefix: str,
+    backup_set_id: str,
+    payload_format: str,
+    edit: Callable[[Path], None],
+    key: EncryptionKey,
+    restore_key: Any,
+    work: Path,
+) -> None:
     """Re-encrypt one payload of a base set after ``edit`` changed its plain bytes, and publish the
     set again with checksums that match: damage only PostgreSQL's own checks can see."""
     import hashlib
@@ -283,19 +356,39 @@ def republish_base(store: Any, prefix: str, backup_set_id: str, payload_format: 
             while chunk := pipeline.output.read(1 << 20):
                 chunks.append(chunk)
         data = b"".join(chunks)
-    new_payload = Payload(payload.name, len(data), hashlib.sha256(data).hexdigest(), payload.format,
-                          plain.stat().st_size, hashlib.sha256(plain.read_bytes()).hexdigest())
+    new_payload = Payload(
+        payload.name,
+        len(data),
+        hashlib.sha256(data).hexdigest(),
+        payload.format,
+        plain.stat().st_size,
+        hashlib.sha256(plain.read_bytes()).hexdigest(),
+    )
     store.delete(key_for(prefix, BackupKind.BASE, backup_set_id, MANIFEST_NAME))
     store.put_bytes(stored_key, data, overwrite=True)
     payloads = [new_payload if p.name == payload.name else p for p in manifest.payloads]
-    extra = {k: v for k, v in manifest.body.items() if k not in {"format_version", "kind", "backup_set_id", "cluster", "started_at", "finished_at", "payloads"}}
-    publish_set(store, kind=BackupKind.BASE, cluster=prefix, backup_set_id=backup_set_id, started_at=manifest.started_at,
-                finished_at=manifest.finished_at, payloads=payloads, extra=extra)
+    extra = {
+        k: v
+        for k, v in manifest.body.items()
+        if k not in {"format_version", "kind", "backup_set_id", "cluster", "started_at", "finished_at", "payloads"}
+    }
+    publish_set(
+        store,
+        kind=BackupKind.BASE,
+        cluster=prefix,
+        backup_set_id=backup_set_id,
+        started_at=manifest.started_at,
+        finished_at=manifest.finished_at,
+        payloads=payloads,
+        extra=extra,
+    )
     encrypted.unlink(missing_ok=True)
     plain.unlink(missing_ok=True)
 
 
-def test_a_truncated_stored_payload_is_caught_before_decrypting(source: Source, primary_store: Any, run_recovery: Callable[..., Recovered]) -> None:
+def test_a_truncated_stored_payload_is_caught_before_decrypting(
+    source: Source, primary_store: Any, run_recovery: Callable[..., Recovered]
+) -> None:
     prefix = copy_prefix(primary_store, source.prefix, "truncated")
     set_id = source.base_backup["backup_set_id"]
     key = key_for(prefix, BackupKind.BASE, set_id, "base.tar.zst.gpg")
@@ -322,8 +415,16 @@ def test_a_truncated_file_inside_the_base_backup_is_named_by_pg_verifybackup(
                     out.addfile(member, handle)
         edited.replace(plain)
 
-    republish_base(primary_store, prefix, source.base_backup["backup_set_id"], "pg_basebackup-base-tar", truncate_member,
-                   source.encryption_key, restore_key, source.base / "work")
+    republish_base(
+        primary_store,
+        prefix,
+        source.base_backup["backup_set_id"],
+        "pg_basebackup-base-tar",
+        truncate_member,
+        source.encryption_key,
+        restore_key,
+        source.base / "work",
+    )
     with pytest.raises(BackupVerificationFailed, match=f'"{victim}" has size'):
         run_recovery("latest", prefix=prefix, name="shortfile")
     assert list((source.base / "recovered" / "shortfile" / "data").iterdir()) == [], "no server ran: nothing is left"
@@ -342,9 +443,17 @@ def test_an_edited_backup_manifest_is_caught_by_pg_verifybackup(
         end = text.index(",", size_at)
         plain.write_text(text[:size_at] + str(int(text[size_at:end]) + 8192) + text[end:])
 
-    republish_base(primary_store, prefix, source.base_backup["backup_set_id"], "pg_backup_manifest", edit_size,
-                   source.encryption_key, restore_key, source.base / "work")
-    with pytest.raises(BackupVerificationFailed, match="pg_verifybackup .*manifest checksum mismatch"):
+    republish_base(
+        primary_store,
+        prefix,
+        source.base_backup["backup_set_id"],
+        "pg_backup_manifest",
+        edit_size,
+        source.encryption_key,
+        restore_key,
+        source.base / "work",
+    )
+    with pytest.raises(BackupVerificationFailed, match=r"pg_verifybackup .*manifest checksum mismatch"):
         run_recovery("latest", prefix=prefix)
 
 
@@ -398,12 +507,30 @@ def test_latest_follows_a_promotion_onto_the_new_timeline(
     source: Source, primary_store: Any, run_recovery: Callable[..., Recovered]
 ) -> None:
     standby_home = source.base / "standby"
-    standby = LocalCluster(standby_home / "data", free_port(), standby_home / "log" / "server.log", standby_home / "sockets")
+    standby = LocalCluster(
+        standby_home / "data", free_port(), standby_home / "log" / "server.log", standby_home / "sockets"
+    )
     for directory in (standby.data_dir, standby.log_file.parent, standby.socket_directory):
         prepare_server_dir(directory, 0o700)
     env = {"PGPASSWORD": source.password}
-    run_server_tool([PG_BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", str(source.cluster.port), "-U", "postgres",
-                     "-D", str(standby.data_dir), "-X", "stream", "--no-password"], env=env, timeout_s=120)
+    run_server_tool(
+        [
+            PG_BIN / "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(source.cluster.port),
+            "-U",
+            "postgres",
+            "-D",
+            str(standby.data_dir),
+            "-X",
+            "stream",
+            "--no-password",
+        ],
+        env=env,
+        timeout_s=120,
+    )
     with (standby.data_dir / "postgresql.auto.conf").open("a") as conf:
         conf.write(f"port = {standby.port}\nunix_socket_directories = '{standby.socket_directory}'\n")
     run_server_tool(["touch", str(standby.data_dir / "standby.signal")])
@@ -438,7 +565,10 @@ def test_walfetch_aborts_recovery_when_its_source_is_gone(tmp_path: Path) -> Non
 
     from hms_dr.physical import walfetch
 
-    done = subprocess.run([sys.executable, "-I", walfetch.__file__, str(tmp_path), "000000010000000000000003", str(tmp_path / "x")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-I", walfetch.__file__, str(tmp_path), "000000010000000000000003", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 255 and "does not answer" in done.stderr
     assert not (tmp_path / "x").exists()

@@ -50,14 +50,18 @@ def backup_baselines(hms_template: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def restored_copy(scratch_cluster: str, hms_template: str, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
+def restored_copy(
+    scratch_cluster: str, hms_template: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., str]]:
     """A fresh copy of the HMS database per scenario, damaged by the given statements: its DSN."""
     created: list[str] = []
 
     def make(*statements: str) -> str:
         name = re.sub(r"\W", "_", f"q_{request.node.name}")[:50]
         with psycopg.connect(scratch_cluster, autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE)))
+            admin.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE))
+            )
         created.append(name)
         dsn = make_conninfo(scratch_cluster, dbname=name)
         if statements:
@@ -74,8 +78,9 @@ def restored_copy(scratch_cluster: str, hms_template: str, request: pytest.Fixtu
 
 
 def run_checks(dsn: str, baselines: dict[str, Any], report_dir: Path) -> dict[str, Any]:
-    summary = check_restored_database(dsn, baselines, report_dir=report_dir, backup_set_id="20260301T020000Z-test",
-                                      smoke_queries=SMOKE_QUERIES)
+    summary = check_restored_database(
+        dsn, baselines, report_dir=report_dir, backup_set_id="20260301T020000Z-test", smoke_queries=SMOKE_QUERIES
+    )
     assert json.loads((report_dir / "summary.json").read_text()) == json.loads(json.dumps(summary))
     return summary
 
@@ -100,7 +105,9 @@ def test_exact_copy_passes_with_every_table_and_view_as_in_the_baseline(
         rows = by_kind["row_count"][name]
         assert rows["expected"] == rows["observed"] == backup_baselines["tables"][name]["rows"]
         columns = by_kind["columns"][name]
-        assert columns["expected"] == columns["observed"] == [c[:2] for c in backup_baselines["tables"][name]["columns"]]
+        assert (
+            columns["expected"] == columns["observed"] == [c[:2] for c in backup_baselines["tables"][name]["columns"]]
+        )
     view = by_kind["view_rows"]["public.v_patient_summary"]
     assert view["expected"] == view["observed"] == backup_baselines["views"]["public.v_patient_summary"]
     assert len(by_kind["foreign_key"]) == sum(len(t["foreign_keys"]) for t in backup_baselines["tables"].values())
@@ -158,8 +165,9 @@ def test_data_docs_read_offline_with_a_static_index_of_every_validation_page(
     assert any(row.startswith("FAIL public.payments public.payments") for row in rows), rows
     assert any(row.startswith("pass public.patients public.patients") for row in rows), rows
 
-    [payments_page] = [c["data_docs_page"] for c in summary["checks"] if c["check"] == "row_count"
-                       and c["target"] == "public.payments"]
+    [payments_page] = [
+        c["data_docs_page"] for c in summary["checks"] if c["check"] == "row_count" and c["target"] == "public.payments"
+    ]
     page = (tmp_path / payments_page).read_text()
     text = visible_text(page)
     assert "public.payments" in text and "Failed" in text
@@ -174,9 +182,15 @@ def test_report_html_from_the_final_summary_shows_rto_steps_and_checks(
     outcome = run_checks(restored_copy(), backup_baselines, tmp_path)
     # The summary hms_restore_test's check_against_baselines writes once the checks are done.
     final = {
-        "backup_set_id": outcome["backup_set_id"], "backup_manifest": "file:///store/hms/logical/x/manifest.json",
-        "scratch_database": "hms_restore_test_x", "passed": False, "checks_passed": True,
-        "checks": outcome["checks"], "failed": [], "rto_s": 14500.25, "rto_target_s": 14400,
+        "backup_set_id": outcome["backup_set_id"],
+        "backup_manifest": "file:///store/hms/logical/x/manifest.json",
+        "scratch_database": "hms_restore_test_x",
+        "passed": False,
+        "checks_passed": True,
+        "checks": outcome["checks"],
+        "failed": [],
+        "rto_s": 14500.25,
+        "rto_target_s": 14400,
         "steps_s": {"download_and_verify": 100.5, "decrypt": 20.25, "pg_restore": 14000.0, "quality_checks": 300.0},
     }
 
@@ -186,8 +200,13 @@ def test_report_html_from_the_final_summary_shows_rto_steps_and_checks(
     assert "Restore test of backup set 20260301T020000Z-test: FAILED" in text
     assert "longer than the RTO target" in text and "OVER THE TARGET of 4.00 h (14400 s)" in text
     assert "RTO 4.03 h (14500 s)" in text
-    for step, seconds in (("download and verify", "100.500"), ("decrypt", "20.250"), ("pg restore", "14000.000"),
-                          ("quality checks", "300.000"), ("between steps (scheduling, task start-up)", "79.500")):
+    for step, seconds in (
+        ("download and verify", "100.500"),
+        ("decrypt", "20.250"),
+        ("pg restore", "14000.000"),
+        ("quality checks", "300.000"),
+        ("between steps (scheduling, task start-up)", "79.500"),
+    ):
         assert f"{step} {seconds}" in text
     assert f"{len(outcome['checks'])} of {len(outcome['checks'])} passed" in text
     assert "public.v_patient_summary" in text
@@ -313,7 +332,9 @@ def test_partitioned_and_inheritance_tables_are_checked_row_for_row_as_pg_dump_s
     with psycopg.connect(dsn) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         with conn.cursor() as cursor:
-            baselines = json.loads(json.dumps(baseline.compute_baselines(cursor, schemas=[], views=["v_patient_summary"])))
+            baselines = json.loads(
+                json.dumps(baseline.compute_baselines(cursor, schemas=[], views=["v_patient_summary"]))
+            )
     assert baselines["tables"]["public.readings"]["rows"] == 0
 
     summary = run_checks(dsn, baselines, tmp_path)
@@ -321,12 +342,20 @@ def test_partitioned_and_inheritance_tables_are_checked_row_for_row_as_pg_dump_s
     assert summary["passed"], summary["failed"]
     targets = {(c["check"], c["target"]) for c in summary["checks"]}
     assert ("primary_key_enforced", "public.readings (id, taken_on)") in targets
-    assert ("row_count", "public.readings_2025") in targets and ("primary_key_enforced", "public.legacy_parent (id)") in targets
+    assert ("row_count", "public.readings_2025") in targets and (
+        "primary_key_enforced",
+        "public.legacy_parent (id)",
+    ) in targets
 
 
 def test_unreachable_database_raises_database_unavailable(
     scratch_cluster: str, backup_baselines: dict[str, Any], tmp_path: Path
 ) -> None:
     with pytest.raises(DatabaseUnavailable, match="no_such_database"):
-        check_restored_database(make_conninfo(scratch_cluster, dbname="no_such_database"), backup_baselines,
-                                report_dir=tmp_path, backup_set_id="x", smoke_queries=())
+        check_restored_database(
+            make_conninfo(scratch_cluster, dbname="no_such_database"),
+            backup_baselines,
+            report_dir=tmp_path,
+            backup_set_id="x",
+            smoke_queries=(),
+        )

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from test_alerts_reach_the_smtp_sink import Mailbox, body
@@ -89,7 +90,9 @@ def test_a_mistyped_tables_key_restores_nothing_is_audited_and_pages_nobody(
     outcome = dag_runner.run(RESTORE, conf={"table": ["appointments"], "reason": REASON}, name="refused")
 
     assert outcome.state == "failed"
-    assert outcome.task_states["validate_request"] == "failed" and outcome.task_tries["validate_request"] == 1  # not retried
+    assert (
+        outcome.task_states["validate_request"] == "failed" and outcome.task_tries["validate_request"] == 1
+    )  # not retried
     assert outcome.task_states["restore_into_target"] == "upstream_failed"
     assert outcome.task_states["record_outcome"] == "success"
     refusal = "hms_dr_restore has no param 'table' (did you mean 'tables'?): refused before anything was done; its params are all_tables, "
@@ -123,14 +126,19 @@ def test_a_set_that_does_not_exist_is_refused_with_the_newest_ids_to_choose_from
 ) -> None:
     mailbox = Mailbox(sandbox)
     before = database_state(sandbox)
-    outcome = dag_runner.run(RESTORE, conf={"tables": ["appointments"], "backup_id": "20200101T020000Z", "reason": REASON},
-                             name="refused")
+    outcome = dag_runner.run(
+        RESTORE, conf={"tables": ["appointments"], "backup_id": "20200101T020000Z", "reason": REASON}, name="refused"
+    )
     assert outcome.state == "failed" and outcome.task_states["validate_request"] == "failed"
-    complete = {o.key.split("/")[2] for o in primary_store.list(f"{CLUSTER}/logical/") if o.key.endswith("/manifest.json")}
+    complete = {
+        o.key.split("/")[2] for o in primary_store.list(f"{CLUSTER}/logical/") if o.key.endswith("/manifest.json")
+    }
     newest = sorted(complete, reverse=True)[:10]
     assert daily_set.backup_set_id in newest
-    listed = re.search(r"RequestRefused: no complete logical backup set 20200101T020000Z in s3://\S+; the newest logical sets?: ([0-9TZ]+(?:, [0-9TZ]+)*)",
-                       outcome.output)
+    listed = re.search(
+        r"RequestRefused: no complete logical backup set 20200101T020000Z in s3://\S+; the newest logical sets?: ([0-9TZ]+(?:, [0-9TZ]+)*)",
+        outcome.output,
+    )
     assert listed and listed.group(1).split(", ") == newest, outcome.output[-4000:]
     assert database_state(sandbox) == before
     assert [r["event"] for r in audit_of(primary_store, outcome.run_id)] == ["failed"]
@@ -143,9 +151,18 @@ def test_a_real_failure_found_by_the_same_first_task_still_pages(
     """A restore key that is not configured: the system's fault, not the request's."""
     mailbox = Mailbox(sandbox)
     before = database_state(sandbox)
-    conf = {"source": "point_in_time", "target_time": "2026-01-01T00:00:00Z", "tables": ["appointments"], "reason": REASON}
-    outcome = dag_runner.run(RESTORE, conf=conf, policy={"encryption.restore_connection_id": "hms_restore_key_not_configured"},
-                             name="no-restore-key")
+    conf = {
+        "source": "point_in_time",
+        "target_time": "2026-01-01T00:00:00Z",
+        "tables": ["appointments"],
+        "reason": REASON,
+    }
+    outcome = dag_runner.run(
+        RESTORE,
+        conf=conf,
+        policy={"encryption.restore_connection_id": "hms_restore_key_not_configured"},
+        name="no-restore-key",
+    )
     assert outcome.state == "failed" and outcome.task_states["validate_request"] == "failed"
     assert database_state(sandbox) == before
     reason = "PreflightFailed: Airflow connection 'hms_restore_key_not_configured' is not defined"
@@ -158,9 +175,16 @@ def test_a_real_failure_found_by_the_same_first_task_still_pages(
 
 UNKNOWN_KEY = {
     # dag_id: (its first task, a conf with one mistyped key among good ones, the key and what it was meant to be)
-    "hms_dr_pitr": ("validate_request", {"target_type": "latest", "data_directory": "{root}/refused/data",
-                                         "reason": "drill: refused", "promot": False}, "'promot' (did you mean 'promote'?)"),
-    "hms_restore_test": ("choose_backup_set", {"mode": "logical", "backupid": "20261124T020001Z"}, "'backupid' (did you mean 'backup_id'?)"),
+    "hms_dr_pitr": (
+        "validate_request",
+        {"target_type": "latest", "data_directory": "{root}/refused/data", "reason": "drill: refused", "promot": False},
+        "'promot' (did you mean 'promote'?)",
+    ),
+    "hms_restore_test": (
+        "choose_backup_set",
+        {"mode": "logical", "backupid": "20261124T020001Z"},
+        "'backupid' (did you mean 'backup_id'?)",
+    ),
     "hms_integrity_check": ("check_amcheck_installed", {"table": ["appointments"]}, "'table' (did you mean 'tables'?)"),
     "hms_offsite_sync": ("check_both_stores", {"reverify": True}, "'reverify' (did you mean 'reverify_all'?)"),
 }
@@ -178,8 +202,13 @@ def test_every_other_dag_with_params_refuses_an_unknown_key_in_its_first_task_wi
 
     assert outcome.state == "failed", outcome.output[-4000:]
     assert outcome.task_states[first_task] == "failed" and outcome.task_tries[first_task] == 1
-    assert all(state != "success" for task, state in outcome.task_states.items() if task not in (first_task, "record_outcome"))
-    assert f"RequestRefused: {dag_id} has no param {named}: refused before anything was done; its params are " in outcome.output
+    assert all(
+        state != "success" for task, state in outcome.task_states.items() if task not in (first_task, "record_outcome")
+    )
+    assert (
+        f"RequestRefused: {dag_id} has no param {named}: refused before anything was done; its params are "
+        in outcome.output
+    )
     assert database_state(sandbox) == before and stored_keys(sandbox) == stored_before
     assert not (pitr_root / "refused").exists()
     assert mailbox.new(dag_id, "failure") == []

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -41,8 +42,14 @@ def good_set(dag_runner: Any, primary_store: Any) -> Any:
 
 
 def clone_set(
-    store: Any, source: Any, new_id: str, *, payload: Callable[[bytes], bytes] | None = None,
-    manifest: Callable[[dict], dict] | None = None, keep_sha: bool = False, plain: tuple[str, int] | None = None,
+    store: Any,
+    source: Any,
+    new_id: str,
+    *,
+    payload: Callable[[bytes], bytes] | None = None,
+    manifest: Callable[[dict], dict] | None = None,
+    keep_sha: bool = False,
+    plain: tuple[str, int] | None = None,
 ) -> str:
     """A copy of ``source`` under ``new_id``, its payload and/or manifest altered on the way."""
     body = dict(source.manifest.body)
@@ -85,10 +92,12 @@ def test_one_flipped_byte_fails_before_decrypting_naming_the_file(
 ) -> None:
     def flip(data: bytes) -> bytes:
         middle = len(data) // 2
-        return data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1:]
+        return data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :]
 
     set_id = clone_set(primary_store, good_set, "20200101T000001Z", payload=flip, keep_sha=True)
-    outcome = dag_runner.run(DAG_ID, conf={"mode": "logical", "backup_id": set_id}, policy={"logical_backup.retries": 0}, name="flipped")
+    outcome = dag_runner.run(
+        DAG_ID, conf={"mode": "logical", "backup_id": set_id}, policy={"logical_backup.retries": 0}, name="flipped"
+    )
     assert outcome.state == "failed"
     assert outcome.task_states["restore_into_scratch"] == "failed"
     assert f"{set_id}/dump.pgdump.zst.gpg does not match the sha256 in its manifest" in outcome.output
@@ -96,7 +105,9 @@ def test_one_flipped_byte_fails_before_decrypting_naming_the_file(
     assert scratch_databases(sandbox) == []
 
 
-def test_a_truncated_payload_fails_naming_the_file_and_both_sizes(dag_runner: Any, good_set: Any, primary_store: Any) -> None:
+def test_a_truncated_payload_fails_naming_the_file_and_both_sizes(
+    dag_runner: Any, good_set: Any, primary_store: Any
+) -> None:
     set_id = clone_set(primary_store, good_set, "20200101T000002Z", payload=lambda d: d[: len(d) // 2], keep_sha=True)
     outcome = dag_runner.run(DAG_ID, conf={"mode": "logical", "backup_id": set_id}, name="truncated")
     assert outcome.state == "failed"
@@ -153,9 +164,14 @@ def test_a_wrong_restore_key_fails_before_any_restore_starts(dag_runner: Any, go
     finally:
         stop_gpg_agent(home)
         shutil.rmtree(home, ignore_errors=True)
-    wrong = json.dumps({"conn_type": "generic", "password": "other-passphrase-123", "extra": {"private_key": other_key}})
+    wrong = json.dumps(
+        {"conn_type": "generic", "password": "other-passphrase-123", "extra": {"private_key": other_key}}
+    )
     outcome = dag_runner.run(
-        DAG_ID, conf={"mode": "logical", "backup_id": good_set.backup_set_id}, env={"AIRFLOW_CONN_HMS_RESTORE_KEY": wrong}, name="wrong-key"
+        DAG_ID,
+        conf={"mode": "logical", "backup_id": good_set.backup_set_id},
+        env={"AIRFLOW_CONN_HMS_RESTORE_KEY": wrong},
+        name="wrong-key",
     )
     assert outcome.state == "failed"
     assert "encrypted to a key the restore key connection does not hold" in outcome.output
@@ -166,10 +182,20 @@ def test_a_wrong_restore_key_fails_before_any_restore_starts(dag_runner: Any, go
 def test_a_restore_target_pointing_at_production_is_refused_before_anything_runs(
     dag_runner: Any, good_set: Any, sandbox: Any
 ) -> None:
-    production = json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": sandbox.pg_port, "login": "postgres",
-                             "password": sandbox.secrets.role_passwords["postgres"], "schema": "postgres"})
+    production = json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": "127.0.0.1",
+            "port": sandbox.pg_port,
+            "login": "postgres",
+            "password": sandbox.secrets.role_passwords["postgres"],
+            "schema": "postgres",
+        }
+    )
     outcome = dag_runner.run(
-        DAG_ID, conf={"mode": "logical", "backup_id": good_set.backup_set_id}, env={"AIRFLOW_CONN_HMS_RESTORE_TARGET": production},
+        DAG_ID,
+        conf={"mode": "logical", "backup_id": good_set.backup_set_id},
+        env={"AIRFLOW_CONN_HMS_RESTORE_TARGET": production},
         name="production-target",
     )
     assert outcome.state == "failed"
@@ -186,13 +212,22 @@ def encrypted_dump_without(sandbox: Any, table: str, staging: Any) -> tuple[byte
     from hms_dr.policy import EncryptionMode
     from hms_dr.streams import Pipeline, Stage
 
-    conn = ConnectionInfo("127.0.0.1", sandbox.pg_port, "hms_backup", sandbox.database,
-                          password=sandbox.secrets.role_passwords["hms_backup"])
+    conn = ConnectionInfo(
+        "127.0.0.1",
+        sandbox.pg_port,
+        "hms_backup",
+        sandbox.database,
+        password=sandbox.secrets.role_passwords["hms_backup"],
+    )
     key = EncryptionKey(EncryptionMode.PUBLIC_KEY, sandbox.fingerprint, public_key=sandbox.secrets.gpg_public_key)
-    argv = pg_dump_argv(snapshot=None, archive_format="c", compress_level=0) + [f"--exclude-table={table}"]
+    argv = [*pg_dump_argv(snapshot=None, archive_format="c", compress_level=0), f"--exclude-table={table}"]
     with gpg_home(staging) as home:
         check_encryption_key(home, key)
-        stages = [Stage("pg_dump", argv, env=tool_env(conn)), Stage("zstd", ["zstd", "-q", "-c", "-1"]), encrypt_stage(home, key)]
+        stages = [
+            Stage("pg_dump", argv, env=tool_env(conn)),
+            Stage("zstd", ["zstd", "-q", "-c", "-1"]),
+            encrypt_stage(home, key),
+        ]
         plain = hashlib.sha256()
         sizes = [0]
 
@@ -255,7 +290,9 @@ def test_rows_deleted_in_the_scratch_database_before_the_checks_fail_naming_the_
                 (scratch,) = scratch_databases(sandbox)
                 dsn = f"host=127.0.0.1 port={sandbox.restore_target_port} user=postgres password={password} dbname={scratch}"
                 with psycopg.connect(dsn, autocommit=True) as conn:
-                    conn.execute("DELETE FROM public.payments WHERE id IN (SELECT id FROM public.payments ORDER BY id LIMIT 3)")
+                    conn.execute(
+                        "DELETE FROM public.payments WHERE id IN (SELECT id FROM public.payments ORDER BY id LIMIT 3)"
+                    )
                 tampered.append(scratch)
                 return
             time.sleep(0.05)
@@ -263,7 +300,9 @@ def test_rows_deleted_in_the_scratch_database_before_the_checks_fail_naming_the_
     watcher = threading.Thread(target=delete_rows_between_restore_and_checks, daemon=True)
     watcher.start()
     try:
-        outcome = dag_runner.run(DAG_ID, conf={"mode": "logical", "backup_id": good_set.backup_set_id}, name="rows-deleted")
+        outcome = dag_runner.run(
+            DAG_ID, conf={"mode": "logical", "backup_id": good_set.backup_set_id}, name="rows-deleted"
+        )
     finally:
         stop.set()
         watcher.join(timeout=30)
@@ -271,5 +310,7 @@ def test_rows_deleted_in_the_scratch_database_before_the_checks_fail_naming_the_
     expected = good_set.manifest.baselines["tables"]["public.payments"]["rows"]
     assert outcome.state == "failed"
     assert outcome.task_states["check_against_baselines"] == "failed"
-    assert "public.payments" in outcome.output and str(expected) in outcome.output and str(expected - 3) in outcome.output
+    assert (
+        "public.payments" in outcome.output and str(expected) in outcome.output and str(expected - 3) in outcome.output
+    )
     assert scratch_databases(sandbox) == []

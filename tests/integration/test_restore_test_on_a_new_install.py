@@ -30,6 +30,8 @@ def test_mode_both_without_a_base_backup_runs_logical_only_with_a_warning(dag_ru
     assert plan["mode"] == "logical" and "physical" not in plan
     assert "mode both runs logical only: the store holds no base backup set yet" in outcome.output
     assert outcome.task_states["check_against_baselines"] == "success"
-    assert {outcome.task_states[t] for t in ("recover_for_drill", "check_recovered_cluster", "verify_checksums_offline")} == {"skipped"}
+    assert {
+        outcome.task_states[t] for t in ("recover_for_drill", "check_recovered_cluster", "verify_checksums_offline")
+    } == {"skipped"}
     reports = list_catalog(primary_store, CLUSTER, BackupKind.RESTORE_TEST).sets
     assert [(r.manifest.body["mode"], r.manifest.body["passed"]) for r in reports] == [("logical", True)]

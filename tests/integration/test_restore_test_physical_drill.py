@@ -52,13 +52,20 @@ def drill_run(dag_runner: Any, sandbox: Any) -> Any:
 
 def test_both_restores_ran_and_every_task_succeeded(drill_run: Any) -> None:
     assert drill_run.task_states == {
-        "choose_backup_set": "success", "restore_into_scratch": "success", "check_against_baselines": "success",
-        "drop_scratch_database": "success", "recover_for_drill": "success", "check_recovered_cluster": "success",
-        "verify_checksums_offline": "success", "remove_recovered_cluster": "success",
+        "choose_backup_set": "success",
+        "restore_into_scratch": "success",
+        "check_against_baselines": "success",
+        "drop_scratch_database": "success",
+        "recover_for_drill": "success",
+        "check_recovered_cluster": "success",
+        "verify_checksums_offline": "success",
+        "remove_recovered_cluster": "success",
     }
 
 
-def test_the_recovered_cluster_matches_the_daily_sets_baselines(drill_run: Any, dag_runner: Any, primary_store: Any) -> None:
+def test_the_recovered_cluster_matches_the_daily_sets_baselines(
+    drill_run: Any, dag_runner: Any, primary_store: Any
+) -> None:
     daily = list_catalog(primary_store, CLUSTER, BackupKind.LOGICAL).sets[-1]
     base = list_catalog(primary_store, CLUSTER, BackupKind.BASE).sets[-1]
     physical = dag_runner.returned(DAG_ID, drill_run.run_id, "check_recovered_cluster")
@@ -71,8 +78,11 @@ def test_the_recovered_cluster_matches_the_daily_sets_baselines(drill_run: Any, 
     proven = {c["target"] for c in physical["checks"] if c["check"] == "table_content" and c["passed"]}
     assert proven == tables  # ... and every value of every table, by its content digest
     assert [c["passed"] for c in physical["checks"] if c["check"] == "large_objects"] == [True]
-    reports = [s for s in list_catalog(primary_store, CLUSTER, BackupKind.RESTORE_TEST).sets
-               if s.manifest.body["tested_set"]["backup_set_id"] == daily.backup_set_id]
+    reports = [
+        s
+        for s in list_catalog(primary_store, CLUSTER, BackupKind.RESTORE_TEST).sets
+        if s.manifest.body["tested_set"]["backup_set_id"] == daily.backup_set_id
+    ]
     assert sorted(s.manifest.body["mode"] for s in reports) == ["logical", "physical"]
     assert all(s.manifest.body["passed"] for s in reports)
 
@@ -101,12 +111,16 @@ def test_pg_checksums_names_a_damaged_page(sandbox: Any) -> None:
         conn.execute("CHECKPOINT")
         relation = conn.execute("SELECT pg_relation_filepath('ward')").fetchone()[0]  # type: ignore[index]
     cluster.stop()
-    page = (cluster.data_dir / relation)
+    page = cluster.data_dir / relation
     data = bytearray(page.read_bytes())
     data[8192 + 4000] ^= 0xFF  # one byte in the middle of the second page
     page.write_bytes(bytes(data))
-    recovered = {"data_dir": str(cluster.data_dir), "port": cluster.port, "socket_dir": str(cluster.socket_directory),
-                 "log_file": str(root / "log" / "x.log")}
+    recovered = {
+        "data_dir": str(cluster.data_dir),
+        "port": cluster.port,
+        "socket_dir": str(cluster.socket_directory),
+        "log_file": str(root / "log" / "x.log"),
+    }
     try:
         with pytest.raises(DataCorruption, match=rf"1 bad block\(s\).*{relation} block 1"):
             drill.check_checksums_offline(recovered)

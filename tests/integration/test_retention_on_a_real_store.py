@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from hms_dr.store import Store, open_store
 pytestmark = pytest.mark.integration
 
 CLUSTER = "hms-primary"
-NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
 RULE = RetentionRule(max_age=timedelta(days=30), orphan_max_age=timedelta(hours=24))
 # Ages of the complete logical sets, spread over 60 days; 30 days exactly is still inside the window.
 SET_AGES = [
@@ -75,7 +75,11 @@ def make_set(store: Store, finished_at: datetime, *, kind: BackupKind = BackupKi
         extra={"baselines": {"tables": {}, "views": {}}},
     )
     assert manifest_key == key_for(CLUSTER, kind, backup_set_id, MANIFEST_NAME)
-    return HandMadeSet(backup_set_id, finished_at, tuple(key_for(CLUSTER, kind, backup_set_id, p.name) for p in payloads) + (manifest_key,))
+    return HandMadeSet(
+        backup_set_id,
+        finished_at,
+        (*tuple(key_for(CLUSTER, kind, backup_set_id, p.name) for p in payloads), manifest_key),
+    )
 
 
 def make_orphan(store: Store, backup_set_id: str, file_ages: list[timedelta]) -> tuple[str, ...]:
@@ -109,7 +113,9 @@ def test_expired_sets_and_stale_orphans_are_gone_and_everything_else_is_untouche
     store = make_store(tmp_path / "nas")
     sets = [make_set(store, NOW - age) for age in SET_AGES]
     other_kind = make_set(store, NOW - timedelta(days=60), kind=BackupKind.SCHEMA)
-    stale_orphan = make_orphan(store, new_backup_set_id(NOW - timedelta(days=2)), [timedelta(hours=48), timedelta(hours=25)])
+    stale_orphan = make_orphan(
+        store, new_backup_set_id(NOW - timedelta(days=2)), [timedelta(hours=48), timedelta(hours=25)]
+    )
     fresh_orphan = make_orphan(store, new_backup_set_id(NOW - timedelta(hours=1)), [timedelta(hours=1)])
 
     expired = [s for s in sets if NOW - s.finished_at > RULE.max_age]
@@ -144,7 +150,9 @@ def test_expired_sets_and_stale_orphans_are_gone_and_everything_else_is_untouche
     assert all(key in after for key in fresh_orphan)
 
     listing = list_catalog(store, CLUSTER, BackupKind.LOGICAL)
-    assert [s.backup_set_id for s in listing.sets] == [s.backup_set_id for s in sorted(survivors, key=lambda s: s.finished_at)]
+    assert [s.backup_set_id for s in listing.sets] == [
+        s.backup_set_id for s in sorted(survivors, key=lambda s: s.finished_at)
+    ]
     assert [o.keys for o in listing.orphans] == [fresh_orphan]
 
     second_plan, second_deleted = plan_and_apply(store, NOW)

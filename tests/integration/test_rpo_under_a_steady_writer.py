@@ -37,7 +37,9 @@ class SteadyWriter(threading.Thread):
 
     def run(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS rpo_probe (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS rpo_probe (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())"
+            )
             while not self.stopped.wait(0.5):
                 conn.execute("INSERT INTO rpo_probe DEFAULT VALUES")
                 self.rows += 1
@@ -45,7 +47,9 @@ class SteadyWriter(threading.Thread):
 
 def set_archive_timeout(sandbox: Any, value: str | None) -> None:
     with psycopg.connect(sandbox.superuser_dsn(), autocommit=True) as conn:
-        conn.execute("ALTER SYSTEM RESET archive_timeout" if value is None else f"ALTER SYSTEM SET archive_timeout = '{value}'")
+        conn.execute(
+            "ALTER SYSTEM RESET archive_timeout" if value is None else f"ALTER SYSTEM SET archive_timeout = '{value}'"
+        )
         conn.execute("SELECT pg_reload_conf()")
 
 
@@ -60,7 +64,9 @@ def test_rpo_stays_within_bounds_under_a_steady_writer(sandbox: Any, scheduled_a
         while len(airflow.task_returns(DAG_ID, "measure_rpo")) < RUNS:
             failed = [s for s in airflow.run_states(DAG_ID) if s == "failed"]
             assert not failed, "a scheduled run failed:\n" + airflow.task_logs()[-6000:]
-            assert time.monotonic() < deadline, f"fewer than {RUNS} runs in time: {airflow.run_states(DAG_ID)}\n" + airflow.log_tail("scheduler")
+            assert time.monotonic() < deadline, (
+                f"fewer than {RUNS} runs in time: {airflow.run_states(DAG_ID)}\n" + airflow.log_tail("scheduler")
+            )
             time.sleep(2)
     finally:
         writer.stopped.set()
@@ -73,7 +79,10 @@ def test_rpo_stays_within_bounds_under_a_steady_writer(sandbox: Any, scheduled_a
     for run_id, report in measured:
         assert report["problem"] is None
         assert report["spool_age_s"] is not None and report["spool_age_s"] <= 1.5 * ARCHIVE_TIMEOUT_S, (run_id, report)
-        assert report["store_age_s"] is not None and report["store_age_s"] <= SCHEDULE_S + ARCHIVE_TIMEOUT_S, (run_id, report)
+        assert report["store_age_s"] is not None and report["store_age_s"] <= SCHEDULE_S + ARCHIVE_TIMEOUT_S, (
+            run_id,
+            report,
+        )
     logs = airflow.task_logs()
     assert logs.count("RPO now: store") >= RUNS
     with sqlite3.connect(airflow.db_path) as db:

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from hms_sandbox import Sandbox, load_sandbox, sandbox_status, start_sandbox, stop_sandbox
-from hms_sandbox.cluster import port_is_open, server_user
 from hms_sandbox.airflow_env import build_airflow_env
+from hms_sandbox.cluster import port_is_open, server_user
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # What `make` exports for the sandbox's own commands: the engine (plugins/) and the sandbox (sandbox/).
@@ -63,7 +63,13 @@ def _gpg(home: Path, *args: str, passphrase: str | None = None) -> subprocess.Co
     argv = ["gpg", "--homedir", str(home), "--batch", "--no-tty"]
     if passphrase is not None:
         argv += ["--pinentry-mode", "loopback", "--passphrase-fd", "0"]
-    return subprocess.run([*argv, *args], input="" if passphrase is None else passphrase + "\n", capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [*argv, *args],
+        input="" if passphrase is None else passphrase + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def _fresh_gnupg_home(parent: Path, name: str) -> Path:
@@ -83,7 +89,10 @@ def test_cluster_answers_as_hms_backup_over_tcp_with_its_password(sandbox: Sandb
 
 def test_cluster_has_data_checksums_and_wal_archiving(sandbox: Sandbox) -> None:
     with psycopg.connect(sandbox.dsn("hms_backup")) as conn:
-        settings = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in ("data_checksums", "archive_mode", "wal_level", "archive_command")}  # type: ignore[index]
+        settings = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("data_checksums", "archive_mode", "wal_level", "archive_command")
+        }  # type: ignore[index]
     assert settings["data_checksums"] == "on"
     assert settings["archive_mode"] == "on"
     assert settings["wal_level"] == "replica"
@@ -96,7 +105,9 @@ def test_cluster_has_data_checksums_and_wal_archiving(sandbox: Sandbox) -> None:
 
 def test_switched_wal_segment_reaches_the_spool_with_mode_0600(sandbox: Sandbox) -> None:
     with psycopg.connect(sandbox.superuser_dsn("hospital_management"), autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS sandbox_wal_probe (id serial PRIMARY KEY, at timestamptz DEFAULT now())")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS sandbox_wal_probe (id serial PRIMARY KEY, at timestamptz DEFAULT now())"
+        )
         conn.execute("INSERT INTO sandbox_wal_probe DEFAULT VALUES")
         segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]  # type: ignore[index]
     archived = sandbox.paths.spool_dir / segment
@@ -121,7 +132,13 @@ def test_archive_script_accepts_identical_and_refuses_different_segment(sandbox:
 
     def archive() -> subprocess.CompletedProcess[str]:
         # PostgreSQL runs archive_command in the data directory with a relative %p.
-        return subprocess.run([str(ARCHIVE_SCRIPT), "pg_wal/" + segment.name, str(spool)], cwd=work, capture_output=True, text=True, check=False)
+        return subprocess.run(
+            [str(ARCHIVE_SCRIPT), "pg_wal/" + segment.name, str(spool)],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
     assert archive().returncode == 0
     archived = spool / segment.name
@@ -155,7 +172,10 @@ def test_moto_buckets_exist_and_offsite_has_object_lock(sandbox: Sandbox) -> Non
     assert {"hms-backups", "hms-offsite"} <= names
     lock = client.get_object_lock_configuration(Bucket="hms-offsite")["ObjectLockConfiguration"]
     assert lock["ObjectLockEnabled"] == "Enabled"
-    assert json.loads(build_airflow_env(sandbox)["AIRFLOW_CONN_HMS_OFFSITE"])["extra"]["endpoint_url"] == sandbox.s3_endpoint_url
+    assert (
+        json.loads(build_airflow_env(sandbox)["AIRFLOW_CONN_HMS_OFFSITE"])["extra"]["endpoint_url"]
+        == sandbox.s3_endpoint_url
+    )
 
 
 def test_gpg_encrypts_to_exported_public_key_and_decrypts_with_exported_secret_key(sandbox: Sandbox) -> None:
@@ -169,13 +189,37 @@ def test_gpg_encrypts_to_exported_public_key_and_decrypts_with_exported_secret_k
         (work / "secret.asc").write_text(secret_key)
         (work / "plain").write_bytes(b"patient 42: all good\n" * 100)
         assert _gpg(encrypting, "--import", str(work / "public.asc")).returncode == 0
-        encrypted = _gpg(encrypting, "--trust-model", "always", "--recipient", sandbox.fingerprint, "--output", str(work / "plain.gpg"), "--encrypt", str(work / "plain"))
+        encrypted = _gpg(
+            encrypting,
+            "--trust-model",
+            "always",
+            "--recipient",
+            sandbox.fingerprint,
+            "--output",
+            str(work / "plain.gpg"),
+            "--encrypt",
+            str(work / "plain"),
+        )
         assert encrypted.returncode == 0, encrypted.stderr
 
         assert _gpg(decrypting, "--import", str(work / "secret.asc")).returncode == 0
-        wrong = _gpg(decrypting, "--output", str(work / "wrong"), "--decrypt", str(work / "plain.gpg"), passphrase="not-the-passphrase")
+        wrong = _gpg(
+            decrypting,
+            "--output",
+            str(work / "wrong"),
+            "--decrypt",
+            str(work / "plain.gpg"),
+            passphrase="not-the-passphrase",
+        )
         assert wrong.returncode != 0
-        decrypted = _gpg(decrypting, "--output", str(work / "decrypted"), "--decrypt", str(work / "plain.gpg"), passphrase=str(passphrase))
+        decrypted = _gpg(
+            decrypting,
+            "--output",
+            str(work / "decrypted"),
+            "--decrypt",
+            str(work / "plain.gpg"),
+            passphrase=str(passphrase),
+        )
         assert decrypted.returncode == 0, decrypted.stderr
         assert (work / "decrypted").read_bytes() == (work / "plain").read_bytes()
     finally:
@@ -202,19 +246,39 @@ def test_secrets_stay_in_private_files(sandbox: Sandbox) -> None:
         assert secret not in state_text
         assert secret not in sandbox.paths.policy_file.read_text()
         assert secret not in repr(sandbox)
-    exported = dict(shlex.split(line)[1].split("=", 1) for line in sandbox.paths.env_file.read_text().splitlines() if line.startswith("export "))
+    exported = dict(
+        shlex.split(line)[1].split("=", 1)
+        for line in sandbox.paths.env_file.read_text().splitlines()
+        if line.startswith("export ")
+    )
     assert exported == build_airflow_env(sandbox)
     postgres = json.loads(exported["AIRFLOW_CONN_HMS_POSTGRES"])
-    assert (postgres["login"], postgres["port"], postgres["schema"]) == ("hms_backup", sandbox.pg_port, "hospital_management")
+    assert (postgres["login"], postgres["port"], postgres["schema"]) == (
+        "hms_backup",
+        sandbox.pg_port,
+        "hospital_management",
+    )
 
 
 def test_cli_status_and_env_report_the_sandbox(sandbox: Sandbox) -> None:
     env = {**os.environ, "PYTHONPATH": SANDBOX_PYTHONPATH}
-    status = subprocess.run([sys.executable, "-m", "hms_sandbox", "status", "--state-dir", str(sandbox.state_dir)], capture_output=True, text=True, env=env, check=False)
+    status = subprocess.run(
+        [sys.executable, "-m", "hms_sandbox", "status", "--state-dir", str(sandbox.state_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert status.returncode == 0, status.stdout + status.stderr
     assert f"running  127.0.0.1:{sandbox.pg_port}" in status.stdout
     assert sandbox.fingerprint in status.stdout
-    env_path = subprocess.run([sys.executable, "-m", "hms_sandbox", "env", "--state-dir", str(sandbox.state_dir)], capture_output=True, text=True, env=env, check=False)
+    env_path = subprocess.run(
+        [sys.executable, "-m", "hms_sandbox", "env", "--state-dir", str(sandbox.state_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert env_path.stdout.strip() == str(sandbox.paths.env_file)
 
 
@@ -234,7 +298,9 @@ def test_second_start_reuses_everything_and_restarts_only_what_is_down(sandbox: 
     assert again.s3_server().is_running()
     assert json.loads(sandbox.paths.state_file.read_text())["hms_database"]["loaded_at"] == loaded_at
     with psycopg.connect(again.superuser_dsn("hospital_management")) as conn:
-        assert conn.execute("SELECT to_regclass('sandbox_reload_probe') IS NOT NULL").fetchone() == (True,), "data was reloaded"
+        assert conn.execute("SELECT to_regclass('sandbox_reload_probe') IS NOT NULL").fetchone() == (True,), (
+            "data was reloaded"
+        )
     assert load_sandbox(sandbox.state_dir) == again
 
 
@@ -249,5 +315,7 @@ def test_stop_stops_everything_and_keeps_the_data(sandbox: Sandbox) -> None:
     all_up, lines = sandbox_status(sandbox.state_dir)
     assert not all_up
     assert any(line.startswith("postgres   stopped") for line in lines)
-    agents = subprocess.run(["pgrep", "-f", f"gpg-agent --homedir {sandbox.paths.gnupg_home}"], capture_output=True, check=False)
+    agents = subprocess.run(
+        ["pgrep", "-f", f"gpg-agent --homedir {sandbox.paths.gnupg_home}"], capture_output=True, check=False
+    )
     assert agents.returncode != 0, "a gpg-agent outlived the sandbox"

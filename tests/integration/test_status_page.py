@@ -11,7 +11,7 @@ import secrets
 import shutil
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,9 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 def http(method: str, url: str, payload: Any = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, response.read()
@@ -48,11 +50,22 @@ def tested_set(dag_runner: Any, primary_store: Any) -> Any:
     backup_set = find_set(primary_store, CLUSTER, BackupKind.LOGICAL, "latest")
     outcome = dag_runner.run("hms_restore_test", conf={"mode": "logical", "backup_id": backup_set.backup_set_id})
     assert outcome.state == "success", outcome.output[-4000:]
-    now = datetime.now(timezone.utc)
-    write_audit_record(primary_store, CLUSTER, AuditRecord(
-        dag_id="hms_dr_restore", run_id="status-page-test", triggered_by="admin", started_at=now,
-        reason="status page test", params={"tables": ["public.patient"]}, event="succeeded", outcome="drill", recorded_at=now,
-    ))
+    now = datetime.now(UTC)
+    write_audit_record(
+        primary_store,
+        CLUSTER,
+        AuditRecord(
+            dag_id="hms_dr_restore",
+            run_id="status-page-test",
+            triggered_by="admin",
+            started_at=now,
+            reason="status page test",
+            params={"tables": ["public.patient"]},
+            event="succeeded",
+            outcome="drill",
+            recorded_at=now,
+        ),
+    )
     return backup_set
 
 
@@ -60,10 +73,18 @@ def browser() -> Any:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), "install the Debian packages chromium and chromium-driver (.ci/run does)"
+    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), (
+        "install the Debian packages chromium and chromium-driver (.ci/run does)"
+    )
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1400"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1400",
+    ):
         options.add_argument(argument)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 

@@ -5,15 +5,15 @@ from the catalog alone, also when the cause is in a view it reads; the HMS views
 from __future__ import annotations
 
 import secrets
-from typing import Iterator
+from collections.abc import Iterator
 
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
 from hms_dr.errors import PreflightFailed
-from hms_sandbox.hmsdb import create_hms_database
 from hms_dr.view_determinism import fingerprints_under_two_plans, refuse_nondeterministic_views, static_reasons
+from hms_sandbox.hmsdb import create_hms_database
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,10 @@ def reasons_of(dsn: str, names: list[str]) -> dict[str, list[str]]:
     ("view", "words"),
     [
         ("v_staff_names", "aggregates with string_agg() without ORDER BY inside it"),
-        ("v_reads_staff_names", "string_agg() without ORDER BY inside it, so its result depends on the order rows arrive in (in public.v_staff_names, which it reads)"),
+        (
+            "v_reads_staff_names",
+            "string_agg() without ORDER BY inside it, so its result depends on the order rows arrive in (in public.v_staff_names, which it reads)",
+        ),
         ("mv_staff_names", "(in public.v_staff_names, which it reads)"),
         ("v_some_patients", "has LIMIT or OFFSET without ORDER BY"),
         ("v_random_departments", "calls random(), whose value changes from run to run"),
@@ -76,8 +79,16 @@ def test_a_view_whose_rows_are_not_fixed_is_found_with_its_reason(backup_role_ds
 
 
 def test_the_hms_views_and_ordered_views_pass(backup_role_dsn: str) -> None:
-    fixed = HMS_VIEWS + ["v_staff_names_ordered", "v_staff_ids_distinct", "v_first_patients", "v_ranked_staff",
-                         "v_newest_staff_per_department", "public.v_patient_summary", "patients"]
+    fixed = [
+        *HMS_VIEWS,
+        "v_staff_names_ordered",
+        "v_staff_ids_distinct",
+        "v_first_patients",
+        "v_ranked_staff",
+        "v_newest_staff_per_department",
+        "public.v_patient_summary",
+        "patients",
+    ]
     assert reasons_of(backup_role_dsn, fixed) == {}
 
 
@@ -85,9 +96,11 @@ def test_preflight_refuses_the_view_in_one_line_naming_it_and_the_way_out(backup
     with psycopg.connect(backup_role_dsn) as conn, conn.cursor() as cursor:
         refuse_nondeterministic_views(cursor, HMS_VIEWS)  # no refusal
         with pytest.raises(PreflightFailed) as caught:
-            refuse_nondeterministic_views(cursor, HMS_VIEWS + ["v_staff_names"])
+            refuse_nondeterministic_views(cursor, [*HMS_VIEWS, "v_staff_names"])
     error = caught.value
-    assert error.message.startswith("baseline view v_staff_names does not return fixed rows: it aggregates with string_agg()")
+    assert error.message.startswith(
+        "baseline view v_staff_names does not return fixed rows: it aggregates with string_agg()"
+    )
     assert "\n" not in error.message
     assert error.hint and "ORDER BY inside the aggregate" in error.hint and "per-table content digests" in error.hint
 

@@ -8,7 +8,7 @@ import json
 import os
 import sqlite3
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,10 @@ def force_segments(sandbox: Any, count: int) -> list[str]:
 
     names = []
     with psycopg.connect(sandbox.superuser_dsn("hospital_management"), autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS wal_archive_probe (id serial PRIMARY KEY, note text, at timestamptz DEFAULT now())")
-        for i in range(count):
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS wal_archive_probe (id serial PRIMARY KEY, note text, at timestamptz DEFAULT now())"
+        )
+        for _i in range(count):
             conn.execute("INSERT INTO wal_archive_probe (note) SELECT md5(g::text) FROM generate_series(1, 500) g")
             names.append(conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0])  # type: ignore[index]
     return names
@@ -42,7 +44,9 @@ def force_segments(sandbox: Any, count: int) -> list[str]:
 def wait_in_spool(spool: Path, names: list[str], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while not all((spool / n).exists() for n in names):
-        assert time.monotonic() < deadline, f"not archived into {spool} within {timeout_s} s: {[n for n in names if not (spool / n).exists()]}"
+        assert time.monotonic() < deadline, (
+            f"not archived into {spool} within {timeout_s} s: {[n for n in names if not (spool / n).exists()]}"
+        )
         time.sleep(0.2)
 
 
@@ -84,7 +88,9 @@ def test_each_forced_segment_is_a_set_that_decrypts_to_the_original_bytes(
         backup_set = find_set(primary_store, CLUSTER, BackupKind.WAL, name)
         body = backup_set.manifest.body
         assert body["kind"] == "wal" and backup_set.backup_set_id == name
-        assert body["wal_file"] == name and body["timeline"] == 1 and body["plain_size_bytes"] == len(original) == 16 << 20
+        assert (
+            body["wal_file"] == name and body["timeline"] == 1 and body["plain_size_bytes"] == len(original) == 16 << 20
+        )
         assert parse_utc(body["archived_at"]) <= backup_set.manifest.finished_at
         payload = backup_set.manifest.payloads[0]
         assert payload.name == f"{name}.zst.gpg"
@@ -95,7 +101,9 @@ def test_each_forced_segment_is_a_set_that_decrypts_to_the_original_bytes(
         assert fetched.path.read_bytes() == original
 
 
-def test_the_catalog_lists_the_wal_sets_oldest_first(first_run: Any, forced: dict[str, bytes], primary_store: Any) -> None:
+def test_the_catalog_lists_the_wal_sets_oldest_first(
+    first_run: Any, forced: dict[str, bytes], primary_store: Any
+) -> None:
     listing = list_catalog(primary_store, CLUSTER, BackupKind.WAL)
     ids = [s.backup_set_id for s in listing.sets]
     assert set(forced) <= set(ids)
@@ -113,7 +121,9 @@ def test_the_rpo_is_handed_on_as_an_asset_event_and_xcom(first_run: Any, dag_run
         ).fetchone()
     assert row is not None, "no hms://backups/wal event"
     event = json.loads(row[0])
-    assert event["newest_stored_wal"] == measured["newest_stored_wal"] and event["store_age_s"] == measured["store_age_s"]
+    assert (
+        event["newest_stored_wal"] == measured["newest_stored_wal"] and event["store_age_s"] == measured["store_age_s"]
+    )
 
 
 def test_fresh_wal_is_kept_by_the_expiry(first_run: Any, forced: dict[str, bytes], dag_runner: Any) -> None:
@@ -121,11 +131,13 @@ def test_fresh_wal_is_kept_by_the_expiry(first_run: Any, forced: dict[str, bytes
     assert expiry["expired"] == [] and expiry["kept"] >= len(forced)
 
 
-def test_shipped_files_are_gone_from_the_spool(first_run: Any, forced: dict[str, bytes], spool: Path, dag_runner: Any) -> None:
+def test_shipped_files_are_gone_from_the_spool(
+    first_run: Any, forced: dict[str, bytes], spool: Path, dag_runner: Any
+) -> None:
     shipped = dag_runner.returned(DAG_ID, first_run.run_id, "ship_spool")
     assert set(forced) <= set(shipped["shipped"])
     assert not set(shipped["shipped"]) & spool_names(spool)
-    assert "shipped %d WAL file(s)" % len(shipped["shipped"]) in first_run.output
+    assert f"shipped {len(shipped['shipped'])} WAL file(s)" in first_run.output
     assert "MiB/s" in first_run.output
 
 
@@ -173,14 +185,21 @@ def test_a_different_file_with_a_stored_name_fails_the_run_and_is_not_overwritte
 def test_rpo_over_target_fails_the_run_with_one_line(sandbox: Any, dag_runner: Any, spool: Path) -> None:
     # Deterministic: a cluster name with an empty store, and every spool file archived "two hours ago".
     wait_in_spool(spool, force_segments(sandbox, 1))
-    two_hours_ago = (datetime.now(timezone.utc) - timedelta(hours=2)).timestamp()
+    two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).timestamp()
     for name in spool_names(spool):
         os.utime(spool / name, (two_hours_ago, two_hours_ago))
     outcome = dag_runner.run(
-        DAG_ID, name="rpo-drill", policy={"cluster.name": "hms-rpo-drill", "wal.remove_shipped_from_spool": False},
+        DAG_ID,
+        name="rpo-drill",
+        policy={"cluster.name": "hms-rpo-drill", "wal.remove_shipped_from_spool": False},
     )
     assert outcome.state == "failed", outcome.output[-6000:]
-    assert outcome.task_states == {"ship_spool": "success", "check_archiver": "success", "measure_rpo": "failed", "expire_wal": "success"}
+    assert outcome.task_states == {
+        "ship_spool": "success",
+        "check_archiver": "success",
+        "measure_rpo": "failed",
+        "expire_wal": "success",
+    }
     lines = [line for line in outcome.output.splitlines() if "is over the 15-minute target" in line]
     assert lines, outcome.output[-4000:]
     assert "RPO 12" in lines[0] and "the newest WAL in the store" in lines[0]

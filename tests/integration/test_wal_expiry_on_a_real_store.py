@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,14 +16,14 @@ from hms_dr.catalog import key_for
 from hms_dr.errors import ManifestInvalid
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload
 from hms_dr.publish import publish_set
-from hms_dr.store import Store, open_store
 from hms_dr.retention import RetentionTiers, expire_by_tiers
+from hms_dr.store import Store, open_store
 from hms_dr.wal.listing import read_wal_sets
 
 pytestmark = pytest.mark.integration
 
 CLUSTER = "hms-primary"
-NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
 TIERS = RetentionTiers(wal_days=7, orphan_max_age=timedelta(hours=24))
 
 
@@ -36,13 +36,23 @@ def age_folder(root: Path, kind: BackupKind, set_id: str, when: datetime) -> Non
         os.utime(path, (when.timestamp(), when.timestamp()))
 
 
-def put_set(store: Store, root: Path, kind: BackupKind, set_id: str, when: datetime, extra: dict, *, manifest: bool = True) -> None:
+def put_set(
+    store: Store, root: Path, kind: BackupKind, set_id: str, when: datetime, extra: dict, *, manifest: bool = True
+) -> None:
     data = hashlib.sha256(set_id.encode()).digest() * 64
     stored = store.put_bytes(key_for(CLUSTER, kind, set_id, f"{set_id}.zst.gpg"), data)
     if manifest:
         payload = Payload(name=f"{set_id}.zst.gpg", size_bytes=stored.size_bytes, sha256=stored.sha256, format="wal")
-        publish_set(store, kind=kind, cluster=CLUSTER, backup_set_id=set_id, started_at=when, finished_at=when,
-                    payloads=[payload], extra=extra)
+        publish_set(
+            store,
+            kind=kind,
+            cluster=CLUSTER,
+            backup_set_id=set_id,
+            started_at=when,
+            finished_at=when,
+            payloads=[payload],
+            extra=extra,
+        )
     age_folder(root, kind, set_id, when)
 
 
@@ -61,12 +71,23 @@ def test_expiry_removes_only_unneeded_old_wal(store_root: Path) -> None:
     store = open_store(store_root.as_uri())
     for n in range(21):  # segment n archived 20 - n days ago
         when = NOW - timedelta(days=20 - n)
-        put_set(store, store_root, BackupKind.WAL, segment(n), when, {"wal_file": segment(n), "archived_at": when.isoformat()})
+        put_set(
+            store,
+            store_root,
+            BackupKind.WAL,
+            segment(n),
+            when,
+            {"wal_file": segment(n), "archived_at": when.isoformat()},
+        )
     put_set(store, store_root, BackupKind.WAL, segment(99), NOW - timedelta(days=3), {}, manifest=False)  # stale orphan
     for set_id, start, days in (("20260214T010000Z", 5, 15), ("20260221T010000Z", 12, 8)):
         when = NOW - timedelta(days=days)
         put_set(store, store_root, BackupKind.BASE, set_id, when, base_extra(start))
-    kept_before = {o.key: store.get_bytes(o.key) for o in store.list(f"{CLUSTER}/wal/") if segment(5) <= o.key.split("/")[2] <= segment(20)}
+    kept_before = {
+        o.key: store.get_bytes(o.key)
+        for o in store.list(f"{CLUSTER}/wal/")
+        if segment(5) <= o.key.split("/")[2] <= segment(20)
+    }
 
     outcome = expire_by_tiers(store, CLUSTER, TIERS, NOW, offsite=False, kinds=(BackupKind.WAL,))["wal"]
 
@@ -76,7 +97,9 @@ def test_expiry_removes_only_unneeded_old_wal(store_root: Path) -> None:
     assert remaining == {segment(n) for n in range(21)} - expected_gone
     assert all(s.complete for s in read_wal_sets(store, CLUSTER))  # no half-deleted set left behind
     assert {k: store.get_bytes(k) for k in kept_before} == kept_before
-    assert store.exists(key_for(CLUSTER, BackupKind.WAL, segment(5), MANIFEST_NAME))  # where the oldest base backup starts
+    assert store.exists(
+        key_for(CLUSTER, BackupKind.WAL, segment(5), MANIFEST_NAME)
+    )  # where the oldest base backup starts
 
 
 def test_a_base_backup_manifest_without_its_wal_range_stops_the_expiry(store_root: Path) -> None:

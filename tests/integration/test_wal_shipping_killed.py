@@ -35,7 +35,9 @@ def force_full_segments(sandbox: Any, count: int) -> list[str]:
     with psycopg.connect(sandbox.superuser_dsn("hospital_management"), autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS wal_kill_probe (id bigserial PRIMARY KEY, note text)")
         for _ in range(count):
-            conn.execute("INSERT INTO wal_kill_probe (note) SELECT md5(random()::text) || md5(random()::text) FROM generate_series(1, 120000)")
+            conn.execute(
+                "INSERT INTO wal_kill_probe (note) SELECT md5(random()::text) || md5(random()::text) FROM generate_series(1, 120000)"
+            )
             names.append(conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0])  # type: ignore[index]
     return names
 
@@ -56,8 +58,13 @@ def test_killed_shipping_then_rerun_stores_every_segment_exactly_once(
     originals = {n: hashlib.sha256((spool / n).read_bytes()).hexdigest() for n in names}
 
     env = {**dag_runner.env, "HMS_DR_POLICY": str(dag_runner.policy_variant("kill-drill", {"cluster.name": CLUSTER}))}
-    run = subprocess.Popen([str(VENV_BIN / "airflow"), "dags", "test", DAG_ID], env=env, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [str(VENV_BIN / "airflow"), "dags", "test", DAG_ID],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 300
         while not complete_names(primary_store) & set(names):
@@ -71,7 +78,9 @@ def test_killed_shipping_then_rerun_stores_every_segment_exactly_once(
     after_kill = complete_names(primary_store) & set(names)
     assert after_kill != set(names), "the kill came after shipping had finished: the test proved nothing"
     for name in after_kill:  # what looks complete after the kill IS complete: the right bytes
-        fetched = fetch_for_restore(primary_store, find_set(primary_store, CLUSTER, BackupKind.WAL, name), restore_key, tmp_path / name)
+        fetched = fetch_for_restore(
+            primary_store, find_set(primary_store, CLUSTER, BackupKind.WAL, name), restore_key, tmp_path / name
+        )
         assert hashlib.sha256(fetched.path.read_bytes()).hexdigest() == originals[name]
 
     outcome = dag_runner.run(DAG_ID, name="kill-drill", policy={"cluster.name": CLUSTER})
@@ -84,5 +93,7 @@ def test_killed_shipping_then_rerun_stores_every_segment_exactly_once(
         backup_set = find_set(primary_store, CLUSTER, BackupKind.WAL, name)
         assert backup_set.manifest.payloads[0].plain_sha256 == originals[name]
         assert not (spool / name).exists()
-    fetched = fetch_for_restore(primary_store, find_set(primary_store, CLUSTER, BackupKind.WAL, names[-1]), restore_key, tmp_path / "last")
+    fetched = fetch_for_restore(
+        primary_store, find_set(primary_store, CLUSTER, BackupKind.WAL, names[-1]), restore_key, tmp_path / "last"
+    )
     assert hashlib.sha256(fetched.path.read_bytes()).hexdigest() == originals[names[-1]]

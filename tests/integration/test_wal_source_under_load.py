@@ -32,9 +32,9 @@ from hms_dr.crypto import DecryptionKey, EncryptionKey, gpg_home
 from hms_dr.physical import walfetch
 from hms_dr.physical.walsource import WalSource
 from hms_dr.policy import EncryptionMode
-from hms_sandbox.keys import export_public_key, export_secret_key, generate_key_pair
 from hms_dr.store import open_store
 from hms_dr.wal.ship import ship_spool
+from hms_sandbox.keys import export_public_key, export_secret_key, generate_key_pair
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,15 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> ShippedWal:
     (work / "store").mkdir()
     store = open_store(f"file://{work / 'store'}")
     encryption_key = EncryptionKey(EncryptionMode.PUBLIC_KEY, fingerprint, public_key=public_key)
-    ship_spool(store, CLUSTER, spool, encryption_key=encryption_key, zstd_level=1, staging_dir=work / "staging", remove_from_spool=True)
+    ship_spool(
+        store,
+        CLUSTER,
+        spool,
+        encryption_key=encryption_key,
+        zstd_level=1,
+        staging_dir=work / "staging",
+        remove_from_spool=True,
+    )
     restore_key = DecryptionKey(EncryptionMode.PUBLIC_KEY, private_key=secret_key, passphrase=PASSPHRASE)
     return ShippedWal(store, names, sha256, restore_key)
 
@@ -123,7 +131,9 @@ def recover_once(shipped: ShippedWal, staging: Path, received: Path) -> Recovere
 def restore_key_files(staging: Path) -> dict[str, str]:
     """The sha256 of each secret key file in the one gpg home the WAL source made in ``staging``."""
     (home,) = staging.glob("gnupg-*")
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in (home / "private-keys-v1.d").glob("*.key")}
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in (home / "private-keys-v1.d").glob("*.key")
+    }
 
 
 def test_two_hundred_wal_files_decrypt_through_the_wal_source_while_both_cores_are_busy(
@@ -135,9 +145,13 @@ def test_two_hundred_wal_files_decrypt_through_the_wal_source_while_both_cores_a
     recoveries = [recover_once(shipped, staging, received) for _ in range(RECOVERIES)]
     failures = [f"recovery {i}: {line}" for i, recovered in enumerate(recoveries) for line in recovered.failures]
     decryptions = RECOVERIES * len(shipped.names)
-    print(f"{decryptions} WAL files through the WAL source under load in {time.monotonic() - started:.1f} s: {len(failures)} failed")
+    print(
+        f"{decryptions} WAL files through the WAL source under load in {time.monotonic() - started:.1f} s: {len(failures)} failed"
+    )
     assert failures == [], f"{len(failures)} of {decryptions} WAL files failed under load:\n" + "\n".join(failures)
     rewritten = [i for i, recovered in enumerate(recoveries) if recovered.key_rewritten]
-    assert rewritten == [], f"decryptions rewrote the restore key in the gpg home of recoveries {rewritten}, while others read it"
+    assert rewritten == [], (
+        f"decryptions rewrote the restore key in the gpg home of recoveries {rewritten}, while others read it"
+    )
     # Every file after the first of a recovery was decrypted ahead, beside another decryption.
     assert sum(recovered.fetched_ahead for recovered in recoveries) == RECOVERIES * (len(shipped.names) - 1)

@@ -24,7 +24,9 @@ def runs(dag_runner: Any) -> list[Any]:
     """Two runs with retention keep 1: the second must expire the first."""
     outcomes = []
     for _ in range(2):
-        outcome = dag_runner.run(DAG_ID, name="weekly", policy={"cluster.name": CLUSTER, "retention.base_backups_keep": 1})
+        outcome = dag_runner.run(
+            DAG_ID, name="weekly", policy={"cluster.name": CLUSTER, "retention.base_backups_keep": 1}
+        )
         assert outcome.state == "success", outcome.output[-6000:]
         outcomes.append(outcome)
     return outcomes

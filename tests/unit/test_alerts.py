@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,7 +19,15 @@ from hms_dr.alerts import (
     scrub_secrets,
     task_log_url,
 )
-from hms_dr.errors import BackupsStale, HmsDrError, ParamInvalid, PreflightFailed, RequestRefused, SetNotFound, StoreUnavailable
+from hms_dr.errors import (
+    BackupsStale,
+    HmsDrError,
+    ParamInvalid,
+    PreflightFailed,
+    RequestRefused,
+    SetNotFound,
+    StoreUnavailable,
+)
 from hms_dr.policy import DEFAULT_POLICY_PATH, load_policy
 
 BASE_URL = "http://airflow.hospital.example:8080/"
@@ -42,7 +50,9 @@ def raised_like_the_tasks_layer(error: HmsDrError) -> BaseException:
 
 
 def test_the_reason_is_the_engine_error_even_behind_the_tasks_layer_exception() -> None:
-    error = PreflightFailed("store s3://hms-backups is not writable: AccessDenied", hint="grant s3:PutObject to the backup role")
+    error = PreflightFailed(
+        "store s3://hms-backups is not writable: AccessDenied", hint="grant s3:PutObject to the backup role"
+    )
     reason = failure_reason(raised_like_the_tasks_layer(error))
     assert reason.line == "PreflightFailed: store s3://hms-backups is not writable: AccessDenied"
     assert reason.hint == "grant s3:PutObject to the backup role"
@@ -54,13 +64,17 @@ def test_a_transient_engine_error_raised_as_is_gives_its_own_line() -> None:
 
 
 def test_a_refused_request_does_not_page_and_every_other_failure_does() -> None:
-    refused = RequestRefused("hms_dr_restore has no param 'table' (did you mean 'tables'?): refused before anything was done")
+    refused = RequestRefused(
+        "hms_dr_restore has no param 'table' (did you mean 'tables'?): refused before anything was done"
+    )
     assert not pages_on_call(raised_like_the_tasks_layer(refused))
     assert not pages_on_call(refused)
     # the system's problems page, also those found while validating a request
     for error in (
         ParamInvalid("restore target 127.0.0.1:5432 is the production cluster: refused"),  # a Connection, not a typo
-        SetNotFound("no complete wal backup set 000000010000000000000009", kind="wal", backup_set_id="000000010000000000000009"),
+        SetNotFound(
+            "no complete wal backup set 000000010000000000000009", kind="wal", backup_set_id="000000010000000000000009"
+        ),
         PreflightFailed("no free port on 127.0.0.1 in the policy's range 55432-55532"),
     ):
         assert pages_on_call(raised_like_the_tasks_layer(error)), error
@@ -90,7 +104,10 @@ def test_a_foreign_exception_gives_its_class_and_first_line(exc: BaseException |
 @pytest.mark.parametrize(
     ("text", "scrubbed"),
     [
-        ("connect to postgresql://hms_backup:s3cr3t@db:5432/hms failed", "connect to postgresql://***@db:5432/hms failed"),
+        (
+            "connect to postgresql://hms_backup:s3cr3t@db:5432/hms failed",
+            "connect to postgresql://***@db:5432/hms failed",
+        ),
         ("dsn host=db password=s3cr3t user=x", "dsn host=db password=*** user=x"),
         ('{"aws_secret_access_key": "AbC/123"}', '{"aws_secret_access_key": "***"}'),
         ("nothing secret here: pg_dump exited 1", "nothing secret here: pg_dump exited 1"),
@@ -105,21 +122,39 @@ def test_the_log_link_is_the_task_instance_page_of_the_airflow_3_ui() -> None:
         "http://airflow.hospital.example:8080/dags/hms_daily_logical_backup/runs/"
         "scheduled__2026-11-24T02%3A00%3A00%2B00%3A00/tasks/check_preconditions?try_number=2"
     )
-    assert task_log_url("http://h", "d", "r", "t", 1, map_index=3) == "http://h/dags/d/runs/r/tasks/t/mapped/3?try_number=1"
+    assert (
+        task_log_url("http://h", "d", "r", "t", 1, map_index=3)
+        == "http://h/dags/d/runs/r/tasks/t/mapped/3?try_number=1"
+    )
 
 
 def test_a_failure_alert_names_dag_task_run_reason_and_log() -> None:
-    reason = failure_reason(PreflightFailed("pg_dump 14.2 is older than the server (15.18)", hint="install postgresql-client-15"))
-    alert = describe_task_failure(
-        dag_id="hms_daily_logical_backup", task_id="check_preconditions", run_id=RUN_ID, try_number=4, tries_allowed=4,
-        reason=reason, log_url="http://x/log",
+    reason = failure_reason(
+        PreflightFailed("pg_dump 14.2 is older than the server (15.18)", hint="install postgresql-client-15")
     )
-    assert alert.subject == "[hms-dr] FAILED hms_daily_logical_backup.check_preconditions: PreflightFailed: pg_dump 14.2 is older than the server (15.18)"
+    alert = describe_task_failure(
+        dag_id="hms_daily_logical_backup",
+        task_id="check_preconditions",
+        run_id=RUN_ID,
+        try_number=4,
+        tries_allowed=4,
+        reason=reason,
+        log_url="http://x/log",
+    )
+    assert (
+        alert.subject
+        == "[hms-dr] FAILED hms_daily_logical_backup.check_preconditions: PreflightFailed: pg_dump 14.2 is older than the server (15.18)"
+    )
     text = alert.text
     for expected in (
-        "DAG:     hms_daily_logical_backup", "Task:    check_preconditions", f"Run:     {RUN_ID}", "Try:     4 of 4",
-        "Reason:  PreflightFailed: pg_dump 14.2 is older than the server (15.18)", "HINT:    install postgresql-client-15",
-        "Log:     http://x/log", "failed for good after 4 tries",
+        "DAG:     hms_daily_logical_backup",
+        "Task:    check_preconditions",
+        f"Run:     {RUN_ID}",
+        "Try:     4 of 4",
+        "Reason:  PreflightFailed: pg_dump 14.2 is older than the server (15.18)",
+        "HINT:    install postgresql-client-15",
+        "Log:     http://x/log",
+        "failed for good after 4 tries",
     ):
         assert expected in text
 
@@ -130,20 +165,34 @@ RULE = DeadlineRule("hms_daily_logical_backup", timedelta(hours=2), MEASURED_FRO
 @pytest.mark.parametrize(
     ("state", "subject", "headline"),
     [
-        ("running", "[hms-dr] LATE hms_daily_logical_backup: not done within 2h of its scheduled time", "is still running 2h after"),
+        (
+            "running",
+            "[hms-dr] LATE hms_daily_logical_backup: not done within 2h of its scheduled time",
+            "is still running 2h after",
+        ),
         ("queued", "[hms-dr] LATE hms_daily_logical_backup", "is still queued 2h after"),
         # apache/airflow#60927: the deadline of a run that already failed still fires; say so
         ("failed", "[hms-dr] LATE (failed) hms_daily_logical_backup", "failed and did not finish within 2h"),
     ],
 )
 def test_a_deadline_alert_says_how_late_and_in_what_state(state: str, subject: str, headline: str) -> None:
-    dag_run = {"dag_run_id": RUN_ID, "state": state, "logical_date": "2026-11-24T02:00:00Z", "queued_at": "2026-11-24T02:00:03Z"}
-    alert = describe_deadline_miss(rule=RULE, dag_run=dag_run, deadline_at=datetime(2026, 11, 24, 4, tzinfo=timezone.utc), base_url=BASE_URL)
+    dag_run = {
+        "dag_run_id": RUN_ID,
+        "state": state,
+        "logical_date": "2026-11-24T02:00:00Z",
+        "queued_at": "2026-11-24T02:00:03Z",
+    }
+    alert = describe_deadline_miss(
+        rule=RULE, dag_run=dag_run, deadline_at=datetime(2026, 11, 24, 4, tzinfo=UTC), base_url=BASE_URL
+    )
     assert alert.subject.startswith(subject)
     assert headline in alert.lines[0]
     assert "Scheduled: 2026-11-24T02:00:00Z" in alert.text
     assert "Deadline: 2026-11-24T04:00:00+00:00 (2h after the scheduled time)" in alert.text
-    assert f"Run page: http://airflow.hospital.example:8080/dags/hms_daily_logical_backup/runs/{RUN_ID.replace(':', '%3A').replace('+', '%2B')}" in alert.text
+    assert (
+        f"Run page: http://airflow.hospital.example:8080/dags/hms_daily_logical_backup/runs/{RUN_ID.replace(':', '%3A').replace('+', '%2B')}"
+        in alert.text
+    )
 
 
 def test_scheduled_dags_count_from_the_scheduled_time_and_the_others_from_queued() -> None:
@@ -165,8 +214,13 @@ def test_scheduled_dags_count_from_the_scheduled_time_and_the_others_from_queued
 
 def test_the_email_carries_the_alert_and_headers_to_filter_on() -> None:
     alert = describe_task_failure(
-        dag_id="hms_wal_archive", task_id="measure_rpo", run_id="r1", try_number=1, tries_allowed=3,
-        reason=failure_reason(BackupsStale(["wal: 16 min old"])), log_url="http://x/log",
+        dag_id="hms_wal_archive",
+        task_id="measure_rpo",
+        run_id="r1",
+        try_number=1,
+        tries_allowed=3,
+        reason=failure_reason(BackupsStale(["wal: 16 min old"])),
+        log_url="http://x/log",
     )
     message = render_email(alert, sender="hms-dr@h.example", recipients=["a@h.example", "b@h.example"])
     assert message["To"] == "a@h.example, b@h.example"

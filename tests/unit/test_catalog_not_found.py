@@ -4,7 +4,7 @@ while "latest" with no set at all is the system's. On a real file:// store."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,15 +16,22 @@ from hms_dr.publish import publish_set
 from hms_dr.store import Store, open_store
 
 CLUSTER = "hms-primary"
-T0 = datetime(2026, 11, 1, 2, 0, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 2, 0, 1, tzinfo=UTC)
 
 
 def publish(store: Store, kind: BackupKind, finished_at: datetime) -> str:
     set_id = new_backup_set_id(finished_at)
     stored = store.put_bytes(key_for(CLUSTER, kind, set_id, "dump.pgdump.zst.gpg"), b"an encrypted dump")
-    publish_set(store, kind=kind, cluster=CLUSTER, backup_set_id=set_id, started_at=finished_at - timedelta(minutes=1),
-                finished_at=finished_at, payloads=[Payload("dump.pgdump.zst.gpg", stored.size_bytes, stored.sha256, "test")],
-                extra={})
+    publish_set(
+        store,
+        kind=kind,
+        cluster=CLUSTER,
+        backup_set_id=set_id,
+        started_at=finished_at - timedelta(minutes=1),
+        finished_at=finished_at,
+        payloads=[Payload("dump.pgdump.zst.gpg", stored.size_bytes, stored.sha256, "test")],
+        extra={},
+    )
     return set_id
 
 
@@ -56,7 +63,10 @@ def test_a_missing_set_lists_the_ten_newest_complete_sets_of_its_kind(store: Sto
 
 def test_a_kind_with_no_set_says_so(store: Store) -> None:
     publish(store, BackupKind.LOGICAL, T0)
-    with pytest.raises(SetNotFound, match=r"no complete schema backup set 20261124T020001Z in .*; the store holds no complete schema set$"):
+    with pytest.raises(
+        SetNotFound,
+        match=r"no complete schema backup set 20261124T020001Z in .*; the store holds no complete schema set$",
+    ):
         find_set(store, CLUSTER, BackupKind.SCHEMA, "20261124T020001Z")
 
 

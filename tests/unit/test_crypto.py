@@ -35,8 +35,8 @@ from hms_dr.decrypt import decrypt_file, decrypt_to_file, plain_matches
 from hms_dr.errors import DecryptionFailed, ToolFailed
 from hms_dr.gpghome import agent_pid
 from hms_dr.policy import EncryptionMode
-from hms_sandbox.keys import export_public_key, export_secret_key, find_fingerprint, run_gpg
 from hms_dr.streams import Pipeline
+from hms_sandbox.keys import export_public_key, export_secret_key, find_fingerprint, run_gpg
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 GONE_WITHIN_S = 15.0  # gpg-agent checks every 4 s whether its guardian still runs
@@ -51,7 +51,9 @@ class KeyPair:
     encryption_key_id: str
 
     def restore_key(self, passphrase: str | None = None) -> DecryptionKey:
-        return DecryptionKey(EncryptionMode.PUBLIC_KEY, private_key=self.secret_key, passphrase=passphrase or self.passphrase)
+        return DecryptionKey(
+            EncryptionMode.PUBLIC_KEY, private_key=self.secret_key, passphrase=passphrase or self.passphrase
+        )
 
 
 def make_key_pair(parent: Path, uid: str, passphrase: str) -> KeyPair:
@@ -62,18 +64,27 @@ def make_key_pair(parent: Path, uid: str, passphrase: str) -> KeyPair:
         run_gpg(home, ["--quick-add-key", fingerprint, "cv25519", "encr", "never"], passphrase=passphrase)
         listing = [line.split(":") for line in run_gpg(home, ["--with-colons", "--list-secret-keys"]).splitlines()]
         encryption_key_id = next(fields[4] for fields in listing if fields[0] == "ssb" and "e" in fields[11])
-        return KeyPair(fingerprint, export_public_key(home, fingerprint), export_secret_key(home, fingerprint, passphrase),
-                       passphrase, encryption_key_id)
+        return KeyPair(
+            fingerprint,
+            export_public_key(home, fingerprint),
+            export_secret_key(home, fingerprint, passphrase),
+            passphrase,
+            encryption_key_id,
+        )
 
 
 @pytest.fixture(scope="module")
 def ours(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
-    return make_key_pair(tmp_path_factory.mktemp("ours"), "Hospital restore key <dr@example.invalid>", "our-passphrase-1234567")
+    return make_key_pair(
+        tmp_path_factory.mktemp("ours"), "Hospital restore key <dr@example.invalid>", "our-passphrase-1234567"
+    )
 
 
 @pytest.fixture(scope="module")
 def theirs(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
-    return make_key_pair(tmp_path_factory.mktemp("theirs"), "Someone else <else@example.invalid>", "their-passphrase-7654321")
+    return make_key_pair(
+        tmp_path_factory.mktemp("theirs"), "Someone else <else@example.invalid>", "their-passphrase-7654321"
+    )
 
 
 def encrypt_to(pair: KeyPair, plain: bytes, parent: Path) -> bytes:
@@ -99,7 +110,9 @@ def imported_ours(ours: KeyPair, tmp_path: Path) -> Iterator[ImportedKey]:
         yield prepare_decryption(home, ours.restore_key())
 
 
-def test_a_payload_for_another_key_is_blamed_on_the_key_and_names_both(ours: KeyPair, theirs: KeyPair, tmp_path: Path) -> None:
+def test_a_payload_for_another_key_is_blamed_on_the_key_and_names_both(
+    ours: KeyPair, theirs: KeyPair, tmp_path: Path
+) -> None:
     encrypted = tmp_path / "dump.gpg"
     encrypted.write_bytes(encrypt_to(theirs, b"patient 42", tmp_path))
     with pytest.raises(DecryptionFailed) as failure:
@@ -128,7 +141,9 @@ def test_a_decrypted_payload_is_a_new_private_file_with_the_digest_of_its_plain_
     assert decrypt_to_file(encrypted, encrypted.name, imported_ours, destination, replace=True).sha256 == digest.sha256
 
 
-def test_plain_bytes_match_only_the_digest_and_size_their_manifest_records(imported_ours: ImportedKey, ours: KeyPair, tmp_path: Path) -> None:
+def test_plain_bytes_match_only_the_digest_and_size_their_manifest_records(
+    imported_ours: ImportedKey, ours: KeyPair, tmp_path: Path
+) -> None:
     from hms_dr.manifest import Payload
 
     encrypted = tmp_path / "wal.gpg"
@@ -138,10 +153,14 @@ def test_plain_bytes_match_only_the_digest_and_size_their_manifest_records(impor
     assert plain_matches(Payload("wal.gpg", 1, "x", "wal", plain_size_bytes=10, plain_sha256=right), digest)
     assert plain_matches(Payload("wal.gpg", 1, "x", "wal"), digest)  # an old manifest recorded neither
     assert not plain_matches(Payload("wal.gpg", 1, "x", "wal", plain_size_bytes=11, plain_sha256=right), digest)
-    assert not plain_matches(Payload("wal.gpg", 1, "x", "wal", plain_sha256=hashlib.sha256(b"other").hexdigest()), digest)
+    assert not plain_matches(
+        Payload("wal.gpg", 1, "x", "wal", plain_sha256=hashlib.sha256(b"other").hexdigest()), digest
+    )
 
 
-def test_damaged_payload_bytes_fail_as_one_decryption_line_and_leave_no_file(imported_ours: ImportedKey, ours: KeyPair, tmp_path: Path) -> None:
+def test_damaged_payload_bytes_fail_as_one_decryption_line_and_leave_no_file(
+    imported_ours: ImportedKey, ours: KeyPair, tmp_path: Path
+) -> None:
     encrypted = tmp_path / "dump.gpg"
     good = encrypt_to(ours, os.urandom(200_000), tmp_path)
     encrypted.write_bytes(good[:1000] + bytes(b ^ 0xFF for b in good[1000:1100]) + good[1100:])
@@ -150,14 +169,20 @@ def test_damaged_payload_bytes_fail_as_one_decryption_line_and_leave_no_file(imp
     assert not (tmp_path / "dump.plain").exists()
 
 
-def test_an_agent_that_is_gone_is_not_blamed_on_the_key(ours: KeyPair, imported_ours: ImportedKey, tmp_path: Path) -> None:
+def test_an_agent_that_is_gone_is_not_blamed_on_the_key(
+    ours: KeyPair, imported_ours: ImportedKey, tmp_path: Path
+) -> None:
     encrypted = encrypt_to(ours, b"patient 42", tmp_path)
-    subprocess.run(["gpgconf", "--homedir", str(imported_ours.home), "--kill", "gpg-agent"], check=True, capture_output=True)
+    subprocess.run(
+        ["gpgconf", "--homedir", str(imported_ours.home), "--kill", "gpg-agent"], check=True, capture_output=True
+    )
     with pytest.raises(DecryptionFailed) as failure:
         decrypt_in(imported_ours, encrypted)
     message = failure.value.message
     assert "does not hold" not in message
-    assert message.startswith(f"gpg could not decrypt the payload with restore key {ours.encryption_key_id}, which it is encrypted to")
+    assert message.startswith(
+        f"gpg could not decrypt the payload with restore key {ours.encryption_key_id}, which it is encrypted to"
+    )
     assert message.endswith("(agent error: no gpg-agent running)")
 
 
@@ -171,17 +196,24 @@ def test_a_key_file_read_half_written_is_an_agent_error_not_a_wrong_key(
     with pytest.raises(DecryptionFailed) as failure:
         decrypt_in(imported_ours, encrypted)
     assert "does not hold" not in failure.value.message
-    assert f"with restore key {ours.encryption_key_id}, which it is encrypted to (agent error: " in failure.value.message
+    assert (
+        f"with restore key {ours.encryption_key_id}, which it is encrypted to (agent error: " in failure.value.message
+    )
 
 
 def test_a_wrong_passphrase_is_refused_when_the_key_is_imported(ours: KeyPair, tmp_path: Path) -> None:
     with gpg_home(tmp_path) as home, pytest.raises(DecryptionFailed) as failure:
         prepare_decryption(home, ours.restore_key(passphrase="not-the-passphrase-000"))
-    assert failure.value.message == f"wrong passphrase for the restore key {ours.encryption_key_id} (gpg-agent: Bad passphrase)"
+    assert (
+        failure.value.message
+        == f"wrong passphrase for the restore key {ours.encryption_key_id} (gpg-agent: Bad passphrase)"
+    )
     assert "not-the-passphrase-000" not in str(failure.value) and ours.passphrase not in str(failure.value)
 
 
-def test_decryptions_at_once_after_the_import_never_rewrite_the_key(ours: KeyPair, imported_ours: ImportedKey, tmp_path: Path) -> None:
+def test_decryptions_at_once_after_the_import_never_rewrite_the_key(
+    ours: KeyPair, imported_ours: ImportedKey, tmp_path: Path
+) -> None:
     # gpg-agent 2.2 converts an imported key on its first use and rewrites its file in place;
     # concurrent first uses then read it half written. prepare_decryption does that use alone.
     payloads = [encrypt_to(ours, f"wal {i}".encode(), tmp_path) for i in range(4)]
@@ -193,17 +225,34 @@ def test_decryptions_at_once_after_the_import_never_rewrite_the_key(ours: KeyPai
 
 
 def key_file_digests(home: Path) -> dict[str, str]:
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in (home / "private-keys-v1.d").glob("*.key")}
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in (home / "private-keys-v1.d").glob("*.key")
+    }
 
 
 @pytest.mark.parametrize(
     ("lines", "said"),
     [
-        (["gpg: AES256.CFB encrypted data", "gpg: decryption failed: Bad session key"], "wrong passphrase for the restore key or the symmetric backup"),
-        (["gpg: no valid OpenPGP data found.", "[GNUPG:] NODATA 1", "gpg: decrypt_message failed: Unknown system error"],
-         "the encrypted payload is damaged"),
-        (["gpg: AES256.CFB encrypted data", "gpg: WARNING: encrypted message has been manipulated!", "[GNUPG:] DECRYPTION_FAILED"],
-         "the encrypted payload is damaged"),
+        (
+            ["gpg: AES256.CFB encrypted data", "gpg: decryption failed: Bad session key"],
+            "wrong passphrase for the restore key or the symmetric backup",
+        ),
+        (
+            [
+                "gpg: no valid OpenPGP data found.",
+                "[GNUPG:] NODATA 1",
+                "gpg: decrypt_message failed: Unknown system error",
+            ],
+            "the encrypted payload is damaged",
+        ),
+        (
+            [
+                "gpg: AES256.CFB encrypted data",
+                "gpg: WARNING: encrypted message has been manipulated!",
+                "[GNUPG:] DECRYPTION_FAILED",
+            ],
+            "the encrypted payload is damaged",
+        ),
     ],
 )
 def test_payloads_without_a_recipient_key_are_explained_by_what_gpg_said(lines: list[str], said: str) -> None:
@@ -236,12 +285,18 @@ with gpg_home(Path(given["parent"])) as home:
 def test_a_killed_owner_takes_the_agent_and_the_home_with_the_key_with_it(ours: KeyPair, tmp_path: Path) -> None:
     # A task killed with SIGKILL (with its whole process group) runs no cleanup of its own.
     owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(PLUGINS)}, start_new_session=True,
+        [sys.executable, "-c", OWNER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PLUGINS)},
+        start_new_session=True,
     )
     try:
         assert owner.stdin is not None and owner.stdout is not None
-        owner.stdin.write(json.dumps({"parent": str(tmp_path), "secret": ours.secret_key, "passphrase": ours.passphrase}) + "\n")
+        owner.stdin.write(
+            json.dumps({"parent": str(tmp_path), "secret": ours.secret_key, "passphrase": ours.passphrase}) + "\n"
+        )
         owner.stdin.flush()
         started = json.loads(owner.stdout.readline())
         assert started["agent"] is not None and psutil.pid_exists(started["agent"])
@@ -249,7 +304,9 @@ def test_a_killed_owner_takes_the_agent_and_the_home_with_the_key_with_it(ours: 
         os.killpg(owner.pid, signal.SIGKILL)
         owner.wait()
     assert gone_within(started["agent"], GONE_WITHIN_S), f"the gpg-agent of {started['home']} outlived its killed owner"
-    assert within(GONE_WITHIN_S, lambda: not Path(started["home"]).exists()), "the home with the restore key outlived its killed owner"
+    assert within(GONE_WITHIN_S, lambda: not Path(started["home"]).exists()), (
+        "the home with the restore key outlived its killed owner"
+    )
 
 
 def gone_within(pid: int, seconds: float) -> bool:

@@ -5,7 +5,7 @@ conf that repairs the damaged tables."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,7 @@ from hms_dr.integrity import (
 from hms_dr.pgtools import ConnectionInfo
 
 DB = "hospital_management"
-NOW = datetime(2026, 11, 28, 6, 0, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 6, 0, 12, tzinfo=UTC)
 
 VERBOSE_INDEX_ERROR = f'''btree index "{DB}.public.appointments_pkey":
     ERROR:  XX001: invalid page in block 5 of relation base/16387/16514
@@ -49,8 +49,15 @@ def a_result(*findings: Finding) -> AmcheckResult:
 
 
 def report_of(findings: list[Finding], owners: dict[str, dict[str, str]]) -> dict[str, object]:
-    return build_report(a_result(*findings), owners, cluster="hms-primary", database=DB, report_id="20261128T060012Z",
-                        checked_at=NOW, amcheck=AmcheckReady(version="1.3", schema="public"))
+    return build_report(
+        a_result(*findings),
+        owners,
+        cluster="hms-primary",
+        database=DB,
+        report_id="20261128T060012Z",
+        checked_at=NOW,
+        amcheck=AmcheckReady(version="1.3", schema="public"),
+    )
 
 
 def test_the_command_line_is_read_only_and_takes_only_access_share_locks() -> None:
@@ -71,14 +78,19 @@ def test_the_session_is_read_only_with_a_lock_timeout_and_the_password_stays_out
 
 def test_a_check_that_raised_an_error_names_the_relation_without_the_query() -> None:
     [finding] = parse_pg_amcheck(VERBOSE_INDEX_ERROR, DB)
-    assert finding == Finding("public.appointments_pkey", "btree index", ("invalid page in block 5 of relation base/16387/16514",), (), True)
+    assert finding == Finding(
+        "public.appointments_pkey", "btree index", ("invalid page in block 5 of relation base/16387/16514",), (), True
+    )
 
 
 def test_heap_messages_of_one_table_are_one_finding_with_every_location() -> None:
     [finding] = parse_pg_amcheck(HEAP_MESSAGES, DB)
     assert finding.relation == "public.wards" and finding.kind == "heap table" and finding.corruption
     assert finding.locations == ("block 0, offset 3", "block 1, offset 2, attribute 4")
-    assert finding.messages == ("line pointer to page offset 8192 is not maximally aligned", "toast value 16390 not found in toast table")
+    assert finding.messages == (
+        "line pointer to page offset 8192 is not maximally aligned",
+        "toast value 16390 not found in toast table",
+    )
 
 
 @pytest.mark.parametrize(
@@ -108,7 +120,10 @@ def test_a_database_without_amcheck_is_refused_with_how_to_install_it() -> None:
     stderr = 'pg_amcheck: warning: skipping database "hospital_management": amcheck is not installed\npg_amcheck: error: no relations to check\n'
     with pytest.raises(PreflightFailed, match="amcheck extension is not installed") as caught:
         read_result(1, "", stderr, database=DB)
-    assert caught.value.hint and "psql -d hospital_management -f include/sql/integrity/install_amcheck.sql" in caught.value.hint
+    assert (
+        caught.value.hint
+        and "psql -d hospital_management -f include/sql/integrity/install_amcheck.sql" in caught.value.hint
+    )
 
 
 def test_pg_amcheck_failing_on_its_own_is_a_tool_failure_not_a_clean_check() -> None:
@@ -145,27 +160,38 @@ def test_a_damaged_index_of_a_sound_table_is_repaired_by_its_table_or_by_reindex
 
 def test_indexes_of_a_damaged_table_are_not_offered_a_reindex() -> None:
     findings = parse_pg_amcheck(HEAP_MESSAGES + VERBOSE_INDEX_ERROR.replace("appointments_pkey", "wards_pkey"), DB)
-    owners = {"public.wards": {"relkind": "r", "table": "public.wards"}, "public.wards_pkey": {"relkind": "i", "table": "public.wards"}}
+    owners = {
+        "public.wards": {"relkind": "r", "table": "public.wards"},
+        "public.wards_pkey": {"relkind": "i", "table": "public.wards"},
+    }
     repair = report_of(findings, owners)["repair"]
     assert isinstance(repair, dict)
     assert repair["conf"]["tables"] == ["wards"] and "index_only" not in repair
 
 
 def test_a_damaged_system_catalog_gets_a_new_cluster_not_a_table_restore() -> None:
-    findings = parse_pg_amcheck(f'heap table "{DB}.pg_catalog.pg_class", block 3, offset 1:\n    xmin 1 precedes relation freeze threshold\n', DB)
+    findings = parse_pg_amcheck(
+        f'heap table "{DB}.pg_catalog.pg_class", block 3, offset 1:\n    xmin 1 precedes relation freeze threshold\n',
+        DB,
+    )
     report = report_of(findings, {"pg_catalog.pg_class": {"relkind": "r", "table": "pg_catalog.pg_class"}})
     repair = report["repair"]
     assert isinstance(repair, dict)
     assert "conf" not in repair and "hms_dr_pitr" in repair["system_catalog"]
-    with pytest.raises(CorruptionFound, match="pg_catalog.pg_class") as caught:
+    with pytest.raises(CorruptionFound, match=r"pg_catalog\.pg_class") as caught:
         judge(report)
     assert caught.value.hint == repair["system_catalog"]
 
 
 def test_corruption_fails_naming_the_relations_with_the_repair_conf_as_the_hint() -> None:
     findings = parse_pg_amcheck(VERBOSE_INDEX_ERROR + HEAP_MESSAGES, DB)
-    report = report_of(findings, {"public.appointments_pkey": {"relkind": "i", "table": "public.appointments"},
-                                  "public.wards": {"relkind": "r", "table": "public.wards"}})
+    report = report_of(
+        findings,
+        {
+            "public.appointments_pkey": {"relkind": "i", "table": "public.appointments"},
+            "public.wards": {"relkind": "r", "table": "public.wards"},
+        },
+    )
     with pytest.raises(CorruptionFound) as caught:
         judge(report)
     error = caught.value
@@ -184,7 +210,9 @@ def test_corruption_fails_naming_the_relations_with_the_repair_conf_as_the_hint(
 
 
 def test_relations_that_could_not_be_checked_make_the_check_incomplete_not_clean() -> None:
-    findings = parse_pg_amcheck(f'btree index "{DB}.public.billing_pkey":\n    ERROR:  55P03: canceling statement due to lock timeout\n', DB)
+    findings = parse_pg_amcheck(
+        f'btree index "{DB}.public.billing_pkey":\n    ERROR:  55P03: canceling statement due to lock timeout\n', DB
+    )
     report = report_of(findings, {})
     assert report["status"] == "incomplete" and report["repair"] == {}
     with pytest.raises(IntegrityCheckIncomplete, match="could not check 1 relation"):
@@ -200,5 +228,7 @@ def test_the_report_is_stored_under_the_cluster_integrity_folder(tmp_path: Path)
     report = report_of(parse_pg_amcheck(VERBOSE_INDEX_ERROR, DB), {})
     keys = store_report(store, report, VERBOSE_INDEX_ERROR)
     assert set(keys) == {"report.json", "report.txt", "pg_amcheck.out"}
-    stored = json.loads((tmp_path / "store" / "hms-primary" / "integrity" / "20261128T060012Z" / "report.json").read_text())
+    stored = json.loads(
+        (tmp_path / "store" / "hms-primary" / "integrity" / "20261128T060012Z" / "report.json").read_text()
+    )
     assert stored["corrupt_relations"] == ["public.appointments_pkey"]

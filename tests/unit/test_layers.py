@@ -67,8 +67,10 @@ def engine_graph() -> dict[str, set[str]]:
     to their __init__)."""
     files = {**product_files(), **sandbox_files()}
     modules = frozenset(files)
-    return {module: {name for name in imported_names(path, module, modules) if name in files and name != module}
-            for module, path in files.items()}
+    return {
+        module: {name for name in imported_names(path, module, modules) if name in files and name != module}
+        for module, path in files.items()
+    }
 
 
 def layer(module: str) -> str:
@@ -122,7 +124,8 @@ def test_the_engine_never_imports_airflow_the_edge_or_the_sandbox() -> None:
     files = product_files()
     upward = sorted(
         f"{module} imports {name}"
-        for module, path in files.items() if layer(module) == "engine"
+        for module, path in files.items()
+        if layer(module) == "engine"
         for name in imported_names(path, module)
         if is_airflow(name) or (name.startswith(("hms_dr.", "hms_sandbox")) and layer(name) != "engine")
     )
@@ -141,8 +144,12 @@ def test_the_sandbox_lives_outside_the_product() -> None:
 def test_nothing_of_the_product_imports_the_sandbox() -> None:
     product: list[tuple[str | None, Path]] = list(product_files().items())
     product += [(None, path) for path in sorted({*ENTRY_POINTS, *PACKAGE_ROOT.glob("*.py")})]
-    offending = sorted(f"{module or path.name} imports {name}" for module, path in product
-                       for name in imported_names(path, module) if layer(name) == "sandbox")
+    offending = sorted(
+        f"{module or path.name} imports {name}"
+        for module, path in product
+        for name in imported_names(path, module)
+        if layer(name) == "sandbox"
+    )
     assert offending == []
 
 

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from hms_dr.errors import ManifestInvalid
 from hms_dr.manifest import BackupKind, Payload, build_manifest, dump_manifest, new_backup_set_id, parse_manifest
 
-STARTED = datetime(2026, 11, 24, 2, 0, 3, tzinfo=timezone.utc)
-FINISHED = datetime(2026, 11, 24, 2, 9, 41, tzinfo=timezone.utc)
+STARTED = datetime(2026, 11, 24, 2, 0, 3, tzinfo=UTC)
+FINISHED = datetime(2026, 11, 24, 2, 9, 41, tzinfo=UTC)
 PAYLOAD = Payload("dump.pgdump.zst.gpg", 1234, "ab" * 32, "pg_dump_custom", 5678, "cd" * 32)
 
 
 def document(**extra: object) -> dict:
     return build_manifest(
-        kind=BackupKind.LOGICAL, backup_set_id=new_backup_set_id(STARTED), cluster="hms-primary",
-        started_at=STARTED, finished_at=FINISHED, payloads=[PAYLOAD], extra={"baselines": {"tables": {}}, **extra},
+        kind=BackupKind.LOGICAL,
+        backup_set_id=new_backup_set_id(STARTED),
+        cluster="hms-primary",
+        started_at=STARTED,
+        finished_at=FINISHED,
+        payloads=[PAYLOAD],
+        extra={"baselines": {"tables": {}}, **extra},
     )
 
 

@@ -53,7 +53,9 @@ def test_refuses_what_is_not_a_name_with_the_reason(spelled: str, reason: str) -
         parse_relation_name(spelled)
 
 
-@pytest.mark.parametrize(("schema", "name"), [("public", "Order Details"), ("public", "a.b"), ("s", 'q"uote'), ("MixedSchema", "MixedCase")])
+@pytest.mark.parametrize(
+    ("schema", "name"), [("public", "Order Details"), ("public", "a.b"), ("s", 'q"uote'), ("MixedSchema", "MixedCase")]
+)
 def test_a_key_splits_back_into_the_catalogs_names_and_the_spelling_parses_back(schema: str, name: str) -> None:
     assert split_relation_key(relation_key(schema, name)) == (schema, name)
     assert parse_relation_name(sql_spelling(schema, name)) == RelationName(schema, name)

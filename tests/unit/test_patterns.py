@@ -23,16 +23,23 @@ def test_an_integrity_reports_dr_request_names_tables_as_the_dr_form_takes_them(
     assert [(p.schema or "public", p.name) for p in parsed] == [tuple(k.split(".", 1)) for k in keys]
 
 
-@pytest.mark.parametrize(("text", "ok"), [
-    ("latest", True), ("20261202T020001Z", True), ("20261202T020001", False), ("latest ", False), ("Latest", False),
-])
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("latest", True),
+        ("20261202T020001Z", True),
+        ("20261202T020001", False),
+        ("latest ", False),
+        ("Latest", False),
+    ],
+)
 def test_a_backup_id_is_latest_or_a_set_id_in_the_form_and_in_the_engine(text: str, ok: bool) -> None:
     assert bool(re.match(whole(BACKUP_ID), text)) is ok
     assert bool(matcher(BACKUP_ID).fullmatch(text)) is ok
     assert bool(matcher(BACKUP_SET_ID).fullmatch(text)) is (ok and text != "latest")
 
 
-@pytest.mark.parametrize("text", ['a.b.c', '"unclosed', "Order Details", 'public."x"y', "é"])
+@pytest.mark.parametrize("text", ["a.b.c", '"unclosed', "Order Details", 'public."x"y', "é"])
 def test_a_malformed_table_name_is_refused_by_the_form_pattern_and_by_the_engine(text: str) -> None:
     assert not re.match(whole(TABLE), text)
     with pytest.raises(ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -44,9 +44,15 @@ def through_json(record: Record) -> Any:
 
 def test_a_record_comes_back_equal_after_json() -> None:
     record = Outer(
-        at=datetime(2026, 12, 2, 13, 0, tzinfo=timezone(timedelta(hours=2))), where=Path("/var/tmp/x"), colour=Colour.BLUE,
-        inners=(Inner("a", 1), Inner("b", 2)), by_name={"c": Inner("c", 3)}, maybe=Inner("d", 4), seconds=2,
-        free_form={"k": [1, 2]}, names=["x"],
+        at=datetime(2026, 12, 2, 13, 0, tzinfo=timezone(timedelta(hours=2))),
+        where=Path("/var/tmp/x"),
+        colour=Colour.BLUE,
+        inners=(Inner("a", 1), Inner("b", 2)),
+        by_name={"c": Inner("c", 3)},
+        maybe=Inner("d", 4),
+        seconds=2,
+        free_form={"k": [1, 2]},
+        names=["x"],
     )
     back = Outer.from_xcom(through_json(record))
     assert back == record
@@ -55,12 +61,14 @@ def test_a_record_comes_back_equal_after_json() -> None:
 
 
 def test_none_and_defaults_survive() -> None:
-    record = Outer(at=datetime(2026, 1, 1, tzinfo=timezone.utc), where=Path("p"), colour=Colour.RED, inners=(), by_name={})
+    record = Outer(at=datetime(2026, 1, 1, tzinfo=UTC), where=Path("p"), colour=Colour.RED, inners=(), by_name={})
     assert Outer.from_xcom(through_json(record)) == record
 
 
 def test_an_unknown_field_or_a_wrong_shape_is_refused() -> None:
-    data = through_json(Outer(at=datetime(2026, 1, 1, tzinfo=timezone.utc), where=Path("p"), colour=Colour.RED, inners=(), by_name={}))
+    data = through_json(
+        Outer(at=datetime(2026, 1, 1, tzinfo=UTC), where=Path("p"), colour=Colour.RED, inners=(), by_name={})
+    )
     with pytest.raises(TypeError, match="no field"):
         Outer.from_xcom({**data, "surprise": 1})
     with pytest.raises(TypeError, match="mapping"):

@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 import repo_boundary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +18,7 @@ def test_a_read_beside_the_clone_is_refused_in_the_test_process(monkeypatch):
     sibling = os.path.join(os.path.dirname(BOUNDARY.repo_root), "next-door")
     monkeypatch.setattr(BOUNDARY, "siblings", BOUNDARY.siblings | {sibling})
     with pytest.raises(PermissionError, match="beside the repository"):
-        open(os.path.join(sibling, "schemas", "compose-spec.json"), encoding="utf-8")
+        open(os.path.join(sibling, "schemas", "compose-spec.json"), encoding="utf-8")  # noqa: SIM115 (the open itself must raise)
     with pytest.raises(PermissionError, match="beside the repository"):
         os.listdir(sibling)
 
@@ -51,8 +50,22 @@ def test_no_tracked_file_names_a_folder_beside_the_clone():
     """The static half of the guard: subprocesses escape the audit hook, so no test, fixture,
     engine module, Makefile or CI script may even name a folder beside the clone."""
     found = subprocess.run(
-        ["git", "grep", "-nE", r"\.\./shared|parent ?/ ?\"shared\"|parents\[[0-9]+\] ?/ ?\"shared\"", "--",
-         "tests", "plugins", "dags", "bench", "Makefile", ".ci", ":!tests/unit/test_repo_boundary.py"],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        [
+            "git",
+            "grep",
+            "-nE",
+            r"\.\./shared|parent ?/ ?\"shared\"|parents\[[0-9]+\] ?/ ?\"shared\"",
+            "--",
+            "tests",
+            "plugins",
+            "dags",
+            "bench",
+            "Makefile",
+            ".ci",
+            ":!tests/unit/test_repo_boundary.py",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert found.returncode == 1, f"names a folder beside the clone:\n{found.stdout}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +18,21 @@ from hms_dr.publish import publish_set
 from hms_dr.status import collect_status, render_rto_chart, render_status_html
 from hms_dr.store import open_store
 
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 CLUSTER = "hms-primary"
 
 
 def _publish(store: Any, kind: BackupKind, set_id: str, finished_at: datetime, size: int = 1, **extra: object) -> None:
     stored = store.put(key_for(CLUSTER, kind, set_id, "payload"), io.BytesIO(b"x" * size))
     publish_set(
-        store, kind=kind, cluster=CLUSTER, backup_set_id=set_id, started_at=finished_at - timedelta(minutes=1),
-        finished_at=finished_at, payloads=[Payload("payload", stored.size_bytes, stored.sha256, "test")], extra=extra,
+        store,
+        kind=kind,
+        cluster=CLUSTER,
+        backup_set_id=set_id,
+        started_at=finished_at - timedelta(minutes=1),
+        finished_at=finished_at,
+        payloads=[Payload("payload", stored.size_bytes, stored.sha256, "test")],
+        extra=extra,
     )
 
 
@@ -36,7 +42,14 @@ def _iso(moment: datetime) -> str:
 
 def _restore_test(store: Any, set_id: str, finished_at: datetime, tested: str, rto_s: float, passed: bool) -> None:
     _publish(
-        store, BackupKind.RESTORE_TEST, set_id, finished_at, mode="logical", passed=passed, rto_s=rto_s, rto_target_s=3600,
+        store,
+        BackupKind.RESTORE_TEST,
+        set_id,
+        finished_at,
+        mode="logical",
+        passed=passed,
+        rto_s=rto_s,
+        rto_target_s=3600,
         tested_set={"kind": "logical", "backup_set_id": tested},
     )
 
@@ -89,7 +102,9 @@ def test_rpo_now_is_the_age_of_the_newest_archived_wal_set(stores: tuple[Any, An
     primary, _ = stores
     _publish(primary, BackupKind.LOGICAL, "20261124T020001Z", NOW - timedelta(hours=10))
     for name, age in (("000000010000000000000001", 600), ("000000010000000000000002", 90)):
-        _publish(primary, BackupKind.WAL, name, NOW - timedelta(seconds=age), archived_at=_iso(NOW - timedelta(seconds=age)))
+        _publish(
+            primary, BackupKind.WAL, name, NOW - timedelta(seconds=age), archived_at=_iso(NOW - timedelta(seconds=age))
+        )
         moment = (NOW - timedelta(seconds=age)).timestamp()
         for path in (tmp_path / "primary" / CLUSTER / "wal" / name).iterdir():
             os.utime(path, (moment, moment))
@@ -100,7 +115,9 @@ def test_rpo_now_is_the_age_of_the_newest_archived_wal_set(stores: tuple[Any, An
     assert _row(status, "wal")["backup_set_id"] == "000000010000000000000002"
 
 
-def test_without_wal_rpo_falls_back_to_the_newest_full_set_and_without_sets_it_is_unknown(stores: tuple[Any, Any]) -> None:
+def test_without_wal_rpo_falls_back_to_the_newest_full_set_and_without_sets_it_is_unknown(
+    stores: tuple[Any, Any],
+) -> None:
     primary, _ = stores
     assert collect_status(primary, None, CLUSTER, NOW)["rpo_s"] is None
     _publish(primary, BackupKind.LOGICAL, "20261124T020001Z", NOW - timedelta(hours=10))
@@ -120,10 +137,20 @@ def test_the_rto_trend_lists_restore_tests_oldest_first(stores: tuple[Any, Any])
 def test_the_last_dr_runs_show_each_runs_latest_record_newest_first(stores: tuple[Any, Any]) -> None:
     primary, _ = stores
     for run_id, event, minute in (("r1", "started", 1), ("r1", "succeeded", 5), ("r2", "started", 9)):
-        write_audit_record(primary, CLUSTER, AuditRecord(
-            dag_id="hms_dr_restore", run_id=run_id, triggered_by="admin", started_at=NOW, reason="drill",
-            params={}, event=event, recorded_at=NOW + timedelta(minutes=minute),
-        ))
+        write_audit_record(
+            primary,
+            CLUSTER,
+            AuditRecord(
+                dag_id="hms_dr_restore",
+                run_id=run_id,
+                triggered_by="admin",
+                started_at=NOW,
+                reason="drill",
+                params={},
+                event=event,
+                recorded_at=NOW + timedelta(minutes=minute),
+            ),
+        )
     runs = collect_status(primary, None, CLUSTER, NOW)["dr_runs"]
     assert [(r["run_id"], r["event"]) for r in runs] == [("r2", "started"), ("r1", "succeeded")]
 
@@ -131,10 +158,20 @@ def test_the_last_dr_runs_show_each_runs_latest_record_newest_first(stores: tupl
 def test_the_page_escapes_values_and_links_the_dr_dags(stores: tuple[Any, Any]) -> None:
     primary, _ = stores
     _publish(primary, BackupKind.LOGICAL, "20261124T020001Z", NOW - timedelta(hours=10))
-    write_audit_record(primary, CLUSTER, AuditRecord(
-        dag_id="hms_dr_restore", run_id="r1", triggered_by="<script>alert(1)</script>", started_at=NOW,
-        reason="a & b", params={}, event="started", recorded_at=NOW,
-    ))
+    write_audit_record(
+        primary,
+        CLUSTER,
+        AuditRecord(
+            dag_id="hms_dr_restore",
+            run_id="r1",
+            triggered_by="<script>alert(1)</script>",
+            started_at=NOW,
+            reason="a & b",
+            params={},
+            event="started",
+            recorded_at=NOW,
+        ),
+    )
     page = render_status_html(collect_status(primary, None, CLUSTER, NOW))
     assert "<script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "a &amp; b" in page
@@ -145,8 +182,20 @@ def test_the_page_escapes_values_and_links_the_dr_dags(stores: tuple[Any, Any]) 
 
 def test_the_rto_chart_has_one_point_per_restore_test_and_a_target_line() -> None:
     points = [
-        {"finished_at": "2026-11-20T04:00:01Z", "rto_s": 300.0, "rto_target_s": 3600, "passed": True, "mode": "logical"},
-        {"finished_at": "2026-11-24T04:00:01Z", "rto_s": 4000.0, "rto_target_s": 3600, "passed": False, "mode": "physical"},
+        {
+            "finished_at": "2026-11-20T04:00:01Z",
+            "rto_s": 300.0,
+            "rto_target_s": 3600,
+            "passed": True,
+            "mode": "logical",
+        },
+        {
+            "finished_at": "2026-11-24T04:00:01Z",
+            "rto_s": 4000.0,
+            "rto_target_s": 3600,
+            "passed": False,
+            "mode": "physical",
+        },
     ]
     chart = render_rto_chart(points)
     assert chart.startswith('<svg id="rto-chart"')
@@ -156,7 +205,9 @@ def test_the_rto_chart_has_one_point_per_restore_test_and_a_target_line() -> Non
 
 
 def test_a_target_far_above_the_trend_is_named_instead_of_flattening_the_points() -> None:
-    points = [{"finished_at": "2026-11-24T04:00:01Z", "rto_s": 60.0, "rto_target_s": 14400, "passed": True, "mode": "logical"}]
+    points = [
+        {"finished_at": "2026-11-24T04:00:01Z", "rto_s": 60.0, "rto_target_s": 14400, "passed": True, "mode": "logical"}
+    ]
     chart = render_rto_chart(points)
     assert 'class="target"' not in chart and "target 14400 s (above the scale)" in chart
     cy = float(re.findall(r'cy="([0-9.]+)"', chart)[0])
@@ -180,4 +231,3 @@ def test_an_unreachable_offsite_store_leaves_the_offsite_marks_unknown_and_says_
     assert _row(status, "logical")["offsite"] is None
     assert "connection refused" in status["offsite_error"]
     assert 'id="offsite-error"' in render_status_html(status)
-

@@ -40,7 +40,10 @@ def test_a_tap_between_stages_sees_the_intermediate_bytes() -> None:
 
 
 def test_a_producer_that_dies_makes_the_last_read_fail_not_end() -> None:
-    stages = [Stage("producer", ["sh", "-c", "printf partial; echo 'pg_dump: error: connection lost' >&2; exit 1"]), Stage("cat", ["cat"])]
+    stages = [
+        Stage("producer", ["sh", "-c", "printf partial; echo 'pg_dump: error: connection lost' >&2; exit 1"]),
+        Stage("cat", ["cat"]),
+    ]
     pipeline = Pipeline(stages)
     with pytest.raises(ToolFailed) as caught:
         read_all(pipeline)
@@ -62,9 +65,8 @@ def test_secret_input_reaches_the_program_through_a_descriptor_not_argv() -> Non
 
 
 def test_leaving_the_block_with_an_error_kills_every_stage() -> None:
-    with pytest.raises(RuntimeError):
-        with Pipeline([Stage("sleeper", ["sleep", "30"])]) as pipeline:
-            raise RuntimeError("upload failed")
+    with pytest.raises(RuntimeError), Pipeline([Stage("sleeper", ["sleep", "30"])]) as pipeline:
+        raise RuntimeError("upload failed")
     assert all(p.process.poll() is not None for p in pipeline._processes)
 
 

@@ -8,8 +8,9 @@ Success, or a PATCH of its state). That is refused, and the caller's ``on_unappr
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from hms_dr.errors import ApprovalRefused, QualityCheckFailed
 from hms_dr.pgtools import ConnectionInfo
@@ -21,8 +22,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWAP_TASK_ID = "swap_into_production"  # asks for the approval, then swaps
-UNAPPROVED_SWAP = (f"{SWAP_TASK_ID} was set to success without an approval answered in its form (Mark Success, or a "
-                   "PATCH of its state): nothing was swapped, production unchanged")
+UNAPPROVED_SWAP = (
+    f"{SWAP_TASK_ID} was set to success without an approval answered in its form (Mark Success, or a "
+    "PATCH of its state): nothing was swapped, production unchanged"
+)
 
 
 @dataclass(frozen=True)
@@ -32,18 +35,22 @@ class AfterSwapChecks(Record):
     failed: list[str]
 
 
-def check_production_after_swap(swapped: SwapDone | None, *, admin: ConnectionInfo,
-                                on_unapproved: Callable[[str], object]) -> AfterSwapChecks:
+def check_production_after_swap(
+    swapped: SwapDone | None, *, admin: ConnectionInfo, on_unapproved: Callable[[str], object]
+) -> AfterSwapChecks:
     """QualityCheckFailed when production fails a check after the commit."""
     from hms_dr.dr.verify import check_after_swap
 
     if swapped is None:
         on_unapproved(UNAPPROVED_SWAP)
-        raise ApprovalRefused(UNAPPROVED_SWAP, hint="trigger a new run and approve the swap in its form (Required Actions)")
+        raise ApprovalRefused(
+            UNAPPROVED_SWAP, hint="trigger a new run and approve the swap in its form (Required Actions)"
+        )
     outcome = AfterSwapChecks.from_xcom(check_after_swap(admin, swapped.to_xcom()))
     for check in outcome.checks:
         log.info("%s %s: %s", "ok  " if check["passed"] else "FAIL", check["check"], check["target"])
     if not outcome.passed:
-        raise QualityCheckFailed(f"the swap committed but production fails {len(outcome.failed)} check(s): "
-                                 f"{'; '.join(outcome.failed[:5])}")
+        raise QualityCheckFailed(
+            f"the swap committed but production fails {len(outcome.failed)} check(s): {'; '.join(outcome.failed[:5])}"
+        )
     return outcome

@@ -13,13 +13,14 @@ acts on the verdict; nothing here imports Airflow.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from hms_dr.audit import Approval
-from hms_dr.policy import DrRestorePolicy
 from hms_dr.errors import ApprovalRefused
+from hms_dr.policy import DrRestorePolicy
 from hms_dr.records import Record
 
 APPROVE = "Approve"
@@ -78,8 +79,9 @@ def role_members(configured_users: Sequence[str]) -> dict[str, tuple[str, ...]]:
     return {role: tuple(dict.fromkeys(names)) for role, names in members.items()}
 
 
-def approvers_for(settings: DrRestorePolicy, *, triggered_by: str | None, auth_manager: str,
-                  simple_auth_manager_users: str) -> tuple[str, ...]:
+def approvers_for(
+    settings: DrRestorePolicy, *, triggered_by: str | None, auth_manager: str, simple_auth_manager_users: str
+) -> tuple[str, ...]:
     """Who may approve this run's swap (refuses when nobody may). Approver roles are resolved from
     the simple auth manager's own user list (``core.simple_auth_manager_users``); another auth
     manager's roles cannot be read, so naming roles with one is refused."""
@@ -87,8 +89,10 @@ def approvers_for(settings: DrRestorePolicy, *, triggered_by: str | None, auth_m
     if settings.approver_roles:
         manager = auth_manager or SIMPLE_AUTH_MANAGER
         if manager.rsplit(".", 1)[-1] != SIMPLE_AUTH_MANAGER.rsplit(".", 1)[-1]:
-            raise ApprovalRefused(f"dr.restore.approver_roles needs Airflow's simple auth manager, this Airflow uses {manager}",
-                                  hint="name the approvers' user ids in dr.restore.approvers instead")
+            raise ApprovalRefused(
+                f"dr.restore.approver_roles needs Airflow's simple auth manager, this Airflow uses {manager}",
+                hint="name the approvers' user ids in dr.restore.approvers instead",
+            )
         members = role_members([entry for entry in simple_auth_manager_users.split(",") if entry.strip()])
     return eligible_approvers(settings, triggered_by=triggered_by, members=members)
 
@@ -108,7 +112,9 @@ def answer_from_event(event: Mapping[str, Any]) -> ApprovalAnswer:
     )
 
 
-def eligible_approvers(settings: DrRestorePolicy, *, triggered_by: str | None, members: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
+def eligible_approvers(
+    settings: DrRestorePolicy, *, triggered_by: str | None, members: Mapping[str, Sequence[str]]
+) -> tuple[str, ...]:
     """The user ids who may approve this run's swap: the ones the policy names and the users of
     the roles it names, less the user who triggered the run (unless ``allow_self_approval``).
     Refuses when that leaves nobody, so a run fails before its restore, not at its approval."""
@@ -122,7 +128,11 @@ def eligible_approvers(settings: DrRestorePolicy, *, triggered_by: str | None, m
         named = [user for user in named if user != triggered_by]
     eligible = tuple(dict.fromkeys(named))
     if not eligible:
-        besides = f" besides {triggered_by}, who triggered the run" if triggered_by and not settings.allow_self_approval else ""
+        besides = (
+            f" besides {triggered_by}, who triggered the run"
+            if triggered_by and not settings.allow_self_approval
+            else ""
+        )
         raise ApprovalRefused(
             f"nobody may approve the swap{besides}: dr.restore.approvers and dr.restore.approver_roles name no one else",
             hint="name the approvers (Airflow user ids, or roles of the simple auth manager) in dr.restore of the policy",
@@ -136,17 +146,26 @@ def form_problems(stored: ApprovalForm, wanted: ApprovalForm) -> list[str]:
     answer a form that shows an older plan, other figures or other approvers."""
     problems = []
     if stored.plan_digest != wanted.plan_digest:
-        problems.append(f"it carries plan digest {_short(stored.plan_digest)}, this run's plan is {_short(wanted.plan_digest)}")
+        problems.append(
+            f"it carries plan digest {_short(stored.plan_digest)}, this run's plan is {_short(wanted.plan_digest)}"
+        )
     if stored.body != wanted.body:
         problems.append("its body shows other figures than this try measured")
     if sorted(stored.assigned) != sorted(wanted.assigned):
-        problems.append(f"it lets {', '.join(sorted(stored.assigned)) or 'anyone'} answer, the policy now {', '.join(sorted(wanted.assigned))}")
+        problems.append(
+            f"it lets {', '.join(sorted(stored.assigned)) or 'anyone'} answer, the policy now {', '.join(sorted(wanted.assigned))}"
+        )
     return problems
 
 
 def judge_answer(
-    answer: ApprovalAnswer | None, *, plan_digest: str, settings: DrRestorePolicy, triggered_by: str | None,
-    eligible: Sequence[str], now: datetime,
+    answer: ApprovalAnswer | None,
+    *,
+    plan_digest: str,
+    settings: DrRestorePolicy,
+    triggered_by: str | None,
+    eligible: Sequence[str],
+    now: datetime,
 ) -> ApprovalVerdict:
     """Approved only when a person the policy names, other than the triggering user (unless the
     policy allows it), chose exactly Approve on the form that carried ``plan_digest``, and the
@@ -157,7 +176,9 @@ def judge_answer(
     who = answer.responder_name or answer.responder_id
     at = answer.responded_at or now
     if not answer.responder_id or not who:
-        return ApprovalVerdict("refused", "nobody", at, "the answer has no responder (a timeout default is not an approval)")
+        return ApprovalVerdict(
+            "refused", "nobody", at, "the answer has no responder (a timeout default is not an approval)"
+        )
     if answer.chosen_options == (REJECT,):
         return ApprovalVerdict("rejected", who, at, "rejected in the approval form")
     if answer.chosen_options != (APPROVE,):
@@ -165,13 +186,23 @@ def judge_answer(
     if not settings.allow_self_approval and not triggered_by:
         return ApprovalVerdict("refused", who, at, "the run records no triggering user, so four eyes cannot be checked")
     if not settings.allow_self_approval and triggered_by in (answer.responder_id, answer.responder_name):
-        return ApprovalVerdict("refused", who, at, f"{who} triggered this run and may not approve its swap "
-                                                   "(four eyes: dr.restore.allow_self_approval is off)")
+        return ApprovalVerdict(
+            "refused",
+            who,
+            at,
+            f"{who} triggered this run and may not approve its swap (four eyes: dr.restore.allow_self_approval is off)",
+        )
     if answer.responder_id not in eligible:
-        return ApprovalVerdict("refused", who, at, f"{who} may not approve this swap: the approvers are {', '.join(eligible)}")
+        return ApprovalVerdict(
+            "refused", who, at, f"{who} may not approve this swap: the approvers are {', '.join(eligible)}"
+        )
     if answer.plan_digest != plan_digest:
-        return ApprovalVerdict("refused", who, at, f"the approval carries plan digest {_short(answer.plan_digest)}, "
-                                                   f"not this run's plan {_short(plan_digest)}")
+        return ApprovalVerdict(
+            "refused",
+            who,
+            at,
+            f"the approval carries plan digest {_short(answer.plan_digest)}, not this run's plan {_short(plan_digest)}",
+        )
     return ApprovalVerdict("approved", who, at, f"approved plan {_short(plan_digest)}")
 
 

@@ -5,8 +5,8 @@ approvers (a cleared task instance keeps its first form)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from hms_dr.dr.approval import PLAN_DIGEST, SHORT, ApprovalForm, approvers_for, form_problems
 from hms_dr.dr.check_restored import RestoredTablesChecked
@@ -23,8 +23,9 @@ class ApprovalRequest(Record):
     approvers: tuple[str, ...]
 
 
-def approval_form(checked: RestoredTablesChecked, *, approvers: tuple[str, ...], settings: DrRestorePolicy,
-                  triggered_by: str) -> ApprovalForm:
+def approval_form(
+    checked: RestoredTablesChecked, *, approvers: tuple[str, ...], settings: DrRestorePolicy, triggered_by: str
+) -> ApprovalForm:
     """The form's body (the checked tables' body, then who may approve and the digest)."""
     digest = checked.swap_digest
     four_eyes = "" if settings.allow_self_approval else f" (not {triggered_by}, who triggered this run)"
@@ -37,17 +38,29 @@ def approval_form(checked: RestoredTablesChecked, *, approvers: tuple[str, ...],
 
 
 def ask_for_approval(
-    checked: RestoredTablesChecked, *, settings: DrRestorePolicy, triggering_user: str | None, triggered_by: str,
-    auth_manager: str, simple_auth_manager_users: str, write_form: Callable[[ApprovalForm], ApprovalForm],
+    checked: RestoredTablesChecked,
+    *,
+    settings: DrRestorePolicy,
+    triggering_user: str | None,
+    triggered_by: str,
+    auth_manager: str,
+    simple_auth_manager_users: str,
+    write_form: Callable[[ApprovalForm], ApprovalForm],
 ) -> ApprovalRequest:
     """``triggering_user``: the run's user (None when it records none); ``triggered_by``: how the
     audit names whoever triggered it. ``write_form`` writes the form and returns the one Airflow
     holds now."""
-    approvers = approvers_for(settings, triggered_by=triggering_user, auth_manager=auth_manager,
-                              simple_auth_manager_users=simple_auth_manager_users)
+    approvers = approvers_for(
+        settings,
+        triggered_by=triggering_user,
+        auth_manager=auth_manager,
+        simple_auth_manager_users=simple_auth_manager_users,
+    )
     wanted = approval_form(checked, approvers=approvers, settings=settings, triggered_by=triggered_by)
     problems = form_problems(write_form(wanted), wanted)
     if problems:
-        raise ApprovalRefused(f"the approval form Airflow keeps for this task is an earlier try's: {'; '.join(problems)}",
-                              hint="trigger a new hms_dr_restore run: its form will show the swap as it is now")
+        raise ApprovalRefused(
+            f"the approval form Airflow keeps for this task is an earlier try's: {'; '.join(problems)}",
+            hint="trigger a new hms_dr_restore run: its form will show the swap as it is now",
+        )
     return ApprovalRequest(plan_digest=checked.swap_digest, approvers=approvers)

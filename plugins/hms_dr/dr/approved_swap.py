@@ -9,9 +9,10 @@ caller's ``on_verdict`` records each verdict (decision and audit) before anythin
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from hms_dr.dr.approval import ApprovalVerdict, answer_from_event, approvers_for, judge_answer
 from hms_dr.dr.approval_request import ApprovalRequest
@@ -46,37 +47,71 @@ class SwapDone(Record):
 
 
 def decide_on_answer(
-    event: Mapping[str, Any], asked: ApprovalRequest | None, *, settings: DrRestorePolicy, triggering_user: str | None,
-    auth_manager: str, simple_auth_manager_users: str, now: datetime,
+    event: Mapping[str, Any],
+    asked: ApprovalRequest | None,
+    *,
+    settings: DrRestorePolicy,
+    triggering_user: str | None,
+    auth_manager: str,
+    simple_auth_manager_users: str,
+    now: datetime,
 ) -> SwapDecision:
     """The verdict on the answer Airflow resumed the swap task with; ApprovalRefused when there
     is no answer at all (a timeout, or no request of this task)."""
     if "error" in event or asked is None:
-        raise ApprovalRefused(f"no approval within {settings.approval_timeout_hours} h: nothing swapped, production unchanged"
-                              if event.get("error_type") == "timeout" else f"no approval recorded: {event.get('error') or 'no request'}")
+        raise ApprovalRefused(
+            f"no approval within {settings.approval_timeout_hours} h: nothing swapped, production unchanged"
+            if event.get("error_type") == "timeout"
+            else f"no approval recorded: {event.get('error') or 'no request'}"
+        )
     try:
-        eligible_now = approvers_for(settings, triggered_by=triggering_user, auth_manager=auth_manager,
-                                     simple_auth_manager_users=simple_auth_manager_users)
+        eligible_now = approvers_for(
+            settings,
+            triggered_by=triggering_user,
+            auth_manager=auth_manager,
+            simple_auth_manager_users=simple_auth_manager_users,
+        )
     except ApprovalRefused:
         eligible_now = ()  # the policy changed while the form waited: nobody may approve now
     # Both lists: the form was assigned to these when it was asked (all an API that checks them
     # lets answer), and the policy as it is now may have taken someone off since.
     eligible = tuple(user for user in eligible_now if user in asked.approvers)
-    verdict = judge_answer(answer_from_event(event), plan_digest=asked.plan_digest, settings=settings,
-                           triggered_by=triggering_user, eligible=eligible, now=now)
+    verdict = judge_answer(
+        answer_from_event(event),
+        plan_digest=asked.plan_digest,
+        settings=settings,
+        triggered_by=triggering_user,
+        eligible=eligible,
+        now=now,
+    )
     return SwapDecision(verdict=verdict, plan_digest=asked.plan_digest, eligible=eligible)
 
 
 def swap_after_answer(
-    event: Mapping[str, Any], asked: ApprovalRequest | None, plan: ValidatedRestore, *, settings: DrRestorePolicy,
-    triggering_user: str | None, auth_manager: str, simple_auth_manager_users: str, admin: ConnectionInfo,
-    on_verdict: Callable[[SwapDecision], None], now: datetime | None = None,
+    event: Mapping[str, Any],
+    asked: ApprovalRequest | None,
+    plan: ValidatedRestore,
+    *,
+    settings: DrRestorePolicy,
+    triggering_user: str | None,
+    auth_manager: str,
+    simple_auth_manager_users: str,
+    admin: ConnectionInfo,
+    on_verdict: Callable[[SwapDecision], None],
+    now: datetime | None = None,
 ) -> SwapDone | None:
     """The swap's result on an approval, None on a rejection; ApprovalRefused otherwise."""
     from hms_dr.dr.swap import execute_swap
 
-    decision = decide_on_answer(event, asked, settings=settings, triggering_user=triggering_user, auth_manager=auth_manager,
-                                simple_auth_manager_users=simple_auth_manager_users, now=now or datetime.now(timezone.utc))
+    decision = decide_on_answer(
+        event,
+        asked,
+        settings=settings,
+        triggering_user=triggering_user,
+        auth_manager=auth_manager,
+        simple_auth_manager_users=simple_auth_manager_users,
+        now=now or datetime.now(UTC),
+    )
     on_verdict(decision)
     verdict = decision.verdict
     if verdict.decision == "rejected":
@@ -84,7 +119,13 @@ def swap_after_answer(
     if not verdict.approved:
         raise ApprovalRefused(f"swap refused, production unchanged: {verdict.why}")
     assert plan.staging_schema is not None
-    return SwapDone.from_xcom(execute_swap(
-        admin, plan.table_names, staging_schema=plan.staging_schema, quarantine_schema=plan.quarantine_schema,
-        approved_digest=decision.plan_digest, lock_timeout_s=settings.swap_lock_timeout_s,
-    ))
+    return SwapDone.from_xcom(
+        execute_swap(
+            admin,
+            plan.table_names,
+            staging_schema=plan.staging_schema,
+            quarantine_schema=plan.quarantine_schema,
+            approved_digest=decision.plan_digest,
+            lock_timeout_s=settings.swap_lock_timeout_s,
+        )
+    )

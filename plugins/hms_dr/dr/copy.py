@@ -38,9 +38,14 @@ def dump_argv(*, schema: str | None) -> list[str]:
     """pg_dump of one schema (or, with None, the whole database) as plain SQL on stdout; the
     connection comes from the environment."""
     argv = [
-        tool_path("pg_dump"), "--format=plain", "--no-owner", "--no-privileges", "--no-password",
+        tool_path("pg_dump"),
+        "--format=plain",
+        "--no-owner",
+        "--no-privileges",
+        "--no-password",
         # A copy must never start replicating from, or publishing to, anywhere.
-        "--no-subscriptions", "--no-publications",
+        "--no-subscriptions",
+        "--no-publications",
     ]
     if schema is not None:
         argv.append(f'--schema="{schema}"')  # quoted: an exact name, not a pattern
@@ -50,8 +55,13 @@ def dump_argv(*, schema: str | None) -> list[str]:
 def load_argv() -> list[str]:
     """psql running its stdin as one transaction, stopping at the first error."""
     return [
-        tool_path("psql"), "--no-psqlrc", "--quiet", "--no-password", "--single-transaction",
-        "--set=ON_ERROR_STOP=1", "--output=/dev/null",
+        tool_path("psql"),
+        "--no-psqlrc",
+        "--quiet",
+        "--no-password",
+        "--single-transaction",
+        "--set=ON_ERROR_STOP=1",
+        "--output=/dev/null",
     ]
 
 
@@ -74,8 +84,14 @@ def copy_objects(source: ConnectionInfo, target: ConnectionInfo, *, schema: str 
             pass
     seconds = time.monotonic() - started
     what = f"schema {schema}" if schema else "the database"
-    log.info("copied %s of %s into %s: %s of SQL, %s", what, source.describe(), target.describe(),
-             human_bytes(copied), human_rate(copied, seconds))
+    log.info(
+        "copied %s of %s into %s: %s of SQL, %s",
+        what,
+        source.describe(),
+        target.describe(),
+        human_bytes(copied),
+        human_rate(copied, seconds),
+    )
     return {"seconds": round(seconds, 3), "sql_bytes": copied}
 
 
@@ -92,7 +108,9 @@ def create_target_database(admin: ConnectionInfo, name: str, *, like: str) -> bo
             (like,),
         ).fetchone()
         encoding, collate, ctype, owner = row if row else ("UTF8", None, None, None)
-        statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {}").format(sql.Identifier(name), sql.Literal(encoding))
+        statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {}").format(
+            sql.Identifier(name), sql.Literal(encoding)
+        )
         if collate and ctype:
             statement += sql.SQL(" LC_COLLATE {} LC_CTYPE {}").format(sql.Literal(collate), sql.Literal(ctype))
         if owner:

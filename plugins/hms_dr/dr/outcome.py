@@ -8,8 +8,9 @@ timed out or skipped — is a failure too: a run never looks successful by defau
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from hms_dr.dr.after_swap import AfterSwapChecks
 from hms_dr.dr.approval import ApprovalVerdict
@@ -40,8 +41,13 @@ def first_failure(failures: Sequence[tuple[str, str | None]]) -> str | None:
 
 
 def restore_outcome(
-    *, plan: ValidatedRestore | None, restored: RestoredIntoTarget | None, checked: RestoredTablesChecked | None,
-    swapped: SwapDone | None, after: AfterSwapChecks | None, approval: ApprovalVerdict | None,
+    *,
+    plan: ValidatedRestore | None,
+    restored: RestoredIntoTarget | None,
+    checked: RestoredTablesChecked | None,
+    swapped: SwapDone | None,
+    after: AfterSwapChecks | None,
+    approval: ApprovalVerdict | None,
     failures: Sequence[tuple[str, str | None]],
 ) -> RunOutcome:
     """hms_dr_restore's end: ``failures`` are (task id, recorded failure line) in the steps' order."""
@@ -58,22 +64,35 @@ def restore_outcome(
     if failed:
         return RunOutcome("failed", failed, details)
     if swapped and after:
-        return RunOutcome("succeeded", f"swapped {', '.join(t['table'] for t in swapped.tables)} into production; the replaced "
-                                       f"tables are in {swapped.quarantine_schema}", details)
+        return RunOutcome(
+            "succeeded",
+            f"swapped {', '.join(t['table'] for t in swapped.tables)} into production; the replaced "
+            f"tables are in {swapped.quarantine_schema}",
+            details,
+        )
     if approval and approval.decision == "rejected":
-        return RunOutcome("rejected", f"swap rejected by {approval.by}: production unchanged; the restored tables stay in "
-                                      f"{plan and plan.staging_schema}", details)
+        return RunOutcome(
+            "rejected",
+            f"swap rejected by {approval.by}: production unchanged; the restored tables stay in "
+            f"{plan and plan.staging_schema}",
+            details,
+        )
     if checked is not None and plan and not plan.swap_into_production:
-        return RunOutcome("succeeded", f"restored into {restored.restored_into if restored else None} (no swap asked for)", details)
+        return RunOutcome(
+            "succeeded", f"restored into {restored.restored_into if restored else None} (no swap asked for)", details
+        )
     return RunOutcome("failed", UNFINISHED, details)
 
 
-def pitr_outcome(*, plan: PitrPlan | None, reported: PitrReport | None, failures: Sequence[tuple[str, str | None]]) -> RunOutcome:
+def pitr_outcome(
+    *, plan: PitrPlan | None, reported: PitrReport | None, failures: Sequence[tuple[str, str | None]]
+) -> RunOutcome:
     """hms_dr_pitr's end: succeeded only when the connection was reported and no step failed."""
     failed = first_failure(failures)
     if reported and not failed:
         return RunOutcome(
-            "succeeded", f"{reported.state} on 127.0.0.1:{reported.port} ({reported.data_dir}), RTO {reported.rto_s:.0f} s",
+            "succeeded",
+            f"{reported.state} on 127.0.0.1:{reported.port} ({reported.data_dir}), RTO {reported.rto_s:.0f} s",
             {"report": {name: value for name, value in reported.to_xcom().items() if name != "lines"}},
         )
     return RunOutcome("failed", failed or UNFINISHED, {"request": plan.to_xcom() if plan else None})

@@ -9,10 +9,11 @@ anything is created; ``recover_new_cluster`` recovers from exactly the base back
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from hms_dr.records import Record
 from hms_dr.scratch.workdir import WorkPurpose, work_folder
@@ -70,8 +71,16 @@ def pitr_work_dir(staging: StagingPolicy) -> Path:
     return work_folder(staging.dir, WorkPurpose.PITR)
 
 
-def validate_pitr(params: Mapping[str, Any], *, cluster_name: str, dr: DrPolicy, staging: StagingPolicy, store: Callable[[], Store],
-                  decryption_key: Callable[[], DecryptionKey], now: datetime) -> PitrPlan:
+def validate_pitr(
+    params: Mapping[str, Any],
+    *,
+    cluster_name: str,
+    dr: DrPolicy,
+    staging: StagingPolicy,
+    store: Callable[[], Store],
+    decryption_key: Callable[[], DecryptionKey],
+    now: datetime,
+) -> PitrPlan:
     """RequestRefused for what the operator can fix by asking differently; nothing is created.
     The store and the key are asked for only once the params and the host passed."""
     from hms_dr.physical.recovery import check_recovery
@@ -79,19 +88,37 @@ def validate_pitr(params: Mapping[str, Any], *, cluster_name: str, dr: DrPolicy,
 
     request = read_pitr_request(params, allowed_roots=dr.allowed_data_roots, port_range=dr.pitr_port_range, now=now)
     request = check_pitr_host(request, allowed_roots=dr.allowed_data_roots, port_range=dr.pitr_port_range)
-    plan = check_recovery(store(), cluster_name, request.target, decryption_key=decryption_key(), staging_dir=pitr_work_dir(staging),
-                          backup_set_id=request.backup_set_id)
+    plan = check_recovery(
+        store(),
+        cluster_name,
+        request.target,
+        decryption_key=decryption_key(),
+        staging_dir=pitr_work_dir(staging),
+        backup_set_id=request.backup_set_id,
+    )
     free_bytes = refuse_short_space(request.data_dir, int(plan["base_plain_bytes"]))
     log.info(
         "point-in-time recovery of %s to %s into %s on port %d: base backup set %s (%s), %d WAL file(s)",
-        cluster_name, request.target.describe(), request.data_dir, request.port, plan["backup_set_id"],
-        plan["plan_reason"], plan["wal_files"],
+        cluster_name,
+        request.target.describe(),
+        request.data_dir,
+        request.port,
+        plan["backup_set_id"],
+        plan["plan_reason"],
+        plan["wal_files"],
     )
     return PitrPlan.from_xcom({**request.to_dict(), "plan": plan, "free_bytes": free_bytes})
 
 
-def recover_new_cluster(plan: PitrPlan, *, store: Store, cluster_name: str, dr: DrPolicy, staging: StagingPolicy,
-                        decryption_key: DecryptionKey) -> dict[str, Any]:
+def recover_new_cluster(
+    plan: PitrPlan,
+    *,
+    store: Store,
+    cluster_name: str,
+    dr: DrPolicy,
+    staging: StagingPolicy,
+    decryption_key: DecryptionKey,
+) -> dict[str, Any]:
     """The recovery engine's result (``physical.recovery.recover``): base backup proven and
     extracted, WAL replayed to the target, the new cluster promoted (or paused at the target) on
     127.0.0.1:<port>; production is not touched."""
@@ -101,21 +128,31 @@ def recover_new_cluster(plan: PitrPlan, *, store: Store, cluster_name: str, dr: 
     if plan.port is None:
         raise ValueError("the validated plan names the port (check_pitr_host chose it)")
     return recover(
-        store, cluster_name,
-        parse_recovery_target(plan.target["kind"], plan.target["value"], inclusive=bool(plan.target.get("inclusive", True))),
-        data_dir=plan.data_dir, port=plan.port, decryption_key=decryption_key, staging_dir=pitr_work_dir(staging),
+        store,
+        cluster_name,
+        parse_recovery_target(
+            plan.target["kind"], plan.target["value"], inclusive=bool(plan.target.get("inclusive", True))
+        ),
+        data_dir=plan.data_dir,
+        port=plan.port,
+        decryption_key=decryption_key,
+        staging_dir=pitr_work_dir(staging),
         backup_set_id=plan.base_backup_set_id,
         timeout_s=max(60.0, dr.pitr_execution_timeout_min * 60 - 60),
         promote=plan.promote,
     )
 
 
-def report_recovered_cluster(recovered: Mapping[str, Any], *, database: str, user: str, queued_at: datetime,
-                             rto_minutes: int) -> PitrReport:
+def report_recovered_cluster(
+    recovered: Mapping[str, Any], *, database: str, user: str, queued_at: datetime, rto_minutes: int
+) -> PitrReport:
     from hms_dr.physical.request import describe_recovered_cluster
 
-    report = PitrReport.from_xcom(describe_recovered_cluster(recovered, database=database, user=user, queued_at=queued_at,
-                                                             rto_target_s=rto_minutes * 60))
+    report = PitrReport.from_xcom(
+        describe_recovered_cluster(
+            recovered, database=database, user=user, queued_at=queued_at, rto_target_s=rto_minutes * 60
+        )
+    )
     for line in report.lines:
         log.info("%s", line)
     if not report.within_rto:

@@ -4,7 +4,8 @@ restored, what follows them (foreign keys, views, grants, sequences), and every 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 MAX_STATEMENTS_SHOWN = 60
 MAX_STATEMENT_CHARS = 400
@@ -18,8 +19,15 @@ def describe_source(plan: Mapping[str, Any]) -> str:
 
 
 def approval_body(
-    plan: Mapping[str, Any], swap: Mapping[str, Any], *, rows_now: Mapping[str, int | None], rows_restored: Mapping[str, int | None],
-    checks: Mapping[str, Any] | None, triggered_by: str, run_id: str, measured_at: str,
+    plan: Mapping[str, Any],
+    swap: Mapping[str, Any],
+    *,
+    rows_now: Mapping[str, int | None],
+    rows_restored: Mapping[str, int | None],
+    checks: Mapping[str, Any] | None,
+    triggered_by: str,
+    run_id: str,
+    measured_at: str,
 ) -> str:
     """The Markdown body: the request, the counts, the swap step by step, warnings, statements."""
     lines = [
@@ -47,7 +55,10 @@ def approval_body(
         f"2. the restored table moves from `{plan['staging_schema']}` into its place, same name;",
     ]
     for table in swap["tables"]:
-        grants = ", ".join(f"{g['privilege']}{'(' + g['column'] + ')' if g.get('column') else ''} to {g['grantee']}" for g in table["grants"])
+        grants = ", ".join(
+            f"{g['privilege']}{'(' + g['column'] + ')' if g.get('column') else ''} to {g['grantee']}"
+            for g in table["grants"]
+        )
         follows = []
         if table["referencing_foreign_keys"]:
             follows.append("foreign keys " + ", ".join(f"`{k}`" for k in table["referencing_foreign_keys"]))
@@ -59,14 +70,24 @@ def approval_body(
             "continue after the ids already used"
         )
         if follows:
-            lines.append(f"     then {' and '.join(follows)} are re-pointed from the quarantined table to the restored one, validated")
-    lines += ["", f"**Reject** leaves production as it is; the restored tables stay in `{plan['staging_schema']}` for inspection."]
+            lines.append(
+                f"     then {' and '.join(follows)} are re-pointed from the quarantined table to the restored one, validated"
+            )
+    lines += [
+        "",
+        f"**Reject** leaves production as it is; the restored tables stay in `{plan['staging_schema']}` for inspection.",
+    ]
     if swap.get("warnings"):
         lines += ["", "Warnings:", ""] + [f"- {_md(w)}" for w in swap["warnings"]]
     if swap.get("refusals"):
         lines += ["", "**The swap cannot be made:**", ""] + [f"- {_md(r)}" for r in swap["refusals"]]
     statements: Sequence[Mapping[str, str]] = swap.get("statements", [])
-    lines += ["", f"The {len(statements)} statements (plan digest `{swap['digest'][:16]}`: the swap refuses to run any other):", "", "```sql"]
+    lines += [
+        "",
+        f"The {len(statements)} statements (plan digest `{swap['digest'][:16]}`: the swap refuses to run any other):",
+        "",
+        "```sql",
+    ]
     for statement in statements[:MAX_STATEMENTS_SHOWN]:
         text = statement["sql"]
         if len(text) > MAX_STATEMENT_CHARS:

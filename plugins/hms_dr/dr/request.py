@@ -21,16 +21,25 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
-from typing import Any, Mapping, Sequence
+from enum import Enum, StrEnum
+from typing import Any
 
-from hms_dr.errors import ParamInvalid, RequestRefused
-from hms_dr.names import SPELLING_RULE, capitals_outside_quotes, parse_relation_name, relation_key, spell_identifier, split_relation_key, sql_spelling
-from hms_dr.physical.targets import parse_recovery_target, refuse_future_target
 from hms_dr import patterns
+from hms_dr.errors import ParamInvalid, RequestRefused
+from hms_dr.names import (
+    SPELLING_RULE,
+    capitals_outside_quotes,
+    parse_relation_name,
+    relation_key,
+    spell_identifier,
+    split_relation_key,
+    sql_spelling,
+)
 from hms_dr.patterns import matcher
+from hms_dr.physical.targets import parse_recovery_target, refuse_future_target
 
 IDENTIFIER = matcher(patterns.IDENTIFIER)
 BACKUP_ID = matcher(patterns.BACKUP_ID)
@@ -48,12 +57,12 @@ _REASON_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 PITR_TARGET_PARAMS = {"target_time": "time", "target_lsn": "lsn", "target_restore_point": "name"}
 
 
-class Source(str, Enum):
+class Source(StrEnum):
     LOGICAL_BACKUP = "logical_backup"  # a daily pg_dump set
     POINT_IN_TIME = "point_in_time"  # a base backup plus WAL, recovered to a target
 
 
-class TargetKind(str, Enum):
+class TargetKind(StrEnum):
     STAGING_SCHEMA = "staging_schema"  # a new schema in production's database: the swap's input
     NEW_DATABASE = "new_database"  # a new database on the production server; never swapped
 
@@ -86,7 +95,9 @@ class RestoreRequest:
     source: Source
     backup_id: str  # "latest" or a set id: the logical set, or for point_in_time the base backup set to start from
     recovery_target: Mapping[str, Any] | None  # RecoveryTarget.to_dict() for point_in_time
-    tables: tuple[str, ...]  # as given, in SQL spelling: name, schema.name, public."Order Details"; empty exactly when all_tables
+    tables: tuple[
+        str, ...
+    ]  # as given, in SQL spelling: name, schema.name, public."Order Details"; empty exactly when all_tables
     all_tables: bool  # every table of the set (or of production, for a point in time)
     target_kind: TargetKind
     target_database: str | None  # new_database
@@ -169,21 +180,31 @@ def parse_request(params: Mapping[str, Any], *, run_id: str, now: datetime) -> R
     tables_malformed = len(problems) > problems_before  # already named: "empty" would only add noise
     all_tables = _boolean(params.get("all_tables", False), "all_tables", problems)
     if all_tables and tables:
-        problems.append("all_tables restores every table, so tables must be empty: name the tables and turn all_tables off, or clear tables")
+        problems.append(
+            "all_tables restores every table, so tables must be empty: name the tables and turn all_tables off, or clear tables"
+        )
     elif not all_tables and not tables and not tables_malformed:
-        problems.append("tables is empty: name the tables to restore (e.g. appointments), or set all_tables to restore every table")
+        problems.append(
+            "tables is empty: name the tables to restore (e.g. appointments), or set all_tables to restore every table"
+        )
 
     staging_schema = _optional_identifier(params.get("staging_schema"), "staging_schema", problems)
     target_database = _optional_identifier(params.get("target_database"), "target_database", problems)
     if target_kind is TargetKind.STAGING_SCHEMA:
         if target_database is not None:
-            problems.append("target_database applies to target_kind new_database only; leave it empty for staging_schema")
+            problems.append(
+                "target_database applies to target_kind new_database only; leave it empty for staging_schema"
+            )
         staging_schema = staging_schema or STAGING_PREFIX + run_key(run_id)
         if staging_schema in RESERVED_SCHEMAS or staging_schema.startswith(("pg_", QUARANTINE_PREFIX)):
-            problems.append(f"staging_schema {staging_schema!r} is reserved: choose a new schema name (e.g. {STAGING_PREFIX}appointments)")
+            problems.append(
+                f"staging_schema {staging_schema!r} is reserved: choose a new schema name (e.g. {STAGING_PREFIX}appointments)"
+            )
     elif target_kind is TargetKind.NEW_DATABASE:
         if staging_schema is not None:
-            problems.append("staging_schema applies to target_kind staging_schema only; leave it empty for new_database")
+            problems.append(
+                "staging_schema applies to target_kind staging_schema only; leave it empty for new_database"
+            )
         target_database = target_database or NEW_DATABASE_PREFIX + run_key(run_id)
         if target_database in RESERVED_DATABASES:
             problems.append(f"target_database {target_database!r} is a system database: choose a new database name")
@@ -191,22 +212,36 @@ def parse_request(params: Mapping[str, Any], *, run_id: str, now: datetime) -> R
     run_checks = _boolean(params.get("run_quality_checks", True), "run_quality_checks", problems)
     swap = _boolean(params.get("swap_into_production", False), "swap_into_production", problems)
     if swap and target_kind is TargetKind.NEW_DATABASE:
-        problems.append("swap_into_production needs target_kind staging_schema: a new database is never swapped into production")
+        problems.append(
+            "swap_into_production needs target_kind staging_schema: a new database is never swapped into production"
+        )
 
     reason = _reason(params.get("reason"), problems)
     if problems:
         raise RequestRefused("; ".join(problems))
     assert source is not None and target_kind is not None and isinstance(backup_id, str)
     return RestoreRequest(
-        source=source, backup_id=backup_id, recovery_target=recovery_target, tables=tables, all_tables=all_tables,
+        source=source,
+        backup_id=backup_id,
+        recovery_target=recovery_target,
+        tables=tables,
+        all_tables=all_tables,
         target_kind=target_kind,
-        target_database=target_database, staging_schema=staging_schema, quarantine_schema=quarantine_schema_for(run_id),
-        run_quality_checks=run_checks, swap_into_production=swap, reason=reason,
+        target_database=target_database,
+        staging_schema=staging_schema,
+        quarantine_schema=quarantine_schema_for(run_id),
+        run_quality_checks=run_checks,
+        swap_into_production=swap,
+        reason=reason,
     )
 
 
 def resolve_request(
-    request: RestoreRequest, facts: TargetFacts, *, set_tables: Sequence[str] | None, backup_set_id: str | None,
+    request: RestoreRequest,
+    facts: TargetFacts,
+    *,
+    set_tables: Sequence[str] | None,
+    backup_set_id: str | None,
     where: str,
 ) -> RestorePlan:
     """Check the request against what exists. ``set_tables`` are the logical set's baseline
@@ -238,7 +273,9 @@ def resolve_request(
         for table in resolved:
             other = seen.setdefault(table.name, table)
             if other != table:
-                problems.append(f"{other.qualified} and {table.qualified} would both be {table.name} in the staging schema: restore them in two runs")
+                problems.append(
+                    f"{other.qualified} and {table.qualified} would both be {table.name} in the staging schema: restore them in two runs"
+                )
     else:
         assert request.target_database is not None
         if request.target_database == facts.production_database:
@@ -261,9 +298,16 @@ def resolve_request(
         raise RequestRefused("; ".join(problems))
     notes = []
     if request.source is Source.POINT_IN_TIME:
-        notes.append("point in time: no baselines exist for that moment; restored columns are compared with production and row counts reported")
-    return RestorePlan(request=request, tables=tuple(sorted(resolved)), whole_database=whole,
-                       backup_set_id=backup_set_id, notes=tuple(notes))
+        notes.append(
+            "point in time: no baselines exist for that moment; restored columns are compared with production and row counts reported"
+        )
+    return RestorePlan(
+        request=request,
+        tables=tuple(sorted(resolved)),
+        whole_database=whole,
+        backup_set_id=backup_set_id,
+        notes=tuple(notes),
+    )
 
 
 def is_dr_schema(schema: str) -> bool:
@@ -271,8 +315,9 @@ def is_dr_schema(schema: str) -> bool:
     return schema.startswith((QUARANTINE_PREFIX, STAGING_PREFIX))
 
 
-def _resolve_table(given: str, every: Sequence[str], candidates: Sequence[str], where: str,
-                   problems: list[str]) -> TableName | None:
+def _resolve_table(
+    given: str, every: Sequence[str], candidates: Sequence[str], where: str, problems: list[str]
+) -> TableName | None:
     """The table ``given`` names: with its schema, any of ``every``; without, the one of that name
     among ``candidates``. Compared as (schema, name) pairs, never as text."""
     spelled = parse_relation_name(given)  # _tables accepted it
@@ -354,8 +399,10 @@ def _tables(value: Any, problems: list[str]) -> tuple[str, ...]:
             continue
         if capitals_outside_quotes(item):
             # SQL would fold them; in a DR the operator may mean a mixed-case table: ask.
-            problems.append(f"table {item!a} has capitals outside double quotes: write {item.lower()!a}, or quote a "
-                            'mixed-case name ("MixedCase")')
+            problems.append(
+                f"table {item!a} has capitals outside double quotes: write {item.lower()!a}, or quote a "
+                'mixed-case name ("MixedCase")'
+            )
             continue
         if item not in names:
             names.append(item)
@@ -382,11 +429,15 @@ def _split_table_list(text: str) -> list[str]:
     return names
 
 
-def _recovery_target(params: Mapping[str, Any], source: Source | None, now: datetime, problems: list[str]) -> dict[str, Any] | None:
+def _recovery_target(
+    params: Mapping[str, Any], source: Source | None, now: datetime, problems: list[str]
+) -> dict[str, Any] | None:
     given = {name: params.get(name) for name in PITR_TARGET_PARAMS if params.get(name) not in (None, "")}
     if source is not Source.POINT_IN_TIME:
         if given:
-            problems.append(f"{', '.join(sorted(given))} appl{'ies' if len(given) == 1 else 'y'} to source point_in_time only")
+            problems.append(
+                f"{', '.join(sorted(given))} appl{'ies' if len(given) == 1 else 'y'} to source point_in_time only"
+            )
         return None
     if len(given) != 1:
         problems.append(
@@ -394,7 +445,7 @@ def _recovery_target(params: Mapping[str, Any], source: Source | None, now: date
             + (f" (got {', '.join(sorted(given))})" if given else "")
         )
         return None
-    (name, value), = given.items()
+    ((name, value),) = given.items()
     if not isinstance(value, str):
         problems.append(f"{name} must be text, got {value!a}")
         return None

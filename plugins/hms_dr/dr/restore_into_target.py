@@ -5,9 +5,10 @@ new database), then remove the source, whatever happened."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from hms_dr.dr import staging as source_tables
 from hms_dr.dr.copy import copy_objects, create_target_database
@@ -39,38 +40,69 @@ class RestoredIntoTarget(Record):
 
 
 def restore_into_target(
-    plan: ValidatedRestore, *, store: Store, cluster: ClusterPolicy, dr: DrPolicy, restore_settings: DrRestorePolicy,
-    staging: StagingPolicy, admin: ConnectionInfo, restore_target: Callable[[], ConnectionInfo], decryption_key: DecryptionKey,
+    plan: ValidatedRestore,
+    *,
+    store: Store,
+    cluster: ClusterPolicy,
+    dr: DrPolicy,
+    restore_settings: DrRestorePolicy,
+    staging: StagingPolicy,
+    admin: ConnectionInfo,
+    restore_target: Callable[[], ConnectionInfo],
+    decryption_key: DecryptionKey,
 ) -> RestoredIntoTarget:
     """``admin`` is production's admin connection; ``restore_target`` the restore server's (read
     only for a logical set)."""
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     tables = plan.table_names
-    source = build_source(plan, store=store, cluster=cluster, dr=dr, restore_settings=restore_settings, staging=staging,
-                          admin=admin, restore_target=restore_target, decryption_key=decryption_key)
+    source = build_source(
+        plan,
+        store=store,
+        cluster=cluster,
+        dr=dr,
+        restore_settings=restore_settings,
+        staging=staging,
+        admin=admin,
+        restore_target=restore_target,
+        decryption_key=decryption_key,
+    )
     steps = {source.step: source.seconds}
     foreign_keys_left_out: list[str] | None = None
     tables_left_out: list[str] | None = None
     try:
-        moment = datetime.now(timezone.utc)
+        moment = datetime.now(UTC)
         if plan.into_staging_schema:
             assert plan.staging_schema is not None
-            foreign_keys_left_out = source_tables.stage_tables_in_source(source.connection, tables, plan.staging_schema)["foreign_keys_left_out"]
+            foreign_keys_left_out = source_tables.stage_tables_in_source(
+                source.connection, tables, plan.staging_schema
+            )["foreign_keys_left_out"]
             copied = copy_objects(source.connection, admin, schema=plan.staging_schema)
             restored_into = f"schema {plan.staging_schema} of {admin.dbname}"
         else:
             assert plan.target_database is not None
             if not plan.whole_database:
-                tables_left_out = source_tables.keep_only_tables(source.connection, tables, source_tables.list_tables(source.connection))
+                tables_left_out = source_tables.keep_only_tables(
+                    source.connection, tables, source_tables.list_tables(source.connection)
+                )
             create_target_database(admin, plan.target_database, like=cluster.database)
             copied = copy_objects(source.connection, admin.with_database(plan.target_database), schema=None)
             restored_into = f"database {plan.target_database} on {admin.host}:{admin.port}"
-        steps["copy_into_target"] = (datetime.now(timezone.utc) - moment).total_seconds()
+        steps["copy_into_target"] = (datetime.now(UTC) - moment).total_seconds()
     finally:
         source.remove()
-    log.info("restored %s into %s in %.0f s", ", ".join(plan.tables), restored_into, (datetime.now(timezone.utc) - started).total_seconds())
+    log.info(
+        "restored %s into %s in %.0f s",
+        ", ".join(plan.tables),
+        restored_into,
+        (datetime.now(UTC) - started).total_seconds(),
+    )
     return RestoredIntoTarget(
-        started_at=started, source=source.description, restored_into=restored_into, sql_bytes=int(copied["sql_bytes"]),
-        steps_s={name: round(seconds, 3) for name, seconds in steps.items()}, recovery=source.recovery,
-        foreign_keys_left_out=foreign_keys_left_out, tables_left_out=tables_left_out,
+        started_at=started,
+        source=source.description,
+        restored_into=restored_into,
+        sql_bytes=int(copied["sql_bytes"]),
+        steps_s={name: round(seconds, 3) for name, seconds in steps.items()},
+        recovery=source.recovery,
+        foreign_keys_left_out=foreign_keys_left_out,
+        tables_left_out=tables_left_out,
     )

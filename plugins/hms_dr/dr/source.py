@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from hms_dr import restore
 from hms_dr.catalog import find_set
@@ -33,7 +34,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RECOVERY_FIELDS = ("backup_set_id", "timeline", "recovery_end_lsn", "recovery_end_reason", "recovery_end_time", "seconds")
+RECOVERY_FIELDS = (
+    "backup_set_id",
+    "timeline",
+    "recovery_end_lsn",
+    "recovery_end_reason",
+    "recovery_end_time",
+    "seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -66,12 +74,20 @@ class BuiltSource:
 
 
 def build_source(
-    plan: ValidatedRestore, *, store: Store, cluster: ClusterPolicy, dr: DrPolicy, restore_settings: DrRestorePolicy,
-    staging: StagingPolicy, admin: ConnectionInfo, restore_target: Callable[[], ConnectionInfo], decryption_key: DecryptionKey,
+    plan: ValidatedRestore,
+    *,
+    store: Store,
+    cluster: ClusterPolicy,
+    dr: DrPolicy,
+    restore_settings: DrRestorePolicy,
+    staging: StagingPolicy,
+    admin: ConnectionInfo,
+    restore_target: Callable[[], ConnectionInfo],
+    decryption_key: DecryptionKey,
 ) -> BuiltSource:
     """The disposable source database (see the module docstring); nothing is left behind when
     building it fails."""
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     scratch = scratch_for(plan, dr=dr, staging=staging)
     if isinstance(scratch, ScratchDatabase):
         server = restore_target()
@@ -90,16 +106,35 @@ def build_source(
         return BuiltSource(
             connection=server.with_database(scratch.name),
             description=f"scratch database {scratch.name} on {server.host}:{server.port} from set {backup_set.backup_set_id}",
-            step="restore_scratch_database", seconds=_since(started), recovery=None,
+            step="restore_scratch_database",
+            seconds=_since(started),
+            recovery=None,
             remove=lambda: _drop_quietly(server, scratch.name),
         )
-    return _recover_scratch_cluster(plan, scratch, started, store=store, cluster=cluster, dr=dr, staging=staging, admin=admin,
-                                    decryption_key=decryption_key)
+    return _recover_scratch_cluster(
+        plan,
+        scratch,
+        started,
+        store=store,
+        cluster=cluster,
+        dr=dr,
+        staging=staging,
+        admin=admin,
+        decryption_key=decryption_key,
+    )
 
 
 def _recover_scratch_cluster(
-    plan: ValidatedRestore, scratch: ScratchCluster, started: datetime, *, store: Store, cluster: ClusterPolicy, dr: DrPolicy,
-    staging: StagingPolicy, admin: ConnectionInfo, decryption_key: DecryptionKey,
+    plan: ValidatedRestore,
+    scratch: ScratchCluster,
+    started: datetime,
+    *,
+    store: Store,
+    cluster: ClusterPolicy,
+    dr: DrPolicy,
+    staging: StagingPolicy,
+    admin: ConnectionInfo,
+    decryption_key: DecryptionKey,
 ) -> BuiltSource:
     from hms_dr.physical.recovery import recover
     from hms_dr.physical.targets import parse_recovery_target
@@ -110,11 +145,18 @@ def _recover_scratch_cluster(
     target = plan.recovery_target or {}
     try:
         recovered = recover(
-            store, cluster.name,
-            parse_recovery_target(str(target["kind"]), target.get("value"), inclusive=bool(target.get("inclusive", True))),
-            data_dir=scratch.data_dir, port=port, decryption_key=decryption_key, staging_dir=work_dir(staging),
+            store,
+            cluster.name,
+            parse_recovery_target(
+                str(target["kind"]), target.get("value"), inclusive=bool(target.get("inclusive", True))
+            ),
+            data_dir=scratch.data_dir,
+            port=port,
+            decryption_key=decryption_key,
+            staging_dir=work_dir(staging),
             backup_set_id=plan.recovery_plan.backup_set_id if plan.recovery_plan else None,
-            socket_dir=scratch.socket_dir, log_file=scratch.log_file,
+            socket_dir=scratch.socket_dir,
+            log_file=scratch.log_file,
         )
     except BaseException:
         scratch_clusters.remove_scratch_cluster(scratch)
@@ -123,14 +165,16 @@ def _recover_scratch_cluster(
         # The recovered cluster is production as it was: its roles and passwords are production's.
         connection=ConnectionInfo("127.0.0.1", port, admin.user, cluster.database, admin.password),
         description=f"scratch cluster on 127.0.0.1:{port} recovered to {target['kind']} {target.get('value')}",
-        step="recover_scratch_cluster", seconds=_since(started),
+        step="recover_scratch_cluster",
+        seconds=_since(started),
         recovery={name: recovered.get(name) for name in RECOVERY_FIELDS},
         remove=lambda: _remove_cluster(scratch),
     )
 
 
-def remove_source(plan: ValidatedRestore | None, *, dr: DrPolicy, staging: StagingPolicy,
-                  restore_target: Callable[[], ConnectionInfo]) -> str:
+def remove_source(
+    plan: ValidatedRestore | None, *, dr: DrPolicy, staging: StagingPolicy, restore_target: Callable[[], ConnectionInfo]
+) -> str:
     """The teardown: the scratch database or cluster goes, whatever happened (normally the
     restore removed it already). One line saying what was done."""
     if plan is None:
@@ -156,4 +200,4 @@ def _drop_quietly(server: ConnectionInfo, name: str) -> None:
 
 
 def _since(moment: datetime) -> float:
-    return (datetime.now(timezone.utc) - moment).total_seconds()
+    return (datetime.now(UTC) - moment).total_seconds()

@@ -13,7 +13,8 @@ must hold.
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from hms_dr import sqlfiles
 from hms_dr.database import connect
@@ -33,13 +34,26 @@ def stage_tables_in_source(source: ConnectionInfo, tables: Sequence[TableName], 
     with connect(source, autocommit=False) as connection, connection.transaction():
         connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         for table in tables:
-            connection.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(sql.Identifier(table.schema, table.name), sql.Identifier(schema)))
+            connection.execute(
+                sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                    sql.Identifier(table.schema, table.name), sql.Identifier(schema)
+                )
+            )
         rows = connection.execute(sqlfiles.text("dr/foreign_keys_of_schema"), {"schema": schema}).fetchall()
         for table_name, constraint in rows:
-            connection.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.Identifier(schema, table_name), sql.Identifier(constraint)))
+            connection.execute(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                    sql.Identifier(schema, table_name), sql.Identifier(constraint)
+                )
+            )
             dropped.append(f"{table_name}.{constraint}")
-    log.info("source %s: %d table(s) moved into schema %s, %d foreign key(s) left to the swap",
-             source.describe(), len(tables), schema, len(dropped))
+    log.info(
+        "source %s: %d table(s) moved into schema %s, %d foreign key(s) left to the swap",
+        source.describe(),
+        len(tables),
+        schema,
+        len(dropped),
+    )
     return {"foreign_keys_left_out": dropped}
 
 

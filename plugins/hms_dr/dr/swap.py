@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from hms_dr import sqlfiles
 from hms_dr.database import connect, first_line
@@ -67,22 +68,41 @@ def read_side(cursor: Any, table: TableName) -> TableSide | None:
         return None
     oid, relkind, owner, partitioned, publications = row
     params = {"oid": oid}
-    columns = tuple((str(r[0]), str(r[1]), bool(r[2])) for r in cursor.execute(sqlfiles.text("dr/table_columns"), params).fetchall())
+    columns = tuple(
+        (str(r[0]), str(r[1]), bool(r[2])) for r in cursor.execute(sqlfiles.text("dr/table_columns"), params).fetchall()
+    )
     grants = _grants(cursor, oid)
     sequences = tuple(
         OwnedSequence(str(column), TableName(str(schema), str(name)), _grants(cursor, seq_oid))
         for column, schema, name, seq_oid in cursor.execute(sqlfiles.text("dr/owned_sequences"), params).fetchall()
     )
-    fks = tuple(ForeignKey(table, str(name), str(definition))
-                for name, definition in cursor.execute(sqlfiles.text("dr/foreign_keys_of_table"), params).fetchall())
-    parts = tuple((str(kind), str(name)) for kind, name in cursor.execute(sqlfiles.text("dr/table_parts"), params).fetchall())
-    return TableSide(table, int(oid), str(relkind), str(owner), bool(partitioned), tuple(publications or ()), columns, grants,
-                     sequences, fks, parts)
+    fks = tuple(
+        ForeignKey(table, str(name), str(definition))
+        for name, definition in cursor.execute(sqlfiles.text("dr/foreign_keys_of_table"), params).fetchall()
+    )
+    parts = tuple(
+        (str(kind), str(name)) for kind, name in cursor.execute(sqlfiles.text("dr/table_parts"), params).fetchall()
+    )
+    return TableSide(
+        table,
+        int(oid),
+        str(relkind),
+        str(owner),
+        bool(partitioned),
+        tuple(publications or ()),
+        columns,
+        grants,
+        sequences,
+        fks,
+        parts,
+    )
 
 
 def _grants(cursor: Any, oid: int) -> tuple[Grant, ...]:
     rows = cursor.execute(sqlfiles.text("dr/table_grants"), {"oid": oid}).fetchall()
-    return tuple(Grant(str(grantee), str(privilege), bool(grantable), column) for grantee, privilege, grantable, column in rows)
+    return tuple(
+        Grant(str(grantee), str(privilege), bool(grantable), column) for grantee, privilege, grantable, column in rows
+    )
 
 
 def read_swap_tables(cursor: Any, pairs: Sequence[tuple[TableName, TableName]]) -> list[SwapTable]:
@@ -103,13 +123,19 @@ def read_swap_tables(cursor: Any, pairs: Sequence[tuple[TableName, TableName]]) 
         params = {"oid": production.oid, "swapped": swapped}
         referencing = tuple(
             ForeignKey(TableName(str(schema), str(table)), str(name), str(definition))
-            for schema, table, name, definition in cursor.execute(sqlfiles.text("dr/foreign_keys_referencing"), params).fetchall()
+            for schema, table, name, definition in cursor.execute(
+                sqlfiles.text("dr/foreign_keys_referencing"), params
+            ).fetchall()
         )
         views = tuple(
             DependentView(TableName(str(schema), str(name)), str(kind), str(definition), tuple(options or ()))
-            for schema, name, kind, definition, options in cursor.execute(sqlfiles.text("dr/dependent_views"), params).fetchall()
+            for schema, name, kind, definition, options in cursor.execute(
+                sqlfiles.text("dr/dependent_views"), params
+            ).fetchall()
         )
-        unhandled = tuple(str(r[0]) for r in cursor.execute(sqlfiles.text("dr/unhandled_dependents"), params).fetchall())
+        unhandled = tuple(
+            str(r[0]) for r in cursor.execute(sqlfiles.text("dr/unhandled_dependents"), params).fetchall()
+        )
         out.append(SwapTable(production, restored, referencing, views, unhandled))
     return out
 
@@ -126,19 +152,25 @@ def restored_pairs(tables: Sequence[TableName], staging_schema: str) -> list[tup
     return [(table, TableName(staging_schema, table.name)) for table in tables]
 
 
-def preview_swap(admin: ConnectionInfo, tables: Sequence[TableName], *, staging_schema: str, quarantine_schema: str) -> SwapPlan:
+def preview_swap(
+    admin: ConnectionInfo, tables: Sequence[TableName], *, staging_schema: str, quarantine_schema: str
+) -> SwapPlan:
     """The swap's plan, read without locks in a read-only transaction: what the approver sees."""
-    with connect(admin, autocommit=False) as connection:
-        with connection.transaction(), connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION READ ONLY")
-            _catalog_settings(cursor)
-            swap_tables = read_swap_tables(cursor, restored_pairs(tables, staging_schema))
+    with connect(admin, autocommit=False) as connection, connection.transaction(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION READ ONLY")
+        _catalog_settings(cursor)
+        swap_tables = read_swap_tables(cursor, restored_pairs(tables, staging_schema))
     return plan_swap(swap_tables, quarantine_schema=quarantine_schema, staging_schema=staging_schema)
 
 
 def execute_swap(
-    admin: ConnectionInfo, tables: Sequence[TableName], *, staging_schema: str, quarantine_schema: str,
-    approved_digest: str | None, lock_timeout_s: int,
+    admin: ConnectionInfo,
+    tables: Sequence[TableName],
+    *,
+    staging_schema: str,
+    quarantine_schema: str,
+    approved_digest: str | None,
+    lock_timeout_s: int,
 ) -> dict[str, Any]:
     """Lock, re-read, re-plan, refuse if the plan is not the approved one, then run it and
     check the result, all in one transaction. Returns what was done (plain data)."""
@@ -166,7 +198,9 @@ def execute_swap(
                     )
                 missing = {fk.table for t in swap_tables for fk in t.referencing} - referencing
                 if missing:
-                    raise SwapRefused(f"swap not made: {', '.join(t.qualified for t in sorted(missing))} began referencing the tables meanwhile")
+                    raise SwapRefused(
+                        f"swap not made: {', '.join(t.qualified for t in sorted(missing))} began referencing the tables meanwhile"
+                    )
                 rows_before = {t.production.table.qualified: _count(cursor, t.production.table) for t in swap_tables}
                 rows_restored = {t.production.table.qualified: _count(cursor, t.restored.table) for t in swap_tables}
                 for statement in plan.statements:
@@ -176,7 +210,9 @@ def execute_swap(
                     except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
                         raise
                     except psycopg.Error as exc:
-                        raise SwapRefused(f"swap not made, production unchanged: {statement.purpose} failed: {first_line(exc)}") from None
+                        raise SwapRefused(
+                            f"swap not made, production unchanged: {statement.purpose} failed: {first_line(exc)}"
+                        ) from None
                 _check_in_transaction(cursor, swap_tables, rows_restored, quarantine_schema)
                 staging_dropped = _drop_if_empty(connection, cursor, staging_schema)
     except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as exc:
@@ -187,7 +223,12 @@ def execute_swap(
     except psycopg.Error as exc:
         raise SwapRefused(f"swap not made, production unchanged: {first_line(exc)}") from None
     seconds = time.monotonic() - started
-    log.info("swap committed in %.1f s: %d table(s) replaced, the old ones kept in schema %s", seconds, len(plan.tables), quarantine_schema)
+    log.info(
+        "swap committed in %.1f s: %d table(s) replaced, the old ones kept in schema %s",
+        seconds,
+        len(plan.tables),
+        quarantine_schema,
+    )
     return {
         "quarantine_schema": quarantine_schema,
         "staging_schema": staging_schema,
@@ -207,9 +248,14 @@ def execute_swap(
                 "owner": t.production.owner,
                 "grants": sorted(grant_key(g) for g in t.production.grants),
                 "sequences": [
-                    {"column": s.column, "sequence": f"{t.production.table.schema}.{r.sequence.name}",
-                     "grants": sorted(grant_key(g) for g in s.grants)}
-                    for s in t.production.sequences for r in t.restored.sequences if r.column == s.column
+                    {
+                        "column": s.column,
+                        "sequence": f"{t.production.table.schema}.{r.sequence.name}",
+                        "grants": sorted(grant_key(g) for g in s.grants),
+                    }
+                    for s in t.production.sequences
+                    for r in t.restored.sequences
+                    if r.column == s.column
                 ],
                 "foreign_keys": [fk.name for fk in t.production.foreign_keys],
                 "referencing_foreign_keys": [[fk.table.qualified, fk.name] for fk in t.referencing],
@@ -241,17 +287,26 @@ def _lock(cursor: Any, tables: Sequence[TableName]) -> None:
     if tables:
         # One statement, names in a fixed order: two swaps (or a swap and DDL) cannot deadlock on the order.
         ordered = sorted(set(tables))
-        cursor.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
-            sql.SQL(", ").join(sql.Identifier(t.schema, t.name) for t in ordered)))
+        cursor.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                sql.SQL(", ").join(sql.Identifier(t.schema, t.name) for t in ordered)
+            )
+        )
 
 
 def _count(cursor: Any, table: TableName) -> int:
     from psycopg import sql
 
-    return int(cursor.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(table.schema, table.name))).fetchone()[0])
+    return int(
+        cursor.execute(
+            sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(table.schema, table.name))
+        ).fetchone()[0]
+    )
 
 
-def _check_in_transaction(cursor: Any, swap_tables: Sequence[SwapTable], rows_restored: Mapping[str, int], quarantine_schema: str) -> None:
+def _check_in_transaction(
+    cursor: Any, swap_tables: Sequence[SwapTable], rows_restored: Mapping[str, int], quarantine_schema: str
+) -> None:
     """Before COMMIT: each name now reaches the restored table with its rows, and every foreign
     key that referenced the old table references the new one, validated."""
     problems = []
@@ -263,17 +318,22 @@ def _check_in_transaction(cursor: Any, swap_tables: Sequence[SwapTable], rows_re
             continue
         if _count(cursor, name) != rows_restored[name.qualified]:
             problems.append(f"{name.qualified} does not hold the restored rows after the swap")
-        old = cursor.execute(sqlfiles.text("dr/swap_relation"), {"schema": quarantine_schema, "name": name.name}).fetchone()
+        old = cursor.execute(
+            sqlfiles.text("dr/swap_relation"), {"schema": quarantine_schema, "name": name.name}
+        ).fetchone()
         if old is None or int(old[0]) != t.production.oid:
             problems.append(f"{quarantine_schema}.{name.name} is not the former production table")
-        referencing = cursor.execute(sqlfiles.text("dr/foreign_keys_referencing"), {"oid": t.restored.oid, "swapped": []}).fetchall()
+        referencing = cursor.execute(
+            sqlfiles.text("dr/foreign_keys_referencing"), {"oid": t.restored.oid, "swapped": []}
+        ).fetchall()
         found = {(str(r[0]), str(r[1]), str(r[2])) for r in referencing}
         for fk in t.referencing:
             if (fk.table.schema, fk.table.name, fk.name) not in found:
-                problems.append(f"foreign key {fk.name} of {fk.table.qualified} does not reference the restored {name.qualified}")
+                problems.append(
+                    f"foreign key {fk.name} of {fk.table.qualified} does not reference the restored {name.qualified}"
+                )
     if problems:
         raise SwapRefused(f"swap not made, production unchanged: {'; '.join(problems)}")
-
 
 
 def production_refusals(admin: ConnectionInfo, tables: Sequence[TableName]) -> list[str]:
@@ -292,7 +352,11 @@ def production_refusals(admin: ConnectionInfo, tables: Sequence[TableName]) -> l
                     DependentView(TableName(str(r[0]), str(r[1])), str(r[2]), str(r[3]), tuple(r[4] or ()))
                     for r in cursor.execute(sqlfiles.text("dr/dependent_views"), params).fetchall()
                 )
-                unhandled = tuple(str(r[0]) for r in cursor.execute(sqlfiles.text("dr/unhandled_dependents"), params).fetchall())
+                unhandled = tuple(
+                    str(r[0]) for r in cursor.execute(sqlfiles.text("dr/unhandled_dependents"), params).fetchall()
+                )
                 pair = SwapTable(side, side, views=views, unhandled=unhandled)
-                refusals.extend(refusals_of(pair, side.table.schema))  # the table paired with itself: only its own and its dependants' problems
+                refusals.extend(
+                    refusals_of(pair, side.table.schema)
+                )  # the table paired with itself: only its own and its dependants' problems
     return list(dict.fromkeys(refusals))

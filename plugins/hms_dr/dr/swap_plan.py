@@ -6,8 +6,9 @@ tables for production's in one transaction, in order, with every reason the swap
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from hms_dr.dr.request import TableName
 
@@ -135,23 +136,38 @@ def plan_swap(tables: Sequence[SwapTable], *, quarantine_schema: str, staging_sc
         warnings.extend(_warnings(pair))
     swapped = {pair.production.table for pair in tables}
 
-    statements = [render(f"quarantine schema {quarantine_schema}", sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(quarantine_schema)))]
+    statements = [
+        render(
+            f"quarantine schema {quarantine_schema}",
+            sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(quarantine_schema)),
+        )
+    ]
     for pair in tables:
         for fk in pair.referencing:
-            statements.append(render(
-                f"detach foreign key {fk.name} of {fk.table.qualified} from {pair.production.table.qualified}",
-                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(ident(fk.table), sql.Identifier(fk.name)),
-            ))
+            statements.append(
+                render(
+                    f"detach foreign key {fk.name} of {fk.table.qualified} from {pair.production.table.qualified}",
+                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(ident(fk.table), sql.Identifier(fk.name)),
+                )
+            )
     for pair in tables:
-        statements.append(render(
-            f"move {pair.production.table.qualified} into {quarantine_schema}",
-            sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(ident(pair.production.table), sql.Identifier(quarantine_schema)),
-        ))
+        statements.append(
+            render(
+                f"move {pair.production.table.qualified} into {quarantine_schema}",
+                sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                    ident(pair.production.table), sql.Identifier(quarantine_schema)
+                ),
+            )
+        )
     for pair in tables:
-        statements.append(render(
-            f"move restored {pair.restored.table.qualified} into {pair.production.table.schema}",
-            sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(ident(pair.restored.table), sql.Identifier(pair.production.table.schema)),
-        ))
+        statements.append(
+            render(
+                f"move restored {pair.restored.table.qualified} into {pair.production.table.schema}",
+                sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                    ident(pair.restored.table), sql.Identifier(pair.production.table.schema)
+                ),
+            )
+        )
     for pair in tables:
         statements.extend(_ownership_and_grants(pair, quarantine_schema, render))
     for pair in tables:
@@ -159,18 +175,26 @@ def plan_swap(tables: Sequence[SwapTable], *, quarantine_schema: str, staging_sc
         for fk in pair.production.foreign_keys:
             if fk.name in restored_fk_names:
                 continue  # the restored table already has it (warned about)
-            statements.append(render(
-                f"foreign key {fk.name} of {pair.production.table.qualified}",
-                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(ident(pair.production.table), sql.Identifier(fk.name), sql.SQL(fk.definition)),
-            ))
+            statements.append(
+                render(
+                    f"foreign key {fk.name} of {pair.production.table.qualified}",
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                        ident(pair.production.table), sql.Identifier(fk.name), sql.SQL(fk.definition)
+                    ),
+                )
+            )
     for pair in tables:
         for fk in pair.referencing:
             if fk.table in swapped:
                 continue
-            statements.append(render(
-                f"re-attach foreign key {fk.name} of {fk.table.qualified} to the restored {pair.production.table.qualified}",
-                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(ident(fk.table), sql.Identifier(fk.name), sql.SQL(fk.definition)),
-            ))
+            statements.append(
+                render(
+                    f"re-attach foreign key {fk.name} of {fk.table.qualified} to the restored {pair.production.table.qualified}",
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                        ident(fk.table), sql.Identifier(fk.name), sql.SQL(fk.definition)
+                    ),
+                )
+            )
     seen_views: set[TableName] = set()
     for pair in tables:
         for view in pair.views:
@@ -180,11 +204,17 @@ def plan_swap(tables: Sequence[SwapTable], *, quarantine_schema: str, staging_sc
             options: Any = sql.SQL("")
             if view.options:
                 options = sql.SQL(" WITH ({})").format(sql.SQL(", ").join(sql.SQL(option) for option in view.options))
-            statements.append(render(
-                f"view {view.view.qualified} reads the restored table",
-                sql.SQL("CREATE OR REPLACE VIEW {}{} AS {}").format(ident(view.view), options, sql.SQL(view.definition.strip().rstrip(";"))),
-            ))
-    return SwapPlan(quarantine_schema, staging_schema, tuple(tables), tuple(statements), tuple(refusals), tuple(warnings))
+            statements.append(
+                render(
+                    f"view {view.view.qualified} reads the restored table",
+                    sql.SQL("CREATE OR REPLACE VIEW {}{} AS {}").format(
+                        ident(view.view), options, sql.SQL(view.definition.strip().rstrip(";"))
+                    ),
+                )
+            )
+    return SwapPlan(
+        quarantine_schema, staging_schema, tuple(tables), tuple(statements), tuple(refusals), tuple(warnings)
+    )
 
 
 def _ownership_and_grants(pair: SwapTable, quarantine_schema: str, render: Any) -> list[Statement]:
@@ -194,7 +224,12 @@ def _ownership_and_grants(pair: SwapTable, quarantine_schema: str, render: Any) 
     target = sql.Identifier(table.schema, table.name)
     out = []
     if pair.production.owner:
-        out.append(render(f"owner of {table.qualified}", sql.SQL("ALTER TABLE {} OWNER TO {}").format(target, sql.Identifier(pair.production.owner))))
+        out.append(
+            render(
+                f"owner of {table.qualified}",
+                sql.SQL("ALTER TABLE {} OWNER TO {}").format(target, sql.Identifier(pair.production.owner)),
+            )
+        )
     for grant in pair.production.grants:
         out.append(render(f"grant on {table.qualified}", _grant(grant, sql.SQL("TABLE {}").format(target))))
     restored_sequences = {s.column: s.sequence for s in pair.restored.sequences}
@@ -205,20 +240,28 @@ def _ownership_and_grants(pair: SwapTable, quarantine_schema: str, render: Any) 
         new_name = TableName(table.schema, new.name)  # it moved in with its table
         new_ident = sql.Identifier(new_name.schema, new_name.name)
         for grant in old.grants:
-            out.append(render(f"grant on sequence {new_name.qualified}", _grant(grant, sql.SQL("SEQUENCE {}").format(new_ident))))
+            out.append(
+                render(
+                    f"grant on sequence {new_name.qualified}", _grant(grant, sql.SQL("SEQUENCE {}").format(new_ident))
+                )
+            )
         quarantined = sql.Identifier(quarantine_schema, old.sequence.name)
         # Never hand out again an id production already used: at least the old sequence's last
         # value (and the column's maximum); greatest() skips the NULL of a never-used sequence.
-        out.append(render(
-            f"sequence {new_name.qualified} continues after {quarantine_schema}.{old.sequence.name}",
-            sql.SQL(
-                "SELECT pg_catalog.setval({new}::pg_catalog.regclass, s.v) FROM (SELECT GREATEST(pg_catalog.max({column}), "
-                "pg_catalog.pg_sequence_last_value({old}::pg_catalog.regclass)) AS v FROM {table}) AS s WHERE s.v IS NOT NULL"
-            ).format(
-                new=sql.Literal(new_ident.as_string(None)), column=sql.Identifier(old.column),
-                old=sql.Literal(quarantined.as_string(None)), table=target,
-            ),
-        ))
+        out.append(
+            render(
+                f"sequence {new_name.qualified} continues after {quarantine_schema}.{old.sequence.name}",
+                sql.SQL(
+                    "SELECT pg_catalog.setval({new}::pg_catalog.regclass, s.v) FROM (SELECT GREATEST(pg_catalog.max({column}), "
+                    "pg_catalog.pg_sequence_last_value({old}::pg_catalog.regclass)) AS v FROM {table}) AS s WHERE s.v IS NOT NULL"
+                ).format(
+                    new=sql.Literal(new_ident.as_string(None)),
+                    column=sql.Identifier(old.column),
+                    old=sql.Literal(quarantined.as_string(None)),
+                    table=target,
+                ),
+            )
+        )
     return out
 
 
@@ -245,16 +288,24 @@ def refusals_of(pair: SwapTable, staging_schema: str) -> list[str]:
         if side.partitioned_or_inherited:
             out.append(f"{side.table.qualified} is partitioned or takes part in inheritance: swap it by hand")
     if production.publications:
-        out.append(f"{name} is published ({', '.join(production.publications)}): a swapped table would leave the publication")
+        out.append(
+            f"{name} is published ({', '.join(production.publications)}): a swapped table would leave the publication"
+        )
     if [c[:2] for c in production.columns] != [c[:2] for c in restored.columns]:
-        out.append(f"{name} has columns {_columns(production.columns)} in production but {_columns(restored.columns)} restored")
+        out.append(
+            f"{name} has columns {_columns(production.columns)} in production but {_columns(restored.columns)} restored"
+        )
     restored_sequences = {s.column for s in restored.sequences}
     for sequence in production.sequences:
         if sequence.column not in restored_sequences:
-            out.append(f"{name}.{sequence.column} takes its values from {sequence.sequence.qualified}, the restored column from none")
+            out.append(
+                f"{name}.{sequence.column} takes its values from {sequence.sequence.qualified}, the restored column from none"
+            )
     for view in pair.views:
         if view.kind != "v":
-            out.append(f"materialized view {view.view.qualified} reads {name}: refresh-safe swap not supported, recreate it by hand")
+            out.append(
+                f"materialized view {view.view.qualified} reads {name}: refresh-safe swap not supported, recreate it by hand"
+            )
     for description in pair.unhandled:
         out.append(f"{description} depends on {name} and would stay with the quarantined table")
     return out
@@ -265,7 +316,9 @@ def _warnings(pair: SwapTable) -> list[str]:
     out = []
     production_parts, restored_parts = set(pair.production.parts), set(pair.restored.parts)
     for kind, part in sorted(production_parts - restored_parts):
-        out.append(f"{kind} {part} of production's {name} is not on the restored table (it was created after the backup)")
+        out.append(
+            f"{kind} {part} of production's {name} is not on the restored table (it was created after the backup)"
+        )
     for kind, part in sorted(restored_parts - production_parts):
         out.append(f"{kind} {part} of the restored {name} is no longer on production's table")
     production_fks = {fk.name for fk in pair.production.foreign_keys}

@@ -9,9 +9,10 @@ time (a base backup before the target, WAL up to it, no gap), and whether a swap
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from hms_dr import sqlfiles
 from hms_dr.catalog import find_requested_set
@@ -22,7 +23,12 @@ from hms_dr.errors import PreflightFailed, SwapRefused
 from hms_dr.manifest import BackupKind
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.scratch.cluster import ScratchCluster, dr_scratch_cluster
-from hms_dr.scratch.database import ScratchDatabaseKind, refuse_production_target, scratch_database_name, system_identifier
+from hms_dr.scratch.database import (
+    ScratchDatabaseKind,
+    refuse_production_target,
+    scratch_database_name,
+    system_identifier,
+)
 from hms_dr.scratch.workdir import WorkPurpose, work_folder
 
 if TYPE_CHECKING:
@@ -45,16 +51,26 @@ def scratch_cluster_for(dr: DrPolicy, staging: StagingPolicy, key: str) -> Scrat
 
 
 def validate_restore(
-    params: dict[str, Any], *, run_id: str, cluster: ClusterPolicy, dr: DrPolicy, staging: StagingPolicy,
-    backup_schemas: Sequence[str], store: Store, production: ConnectionInfo, admin: ConnectionInfo,
-    admin_connection_id: str, restore_target: Callable[[], ConnectionInfo], decryption_key: Callable[[], DecryptionKey],
+    params: dict[str, Any],
+    *,
+    run_id: str,
+    cluster: ClusterPolicy,
+    dr: DrPolicy,
+    staging: StagingPolicy,
+    backup_schemas: Sequence[str],
+    store: Store,
+    production: ConnectionInfo,
+    admin: ConnectionInfo,
+    admin_connection_id: str,
+    restore_target: Callable[[], ConnectionInfo],
+    decryption_key: Callable[[], DecryptionKey],
     now: datetime | None = None,
 ) -> ValidatedRestore:
     """The validated plan, or the one-line error of the first thing that does not hold.
     ``backup_schemas`` are the schemas the logical backup covers (production's tables in scope).
     What the operator can fix by asking differently is RequestRefused; the system's own problems
     (a connection that reaches the wrong cluster, an unreadable store) keep their classes and page."""
-    request = parse_request(params, run_id=run_id, now=now or datetime.now(timezone.utc))
+    request = parse_request(params, run_id=run_id, now=now or datetime.now(UTC))
     production_id = system_identifier(production)
     if system_identifier(admin) != production_id:
         raise PreflightFailed(
@@ -73,14 +89,23 @@ def validate_restore(
         target = restore_target()
         scratch_database = scratch_database_name(ScratchDatabaseKind.DR_SOURCE, key)
         refuse_production_target(
-            target=target, production=production, scratch_name=scratch_database,
-            target_system_id=system_identifier(target), production_system_id=production_id,
+            target=target,
+            production=production,
+            scratch_name=scratch_database,
+            target_system_id=system_identifier(target),
+            production_system_id=production_id,
         )
     else:
         where = f"production's database {cluster.database}"
-    facts = target_facts(admin, request.target_kind, request.target_database, database=cluster.database, backup_schemas=backup_schemas)
+    facts = target_facts(
+        admin, request.target_kind, request.target_database, database=cluster.database, backup_schemas=backup_schemas
+    )
     plan = resolve_request(request, facts, set_tables=set_tables, backup_set_id=backup_set_id, where=where)
-    recovery = check_point_in_time(cluster, staging, store, plan, decryption_key()) if request.source is Source.POINT_IN_TIME else None
+    recovery = (
+        check_point_in_time(cluster, staging, store, plan, decryption_key())
+        if request.source is Source.POINT_IN_TIME
+        else None
+    )
     if request.swap_into_production:
         from hms_dr.dr.swap import production_refusals
 
@@ -88,23 +113,40 @@ def validate_restore(
         if refusals:
             raise SwapRefused(f"the swap would not be possible: {'; '.join(refusals)}")
     return ValidatedRestore.of(
-        plan, run_key=key, scratch_database=scratch_database,
-        scratch_cluster=scratch_cluster_for(dr, staging, key).to_dict() if request.source is Source.POINT_IN_TIME else None,
+        plan,
+        run_key=key,
+        scratch_database=scratch_database,
+        scratch_cluster=scratch_cluster_for(dr, staging, key).to_dict()
+        if request.source is Source.POINT_IN_TIME
+        else None,
         recovery_plan=recovery,
     )
 
 
-def target_facts(admin: ConnectionInfo, kind: TargetKind, target_database: str | None, *, database: str,
-                 backup_schemas: Sequence[str]) -> TargetFacts:
+def target_facts(
+    admin: ConnectionInfo,
+    kind: TargetKind,
+    target_database: str | None,
+    *,
+    database: str,
+    backup_schemas: Sequence[str],
+) -> TargetFacts:
     """Production's tables (in the schemas the logical backup covers) and schemas, and whether
     the new database exists and holds anything."""
     with connect(admin) as connection:
         rows = connection.execute(sqlfiles.text("tables_in_scope"), {"schemas": list(backup_schemas)}).fetchall()
         tables = frozenset(f"{r[0]}.{r[1]}" for r in rows)
-        schemas = frozenset(str(r[0]) for r in connection.execute("SELECT nspname FROM pg_catalog.pg_namespace").fetchall())
+        schemas = frozenset(
+            str(r[0]) for r in connection.execute("SELECT nspname FROM pg_catalog.pg_namespace").fetchall()
+        )
         exists = False
         if kind is TargetKind.NEW_DATABASE and target_database:
-            exists = connection.execute("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (target_database,)).fetchone() is not None
+            exists = (
+                connection.execute(
+                    "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (target_database,)
+                ).fetchone()
+                is not None
+            )
     holding = 0
     if exists and target_database and target_database != database:
         with connect(admin.with_database(target_database)) as connection:
@@ -112,18 +154,25 @@ def target_facts(admin: ConnectionInfo, kind: TargetKind, target_database: str |
     return TargetFacts(database, tables, schemas, exists, holding)
 
 
-def check_point_in_time(cluster: ClusterPolicy, staging: StagingPolicy, store: Store, plan: RestorePlan,
-                        key: DecryptionKey) -> RecoveryPlanCheck:
+def check_point_in_time(
+    cluster: ClusterPolicy, staging: StagingPolicy, store: Store, plan: RestorePlan, key: DecryptionKey
+) -> RecoveryPlanCheck:
     """The recovery plan (base backup, WAL to the target, no gap), decided as recover() will."""
     from hms_dr.physical.recovery import check_recovery
     from hms_dr.physical.targets import parse_recovery_target
 
     target = plan.request.recovery_target or {}
     checked = check_recovery(
-        store, cluster.name,
+        store,
+        cluster.name,
         parse_recovery_target(str(target["kind"]), target.get("value"), inclusive=bool(target.get("inclusive", True))),
-        decryption_key=key, staging_dir=work_dir(staging),
+        decryption_key=key,
+        staging_dir=work_dir(staging),
         backup_set_id=None if plan.request.backup_id == "latest" else plan.request.backup_id,
     )
-    return RecoveryPlanCheck(target=dict(target), backup_set_id=str(checked["backup_set_id"]), plan_reason=str(checked["plan_reason"]),
-                             wal_files=int(checked["wal_files"]))
+    return RecoveryPlanCheck(
+        target=dict(target),
+        backup_set_id=str(checked["backup_set_id"]),
+        plan_reason=str(checked["plan_reason"]),
+        wal_files=int(checked["wal_files"]),
+    )

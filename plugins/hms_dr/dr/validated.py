@@ -50,12 +50,24 @@ class ValidatedRestore(Record):
     recovery_plan: RecoveryPlanCheck | None  # point_in_time
 
     @classmethod
-    def of(cls, plan: RestorePlan, *, run_key: str, scratch_database: str | None, scratch_cluster: dict[str, str] | None,
-           recovery_plan: RecoveryPlanCheck | None) -> ValidatedRestore:
-        return cls.from_xcom({
-            **plan.to_dict(), "run_key": run_key, "scratch_database": scratch_database, "scratch_cluster": scratch_cluster,
-            "recovery_plan": recovery_plan.to_xcom() if recovery_plan else None,
-        })
+    def of(
+        cls,
+        plan: RestorePlan,
+        *,
+        run_key: str,
+        scratch_database: str | None,
+        scratch_cluster: dict[str, str] | None,
+        recovery_plan: RecoveryPlanCheck | None,
+    ) -> ValidatedRestore:
+        return cls.from_xcom(
+            {
+                **plan.to_dict(),
+                "run_key": run_key,
+                "scratch_database": scratch_database,
+                "scratch_cluster": scratch_cluster,
+                "recovery_plan": recovery_plan.to_xcom() if recovery_plan else None,
+            }
+        )
 
     @property
     def table_names(self) -> tuple[TableName, ...]:

@@ -13,7 +13,8 @@ every sequence is ahead of the ids in use.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from hms_dr import baseline, sqlfiles
 from hms_dr.database import connect
@@ -44,7 +45,9 @@ def baselines_for_restored(
             record["foreign_keys"] = fks
             renamed[f"{staging_schema}.{table.name}"] = record
         else:
-            record["foreign_keys"] = [fk for fk in record.get("foreign_keys", []) if whole_database or fk["references"] in wanted]
+            record["foreign_keys"] = [
+                fk for fk in record.get("foreign_keys", []) if whole_database or fk["references"] in wanted
+            ]
             renamed[qualified] = record
     whole = whole_database and staging_schema is None
     return {
@@ -98,24 +101,45 @@ def compare_with_production(
             seen_columns = [c[:2] for c in seen["columns"]]
             checks.append(_check("columns", where, expected_columns, seen_columns, expected_columns == seen_columns))
             if expected.get("primary_key"):
-                checks.append(_check("primary_key", where, expected["primary_key"], seen.get("primary_key"),
-                                     expected["primary_key"] == seen.get("primary_key")))
+                checks.append(
+                    _check(
+                        "primary_key",
+                        where,
+                        expected["primary_key"],
+                        seen.get("primary_key"),
+                        expected["primary_key"] == seen.get("primary_key"),
+                    )
+                )
             if staging_schema is None:
                 continue  # a new database: its own restored foreign keys hold (they were validated when created)
             for fk in expected.get("foreign_keys", []):
                 parent = fk["references"]
                 restored_parent = next((f"{staging_schema}.{t.name}" for t in tables if t.qualified == parent), parent)
                 query = query_text(
-                    "orphaned_foreign_key_rows", child_table=quote_relation(where), referenced_table=quote_relation(restored_parent),
+                    "orphaned_foreign_key_rows",
+                    child_table=quote_relation(where),
+                    referenced_table=quote_relation(restored_parent),
                     child_key_not_null=" AND ".join(f"child.{quote_ident(c)} IS NOT NULL" for c in fk["columns"]),
-                    key_matches=" AND ".join(f"parent.{quote_ident(p)} = child.{quote_ident(c)}"
-                                             for c, p in zip(fk["columns"], fk["referenced_columns"])),
+                    key_matches=" AND ".join(
+                        f"parent.{quote_ident(p)} = child.{quote_ident(c)}"
+                        for c, p in zip(fk["columns"], fk["referenced_columns"], strict=False)
+                    ),
                 )
                 orphans = int(cursor.execute(query).fetchone()[0])
-                checks.append(_check("foreign_key", f"{where} {fk['name']} -> {restored_parent}", 0, orphans, orphans == 0))
-    failed = [f"{c['check']} of {c['target']}: expected {c['expected']}, observed {c['observed']}" for c in checks if not c["passed"]]
-    return {"passed": not failed, "checks": checks, "failed": failed,
-            "note": "no baselines exist for a point in time: columns and keys compared with production, row counts reported"}
+                checks.append(
+                    _check("foreign_key", f"{where} {fk['name']} -> {restored_parent}", 0, orphans, orphans == 0)
+                )
+    failed = [
+        f"{c['check']} of {c['target']}: expected {c['expected']}, observed {c['observed']}"
+        for c in checks
+        if not c["passed"]
+    ]
+    return {
+        "passed": not failed,
+        "checks": checks,
+        "failed": failed,
+        "note": "no baselines exist for a point in time: columns and keys compared with production, row counts reported",
+    }
 
 
 def _check(kind: str, target: str, expected: Any, observed: Any, passed: bool) -> dict[str, Any]:
@@ -136,17 +160,46 @@ def check_after_swap(admin: ConnectionInfo, swapped: Mapping[str, Any]) -> dict[
             table = TableName.parse(record["table"])
             now = read_side(cursor, table)
             old = read_side(cursor, TableName(quarantine, table.name))
-            checks.append(_check("restored table in place", table.qualified, record["restored_oid"], now and now.oid,
-                                 now is not None and now.oid == record["restored_oid"]))
-            checks.append(_check("replaced table quarantined", f"{quarantine}.{table.name}", record["production_oid_before"],
-                                 old and old.oid, old is not None and old.oid == record["production_oid_before"]))
+            checks.append(
+                _check(
+                    "restored table in place",
+                    table.qualified,
+                    record["restored_oid"],
+                    now and now.oid,
+                    now is not None and now.oid == record["restored_oid"],
+                )
+            )
+            checks.append(
+                _check(
+                    "replaced table quarantined",
+                    f"{quarantine}.{table.name}",
+                    record["production_oid_before"],
+                    old and old.oid,
+                    old is not None and old.oid == record["production_oid_before"],
+                )
+            )
             if now is None:
                 continue
             rows = baseline.count_rows(cursor, table.schema, table.name)
-            checks.append(_check("row count", table.qualified, f"{record['rows_restored']} restored (writes since count too)", rows, True))
+            checks.append(
+                _check(
+                    "row count",
+                    table.qualified,
+                    f"{record['rows_restored']} restored (writes since count too)",
+                    rows,
+                    True,
+                )
+            )
             if old is not None:
-                checks.append(_check("quarantined rows", f"{quarantine}.{table.name}", record["rows_before"],
-                                     baseline.count_rows(cursor, quarantine, table.name), True))
+                checks.append(
+                    _check(
+                        "quarantined rows",
+                        f"{quarantine}.{table.name}",
+                        record["rows_before"],
+                        baseline.count_rows(cursor, quarantine, table.name),
+                        True,
+                    )
+                )
             checks.append(_check("owner", table.qualified, record["owner"], now.owner, now.owner == record["owner"]))
             from hms_dr.dr.swap import grant_keys
 
@@ -154,41 +207,83 @@ def check_after_swap(admin: ConnectionInfo, swapped: Mapping[str, Any]) -> dict[
             checks.append(_check("grants", table.qualified, record["grants"], granted, granted == record["grants"]))
             referencing = {
                 (str(r[0]) + "." + str(r[1]), str(r[2]))
-                for r in cursor.execute(sqlfiles.text("dr/foreign_keys_referencing"), {"oid": now.oid, "swapped": []}).fetchall()
+                for r in cursor.execute(
+                    sqlfiles.text("dr/foreign_keys_referencing"), {"oid": now.oid, "swapped": []}
+                ).fetchall()
             }
             for child, name in record["referencing_foreign_keys"]:
                 validated = cursor.execute(
                     "SELECT convalidated FROM pg_constraint WHERE conname = %s AND conrelid = to_regclass(%s) AND confrelid = %s",
                     (name, _regclass_text(TableName.parse(child)), now.oid),
                 ).fetchone()
-                checks.append(_check("foreign key follows", f"{child} {name}", table.qualified, "restored table" if (child, name) in referencing else "elsewhere",
-                                     (child, name) in referencing and bool(validated and validated[0])))
+                checks.append(
+                    _check(
+                        "foreign key follows",
+                        f"{child} {name}",
+                        table.qualified,
+                        "restored table" if (child, name) in referencing else "elsewhere",
+                        (child, name) in referencing and bool(validated and validated[0]),
+                    )
+                )
             own = {fk.name for fk in now.foreign_keys}
             for name in record["foreign_keys"]:
-                checks.append(_check("foreign key kept", f"{table.qualified} {name}", "present", "present" if name in own else "missing", name in own))
+                checks.append(
+                    _check(
+                        "foreign key kept",
+                        f"{table.qualified} {name}",
+                        "present",
+                        "present" if name in own else "missing",
+                        name in own,
+                    )
+                )
             reading = {
-                f"{r[0]}.{r[1]}" for r in cursor.execute(sqlfiles.text("dr/dependent_views"), {"oid": now.oid}).fetchall()
+                f"{r[0]}.{r[1]}"
+                for r in cursor.execute(sqlfiles.text("dr/dependent_views"), {"oid": now.oid}).fetchall()
             }
             for view in record["views"]:
-                checks.append(_check("view reads the restored table", view, table.qualified,
-                                     "restored table" if view in reading else "another table", view in reading))
+                checks.append(
+                    _check(
+                        "view reads the restored table",
+                        view,
+                        table.qualified,
+                        "restored table" if view in reading else "another table",
+                        view in reading,
+                    )
+                )
                 name = TableName.parse(view)
-                cursor.execute(sql.SQL("EXPLAIN SELECT * FROM {}").format(sql.Identifier(name.schema, name.name)))  # it plans: it reads a table that exists
+                cursor.execute(
+                    sql.SQL("EXPLAIN SELECT * FROM {}").format(sql.Identifier(name.schema, name.name))
+                )  # it plans: it reads a table that exists
             for sequence in record["sequences"]:
                 seq = TableName.parse(sequence["sequence"])
                 row = cursor.execute(
                     sql.SQL("SELECT pg_sequence_last_value({}::regclass), (SELECT max({}) FROM {})").format(
-                        sql.Literal(_regclass_text(seq)), sql.Identifier(sequence["column"]), sql.Identifier(table.schema, table.name))
+                        sql.Literal(_regclass_text(seq)),
+                        sql.Identifier(sequence["column"]),
+                        sql.Identifier(table.schema, table.name),
+                    )
                 ).fetchone()
                 last, highest = row[0], row[1]
                 ahead = highest is None or (last is not None and last >= highest)
                 checks.append(_check("sequence ahead of the ids", seq.qualified, f">= {highest}", last, ahead))
                 seq_side = read_side(cursor, seq)
                 seq_grants = grant_keys(seq_side.grants) if seq_side else []
-                checks.append(_check("sequence grants", seq.qualified, sequence["grants"], seq_grants, seq_grants == sequence["grants"]))
+                checks.append(
+                    _check(
+                        "sequence grants",
+                        seq.qualified,
+                        sequence["grants"],
+                        seq_grants,
+                        seq_grants == sequence["grants"],
+                    )
+                )
         for record in swapped["tables"]:
             table = TableName.parse(record["table"])
             cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table.schema, table.name)))
-    failed = [f"{c['check']} of {c['target']}: expected {c['expected']}, observed {c['observed']}" for c in checks if not c["passed"]]
+    failed = [
+        f"{c['check']} of {c['target']}: expected {c['expected']}, observed {c['observed']}"
+        for c in checks
+        if not c["passed"]
+    ]
     log.info("after the swap: %d checks, %d failed", len(checks), len(failed))
     return {"passed": not failed, "checks": checks, "failed": failed}

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import struct
 import json
+import struct
 import sys
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 METHOD = "copy-text-siphash13x2-sum-lo-blake2b128-v2"
 _ROW_MODULUS = 1 << 64
@@ -82,8 +83,10 @@ def check_interpreter() -> None:
     """ArchiveError unless bytes hash here as the method says (SipHash-1-3, key all zero)."""
     text, expected = _KNOWN_ANSWER
     if sys.hash_info.algorithm != "siphash13" or sys.flags.hash_randomization or hash(text) != expected:
-        raise ArchiveError(f"this interpreter does not compute {METHOD} (bytes hash {sys.hash_info.algorithm}, "
-                           f"randomized {bool(sys.flags.hash_randomization)}): run it with PYTHONHASHSEED=0")
+        raise ArchiveError(
+            f"this interpreter does not compute {METHOD} (bytes hash {sys.hash_info.algorithm}, "
+            f"randomized {bool(sys.flags.hash_randomization)}): run it with PYTHONHASHSEED=0"
+        )
 
 
 @dataclass
@@ -133,7 +136,7 @@ class _Reader:
             self._buffer += chunk
         start = self._position
         self._position += count
-        return bytes(self._buffer[start:self._position])
+        return bytes(self._buffer[start : self._position])
 
     def at_end(self) -> bool:
         if self._position < len(self._buffer):
@@ -175,7 +178,7 @@ class _Reader:
                 sign, length = unpack(buffer, position)
                 if sign or length == 0 or position + header + length > end:
                     break
-                pieces.append(buffer[position + header:position + header + length])
+                pieces.append(buffer[position + header : position + header + length])
                 position += header + length
             self._position = position
             if pieces:
@@ -299,8 +302,8 @@ def _digest_rows(chunks: Iterator[bytes], compressed: bool, digest: RelationDige
         pending = lines.pop()
         if _END_OF_DATA in lines:
             ended = True
-            rest = lines[lines.index(_END_OF_DATA) + 1:] + [pending]
-            lines = lines[:lines.index(_END_OF_DATA)]
+            rest = [*lines[lines.index(_END_OF_DATA) + 1 :], pending]
+            lines = lines[: lines.index(_END_OF_DATA)]
             if any(rest):
                 raise ArchiveError("rows after the end-of-data marker of a table")
         digest.add_lines(lines)

@@ -17,10 +17,11 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping, Sequence
+from typing import IO, Any
 
 from hms_dr.errors import BackupVerificationFailed, HmsDrError
 from hms_dr.logical import archive_digest
@@ -94,8 +95,9 @@ class ArchiveDigester:
 
     def finish(self, label: str) -> ContentDigests:
         if self._program.finish() != 0:
-            raise BackupVerificationFailed(f"{label}: the content digest could not read the archive: "
-                                           f"{self._program.last_error_line()}")
+            raise BackupVerificationFailed(
+                f"{label}: the content digest could not read the archive: {self._program.last_error_line()}"
+            )
         return ContentDigests.from_program_output(self._program.stdout)
 
     def kill(self) -> None:
@@ -106,19 +108,23 @@ class RestoredDigest:
     """``pg_dump --data-only -Fc | archive_digest.py`` of a restored database, running in the
     background while the other checks run; ``result()`` waits for it."""
 
-    def __init__(self, env: Mapping[str, str], *, tables: Sequence[tuple[str, str]] | None, large_objects: bool) -> None:
+    def __init__(
+        self, env: Mapping[str, str], *, tables: Sequence[tuple[str, str]] | None, large_objects: bool
+    ) -> None:
         argv = [tool_path("pg_dump"), "--format=c", "--compress=0", "--data-only", "--no-password"]
         if tables is None:
             argv.append("--blobs" if large_objects else "--no-blobs")
         else:
             # Exact names: inside double quotes a pattern's wildcards are plain characters.
             argv += [f"--table={exact_table_pattern(schema, name)}" for schema, name in tables]
-        self._pipeline = Pipeline([Stage("pg_dump (content digest)", argv, env=env),
-                                   Stage("archive_digest", digest_argv(), env=digest_env())])
+        self._pipeline = Pipeline(
+            [Stage("pg_dump (content digest)", argv, env=env), Stage("archive_digest", digest_argv(), env=digest_env())]
+        )
         self._output: list[bytes] = []
         self._error: list[BaseException] = []
-        self._thread = threading.Thread(target=self._read, args=(self._pipeline.output,), name="restored-digest",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._read, args=(self._pipeline.output,), name="restored-digest", daemon=True
+        )
         self._thread.start()
 
     def _read(self, output: IO[bytes]) -> None:
@@ -169,11 +175,20 @@ def digesting_restored(conninfo: Mapping[str, str], baselines: Mapping[str, Any]
         yield RestoredContent(baselines, None)
         return
     if recorded.get("method") != METHOD:
-        raise BackupVerificationFailed(f"the set's content digests were taken with method {recorded.get('method')!r};"
-                                       f" this version computes {METHOD!r}")
+        raise BackupVerificationFailed(
+            f"the set's content digests were taken with method {recorded.get('method')!r};"
+            f" this version computes {METHOD!r}"
+        )
     whole = baselines.get("large_objects") is not None
-    tables = None if whole else [split_relation_key(name) for name, record in sorted(baselines.get("tables", {}).items())
-                                 if "content" in record]
+    tables = (
+        None
+        if whole
+        else [
+            split_relation_key(name)
+            for name, record in sorted(baselines.get("tables", {}).items())
+            if "content" in record
+        ]
+    )
     if tables == []:
         yield RestoredContent(baselines, None)
         return
@@ -188,9 +203,19 @@ def restored_dump_env(conninfo: Mapping[str, str], encoding: str | None) -> dict
     """The environment of the restored database's pg_dump: libpq settings from a connection's
     key=value parameters (the password never in argv), the dump session settings, and the client
     encoding the production archive was written in."""
-    names = {"host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE",
-             "password": "PGPASSWORD", "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT",
-             "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "connect_timeout": "PGCONNECT_TIMEOUT"}
+    names = {
+        "host": "PGHOST",
+        "hostaddr": "PGHOSTADDR",
+        "port": "PGPORT",
+        "user": "PGUSER",
+        "dbname": "PGDATABASE",
+        "password": "PGPASSWORD",
+        "sslmode": "PGSSLMODE",
+        "sslrootcert": "PGSSLROOTCERT",
+        "sslcert": "PGSSLCERT",
+        "sslkey": "PGSSLKEY",
+        "connect_timeout": "PGCONNECT_TIMEOUT",
+    }
     env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
     env.update({names[key]: str(value) for key, value in conninfo.items() if key in names and value is not None})
     env.setdefault("PGCONNECT_TIMEOUT", "10")
@@ -209,12 +234,16 @@ def record_content(baselines: dict[str, Any], whole: ContentDigests) -> None:
         record["content"] = content
         record["rows"] = content["rows"]
     baselines["large_objects"] = dict(whole.large_objects or NO_ROWS)
-    baselines["content_digest"] = {"method": whole.method, "encoding": whole.encoding,
-                                   "session_settings": dict(DUMP_SESSION_SETTINGS)}
+    baselines["content_digest"] = {
+        "method": whole.method,
+        "encoding": whole.encoding,
+        "session_settings": dict(DUMP_SESSION_SETTINGS),
+    }
 
 
-def compare_content(expected: Mapping[str, Any], observed: ContentDigests | None, *, error: str | None = None
-                    ) -> list[dict[str, Any]]:
+def compare_content(
+    expected: Mapping[str, Any], observed: ContentDigests | None, *, error: str | None = None
+) -> list[dict[str, Any]]:
     """One report row per table with a recorded digest (and one for the large objects), in the
     restore checks' row format. ``expected`` is the restored baselines (tables renamed to where
     they were restored); ``observed`` None with ``error`` when the digest could not be taken."""
@@ -225,16 +254,25 @@ def compare_content(expected: Mapping[str, Any], observed: ContentDigests | None
             continue
         schema, table = split_relation_key(name)
         if observed is None:
-            rows.append(_row("table_content", name, want, None, False,
-                             f"table {name} content could not be digested: {error}"))
+            rows.append(
+                _row("table_content", name, want, None, False, f"table {name} content could not be digested: {error}")
+            )
             continue
         have = observed.tables.get((schema, table))
         rows.append(_table_row(name, want, have))
     want_objects = expected.get("large_objects")
     if want_objects is not None:
         if observed is None:
-            rows.append(_row("large_objects", "large objects", want_objects, None, False,
-                             f"large objects could not be digested: {error}"))
+            rows.append(
+                _row(
+                    "large_objects",
+                    "large objects",
+                    want_objects,
+                    None,
+                    False,
+                    f"large objects could not be digested: {error}",
+                )
+            )
         else:
             rows.append(_large_objects_row(want_objects, observed.large_objects))
     return rows
@@ -244,34 +282,81 @@ def _table_row(name: str, want: Mapping[str, Any], have: Mapping[str, Any] | Non
     if have is None and want["rows"] == 0:
         have = NO_ROWS  # a partitioned table's parent has no data block of its own: its rows are its partitions'
     if have is None:
-        return _row("table_content", name, want, None, False, f"table {name} has no data in the restored database"
-                    f" (baseline {want['rows']} rows)")
+        return _row(
+            "table_content",
+            name,
+            want,
+            None,
+            False,
+            f"table {name} has no data in the restored database (baseline {want['rows']} rows)",
+        )
     if have["rows"] != want["rows"]:
-        return _row("table_content", name, want, dict(have), False,
-                    f"table {name} has {have['rows']} rows, baseline {want['rows']} (content digest)")
+        return _row(
+            "table_content",
+            name,
+            want,
+            dict(have),
+            False,
+            f"table {name} has {have['rows']} rows, baseline {want['rows']} (content digest)",
+        )
     if have["digest"] != want["digest"]:
-        return _row("table_content", name, want, dict(have), False,
-                    f"table {name} content differs from the backup: {have['rows']} rows as in the baseline, but "
-                    f"at least one value differs (digest {have['digest'][:12]}, baseline {want['digest'][:12]})")
-    return _row("table_content", name, want, dict(have), True,
-                f"table {name}: every value of its {have['rows']} rows as in the backup (digest {have['digest'][:12]})")
+        return _row(
+            "table_content",
+            name,
+            want,
+            dict(have),
+            False,
+            f"table {name} content differs from the backup: {have['rows']} rows as in the baseline, but "
+            f"at least one value differs (digest {have['digest'][:12]}, baseline {want['digest'][:12]})",
+        )
+    return _row(
+        "table_content",
+        name,
+        want,
+        dict(have),
+        True,
+        f"table {name}: every value of its {have['rows']} rows as in the backup (digest {have['digest'][:12]})",
+    )
 
 
 def _large_objects_row(want: Mapping[str, Any], have: Mapping[str, Any] | None) -> dict[str, Any]:
     have = have or NO_ROWS
     if have["rows"] != want["rows"]:
-        return _row("large_objects", "large objects", want, dict(have), False,
-                    f"the restored database has {have['rows']} large objects, baseline {want['rows']}")
+        return _row(
+            "large_objects",
+            "large objects",
+            want,
+            dict(have),
+            False,
+            f"the restored database has {have['rows']} large objects, baseline {want['rows']}",
+        )
     if have["digest"] != want["digest"]:
-        return _row("large_objects", "large objects", want, dict(have), False,
-                    f"large objects differ from the backup: {have['rows']} as in the baseline, but the contents of"
-                    f" at least one differ (digest {have['digest'][:12]}, baseline {want['digest'][:12]})")
-    return _row("large_objects", "large objects", want, dict(have), True,
-                f"{have['rows']} large objects, every byte as in the backup (digest {have['digest'][:12]})")
+        return _row(
+            "large_objects",
+            "large objects",
+            want,
+            dict(have),
+            False,
+            f"large objects differ from the backup: {have['rows']} as in the baseline, but the contents of"
+            f" at least one differ (digest {have['digest'][:12]}, baseline {want['digest'][:12]})",
+        )
+    return _row(
+        "large_objects",
+        "large objects",
+        want,
+        dict(have),
+        True,
+        f"{have['rows']} large objects, every byte as in the backup (digest {have['digest'][:12]})",
+    )
 
 
 def _row(check: str, target: str, expected: Any, observed: Any, passed: bool, message: str) -> dict[str, Any]:
-    return {"check": check, "target": target, "expected": expected, "observed": observed, "passed": passed,
-            "message": message, "data_docs_page": None}
-
-
+    return {
+        "check": check,
+        "target": target,
+        "expected": expected,
+        "observed": observed,
+        "passed": passed,
+        "message": message,
+        "data_docs_page": None,
+    }

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from hms_dr.errors import HmsDrError
 from hms_dr.logical.content import ContentDigests, dump_session_options
@@ -142,8 +143,12 @@ def stream_dump(
     )
     log.info(
         "stored %s: %s (plain dump %s, compression ratio %.2f) in %.1f s, %s of plain dump",
-        store.describe(key), human_bytes(stored.size_bytes), human_bytes(verifier.plain_size),
-        verifier.plain_size / max(stored.size_bytes, 1), seconds, human_rate(verifier.plain_size, seconds),
+        store.describe(key),
+        human_bytes(stored.size_bytes),
+        human_bytes(verifier.plain_size),
+        verifier.plain_size / max(stored.size_bytes, 1),
+        seconds,
+        human_rate(verifier.plain_size, seconds),
     )
     return DumpResult(spec.kind, payload, verification, seconds, verifier.content)
 
@@ -165,6 +170,9 @@ class _ProgressLog:
         elapsed = now - self.started
         log.info(
             "%s: %s dumped, %s stored, %.0f s, %s",
-            self.where, human_bytes(self.plain_bytes()), human_bytes(stored_bytes), elapsed,
+            self.where,
+            human_bytes(self.plain_bytes()),
+            human_bytes(stored_bytes),
+            elapsed,
             human_rate(self.plain_bytes(), elapsed),
         )

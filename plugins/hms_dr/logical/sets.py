@@ -7,7 +7,8 @@ set the restore test and the Asset event point at is only visible once the rest 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from hms_dr.logical.run import LogicalRun, StoredDump
 from hms_dr.manifest import BackupKind
@@ -29,7 +30,11 @@ def manifest_extra(result: LogicalRun, dump: StoredDump) -> dict[str, Any]:
         kind_baselines: dict[str, Any] = baselines
     elif kind is BackupKind.DATA:
         listed = set(result.data_only_tables)
-        kind_baselines = {**baselines, "tables": {n: t for n, t in baselines["tables"].items() if n in listed}, "views": {}}
+        kind_baselines = {
+            **baselines,
+            "tables": {n: t for n, t in baselines["tables"].items() if n in listed},
+            "views": {},
+        }
     else:
         kind_baselines = {
             **baselines,

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from hms_dr import baseline, sqlfiles
 from hms_dr.catalog import key_for
@@ -40,7 +41,7 @@ def take_logical_backup(
     logical_backup: LogicalBackupPolicy,
     compression: CompressionPolicy,
     staging: StagingPolicy,
-    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> LogicalRun:
     """Baselines + every dump of the run in one snapshot, streamed, verified and stored.
 
@@ -63,8 +64,11 @@ def take_logical_backup(
         cursor.execute(sqlfiles.text("server_identity"))
         version_num, version, in_recovery, _, database_size, system_identifier = cursor.fetchone()
         server = {
-            "version": version, "version_num": version_num, "in_recovery": in_recovery,
-            "database_size_bytes": database_size, "system_identifier": system_identifier,
+            "version": version,
+            "version_num": version_num,
+            "in_recovery": in_recovery,
+            "database_size_bytes": database_size,
+            "system_identifier": system_identifier,
         }
         log.info("backup set %s: snapshot %s exported at WAL %s", backup_set_id, snapshot_id, wal_lsn)
 
@@ -99,17 +103,28 @@ def take_logical_backup(
             for spec in dump_specs(logical_backup):
                 if spec.kind is BackupKind.DATA:
                     # pg_dump gets the names resolved in the snapshot, not the policy's spelling.
-                    spec = replace(spec, tables=tuple(exact_table_pattern(s, n) for s, n in data_leaves),
-                                   expect_table_data=tuple(baseline.qualified(s, n) for s, n in data_leaves))
+                    spec = replace(
+                        spec,
+                        tables=tuple(exact_table_pattern(s, n) for s, n in data_leaves),
+                        expect_table_data=tuple(baseline.qualified(s, n) for s, n in data_leaves),
+                    )
                 elif spec.kind is BackupKind.LOGICAL:
                     # A partitioned table's rows are its partitions': it has no TABLE DATA entry of its own.
-                    spec = replace(spec, expect_table_data=tuple(name for name, t in tables.items() if t["relkind"] != "p"))
+                    spec = replace(
+                        spec, expect_table_data=tuple(name for name, t in tables.items() if t["relkind"] != "p")
+                    )
                 payload_key = key_for(cluster, spec.kind, backup_set_id, payload_name(spec, compression))
                 stored_keys.append(payload_key)
                 results.append(
                     stream_dump(
-                        spec, conn=conn, snapshot_id=snapshot_id, schemas=schemas, compression=compression,
-                        encryption_stage=encryption, store=store, key=payload_key,
+                        spec,
+                        conn=conn,
+                        snapshot_id=snapshot_id,
+                        schemas=schemas,
+                        compression=compression,
+                        encryption_stage=encryption,
+                        store=store,
+                        key=payload_key,
                     )
                 )
             counter.join()

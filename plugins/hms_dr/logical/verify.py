@@ -57,7 +57,9 @@ class StreamVerifier:
         and materialized views, listed as MATERIALIZED VIEW DATA, are not among them)."""
         if self.lister is None:
             if self.plain_size == 0 or PLAIN_DUMP_END_MARK not in self.tail:
-                raise BackupVerificationFailed(f"{label}: the plain SQL dump does not end with pg_dump's completion line")
+                raise BackupVerificationFailed(
+                    f"{label}: the plain SQL dump does not end with pg_dump's completion line"
+                )
             return {"check": "plain dump completion line", "plain_size_bytes": self.plain_size}
         if self.lister.finish() != 0:
             raise BackupVerificationFailed(f"{label}: pg_restore --list failed: {self.lister.last_error_line()}")
@@ -72,7 +74,11 @@ class StreamVerifier:
             raise BackupVerificationFailed(
                 f"{label}: pg_restore --list does not list the data of {len(missing)} table(s): {', '.join(missing[:5])}"
             )
-        verification: dict[str, Any] = {"check": "pg_restore --list", "toc_entries": len(entries), "tables_listed": len(listed)}
+        verification: dict[str, Any] = {
+            "check": "pg_restore --list",
+            "toc_entries": len(entries),
+            "tables_listed": len(listed),
+        }
         if self.content is not None:
             verification.update(check="pg_restore --list; content digest", tables_digested=len(self.content.tables))
         return verification

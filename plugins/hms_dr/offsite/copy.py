@@ -15,9 +15,10 @@ import hashlib
 import io
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, BinaryIO, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from hms_dr.catalog import key_for
 from hms_dr.errors import ChecksumMismatch, ManifestInvalid, ObjectLocked, ObjectMissing, StoreRefused
@@ -87,16 +88,24 @@ def read_primary_manifest(primary: Store, cluster: str, kind: BackupKind, backup
     raw = primary.get_bytes(key)
     manifest = parse_manifest(raw, where=primary.describe(key))
     if manifest.backup_set_id != backup_set_id or manifest.kind is not kind:
-        raise ManifestInvalid(f"manifest {primary.describe(key)} describes {manifest.kind.value}/{manifest.backup_set_id}")
+        raise ManifestInvalid(
+            f"manifest {primary.describe(key)} describes {manifest.kind.value}/{manifest.backup_set_id}"
+        )
     return raw, manifest
 
 
 def copy_payload(primary: Store, offsite: Store, key: str, payload: Payload, *, overwrite: bool) -> int:
     """Stream one payload across, then re-read it offsite against the manifest's sha256."""
     with primary.open(key) as source:
-        stored = offsite.put(key, io.BufferedReader(VerifyingReader(source, payload, primary.describe(key)), 1 << 20), overwrite=overwrite)
+        stored = offsite.put(
+            key,
+            io.BufferedReader(VerifyingReader(source, payload, primary.describe(key)), 1 << 20),
+            overwrite=overwrite,
+        )
     if (stored.size_bytes, stored.sha256) != (payload.size_bytes, payload.sha256):
-        raise ChecksumMismatch(f"{offsite.describe(key)} was written as {stored.size_bytes} bytes, sha256 {stored.sha256[:16]}…, not as its manifest says")
+        raise ChecksumMismatch(
+            f"{offsite.describe(key)} was written as {stored.size_bytes} bytes, sha256 {stored.sha256[:16]}…, not as its manifest says"
+        )
     verify_stored_payload(offsite, key, payload)
     return stored.size_bytes
 
@@ -112,7 +121,12 @@ def is_proven(offsite: Store, key: str, payload: Payload) -> bool:
 
 
 def copy_set(
-    primary: Store, offsite: Store, cluster: str, kind: BackupKind, backup_set_id: str, leftovers: Mapping[str, StoredObject]
+    primary: Store,
+    offsite: Store,
+    cluster: str,
+    kind: BackupKind,
+    backup_set_id: str,
+    leftovers: Mapping[str, StoredObject],
 ) -> SetCopy:
     """Copy a set the offsite store lacks; ``leftovers`` are objects an interrupted copy stored
     in its offsite folder (by file name), reused once their sha256 is proven."""
@@ -127,7 +141,9 @@ def copy_set(
             if leftover.size_bytes == payload.size_bytes and is_proven(offsite, key, payload):
                 reused.append(payload.name)
                 continue
-            log.warning("replacing %s, left by an interrupted copy: it is not the manifest's bytes", offsite.describe(key))
+            log.warning(
+                "replacing %s, left by an interrupted copy: it is not the manifest's bytes", offsite.describe(key)
+            )
             copied += replace_payload(primary, offsite, key, payload)
             continue
         copied += copy_payload(primary, offsite, key, payload, overwrite=False)
@@ -135,7 +151,9 @@ def copy_set(
     offsite.put_bytes(manifest_key, raw)  # the commit point: never over an existing manifest
     if offsite.get_bytes(manifest_key) != raw:
         raise ChecksumMismatch(f"{offsite.describe(manifest_key)} does not read back as the manifest just written")
-    return SetCopy(kind, backup_set_id, "copied", copied, time.monotonic() - started, manifest.finished_at, reused=tuple(reused))
+    return SetCopy(
+        kind, backup_set_id, "copied", copied, time.monotonic() - started, manifest.finished_at, reused=tuple(reused)
+    )
 
 
 def replace_payload(primary: Store, offsite: Store, key: str, payload: Payload) -> int:
@@ -145,11 +163,13 @@ def replace_payload(primary: Store, offsite: Store, key: str, payload: Payload) 
     lock = None
     if offsite.features.supports_object_lock and offsite.exists(key):
         stored = offsite.stat(key)
-        if stored.locked_at(datetime.now(timezone.utc)):
+        if stored.locked_at(datetime.now(UTC)):
             lock = "a legal hold" if stored.legal_hold else f"a lock until {stored.retained_until:%Y-%m-%d}"
             log.warning(
                 "%s is damaged and under %s: a verified copy goes on top as a new version; the damaged version "
-                "cannot be deleted and stays stored until its lock ends", offsite.describe(key), lock,
+                "cannot be deleted and stays stored until its lock ends",
+                offsite.describe(key),
+                lock,
             )
     try:
         return copy_payload(primary, offsite, key, payload, overwrite=True)
@@ -183,9 +203,20 @@ def repair_set(
         repaired.append(MANIFEST_NAME)
     log.warning(
         "repaired offsite copy of %s/%s: %s copied again from the primary (%s), each proven by sha256 offsite",
-        kind.value, backup_set_id, ", ".join(repaired), human_bytes(copied),
+        kind.value,
+        backup_set_id,
+        ", ".join(repaired),
+        human_bytes(copied),
     )
-    return SetCopy(kind, backup_set_id, "repaired", copied, time.monotonic() - started, manifest.finished_at, repaired=tuple(repaired))
+    return SetCopy(
+        kind,
+        backup_set_id,
+        "repaired",
+        copied,
+        time.monotonic() - started,
+        manifest.finished_at,
+        repaired=tuple(repaired),
+    )
 
 
 def reverify_set(
@@ -198,7 +229,11 @@ def reverify_set(
     offsite_raw = offsite.get_bytes(manifest_key)
     try:
         manifest = parse_manifest(offsite_raw, where=offsite.describe(manifest_key))
-        damaged = [p.name for p in manifest.payloads if not is_proven(offsite, key_for(cluster, kind, backup_set_id, p.name), p)]
+        damaged = [
+            p.name
+            for p in manifest.payloads
+            if not is_proven(offsite, key_for(cluster, kind, backup_set_id, p.name), p)
+        ]
     except ManifestInvalid as exc:
         log.warning("%s", exc.message)
         if not primary_has_set:
@@ -207,7 +242,13 @@ def reverify_set(
     if manifest is not None and not damaged:
         size = manifest.size_bytes
         seconds = time.monotonic() - started
-        log.info("re-verified offsite %s/%s: %s, sha256 matches (%s)", kind.value, backup_set_id, human_bytes(size), human_rate(size, seconds))
+        log.info(
+            "re-verified offsite %s/%s: %s, sha256 matches (%s)",
+            kind.value,
+            backup_set_id,
+            human_bytes(size),
+            human_rate(size, seconds),
+        )
         return SetCopy(kind, backup_set_id, "verified", 0, seconds, manifest.finished_at)
     if not primary_has_set:
         raise ChecksumMismatch(
@@ -216,5 +257,7 @@ def reverify_set(
         )
     primary_raw, primary_manifest = read_primary_manifest(primary, cluster, kind, backup_set_id)
     if primary_raw != offsite_raw:
-        damaged = [p.name for p in primary_manifest.payloads] + [MANIFEST_NAME]  # another manifest: prove everything again
+        damaged = [p.name for p in primary_manifest.payloads] + [
+            MANIFEST_NAME
+        ]  # another manifest: prove everything again
     return repair_set(primary, offsite, cluster, kind, backup_set_id, damaged)

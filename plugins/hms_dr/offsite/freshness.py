@@ -12,9 +12,10 @@ either store (no base backups taken yet, say) is only reported.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from hms_dr.catalog import SetFolder, key_for, read_set_folders
 from hms_dr.errors import ManifestInvalid
@@ -81,7 +82,11 @@ def newest_primary(folders: Mapping[str, SetFolder]) -> NewestPrimary | None:
 
 
 def read_newest_offsite(
-    offsite: Store, cluster: str, kind: BackupKind, backup_set_id: str | None, finished: Mapping[str, datetime] | None = None
+    offsite: Store,
+    cluster: str,
+    kind: BackupKind,
+    backup_set_id: str | None,
+    finished: Mapping[str, datetime] | None = None,
 ) -> NewestOffsite | None:
     """The newest complete offsite set and when it finished: known when ``finished`` (a pass's
     copies) has it, else from its offsite manifest (one read)."""
@@ -97,7 +102,9 @@ def read_newest_offsite(
     return NewestOffsite(backup_set_id, finished_at)
 
 
-def read_newest_on_both_stores(primary: Store, offsite: Store, cluster: str, kinds: Sequence[BackupKind]) -> dict[str, KindNewest]:
+def read_newest_on_both_stores(
+    primary: Store, offsite: Store, cluster: str, kinds: Sequence[BackupKind]
+) -> dict[str, KindNewest]:
     """Per kind, one listing of each store and one offsite manifest read: the judge's input
     without a sync pass (hms_backup_freshness)."""
     newest: dict[str, KindNewest] = {}

@@ -17,13 +17,13 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Mapping
 
+from hms_dr.catalog import SetFolder
 from hms_dr.errors import ManifestInvalid
 from hms_dr.manifest import BackupKind, parse_backup_set_id
-from hms_dr.catalog import SetFolder
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,11 @@ def plan_kind_copies(
                 to_copy.append(set_id)
             continue
         differing = tuple(
-            sorted(name for name, obj in folder.objects.items() if name not in there.objects or there.objects[name].size_bytes != obj.size_bytes)
+            sorted(
+                name
+                for name, obj in folder.objects.items()
+                if name not in there.objects or there.objects[name].size_bytes != obj.size_bytes
+            )
         )
         if differing:
             to_repair[set_id] = differing
@@ -89,10 +93,15 @@ def plan_kind_copies(
             in_sync += 1
     busy = set(to_copy) | set(to_repair)
     to_reverify = [
-        set_id for set_id, folder in offsite.items()
+        set_id
+        for set_id, folder in offsite.items()
         if folder.complete and set_id not in busy and due_for_reverify(set_id, reverify_weeks, now)
     ]
     return KindCopyPlan(
-        kind=kind, to_copy=tuple(sorted(to_copy)), to_repair=to_repair, to_reverify=tuple(sorted(to_reverify)),
-        too_old=tuple(sorted(too_old)), in_sync=in_sync,
+        kind=kind,
+        to_copy=tuple(sorted(to_copy)),
+        to_repair=to_repair,
+        to_reverify=tuple(sorted(to_reverify)),
+        too_old=tuple(sorted(too_old)),
+        in_sync=in_sync,
     )

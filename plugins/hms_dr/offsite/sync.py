@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
 
 from hms_dr.catalog import SetFolder, read_set_folders
 from hms_dr.errors import HmsDrError, OffsiteCopyFailed, StoreUnavailable
@@ -77,14 +78,22 @@ def sync_offsite(
     report: dict[str, KindSyncReport] = {}
     failures: list[str] = []
     for kind in kinds:
-        report[kind.value] = sync_kind(primary, offsite, cluster, kind, window=window, now=now, reverify_weeks=reverify_weeks)
+        report[kind.value] = sync_kind(
+            primary, offsite, cluster, kind, window=window, now=now, reverify_weeks=reverify_weeks
+        )
         failures += report[kind.value].failures
     seconds = time.monotonic() - started
     copied_bytes = sum(k.copied_bytes for k in report.values())
     log.info(
         "offsite sync %s -> %s: %d set(s) copied, %d repaired, %d re-verified; %s copied in %.1f s (%s overall)",
-        primary.url, offsite.url, sum(k.copied_count for k in report.values()), sum(len(k.repaired) for k in report.values()),
-        sum(k.reverified for k in report.values()), human_bytes(copied_bytes), seconds, human_rate(copied_bytes, seconds),
+        primary.url,
+        offsite.url,
+        sum(k.copied_count for k in report.values()),
+        sum(len(k.repaired) for k in report.values()),
+        sum(k.reverified for k in report.values()),
+        human_bytes(copied_bytes),
+        seconds,
+        human_rate(copied_bytes, seconds),
     )
     if failures:
         raise OffsiteCopyFailed(
@@ -95,18 +104,33 @@ def sync_offsite(
 
 
 def sync_kind(
-    primary: Store, offsite: Store, cluster: str, kind: BackupKind, *, window: timedelta, now: datetime, reverify_weeks: int
+    primary: Store,
+    offsite: Store,
+    cluster: str,
+    kind: BackupKind,
+    *,
+    window: timedelta,
+    now: datetime,
+    reverify_weeks: int,
 ) -> KindSyncReport:
     """One kind: plan from the two listings, then copy, repair and re-verify set by set."""
     started = time.monotonic()
     primary_folders = read_set_folders(primary, cluster, kind)
     offsite_folders = read_set_folders(offsite, cluster, kind)
-    plan = plan_kind_copies(kind, primary_folders, offsite_folders, window=window, now=now, reverify_weeks=reverify_weeks)
+    plan = plan_kind_copies(
+        kind, primary_folders, offsite_folders, window=window, now=now, reverify_weeks=reverify_weeks
+    )
     log.info(
         "%s: %d complete set(s) on the primary, %d offsite; %d to copy, %d to repair, %d to re-verify, "
         "%d outside the %d-day offsite window (not copied)",
-        kind.value, sum(f.complete for f in primary_folders.values()), sum(f.complete for f in offsite_folders.values()),
-        len(plan.to_copy), len(plan.to_repair), len(plan.to_reverify), len(plan.too_old), window.days,
+        kind.value,
+        sum(f.complete for f in primary_folders.values()),
+        sum(f.complete for f in offsite_folders.values()),
+        len(plan.to_copy),
+        len(plan.to_repair),
+        len(plan.to_reverify),
+        len(plan.too_old),
+        window.days,
     )
     done: list[SetCopy] = []
     failures: list[str] = []
@@ -132,8 +156,13 @@ def sync_kind(
     for set_id, names in plan.to_repair.items():
         attempt(set_id, partial(repair_set, primary, offsite, cluster, kind, set_id, names))
     for set_id in plan.to_reverify:
-        attempt(set_id, partial(reverify_set, primary, offsite, cluster, kind, set_id, primary_has_set=set_id in primary_complete))
-    return _kind_report(offsite, cluster, kind, plan, primary_folders, offsite_folders, done, failures, time.monotonic() - started)
+        attempt(
+            set_id,
+            partial(reverify_set, primary, offsite, cluster, kind, set_id, primary_has_set=set_id in primary_complete),
+        )
+    return _kind_report(
+        offsite, cluster, kind, plan, primary_folders, offsite_folders, done, failures, time.monotonic() - started
+    )
 
 
 def _log_set(outcome: SetCopy) -> None:
@@ -142,9 +171,17 @@ def _log_set(outcome: SetCopy) -> None:
     # WAL: one set per segment, so one line per set would bury the rest; the kind's summary names them.
     level = logging.DEBUG if outcome.kind is BackupKind.WAL else logging.INFO
     log.log(
-        level, "%s %s/%s: %s in %.2f s (%s), sha256 proven offsite%s", outcome.action, outcome.kind.value, outcome.backup_set_id,
-        human_bytes(outcome.copied_bytes), outcome.seconds, human_rate(outcome.copied_bytes, outcome.seconds),
-        f"; {len(outcome.reused)} payload(s) an interrupted run had stored were proven and kept" if outcome.reused else "",
+        level,
+        "%s %s/%s: %s in %.2f s (%s), sha256 proven offsite%s",
+        outcome.action,
+        outcome.kind.value,
+        outcome.backup_set_id,
+        human_bytes(outcome.copied_bytes),
+        outcome.seconds,
+        human_rate(outcome.copied_bytes, outcome.seconds),
+        f"; {len(outcome.reused)} payload(s) an interrupted run had stored were proven and kept"
+        if outcome.reused
+        else "",
     )
 
 
@@ -164,8 +201,14 @@ def _kind_report(
     copy_seconds = sum(o.seconds for o in done if o.action != "verified")
     if copied:
         log.info(
-            "%s: copied %d set(s) (%s … %s), %s in %.1f s (%s)", kind.value, len(copied), copied[0], copied[-1],
-            human_bytes(copied_bytes), copy_seconds, human_rate(copied_bytes, copy_seconds),
+            "%s: copied %d set(s) (%s … %s), %s in %.1f s (%s)",
+            kind.value,
+            len(copied),
+            copied[0],
+            copied[-1],
+            human_bytes(copied_bytes),
+            copy_seconds,
+            human_rate(copied_bytes, copy_seconds),
         )
     finished = {o.backup_set_id: o.finished_at for o in done}
     offsite_complete = {set_id for set_id, f in offsite_folders.items() if f.complete} | set(copied)
@@ -186,4 +229,3 @@ def _kind_report(
         newest_primary=newest_primary(primary_folders),
         failures=failures,
     )
-

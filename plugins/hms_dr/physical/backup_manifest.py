@@ -75,7 +75,9 @@ def parse_backup_manifest(raw: bytes, *, where: str) -> PgBackupManifest:
         raise BackupVerificationFailed(f"backup manifest {where} is not a JSON object")
     version = data.get("PostgreSQL-Backup-Manifest-Version")
     if version not in SUPPORTED_VERSIONS:
-        raise BackupVerificationFailed(f"backup manifest {where} has version {version!r}; hms-dr reads {SUPPORTED_VERSIONS}")
+        raise BackupVerificationFailed(
+            f"backup manifest {where} has version {version!r}; hms-dr reads {SUPPORTED_VERSIONS}"
+        )
     try:
         files: list[Any] = data["Files"]
         ranges = tuple(
@@ -85,7 +87,9 @@ def parse_backup_manifest(raw: bytes, *, where: str) -> PgBackupManifest:
     except (KeyError, TypeError, ValueError) as exc:
         raise BackupVerificationFailed(f"backup manifest {where} is missing or has a malformed field: {exc}") from None
     if not ranges:
-        raise BackupVerificationFailed(f"backup manifest {where} names no WAL range: the backup would not be restorable")
+        raise BackupVerificationFailed(
+            f"backup manifest {where} names no WAL range: the backup would not be restorable"
+        )
     for r in ranges:
         if r.timeline < 1 or r.end_lsn < r.start_lsn:
             raise BackupVerificationFailed(

@@ -22,25 +22,26 @@ import logging
 import shutil
 import tempfile
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from hms_dr.catalog import key_for, preflight_prefix
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home, gpg_version
 from hms_dr.errors import PreflightFailed
 from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
+from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.backup_manifest import check_label_matches_manifest, parse_backup_label, parse_backup_manifest
-from hms_dr.wal.names import format_lsn, last_wal_segment_name, wal_segment_name
 from hms_dr.physical.pgbasebackup import run_pg_basebackup
 from hms_dr.physical.preflight import SourceCluster, check_source_and_staging
 from hms_dr.physical.staging import staged_files, store_staged_file, zstd_stage
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, BASE_TAR, Verification, read_backup_label, verify_tar_backup
-from hms_dr.pgtools import ConnectionInfo
 from hms_dr.publish import publish_set, remove_unpublished, verify_stored_payload
 from hms_dr.store import check_writable
 from hms_dr.toolversions import zstd_version
 from hms_dr.units import human_bytes
+from hms_dr.wal.names import format_lsn, last_wal_segment_name, wal_segment_name
 
 if TYPE_CHECKING:
     from hms_dr.store import Store
@@ -80,11 +81,11 @@ def describe_backup(tar_dir: Path, source: SourceCluster, verification: Verifica
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def take_base_backup(
@@ -119,7 +120,9 @@ def take_base_backup(
     source, tools = check_source_and_staging(conn, staging_dir, space_ratio=staging_space_ratio)
     check_writable(store, preflight_prefix(cluster))
     if store.list(set_folder):
-        raise PreflightFailed(f"{store.describe(set_folder)} already holds objects: another run uses backup set id {backup_set_id}")
+        raise PreflightFailed(
+            f"{store.describe(set_folder)} already holds objects: another run uses backup set id {backup_set_id}"
+        )
     workdir = Path(tempfile.mkdtemp(prefix=f"base-{backup_set_id}-", dir=staging_dir))  # 0700
     try:
         with gpg_home(staging_dir) as home:
@@ -143,8 +146,13 @@ def take_base_backup(
             # recovery targets after stop_time can always be reached from this set.
             base_backup.update(start_time=_iso(backup_started_at), stop_time=_iso(backup_stopped_at))
             log.info(
-                "base backup %s: WAL %s to %s on timeline %d (files %s to %s)", backup_set_id, base_backup["start_lsn"],
-                base_backup["stop_lsn"], base_backup["timeline"], base_backup["start_wal_file"], base_backup["stop_wal_file"],
+                "base backup %s: WAL %s to %s on timeline %d (files %s to %s)",
+                backup_set_id,
+                base_backup["start_lsn"],
+                base_backup["stop_lsn"],
+                base_backup["timeline"],
+                base_backup["start_wal_file"],
+                base_backup["stop_wal_file"],
             )
 
             step = time.monotonic()
@@ -158,18 +166,29 @@ def take_base_backup(
             seconds["upload"] = time.monotonic() - step
 
         step = time.monotonic()
-        for key, payload in zip(stored_keys, payloads):
+        for key, payload in zip(stored_keys, payloads, strict=False):
             _read_back(store, key, payload, verify_readback)
         seconds["readback"] = time.monotonic() - step
 
         finished_at = now()
         extra = manifest_extra(
-            base_backup, tools, zstd_level=zstd_level, encryption_key=encryption_key, verification=verification,
-            verify_readback=verify_readback, producer=producer,
+            base_backup,
+            tools,
+            zstd_level=zstd_level,
+            encryption_key=encryption_key,
+            verification=verification,
+            verify_readback=verify_readback,
+            producer=producer,
         )
         manifest_key = publish_set(
-            store, kind=BackupKind.BASE, cluster=cluster, backup_set_id=backup_set_id, started_at=started_at,
-            finished_at=finished_at, payloads=payloads, extra=extra,
+            store,
+            kind=BackupKind.BASE,
+            cluster=cluster,
+            backup_set_id=backup_set_id,
+            started_at=started_at,
+            finished_at=finished_at,
+            payloads=payloads,
+            extra=extra,
         )
     except BaseException:
         remove_unpublished(store, stored_keys)
@@ -180,8 +199,12 @@ def take_base_backup(
     plain = sum(p.plain_size_bytes or 0 for p in payloads)
     stored_total = sum(p.size_bytes for p in payloads)
     log.info(
-        "base backup set %s complete: %s (%s plain, %s stored) in %.0f s", backup_set_id, store.describe(manifest_key),
-        human_bytes(plain), human_bytes(stored_total), seconds["total"],
+        "base backup set %s complete: %s (%s plain, %s stored) in %.0f s",
+        backup_set_id,
+        store.describe(manifest_key),
+        human_bytes(plain),
+        human_bytes(stored_total),
+        seconds["total"],
     )
     return {
         "backup_set_id": backup_set_id,
@@ -193,7 +216,9 @@ def take_base_backup(
         "base_backup": base_backup,
         "payloads": [p.to_dict() for p in payloads],
         "sizes": {
-            "cluster_bytes": source.cluster_size_bytes, "plain_bytes": plain, "stored_bytes": stored_total,
+            "cluster_bytes": source.cluster_size_bytes,
+            "plain_bytes": plain,
+            "stored_bytes": stored_total,
             "compression_ratio": round(plain / max(stored_total, 1), 2),
         },
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
@@ -215,7 +240,11 @@ def manifest_extra(
         "base_backup": dict(base_backup),
         "compression": {"method": "zstd", "level": zstd_level},
         "encryption": {"mode": encryption_key.mode.value, "key_id": encryption_key.key_id, "cipher": CIPHER},
-        "tools": {**{k: v for k, v in tools.items() if k != "pg_basebackup_major"}, "zstd": zstd_version(), "gpg": gpg_version()},
+        "tools": {
+            **{k: v for k, v in tools.items() if k != "pg_basebackup_major"},
+            "zstd": zstd_version(),
+            "gpg": gpg_version(),
+        },
         "verification": {
             "pg_verifybackup": f"passed on the extracted copy before upload ({verification.verified_by})",
             "readback": "sha256" if verify_readback else "size",

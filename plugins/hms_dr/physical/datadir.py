@@ -85,7 +85,11 @@ def restore_base_backup(
         with gpg_home(staging_dir) as home:
             imported = prepare_decryption(home, key)
             pg_manifest = workdir / BACKUP_MANIFEST
-            steps = (("base", BASE_TAR_FORMAT, data_dir), ("wal", WAL_TAR_FORMAT, data_dir / "pg_wal"), ("manifest", MANIFEST_FORMAT, None))
+            steps = (
+                ("base", BASE_TAR_FORMAT, data_dir),
+                ("wal", WAL_TAR_FORMAT, data_dir / "pg_wal"),
+                ("manifest", MANIFEST_FORMAT, None),
+            )
             for step, fmt, destination in steps:
                 payload = payload_of(base, fmt)
                 object_key = key_for(cluster, BackupKind.BASE, base.backup_set_id, payload.name)
@@ -117,7 +121,9 @@ def restore_base_backup(
 
 def _check_plain(payload: Payload, digest: PlainDigest, where: str) -> None:
     if not plain_matches(payload, digest):
-        raise ChecksumMismatch(f"{payload.name} decrypted to {digest.size_bytes} bytes that differ from the {where} the backup verified")
+        raise ChecksumMismatch(
+            f"{payload.name} decrypted to {digest.size_bytes} bytes that differ from the {where} the backup verified"
+        )
 
 
 def _decrypt_to_file(encrypted: Path, payload: Payload, imported: ImportedKey, destination: Path) -> None:
@@ -130,11 +136,16 @@ def _decrypt_and_extract(encrypted: Path, payload: Payload, imported: ImportedKe
     digest = PlainDigest()
     started = time.monotonic()
     tar = subprocess.Popen(
-        server_command(["tar", "-x", "-f", "-", "-C", str(destination)]), stdin=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/"
+        server_command(["tar", "-x", "-f", "-", "-C", str(destination)]),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd="/",
     )
     assert tar.stdin is not None and tar.stderr is not None
     try:
-        with ProgressLog(f"restoring {payload.name}", lambda: digest.size_bytes, expected_bytes=payload.plain_size_bytes):
+        with ProgressLog(
+            f"restoring {payload.name}", lambda: digest.size_bytes, expected_bytes=payload.plain_size_bytes
+        ):
             with encrypted.open("rb") as source:
                 decrypt_payload(source, payload.name, imported, tar.stdin.write, digest=digest)
         tar.stdin.close()
@@ -151,7 +162,14 @@ def _decrypt_and_extract(encrypted: Path, payload: Payload, imported: ImportedKe
     _check_plain(payload, digest, "tar")
     seconds = time.monotonic() - started
     size = digest.size_bytes
-    log.info("extracted %s into %s: %s in %.1f s, %s", payload.name, destination, human_bytes(size), seconds, human_rate(size, seconds))
+    log.info(
+        "extracted %s into %s: %s in %.1f s, %s",
+        payload.name,
+        destination,
+        human_bytes(size),
+        seconds,
+        human_rate(size, seconds),
+    )
 
 
 def _last_line(text: str) -> str:
@@ -174,7 +192,10 @@ def verify_data_dir(base: BaseBackup, pg_manifest: Path, data_dir: Path) -> str:
             hint="the stored set differs from what PostgreSQL recorded in its backup_manifest: recover from another base "
             "backup set (backup_set_id) and investigate this one",
         )
-    log.info("pg_verifybackup: every file of base backup set %s and its WAL range match its backup_manifest", base.backup_set_id)
+    log.info(
+        "pg_verifybackup: every file of base backup set %s and its WAL range match its backup_manifest",
+        base.backup_set_id,
+    )
     return "pg_verifybackup"
 
 

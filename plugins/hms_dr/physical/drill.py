@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from hms_dr.errors import DataCorruption
-from hms_dr.physical.server import RecoveringServer
 from hms_dr.pgtools import tool_path
+from hms_dr.physical.server import RecoveringServer
 from hms_dr.server_user import run_server_tool
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,10 @@ _NOT_ENABLED = "data checksums are not enabled"
 def server_of(recovered: Mapping[str, Any]) -> RecoveringServer:
     """The recovered cluster's server, from what ``recover`` returned."""
     return RecoveringServer(
-        Path(recovered["data_dir"]), int(recovered["port"]), Path(recovered["socket_dir"]), Path(recovered["log_file"]),
+        Path(recovered["data_dir"]),
+        int(recovered["port"]),
+        Path(recovered["socket_dir"]),
+        Path(recovered["log_file"]),
         str(recovered.get("superuser") or "postgres"),
     )
 
@@ -58,13 +62,20 @@ def check_checksums_offline(recovered: Mapping[str, Any]) -> dict[str, Any]:
     done = run_server_tool([tool_path("pg_checksums"), "--check", "-D", data_dir], check=False, timeout_s=6 * 3600)
     result = parse_pg_checksums(done.stdout + "\n" + done.stderr)
     if not result["checksums_enabled"]:
-        log.warning("pg_checksums: the cluster has no data checksums (initdb without --data-checksums): no offline block check possible")
+        log.warning(
+            "pg_checksums: the cluster has no data checksums (initdb without --data-checksums): no offline block check possible"
+        )
         return result
     if done.returncode != 0 or result["bad_checksums"]:
-        named = ", ".join(f"{b['file']} block {b['block']}" for b in result["bad_blocks"][:5]) or (done.stderr.strip().splitlines() or ["?"])[-1]
+        named = (
+            ", ".join(f"{b['file']} block {b['block']}" for b in result["bad_blocks"][:5])
+            or (done.stderr.strip().splitlines() or ["?"])[-1]
+        )
         raise DataCorruption(
             f"pg_checksums found {result['bad_checksums']} bad block(s) in the recovered cluster: {named}",
             hint="the base backup or the WAL carries damaged pages: run hms_integrity_check on production and take a new base backup",
         )
-    log.info("pg_checksums --check: %s files, %s blocks, no bad checksum", result["files_scanned"], result["blocks_scanned"])
+    log.info(
+        "pg_checksums --check: %s files, %s blocks, no bad checksum", result["files_scanned"], result["blocks_scanned"]
+    )
     return result

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from hms_dr.catalog import BackupSet
 from hms_dr.errors import ManifestInvalid
-from hms_dr.wal.names import format_lsn, parse_lsn
 from hms_dr.physical.recoveryplan import base_backup_of
 from hms_dr.policy import RestoreTestMode
+from hms_dr.wal.names import format_lsn, parse_lsn
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,9 @@ class DrillModeChoice:
     fallback_reason: str | None = None
 
 
-def choose_drill_mode(requested: RestoreTestMode, daily_set: BackupSet, base_sets: Sequence[BackupSet]) -> DrillModeChoice:
+def choose_drill_mode(
+    requested: RestoreTestMode, daily_set: BackupSet, base_sets: Sequence[BackupSet]
+) -> DrillModeChoice:
     """``requested``, or logical only when no base backup in ``base_sets`` can reach the daily set."""
     if not requested.physical:
         return DrillModeChoice(requested)
@@ -40,12 +42,18 @@ def choose_drill_mode(requested: RestoreTestMode, daily_set: BackupSet, base_set
     target = parse_lsn(str(snapshot_lsn))
     fallback = f"mode {requested.value} runs logical only"
     if not usable:
-        return DrillModeChoice(RestoreTestMode.LOGICAL, f"{fallback}: the store holds no base backup set yet "
-                                                        "(hms_weekly_base_backup has not run), so there is nothing to drill")
+        return DrillModeChoice(
+            RestoreTestMode.LOGICAL,
+            f"{fallback}: the store holds no base backup set yet "
+            "(hms_weekly_base_backup has not run), so there is nothing to drill",
+        )
     if not any(base.stop_lsn <= target for base in usable):
         oldest = min(usable, key=lambda base: base.stop_lsn)
-        return DrillModeChoice(RestoreTestMode.LOGICAL, (
-            f"{fallback}: no base backup set is consistent before daily set {daily_set.backup_set_id}'s snapshot "
-            f"at LSN {format_lsn(target)} (the oldest, {oldest.backup_set_id}, is consistent from {format_lsn(oldest.stop_lsn)})"
-        ))
+        return DrillModeChoice(
+            RestoreTestMode.LOGICAL,
+            (
+                f"{fallback}: no base backup set is consistent before daily set {daily_set.backup_set_id}'s snapshot "
+                f"at LSN {format_lsn(target)} (the oldest, {oldest.backup_set_id}, is consistent from {format_lsn(oldest.stop_lsn)})"
+            ),
+        )
     return DrillModeChoice(requested)

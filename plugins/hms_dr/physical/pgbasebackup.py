@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from hms_dr.errors import ToolFailed
-from hms_dr.physical.progress import ProgressLog
 from hms_dr.pgtools import ConnectionInfo, tool_env, tool_path
+from hms_dr.physical.progress import ProgressLog
 from hms_dr.streams import telling_line
 from hms_dr.units import human_bytes, human_rate
 
@@ -28,8 +28,15 @@ def pg_basebackup_argv(target_dir: Path, *, label: str, max_rate_kib_s: int | No
     """pg_basebackup in tar format with streamed WAL and a SHA-256 manifest; the connection
     (password included) comes from the environment, never from argv."""
     argv = [
-        tool_path("pg_basebackup"), f"--pgdata={target_dir}", "--format=tar", "--wal-method=stream",
-        "--checkpoint=fast", "--manifest-checksums=SHA256", f"--label={label}", "--no-password", "--verbose",
+        tool_path("pg_basebackup"),
+        f"--pgdata={target_dir}",
+        "--format=tar",
+        "--wal-method=stream",
+        "--checkpoint=fast",
+        "--manifest-checksums=SHA256",
+        f"--label={label}",
+        "--no-password",
+        "--verbose",
     ]
     if max_rate_kib_s:
         argv.append(f"--max-rate={max_rate_kib_s}k")  # protects the primary's I/O; 32 to 1048576 kB/s
@@ -75,7 +82,12 @@ def directory_bytes(directory: Path) -> int:
 
 
 def run_pg_basebackup(
-    conn: ConnectionInfo, target_dir: Path, *, label: str, expected_bytes: int | None = None, max_rate_kib_s: int | None = None
+    conn: ConnectionInfo,
+    target_dir: Path,
+    *,
+    label: str,
+    expected_bytes: int | None = None,
+    max_rate_kib_s: int | None = None,
 ) -> float:
     """pg_basebackup into ``target_dir`` (which must not exist yet); the seconds it took.
 
@@ -91,7 +103,11 @@ def run_pg_basebackup(
     with tempfile.TemporaryFile(dir=target_dir.parent) as stderr_file:
         with ProgressLog("pg_basebackup", lambda: directory_bytes(target_dir), expected_bytes=expected_bytes):
             process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr_file, env=tool_env(conn),
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr_file,
+                env=tool_env(conn),
                 start_new_session=True,
             )
             try:

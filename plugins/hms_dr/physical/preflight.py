@@ -62,7 +62,7 @@ def read_source_cluster(conn: ConnectionInfo) -> SourceCluster:
         cursor = connection.execute(sqlfiles.text("physical/base_backup_source"))
         row = cursor.fetchone()
         names = [column.name for column in cursor.description]
-    return SourceCluster(**dict(zip(names, row)))
+    return SourceCluster(**dict(zip(names, row, strict=False)))
 
 
 def judge_source(source: SourceCluster, *, where: str, pg_basebackup_major: int) -> None:
@@ -116,10 +116,16 @@ def check_programs() -> dict[str, Any]:
     tool_path("pg_verifybackup")  # PreflightFailed naming the tool when it is missing
     basebackup_major, basebackup_version = tool_version("pg_basebackup")
     _, verifybackup_version = tool_version("pg_verifybackup")
-    return {"pg_basebackup_major": basebackup_major, "pg_basebackup": basebackup_version, "pg_verifybackup": verifybackup_version}
+    return {
+        "pg_basebackup_major": basebackup_major,
+        "pg_basebackup": basebackup_version,
+        "pg_verifybackup": verifybackup_version,
+    }
 
 
-def check_source_and_staging(conn: ConnectionInfo, staging_dir: Path, *, space_ratio: float) -> tuple[SourceCluster, dict[str, Any]]:
+def check_source_and_staging(
+    conn: ConnectionInfo, staging_dir: Path, *, space_ratio: float
+) -> tuple[SourceCluster, dict[str, Any]]:
     """Tools, source cluster, role and staging space; the source and the tool versions."""
     tools = check_programs()
     source = read_source_cluster(conn)
@@ -128,13 +134,24 @@ def check_source_and_staging(conn: ConnectionInfo, staging_dir: Path, *, space_r
     if source.databases_not_measured:
         log.warning(
             "role %s may not connect to %d database(s): their size is not in the staging estimate",
-            source.role_name, source.databases_not_measured,
+            source.role_name,
+            source.databases_not_measured,
         )
     needed = staging_space_needed(source.cluster_size_bytes, space_ratio, source.wal_segment_size_bytes)
-    check_staging_space(staging_dir, free_bytes=free_bytes(staging_dir), needed_bytes=needed, cluster_size_bytes=source.cluster_size_bytes)
+    check_staging_space(
+        staging_dir,
+        free_bytes=free_bytes(staging_dir),
+        needed_bytes=needed,
+        cluster_size_bytes=source.cluster_size_bytes,
+    )
     log.info(
         "base backup preflight passed: %s (PostgreSQL %s, system %s, %s) as %s, pg_basebackup %s, staging %s",
-        where, source.server_version, source.system_identifier, human_bytes(source.cluster_size_bytes),
-        source.role_name, tools["pg_basebackup"], staging_dir,
+        where,
+        source.server_version,
+        source.system_identifier,
+        human_bytes(source.cluster_size_bytes),
+        source.role_name,
+        tools["pg_basebackup"],
+        staging_dir,
     )
     return source, tools

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Callable
 
 from hms_dr.units import human_bytes, human_rate
 
@@ -27,7 +27,12 @@ class ProgressLog:
     """
 
     def __init__(
-        self, step: str, done_bytes: Callable[[], int], *, expected_bytes: int | None = None, every_s: float = PROGRESS_EVERY_S
+        self,
+        step: str,
+        done_bytes: Callable[[], int],
+        *,
+        expected_bytes: int | None = None,
+        every_s: float = PROGRESS_EVERY_S,
     ) -> None:
         self.step = step
         self.done_bytes = done_bytes
@@ -42,14 +47,20 @@ class ProgressLog:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.started
         done = self.done_bytes()
-        share = f" of ~{human_bytes(self.expected_bytes)} ({100 * done / self.expected_bytes:.0f}%)" if self.expected_bytes else ""
+        share = (
+            f" of ~{human_bytes(self.expected_bytes)} ({100 * done / self.expected_bytes:.0f}%)"
+            if self.expected_bytes
+            else ""
+        )
         return f"{self.step}: {human_bytes(done)}{share} after {elapsed:.0f} s, {human_rate(done, elapsed)}"
 
     def _run(self) -> None:

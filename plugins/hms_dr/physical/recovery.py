@@ -25,13 +25,20 @@ from typing import TYPE_CHECKING, Any
 
 from hms_dr.catalog import find_set, list_catalog
 from hms_dr.crypto import DecryptionKey
-from hms_dr.errors import HmsDrError, NoBackupForTarget, PreflightFailed, RequestRefused, SetNotFound, TargetBeforeOldestBackup, WalMissing
+from hms_dr.errors import (
+    HmsDrError,
+    NoBackupForTarget,
+    PreflightFailed,
+    RequestRefused,
+    SetNotFound,
+    TargetBeforeOldestBackup,
+    WalMissing,
+)
 from hms_dr.manifest import BackupKind, parse_utc
 from hms_dr.physical.datadir import recovery_settings, refuse_non_empty, restore_base_backup, write_recovery_config
-from hms_dr.wal.names import DEFAULT_WAL_SEGMENT_SIZE, history_name, segment_start_lsn
 from hms_dr.physical.recoveryplan import ArchivedWal, RecoveryPlan, base_backup_of, plan_recovery, refuse_wal_gap
-from hms_dr.physical.server import RecoveringServer, walfetch_restore_command
 from hms_dr.physical.request import refuse_pause_without_target
+from hms_dr.physical.server import RecoveringServer, walfetch_restore_command
 from hms_dr.physical.targets import RecoveryTarget, target_settings
 from hms_dr.physical.walpath import (
     TimelineSpan,
@@ -47,6 +54,7 @@ from hms_dr.server_user import (
     prepare_server_dir,
     server_user,
 )
+from hms_dr.wal.names import DEFAULT_WAL_SEGMENT_SIZE, history_name, segment_start_lsn
 from hms_dr.wal.ship import stored_wal_names
 
 if TYPE_CHECKING:
@@ -95,14 +103,21 @@ def recover(
     refuse_pause_without_target(target, promote)
     refuse_non_empty(data_dir)
     if port_is_open(port):
-        raise PreflightFailed(f"port {port} on 127.0.0.1 is already in use: choose another port for the recovered server")
+        raise PreflightFailed(
+            f"port {port} on 127.0.0.1 is already in use: choose another port for the recovered server"
+        )
     if len(str(socket_dir)) > MAX_SOCKET_DIR_CHARS:
-        raise PreflightFailed(f"socket directory {socket_dir} is longer than {MAX_SOCKET_DIR_CHARS} characters", hint="pass a shorter socket_dir")
+        raise PreflightFailed(
+            f"socket directory {socket_dir} is longer than {MAX_SOCKET_DIR_CHARS} characters",
+            hint="pass a shorter socket_dir",
+        )
     log.info("point-in-time recovery of %s to %s into %s", cluster, target.describe(), data_dir)
 
     with WalSource(store, cluster, decryption_key, staging_dir=staging_dir, server_uid=_server_uid()) as source:
         step = time.monotonic()
-        plan, path = choose_recovery(store, cluster, target, source, staging_dir=staging_dir, backup_set_id=backup_set_id)
+        plan, path = choose_recovery(
+            store, cluster, target, source, staging_dir=staging_dir, backup_set_id=backup_set_id
+        )
         base = plan.base
         steps["plan"] = time.monotonic() - step
 
@@ -114,7 +129,9 @@ def recover(
             source.serve()
             restore_command = walfetch_restore_command(source.directory)
             stop_at = {**target_settings(target), **({} if promote else {"recovery_target_action": "pause"})}
-            settings = recovery_settings(port=port, socket_dir=socket_dir, restore_command=restore_command, target_settings=stop_at)
+            settings = recovery_settings(
+                port=port, socket_dir=socket_dir, restore_command=restore_command, target_settings=stop_at
+            )
             write_recovery_config(data_dir, settings)
         except BaseException:
             # No server ever ran here: what was extracted is ours (the directory was empty), and
@@ -159,8 +176,15 @@ def recover(
     }
     log.info(
         "recovered %s to %s from base backup set %s: timeline %s, recovery %s at %s (%s), last transaction %s, %.0f s",
-        cluster, target.describe(), base.backup_set_id, outcome["timeline"], "ended" if promote else "paused", outcome["recovery_end_lsn"],
-        outcome["recovery_end_reason"], outcome["recovery_end_time"] or "none replayed", steps["total"],
+        cluster,
+        target.describe(),
+        base.backup_set_id,
+        outcome["timeline"],
+        "ended" if promote else "paused",
+        outcome["recovery_end_lsn"],
+        outcome["recovery_end_reason"],
+        outcome["recovery_end_time"] or "none replayed",
+        steps["total"],
     )
     return result
 
@@ -184,7 +208,9 @@ def check_recovery(
     system's (it pages)."""
     with WalSource(store, cluster, decryption_key, staging_dir=staging_dir, server_uid=_server_uid()) as source:
         try:
-            plan, path = choose_recovery(store, cluster, target, source, staging_dir=staging_dir, backup_set_id=backup_set_id)
+            plan, path = choose_recovery(
+                store, cluster, target, source, staging_dir=staging_dir, backup_set_id=backup_set_id
+            )
         except TargetBeforeOldestBackup as exc:
             raise RequestRefused(exc.message, hint=exc.hint) from None
         except SetNotFound as exc:
@@ -198,12 +224,22 @@ def check_recovery(
         # what the base backup extracts to (its tars, plain): the least the data directory needs
         "base_plain_bytes": sum(p.plain_size_bytes or p.size_bytes for p in plan.base.backup_set.manifest.payloads),
         "wal_files": len(path.expected),
-        "wal_path": {"timelines": path.describe_spans(), "newest_in_store": path.newest, "first_missing": path.first_missing},
+        "wal_path": {
+            "timelines": path.describe_spans(),
+            "newest_in_store": path.newest,
+            "first_missing": path.first_missing,
+        },
     }
 
 
 def choose_recovery(
-    store: Store, cluster: str, target: RecoveryTarget, source: WalSource, *, staging_dir: Path, backup_set_id: str | None
+    store: Store,
+    cluster: str,
+    target: RecoveryTarget,
+    source: WalSource,
+    *,
+    staging_dir: Path,
+    backup_set_id: str | None,
 ) -> tuple[RecoveryPlan, WalPath]:
     """Read the catalog and the WAL listing, then decide (pure functions) which base backup and
     which WAL files; refuses the target with one line when the store cannot serve it."""
@@ -214,7 +250,9 @@ def choose_recovery(
     newest = newest_on_path(stored, spans, segment_size)
     archived = None
     if newest is not None:
-        archived = ArchivedWal(newest, _archived_at(store, cluster, newest), segment_start_lsn(newest, segment_size) + segment_size)
+        archived = ArchivedWal(
+            newest, _archived_at(store, cluster, newest), segment_start_lsn(newest, segment_size) + segment_size
+        )
     plan = plan_recovery(base_sets, archived, target, backup_set_id=backup_set_id)
     for line in plan.skipped:
         log.warning("not considered: %s", line)
@@ -225,17 +263,30 @@ def choose_recovery(
             f"timeline in the store ({' -> '.join(str(s.timeline) for s in spans)})",
             hint="name a base backup set taken on that path (backup_set_id)",
         )
-    path = plan_wal_path(stored, spans, first_segment=base.start_wal_file, carried=base.carried_segments(), segment_size_bytes=segment_size)
+    path = plan_wal_path(
+        stored,
+        spans,
+        first_segment=base.start_wal_file,
+        carried=base.carried_segments(),
+        segment_size_bytes=segment_size,
+    )
     before_gap = path.before(path.first_missing) if path.first_missing else None
     archived_before_gap = _archived_at(store, cluster, before_gap) if before_gap and before_gap in stored else None
     refuse_wal_gap(path, target, archived_at_before_gap=archived_before_gap)
     carried_not_stored = set(base.carried_segments()) - stored
-    gap_hint = f" (the stored WAL has a gap: {path.first_missing} is the first file missing)" if path.first_missing else ""
+    gap_hint = (
+        f" (the stored WAL has a gap: {path.first_missing} is the first file missing)" if path.first_missing else ""
+    )
     source.expect([name for name in path.expected if name not in carried_not_stored], gap_hint=gap_hint)
     log.info(
         "plan: base backup set %s (%s); WAL %s to %s over timeline(s) %s, %d file(s)%s",
-        base.backup_set_id, plan.reason, path.expected[0] if path.expected else base.start_wal_file, path.newest or "-",
-        path.describe_spans(), len(path.expected), f", first missing {path.first_missing}" if path.first_missing else "",
+        base.backup_set_id,
+        plan.reason,
+        path.expected[0] if path.expected else base.start_wal_file,
+        path.newest or "-",
+        path.describe_spans(),
+        len(path.expected),
+        f", first missing {path.first_missing}" if path.first_missing else "",
     )
     return plan, path
 

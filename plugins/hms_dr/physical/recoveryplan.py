@@ -17,9 +17,16 @@ from typing import Any
 from hms_dr.catalog import MAX_IDS_LISTED, BackupSet
 from hms_dr.errors import ManifestInvalid, NoBackupForTarget, SetNotFound, TargetBeforeOldestBackup, WalMissing
 from hms_dr.manifest import BackupKind, parse_utc
-from hms_dr.wal.names import DEFAULT_WAL_SEGMENT_SIZE, format_lsn, parse_lsn, parse_segment_name, segment_file_name, segment_start_lsn
 from hms_dr.physical.targets import RecoveryTarget, TargetKind, format_time
 from hms_dr.physical.walpath import WalPath
+from hms_dr.wal.names import (
+    DEFAULT_WAL_SEGMENT_SIZE,
+    format_lsn,
+    parse_lsn,
+    parse_segment_name,
+    segment_file_name,
+    segment_start_lsn,
+)
 
 TABLESPACE_TAR_FORMAT = "pg_basebackup-tablespace-tar"
 
@@ -123,13 +130,17 @@ def plan_recovery(
             skipped.append(exc.message)
             continue
         if any(p.format == TABLESPACE_TAR_FORMAT for p in backup_set.manifest.payloads):
-            skipped.append(f"base backup set {backup_set.backup_set_id} has tablespaces, which recovery does not restore yet")
+            skipped.append(
+                f"base backup set {backup_set.backup_set_id} has tablespaces, which recovery does not restore yet"
+            )
             continue
         usable.append(base)
     usable.sort(key=lambda b: (b.stop_lsn, b.stop_time, b.backup_set_id))
     if not usable:
         why = f" ({'; '.join(skipped)})" if skipped else ""
-        raise NoBackupForTarget(f"no usable base backup set in the catalog{why}", hint="run hms_weekly_base_backup first")
+        raise NoBackupForTarget(
+            f"no usable base backup set in the catalog{why}", hint="run hms_weekly_base_backup first"
+        )
 
     if backup_set_id is not None:
         chosen = next((b for b in usable if b.backup_set_id == backup_set_id), None)
@@ -138,7 +149,8 @@ def plan_recovery(
             raise SetNotFound(
                 f"base backup set {backup_set_id} is not in the catalog (or is not usable); "
                 f"the newest usable base backup set{'s' if len(ids) > 1 else ''}: {', '.join(ids)}",
-                kind=BackupKind.BASE.value, backup_set_id=backup_set_id,
+                kind=BackupKind.BASE.value,
+                backup_set_id=backup_set_id,
             )
         _refuse_before(chosen, target)
         _refuse_after(archived, target)
@@ -185,7 +197,9 @@ def _refuse_after(archived: ArchivedWal | None, target: RecoveryTarget) -> None:
         return
     hint = "ship the WAL spool to the store (hms_wal_archive) first, or choose an earlier target; 'latest' recovers all archived WAL"
     if archived is None:
-        raise NoBackupForTarget(f"recovery target {target.describe()} is after the newest archived WAL: the store holds none", hint=hint)
+        raise NoBackupForTarget(
+            f"recovery target {target.describe()} is after the newest archived WAL: the store holds none", hint=hint
+        )
     if target.kind is TargetKind.TIME and target.time is not None and target.time > archived.archived_at:
         raise NoBackupForTarget(
             f"recovery target time {format_time(target.time)} is after the newest archived WAL: "
@@ -217,8 +231,18 @@ def refuse_wal_gap(path: WalPath, target: RecoveryTarget, *, archived_at_before_
     )
     hint = "find the file (the WAL spool of the old primary, the offsite store) and ship it, or recover to a target before it"
     if target.kind is TargetKind.LATEST:
-        raise WalMissing(f"{where}: recovery to 'latest' would stop there and lose everything archived after it", hint=hint)
-    if target.kind is TargetKind.LSN and target.lsn is not None and target.lsn >= segment_start_lsn(missing, path.segment_size_bytes):
+        raise WalMissing(
+            f"{where}: recovery to 'latest' would stop there and lose everything archived after it", hint=hint
+        )
+    if (
+        target.kind is TargetKind.LSN
+        and target.lsn is not None
+        and target.lsn >= segment_start_lsn(missing, path.segment_size_bytes)
+    ):
         raise WalMissing(f"{where}: recovery to LSN {format_lsn(target.lsn)} must replay it", hint=hint)
-    if target.kind is TargetKind.TIME and target.time is not None and (archived_at_before_gap is None or target.time > archived_at_before_gap):
+    if (
+        target.kind is TargetKind.TIME
+        and target.time is not None
+        and (archived_at_before_gap is None or target.time > archived_at_before_gap)
+    ):
         raise WalMissing(f"{where}: recovery to {format_time(target.time)} must replay it", hint=hint)

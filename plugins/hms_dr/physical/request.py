@@ -18,18 +18,19 @@ import os
 import re
 import shutil
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+from hms_dr import patterns
 from hms_dr.errors import ParamInvalid, PreflightFailed, RequestRefused
+from hms_dr.patterns import matcher
 from hms_dr.physical.datadir import refuse_non_empty
 from hms_dr.physical.targets import RecoveryTarget, TargetKind, format_time, parse_recovery_target, refuse_future_target
 from hms_dr.server_user import port_is_open
 from hms_dr.units import human_bytes
-from hms_dr import patterns
-from hms_dr.patterns import matcher
 
 BACKUP_SET_ID = matcher(patterns.BACKUP_SET_ID)
 MIN_REASON_CHARS = 5
@@ -87,7 +88,9 @@ def read_pitr_request(
     if backup_set_id is not None and backup_set_id.lower() in ("automatic", "auto"):
         backup_set_id = None
     if backup_set_id is not None and not BACKUP_SET_ID.fullmatch(backup_set_id):
-        raise RequestRefused(f"base_backup_id must be empty (automatic) or a set id like 20261124T030000Z, got {backup_set_id!r}")
+        raise RequestRefused(
+            f"base_backup_id must be empty (automatic) or a set id like 20261124T030000Z, got {backup_set_id!r}"
+        )
     return PitrRequest(
         target=target,
         data_dir=_data_dir(params.get("data_directory"), allowed_roots),
@@ -123,10 +126,14 @@ def _data_dir(value: Any, allowed_roots: Sequence[Path]) -> Path:
     if ".." in PurePosixPath(text).parts or re.search(r"[\x00-\x1f\x7f]", text):
         raise RequestRefused(f"data_directory {text!r} must not contain '..' or control characters")
     if len(text) > MAX_DATA_DIR_CHARS:
-        raise RequestRefused(f"data_directory {text!r} is {len(text)} characters; at most {MAX_DATA_DIR_CHARS} (socket paths are short)")
+        raise RequestRefused(
+            f"data_directory {text!r} is {len(text)} characters; at most {MAX_DATA_DIR_CHARS} (socket paths are short)"
+        )
     path = Path(os.path.normpath(text))
     if not allowed_roots:  # the policy's gap, not the operator's: it pages
-        raise ParamInvalid("the policy allows no data directory for a point-in-time recovery: set dr.allowed_data_roots")
+        raise ParamInvalid(
+            "the policy allows no data directory for a point-in-time recovery: set dr.allowed_data_roots"
+        )
     if not any(path != root and path.is_relative_to(root) for root in allowed_roots):
         raise RequestRefused(f"data_directory {path} is outside the policy's allowed roots ({roots}): refused")
     return path
@@ -155,11 +162,17 @@ def check_pitr_host(request: PitrRequest, *, allowed_roots: Sequence[Path], port
         raise RequestRefused(exc.message, hint=exc.hint) from None
     # realpath resolves the symlinks of the part that exists: a link below a root must not lead out.
     real = Path(os.path.realpath(request.data_dir))
-    if not any(real.is_relative_to(os.path.realpath(root)) and real != Path(os.path.realpath(root)) for root in allowed_roots):
-        raise RequestRefused(f"data_directory {request.data_dir} resolves to {real}, outside the policy's allowed roots: refused")
+    if not any(
+        real.is_relative_to(os.path.realpath(root)) and real != Path(os.path.realpath(root)) for root in allowed_roots
+    ):
+        raise RequestRefused(
+            f"data_directory {request.data_dir} resolves to {real}, outside the policy's allowed roots: refused"
+        )
     if request.port is not None:
         if not port_is_free(request.port):
-            raise RequestRefused(f"port {request.port} on 127.0.0.1 is already in use: choose another port for the recovered server")
+            raise RequestRefused(
+                f"port {request.port} on 127.0.0.1 is already in use: choose another port for the recovered server"
+            )
         return request
     first, last = port_range
     for port in range(first, last + 1):
@@ -224,7 +237,9 @@ def describe_recovered_cluster(
         f"  server log {recovered['log_file']}; stop it with pg_ctl -D {recovered['data_dir']} stop -m fast (as the server's OS user)",
     ]
     if not promoted:
-        lines.append("  paused: check it, then SELECT pg_promote(); opens it for writes (until then it does not survive a restart)")
+        lines.append(
+            "  paused: check it, then SELECT pg_promote(); opens it for writes (until then it does not survive a restart)"
+        )
     lines.append(
         f"  RTO {rto_s:.0f} s: triggered {format_time(queued_at)}, {'promoted' if promoted else 'paused'} {format_time(ready_at)} "
         f"(target {rto_target_s} s)"
@@ -250,4 +265,4 @@ def describe_recovered_cluster(
 
 def parse_time(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -12,7 +12,7 @@ import shlex
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,12 @@ from hms_dr.files import write_file_atomically
 from hms_dr.pgtools import ConnectionInfo, tool_path
 from hms_dr.physical import walfetch
 from hms_dr.physical.datadir import RECOVERY_SETTINGS_RESET_AFTER_PROMOTION, conf_value, remove_recovery_trust
-from hms_dr.wal.names import format_lsn
 from hms_dr.physical.targets import format_time
 from hms_dr.physical.walpath import history_reason
-from hms_dr.wal.names import history_name
 from hms_dr.physical.walsource import WalSource
 from hms_dr.server_user import server_command
 from hms_dr.units import human_bytes
+from hms_dr.wal.names import format_lsn, history_name
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,9 @@ def walfetch_restore_command(directory: Path) -> str:
     for python in candidates:
         argv = [python, "-I", str(script), str(directory), "--ping"]
         try:
-            done = subprocess.run(server_command(argv), capture_output=True, text=True, cwd="/", env=server_environment(), timeout=60)
+            done = subprocess.run(
+                server_command(argv), capture_output=True, text=True, cwd="/", env=server_environment(), timeout=60
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             failures.append(f"{python}: {exc}")
             continue
@@ -100,12 +101,16 @@ class RecoveringServer:
 
     def _pg_ctl(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
         argv = [tool_path("pg_ctl"), "-D", str(self.data_dir), *args]
-        return subprocess.run(server_command(argv), capture_output=True, text=True, cwd="/", env=server_environment(), timeout=timeout_s)
+        return subprocess.run(
+            server_command(argv), capture_output=True, text=True, cwd="/", env=server_environment(), timeout=timeout_s
+        )
 
     def start(self) -> None:
         done = self._pg_ctl("start", "-W", "-l", str(self.log_file))
         if done.returncode != 0:
-            raise RecoveryFailed(f"pg_ctl could not start the recovered server in {self.data_dir}: {_last_line(done.stderr)}")
+            raise RecoveryFailed(
+                f"pg_ctl could not start the recovered server in {self.data_dir}: {_last_line(done.stderr)}"
+            )
         log.info("recovering server starting on 127.0.0.1:%d (log %s)", self.port, self.log_file)
 
     def stop(self, mode: str = "fast") -> None:
@@ -136,7 +141,7 @@ class RecoveringServer:
         for line in lines:
             match = _LOG_PREFIX.match(line)
             if match:
-                fatal.append(f"{match.group(1)}: {line[match.end():].strip()}")
+                fatal.append(f"{match.group(1)}: {line[match.end() :].strip()}")
         telling = [line for line in fatal if not _CONNECTION_FATAL.search(line)]
         if telling or fatal:
             return (telling or fatal)[0]
@@ -144,9 +149,14 @@ class RecoveringServer:
 
     def _failure(self, what: str, source: WalSource) -> RecoveryFailed:
         fetch = f"; the WAL source failed {source.stats.failures[0]}" if source.stats.failures else ""
-        return RecoveryFailed(f"{what}: {self.fatal_line()}{fetch}", hint=f"the server log is {self.log_file}; the data directory was left for inspection")
+        return RecoveryFailed(
+            f"{what}: {self.fatal_line()}{fetch}",
+            hint=f"the server log is {self.log_file}; the data directory was left for inspection",
+        )
 
-    def wait_until_promoted(self, source: WalSource, *, timeout_s: float, pause_at_target: bool = False) -> dict[str, Any]:
+    def wait_until_promoted(
+        self, source: WalSource, *, timeout_s: float, pause_at_target: bool = False
+    ) -> dict[str, Any]:
         """Poll until pg_is_in_recovery() is false (or, with ``pause_at_target``, until replay has
         paused at the target); RecoveryFailed if the server dies first."""
         started = time.monotonic()
@@ -161,7 +171,9 @@ class RecoveringServer:
             if source.stats.failures:
                 failed_at = failed_at or now
                 if now - failed_at > ABORT_GRACE_S:
-                    raise self._failure(f"recovery of {self.data_dir} failed and the server did not stop by itself", source)
+                    raise self._failure(
+                        f"recovery of {self.data_dir} failed and the server did not stop by itself", source
+                    )
             if now - started > timeout_s:
                 raise RecoveryFailed(
                     f"recovery of {self.data_dir} did not finish within {timeout_s:.0f} s (replayed to {progress[0] or 'nothing yet'})"
@@ -177,11 +189,15 @@ class RecoveringServer:
                     progress = (replayed, last_xact)
                     if in_recovery and pause_at_target and row[3] == "paused":
                         if source.stats.failures:
-                            raise self._failure(f"the server in {self.data_dir} paused although the WAL source failed", source)
+                            raise self._failure(
+                                f"the server in {self.data_dir} paused although the WAL source failed", source
+                            )
                         return self._finish_paused(connection)
                     if not in_recovery:
                         if source.stats.failures:
-                            raise self._failure(f"the server in {self.data_dir} promoted although the WAL source failed", source)
+                            raise self._failure(
+                                f"the server in {self.data_dir} promoted although the WAL source failed", source
+                            )
                         return self._finish(connection)
             except DatabaseUnavailable:
                 pass  # starting up, not yet consistent: hot standby connections come later
@@ -190,7 +206,11 @@ class RecoveringServer:
                 stats = source.stats
                 log.info(
                     "recovering: replayed to %s, last transaction %s, %d WAL file(s) fetched (%s), %.0f s",
-                    progress[0] or "-", progress[1] or "-", len(stats.served), human_bytes(stats.plain_bytes), now - started,
+                    progress[0] or "-",
+                    progress[1] or "-",
+                    len(stats.served),
+                    human_bytes(stats.plain_bytes),
+                    now - started,
                 )
             time.sleep(POLL_S)
 
@@ -211,9 +231,8 @@ class RecoveringServer:
             "recovery_end_lsn": None if reason is None else format_lsn(reason[1]),
             "recovery_end_reason": None if reason is None else reason[2],
             "recovery_end_time": None if last_xact is None else format_time(last_xact),
-            "promoted_at": format_time(datetime.now(timezone.utc)),
+            "promoted_at": format_time(datetime.now(UTC)),
         }
-
 
     def _finish_paused(self, connection: Any) -> dict[str, Any]:
         """Read where replay paused, then make the paused server independent of this process: its
@@ -231,7 +250,7 @@ class RecoveringServer:
             "recovery_end_reason": "paused at the recovery target (recovery_target_action = pause)",
             "recovery_end_time": None if last_xact is None else format_time(last_xact),
             "promoted_at": None,
-            "paused_at": format_time(datetime.now(timezone.utc)),
+            "paused_at": format_time(datetime.now(UTC)),
         }
 
 

@@ -47,7 +47,9 @@ def staged_files(tar_dir: Path) -> list[StagedFile]:
     """pg_basebackup's output as payloads: base.tar, pg_wal.tar, tablespace tars, backup_manifest."""
     files = []
     for path in sorted(tar_dir.iterdir()):
-        fmt = PAYLOAD_FORMATS.get(path.name) or (TABLESPACE_TAR_FORMAT if path.name.removesuffix(".tar").isdigit() else None)
+        fmt = PAYLOAD_FORMATS.get(path.name) or (
+            TABLESPACE_TAR_FORMAT if path.name.removesuffix(".tar").isdigit() else None
+        )
         if fmt is None:
             raise BackupVerificationFailed(f"unexpected file {path.name!r} in pg_basebackup's output {tar_dir}")
         files.append(StagedFile(path, path.name + PAYLOAD_SUFFIX, fmt))
@@ -67,14 +69,26 @@ def store_staged_file(store: Store, key: str, staged: StagedFile, *, compressor:
     digest = PlainDigest()
     plain_size = staged.path.stat().st_size
     with ProgressLog(f"storing {staged.payload_name}", lambda: digest.size_bytes, expected_bytes=plain_size):
-        with staged.path.open("rb") as source, Pipeline([compressor, encryption], source=source, tap=digest, tap_after=0) as pipeline:
+        with (
+            staged.path.open("rb") as source,
+            Pipeline([compressor, encryption], source=source, tap=digest, tap_after=0) as pipeline,
+        ):
             stored = store.put(key, pipeline.output)  # type: ignore[arg-type]
     seconds = time.monotonic() - started
     log.info(
-        "stored %s: %s plain, %s stored (ratio %.2f) in %.1f s, %s", store.describe(key), human_bytes(digest.size_bytes),
-        human_bytes(stored.size_bytes), digest.size_bytes / max(stored.size_bytes, 1), seconds, human_rate(digest.size_bytes, seconds),
+        "stored %s: %s plain, %s stored (ratio %.2f) in %.1f s, %s",
+        store.describe(key),
+        human_bytes(digest.size_bytes),
+        human_bytes(stored.size_bytes),
+        digest.size_bytes / max(stored.size_bytes, 1),
+        seconds,
+        human_rate(digest.size_bytes, seconds),
     )
     return Payload(
-        name=staged.payload_name, size_bytes=stored.size_bytes, sha256=stored.sha256, format=staged.format,
-        plain_size_bytes=digest.size_bytes, plain_sha256=digest.hash.hexdigest(),
+        name=staged.payload_name,
+        size_bytes=stored.size_bytes,
+        sha256=stored.sha256,
+        format=staged.format,
+        plain_size_bytes=digest.size_bytes,
+        plain_sha256=digest.hash.hexdigest(),
     )

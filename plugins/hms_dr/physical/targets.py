@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from hms_dr.errors import ParamInvalid
@@ -24,7 +24,7 @@ FIRST_NORMAL_XID = 3
 MAX_XID8 = 2**64 - 1
 
 
-class TargetKind(str, Enum):
+class TargetKind(StrEnum):
     TIME = "time"
     LSN = "lsn"
     XID = "xid"
@@ -81,7 +81,7 @@ def _requested_lsn(text: str) -> int:
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_recovery_target(kind: str, value: str | None = None, *, inclusive: bool = True) -> RecoveryTarget:
@@ -121,10 +121,12 @@ def _parse_time(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
-        raise ParamInvalid(f"recovery target time {text!r} is not an ISO-8601 timestamp (e.g. 2026-11-24T03:15:00Z)") from None
+        raise ParamInvalid(
+            f"recovery target time {text!r} is not an ISO-8601 timestamp (e.g. 2026-11-24T03:15:00Z)"
+        ) from None
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ParamInvalid(f"recovery target time {text!r} has no time zone: add Z or an offset such as +01:00")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def _parse_xid(text: str) -> int:
@@ -153,7 +155,7 @@ def target_settings(target: RecoveryTarget) -> dict[str, str]:
         settings["recovery_target"] = "immediate"
     elif target.kind is TargetKind.TIME:
         assert target.time is not None
-        settings["recovery_target_time"] = target.time.astimezone(timezone.utc).isoformat()
+        settings["recovery_target_time"] = target.time.astimezone(UTC).isoformat()
     elif target.kind is TargetKind.LSN:
         assert target.lsn is not None
         settings["recovery_target_lsn"] = format_lsn(target.lsn)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hms_dr.errors import BackupVerificationFailed
-from hms_dr.physical.progress import ProgressLog
 from hms_dr.pgtools import tool_path, tool_version
+from hms_dr.physical.progress import ProgressLog
 from hms_dr.units import human_bytes, human_rate
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,11 @@ def extract_tar_backup(tar_dir: Path, extract_dir: Path) -> int:
         raise BackupVerificationFailed(f"no {BASE_TAR} in {tar_dir}: pg_basebackup's output is incomplete")
     extract_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     written = 0
-    with ProgressLog(f"extracting {tar_dir.name} for pg_verifybackup", lambda: written, expected_bytes=sum(t.stat().st_size for t in tars)):
+    with ProgressLog(
+        f"extracting {tar_dir.name} for pg_verifybackup",
+        lambda: written,
+        expected_bytes=sum(t.stat().st_size for t in tars),
+    ):
         for tar_path in tars:
             destination = extract_destination(tar_path.name, extract_dir)
             destination.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -118,7 +122,12 @@ def verify_tar_backup(tar_dir: Path, scratch_dir: Path) -> Verification:
         started = time.monotonic()
         extracted = extract_tar_backup(tar_dir, extract_dir)
         extract_seconds = time.monotonic() - started
-        log.info("extracted %s in %.1f s, %s", human_bytes(extracted), extract_seconds, human_rate(extracted, extract_seconds))
+        log.info(
+            "extracted %s in %.1f s, %s",
+            human_bytes(extracted),
+            extract_seconds,
+            human_rate(extracted, extract_seconds),
+        )
         started = time.monotonic()
         run_pg_verifybackup(tar_dir / BACKUP_MANIFEST, extract_dir)
         verify_seconds = time.monotonic() - started

@@ -27,6 +27,7 @@ The exit status is the contract with PostgreSQL 15 (xlogarchive.c, RestoreArchiv
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -118,10 +119,8 @@ def _write_atomically(stream: BinaryIO, destination: str, size: int, expected_sh
             raise FetchFailed(f"{name}: the bytes received do not match the sha256 the WAL source announced")
         os.replace(partial, destination)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(partial)
-        except OSError:
-            pass
         raise
 
 
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         return fetch(args[0], args[1], args[2])
     except FetchFailed as exc:
         _say(str(exc))
-    except BaseException as exc:  # noqa: BLE001 -- every other failure must abort recovery, never end it
+    except BaseException as exc:
         subject = args[1] if len(args) == 3 else "ping"
         _say(f"{subject}: {type(exc).__name__}: {exc}")
     return EXIT_ABORT_RECOVERY

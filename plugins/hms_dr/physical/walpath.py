@@ -60,13 +60,19 @@ def parse_history(text: str, timeline: int) -> tuple[TimelineSpan, ...]:
             parent = int(fields[0])
             switchpoint = parse_lsn(fields[1])
         except (ValueError, IndexError) as exc:
-            raise ManifestInvalid(f"history file {history_name(timeline)} line {number} is malformed: {stripped[:80]!r}") from exc
+            raise ManifestInvalid(
+                f"history file {history_name(timeline)} line {number} is malformed: {stripped[:80]!r}"
+            ) from exc
         if spans and parent <= spans[-1].timeline:
-            raise ManifestInvalid(f"history file {history_name(timeline)} lists timelines out of order at line {number}")
+            raise ManifestInvalid(
+                f"history file {history_name(timeline)} lists timelines out of order at line {number}"
+            )
         spans.append(TimelineSpan(parent, begin, switchpoint))
         begin = switchpoint
     if spans and timeline <= spans[-1].timeline:
-        raise ManifestInvalid(f"history file {history_name(timeline)} names a parent timeline not older than {timeline}")
+        raise ManifestInvalid(
+            f"history file {history_name(timeline)} names a parent timeline not older than {timeline}"
+        )
     spans.append(TimelineSpan(timeline, begin, None))
     return tuple(spans)
 
@@ -125,7 +131,8 @@ class WalPath:
 
     def describe_spans(self) -> str:
         return " -> ".join(
-            f"{s.timeline}" + (f" (from {format_lsn(s.begin_lsn)})" if s.begin_lsn is not None else "") for s in self.spans
+            f"{s.timeline}" + (f" (from {format_lsn(s.begin_lsn)})" if s.begin_lsn is not None else "")
+            for s in self.spans
         )
 
 
@@ -158,7 +165,9 @@ def plan_wal_path(
     newest = newest_on_path(stored_names, spans, segment_size_bytes)
     _, first = parse_segment_name(first_segment, segment_size_bytes)
     last = first - 1 if newest is None else parse_segment_name(newest, segment_size_bytes)[1]
-    expected = tuple(segment_name(timeline_for(spans, s, segment_size_bytes), s, segment_size_bytes) for s in range(first, last + 1))
+    expected = tuple(
+        segment_name(timeline_for(spans, s, segment_size_bytes), s, segment_size_bytes) for s in range(first, last + 1)
+    )
     stored = set(stored_names)
     available = stored | set(carried)
     missing = tuple(name for name in expected if name not in available)

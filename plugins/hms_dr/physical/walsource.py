@@ -155,7 +155,9 @@ class WalSource:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -232,7 +234,9 @@ class WalSource:
             encrypted.unlink(missing_ok=True)
         if not plain_matches(payload, plain):
             destination.unlink(missing_ok=True)
-            raise ChecksumMismatch(f"WAL file {name} decrypted to {plain.size_bytes} bytes that differ from the file archived")
+            raise ChecksumMismatch(
+                f"WAL file {name} decrypted to {plain.size_bytes} bytes that differ from the file archived"
+            )
         with self._lock:
             self.stats.stored_bytes += payload.size_bytes
             self.stats.plain_bytes += plain.size_bytes
@@ -246,7 +250,7 @@ class WalSource:
         while not self._stop.is_set():
             try:
                 conn, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return  # closed
@@ -308,13 +312,15 @@ class WalSource:
             except HmsDrError as exc:
                 self._fail(conn, name, exc.message)
                 return
-            except Exception as exc:  # noqa: BLE001 -- reported to walfetch, which aborts recovery
+            except Exception as exc:
                 log.exception("WAL source: fetching %s failed", name)
                 self._fail(conn, name, f"{type(exc).__name__}: {exc}")
                 return
             if fetched is None:
                 if name in self.expected:
-                    self._fail(conn, name, f"WAL file {name} is missing from the store, but recovery needs it{self.gap_hint}")
+                    self._fail(
+                        conn, name, f"WAL file {name} is missing from the store, but recovery needs it{self.gap_hint}"
+                    )
                     return
                 with self._lock:
                     self.stats.missing.append(name)
@@ -328,8 +334,11 @@ class WalSource:
                 self.stats.served.append(name)
                 self.stats.fetched_ahead += ahead is not None
             log.info(
-                "WAL source: served %s (%s, %s stored%s)", name, human_bytes(fetched.plain_size_bytes),
-                human_bytes(fetched.stored_size_bytes), ", fetched ahead" if ahead is not None else "",
+                "WAL source: served %s (%s, %s stored%s)",
+                name,
+                human_bytes(fetched.plain_size_bytes),
+                human_bytes(fetched.stored_size_bytes),
+                ", fetched ahead" if ahead is not None else "",
             )
         finally:
             if fetched is not None:

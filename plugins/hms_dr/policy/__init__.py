@@ -12,9 +12,10 @@ per section of the file, each with its record and its ``parse_<section>``, and h
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from hms_dr.encryption_mode import EncryptionMode
 from hms_dr.errors import PolicyInvalid
@@ -38,7 +39,13 @@ from hms_dr.policy.encryption import EncryptionPolicy, parse_encryption
 from hms_dr.policy.logical_backup import LogicalBackupPolicy, parse_logical_backup
 from hms_dr.policy.offsite import OffsitePolicy, parse_offsite
 from hms_dr.policy.reader import PolicyReader, parse_duration
-from hms_dr.policy.restore_test import RestoreTestMode, RestoreTestPolicy, SmokeQuery, read_only_problem, parse_restore_test
+from hms_dr.policy.restore_test import (
+    RestoreTestMode,
+    RestoreTestPolicy,
+    SmokeQuery,
+    parse_restore_test,
+    read_only_problem,
+)
 from hms_dr.policy.retention import RetentionPolicy, parse_retention
 from hms_dr.policy.schedules import SCHEDULE_NAMES, parse_schedules
 from hms_dr.policy.staging import StagingPolicy, parse_staging
@@ -46,13 +53,43 @@ from hms_dr.policy.store import StorePolicy, parse_store
 from hms_dr.policy.wal import WalPolicy, parse_wal
 
 __all__ = [
-    "DEFAULT_POLICY_PATH", "POLICY_ENV_VAR", "SCHEDULE_NAMES", "SUPPORTED_FORMAT_VERSIONS",
-    "Policy", "load_policy", "parse_policy", "policy_path", "PolicyReader",
-    "AlertChannels", "AlertsPolicy", "BaseBackupPolicy", "ClusterPolicy", "CompressionMethod", "CompressionPolicy",
-    "DrPolicy", "DrRestorePolicy", "EncryptionMode", "EncryptionPolicy", "FreshnessKind", "IntegrityPolicy",
-    "LogicalBackupPolicy", "OffsitePolicy", "RestoreTestMode", "RestoreTestPolicy", "RetentionPolicy",
-    "SlackChannel", "SmokeQuery", "SmtpChannel", "SmtpSecurity", "SnsChannel", "StagingPolicy", "StorePolicy",
-    "WalPolicy", "describe_duration", "parse_duration", "read_only_problem",
+    "DEFAULT_POLICY_PATH",
+    "POLICY_ENV_VAR",
+    "SCHEDULE_NAMES",
+    "SUPPORTED_FORMAT_VERSIONS",
+    "AlertChannels",
+    "AlertsPolicy",
+    "BaseBackupPolicy",
+    "ClusterPolicy",
+    "CompressionMethod",
+    "CompressionPolicy",
+    "DrPolicy",
+    "DrRestorePolicy",
+    "EncryptionMode",
+    "EncryptionPolicy",
+    "FreshnessKind",
+    "IntegrityPolicy",
+    "LogicalBackupPolicy",
+    "OffsitePolicy",
+    "Policy",
+    "PolicyReader",
+    "RestoreTestMode",
+    "RestoreTestPolicy",
+    "RetentionPolicy",
+    "SlackChannel",
+    "SmokeQuery",
+    "SmtpChannel",
+    "SmtpSecurity",
+    "SnsChannel",
+    "StagingPolicy",
+    "StorePolicy",
+    "WalPolicy",
+    "describe_duration",
+    "load_policy",
+    "parse_duration",
+    "parse_policy",
+    "policy_path",
+    "read_only_problem",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

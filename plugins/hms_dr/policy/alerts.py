@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from enum import Enum
-from typing import Any, Mapping
+from enum import StrEnum
+from typing import Any
 
 from hms_dr.policy.reader import PolicyReader, parse_duration
 
@@ -25,7 +26,7 @@ RTO = "rto"
 log = logging.getLogger(__name__)
 
 
-class FreshnessKind(str, Enum):
+class FreshnessKind(StrEnum):
     """What the freshness check watches: a store's kinds, the offsite copy, and passed restore tests."""
 
     LOGICAL = "logical"
@@ -35,7 +36,7 @@ class FreshnessKind(str, Enum):
     RESTORE_TEST = "restore-test"
 
 
-class SmtpSecurity(str, Enum):
+class SmtpSecurity(StrEnum):
     NONE = "none"
     STARTTLS = "starttls"
     SSL = "ssl"
@@ -85,13 +86,20 @@ class AlertChannels:
         smtp = None
         if self.smtp is not None:
             smtp = {
-                "host": self.smtp.host, "port": self.smtp.port, "from": self.smtp.from_address, "to": list(self.smtp.to),
-                "connection_id": self.smtp.connection_id, "security": self.smtp.security.value, "timeout_s": self.smtp.timeout_s,
+                "host": self.smtp.host,
+                "port": self.smtp.port,
+                "from": self.smtp.from_address,
+                "to": list(self.smtp.to),
+                "connection_id": self.smtp.connection_id,
+                "security": self.smtp.security.value,
+                "timeout_s": self.smtp.timeout_s,
             }
         return {
             "smtp": smtp,
             "slack": None if self.slack is None else {"connection_id": self.slack.connection_id},
-            "sns": None if self.sns is None else {"topic_arn": self.sns.topic_arn, "connection_id": self.sns.connection_id},
+            "sns": None
+            if self.sns is None
+            else {"topic_arn": self.sns.topic_arn, "connection_id": self.sns.connection_id},
         }
 
     @classmethod
@@ -100,13 +108,21 @@ class AlertChannels:
         slack = data.get("slack")
         sns = data.get("sns")
         return cls(
-            smtp=None if not smtp else SmtpChannel(
-                host=str(smtp["host"]), port=int(smtp["port"]), from_address=str(smtp["from"]), to=tuple(smtp["to"]),
-                connection_id=smtp.get("connection_id"), security=SmtpSecurity(smtp.get("security", "none")),
+            smtp=None
+            if not smtp
+            else SmtpChannel(
+                host=str(smtp["host"]),
+                port=int(smtp["port"]),
+                from_address=str(smtp["from"]),
+                to=tuple(smtp["to"]),
+                connection_id=smtp.get("connection_id"),
+                security=SmtpSecurity(smtp.get("security", "none")),
                 timeout_s=int(smtp.get("timeout_s", 30)),
             ),
             slack=None if not slack else SlackChannel(connection_id=str(slack["connection_id"])),
-            sns=None if not sns else SnsChannel(topic_arn=str(sns["topic_arn"]), connection_id=str(sns["connection_id"])),
+            sns=None
+            if not sns
+            else SnsChannel(topic_arn=str(sns["topic_arn"]), connection_id=str(sns["connection_id"])),
         )
 
 
@@ -180,7 +196,9 @@ def parse_alerts(reader: PolicyReader, rto_minutes: int) -> AlertsPolicy:
     raw_ages = freshness.get("max_age")
     if raw_ages is not None and not isinstance(raw_ages, dict):
         raise reader.fail("alerts.freshness.max_age", f"must be a mapping of kind to duration, got {raw_ages!r}")
-    own_ages = {name: age for name, age in (raw_ages or {}).items() if name != FreshnessKind.OFFSITE.value}  # parse_offsite reads it
+    own_ages = {
+        name: age for name, age in (raw_ages or {}).items() if name != FreshnessKind.OFFSITE.value
+    }  # parse_offsite reads it
     ages = _durations(reader, "alerts.freshness.max_age", {**DEFAULT_MAX_AGE, **own_ages}, rto_minutes, allow_rto=False)
     max_age: dict[FreshnessKind, timedelta] = {}
     for kind, age in ages.items():
@@ -190,7 +208,10 @@ def parse_alerts(reader: PolicyReader, rto_minutes: int) -> AlertsPolicy:
             known = " | ".join(k.value for k in FreshnessKind)
             raise reader.fail("alerts.freshness.max_age", f"names {kind!r}; known kinds: {known}") from None
     return AlertsPolicy(
-        channels=channels, deadlines=deadlines, freshness_schedule=" ".join(fields), max_age=max_age,
+        channels=channels,
+        deadlines=deadlines,
+        freshness_schedule=" ".join(fields),
+        max_age=max_age,
         watch_offsite=_watch_offsite(reader, freshness, raw_ages or {}),
     )
 
@@ -205,15 +226,21 @@ def _watch_offsite(reader: PolicyReader, freshness: Mapping[str, Any], raw_ages:
         if watch is None:
             log.warning(
                 "%s: alerts.freshness.max_age.offsite: off is deprecated: read as alerts.freshness.watch_offsite: false; "
-                "write that instead (how old offsite copies may get is offsite.max_age_days)", reader.source,
+                "write that instead (how old offsite copies may get is offsite.max_age_days)",
+                reader.source,
             )
             return False
-        log.warning("%s: alerts.freshness.max_age.offsite is deprecated and ignored: alerts.freshness.watch_offsite is set; "
-                    "remove the old key", reader.source)
+        log.warning(
+            "%s: alerts.freshness.max_age.offsite is deprecated and ignored: alerts.freshness.watch_offsite is set; "
+            "remove the old key",
+            reader.source,
+        )
     return True if watch is None else watch
 
 
-def _durations(reader: PolicyReader, key: str, raw: Mapping[str, Any], rto_minutes: int, *, allow_rto: bool = True) -> dict[str, timedelta]:
+def _durations(
+    reader: PolicyReader, key: str, raw: Mapping[str, Any], rto_minutes: int, *, allow_rto: bool = True
+) -> dict[str, timedelta]:
     """Each value a duration; ``null`` (or ``off``) switches one entry off."""
     parsed: dict[str, timedelta] = {}
     for name, value in raw.items():
@@ -234,7 +261,10 @@ def _smtp(reader: PolicyReader, raw: dict[str, Any] | None) -> SmtpChannel | Non
         return None
     for secret in ("password", "login", "user"):
         if secret in raw:
-            raise reader.fail(f"alerts.smtp.{secret}", "must not be in the policy: put credentials in the Connection named by alerts.smtp.connection_id")
+            raise reader.fail(
+                f"alerts.smtp.{secret}",
+                "must not be in the policy: put credentials in the Connection named by alerts.smtp.connection_id",
+            )
     port = raw.get("port", 25)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise reader.fail("alerts.smtp.port", f"must be a TCP port, got {port!r}")
@@ -252,13 +282,22 @@ def _smtp(reader: PolicyReader, raw: dict[str, Any] | None) -> SmtpChannel | Non
     try:
         security = SmtpSecurity(raw.get("security", SmtpSecurity.NONE.value))
     except ValueError:
-        raise reader.fail("alerts.smtp.security", f"must be one of none | starttls | ssl, got {raw.get('security')!r}") from None
+        raise reader.fail(
+            "alerts.smtp.security", f"must be one of none | starttls | ssl, got {raw.get('security')!r}"
+        ) from None
     timeout_s = raw.get("timeout_s", 30)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int) or not 1 <= timeout_s <= 300:
-        raise reader.fail("alerts.smtp.timeout_s", f"must be a whole number of seconds from 1 to 300, got {timeout_s!r}")
+        raise reader.fail(
+            "alerts.smtp.timeout_s", f"must be a whole number of seconds from 1 to 300, got {timeout_s!r}"
+        )
     return SmtpChannel(
-        host=reader.text_value("alerts.smtp.host", raw.get("host")), port=port, from_address=sender,
-        to=tuple(a.strip() for a in to), connection_id=connection_id, security=security, timeout_s=timeout_s,
+        host=reader.text_value("alerts.smtp.host", raw.get("host")),
+        port=port,
+        from_address=sender,
+        to=tuple(a.strip() for a in to),
+        connection_id=connection_id,
+        security=security,
+        timeout_s=timeout_s,
     )
 
 
@@ -266,7 +305,10 @@ def _slack(reader: PolicyReader, raw: dict[str, Any] | None) -> SlackChannel | N
     if raw is None or raw.get("connection_id") is None:
         return None
     if "webhook_url" in raw:
-        raise reader.fail("alerts.slack.webhook_url", "must not be in the policy: a webhook URL is a secret, put it in the Connection's password")
+        raise reader.fail(
+            "alerts.slack.webhook_url",
+            "must not be in the policy: a webhook URL is a secret, put it in the Connection's password",
+        )
     return SlackChannel(connection_id=reader.text_value("alerts.slack.connection_id", raw.get("connection_id")))
 
 
@@ -275,5 +317,9 @@ def _sns(reader: PolicyReader, raw: dict[str, Any] | None) -> SnsChannel | None:
         return None
     topic = reader.text_value("alerts.sns.topic_arn", raw.get("topic_arn"))
     if not _SNS_TOPIC.match(topic):
-        raise reader.fail("alerts.sns.topic_arn", f"must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>), got {topic!r}")
-    return SnsChannel(topic_arn=topic, connection_id=reader.text_value("alerts.sns.connection_id", raw.get("connection_id")))
+        raise reader.fail(
+            "alerts.sns.topic_arn", f"must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>), got {topic!r}"
+        )
+    return SnsChannel(
+        topic_arn=topic, connection_id=reader.text_value("alerts.sns.connection_id", raw.get("connection_id"))
+    )

@@ -38,22 +38,36 @@ def parse_base_backup(reader: PolicyReader, staging_dir: Path) -> BaseBackupPoli
         return section.get(name) is not None
 
     return BaseBackupPolicy(
-        staging_dir=Path(reader.absolute_path("base_backup.staging_dir")) if present("staging_dir") else defaults.staging_dir,
+        staging_dir=Path(reader.absolute_path("base_backup.staging_dir"))
+        if present("staging_dir")
+        else defaults.staging_dir,
         staging_space_ratio=(
-            reader.number("base_backup.staging_space_ratio", minimum=2.0) if present("staging_space_ratio")
+            reader.number("base_backup.staging_space_ratio", minimum=2.0)
+            if present("staging_space_ratio")
             else defaults.staging_space_ratio
         ),
-        zstd_level=reader.integer("base_backup.zstd_level", minimum=1, maximum=19) if present("zstd_level") else defaults.zstd_level,
+        zstd_level=reader.integer("base_backup.zstd_level", minimum=1, maximum=19)
+        if present("zstd_level")
+        else defaults.zstd_level,
         zstd_threads=(
-            reader.integer("base_backup.zstd_threads", minimum=0, maximum=64) if present("zstd_threads") else defaults.zstd_threads
+            reader.integer("base_backup.zstd_threads", minimum=0, maximum=64)
+            if present("zstd_threads")
+            else defaults.zstd_threads
         ),
-        retries=reader.integer("base_backup.retries", minimum=0, maximum=20) if present("retries") else defaults.retries,
-        retry_delay_s=reader.integer("base_backup.retry_delay_s", minimum=0) if present("retry_delay_s") else defaults.retry_delay_s,
+        retries=reader.integer("base_backup.retries", minimum=0, maximum=20)
+        if present("retries")
+        else defaults.retries,
+        retry_delay_s=reader.integer("base_backup.retry_delay_s", minimum=0)
+        if present("retry_delay_s")
+        else defaults.retry_delay_s,
         max_retry_delay_s=(
-            reader.integer("base_backup.max_retry_delay_s", minimum=0) if present("max_retry_delay_s") else defaults.max_retry_delay_s
+            reader.integer("base_backup.max_retry_delay_s", minimum=0)
+            if present("max_retry_delay_s")
+            else defaults.max_retry_delay_s
         ),
         execution_timeout_min=(
-            reader.integer("base_backup.execution_timeout_min", minimum=1) if present("execution_timeout_min")
+            reader.integer("base_backup.execution_timeout_min", minimum=1)
+            if present("execution_timeout_min")
             else defaults.execution_timeout_min
         ),
     )

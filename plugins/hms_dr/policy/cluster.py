@@ -32,11 +32,13 @@ def parse_cluster(reader: PolicyReader) -> ClusterPolicy:
         database=reader.text("cluster.database"),
         connection_id=reader.text("cluster.connection_id"),
         replication_connection_id=(
-            reader.text("cluster.replication_connection_id") if section.get("replication_connection_id") is not None
+            reader.text("cluster.replication_connection_id")
+            if section.get("replication_connection_id") is not None
             else ClusterPolicy.replication_connection_id
         ),
         restore_target_connection_id=(
-            reader.text("cluster.restore_target_connection_id") if section.get("restore_target_connection_id") is not None
+            reader.text("cluster.restore_target_connection_id")
+            if section.get("restore_target_connection_id") is not None
             else ClusterPolicy.restore_target_connection_id
         ),
     )

@@ -4,12 +4,12 @@ compressed with."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from hms_dr.policy.reader import PolicyReader
 
 
-class CompressionMethod(str, Enum):
+class CompressionMethod(StrEnum):
     ZSTD = "zstd"
     GZIP = "gzip"
     NONE = "none"

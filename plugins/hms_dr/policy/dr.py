@@ -65,8 +65,16 @@ def parse_dr(reader: PolicyReader) -> DrPolicy:
             raise reader.fail("dr.allowed_data_roots", f"must be a list of absolute directories, got {value!r}")
         checked = []
         for item in value:
-            if not isinstance(item, str) or not item.startswith("/") or ".." in Path(item).parts or Path(item) == Path("/"):
-                raise reader.fail("dr.allowed_data_roots", f"holds {item!r}: each must be an absolute directory other than / without '..'")
+            if (
+                not isinstance(item, str)
+                or not item.startswith("/")
+                or ".." in Path(item).parts
+                or Path(item) == Path("/")
+            ):
+                raise reader.fail(
+                    "dr.allowed_data_roots",
+                    f"holds {item!r}: each must be an absolute directory other than / without '..'",
+                )
             checked.append(Path(item))
         roots = tuple(checked)
 
@@ -74,11 +82,14 @@ def parse_dr(reader: PolicyReader) -> DrPolicy:
     if present("pitr_port_range"):
         value = section["pitr_port_range"]
         if (
-            not isinstance(value, list) or len(value) != 2
+            not isinstance(value, list)
+            or len(value) != 2
             or not all(isinstance(p, int) and not isinstance(p, bool) and MIN_PORT <= p <= MAX_PORT for p in value)
             or value[0] > value[1]
         ):
-            raise reader.fail("dr.pitr_port_range", f"must be [first, last] ports within {MIN_PORT}..{MAX_PORT}, got {value!r}")
+            raise reader.fail(
+                "dr.pitr_port_range", f"must be [first, last] ports within {MIN_PORT}..{MAX_PORT}, got {value!r}"
+            )
         ports = (int(value[0]), int(value[1]))
 
     integrity_section = section.get("integrity")
@@ -87,14 +98,17 @@ def parse_dr(reader: PolicyReader) -> DrPolicy:
     integrity_defaults = IntegrityPolicy()
     integrity = IntegrityPolicy(
         heapallindexed=(
-            reader.boolean("dr.integrity.heapallindexed") if present("heapallindexed", integrity_section or {})
+            reader.boolean("dr.integrity.heapallindexed")
+            if present("heapallindexed", integrity_section or {})
             else integrity_defaults.heapallindexed
         ),
         jobs=integer("integrity.jobs", integrity_defaults.jobs, minimum=1, maximum=16),
         lock_timeout_s=integer("integrity.lock_timeout_s", integrity_defaults.lock_timeout_s, minimum=1, maximum=3600),
         retries=integer("integrity.retries", integrity_defaults.retries, minimum=0, maximum=10),
         retry_delay_s=integer("integrity.retry_delay_s", integrity_defaults.retry_delay_s, minimum=0),
-        execution_timeout_min=integer("integrity.execution_timeout_min", integrity_defaults.execution_timeout_min, minimum=1),
+        execution_timeout_min=integer(
+            "integrity.execution_timeout_min", integrity_defaults.execution_timeout_min, minimum=1
+        ),
     )
     return DrPolicy(
         allowed_data_roots=roots,
@@ -102,6 +116,8 @@ def parse_dr(reader: PolicyReader) -> DrPolicy:
         retries=integer("retries", defaults.retries, minimum=0, maximum=10),
         retry_delay_s=integer("retry_delay_s", defaults.retry_delay_s, minimum=0),
         max_retry_delay_s=integer("max_retry_delay_s", defaults.max_retry_delay_s, minimum=0),
-        pitr_execution_timeout_min=integer("pitr_execution_timeout_min", defaults.pitr_execution_timeout_min, minimum=1),
+        pitr_execution_timeout_min=integer(
+            "pitr_execution_timeout_min", defaults.pitr_execution_timeout_min, minimum=1
+        ),
         integrity=integrity,
     )

@@ -9,8 +9,9 @@ to ``hms_dr.policy.dr``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from hms_dr.policy.reader import PolicyReader
 
@@ -61,24 +62,44 @@ def parse_dr_restore(reader: PolicyReader) -> DrRestorePolicy:
     return DrRestorePolicy(
         admin_connection_id=admin,
         approval_timeout_hours=(
-            reader.integer("dr.restore.approval_timeout_hours", minimum=1, maximum=24 * 14) if present("approval_timeout_hours")
+            reader.integer("dr.restore.approval_timeout_hours", minimum=1, maximum=24 * 14)
+            if present("approval_timeout_hours")
             else defaults.approval_timeout_hours
         ),
         swap_lock_timeout_s=(
-            reader.integer("dr.restore.swap_lock_timeout_s", minimum=1, maximum=3600) if present("swap_lock_timeout_s")
+            reader.integer("dr.restore.swap_lock_timeout_s", minimum=1, maximum=3600)
+            if present("swap_lock_timeout_s")
             else defaults.swap_lock_timeout_s
         ),
-        restore_jobs=reader.integer("dr.restore.restore_jobs", minimum=1, maximum=16) if present("restore_jobs") else defaults.restore_jobs,
-        approvers=_names(reader, section, "approvers", lambda v: _USER_ID.fullmatch(v) is not None,
-                         "an Airflow user id (letters, digits and _ . @ + -)"),
-        approver_roles=tuple(role.lower() for role in _names(
-            reader, section, "approver_roles", lambda v: v.lower() in APPROVER_ROLES,
-            f"a simple auth manager role that may answer a form ({', '.join(APPROVER_ROLES)})")),
-        allow_self_approval=reader.boolean("dr.restore.allow_self_approval") if present("allow_self_approval") else defaults.allow_self_approval,
+        restore_jobs=reader.integer("dr.restore.restore_jobs", minimum=1, maximum=16)
+        if present("restore_jobs")
+        else defaults.restore_jobs,
+        approvers=_names(
+            reader,
+            section,
+            "approvers",
+            lambda v: _USER_ID.fullmatch(v) is not None,
+            "an Airflow user id (letters, digits and _ . @ + -)",
+        ),
+        approver_roles=tuple(
+            role.lower()
+            for role in _names(
+                reader,
+                section,
+                "approver_roles",
+                lambda v: v.lower() in APPROVER_ROLES,
+                f"a simple auth manager role that may answer a form ({', '.join(APPROVER_ROLES)})",
+            )
+        ),
+        allow_self_approval=reader.boolean("dr.restore.allow_self_approval")
+        if present("allow_self_approval")
+        else defaults.allow_self_approval,
     )
 
 
-def _names(reader: PolicyReader, section: dict[str, Any], name: str, valid: Callable[[str], bool], described: str) -> tuple[str, ...]:
+def _names(
+    reader: PolicyReader, section: dict[str, Any], name: str, valid: Callable[[str], bool], described: str
+) -> tuple[str, ...]:
     """An optional list of names, each one ``valid``; duplicates dropped, order kept."""
     value = section.get(name)
     if value is None:
@@ -89,4 +110,3 @@ def _names(reader: PolicyReader, section: dict[str, Any], name: str, valid: Call
         if not isinstance(item, str) or not valid(item):
             raise reader.fail(f"dr.restore.{name}", f"holds {item!r}: each must be {described}")
     return tuple(dict.fromkeys(value))
-

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from hms_dr.manifest import BackupKind
 from hms_dr.policy.reader import PolicyReader, parse_duration
@@ -63,7 +64,11 @@ def parse_offsite(reader: PolicyReader, *, offsite_days: int) -> OffsitePolicy:
     section = reader.optional_mapping("offsite")
 
     def integer(name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
-        return reader.integer(f"offsite.{name}", minimum=minimum, maximum=maximum) if section.get(name) is not None else default
+        return (
+            reader.integer(f"offsite.{name}", minimum=minimum, maximum=maximum)
+            if section.get(name) is not None
+            else default
+        )
 
     lock = section.get("object_lock")
     if lock is not None and not isinstance(lock, dict):
@@ -72,10 +77,15 @@ def parse_offsite(reader: PolicyReader, *, offsite_days: int) -> OffsitePolicy:
     mode = str(lock.get("mode", defaults.object_lock_mode))
     if mode not in OBJECT_LOCK_MODES:
         raise reader.fail("offsite.object_lock.mode", f"must be one of {' | '.join(OBJECT_LOCK_MODES)}, got {mode!r}")
-    lock_days = reader.integer("offsite.object_lock.days", minimum=1) if lock.get("days") is not None else defaults.object_lock_days
+    lock_days = (
+        reader.integer("offsite.object_lock.days", minimum=1)
+        if lock.get("days") is not None
+        else defaults.object_lock_days
+    )
     if lock_days > offsite_days:
         raise reader.fail(
-            "offsite.object_lock.days", f"is {lock_days}, longer than retention.offsite_days ({offsite_days}): locked copies could never expire"
+            "offsite.object_lock.days",
+            f"is {lock_days}, longer than retention.offsite_days ({offsite_days}): locked copies could never expire",
         )
     enabled = lock.get("enabled", defaults.object_lock)
     if not isinstance(enabled, bool):
@@ -115,12 +125,16 @@ def _deprecated_max_age_days(reader: PolicyReader, *, explicit: bool) -> int | N
     if explicit:
         log.warning(
             "%s: %s is deprecated and ignored: offsite.max_age_days is set and is the one offsite limit; remove the old key",
-            reader.source, DEPRECATED_MAX_AGE_KEY,
+            reader.source,
+            DEPRECATED_MAX_AGE_KEY,
         )
         return None
     log.warning(
         "%s: %s is deprecated: read as offsite.max_age_days: %d; write that instead (the one offsite limit, "
-        "judged by hms_offsite_sync and hms_backup_freshness alike)", reader.source, DEPRECATED_MAX_AGE_KEY, days,
+        "judged by hms_offsite_sync and hms_backup_freshness alike)",
+        reader.source,
+        DEPRECATED_MAX_AGE_KEY,
+        days,
     )
     return days
 
@@ -132,8 +146,10 @@ def _max_age_by_kind(reader: PolicyReader, value: Any, defaults: OffsitePolicy) 
         raise reader.fail("offsite.max_age_days_by_kind", f"must be a mapping of kind to days, got {value!r}")
     known = {kind.value for kind in BackupKind}
     by_kind: dict[str, int] = {}
-    for kind, days in value.items():
+    for kind, _days in value.items():
         if kind not in known:
-            raise reader.fail("offsite.max_age_days_by_kind", f"names {kind!r}, which is not a kind ({' | '.join(sorted(known))})")
+            raise reader.fail(
+                "offsite.max_age_days_by_kind", f"names {kind!r}, which is not a kind ({' | '.join(sorted(known))})"
+            )
         by_kind[kind] = reader.integer(f"offsite.max_age_days_by_kind.{kind}", minimum=1)
     return by_kind

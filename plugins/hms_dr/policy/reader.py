@@ -146,8 +146,11 @@ class PolicyReader:
                 raise self.fail(key, str(exc)) from None
             if capitals_outside_quotes(item):
                 # SQL folds them to lower case; the author may have meant a mixed-case table.
-                raise self.fail(key, f"holds {item!r} with capitals outside double quotes: write it in lower case, "
-                                     'or quote a mixed-case name ("MixedCase")')
+                raise self.fail(
+                    key,
+                    f"holds {item!r} with capitals outside double quotes: write it in lower case, "
+                    'or quote a mixed-case name ("MixedCase")',
+                )
         if len(set(value)) != len(value):
             raise self.fail(key, "lists a name twice")
         return tuple(value)

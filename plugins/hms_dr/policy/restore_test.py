@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from hms_dr.policy.reader import PolicyReader
@@ -25,7 +25,9 @@ _QUOTED_OR_COMMENT = re.compile(
 )
 _READ_ONLY_START = ("select", "with", "values", "table")
 # INTO: SELECT ... INTO creates a table. FOR UPDATE/SHARE are refused with UPDATE (they take locks).
-_WRITING_KEYWORDS = re.compile(r"\b(insert|update|delete|merge|into|truncate|copy|call|do|create|alter|drop|grant|lock|nextval|setval)\b", re.I)
+_WRITING_KEYWORDS = re.compile(
+    r"\b(insert|update|delete|merge|into|truncate|copy|call|do|create|alter|drop|grant|lock|nextval|setval)\b", re.I
+)
 _NAME = re.compile(r"^[^\n\r]{1,80}$")
 
 
@@ -84,7 +86,7 @@ def parse_smoke_queries(reader: PolicyReader) -> tuple[SmokeQuery, ...]:
     return tuple(queries)
 
 
-class RestoreTestMode(str, Enum):
+class RestoreTestMode(StrEnum):
     """What the restore test restores; each is checked against the daily set's baselines."""
 
     LOGICAL = "logical"  # pg_restore of the daily set into a scratch database
@@ -114,6 +116,8 @@ def parse_restore_test(reader: PolicyReader) -> RestoreTestPolicy:
     return RestoreTestPolicy(
         on_every_backup=reader.boolean("restore_test.on_every_backup"),
         restore_jobs=reader.integer("restore_test.restore_jobs", minimum=1, maximum=16),
-        mode=reader.choice("restore_test.mode", RestoreTestMode) if "mode" in reader.data["restore_test"] else RestoreTestPolicy.mode,
+        mode=reader.choice("restore_test.mode", RestoreTestMode)
+        if "mode" in reader.data["restore_test"]
+        else RestoreTestPolicy.mode,
         smoke_queries=parse_smoke_queries(reader),
     )

@@ -34,15 +34,23 @@ def parse_wal(reader: PolicyReader) -> WalPolicy:
     return WalPolicy(
         spool_dir=spool_dir,
         remove_shipped_from_spool=(
-            reader.boolean("wal.remove_shipped_from_spool") if present("remove_shipped_from_spool") else defaults.remove_shipped_from_spool
+            reader.boolean("wal.remove_shipped_from_spool")
+            if present("remove_shipped_from_spool")
+            else defaults.remove_shipped_from_spool
         ),
         spool_queue=reader.text("wal.spool_queue") if present("spool_queue") else defaults.spool_queue,
         retries=reader.integer("wal.retries", minimum=0, maximum=20) if present("retries") else defaults.retries,
-        retry_delay_s=reader.integer("wal.retry_delay_s", minimum=0) if present("retry_delay_s") else defaults.retry_delay_s,
+        retry_delay_s=reader.integer("wal.retry_delay_s", minimum=0)
+        if present("retry_delay_s")
+        else defaults.retry_delay_s,
         max_retry_delay_s=(
-            reader.integer("wal.max_retry_delay_s", minimum=0) if present("max_retry_delay_s") else defaults.max_retry_delay_s
+            reader.integer("wal.max_retry_delay_s", minimum=0)
+            if present("max_retry_delay_s")
+            else defaults.max_retry_delay_s
         ),
         execution_timeout_min=(
-            reader.integer("wal.execution_timeout_min", minimum=1) if present("execution_timeout_min") else defaults.execution_timeout_min
+            reader.integer("wal.execution_timeout_min", minimum=1)
+            if present("execution_timeout_min")
+            else defaults.execution_timeout_min
         ),
     )

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from hms_dr import baseline
 from hms_dr.errors import DatabaseUnavailable
+from hms_dr.logical.content import digesting_restored
+from hms_dr.policy import SmokeQuery
 from hms_dr.quality.gxrun import connection_settings, import_great_expectations, run_plan
 from hms_dr.quality.measure import MEASURING_CONNECTIONS, measuring_ahead
-from hms_dr.logical.content import digesting_restored
 from hms_dr.quality.plan import CheckKind, Survey, plan_checks, survey_database
 from hms_dr.quality.report import judge, page_link, write_report_html, write_summary
-from hms_dr.policy import SmokeQuery
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,27 @@ def check_restored_database(
     }
     write_summary(summary, report_dir)
     write_report_html(summary, report_dir)
-    log.info("restore test of %s: %d checks, %d failed, in %.1f s; report %s", backup_set_id, len(checks),
-             len(failed), summary["seconds"], report_dir / "report.html")
+    log.info(
+        "restore test of %s: %d checks, %d failed, in %.1f s; report %s",
+        backup_set_id,
+        len(checks),
+        len(failed),
+        summary["seconds"],
+        report_dir / "report.html",
+    )
     for message in failed:
         log.warning("restore test of %s: %s", backup_set_id, message)
     return summary
 
 
-def _checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Sequence[SmokeQuery],
-            conninfo: Mapping[str, str], report_dir: Path, backup_set_id: str) -> tuple[list[dict[str, Any]], Any]:
+def _checks(
+    baselines: Mapping[str, Any],
+    survey: Survey,
+    smoke_queries: Sequence[SmokeQuery],
+    conninfo: Mapping[str, str],
+    report_dir: Path,
+    backup_set_id: str,
+) -> tuple[list[dict[str, Any]], Any]:
     """Every GX check of the plan, validated, as report rows; and the Data Docs index page."""
     plan = plan_checks(baselines, survey, [(query.name, query.sql) for query in smoke_queries])
     settings = baselines.get("session_settings") or baseline.FINGERPRINT_SESSION_SETTINGS
@@ -90,21 +103,30 @@ def _checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Sequenc
         import_great_expectations()
         measurement.add_connections(MEASURING_CONNECTIONS - 1)
         results, pages, docs_index = run_plan(
-            plan, url, connect_args, report_dir / "data_docs", run_name=f"restore-test-{backup_set_id}",
+            plan,
+            url,
+            connect_args,
+            report_dir / "data_docs",
+            run_name=f"restore-test-{backup_set_id}",
             complete_plan=measurement.complete,
         )
-    rows = [{**judge(check, results.get(index)), "data_docs_page": page_link(pages.get(index), report_dir)}
-            for index, check in enumerate(plan.checks)]
+    rows = [
+        {**judge(check, results.get(index)), "data_docs_page": page_link(pages.get(index), report_dir)}
+        for index, check in enumerate(plan.checks)
+    ]
     return rows, docs_index
 
 
 def _connect(conninfo: Mapping[str, str]) -> Any:
     import psycopg
 
-    where = f"{conninfo.get('user', '')}@{conninfo.get('host', '')}:{conninfo.get('port', '')}/{conninfo.get('dbname', '')}"
+    where = (
+        f"{conninfo.get('user', '')}@{conninfo.get('host', '')}:{conninfo.get('port', '')}/{conninfo.get('dbname', '')}"
+    )
     try:
         return psycopg.connect(autocommit=True, **{"connect_timeout": "10", **conninfo})  # type: ignore[arg-type]
     except psycopg.OperationalError as exc:
         text = str(exc).strip()
-        raise DatabaseUnavailable(f"cannot connect to the restored database {where}: "
-                                  f"{text.splitlines()[0] if text else type(exc).__name__}") from None
+        raise DatabaseUnavailable(
+            f"cannot connect to the restored database {where}: {text.splitlines()[0] if text else type(exc).__name__}"
+        ) from None

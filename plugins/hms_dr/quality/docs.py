@@ -14,9 +14,9 @@ from __future__ import annotations
 import html
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import quote
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def offline_html(page: str) -> str:
     page = _ANY_ATTRIBUTE.sub(r"\1=\2\2", page)
     if f'<style id="{MARKER}">' not in page:
         head_end = re.search(r"</head\s*>", page, re.I)
-        page = page[:head_end.start()] + STYLESHEET + page[head_end.start():] if head_end else STYLESHEET + page
+        page = page[: head_end.start()] + STYLESHEET + page[head_end.start() :] if head_end else STYLESHEET + page
     return page
 
 

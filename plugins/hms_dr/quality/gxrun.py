@@ -8,8 +8,9 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from hms_dr.database import first_line
 from hms_dr.errors import DatabaseUnavailable
@@ -56,8 +57,12 @@ def no_rows_expectation_class() -> Any:
     class ExpectQueryToReturnNoRows(base):  # type: ignore[misc]
         metric_dependencies = ("unexpected_rows_query.table",)
 
-        def _validate(self, metrics: dict[str, Any], runtime_configuration: dict[str, Any] | None = None,
-                      execution_engine: Any = None) -> dict[str, Any]:
+        def _validate(
+            self,
+            metrics: dict[str, Any],
+            runtime_configuration: dict[str, Any] | None = None,
+            execution_engine: Any = None,
+        ) -> dict[str, Any]:
             rows = metrics["unexpected_rows_query.table"]
             return {"success": not rows, "result": {"observed_value": len(rows), "details": {"unexpected_rows": rows}}}
 
@@ -76,9 +81,14 @@ def import_great_expectations() -> Any:
     return gx
 
 
-def run_plan(plan: CheckPlan, url: str, connect_args: Mapping[str, Any], docs_dir: Path, run_name: str,
-             complete_plan: Callable[[CheckPlan], CheckPlan] | None = None,
-             ) -> tuple[dict[int, Any], dict[int, Path], Path | None]:
+def run_plan(
+    plan: CheckPlan,
+    url: str,
+    connect_args: Mapping[str, Any],
+    docs_dir: Path,
+    run_name: str,
+    complete_plan: Callable[[CheckPlan], CheckPlan] | None = None,
+) -> tuple[dict[int, Any], dict[int, Path], Path | None]:
     """Validate every planned expectation: the GX result of each and the Data Docs page that shows
     it (both by the check's index in plan.checks), and the Data Docs index page.
     DatabaseUnavailable when GX cannot reach the database.
@@ -93,12 +103,15 @@ def run_plan(plan: CheckPlan, url: str, connect_args: Mapping[str, Any], docs_di
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    context.add_data_docs_site(DOCS_SITE, {  # type: ignore[typeddict-item]
-        "class_name": "SiteBuilder",
-        "show_how_to_buttons": False,
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    })
+    context.add_data_docs_site(
+        DOCS_SITE,
+        {  # type: ignore[typeddict-item]
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
     try:
         # kwargs (passed on to create_engine) is a field of the data source the typed signature omits.
         engine_kwargs: dict[str, Any] = {"kwargs": {"connect_args": dict(connect_args)}}
@@ -127,21 +140,36 @@ def run_plan(plan: CheckPlan, url: str, connect_args: Mapping[str, Any], docs_di
             suite = suites.get(check.asset)
             if suite is None:
                 suite = suites[check.asset] = context.suites.add(gx.ExpectationSuite(name=check.asset))
-            cls = no_rows_expectation_class() if check.expectation == NO_ROWS_EXPECTATION else getattr(gxe, check.expectation)
-            suite.add_expectation(cls(**check.kwargs, meta={"check_index": index, "check": check.kind.value, "target": check.target}))
+            cls = (
+                no_rows_expectation_class()
+                if check.expectation == NO_ROWS_EXPECTATION
+                else getattr(gxe, check.expectation)
+            )
+            suite.add_expectation(
+                cls(**check.kwargs, meta={"check_index": index, "check": check.kind.value, "target": check.target})
+            )
 
         definitions = [
             context.validation_definitions.add(gx.ValidationDefinition(name=asset, data=batches[asset], suite=suite))
             for asset, suite in suites.items()
         ]
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name="restore test", validation_definitions=definitions,
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
-        ))
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name="restore test",
+                validation_definitions=definitions,
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+            )
+        )
         run_started = time.monotonic()
-        outcome = checkpoint.run(expectation_parameters=dict(plan.parameters), run_id=gx.RunIdentifier(run_name=run_name))
-        log.info("%d expectations in %d suites validated in %.1f s", sum(len(s.expectations) for s in suites.values()),
-                 len(suites), time.monotonic() - run_started)
+        outcome = checkpoint.run(
+            expectation_parameters=dict(plan.parameters), run_id=gx.RunIdentifier(run_name=run_name)
+        )
+        log.info(
+            "%d expectations in %d suites validated in %.1f s",
+            sum(len(s.expectations) for s in suites.values()),
+            len(suites),
+            time.monotonic() - run_started,
+        )
     finally:
         _release_connections(source)
 
@@ -157,10 +185,16 @@ def run_plan(plan: CheckPlan, url: str, connect_args: Mapping[str, Any], docs_di
         page = _page_path(context.get_docs_sites_urls(resource_identifier=identifier, site_name=DOCS_SITE))
         if page is not None:
             run_time = identifier.run_id.run_time
-            validation_pages.append(ValidationPage(
-                page, run_result.suite_name, str(run_result.asset_name or ""), bool(run_result.success),
-                identifier.run_id.run_name or "", run_time.isoformat(timespec="seconds") if run_time else "",
-            ))
+            validation_pages.append(
+                ValidationPage(
+                    page,
+                    run_result.suite_name,
+                    str(run_result.asset_name or ""),
+                    bool(run_result.success),
+                    identifier.run_id.run_name or "",
+                    run_time.isoformat(timespec="seconds") if run_time else "",
+                )
+            )
         for result in run_result.results:
             meta = result.expectation_config.meta if result.expectation_config else None
             if meta and "check_index" in meta:

@@ -16,10 +16,11 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from hms_dr.database import first_line
 from hms_dr.quality.plan import CheckKind, CheckPlan, PlannedCheck, quote_ident, quote_literal, unexpected_rows_query
@@ -87,10 +88,20 @@ def with_measured_rows(plan: CheckPlan, measured: Mapping[int, MeasuredRows]) ->
         if rows is None or source is None or check.observed is None:
             checks.append(check)
             continue
-        description = (f"{check.kwargs.get('description', check.target)} (measured by hms-dr in {rows.seconds:.1f} s"
-                       f" while Great Expectations loaded, with: {check.observed.query.strip()})")
-        checks.append(replace(check, kwargs={**check.kwargs, "description": description,
-                                             "unexpected_rows_query": unexpected_rows_query(check.observed, source)}))
+        description = (
+            f"{check.kwargs.get('description', check.target)} (measured by hms-dr in {rows.seconds:.1f} s"
+            f" while Great Expectations loaded, with: {check.observed.query.strip()})"
+        )
+        checks.append(
+            replace(
+                check,
+                kwargs={
+                    **check.kwargs,
+                    "description": description,
+                    "unexpected_rows_query": unexpected_rows_query(check.observed, source),
+                },
+            )
+        )
     return replace(plan, checks=tuple(checks))
 
 
@@ -105,8 +116,11 @@ class Measurement:
         self._pending: deque[tuple[int, PlannedCheck]] = deque(work)
         self._count = len(work)
         tuning = " ".join(f"-c {name}={value}" for name, value in MEASURING_SESSION_SETTINGS.items())
-        self._connect_args = {**connect_args, "application_name": "hms-dr quality (measuring ahead of GX)",
-                              "options": f"{connect_args.get('options') or ''} {tuning}".strip()}
+        self._connect_args = {
+            **connect_args,
+            "application_name": "hms-dr quality (measuring ahead of GX)",
+            "options": f"{connect_args.get('options') or ''} {tuning}".strip(),
+        }
         self._measured: dict[int, MeasuredRows] = {}
         self._open: list[Any] = []
         self._lock = threading.Lock()
@@ -129,8 +143,13 @@ class Measurement:
         waited_from = time.monotonic()
         for thread in self._threads:
             thread.join()
-        log.info("%d of %d checks' rows measured ahead of Great Expectations in %.1f s (waited %.1f s for them)",
-                 len(self._measured), self._count, time.monotonic() - self._started, time.monotonic() - waited_from)
+        log.info(
+            "%d of %d checks' rows measured ahead of Great Expectations in %.1f s (waited %.1f s for them)",
+            len(self._measured),
+            self._count,
+            time.monotonic() - self._started,
+            time.monotonic() - waited_from,
+        )
         return with_measured_rows(plan, self._measured)
 
     def cancel(self) -> None:
@@ -152,8 +171,9 @@ class Measurement:
         try:
             connection = psycopg.connect(autocommit=True, **self._connect_args)
         except psycopg.Error as exc:
-            log.warning("cannot open a measuring connection (Great Expectations runs those queries itself): %s",
-                        first_line(exc))
+            log.warning(
+                "cannot open a measuring connection (Great Expectations runs those queries itself): %s", first_line(exc)
+            )
             return
         with self._lock:
             self._open.append(connection)
@@ -181,16 +201,22 @@ class Measurement:
                 rows = tuple(tuple(row) for row in cursor.fetchall())
         except psycopg.Error as exc:
             if not self._stopping.is_set():
-                log.warning("could not measure the rows of %s %s ahead of Great Expectations (it runs the query"
-                            " itself and reports the outcome): %s", check.kind.value, check.target, first_line(exc))
+                log.warning(
+                    "could not measure the rows of %s %s ahead of Great Expectations (it runs the query"
+                    " itself and reports the outcome): %s",
+                    check.kind.value,
+                    check.target,
+                    first_line(exc),
+                )
             return
         # One key per thread and check: no two threads write the same entry.
         self._measured[index] = MeasuredRows(columns, rows, time.monotonic() - started)
 
 
 @contextmanager
-def measuring_ahead(plan: CheckPlan, connect_args: Mapping[str, Any],
-                    connections: int = MEASURING_CONNECTIONS) -> Iterator[Measurement]:
+def measuring_ahead(
+    plan: CheckPlan, connect_args: Mapping[str, Any], connections: int = MEASURING_CONNECTIONS
+) -> Iterator[Measurement]:
     """Start measuring the plan's observed rows; whatever happens in the block, no measuring query
     or connection outlives it (the scratch database must stay droppable)."""
     measurement = Measurement(plan, connect_args, connections)

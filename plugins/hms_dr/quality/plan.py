@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Mapping, Sequence
+from enum import StrEnum
+from typing import Any
 
 from hms_dr import baseline, sqlfiles
 from hms_dr.names import split_relation_key
@@ -22,7 +23,7 @@ CATALOG_ASSET = "restored_catalog"
 PLAIN_SCHEMA = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
-class CheckKind(str, Enum):
+class CheckKind(StrEnum):
     COLUMNS = "columns"
     ROW_COUNT = "row_count"
     PRIMARY_KEY_ENFORCED = "primary_key_enforced"
@@ -125,6 +126,7 @@ def query_text(name: str, **values: str) -> str:
     GX would parse a ``:word`` or a brace in it), each ``{placeholder}`` replaced by the text given
     for it, already quoted by the caller (and, in an expectation's query, escaped for GX: see
     for_text_clause and for_format); GX's own ``{batch}`` is left for GX."""
+
     def fill(match: re.Match[str]) -> str:
         key = match.group(1)
         if key in values:
@@ -159,12 +161,18 @@ def survey_database(cursor: Any, baselines: Mapping[str, Any]) -> Survey:
         schema, view = split_name(name)
         # Without its heading comment, the query the Data Docs show reads as the query it is.
         composed = sql.SQL(without_heading_comment(sqlfiles.text("relation_fingerprint"))).format(
-            relation=sql.Identifier(schema, view))
+            relation=sql.Identifier(schema, view)
+        )
         view_queries[name] = composed.as_string(cursor.connection)
     cursor.execute(sqlfiles.text("quality/enforced_primary_keys"), {"names": tables})
     enforced = {name: tuple(columns) for name, columns in cursor.fetchall()}
-    return Survey(frozenset(t for t in tables if t in present), frozenset(v for v in views if v in present),
-                  view_queries, parents, enforced)
+    return Survey(
+        frozenset(t for t in tables if t in present),
+        frozenset(v for v in views if v in present),
+        view_queries,
+        parents,
+        enforced,
+    )
 
 
 def plan_checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Sequence[tuple[str, str]]) -> CheckPlan:
@@ -192,8 +200,16 @@ def plan_checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Seq
             assets.append(AssetSpec(asset, table=split_name(name)))
         parameter = re.sub(r"\W+", "_", f"rows of {name}")  # GX parameters are identifiers
         parameters[parameter] = record.get("rows")
-        checks.append(PlannedCheck(CheckKind.ROW_COUNT, name, record.get("rows"), asset,
-                                   "ExpectTableRowCountToEqual", {"value": {"$PARAMETER": parameter}}))
+        checks.append(
+            PlannedCheck(
+                CheckKind.ROW_COUNT,
+                name,
+                record.get("rows"),
+                asset,
+                "ExpectTableRowCountToEqual",
+                {"value": {"$PARAMETER": parameter}},
+            )
+        )
         checks.extend(_primary_key_checks(name, record, asset, survey.enforced_keys.get(name)))
         checks.extend(_foreign_key_check(name, fk, asset) for fk in record.get("foreign_keys", []))
     for name, record in sorted(baselines.get("views", {}).items()):
@@ -201,8 +217,17 @@ def plan_checks(baselines: Mapping[str, Any], survey: Survey, smoke_queries: Seq
     for number, (label, query) in enumerate(smoke_queries, start=1):
         asset = f"smoke_query_{number}"
         assets.append(AssetSpec(asset, query=query.strip().rstrip(";")))
-        checks.append(PlannedCheck(CheckKind.SMOKE_QUERY, label, "runs", asset, "ExpectTableRowCountToBeBetween",
-                                   {"min_value": 0}, {"sql": query}))
+        checks.append(
+            PlannedCheck(
+                CheckKind.SMOKE_QUERY,
+                label,
+                "runs",
+                asset,
+                "ExpectTableRowCountToBeBetween",
+                {"min_value": 0},
+                {"sql": query},
+            )
+        )
     return CheckPlan(tuple(assets), tuple(checks), parameters)
 
 
@@ -214,14 +239,24 @@ def _catalog_query(tables: Mapping[str, Any]) -> str:
 def _columns_check(name: str, record: Mapping[str, Any]) -> PlannedCheck:
     expected = [[column[0], column[1]] for column in record["columns"]]
     expected_json = json.dumps(expected, ensure_ascii=False)
-    query = query_text("columns_differing_from_baseline", relation_name=_safe_literal(name),
-                       baseline_columns=_safe_literal(expected_json))
-    return PlannedCheck(CheckKind.COLUMNS, name, expected, CATALOG_ASSET, NO_ROWS_EXPECTATION,
-                        {"unexpected_rows_query": query, "description": f"table {name} has its baseline columns"})
+    query = query_text(
+        "columns_differing_from_baseline",
+        relation_name=_safe_literal(name),
+        baseline_columns=_safe_literal(expected_json),
+    )
+    return PlannedCheck(
+        CheckKind.COLUMNS,
+        name,
+        expected,
+        CATALOG_ASSET,
+        NO_ROWS_EXPECTATION,
+        {"unexpected_rows_query": query, "description": f"table {name} has its baseline columns"},
+    )
 
 
-def _primary_key_checks(name: str, record: Mapping[str, Any], asset: str,
-                        enforced: tuple[str, ...] | None) -> list[PlannedCheck]:
+def _primary_key_checks(
+    name: str, record: Mapping[str, Any], asset: str, enforced: tuple[str, ...] | None
+) -> list[PlannedCheck]:
     """A key PostgreSQL enforces (a valid primary-key index on the
     baseline's columns) is proven from the catalog at no cost; only a key it does not enforce is
     scanned for NULLs and duplicates, so the report also says what the rows look like."""
@@ -233,21 +268,49 @@ def _primary_key_checks(name: str, record: Mapping[str, Any], asset: str,
         schema, table = split_name(name)
         query = query_text(
             "primary_key_not_enforced",
-            schema_literal=_safe_literal(schema), table_literal=_safe_literal(table), key_literal=key_literal,
+            schema_literal=_safe_literal(schema),
+            table_literal=_safe_literal(table),
+            key_literal=key_literal,
         )
-        checks.append(PlannedCheck(CheckKind.PRIMARY_KEY_ENFORCED, f"{name} {key_text}", "enforced", asset, NO_ROWS_EXPECTATION,
-                                   {"unexpected_rows_query": query, "description": f"primary key {key_text} of {name} is enforced"},
-                                   {"table": name, "key": key_text}))
+        checks.append(
+            PlannedCheck(
+                CheckKind.PRIMARY_KEY_ENFORCED,
+                f"{name} {key_text}",
+                "enforced",
+                asset,
+                NO_ROWS_EXPECTATION,
+                {"unexpected_rows_query": query, "description": f"primary key {key_text} of {name} is enforced"},
+                {"table": name, "key": key_text},
+            )
+        )
     if key and tuple(key) != enforced:
         for column in key:
-            checks.append(PlannedCheck(CheckKind.PRIMARY_KEY_NOT_NULL, f"{name} ({column})", 0, asset,
-                                       "ExpectColumnValuesToNotBeNull", {"column": column}, {"table": name, "key": key_text}))
+            checks.append(
+                PlannedCheck(
+                    CheckKind.PRIMARY_KEY_NOT_NULL,
+                    f"{name} ({column})",
+                    0,
+                    asset,
+                    "ExpectColumnValuesToNotBeNull",
+                    {"column": column},
+                    {"table": name, "key": key_text},
+                )
+            )
         unique: tuple[str, dict[str, Any]] = (
-            ("ExpectColumnValuesToBeUnique", {"column": key[0]}) if len(key) == 1
+            ("ExpectColumnValuesToBeUnique", {"column": key[0]})
+            if len(key) == 1
             else ("ExpectCompoundColumnsToBeUnique", {"column_list": list(key)})
         )
-        checks.append(PlannedCheck(CheckKind.PRIMARY_KEY_UNIQUE, f"{name} {key_text}", 0, asset, *unique,
-                                   detail={"table": name, "key": key_text}))
+        checks.append(
+            PlannedCheck(
+                CheckKind.PRIMARY_KEY_UNIQUE,
+                f"{name} {key_text}",
+                0,
+                asset,
+                *unique,
+                detail={"table": name, "key": key_text},
+            )
+        )
     return checks
 
 
@@ -255,19 +318,44 @@ def _foreign_key_check(name: str, fk: Mapping[str, Any], asset: str) -> PlannedC
     columns, referenced = list(fk["columns"]), list(fk["referenced_columns"])
     # MATCH SIMPLE, as PostgreSQL checks it: a row with any NULL key column references nothing.
     not_null = " AND ".join(f"child.{quote_ident(c)} IS NOT NULL" for c in columns)
-    match = " AND ".join(f"parent.{quote_ident(p)} = child.{quote_ident(c)}" for c, p in zip(columns, referenced))
-    observed = ObservedRows(query_text("orphaned_foreign_key_rows", child_table=quote_relation(name), key_matches=match,
-                                       child_key_not_null=not_null, referenced_table=quote_relation(fk["references"])),
-                            "foreign_key_broken")
-    detail = {"table": name, "constraint": fk["name"], "columns": columns, "references": fk["references"],
-              "referenced_columns": referenced}
-    return PlannedCheck(CheckKind.FOREIGN_KEY, f"{name} {fk['name']}", 0, asset, NO_ROWS_EXPECTATION,
-                        {"unexpected_rows_query": unexpected_rows_query(observed),
-                         "description": f"foreign key {fk['name']} of {name} holds"}, detail, observed)
+    match = " AND ".join(
+        f"parent.{quote_ident(p)} = child.{quote_ident(c)}" for c, p in zip(columns, referenced, strict=False)
+    )
+    observed = ObservedRows(
+        query_text(
+            "orphaned_foreign_key_rows",
+            child_table=quote_relation(name),
+            key_matches=match,
+            child_key_not_null=not_null,
+            referenced_table=quote_relation(fk["references"]),
+        ),
+        "foreign_key_broken",
+    )
+    detail = {
+        "table": name,
+        "constraint": fk["name"],
+        "columns": columns,
+        "references": fk["references"],
+        "referenced_columns": referenced,
+    }
+    return PlannedCheck(
+        CheckKind.FOREIGN_KEY,
+        f"{name} {fk['name']}",
+        0,
+        asset,
+        NO_ROWS_EXPECTATION,
+        {
+            "unexpected_rows_query": unexpected_rows_query(observed),
+            "description": f"foreign key {fk['name']} of {name} holds",
+        },
+        detail,
+        observed,
+    )
 
 
-def _view_check(name: str, record: Mapping[str, Any], baselines: Mapping[str, Any], survey: Survey,
-                assets: list[AssetSpec]) -> PlannedCheck:
+def _view_check(
+    name: str, record: Mapping[str, Any], baselines: Mapping[str, Any], survey: Survey, assets: list[AssetSpec]
+) -> PlannedCheck:
     expected = {"rows": record["rows"], "fingerprint": record["fingerprint"]}
     method = baselines.get("fingerprint_method", baseline.FINGERPRINT_METHOD)
     if method != baseline.FINGERPRINT_METHOD:
@@ -276,19 +364,36 @@ def _view_check(name: str, record: Mapping[str, Any], baselines: Mapping[str, An
         return PlannedCheck(CheckKind.VIEW_ROWS, name, expected, detail={"missing": True})
     # The digest baseline.fingerprint_digest computes in Python, here in SQL, over the very query
     # baseline.fingerprint_relation runs: equal rows give a byte-for-byte equal fingerprint.
-    fingerprint = query_text("view_fingerprint", method_prefix=quote_literal(baseline.FINGERPRINT_METHOD + ":"),
-                             measured=survey.view_queries[name])
+    fingerprint = query_text(
+        "view_fingerprint",
+        method_prefix=quote_literal(baseline.FINGERPRINT_METHOD + ":"),
+        measured=survey.view_queries[name],
+    )
     # The asset is the fingerprint query, so the Data Docs show what was measured; GX reads its
     # rows through the check's query (see ObservedRows), never twice. Its name is not the
     # relation's: a table may be fingerprinted too, and its own asset has that name.
     asset = unique_asset_name(f"view {name}", assets)
     assets.append(AssetSpec(asset, query=fingerprint))
-    observed = ObservedRows(fingerprint, "view_differing_from_baseline", {
-        "baseline_rows": str(int(record["rows"])), "baseline_fingerprint": _safe_literal(str(record["fingerprint"])),
-    })
-    return PlannedCheck(CheckKind.VIEW_ROWS, name, expected, asset, NO_ROWS_EXPECTATION,
-                        {"unexpected_rows_query": unexpected_rows_query(observed),
-                         "description": f"view {name} gives its baseline rows"}, observed=observed)
+    observed = ObservedRows(
+        fingerprint,
+        "view_differing_from_baseline",
+        {
+            "baseline_rows": str(int(record["rows"])),
+            "baseline_fingerprint": _safe_literal(str(record["fingerprint"])),
+        },
+    )
+    return PlannedCheck(
+        CheckKind.VIEW_ROWS,
+        name,
+        expected,
+        asset,
+        NO_ROWS_EXPECTATION,
+        {
+            "unexpected_rows_query": unexpected_rows_query(observed),
+            "description": f"view {name} gives its baseline rows",
+        },
+        observed=observed,
+    )
 
 
 def unique_asset_name(wanted: str, assets: Sequence[AssetSpec]) -> str:
@@ -305,8 +410,9 @@ def unique_asset_name(wanted: str, assets: Sequence[AssetSpec]) -> str:
 def unexpected_rows_query(observed: ObservedRows, source: str | None = None) -> str:
     """The check's query for GX over a source of the observed rows: a parenthesized query in plain
     SQL (by default the observed query itself, which GX then runs)."""
-    return query_text(observed.check_query, observed=for_format(for_text_clause(source or f"({observed.query})")),
-                      **observed.values)
+    return query_text(
+        observed.check_query, observed=for_format(for_text_clause(source or f"({observed.query})")), **observed.values
+    )
 
 
 def _safe_literal(text: str) -> str:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote
 
 from hms_dr.quality.plan import CheckKind, PlannedCheck
@@ -30,8 +31,14 @@ def judge(check: PlannedCheck, result: Any | None) -> dict[str, Any]:
 
 
 def _row(check: PlannedCheck, observed: Any, passed: bool, message: str) -> dict[str, Any]:
-    return {"check": check.kind.value, "target": check.target, "expected": check.expected, "observed": observed,
-            "passed": passed, "message": message.replace("\n", " ")}
+    return {
+        "check": check.kind.value,
+        "target": check.target,
+        "expected": check.expected,
+        "observed": observed,
+        "passed": passed,
+        "message": message.replace("\n", " "),
+    }
 
 
 def _subject(check: PlannedCheck) -> str:
@@ -50,8 +57,10 @@ def _subject(check: PlannedCheck) -> str:
 
 def _surveyed(check: PlannedCheck) -> tuple[Any, str]:
     if "unknown_method" in check.detail:
-        return None, (f"view {check.target} cannot be checked: fingerprint method {check.detail['unknown_method']!r}"
-                      " is not one this version computes")
+        return None, (
+            f"view {check.target} cannot be checked: fingerprint method {check.detail['unknown_method']!r}"
+            " is not one this version computes"
+        )
     noun = "view" if check.kind is CheckKind.VIEW_ROWS else "table"
     rows = check.expected.get("rows") if isinstance(check.expected, Mapping) else check.expected
     return None, f"{noun} {check.target} is missing (baseline {_rows(rows)})"
@@ -88,11 +97,15 @@ def _columns(check: PlannedCheck, result: Mapping[str, Any], passed: bool) -> tu
     have, want = [" ".join(c) for c in observed], [" ".join(c) for c in expected]
     missing = [c for c in want if c not in have]
     extra = [c for c in have if c not in want]
-    differences = "; ".join(part for part in (
-        f"missing {', '.join(missing)}" if missing else "",
-        f"not in the baseline {', '.join(extra)}" if extra else "",
-        "same columns in another order" if not missing and not extra else "",
-    ) if part)
+    differences = "; ".join(
+        part
+        for part in (
+            f"missing {', '.join(missing)}" if missing else "",
+            f"not in the baseline {', '.join(extra)}" if extra else "",
+            "same columns in another order" if not missing and not extra else "",
+        )
+        if part
+    )
     message = f"table {check.target} columns differ from the baseline ({differences}): has [{', '.join(have)}]"
     return observed, message if missing or extra else f"{message}, baseline [{', '.join(want)}]"
 
@@ -130,8 +143,10 @@ def _enforced(check: PlannedCheck, result: Mapping[str, Any], passed: bool) -> t
 
 def _foreign_key(check: PlannedCheck, result: Mapping[str, Any], passed: bool) -> tuple[Any, str]:
     d = check.detail
-    constraint = (f"foreign key {d['constraint']} ({', '.join(d['columns'])}) -> "
-                  f"{d['references']} ({', '.join(d['referenced_columns'])})")
+    constraint = (
+        f"foreign key {d['constraint']} ({', '.join(d['columns'])}) -> "
+        f"{d['references']} ({', '.join(d['referenced_columns'])})"
+    )
     if passed:
         return 0, f"table {d['table']} {constraint} holds"
     rows = _unexpected_rows(result)
@@ -142,15 +157,19 @@ def _foreign_key(check: PlannedCheck, result: Mapping[str, Any], passed: bool) -
 def _view_rows(check: PlannedCheck, result: Mapping[str, Any], passed: bool) -> tuple[Any, str]:
     expected = check.expected
     if passed:
-        return dict(expected), f"view {check.target} gives its {_rows(expected['rows'])} of the baseline (fingerprint matches)"
+        return dict(
+            expected
+        ), f"view {check.target} gives its {_rows(expected['rows'])} of the baseline (fingerprint matches)"
     rows = _unexpected_rows(result)
     if not rows:
         return None, f"view {check.target} could not be fingerprinted"
     observed: dict[str, Any] = {"rows": int(rows[0]["row_count"]), "fingerprint": str(rows[0]["fingerprint"])}
     if observed["rows"] != expected["rows"]:
         return observed, f"view {check.target} has {_rows(observed['rows'])}, baseline {expected['rows']}"
-    return observed, (f"view {check.target} rows differ from the baseline fingerprint ({_rows(observed['rows'])} as in"
-                      f" the baseline, fingerprint {observed['fingerprint'][:16]}, baseline {expected['fingerprint'][:16]})")
+    return observed, (
+        f"view {check.target} rows differ from the baseline fingerprint ({_rows(observed['rows'])} as in"
+        f" the baseline, fingerprint {observed['fingerprint'][:16]}, baseline {expected['fingerprint'][:16]})"
+    )
 
 
 def _smoke(check: PlannedCheck, result: Mapping[str, Any], passed: bool) -> tuple[Any, str]:
@@ -196,8 +215,8 @@ def write_report_html(summary: Mapping[str, Any], report_dir: Path) -> Path:
     verdict = "PASSED" if summary["passed"] else "FAILED"
     rows = "\n".join(
         f'<tr class="{"pass" if c["passed"] else "fail"}"><td>{_h(c["check"])}</td><td>{_target(c)}</td>'
-        f'<td>{_cell(c["expected"])}</td><td>{_cell(c["observed"])}</td>'
-        f'<td>{"pass" if c["passed"] else "FAIL"}</td><td>{_h(c["message"])}</td></tr>'
+        f"<td>{_cell(c['expected'])}</td><td>{_cell(c['observed'])}</td>"
+        f"<td>{'pass' if c['passed'] else 'FAIL'}</td><td>{_h(c['message'])}</td></tr>"
         for c in checks
     )
     facts = [("backup set", _h(summary["backup_set_id"]))]
@@ -206,24 +225,41 @@ def write_report_html(summary: Mapping[str, Any], report_dir: Path) -> Path:
     if summary.get("scratch_database"):
         facts.append(("scratch database", _h(summary["scratch_database"])))
     checks_passed = summary.get("checks_passed", passed == len(checks))
-    facts.append(("checks", f'<span class="{"ok" if checks_passed else "bad"}">{passed} of {len(checks)} passed</span>'))
+    facts.append(
+        ("checks", f'<span class="{"ok" if checks_passed else "bad"}">{passed} of {len(checks)} passed</span>')
+    )
     rto_over = False
     if summary.get("rto_s") is not None:
         rto_s, target_s = float(summary["rto_s"]), summary.get("rto_target_s")
         rto_over = target_s is not None and rto_s > float(target_s)
-        judged = "" if target_s is None else (
-            f' <span class="bad">OVER THE TARGET of {_duration(target_s)}</span>' if rto_over
-            else f' <span class="ok">within the target of {_duration(target_s)}</span>'
+        judged = (
+            ""
+            if target_s is None
+            else (
+                f' <span class="bad">OVER THE TARGET of {_duration(target_s)}</span>'
+                if rto_over
+                else f' <span class="ok">within the target of {_duration(target_s)}</span>'
+            )
         )
-        facts.append(("RTO", f"{_duration(rto_s)}{judged}<br><small>from the start of the fetch to the end of the checks,"
-                             " wall clock</small>"))
+        facts.append(
+            (
+                "RTO",
+                f"{_duration(rto_s)}{judged}<br><small>from the start of the fetch to the end of the checks,"
+                " wall clock</small>",
+            )
+        )
     elif summary.get("seconds") is not None:
         facts.append(("checks took", _duration(summary["seconds"])))
     docs_index = report_dir / "data_docs" / "index.html"
     if docs_index.is_file():
-        facts.append(("Data Docs", '<a href="data_docs/index.html">data_docs/index.html</a><br><small>reads offline;'
-                                   " stored beside this report as data-docs.tar.gz, unpack it into a folder"
-                                   " data_docs next to this file</small>"))
+        facts.append(
+            (
+                "Data Docs",
+                '<a href="data_docs/index.html">data_docs/index.html</a><br><small>reads offline;'
+                " stored beside this report as data-docs.tar.gz, unpack it into a folder"
+                " data_docs next to this file</small>",
+            )
+        )
     reasons = [f"{len(checks) - passed} of {len(checks)} checks failed"] if not checks_passed else []
     if rto_over:
         reasons.append("the restore took longer than the RTO target")
@@ -278,8 +314,10 @@ def _steps_table(summary: Mapping[str, Any]) -> str:
         if between > 0.0005:
             rows.append(("between steps (scheduling, task start-up)", between))
     share = (lambda s: f"{100 * s / float(rto_s):.1f} %") if rto_s else (lambda s: "")
-    body = "\n".join(f'<tr><td>{_h(name)}</td><td class="number">{seconds:.3f}</td><td class="number">{share(seconds)}</td></tr>'
-                     for name, seconds in rows)
+    body = "\n".join(
+        f'<tr><td>{_h(name)}</td><td class="number">{seconds:.3f}</td><td class="number">{share(seconds)}</td></tr>'
+        for name, seconds in rows
+    )
     return f"""<h2>Steps</h2>
 <table class="steps"><thead><tr><th>step</th><th>seconds</th><th>share of RTO</th></tr></thead>
 <tbody>

@@ -10,7 +10,7 @@ The recovered cluster is a copy of production (same roles, same passwords), star
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,37 +53,70 @@ def recover_for_drill(
     from hms_dr.server_user import free_port
 
     drill_plan = _drill_plan(plan)
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     recovered = recover(
-        store, cluster.name, parse_recovery_target("lsn", drill_plan.target_lsn),
-        data_dir=drill_plan.data_dir, port=free_port(), decryption_key=key,
+        store,
+        cluster.name,
+        parse_recovery_target("lsn", drill_plan.target_lsn),
+        data_dir=drill_plan.data_dir,
+        port=free_port(),
+        decryption_key=key,
         staging_dir=work_folder(staging.dir, WorkPurpose.RESTORE_TEST),
-        socket_dir=drill_plan.socket_dir, log_file=drill_plan.log_file,
+        socket_dir=drill_plan.socket_dir,
+        log_file=drill_plan.log_file,
     )
     return RecoveredCluster(
-        started_at=started_at, port=int(recovered["port"]), data_dir=Path(recovered["data_dir"]),
-        socket_dir=Path(recovered["socket_dir"]), log_file=Path(recovered["log_file"]),
-        base_backup_set_id=str(recovered["backup_set_id"]), timeline=int(recovered["timeline"]),
-        recovery_end_lsn=recovered["recovery_end_lsn"], seconds=dict(recovered["seconds"]),
+        started_at=started_at,
+        port=int(recovered["port"]),
+        data_dir=Path(recovered["data_dir"]),
+        socket_dir=Path(recovered["socket_dir"]),
+        log_file=Path(recovered["log_file"]),
+        base_backup_set_id=str(recovered["backup_set_id"]),
+        timeline=int(recovered["timeline"]),
+        recovery_end_lsn=recovered["recovery_end_lsn"],
+        seconds=dict(recovered["seconds"]),
     )
 
 
 def check_recovered_cluster(
-    plan: RestoreTestPlan, recovered: RecoveredCluster, *, backup_role: ConnectionInfo, store: Store, cluster: ClusterPolicy,
-    restore_test: RestoreTestPolicy, staging: StagingPolicy, rto_minutes: int, announce: Announce,
+    plan: RestoreTestPlan,
+    recovered: RecoveredCluster,
+    *,
+    backup_role: ConnectionInfo,
+    store: Store,
+    cluster: ClusterPolicy,
+    restore_test: RestoreTestPolicy,
+    staging: StagingPolicy,
+    rto_minutes: int,
+    announce: Announce,
 ) -> RestoreTestReport:
     """The same checks as the logical restore's, on the recovered cluster, as ``backup_role``
     (production's backup role: the cluster is a copy of production)."""
     recovered_db = backup_role.with_endpoint("127.0.0.1", recovered.port)
     seconds = recovered.seconds
     copy = RestoredCopy(
-        RestoreTestPart.PHYSICAL, recovered_db.libpq_dsn(), recovered.started_at,
-        {"restore_base_backup": seconds.get("restore_base_backup", 0.0), "replay_and_promote": seconds.get("replay_and_promote", 0.0)},
-        base_backup_set_id=recovered.base_backup_set_id, target_lsn=_drill_plan(plan).target_lsn,
-        timeline=recovered.timeline, recovery_end_lsn=recovered.recovery_end_lsn,
+        RestoreTestPart.PHYSICAL,
+        recovered_db.libpq_dsn(),
+        recovered.started_at,
+        {
+            "restore_base_backup": seconds.get("restore_base_backup", 0.0),
+            "replay_and_promote": seconds.get("replay_and_promote", 0.0),
+        },
+        base_backup_set_id=recovered.base_backup_set_id,
+        target_lsn=_drill_plan(plan).target_lsn,
+        timeline=recovered.timeline,
+        recovery_end_lsn=recovered.recovery_end_lsn,
     )
-    return check_and_report(plan, copy, store=store, cluster=cluster, restore_test=restore_test, staging=staging,
-                            rto_minutes=rto_minutes, announce=announce)
+    return check_and_report(
+        plan,
+        copy,
+        store=store,
+        cluster=cluster,
+        restore_test=restore_test,
+        staging=staging,
+        rto_minutes=rto_minutes,
+        announce=announce,
+    )
 
 
 def verify_checksums_offline(recovered: RecoveredCluster) -> OfflineChecksums:
@@ -102,7 +135,10 @@ def remove_drill_cluster(plan: RestoreTestPlan | None) -> str:
     if drill_plan is None:
         return "no physical drill was planned"
     if plan is not None and plan.keep_scratch:
-        log.warning("keep_scratch is set: the recovered cluster in %s is left (stop it with pg_ctl -D ... stop)", drill_plan.data_dir)
+        log.warning(
+            "keep_scratch is set: the recovered cluster in %s is left (stop it with pg_ctl -D ... stop)",
+            drill_plan.data_dir,
+        )
         return f"kept {drill_plan.data_dir}"
     removed = remove_scratch_cluster(drill_plan.cluster)
     return f"removed {', '.join(removed)}" if removed else "nothing to remove"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from hms_dr import restore
@@ -30,17 +30,25 @@ log = logging.getLogger(__name__)
 
 
 def restore_into_scratch(
-    plan: RestoreTestPlan, *, store: Store, cluster: ClusterPolicy, staging: StagingPolicy, key: DecryptionKey, target: ConnectionInfo
+    plan: RestoreTestPlan,
+    *,
+    store: Store,
+    cluster: ClusterPolicy,
+    staging: StagingPolicy,
+    key: DecryptionKey,
+    target: ConnectionInfo,
 ) -> LogicalRestore:
     """Download and prove the payload, decrypt it, pg_restore it into a fresh scratch database on
     ``target`` (the restore server, as a role that may create databases)."""
-    fetch_started_at = datetime.now(timezone.utc)
+    fetch_started_at = datetime.now(UTC)
     backup_set = find_set(store, cluster.name, BackupKind.LOGICAL, plan.backup_set_id)
     workdir = work_folder(staging.dir, WorkPurpose.RESTORE_TEST, plan.scratch_database)
     try:
         fetched = restore.fetch_for_restore(store, backup_set, key, workdir)
         scratch_databases.create_scratch_database(target, plan.scratch_database)
-        restored = restore.run_pg_restore(target.with_database(plan.scratch_database), fetched.path, jobs=plan.restore_jobs)
+        restored = restore.run_pg_restore(
+            target.with_database(plan.scratch_database), fetched.path, jobs=plan.restore_jobs
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # the decrypted dump never outlives the step
     return LogicalRestore(
@@ -56,17 +64,36 @@ def restore_into_scratch(
 
 
 def check_logical_restore(
-    plan: RestoreTestPlan, restored: LogicalRestore, *, target: ConnectionInfo, store: Store, cluster: ClusterPolicy,
-    restore_test: RestoreTestPolicy, staging: StagingPolicy, rto_minutes: int, announce: Announce,
+    plan: RestoreTestPlan,
+    restored: LogicalRestore,
+    *,
+    target: ConnectionInfo,
+    store: Store,
+    cluster: ClusterPolicy,
+    restore_test: RestoreTestPolicy,
+    staging: StagingPolicy,
+    rto_minutes: int,
+    announce: Announce,
 ) -> RestoreTestReport:
     """The scratch database checked against the set's baselines, the report stored and announced
     whatever the outcome; then a failed check or an RTO over target fails (``report``)."""
     copy = RestoredCopy(
-        RestoreTestPart.LOGICAL, target.with_database(plan.scratch_database).libpq_dsn(), restored.fetch_started_at,
-        restored.steps_s, scratch_database=plan.scratch_database,
+        RestoreTestPart.LOGICAL,
+        target.with_database(plan.scratch_database).libpq_dsn(),
+        restored.fetch_started_at,
+        restored.steps_s,
+        scratch_database=plan.scratch_database,
     )
-    return check_and_report(plan, copy, store=store, cluster=cluster, restore_test=restore_test, staging=staging,
-                            rto_minutes=rto_minutes, announce=announce)
+    return check_and_report(
+        plan,
+        copy,
+        store=store,
+        cluster=cluster,
+        restore_test=restore_test,
+        staging=staging,
+        rto_minutes=rto_minutes,
+        announce=announce,
+    )
 
 
 def drop_scratch_database(plan: RestoreTestPlan | None, *, target: Callable[[], ConnectionInfo]) -> str:

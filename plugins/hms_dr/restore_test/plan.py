@@ -10,9 +10,10 @@ must not be production: same database, or the same cluster by its system identif
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from hms_dr import patterns
 from hms_dr.catalog import BackupSet, find_requested_set, find_set, list_catalog
@@ -23,7 +24,12 @@ from hms_dr.physical.drill_mode import choose_drill_mode
 from hms_dr.policy import ClusterPolicy, RestoreTestMode, RestoreTestPolicy, StagingPolicy
 from hms_dr.restore_test.records import DrillPlan, RestoreTestPlan
 from hms_dr.scratch.cluster import drill_scratch_cluster
-from hms_dr.scratch.database import ScratchDatabaseKind, refuse_production_target, scratch_database_name, system_identifier
+from hms_dr.scratch.database import (
+    ScratchDatabaseKind,
+    refuse_production_target,
+    scratch_database_name,
+    system_identifier,
+)
 
 if TYPE_CHECKING:
     from hms_dr.pgtools import ConnectionInfo
@@ -50,7 +56,9 @@ class RestoreTestRequest:
         return self.named != LATEST
 
 
-def read_request(params: Mapping[str, Any], *, triggered_set_id: str | None, default_mode: RestoreTestMode) -> RestoreTestRequest:
+def read_request(
+    params: Mapping[str, Any], *, triggered_set_id: str | None, default_mode: RestoreTestMode
+) -> RestoreTestRequest:
     """The run's params, checked. ``triggered_set_id``: the set of the new-set event behind this
     run, if any; it stands for "latest".
 
@@ -92,26 +100,44 @@ def plan_drill(backup_set: BackupSet, staging_dir: Path, scratch: str) -> DrillP
     """
     snapshot = backup_set.manifest.body.get("snapshot") or {}
     if not snapshot.get("wal_lsn"):
-        raise NoBackupForTarget(f"daily set {backup_set.backup_set_id} records no snapshot LSN: the physical drill cannot target it")
+        raise NoBackupForTarget(
+            f"daily set {backup_set.backup_set_id} records no snapshot LSN: the physical drill cannot target it"
+        )
     return DrillPlan.of(str(snapshot["wal_lsn"]), drill_scratch_cluster(staging_dir, scratch))
 
 
 def plan_for_set(
-    request: RestoreTestRequest, backup_set: BackupSet, base_sets: Sequence[BackupSet], *, scratch: str, staging: StagingPolicy
+    request: RestoreTestRequest,
+    backup_set: BackupSet,
+    base_sets: Sequence[BackupSet],
+    *,
+    scratch: str,
+    staging: StagingPolicy,
 ) -> RestoreTestPlan:
     """The plan for ``backup_set`` once found: the mode this store can serve, and the drill's plan
     when that mode has the drill."""
     mode = mode_for_store(request.mode, backup_set, base_sets)
     return RestoreTestPlan(
-        backup_set_id=backup_set.backup_set_id, manifest_key=backup_set.manifest_key, scratch_database=scratch,
-        restore_jobs=request.restore_jobs, keep_scratch=request.keep_scratch, mode=mode,
+        backup_set_id=backup_set.backup_set_id,
+        manifest_key=backup_set.manifest_key,
+        scratch_database=scratch,
+        restore_jobs=request.restore_jobs,
+        keep_scratch=request.keep_scratch,
+        mode=mode,
         physical=plan_drill(backup_set, staging.dir, scratch) if mode.physical else None,
     )
 
 
 def plan_restore_test(
-    params: Mapping[str, Any], *, triggered_set_id: str | None, store: Store, cluster: ClusterPolicy,
-    restore_test: RestoreTestPolicy, staging: StagingPolicy, production: ConnectionInfo, target: ConnectionInfo,
+    params: Mapping[str, Any],
+    *,
+    triggered_set_id: str | None,
+    store: Store,
+    cluster: ClusterPolicy,
+    restore_test: RestoreTestPolicy,
+    staging: StagingPolicy,
+    production: ConnectionInfo,
+    target: ConnectionInfo,
 ) -> RestoreTestPlan:
     """Check the request, find the set, refuse a restore target that is production, and plan the run."""
     request = read_request(params, triggered_set_id=triggered_set_id, default_mode=restore_test.mode)
@@ -119,12 +145,20 @@ def plan_restore_test(
     backup_set = find(store, cluster.name, BackupKind.LOGICAL, request.backup_id)
     scratch = scratch_database_name(ScratchDatabaseKind.RESTORE_TEST, backup_set.backup_set_id)
     refuse_production_target(
-        target=target, production=production, scratch_name=scratch,
-        target_system_id=system_identifier(target), production_system_id=system_identifier(production),
+        target=target,
+        production=production,
+        scratch_name=scratch,
+        target_system_id=system_identifier(target),
+        production_system_id=system_identifier(production),
     )
     log.info(
         "restore test of %s set %s (%s) into scratch database %s on %s:%s",
-        backup_set.kind.value, backup_set.backup_set_id, store.describe(backup_set.manifest_key), scratch, target.host, target.port,
+        backup_set.kind.value,
+        backup_set.backup_set_id,
+        store.describe(backup_set.manifest_key),
+        scratch,
+        target.host,
+        target.port,
     )
     base_sets = list_catalog(store, cluster.name, BackupKind.BASE).sets if request.mode.physical else ()
     return plan_for_set(request, backup_set, base_sets, scratch=scratch, staging=staging)

@@ -96,7 +96,12 @@ class RecoveredCluster(Record):
 
     def server_record(self) -> dict[str, Any]:
         """Where its server runs, as ``hms_dr.physical.drill`` reads it."""
-        return {"data_dir": str(self.data_dir), "port": self.port, "socket_dir": str(self.socket_dir), "log_file": str(self.log_file)}
+        return {
+            "data_dir": str(self.data_dir),
+            "port": self.port,
+            "socket_dir": str(self.socket_dir),
+            "log_file": str(self.log_file),
+        }
 
 
 @dataclass(frozen=True)

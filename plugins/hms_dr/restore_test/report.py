@@ -16,7 +16,7 @@ import logging
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,17 +56,31 @@ class RestoredCopy:
 
 
 def build_report(
-    copy: RestoredCopy, outcome: Mapping[str, Any], *, backup_set_id: str, backup_manifest: str, rto: RtoVerdict, checks_s: float
+    copy: RestoredCopy,
+    outcome: Mapping[str, Any],
+    *,
+    backup_set_id: str,
+    backup_manifest: str,
+    rto: RtoVerdict,
+    checks_s: float,
 ) -> RestoreTestReport:
     """The report of ``copy`` from the checks' ``outcome`` (``hms_dr.quality.check_restored_database``):
     passed only when every check passed and the RTO is within target."""
     return RestoreTestReport(
-        backup_set_id=backup_set_id, backup_manifest=backup_manifest, mode=copy.part,
-        scratch_database=copy.scratch_database, base_backup_set_id=copy.base_backup_set_id, target_lsn=copy.target_lsn,
-        timeline=copy.timeline, recovery_end_lsn=copy.recovery_end_lsn,
+        backup_set_id=backup_set_id,
+        backup_manifest=backup_manifest,
+        mode=copy.part,
+        scratch_database=copy.scratch_database,
+        base_backup_set_id=copy.base_backup_set_id,
+        target_lsn=copy.target_lsn,
+        timeline=copy.timeline,
+        recovery_end_lsn=copy.recovery_end_lsn,
         passed=bool(outcome["passed"]) and rto.within_target,
-        checks_passed=outcome["passed"], checks=outcome["checks"], failed=outcome["failed"],
-        rto_s=round(rto.seconds, 3), rto_target_s=rto.target_s,
+        checks_passed=outcome["passed"],
+        checks=outcome["checks"],
+        failed=outcome["failed"],
+        rto_s=round(rto.seconds, 3),
+        rto_target_s=rto.target_s,
         steps_s={**copy.steps_s, "quality_checks": round(checks_s, 3)},
     )
 
@@ -111,15 +125,28 @@ def store_report(
             stored = store.put(key_for(cluster, BackupKind.RESTORE_TEST, report_id, path.name), source)
         payloads.append(Payload(path.name, stored.size_bytes, stored.sha256, "report"))
     publish_set(
-        store, kind=BackupKind.RESTORE_TEST, cluster=cluster, backup_set_id=report_id,
-        started_at=started_at, finished_at=finished_at, payloads=payloads, extra=manifest_extra(report),
+        store,
+        kind=BackupKind.RESTORE_TEST,
+        cluster=cluster,
+        backup_set_id=report_id,
+        started_at=started_at,
+        finished_at=finished_at,
+        payloads=payloads,
+        extra=manifest_extra(report),
     )
     return key_for(cluster, BackupKind.RESTORE_TEST, report_id, "summary.json")
 
 
 def check_and_report(
-    plan: RestoreTestPlan, copy: RestoredCopy, *, store: Store, cluster: ClusterPolicy, restore_test: RestoreTestPolicy,
-    staging: StagingPolicy, rto_minutes: int, announce: Announce,
+    plan: RestoreTestPlan,
+    copy: RestoredCopy,
+    *,
+    store: Store,
+    cluster: ClusterPolicy,
+    restore_test: RestoreTestPolicy,
+    staging: StagingPolicy,
+    rto_minutes: int,
+    announce: Announce,
 ) -> RestoreTestReport:
     """Check ``copy`` against the planned set's baselines, store the report as a restore-test set,
     announce it, then fail on a failed check or an RTO over target. RTO runs from
@@ -132,14 +159,25 @@ def check_and_report(
 
     backup_set = find_set(store, cluster.name, BackupKind.LOGICAL, plan.backup_set_id)
     report_dir = work_folder(staging.dir, WorkPurpose.RESTORE_TEST, plan.scratch_database) / f"report-{copy.part.value}"
-    checks_started = datetime.now(timezone.utc)
+    checks_started = datetime.now(UTC)
     try:
-        outcome = check_restored_database(copy.dsn, backup_set.manifest.baselines, report_dir=report_dir,
-                                          backup_set_id=backup_set.backup_set_id, smoke_queries=restore_test.smoke_queries)
-        finished = datetime.now(timezone.utc)
+        outcome = check_restored_database(
+            copy.dsn,
+            backup_set.manifest.baselines,
+            report_dir=report_dir,
+            backup_set_id=backup_set.backup_set_id,
+            smoke_queries=restore_test.smoke_queries,
+        )
+        finished = datetime.now(UTC)
         rto = rto_verdict(copy.started_at, finished, rto_minutes)
-        report = build_report(copy, outcome, backup_set_id=backup_set.backup_set_id, backup_manifest=store.describe(backup_set.manifest_key),
-                              rto=rto, checks_s=(finished - checks_started).total_seconds())
+        report = build_report(
+            copy,
+            outcome,
+            backup_set_id=backup_set.backup_set_id,
+            backup_manifest=store.describe(backup_set.manifest_key),
+            rto=rto,
+            checks_s=(finished - checks_started).total_seconds(),
+        )
         summary = report.to_xcom()
         (report_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         write_report_html(summary, report_dir)  # again, now with the RTO and every step's duration

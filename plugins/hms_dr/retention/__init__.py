@@ -7,7 +7,13 @@ plans and deletes, manifest first.
 
 from __future__ import annotations
 
-from hms_dr.retention.apply import RetentionOutcome, apply_retention, apply_retention_plan, expire_by_tiers, read_store_catalog
+from hms_dr.retention.apply import (
+    RetentionOutcome,
+    apply_retention,
+    apply_retention_plan,
+    expire_by_tiers,
+    read_store_catalog,
+)
 from hms_dr.retention.plan import (
     DAILY_EXPORT_KINDS,
     RetentionTiers,
@@ -22,8 +28,26 @@ from hms_dr.retention.records import Expiry, KindExpiry, RetentionPlan, Retentio
 from hms_dr.retention.wal import BaseBackupWal, oldest_base_backup, plan_wal_expiry, wal_position
 
 __all__ = [
-    "DAILY_EXPORT_KINDS", "BaseBackupWal", "Expiry", "KindExpiry", "RetentionOutcome", "RetentionPlan", "RetentionRule",
-    "RetentionTiers", "StoreCatalog", "apply_retention", "apply_retention_plan", "base_backup_wal_start",
-    "describe_age", "expire_by_tiers", "grandfather_father_son_keeps", "keep_newest_wal_set", "oldest_base_backup",
-    "plan_retention", "plan_store_retention", "plan_wal_expiry", "read_store_catalog", "wal_position",
+    "DAILY_EXPORT_KINDS",
+    "BaseBackupWal",
+    "Expiry",
+    "KindExpiry",
+    "RetentionOutcome",
+    "RetentionPlan",
+    "RetentionRule",
+    "RetentionTiers",
+    "StoreCatalog",
+    "apply_retention",
+    "apply_retention_plan",
+    "base_backup_wal_start",
+    "describe_age",
+    "expire_by_tiers",
+    "grandfather_father_son_keeps",
+    "keep_newest_wal_set",
+    "oldest_base_backup",
+    "plan_retention",
+    "plan_store_retention",
+    "plan_wal_expiry",
+    "read_store_catalog",
+    "wal_position",
 ]

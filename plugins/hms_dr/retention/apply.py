@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from hms_dr.catalog import CatalogListing, key_for, list_catalog
 from hms_dr.errors import HmsDrError, ObjectLocked, ObjectMissing, RetentionRefused
@@ -36,7 +37,7 @@ class RetentionOutcome:
 def apply_retention(plan: RetentionPlan, store: Store, cluster: str) -> list[str]:
     """Delete what the plan expires, manifest first; the keys deleted, in order. Finishes the
     loop on errors and raises one summary error at the end; a set under Object Lock is logged and kept."""
-    return list(apply_retention_plan(plan, store, cluster, now=datetime.now(timezone.utc)).deleted)
+    return list(apply_retention_plan(plan, store, cluster, now=datetime.now(UTC)).deleted)
 
 
 def apply_retention_plan(plan: RetentionPlan, store: Store, cluster: str, *, now: datetime) -> RetentionOutcome:
@@ -53,7 +54,9 @@ def apply_retention_plan(plan: RetentionPlan, store: Store, cluster: str, *, now
             lock = _lock_of(store, keys, now) if store.features.supports_object_lock else None
             if lock is not None:
                 locked[expiry.backup_set_id] = lock
-                log.warning("kept %s set %s: %s (it expires: %s)", expiry.kind.value, expiry.backup_set_id, lock, expiry.reason)
+                log.warning(
+                    "kept %s set %s: %s (it expires: %s)", expiry.kind.value, expiry.backup_set_id, lock, expiry.reason
+                )
                 continue
             if expiry.complete and manifest_key in keys:
                 store.delete(manifest_key)  # from here on the set no longer exists for anyone
@@ -66,7 +69,9 @@ def apply_retention_plan(plan: RetentionPlan, store: Store, cluster: str, *, now
                 except ObjectMissing:
                     continue
                 deleted.append(key)
-            log.info("expired %s set %s (%d objects): %s", expiry.kind.value, expiry.backup_set_id, len(keys), expiry.reason)
+            log.info(
+                "expired %s set %s (%d objects): %s", expiry.kind.value, expiry.backup_set_id, len(keys), expiry.reason
+            )
         except ObjectLocked as exc:
             # The lock check above saw none (a listing race, or a lock the head did not show).
             locked[expiry.backup_set_id] = exc.message
@@ -99,7 +104,9 @@ def read_store_catalog(store: Store, cluster: str, kinds: Iterable[BackupKind]) 
         needed.add(BackupKind.BASE)
     if needed & set(DAILY_EXPORT_KINDS):
         needed.add(BackupKind.LOGICAL)
-    listings: dict[BackupKind, CatalogListing] = {kind: list_catalog(store, cluster, kind) for kind in BackupKind if kind in needed and kind is not BackupKind.WAL}
+    listings: dict[BackupKind, CatalogListing] = {
+        kind: list_catalog(store, cluster, kind) for kind in BackupKind if kind in needed and kind is not BackupKind.WAL
+    }
     wal_sets = tuple(read_wal_sets(store, cluster)) if BackupKind.WAL in needed else ()
     return StoreCatalog(listings=listings, wal_sets=wal_sets)
 
@@ -123,9 +130,14 @@ def expire_by_tiers(
         kept_by_reason = Counter(_reason_kind(plan.reasons[set_id]) for set_id in plan.keep)
         log.info(
             "%s retention of %s sets in %s: %d kept (%s), %d expired (%d objects deleted), %d left under Object Lock",
-            "offsite" if offsite else "primary", kind.value, store.url, len(plan.keep),
+            "offsite" if offsite else "primary",
+            kind.value,
+            store.url,
+            len(plan.keep),
             "; ".join(f"{count}: {reason}" for reason, count in kept_by_reason.items()) or "none",
-            len(plan.expire), len(outcome.deleted), len(outcome.locked),
+            len(plan.expire),
+            len(outcome.deleted),
+            len(outcome.locked),
         )
         report[kind.value] = KindExpiry(
             kept=len(plan.keep),

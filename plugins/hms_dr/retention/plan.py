@@ -9,9 +9,9 @@ offsite store's window).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
 from hms_dr.catalog import BackupSet, CatalogListing
 from hms_dr.errors import ManifestInvalid
@@ -32,7 +32,7 @@ def plan_retention(
     """Decide what expires. Never the newest ``min_keep`` sets, never a set inside its window,
     never a weekly/monthly keep, never a ``pinned`` set (set id -> why it must stay)."""
     sets = sorted(listing.sets, key=lambda s: (s.finished_at, s.backup_set_id))
-    protected = {s.backup_set_id for s in sets[-rule.min_keep:]}
+    protected = {s.backup_set_id for s in sets[-rule.min_keep :]}
     long_term = {**grandfather_father_son_keeps(sets, rule), **(pinned or {})}
     keep: list[str] = []
     expire: list[Expiry] = []
@@ -51,7 +51,8 @@ def plan_retention(
             reasons[set_id] = f"inside the {describe_age(rule.max_age)} window ({describe_age(age)} old)"
         else:
             reason = (
-                f"older than the {describe_age(rule.max_age)} window ({describe_age(age)} old)" if rule.max_age is not None
+                f"older than the {describe_age(rule.max_age)} window ({describe_age(age)} old)"
+                if rule.max_age is not None
                 else f"not among the newest {rule.min_keep} complete set(s) ({describe_age(age)} old)"
             )
             expire.append(Expiry(kind, set_id, True, reason))
@@ -73,7 +74,7 @@ def grandfather_father_son_keeps(sets: Sequence[BackupSet], rule: RetentionRule)
     that hold a set (as restic's --keep-weekly: gaps do not use up a keep): set id -> reason."""
     keeps: dict[str, str] = {}
     periods: tuple[tuple[int, str, Callable[[datetime], str]], ...] = (
-        (rule.weekly_keep, "weekly", lambda at: "{0:04d}-W{1:02d}".format(*at.isocalendar())),
+        (rule.weekly_keep, "weekly", lambda at: "{:04d}-W{:02d}".format(*at.isocalendar())),
         (rule.monthly_keep, "monthly", lambda at: f"{at.year:04d}-{at.month:02d}"),
     )
     for count, label, period_of in periods:
@@ -81,7 +82,7 @@ def grandfather_father_son_keeps(sets: Sequence[BackupSet], rule: RetentionRule)
             continue
         newest_in: dict[str, str] = {}
         for backup_set in sorted(sets, key=lambda s: (s.finished_at, s.backup_set_id)):
-            newest_in[period_of(backup_set.finished_at.astimezone(timezone.utc))] = backup_set.backup_set_id
+            newest_in[period_of(backup_set.finished_at.astimezone(UTC))] = backup_set.backup_set_id
         for period in sorted(newest_in, reverse=True)[:count]:
             keeps.setdefault(newest_in[period], f"{label} keep (grandfather-father-son) for {period}")
     return keeps
@@ -142,18 +143,30 @@ def plan_store_retention(
     daily set); WAL stays for its window and, whatever its age, from the start of the oldest base
     backup this same plan keeps: every retained base backup can be restored and rolled forward."""
     plans: dict[BackupKind, RetentionPlan] = {}
-    daily = plan_retention(catalog.listing(BackupKind.LOGICAL), BackupKind.LOGICAL, tiers.rule_for(BackupKind.LOGICAL, offsite=offsite), now)
+    daily = plan_retention(
+        catalog.listing(BackupKind.LOGICAL),
+        BackupKind.LOGICAL,
+        tiers.rule_for(BackupKind.LOGICAL, offsite=offsite),
+        now,
+    )
     plans[BackupKind.LOGICAL] = daily
     with_daily_set = {set_id: f"kept with its daily set ({daily.reasons[set_id]})" for set_id in daily.keep}
     for kind in DAILY_EXPORT_KINDS:
-        plans[kind] = plan_retention(catalog.listing(kind), kind, tiers.rule_for(kind, offsite=offsite), now, pinned=with_daily_set)
+        plans[kind] = plan_retention(
+            catalog.listing(kind), kind, tiers.rule_for(kind, offsite=offsite), now, pinned=with_daily_set
+        )
     for kind in (BackupKind.BASE, BackupKind.RESTORE_TEST):
         plans[kind] = plan_retention(catalog.listing(kind), kind, tiers.rule_for(kind, offsite=offsite), now)
     kept_bases = set(plans[BackupKind.BASE].keep)
-    base_wal = [base_backup_wal_start(s) for s in catalog.listing(BackupKind.BASE).sets if s.backup_set_id in kept_bases]
+    base_wal = [
+        base_backup_wal_start(s) for s in catalog.listing(BackupKind.BASE).sets if s.backup_set_id in kept_bases
+    ]
     wal_plan = plan_wal_expiry(
-        catalog.wal_sets, base_wal, keep_days=tiers.offsite_days if offsite else tiers.wal_days,
-        orphan_max_age=tiers.orphan_max_age, now=now,
+        catalog.wal_sets,
+        base_wal,
+        keep_days=tiers.offsite_days if offsite else tiers.wal_days,
+        orphan_max_age=tiers.orphan_max_age,
+        now=now,
     )
     plans[BackupKind.WAL] = keep_newest_wal_set(wal_plan, catalog.wal_sets)
     return plans

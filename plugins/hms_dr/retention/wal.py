@@ -19,9 +19,10 @@ segment of any timeline at or after the oldest base backup's start is kept: the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from hms_dr.manifest import BackupKind
 from hms_dr.retention.records import Expiry, RetentionPlan, describe_age

@@ -13,9 +13,10 @@ import hashlib
 import logging
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from hms_dr.errors import HmsDrError, ParamInvalid, PreflightFailed
 from hms_dr.scratch.workdir import WorkPurpose, work_folder
@@ -39,7 +40,12 @@ class ScratchCluster:
         return self.home / "data"
 
     def to_dict(self) -> dict[str, str]:
-        return {"home": str(self.home), "data_dir": str(self.data_dir), "socket_dir": str(self.socket_dir), "log_file": str(self.log_file)}
+        return {
+            "home": str(self.home),
+            "data_dir": str(self.data_dir),
+            "socket_dir": str(self.socket_dir),
+            "log_file": str(self.log_file),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScratchCluster:
@@ -115,4 +121,6 @@ def free_port_in(first: int, last: int) -> int:
             except OSError:
                 continue
         return port
-    raise PreflightFailed(f"no free port in {first}..{last} on 127.0.0.1 for the scratch cluster", hint="widen dr.pitr_port_range")
+    raise PreflightFailed(
+        f"no free port in {first}..{last} on 127.0.0.1 for the scratch cluster", hint="widen dr.pitr_port_range"
+    )

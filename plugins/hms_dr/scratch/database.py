@@ -48,7 +48,9 @@ def scratch_kind_of(name: str) -> ScratchDatabaseKind | None:
     """The kind ``name`` is named like, or None when it is not a scratch database's name."""
     if not PLAIN_NAME.match(name):
         return None
-    return next((kind for kind in ScratchDatabaseKind if name.startswith(kind.prefix) and len(name) > len(kind.prefix)), None)
+    return next(
+        (kind for kind in ScratchDatabaseKind if name.startswith(kind.prefix) and len(name) > len(kind.prefix)), None
+    )
 
 
 def refuse_unless_scratch(name: str, action: str) -> ScratchDatabaseKind:
@@ -62,8 +64,12 @@ def refuse_unless_scratch(name: str, action: str) -> ScratchDatabaseKind:
 
 
 def refuse_production_target(
-    *, target: ConnectionInfo, production: ConnectionInfo, scratch_name: str,
-    target_system_id: str | None, production_system_id: str | None,
+    *,
+    target: ConnectionInfo,
+    production: ConnectionInfo,
+    scratch_name: str,
+    target_system_id: str | None,
+    production_system_id: str | None,
 ) -> None:
     """ParamInvalid when the restore would land in production: same database name on the same
     server, or the restore target server IS the production cluster (same system identifier)."""
@@ -97,7 +103,9 @@ def create_scratch_database(admin: ConnectionInfo, name: str) -> None:
 
     refuse_unless_scratch(name, "create")
     with connect(admin) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name)))
+        connection.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name))
+        )
     log.info("created scratch database %s on %s:%s", name, admin.host, admin.port)
 
 

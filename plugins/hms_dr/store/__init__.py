@@ -15,8 +15,8 @@ from hms_dr.store.base import (
     ObjectLockRetention,
     PutResult,
     Store,
-    StoreFeatures,
     StoredObject,
+    StoreFeatures,
     check_writable,
     validate_key,
     validate_prefix,
@@ -55,7 +55,11 @@ def open_store(
         from hms_dr.store.s3 import S3Store
 
         return S3Store(
-            parts.netloc, parts.path, client=s3_client, part_size_bytes=part_size_bytes, sse=sse,
+            parts.netloc,
+            parts.path,
+            client=s3_client,
+            part_size_bytes=part_size_bytes,
+            sse=sse,
             object_lock=object_lock,
         )
     raise ValueError(f"unknown store url scheme {parts.scheme!r} in {url!r}; use file:// or s3://")

@@ -4,6 +4,7 @@ the helpers every driver shares (progress, a guarded reader, the writability pro
 from __future__ import annotations
 
 import builtins
+import contextlib
 import io
 import re
 import uuid
@@ -243,10 +244,8 @@ def check_writable(store: Store, probe_prefix: str) -> None:
             )
     except BaseException:
         # The read failed: still try to clean up, but report the first failure, not the cleanup's.
-        try:
+        with contextlib.suppress(Exception):
             store.delete(key)
-        except Exception:
-            pass
         raise
     # Delete is part of the probe: retention needs it, so a refusal here must surface.
     store.delete(key)

@@ -21,13 +21,12 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     CredentialRetrievalError,
     FlexibleChecksumError,
     HTTPClientError,
@@ -35,6 +34,9 @@ from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
     NoCredentialsError,
     PartialCredentialsError,
     SSLError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
 )
 
 from hms_dr.errors import HmsDrError, ObjectLocked, ObjectMissing, StoreRefused, StoreUnavailable
@@ -195,8 +197,7 @@ class S3Store:
                 number += 1
                 if number > MAX_PARTS:
                     raise StoreRefused(
-                        f"{self.describe(key)} needs more than {MAX_PARTS} parts "
-                        f"of {self.part_size_bytes} bytes",
+                        f"{self.describe(key)} needs more than {MAX_PARTS} parts of {self.part_size_bytes} bytes",
                         hint="raise part_size_bytes for this store",
                     )
                 digest.update(chunk)
@@ -247,9 +248,7 @@ class S3Store:
     def open(self, key: str) -> BinaryIO:
         """Open `key` for a streaming read of the get_object body."""
         validate_key(key)
-        response = self._call(
-            "read", key, self._client.get_object, Bucket=self.bucket, Key=self._full(key)
-        )
+        response = self._call("read", key, self._client.get_object, Bucket=self.bucket, Key=self._full(key))
         reader = GuardedReader(
             response["Body"],
             lambda exc: self._translate(exc, key, "read"),
@@ -282,9 +281,7 @@ class S3Store:
         skip = len(self.prefix) + 1 if self.prefix else 0
         found: builtins.list[StoredObject] = []
         try:
-            pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=full_prefix
-            )
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full_prefix)
             for page in pages:
                 for item in page.get("Contents", []):
                     key = item["Key"][skip:]
@@ -315,10 +312,12 @@ class S3Store:
         self._call("delete", key, self._client.delete_object, Bucket=self.bucket, Key=self._full(key))
 
     def _refuse_if_locked(self, stored: StoredObject) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if not stored.locked_at(now):
             return
-        why = "a legal hold is on" if stored.legal_hold else f"retained until {stored.retained_until:%Y-%m-%d %H:%M} UTC"
+        why = (
+            "a legal hold is on" if stored.legal_hold else f"retained until {stored.retained_until:%Y-%m-%d %H:%M} UTC"
+        )
         raise ObjectLocked(
             f"{self.describe(stored.key)} is under Object Lock ({why}): not deleted",
             hint="retention deletes it on a run after the lock ends; nobody can shorten a COMPLIANCE lock",
@@ -362,7 +361,7 @@ class S3Store:
     def _lock_args(self) -> dict[str, Any]:
         if self.object_lock is None:
             return {}
-        until = datetime.now(timezone.utc) + timedelta(days=self.object_lock.days)
+        until = datetime.now(UTC) + timedelta(days=self.object_lock.days)
         return {"ObjectLockMode": self.object_lock.mode, "ObjectLockRetainUntilDate": until}
 
     def _bucket_has_object_lock(self) -> bool:
@@ -390,8 +389,13 @@ class S3Store:
         log.info("the endpoint did not lock multipart upload %s: setting its retention explicitly", self.describe(key))
         retention = {"Mode": lock_args["ObjectLockMode"], "RetainUntilDate": lock_args["ObjectLockRetainUntilDate"]}
         self._call(
-            "write", key, self._client.put_object_retention, Bucket=self.bucket, Key=self._full(key),
-            Retention=retention, **version,
+            "write",
+            key,
+            self._client.put_object_retention,
+            Bucket=self.bucket,
+            Key=self._full(key),
+            Retention=retention,
+            **version,
         )
 
     def _head(self, key: str) -> dict[str, Any] | None:
@@ -419,9 +423,7 @@ class S3Store:
             hint="objects in a store are never replaced; a new backup set needs a new key",
         )
 
-    def _translate(
-        self, exc: BaseException, key: str | None, op: str, *, conditional: bool = False
-    ) -> HmsDrError:
+    def _translate(self, exc: BaseException, key: str | None, op: str, *, conditional: bool = False) -> HmsDrError:
         """Map a botocore failure to the store error an operator (and the retry logic) can act on."""
         if isinstance(exc, HmsDrError):
             return exc
@@ -528,7 +530,7 @@ def _stored_object(key: str, head: dict[str, Any]) -> StoredObject:
     """A head_object response as a StoredObject, Object Lock included (the dates are UTC)."""
     retained_until = head.get("ObjectLockRetainUntilDate")
     if isinstance(retained_until, datetime) and retained_until.tzinfo is None:
-        retained_until = retained_until.replace(tzinfo=timezone.utc)
+        retained_until = retained_until.replace(tzinfo=UTC)
     return StoredObject(
         key,
         size_bytes=int(head["ContentLength"]),

@@ -14,8 +14,9 @@ import json
 import logging
 import sys
 import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from airflow.sdk import (  # type: ignore[attr-defined]  # mypy misses these lazy exports
     AsyncCallback,
@@ -71,14 +72,25 @@ def dag_deadlines(policy: Policy, dag_id: str) -> list[DeadlineAlert]:
     rule = deadline_rule(policy.alerts, dag_id)
     if rule is None:
         return []
-    reference = DeadlineReference.DAGRUN_LOGICAL_DATE if rule.measured_from == MEASURED_FROM_SCHEDULED else DeadlineReference.DAGRUN_QUEUED_AT
+    reference = (
+        DeadlineReference.DAGRUN_LOGICAL_DATE
+        if rule.measured_from == MEASURED_FROM_SCHEDULED
+        else DeadlineReference.DAGRUN_QUEUED_AT
+    )
     kwargs = {
         "channels": policy.alerts.channels.to_dict(),
         "dag_id": dag_id,
         "within_s": int(rule.within.total_seconds()),
         "measured_from": rule.measured_from,
     }
-    return [DeadlineAlert(reference=reference, interval=rule.within, callback=AsyncCallback(alert_deadline_missed, kwargs=kwargs), name=rule.name)]
+    return [
+        DeadlineAlert(
+            reference=reference,
+            interval=rule.within,
+            callback=AsyncCallback(alert_deadline_missed, kwargs=kwargs),
+            name=rule.name,
+        )
+    ]
 
 
 def _base_url() -> str:
@@ -102,7 +114,10 @@ class AlertChain(BaseNotifier):
     def notify(self, context: Any) -> None:
         exception = context.get("exception")
         if not pages_on_call(exception):
-            log.warning("not paging the on-call for a refused request (the run failed and says why): %s", failure_reason(exception).line)
+            log.warning(
+                "not paging the on-call for a refused request (the run failed and says why): %s",
+                failure_reason(exception).line,
+            )
             return
         deliver(failure_alert(context), self.channels)
 
@@ -127,7 +142,11 @@ def failure_alert(context: Mapping[str, Any]) -> Alert:
 
 
 async def alert_deadline_missed(
-    channels: Mapping[str, Any], dag_id: str, within_s: int, measured_from: str, context: Mapping[str, Any] | None = None
+    channels: Mapping[str, Any],
+    dag_id: str,
+    within_s: int,
+    measured_from: str,
+    context: Mapping[str, Any] | None = None,
 ) -> str:
     """AsyncCallback of every DAG's deadline: runs in the triggerer with the run as the scheduler
     saw it when the deadline passed (``context["dag_run"]``, ``context["deadline"]``)."""
@@ -150,7 +169,11 @@ async def alert_deadline_missed(
 def deliver(alert: Alert, channels: AlertChannels) -> list[str]:
     """Hand ``alert`` to every channel; a failing channel does not stop the others, and one
     AlertNotDelivered names each that failed. Returns the channels that took it."""
-    senders: dict[str, Callable[[Alert, Any], None]] = {"smtp": send_email, "slack": post_to_slack, "sns": publish_to_sns}
+    senders: dict[str, Callable[[Alert, Any], None]] = {
+        "smtp": send_email,
+        "slack": post_to_slack,
+        "sns": publish_to_sns,
+    }
     if not channels.names():
         log.warning("no alert channel configured (policy alerts.smtp/slack/sns): %s", alert.subject)
         return []
@@ -219,7 +242,7 @@ def post_to_slack(alert: Alert, slack: SlackChannel) -> None:
     url = slack_webhook_url(_connection(slack.connection_id))
     body = json.dumps({"text": render_chat_text(alert)}).encode("utf-8")
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (https only, checked above)
+    with urllib.request.urlopen(request, timeout=30) as response:
         response.read()
 
 
@@ -229,4 +252,6 @@ def publish_to_sns(alert: Alert, sns: SnsChannel) -> None:
 
     # SNS subjects: at most 100 printable ASCII characters, no line breaks.
     subject = alert.subject.encode("ascii", "replace").decode("ascii").replace("\n", " ")[:100]
-    SnsHook(aws_conn_id=sns.connection_id).publish_to_target(target_arn=sns.topic_arn, message=render_chat_text(alert), subject=subject)
+    SnsHook(aws_conn_id=sns.connection_id).publish_to_target(
+        target_arn=sns.topic_arn, message=render_chat_text(alert), subject=subject
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from airflow.sdk import get_current_context
@@ -39,8 +39,8 @@ def run_queued_at(dag_run: Any) -> datetime:
     for name in ("run_after", "start_date", "logical_date"):
         moment = getattr(dag_run, name, None)
         if isinstance(moment, datetime):
-            return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    return datetime.now(timezone.utc)
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return datetime.now(UTC)
 
 
 def audit_event(

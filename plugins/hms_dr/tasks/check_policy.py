@@ -38,14 +38,20 @@ def connection_from_dsn(dsn: str, default_database: str) -> ConnectionInfo:
     except Exception as exc:  # psycopg.ProgrammingError: one line, the DSN itself may hold a password
         raise HmsDrError(f"--dsn is not a libpq connection string or URL: {type(exc).__name__}") from None
     return ConnectionInfo(
-        host=parts.get("host", "localhost"), port=int(parts.get("port", 5432)), user=parts.get("user", getpass.getuser()),
-        dbname=parts.get("dbname", default_database), password=parts.get("password"), sslmode=parts.get("sslmode"),
+        host=parts.get("host", "localhost"),
+        port=int(parts.get("port", 5432)),
+        user=parts.get("user", getpass.getuser()),
+        dbname=parts.get("dbname", default_database),
+        password=parts.get("password"),
+        sslmode=parts.get("sslmode"),
     )
 
 
 def _logins(policy: Policy, args: argparse.Namespace) -> tuple[ConnectionInfo, ConnectionInfo | None]:
     if args.dsn:
-        replication = connection_from_dsn(args.replication_dsn, policy.cluster.database) if args.replication_dsn else None
+        replication = (
+            connection_from_dsn(args.replication_dsn, policy.cluster.database) if args.replication_dsn else None
+        )
         return connection_from_dsn(args.dsn, policy.cluster.database), replication
     from hms_dr.tasks.connections import database_connection  # imports Airflow: only when its Connections are used
 
@@ -62,9 +68,13 @@ def _logins(policy: Policy, args: argparse.Namespace) -> tuple[ConnectionInfo, C
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hms_dr.tasks.check_policy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", type=Path, help=f"the policy file (default: $HMS_DR_POLICY or {policy_path()})")
-    parser.add_argument("--dsn", help="the backup role's login as a libpq DSN or URL, instead of the policy's Airflow Connection")
+    parser.add_argument(
+        "--dsn", help="the backup role's login as a libpq DSN or URL, instead of the policy's Airflow Connection"
+    )
     parser.add_argument("--replication-dsn", help="the replication role's login (base backups), likewise")
-    parser.add_argument("--once", action="store_true", help="read each baseline view once (skip the fingerprint under a second plan)")
+    parser.add_argument(
+        "--once", action="store_true", help="read each baseline view once (skip the fingerprint under a second plan)"
+    )
     return parser
 
 
@@ -81,8 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for finding in findings:
         sys.stdout.write(finding.line() + "\n")
     counts = {verdict: sum(f.verdict is verdict for f in findings) for verdict in Verdict}
-    sys.stdout.write(f"check-policy {policy.source}: {counts[Verdict.OK]} ok, {counts[Verdict.WARN]} warning(s), "
-                     f"{counts[Verdict.PROBLEM]} problem(s)\n")
+    sys.stdout.write(
+        f"check-policy {policy.source}: {counts[Verdict.OK]} ok, {counts[Verdict.WARN]} warning(s), "
+        f"{counts[Verdict.PROBLEM]} problem(s)\n"
+    )
     return EXIT_PROBLEMS if has_problems(findings) else EXIT_OK
 
 

@@ -34,8 +34,12 @@ def database_connection(conn_id: str, database: str | None = None) -> Connection
         raise PreflightFailed(f"Airflow connection {conn_id!r} needs host, login and schema (the database)")
     extra = conn.extra_dejson or {}
     return ConnectionInfo(
-        host=conn.host, port=int(conn.port or 5432), user=conn.login, dbname=dbname,
-        password=conn.password, sslmode=extra.get("sslmode"),
+        host=conn.host,
+        port=int(conn.port or 5432),
+        user=conn.login,
+        dbname=dbname,
+        password=conn.password,
+        sslmode=extra.get("sslmode"),
     )
 
 
@@ -71,7 +75,9 @@ def encryption_key(policy: Policy) -> EncryptionKey:
     conn = _get(policy.encryption.connection_id)
     if policy.encryption.mode is EncryptionMode.SYMMETRIC:
         if not conn.password:
-            raise EncryptionFailed(f"connection {policy.encryption.connection_id!r} holds no passphrase (password field)")
+            raise EncryptionFailed(
+                f"connection {policy.encryption.connection_id!r} holds no passphrase (password field)"
+            )
         return EncryptionKey(EncryptionMode.SYMMETRIC, "symmetric", passphrase=conn.password)
     public_key = (conn.extra_dejson or {}).get("public_key")
     if not public_key:

@@ -26,7 +26,8 @@ def task_defaults(
 ) -> dict[str, Any]:
     """default_args for a DAG whose policy section is ``settings``: its ``execution_timeout_min``
     unless ``execution_timeout`` is given; ``extra`` adds or overrides keys."""
-    timeout = execution_timeout or timedelta(minutes=getattr(settings, "execution_timeout_min"))
+    # Not in RetrySettings: the DR sections have no execution_timeout_min and pass execution_timeout (the RTO).
+    timeout = execution_timeout or timedelta(minutes=getattr(settings, "execution_timeout_min"))  # noqa: B009
     return {
         "retries": settings.retries,
         "retry_delay": timedelta(seconds=settings.retry_delay_s),

@@ -9,13 +9,13 @@ and the port it checks and uses are that host's.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import get_current_context, task
 
 from hms_dr.policy import load_policy
-from hms_dr.tasks.audit import FAILURE_KEY, audit_event, run_queued_at, records_failure
+from hms_dr.tasks.audit import FAILURE_KEY, audit_event, records_failure, run_queued_at
 from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
 from hms_dr.tasks.params import run_params
@@ -40,8 +40,13 @@ def validate_request() -> dict[str, Any]:
     params = run_params(context)
     policy = load_policy()
     validated = validate_pitr(
-        params, cluster_name=policy.cluster.name, dr=policy.dr, staging=policy.staging, store=lambda: open_policy_store(policy),
-        decryption_key=lambda: decryption_key(policy), now=datetime.now(timezone.utc),
+        params,
+        cluster_name=policy.cluster.name,
+        dr=policy.dr,
+        staging=policy.staging,
+        store=lambda: open_policy_store(policy),
+        decryption_key=lambda: decryption_key(policy),
+        now=datetime.now(UTC),
     ).to_xcom()
     audit_event(context, params, "started", details={"request": validated})
     return validated
@@ -57,8 +62,12 @@ def recover_cluster(request: dict[str, Any]) -> dict[str, Any]:
 
     policy = load_policy()
     return recover_new_cluster(
-        PitrPlan.from_xcom(request), store=open_policy_store(policy), cluster_name=policy.cluster.name, dr=policy.dr,
-        staging=policy.staging, decryption_key=decryption_key(policy),
+        PitrPlan.from_xcom(request),
+        store=open_policy_store(policy),
+        cluster_name=policy.cluster.name,
+        dr=policy.dr,
+        staging=policy.staging,
+        decryption_key=decryption_key(policy),
     )
 
 
@@ -73,7 +82,10 @@ def report_connection(request: dict[str, Any], recovered: dict[str, Any]) -> dic
     policy = load_policy()
     production = database_connection(policy.cluster.connection_id, policy.cluster.database)
     return report_recovered_cluster(
-        recovered, database=production.dbname, user=production.user, queued_at=run_queued_at(context["dag_run"]),
+        recovered,
+        database=production.dbname,
+        user=production.user,
+        queued_at=run_queued_at(context["dag_run"]),
         rto_minutes=policy.rto_minutes,
     ).to_xcom()
 
@@ -90,7 +102,8 @@ def record_outcome() -> str:
     requested = ti.xcom_pull(task_ids="validate_request")
     reported = ti.xcom_pull(task_ids="report_connection")
     ended = pitr_outcome(
-        plan=PitrPlan.from_xcom(requested) if requested else None, reported=PitrReport.from_xcom(reported) if reported else None,
+        plan=PitrPlan.from_xcom(requested) if requested else None,
+        reported=PitrReport.from_xcom(reported) if reported else None,
         failures=[(task_id, ti.xcom_pull(task_ids=task_id, key=FAILURE_KEY)) for task_id in STEP_TASK_IDS],
     )
     audit_event(context, dict(context["params"]), ended.event, ended.outcome, details=ended.details)

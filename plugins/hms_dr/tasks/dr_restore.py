@@ -22,8 +22,8 @@ from airflow.sdk.exceptions import AirflowSkipException, TaskAwaitingInput
 
 from hms_dr.dr.after_swap import SWAP_TASK_ID
 from hms_dr.policy import Policy, load_policy
-from hms_dr.tasks.audit import FAILURE_KEY, audit_event, triggered_by, records_failure
-from hms_dr.tasks.connections import database_connection, restore_target_connection, decryption_key, open_policy_store
+from hms_dr.tasks.audit import FAILURE_KEY, audit_event, records_failure, triggered_by
+from hms_dr.tasks.connections import database_connection, decryption_key, open_policy_store, restore_target_connection
 from hms_dr.tasks.failures import engine_errors_decide_retry
 from hms_dr.tasks.params import run_params
 
@@ -37,10 +37,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DECISION_KEY = "decision"  # XCom of the swap task: what it made of the answer (an ApprovalVerdict, for the final audit record)
-STEP_TASK_IDS = ("validate_request", "restore_into_target", "check_restored_tables", SWAP_TASK_ID,
-                 "check_production_after_swap")
-APPROVAL_SUBJECT = "hms_dr_restore: swap {{ 'every table' if params.all_tables else params.tables | join(', ') }} into production?"
+DECISION_KEY = (
+    "decision"  # XCom of the swap task: what it made of the answer (an ApprovalVerdict, for the final audit record)
+)
+STEP_TASK_IDS = (
+    "validate_request",
+    "restore_into_target",
+    "check_restored_tables",
+    SWAP_TASK_ID,
+    "check_production_after_swap",
+)
+APPROVAL_SUBJECT = (
+    "hms_dr_restore: swap {{ 'every table' if params.all_tables else params.tables | join(', ') }} into production?"
+)
 
 
 def _admin(policy: Policy) -> ConnectionInfo:
@@ -86,23 +95,40 @@ def validate_request() -> dict[str, Any]:
     params = run_params(context)
     policy = load_policy()
     plan = validate_restore(
-        params, run_id=str(context["run_id"]), cluster=policy.cluster, dr=policy.dr, staging=policy.staging,
-        backup_schemas=policy.logical_backup.schemas, store=open_policy_store(policy),
-        production=database_connection(policy.cluster.connection_id, policy.cluster.database), admin=_admin(policy),
-        admin_connection_id=policy.dr_restore.admin_connection_id, restore_target=lambda: restore_target_connection(policy),
+        params,
+        run_id=str(context["run_id"]),
+        cluster=policy.cluster,
+        dr=policy.dr,
+        staging=policy.staging,
+        backup_schemas=policy.logical_backup.schemas,
+        store=open_policy_store(policy),
+        production=database_connection(policy.cluster.connection_id, policy.cluster.database),
+        admin=_admin(policy),
+        admin_connection_id=policy.dr_restore.admin_connection_id,
+        restore_target=lambda: restore_target_connection(policy),
         decryption_key=lambda: decryption_key(policy),
     )
     if plan.swap_into_production:
         # Before hours of restore: a swap nobody may approve (the policy names no one besides the
         # user who triggered the run) is refused now.
         manager, users = _auth_manager()
-        approvers = approvers_for(policy.dr_restore, triggered_by=_triggering_user(context["dag_run"]), auth_manager=manager,
-                                  simple_auth_manager_users=users)
+        approvers = approvers_for(
+            policy.dr_restore,
+            triggered_by=_triggering_user(context["dag_run"]),
+            auth_manager=manager,
+            simple_auth_manager_users=users,
+        )
         log.info("the swap may be approved by %s", ", ".join(approvers))
     validated = plan.to_xcom()
     what = "every table" if plan.whole_database else ", ".join(plan.tables)
-    log.info("DR restore of %s from %s into %s %s%s", what, describe_source(validated), plan.target_kind.value, plan.kept_in,
-             ", then a swap into production after approval" if plan.swap_into_production else "")
+    log.info(
+        "DR restore of %s from %s into %s %s%s",
+        what,
+        describe_source(validated),
+        plan.target_kind.value,
+        plan.kept_in,
+        ", then a swap into production after approval" if plan.swap_into_production else "",
+    )
     audit_event(context, params, "started", details={"plan": validated})
     return validated
 
@@ -125,9 +151,15 @@ def restore_into_target(policy: Policy) -> Any:
 
         policy_now = load_policy()
         return restore_tables(
-            ValidatedRestore.from_xcom(plan), store=open_policy_store(policy_now), cluster=policy_now.cluster, dr=policy_now.dr,
-            restore_settings=policy_now.dr_restore, staging=policy_now.staging, admin=_admin(policy_now),
-            restore_target=lambda: restore_target_connection(policy_now), decryption_key=decryption_key(policy_now),
+            ValidatedRestore.from_xcom(plan),
+            store=open_policy_store(policy_now),
+            cluster=policy_now.cluster,
+            dr=policy_now.dr,
+            restore_settings=policy_now.dr_restore,
+            staging=policy_now.staging,
+            admin=_admin(policy_now),
+            restore_target=lambda: restore_target_connection(policy_now),
+            decryption_key=decryption_key(policy_now),
         ).to_xcom()
 
     return run
@@ -145,8 +177,12 @@ def remove_scratch(policy: Policy) -> Any:
         from hms_dr.dr.validated import ValidatedRestore
 
         policy_now = load_policy()
-        return remove_source(ValidatedRestore.from_xcom(plan) if plan else None, dr=policy_now.dr, staging=policy_now.staging,
-                             restore_target=lambda: restore_target_connection(policy_now))
+        return remove_source(
+            ValidatedRestore.from_xcom(plan) if plan else None,
+            dr=policy_now.dr,
+            staging=policy_now.staging,
+            restore_target=lambda: restore_target_connection(policy_now),
+        )
 
     return run
 
@@ -166,8 +202,13 @@ def check_restored_tables(plan: dict[str, Any], restored: dict[str, Any]) -> dic
     context = get_current_context()
     policy = load_policy()
     return check_tables(
-        ValidatedRestore.from_xcom(plan), admin=_admin(policy), store=open_policy_store(policy), cluster_name=policy.cluster.name,
-        staging=policy.staging, smoke_queries=policy.restore_test.smoke_queries, triggered_by=triggered_by(context["dag_run"]),
+        ValidatedRestore.from_xcom(plan),
+        admin=_admin(policy),
+        store=open_policy_store(policy),
+        cluster_name=policy.cluster.name,
+        staging=policy.staging,
+        smoke_queries=policy.restore_test.smoke_queries,
+        triggered_by=triggered_by(context["dag_run"]),
         run_id=str(context["run_id"]),
     ).to_xcom()
 
@@ -236,34 +277,52 @@ def _ask_for_approval(operator: SwapAfterApproval, context: Any) -> dict[str, An
 
     def write_form(form: ApprovalForm) -> ApprovalForm:
         operator.body = form.body
-        operator.params = ParamsDict({PLAN_DIGEST: Param(
-            form.plan_digest, type="string", title="Plan digest", description="The plan this approval is for: leave it as it is.",
-        )})
+        operator.params = ParamsDict(
+            {
+                PLAN_DIGEST: Param(
+                    form.plan_digest,
+                    type="string",
+                    title="Plan digest",
+                    description="The plan this approval is for: leave it as it is.",
+                )
+            }
+        )
         operator.assigned_users = [{"id": user, "name": user} for user in form.assigned]
         return _write_form(operator, ti.id, form.assigned)
 
     return ask_for_approval(
-        RestoredTablesChecked.from_xcom(ti.xcom_pull(task_ids="check_restored_tables")), settings=load_policy().dr_restore,
-        triggering_user=_triggering_user(context["dag_run"]), triggered_by=triggered_by(context["dag_run"]),
-        auth_manager=manager, simple_auth_manager_users=users, write_form=write_form,
+        RestoredTablesChecked.from_xcom(ti.xcom_pull(task_ids="check_restored_tables")),
+        settings=load_policy().dr_restore,
+        triggering_user=_triggering_user(context["dag_run"]),
+        triggered_by=triggered_by(context["dag_run"]),
+        auth_manager=manager,
+        simple_auth_manager_users=users,
+        write_form=write_form,
     ).to_xcom()
 
 
 def _write_form(operator: SwapAfterApproval, ti_id: Any, approvers: tuple[str, ...]) -> ApprovalForm:
     """Airflow's upsert_hitl_detail, keeping what the API answers: the form it holds now, which is
     an earlier try's when this task instance had one already."""
-    from hms_dr.dr.approval import PLAN_DIGEST, ApprovalForm
-
     from airflow.sdk.api.datamodels._generated import HITLUser
     from airflow.sdk.execution_time.comms import CreateHITLDetailPayload
     from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
 
-    stored = SUPERVISOR_COMMS.send(msg=CreateHITLDetailPayload(
-        # No defaults: a form nobody answers in time fails; Airflow never answers it by itself.
-        ti_id=ti_id, options=operator.options, subject=operator.subject, body=operator.body, defaults=None,
-        multiple=False, params=operator.serialized_params,
-        assigned_users=[HITLUser(id=user, name=user) for user in approvers],
-    ))
+    from hms_dr.dr.approval import PLAN_DIGEST, ApprovalForm
+
+    stored = SUPERVISOR_COMMS.send(
+        msg=CreateHITLDetailPayload(
+            # No defaults: a form nobody answers in time fails; Airflow never answers it by itself.
+            ti_id=ti_id,
+            options=operator.options,
+            subject=operator.subject,
+            body=operator.body,
+            defaults=None,
+            multiple=False,
+            params=operator.serialized_params,
+            assigned_users=[HITLUser(id=user, name=user) for user in approvers],
+        )
+    )
     field = (getattr(stored, "params", None) or {}).get(PLAN_DIGEST)
     return ApprovalForm(
         body=str(getattr(stored, "body", None) or ""),
@@ -293,16 +352,34 @@ def _swap_if_approved(context: Any, event: dict[str, Any], asked: dict[str, Any]
         if verdict.decision == "rejected":
             log.info("the swap was rejected by %s: production unchanged", verdict.by)
         elif not verdict.approved:
-            audit_event(context, params, "refused", f"swap refused, production unchanged: {verdict.why}",
-                        approvals=[verdict.as_audit()], details={"swap_digest": decision.plan_digest, "approvers": list(decision.eligible)})
+            audit_event(
+                context,
+                params,
+                "refused",
+                f"swap refused, production unchanged: {verdict.why}",
+                approvals=[verdict.as_audit()],
+                details={"swap_digest": decision.plan_digest, "approvers": list(decision.eligible)},
+            )
         else:
-            audit_event(context, params, "approved", f"swap approved by {verdict.by}", approvals=[verdict.as_audit()],
-                        details={"swap_digest": decision.plan_digest})
+            audit_event(
+                context,
+                params,
+                "approved",
+                f"swap approved by {verdict.by}",
+                approvals=[verdict.as_audit()],
+                details={"swap_digest": decision.plan_digest},
+            )
 
     swapped = swap_after_answer(
-        event, ApprovalRequest.from_xcom(asked) if asked else None, plan, settings=policy.dr_restore,
-        triggering_user=_triggering_user(context["dag_run"]), auth_manager=manager, simple_auth_manager_users=users,
-        admin=_admin(policy), on_verdict=record,
+        event,
+        ApprovalRequest.from_xcom(asked) if asked else None,
+        plan,
+        settings=policy.dr_restore,
+        triggering_user=_triggering_user(context["dag_run"]),
+        auth_manager=manager,
+        simple_auth_manager_users=users,
+        admin=_admin(policy),
+        on_verdict=record,
     )
     return swapped.to_xcom() if swapped else None
 
@@ -328,7 +405,8 @@ def check_production_after_swap() -> dict[str, Any]:
     context = get_current_context()
     swapped = context["ti"].xcom_pull(task_ids=SWAP_TASK_ID)
     return check_production(
-        SwapDone.from_xcom(swapped) if swapped else None, admin=_admin(load_policy()),
+        SwapDone.from_xcom(swapped) if swapped else None,
+        admin=_admin(load_policy()),
         on_unapproved=lambda line: audit_event(context, dict(context["params"]), "refused", line),
     ).to_xcom()
 
@@ -352,15 +430,26 @@ def record_outcome() -> str:
     def pulled(task_id: str) -> Any:
         return ti.xcom_pull(task_ids=task_id) or None
 
-    restored, checked, swapped, after = (pulled(task_id) for task_id in
-                                         ("restore_into_target", "check_restored_tables", SWAP_TASK_ID, "check_production_after_swap"))
+    restored, checked, swapped, after = (
+        pulled(task_id)
+        for task_id in ("restore_into_target", "check_restored_tables", SWAP_TASK_ID, "check_production_after_swap")
+    )
     approval = decision_given(ti)
     ended = restore_outcome(
-        plan=_pulled_plan(ti), restored=RestoredIntoTarget.from_xcom(restored) if restored else None,
-        checked=RestoredTablesChecked.from_xcom(checked) if checked else None, swapped=SwapDone.from_xcom(swapped) if swapped else None,
-        after=AfterSwapChecks.from_xcom(after) if after else None, approval=approval,
+        plan=_pulled_plan(ti),
+        restored=RestoredIntoTarget.from_xcom(restored) if restored else None,
+        checked=RestoredTablesChecked.from_xcom(checked) if checked else None,
+        swapped=SwapDone.from_xcom(swapped) if swapped else None,
+        after=AfterSwapChecks.from_xcom(after) if after else None,
+        approval=approval,
         failures=[(task_id, ti.xcom_pull(task_ids=task_id, key=FAILURE_KEY)) for task_id in STEP_TASK_IDS],
     )
-    audit_event(context, dict(context["params"]), ended.event, ended.outcome, details=ended.details,
-                approvals=[approval.as_audit()] if approval else [])
+    audit_event(
+        context,
+        dict(context["params"]),
+        ended.event,
+        ended.outcome,
+        details=ended.details,
+        approvals=[approval.as_audit()] if approval else [],
+    )
     return ended.outcome

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
@@ -79,7 +80,9 @@ def engine_errors_decide_retry(func: F) -> F:
         except Exception as raised:
             exc = engine_error_for(raised, func.__name__)
             if exc is not raised:
-                log.exception("%s raised %s", func.__name__, type(raised).__name__)  # the traceback, for whoever fixes it
+                log.exception(
+                    "%s raised %s", func.__name__, type(raised).__name__
+                )  # the traceback, for whoever fixes it
             log.error("%s: %s", type(exc).__name__, exc.message)
             if exc.hint:
                 log.error("HINT: %s", exc.hint)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import task
@@ -24,12 +24,14 @@ def check_backup_freshness() -> dict[str, Any]:
     policy = load_policy()
     max_age = policy.alerts.max_age
     primary = open_policy_store(policy)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     newest = read_newest_sets(primary, policy.cluster.name, max_age)
     # The offsite copies: hms_offsite_sync's judgement against offsite.max_age_days, made here too.
     offsite = None
     if policy.alerts.watch_offsite:
-        offsite = check_offsite_copies(primary, open_policy_store(policy, offsite=True), policy.cluster.name, policy.offsite, now)
+        offsite = check_offsite_copies(
+            primary, open_policy_store(policy, offsite=True), policy.cluster.name, policy.offsite, now
+        )
     report = judge_freshness(newest, max_age, now=now, offsite=offsite)
     for line in report.lines:
         (log.error if line in report.problems else log.info)("freshness %s", line)

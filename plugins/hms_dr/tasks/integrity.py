@@ -5,19 +5,19 @@ the hms_dr_restore conf that repairs them (the alert carries both)."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import get_current_context, task
 
+from hms_dr import patterns
 from hms_dr.errors import RequestRefused
 from hms_dr.manifest import new_backup_set_id
+from hms_dr.patterns import matcher
 from hms_dr.policy import Policy, load_policy
 from hms_dr.tasks.connections import database_connection, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
 from hms_dr.tasks.params import run_params
-from hms_dr import patterns
-from hms_dr.patterns import matcher
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,10 @@ def _production(policy: Policy) -> Any:
 def _tables(params: dict[str, Any]) -> list[str]:
     tables = params.get("tables") or []
     if not isinstance(tables, list) or not all(isinstance(t, str) and TABLE_NAME.fullmatch(t) for t in tables):
-        raise RequestRefused(f'tables must be a list of table names as SQL writes them, such as appointments, public.billing '
-                             f'or public."Order Details", got {tables!a}')
+        raise RequestRefused(
+            f"tables must be a list of table names as SQL writes them, such as appointments, public.billing "
+            f'or public."Order Details", got {tables!a}'
+        )
     return list(tables)
 
 
@@ -62,7 +64,7 @@ def run_pg_amcheck(amcheck: dict[str, Any]) -> dict[str, Any]:
     policy = load_policy()
     settings = policy.dr.integrity
     conn = _production(policy)
-    checked_at = datetime.now(timezone.utc)
+    checked_at = datetime.now(UTC)
     result = integrity.run_pg_amcheck(
         conn,
         heapallindexed=bool(params.get("heapallindexed", settings.heapallindexed)),
@@ -73,8 +75,13 @@ def run_pg_amcheck(amcheck: dict[str, Any]) -> dict[str, Any]:
     )
     owners = integrity.owning_tables(conn, [f.relation for f in result.findings])
     report = integrity.build_report(
-        result, owners, cluster=policy.cluster.name, database=conn.dbname, report_id=new_backup_set_id(checked_at),
-        checked_at=checked_at, amcheck=ready,
+        result,
+        owners,
+        cluster=policy.cluster.name,
+        database=conn.dbname,
+        report_id=new_backup_set_id(checked_at),
+        checked_at=checked_at,
+        amcheck=ready,
     )
     keys = integrity.store_report(open_policy_store(policy), report, result.output)
     for line in integrity.render_text(report).splitlines():

@@ -15,8 +15,8 @@ from hms_dr import logical, preflight, publish
 from hms_dr.baseline import summarize_baselines
 from hms_dr.logical.run import LogicalRun
 from hms_dr.manifest import BackupKind
-from hms_dr.publish import ReadBack
 from hms_dr.policy import load_policy
+from hms_dr.publish import ReadBack
 from hms_dr.tasks.assets import LOGICAL_BACKUPS
 from hms_dr.tasks.connections import database_connection, encryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
@@ -35,8 +35,14 @@ def check_preconditions() -> dict[str, Any]:
     policy = load_policy()
     conn = database_connection(policy.cluster.connection_id, policy.cluster.database)
     return preflight.run_preflight(
-        conn, open_policy_store(policy), encryption_key(policy), cluster=policy.cluster.name, logical_backup=policy.logical_backup,
-        compression=policy.compression, staging=policy.staging, policy_source=policy.source,
+        conn,
+        open_policy_store(policy),
+        encryption_key(policy),
+        cluster=policy.cluster.name,
+        logical_backup=policy.logical_backup,
+        compression=policy.compression,
+        staging=policy.staging,
+        policy_source=policy.source,
     )
 
 
@@ -47,8 +53,13 @@ def dump_in_one_snapshot() -> dict[str, Any]:
     policy = load_policy()
     conn = database_connection(policy.cluster.connection_id, policy.cluster.database)
     result = logical.take_logical_backup(
-        conn, open_policy_store(policy), encryption_key(policy), cluster=policy.cluster.name,
-        logical_backup=policy.logical_backup, compression=policy.compression, staging=policy.staging,
+        conn,
+        open_policy_store(policy),
+        encryption_key(policy),
+        cluster=policy.cluster.name,
+        logical_backup=policy.logical_backup,
+        compression=policy.compression,
+        staging=policy.staging,
     )
     for line in summarize_baselines(result.baselines):
         log.info("baseline %s", line)
@@ -89,7 +100,13 @@ def publish_manifests(run: dict[str, Any], readback: list[dict[str, Any]]) -> di
         "cluster": result.cluster,
     }
     total = sum(d.payload.size_bytes for d in result.dumps)
-    log.info("backup set %s complete: %s (%s in %d payloads)", result.backup_set_id, logical_manifest, human_bytes(total), len(manifests))
+    log.info(
+        "backup set %s complete: %s (%s in %d payloads)",
+        result.backup_set_id,
+        logical_manifest,
+        human_bytes(total),
+        len(manifests),
+    )
     return {"backup_set_id": result.backup_set_id, "manifests": {k: store.describe(v) for k, v in manifests.items()}}
 
 

@@ -8,7 +8,7 @@ uploads carry the policy's Object Lock retention when the bucket has Object Lock
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import get_current_context, task
@@ -19,11 +19,11 @@ from hms_dr.offsite.freshness import judge_offsite_freshness
 from hms_dr.offsite.sync import SyncReport, sync_offsite
 from hms_dr.policy import Policy, load_policy
 from hms_dr.retention import expire_by_tiers
-from hms_dr.tasks.retention import expire_primary, expiry_xcom, retention_tiers
 from hms_dr.tasks.assets import OFFSITE_COPIES
 from hms_dr.tasks.connections import open_policy_store, s3_client
 from hms_dr.tasks.failures import engine_errors_decide_retry
 from hms_dr.tasks.params import run_params
+from hms_dr.tasks.retention import expire_primary, expiry_xcom, retention_tiers
 
 if TYPE_CHECKING:
     from hms_dr.store import Store
@@ -58,10 +58,18 @@ def check_both_stores() -> dict[str, Any]:
     offsite = stores["offsite"]
     settings = policy.offsite
     if offsite.features.supports_object_lock:
-        log.info("offsite uploads carry Object Lock %s for %d days", settings.object_lock_mode, settings.object_lock_days)
+        log.info(
+            "offsite uploads carry Object Lock %s for %d days", settings.object_lock_mode, settings.object_lock_days
+        )
     else:
-        log.warning("offsite store %s has no Object Lock: its copies can be deleted by anyone holding its keys", offsite.url)
-    return {"primary": stores["primary"].url, "offsite": offsite.url, "object_lock": offsite.features.supports_object_lock}
+        log.warning(
+            "offsite store %s has no Object Lock: its copies can be deleted by anyone holding its keys", offsite.url
+        )
+    return {
+        "primary": stores["primary"].url,
+        "offsite": offsite.url,
+        "object_lock": offsite.features.supports_object_lock,
+    }
 
 
 @task(outlets=[OFFSITE_COPIES])
@@ -75,8 +83,11 @@ def copy_missing_sets() -> dict[str, Any]:
     if reverify_all:
         log.info("reverify_all: every existing offsite set is re-read on this run")
     report = sync_offsite(
-        open_policy_store(policy), open_offsite_store(policy), policy.cluster.name,
-        window=timedelta(days=policy.retention.offsite_days), now=datetime.now(timezone.utc),
+        open_policy_store(policy),
+        open_offsite_store(policy),
+        policy.cluster.name,
+        window=timedelta(days=policy.retention.offsite_days),
+        now=datetime.now(UTC),
         reverify_weeks=1 if reverify_all else policy.offsite.reverify_weeks,
     )
     context["outlet_events"][OFFSITE_COPIES].extra = {
@@ -92,7 +103,7 @@ def check_offsite_freshness(report: dict[str, Any]) -> list[str]:
     (offsite.max_age_days: the same judgement hms_backup_freshness makes every 15 minutes)."""
     settings = load_policy().offsite
     kinds = SyncReport.from_xcom(report).kinds
-    verdict = judge_offsite_freshness(kinds, settings.max_age_days_for, datetime.now(timezone.utc))
+    verdict = judge_offsite_freshness(kinds, settings.max_age_days_for, datetime.now(UTC))
     for line in verdict.lines:
         log.info("%s", line)
     if verdict.problems:
@@ -108,10 +119,16 @@ def expire_offsite_sets() -> dict[str, Any]:
     """Offsite retention: every kind for retention.offsite_days, never the newest set of a kind,
     never WAL a kept offsite base backup needs; a set still under Object Lock is reported, not deleted."""
     policy = load_policy()
-    return expiry_xcom(expire_by_tiers(
-        open_offsite_store(policy), policy.cluster.name, retention_tiers(policy), datetime.now(timezone.utc),
-        offsite=True, kinds=tuple(BackupKind),
-    ))
+    return expiry_xcom(
+        expire_by_tiers(
+            open_offsite_store(policy),
+            policy.cluster.name,
+            retention_tiers(policy),
+            datetime.now(UTC),
+            offsite=True,
+            kinds=tuple(BackupKind),
+        )
+    )
 
 
 @task

@@ -6,7 +6,8 @@ anything: Airflow 3.3 lets an unknown conf key through at trigger time (see ``hm
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from hms_dr.params import refuse_unknown_params
 

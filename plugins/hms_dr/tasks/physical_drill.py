@@ -27,7 +27,11 @@ def recover_for_drill(plan: dict[str, Any]) -> dict[str, Any]:
     skip_unless(planned, RestoreTestPart.PHYSICAL)
     policy = load_policy()
     return drill.recover_for_drill(
-        planned, store=open_policy_store(policy), cluster=policy.cluster, staging=policy.staging, key=decryption_key(policy),
+        planned,
+        store=open_policy_store(policy),
+        cluster=policy.cluster,
+        staging=policy.staging,
+        key=decryption_key(policy),
     ).to_xcom()
 
 
@@ -39,9 +43,14 @@ def check_recovered_cluster(plan: dict[str, Any], recovered: dict[str, Any]) -> 
     skip_unless(planned, RestoreTestPart.PHYSICAL)
     policy = load_policy()
     return drill.check_recovered_cluster(
-        planned, RecoveredCluster.from_xcom(recovered),
-        backup_role=database_connection(policy.cluster.connection_id, policy.cluster.database), store=open_policy_store(policy),
-        cluster=policy.cluster, restore_test=policy.restore_test, staging=policy.staging, rto_minutes=policy.rto_minutes,
+        planned,
+        RecoveredCluster.from_xcom(recovered),
+        backup_role=database_connection(policy.cluster.connection_id, policy.cluster.database),
+        store=open_policy_store(policy),
+        cluster=policy.cluster,
+        restore_test=policy.restore_test,
+        staging=policy.staging,
+        rto_minutes=policy.rto_minutes,
         announce=announce_report,
     ).to_xcom()
 

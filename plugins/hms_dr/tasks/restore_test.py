@@ -60,8 +60,12 @@ def choose_backup_set() -> dict[str, Any]:
     params = run_params(get_current_context())
     policy = load_policy()
     return plan_restore_test(
-        params, triggered_set_id=_set_that_triggered_this_run(), store=open_policy_store(policy), cluster=policy.cluster,
-        restore_test=policy.restore_test, staging=policy.staging,
+        params,
+        triggered_set_id=_set_that_triggered_this_run(),
+        store=open_policy_store(policy),
+        cluster=policy.cluster,
+        restore_test=policy.restore_test,
+        staging=policy.staging,
         production=database_connection(policy.cluster.connection_id, policy.cluster.database),
         target=restore_target_connection(policy),
     ).to_xcom()
@@ -75,8 +79,12 @@ def restore_into_scratch(plan: dict[str, Any]) -> dict[str, Any]:
     skip_unless(planned, RestoreTestPart.LOGICAL)
     policy = load_policy()
     return logical.restore_into_scratch(
-        planned, store=open_policy_store(policy), cluster=policy.cluster, staging=policy.staging,
-        key=decryption_key(policy), target=restore_target_connection(policy),
+        planned,
+        store=open_policy_store(policy),
+        cluster=policy.cluster,
+        staging=policy.staging,
+        key=decryption_key(policy),
+        target=restore_target_connection(policy),
     ).to_xcom()
 
 
@@ -89,8 +97,14 @@ def check_against_baselines(plan: dict[str, Any], restored: dict[str, Any]) -> d
     skip_unless(planned, RestoreTestPart.LOGICAL)
     policy = load_policy()
     return logical.check_logical_restore(
-        planned, LogicalRestore.from_xcom(restored), target=restore_target_connection(policy), store=open_policy_store(policy),
-        cluster=policy.cluster, restore_test=policy.restore_test, staging=policy.staging, rto_minutes=policy.rto_minutes,
+        planned,
+        LogicalRestore.from_xcom(restored),
+        target=restore_target_connection(policy),
+        store=open_policy_store(policy),
+        cluster=policy.cluster,
+        restore_test=policy.restore_test,
+        staging=policy.staging,
+        rto_minutes=policy.rto_minutes,
         announce=announce_report,
     ).to_xcom()
 

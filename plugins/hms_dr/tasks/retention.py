@@ -4,8 +4,9 @@ the one planner in hms_dr.retention (so WAL always follows the base backups that
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hms_dr.manifest import BackupKind
 from hms_dr.policy import Policy
@@ -21,15 +22,24 @@ def expiry_xcom(expiries: dict[str, KindExpiry]) -> dict[str, Any]:
 def retention_tiers(policy: Policy) -> RetentionTiers:
     r = policy.retention
     return RetentionTiers(
-        logical_days=r.logical_days, wal_days=r.wal_days, base_backups_keep=r.base_backups_keep,
-        restore_reports_days=r.restore_reports_days, offsite_days=r.offsite_days,
-        orphan_max_age=timedelta(hours=r.orphan_payload_hours), weekly_keep=r.gfs_weekly_keep, monthly_keep=r.gfs_monthly_keep,
+        logical_days=r.logical_days,
+        wal_days=r.wal_days,
+        base_backups_keep=r.base_backups_keep,
+        restore_reports_days=r.restore_reports_days,
+        offsite_days=r.offsite_days,
+        orphan_max_age=timedelta(hours=r.orphan_payload_hours),
+        weekly_keep=r.gfs_weekly_keep,
+        monthly_keep=r.gfs_monthly_keep,
     )
 
 
 def expire_primary(policy: Policy, kinds: Sequence[BackupKind]) -> dict[str, KindExpiry]:
     """Apply the primary store's retention plan to ``kinds``; what was kept, expired and locked per kind."""
     return expire_by_tiers(
-        open_policy_store(policy), policy.cluster.name, retention_tiers(policy), datetime.now(timezone.utc),
-        offsite=False, kinds=tuple(kinds),
+        open_policy_store(policy),
+        policy.cluster.name,
+        retention_tiers(policy),
+        datetime.now(UTC),
+        offsite=False,
+        kinds=tuple(kinds),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import get_current_context, task
@@ -51,12 +51,18 @@ def check_archiver() -> dict[str, Any]:
     status = rpo.read_archiver_status(database_connection(policy.cluster.connection_id, policy.cluster.database))
     log.info(
         "pg_stat_archiver: %d archived (last %s at %s), %d failed (last %s at %s)",
-        status.archived_count, status.last_archived_wal, status.last_archived_at,
-        status.failed_count, status.last_failed_wal, status.last_failed_at,
+        status.archived_count,
+        status.last_archived_wal,
+        status.last_archived_at,
+        status.failed_count,
+        status.last_failed_wal,
+        status.last_failed_at,
     )
     problem = rpo.judge_archiver(status)
     if problem:
-        raise RecoveryPointAtRisk(problem, hint="read the PostgreSQL log for archive_command's error (spool full or unwritable?)")
+        raise RecoveryPointAtRisk(
+            problem, hint="read the PostgreSQL log for archive_command's error (spool full or unwritable?)"
+        )
     return status.to_xcom()
 
 
@@ -70,12 +76,15 @@ def measure_rpo() -> dict[str, Any]:
         newest_stored_wal(open_policy_store(policy), policy.cluster.name),
         None if spool is None else (spool.name, spool.modified_at),
         target_minutes=policy.rpo_minutes,
-        now=datetime.now(timezone.utc),
+        now=datetime.now(UTC),
     )
     log.info(
         "RPO now: store %s s (newest %s), spool %s s (newest %s), target %d min",
-        report.store_age_s, report.newest_stored_wal, report.spool_age_s,
-        report.newest_archived_wal, report.target_minutes,
+        report.store_age_s,
+        report.newest_stored_wal,
+        report.spool_age_s,
+        report.newest_archived_wal,
+        report.target_minutes,
     )
     if report.problem:
         raise RecoveryPointAtRisk(report.problem)

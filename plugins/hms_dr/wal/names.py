@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class WalFileKind(str, Enum):
+class WalFileKind(StrEnum):
     SEGMENT = "segment"  # 000000010000000A0000003F
     HISTORY = "history"  # 00000002.history
     BACKUP = "backup"  # 000000010000000A0000003F.00000028.backup

@@ -10,9 +10,10 @@ protects nothing newer. Cost: one listing (or the caller's) and the manifests of
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from hms_dr.catalog import find_set
 from hms_dr.errors import ManifestInvalid

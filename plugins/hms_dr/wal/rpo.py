@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
 from hms_dr import sqlfiles
 from hms_dr.database import connect
 from hms_dr.pgtools import ConnectionInfo

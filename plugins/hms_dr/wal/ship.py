@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from hms_dr.catalog import find_set, key_for
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home
-from hms_dr.errors import ChecksumMismatch, HmsDrError
 from hms_dr.digests import sha256_of_file
+from hms_dr.errors import ChecksumMismatch, HmsDrError
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload
 from hms_dr.publish import publish_set, verify_stored_payload
 from hms_dr.records import Record
@@ -80,7 +81,7 @@ def ship_wal_file(
     """Store, verify and publish one spool file as its own set; remove it from the spool after."""
     name = spool_file.name
     started = time.monotonic()
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     key = key_for(cluster, BackupKind.WAL, name, payload_name(name))
     if store.exists(key):
         # No manifest (the plan saw none): an interrupted earlier attempt. Not a set, so not a
@@ -101,13 +102,22 @@ def ship_wal_file(
     with spool_file.path.open("rb") as source, Pipeline(stages, source=source, tap=tap, tap_after=0) as pipeline:
         stored = store.put(key, pipeline.output)  # type: ignore[arg-type]
     payload = Payload(
-        name=payload_name(name), size_bytes=stored.size_bytes, sha256=stored.sha256, format=PAYLOAD_FORMAT,
-        plain_size_bytes=plain_size, plain_sha256=plain.hexdigest(),
+        name=payload_name(name),
+        size_bytes=stored.size_bytes,
+        sha256=stored.sha256,
+        format=PAYLOAD_FORMAT,
+        plain_size_bytes=plain_size,
+        plain_sha256=plain.hexdigest(),
     )
     verify_stored_payload(store, key, payload)
     publish_set(
-        store, kind=BackupKind.WAL, cluster=cluster, backup_set_id=name, started_at=started_at,
-        finished_at=datetime.now(timezone.utc), payloads=[payload],
+        store,
+        kind=BackupKind.WAL,
+        cluster=cluster,
+        backup_set_id=name,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        payloads=[payload],
         extra={
             "wal_file": name,
             "wal_kind": spool_file.wal.kind.value,
@@ -128,7 +138,14 @@ def check_already_stored(store: Store, cluster: str, spool_file: SpoolFile, *, r
     backup_set = find_set(store, cluster, BackupKind.WAL, spool_file.name)
     payload = backup_set.manifest.payloads[0]
     removed = _confirm_then_remove(store, cluster, spool_file, sha256_of_file(spool_file.path), remove_from_spool)
-    return ShipOutcome(spool_file.name, "already stored", payload.plain_size_bytes or 0, payload.size_bytes, time.monotonic() - started, removed)
+    return ShipOutcome(
+        spool_file.name,
+        "already stored",
+        payload.plain_size_bytes or 0,
+        payload.size_bytes,
+        time.monotonic() - started,
+        removed,
+    )
 
 
 def _confirm_then_remove(store: Store, cluster: str, spool_file: SpoolFile, plain_sha256: str, remove: bool) -> bool:
@@ -181,8 +198,13 @@ def ship_spool(
             for spool_file in plan.to_ship:
                 try:
                     outcome = ship_wal_file(
-                        store, cluster, spool_file, encryption=encryption, encryption_info=encryption_info,
-                        zstd_level=zstd_level, remove_from_spool=remove_from_spool,
+                        store,
+                        cluster,
+                        spool_file,
+                        encryption=encryption,
+                        encryption_info=encryption_info,
+                        zstd_level=zstd_level,
+                        remove_from_spool=remove_from_spool,
                     )
                 except ChecksumMismatch as exc:
                     log.error("%s", exc.message)
@@ -190,19 +212,29 @@ def ship_spool(
                     continue
                 outcomes.append(outcome)
                 log.info(
-                    "shipped %s: %s plain, %s stored, %.2f s%s", outcome.name, human_bytes(outcome.plain_size_bytes),
-                    human_bytes(outcome.stored_size_bytes), outcome.seconds, ", removed from the spool" if outcome.removed_from_spool else "",
+                    "shipped %s: %s plain, %s stored, %.2f s%s",
+                    outcome.name,
+                    human_bytes(outcome.plain_size_bytes),
+                    human_bytes(outcome.stored_size_bytes),
+                    outcome.seconds,
+                    ", removed from the spool" if outcome.removed_from_spool else "",
                 )
     return _summarize(outcomes, conflicts, listing.ignored, time.monotonic() - started)
 
 
-def _summarize(outcomes: Sequence[ShipOutcome], conflicts: Sequence[HmsDrError], ignored: Sequence[str], seconds: float) -> ShipReport:
+def _summarize(
+    outcomes: Sequence[ShipOutcome], conflicts: Sequence[HmsDrError], ignored: Sequence[str], seconds: float
+) -> ShipReport:
     shipped = [o for o in outcomes if o.action == "shipped"]
     plain_bytes = sum(o.plain_size_bytes for o in shipped)
     stored_bytes = sum(o.stored_size_bytes for o in shipped)
     log.info(
         "shipped %d WAL file(s) (%s plain, %s stored) in %.1f s, %s; %d already stored",
-        len(shipped), human_bytes(plain_bytes), human_bytes(stored_bytes), seconds, human_rate(plain_bytes, seconds),
+        len(shipped),
+        human_bytes(plain_bytes),
+        human_bytes(stored_bytes),
+        seconds,
+        human_rate(plain_bytes, seconds),
         len(outcomes) - len(shipped),
     )
     if conflicts:

@@ -7,10 +7,10 @@ in the store, which files to ship (oldest first) and which are already stored.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import AbstractSet, Sequence
 
 from hms_dr.errors import PreflightFailed
 from hms_dr.wal.names import WalFileName, parse_wal_name
@@ -64,13 +64,13 @@ def read_spool(spool_dir: Path) -> SpoolListing:
                     wal=wal,
                     path=Path(entry.path),
                     size_bytes=stat.st_size,
-                    modified_at=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
+                    modified_at=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
                 )
             )
     return SpoolListing(files=tuple(sorted(files, key=_oldest_first)), ignored=tuple(sorted(ignored)))
 
 
-def plan_shipping(files: Sequence[SpoolFile], stored_names: AbstractSet[str]) -> ShippingPlan:
+def plan_shipping(files: Sequence[SpoolFile], stored_names: Set[str]) -> ShippingPlan:
     """Split the spool into files to ship (oldest first) and files whose set already exists."""
     ordered = sorted(files, key=_oldest_first)
     return ShippingPlan(

@@ -4,7 +4,7 @@ the plan the form carried."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,30 +18,40 @@ from hms_dr.dr.approval import (
     judge_answer,
     role_members,
 )
-from hms_dr.policy import DrRestorePolicy
 from hms_dr.errors import ApprovalRefused, SwapRefused
+from hms_dr.policy import DrRestorePolicy
 
 DIGEST = "a3" * 32
 OTHER = "b4" * 32
-NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
-AT = datetime(2026, 11, 24, 14, 20, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
+AT = datetime(2026, 11, 24, 14, 20, tzinfo=UTC)
 POLICY = DrRestorePolicy(approvers=("alice", "bob"))
 
 
-def answer(by: str | None = "bob", chosen: tuple[str, ...] = (APPROVE,), digest: str | None = DIGEST, name: str | None = None) -> ApprovalAnswer:
-    return ApprovalAnswer(chosen_options=chosen, responder_id=by, responder_name=name or by, responded_at=AT, plan_digest=digest)
+def answer(
+    by: str | None = "bob", chosen: tuple[str, ...] = (APPROVE,), digest: str | None = DIGEST, name: str | None = None
+) -> ApprovalAnswer:
+    return ApprovalAnswer(
+        chosen_options=chosen, responder_id=by, responder_name=name or by, responded_at=AT, plan_digest=digest
+    )
 
 
-def judge(given: ApprovalAnswer | None, *, settings: DrRestorePolicy = POLICY, triggered_by: str | None = "alice") -> tuple[str, str]:
+def judge(
+    given: ApprovalAnswer | None, *, settings: DrRestorePolicy = POLICY, triggered_by: str | None = "alice"
+) -> tuple[str, str]:
     eligible = eligible_approvers(settings, triggered_by=triggered_by, members={})
-    verdict = judge_answer(given, plan_digest=DIGEST, settings=settings, triggered_by=triggered_by, eligible=eligible, now=NOW)
+    verdict = judge_answer(
+        given, plan_digest=DIGEST, settings=settings, triggered_by=triggered_by, eligible=eligible, now=NOW
+    )
     return verdict.decision, verdict.why
 
 
 def test_a_second_named_user_approving_this_plan_approves() -> None:
     decision, why = judge(answer("bob"))
     assert decision == "approved" and DIGEST[:16] in why
-    verdict = judge_answer(answer("bob"), plan_digest=DIGEST, settings=POLICY, triggered_by="alice", eligible=("bob",), now=NOW)
+    verdict = judge_answer(
+        answer("bob"), plan_digest=DIGEST, settings=POLICY, triggered_by="alice", eligible=("bob",), now=NOW
+    )
     assert verdict.as_audit().by == "bob" and verdict.as_audit().at == AT and verdict.as_audit().decision == "approved"
 
 
@@ -57,9 +67,20 @@ def test_a_second_named_user_approving_this_plan_approves() -> None:
         (answer("bob", chosen=(APPROVE, REJECT)), "chose ['Approve', 'Reject'], not Approve alone"),
         (answer("bob", chosen=()), "chose [], not Approve alone"),
     ],
-    ids=["no-answer", "no-responder", "self-approval", "not-an-approver", "another-plan", "no-digest", "two-options", "no-option"],
+    ids=[
+        "no-answer",
+        "no-responder",
+        "self-approval",
+        "not-an-approver",
+        "another-plan",
+        "no-digest",
+        "two-options",
+        "no-option",
+    ],
 )
-def test_anything_but_an_approval_of_this_plan_by_another_named_user_is_refused(given: ApprovalAnswer | None, expected: str) -> None:
+def test_anything_but_an_approval_of_this_plan_by_another_named_user_is_refused(
+    given: ApprovalAnswer | None, expected: str
+) -> None:
     decision, why = judge(given)
     assert decision == "refused" and expected in why and "\n" not in why
 
@@ -83,7 +104,9 @@ def test_the_policy_may_allow_one_person_to_trigger_and_approve() -> None:
 def test_without_a_triggering_user_four_eyes_cannot_be_checked() -> None:
     with pytest.raises(ApprovalRefused, match="records no triggering user"):
         eligible_approvers(POLICY, triggered_by=None, members={})
-    verdict = judge_answer(answer("bob"), plan_digest=DIGEST, settings=POLICY, triggered_by=None, eligible=("bob",), now=NOW)
+    verdict = judge_answer(
+        answer("bob"), plan_digest=DIGEST, settings=POLICY, triggered_by=None, eligible=("bob",), now=NOW
+    )
     assert verdict.decision == "refused" and "records no triggering user" in verdict.why
 
 
@@ -96,7 +119,9 @@ def test_without_a_triggering_user_four_eyes_cannot_be_checked() -> None:
     ],
     ids=["nobody-named", "only-the-triggerer", "role-without-users"],
 )
-def test_a_swap_nobody_may_approve_is_refused_at_once(settings: DrRestorePolicy, triggered_by: str, message: str) -> None:
+def test_a_swap_nobody_may_approve_is_refused_at_once(
+    settings: DrRestorePolicy, triggered_by: str, message: str
+) -> None:
     with pytest.raises(ApprovalRefused, match=message) as caught:
         eligible_approvers(settings, triggered_by=triggered_by, members={"admin": ("root",)})
     assert isinstance(caught.value, SwapRefused)
@@ -107,8 +132,14 @@ def test_roles_add_their_users_and_the_triggering_user_is_left_out() -> None:
     assert members == {"admin": ("admin",), "op": ("alice", "carol", "erin"), "user": ("dave",)}
     settings = DrRestorePolicy(approvers=("bob", "carol"), approver_roles=("op",))
     assert eligible_approvers(settings, triggered_by="alice", members=members) == ("bob", "carol", "erin")
-    verdict = judge_answer(answer("erin"), plan_digest=DIGEST, settings=settings, triggered_by="alice",
-                           eligible=("bob", "carol", "erin"), now=NOW)
+    verdict = judge_answer(
+        answer("erin"),
+        plan_digest=DIGEST,
+        settings=settings,
+        triggered_by="alice",
+        eligible=("bob", "carol", "erin"),
+        now=NOW,
+    )
     assert verdict.decision == "approved"
 
 

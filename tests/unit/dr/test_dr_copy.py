@@ -9,7 +9,14 @@ from hms_dr.dr.copy import dump_argv, load_argv
 def test_the_dump_is_one_exact_schema_without_owners_grants_or_replication() -> None:
     argv = dump_argv(schema="dr_staging_x")
     assert argv[0].endswith("pg_dump")
-    assert {"--format=plain", "--no-owner", "--no-privileges", "--no-subscriptions", "--no-publications", "--no-password"} <= set(argv)
+    assert {
+        "--format=plain",
+        "--no-owner",
+        "--no-privileges",
+        "--no-subscriptions",
+        "--no-publications",
+        "--no-password",
+    } <= set(argv)
     assert '--schema="dr_staging_x"' in argv  # quoted: a name, not a pattern
     assert not any(a.startswith("--schema") for a in dump_argv(schema=None))
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,14 @@ def test_the_form_requires_a_reason_and_accepts_a_good_request(params: Any) -> N
         params.get_param("reason").resolve()
     assert params.get_param("swap_into_production").resolve() is False  # a swap is never the default
     assert params.get_param("run_quality_checks").resolve() is True
-    good = {"source": "point_in_time", "target_time": "2026-11-24T13:59:00Z", "tables": ["appointments", "public.billing"],
-            "staging_schema": "dr_stage_1", "swap_into_production": True, "reason": "rows deleted from appointments at 14:00"}
+    good = {
+        "source": "point_in_time",
+        "target_time": "2026-11-24T13:59:00Z",
+        "tables": ["appointments", "public.billing"],
+        "staging_schema": "dr_stage_1",
+        "swap_into_production": True,
+        "reason": "rows deleted from appointments at 14:00",
+    }
     for name, value in good.items():
         assert params.get_param(name).resolve(value) == value
 
@@ -76,7 +83,7 @@ def test_every_table_is_a_choice_of_its_own_and_never_the_default(params: Any) -
 
 
 def test_the_integrity_check_s_suggested_conf_is_one_this_form_and_the_first_task_accept(params: Any) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from hms_dr.dr.request import parse_request
     from hms_dr.integrity import suggested_restore
@@ -86,10 +93,18 @@ def test_the_integrity_check_s_suggested_conf_is_one_this_form_and_the_first_tas
     refuse_unknown_params(conf, params.keys(), dag_id="hms_dr_restore")
     for name, value in conf.items():
         assert params.get_param(name).resolve(value) == value, name
-    request = parse_request(conf, run_id="manual__2026-11-28T06:30:00+00:00", now=datetime(2026, 11, 28, 6, 30, tzinfo=timezone.utc))
-    assert request.tables == ("appointments", "billing.invoices") and not request.all_tables and request.swap_into_production
+    request = parse_request(
+        conf, run_id="manual__2026-11-28T06:30:00+00:00", now=datetime(2026, 11, 28, 6, 30, tzinfo=UTC)
+    )
+    assert (
+        request.tables == ("appointments", "billing.invoices")
+        and not request.all_tables
+        and request.swap_into_production
+    )
 
 
-@pytest.mark.parametrize("value", [["appointments"], ["public.appointments"], ['public."Order Details"'], ['"MixedCase"'], ['"say ""hi"""']])
+@pytest.mark.parametrize(
+    "value", [["appointments"], ["public.appointments"], ['public."Order Details"'], ['"MixedCase"'], ['"say ""hi"""']]
+)
 def test_the_form_accepts_table_names_as_sql_spells_them(params: Any, value: list[str]) -> None:
     assert params.get_param("tables").resolve(value) == value

@@ -4,14 +4,14 @@ between names, not inside quotes."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from hms_dr.dr.request import TableName, TargetFacts, parse_request, resolve_request
 from hms_dr.errors import RequestRefused
 
-NOW = datetime(2026, 11, 24, 14, 5, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 14, 5, tzinfo=UTC)
 SET_TABLES = ["public.Order Details", "public.MixedCase", "public.mixedcase", "sales.a.b", "public.patients"]
 REASON = "restoring the order details a clerk deleted"
 
@@ -19,7 +19,9 @@ REASON = "restoring the order details a clerk deleted"
 def plan_for(tables: object) -> tuple[TableName, ...]:
     request = parse_request({"tables": tables, "reason": REASON}, run_id="manual__x", now=NOW)
     facts = TargetFacts("shop", frozenset(SET_TABLES), frozenset({"public", "sales"}))
-    return resolve_request(request, facts, set_tables=SET_TABLES, backup_set_id="20261124T020001Z", where="backup set X").tables
+    return resolve_request(
+        request, facts, set_tables=SET_TABLES, backup_set_id="20261124T020001Z", where="backup set X"
+    ).tables
 
 
 @pytest.mark.parametrize(
@@ -38,7 +40,10 @@ def test_a_table_is_found_by_its_catalog_name(given: object, expected: tuple[Tab
 
 
 def test_a_name_the_set_lacks_is_refused_listing_the_sets_tables_as_sql_spells_them() -> None:
-    with pytest.raises(RequestRefused, match=r"""table '"Order details"' is not in backup set X \(its tables: "MixedCase", "Order Details", mixedcase, patients, "a.b"\)"""):
+    with pytest.raises(
+        RequestRefused,
+        match=r"""table '"Order details"' is not in backup set X \(its tables: "MixedCase", "Order Details", mixedcase, patients, "a.b"\)""",
+    ):
         plan_for(['"Order details"'])
 
 

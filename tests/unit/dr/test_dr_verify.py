@@ -9,13 +9,38 @@ BASELINES = {
     "fingerprint_method": "md5-row-text-sum64x2-v1",
     "session_settings": {"TimeZone": "UTC"},
     "tables": {
-        "public.appointments": {"rows": 8538, "columns": [["id", "bigint", True]], "primary_key": ["id"], "foreign_keys": [
-            {"name": "appointments_patient_id_fkey", "columns": ["patient_id"], "references": "public.patients", "referenced_columns": ["id"]},
-        ]},
-        "public.billing": {"rows": 8538, "columns": [["id", "bigint", True]], "primary_key": ["id"], "foreign_keys": [
-            {"name": "billing_appointment_id_fkey", "columns": ["appointment_id"], "references": "public.appointments", "referenced_columns": ["id"]},
-        ]},
-        "public.patients": {"rows": 7733, "columns": [["id", "bigint", True]], "primary_key": ["id"], "foreign_keys": []},
+        "public.appointments": {
+            "rows": 8538,
+            "columns": [["id", "bigint", True]],
+            "primary_key": ["id"],
+            "foreign_keys": [
+                {
+                    "name": "appointments_patient_id_fkey",
+                    "columns": ["patient_id"],
+                    "references": "public.patients",
+                    "referenced_columns": ["id"],
+                },
+            ],
+        },
+        "public.billing": {
+            "rows": 8538,
+            "columns": [["id", "bigint", True]],
+            "primary_key": ["id"],
+            "foreign_keys": [
+                {
+                    "name": "billing_appointment_id_fkey",
+                    "columns": ["appointment_id"],
+                    "references": "public.appointments",
+                    "referenced_columns": ["id"],
+                },
+            ],
+        },
+        "public.patients": {
+            "rows": 7733,
+            "columns": [["id", "bigint", True]],
+            "primary_key": ["id"],
+            "foreign_keys": [],
+        },
     },
     "views": {"public.v_patient_summary": {"rows": 7733, "fingerprint": "ab"}},
 }
@@ -28,11 +53,15 @@ def test_staged_tables_are_checked_where_they_are_and_their_keys_against_the_rig
     assert renamed["tables"]["dr_s.billing"]["foreign_keys"][0]["references"] == "dr_s.appointments"  # restored with it
     assert renamed["tables"]["dr_s.appointments"]["foreign_keys"][0]["references"] == "public.patients"  # production's
     assert renamed["tables"]["dr_s.appointments"]["rows"] == 8538 and renamed["session_settings"] == {"TimeZone": "UTC"}
-    assert BASELINES["tables"]["public.billing"]["foreign_keys"][0]["references"] == "public.appointments"  # not mutated
+    assert (
+        BASELINES["tables"]["public.billing"]["foreign_keys"][0]["references"] == "public.appointments"
+    )  # not mutated
 
 
 def test_a_new_database_keeps_names_and_only_the_keys_among_restored_tables() -> None:
     some = baselines_for_restored(BASELINES, [BILLING], staging_schema=None, whole_database=False)
     assert list(some["tables"]) == ["public.billing"] and some["tables"]["public.billing"]["foreign_keys"] == []
-    whole = baselines_for_restored(BASELINES, [TableName.parse(n) for n in BASELINES["tables"]], staging_schema=None, whole_database=True)
+    whole = baselines_for_restored(
+        BASELINES, [TableName.parse(n) for n in BASELINES["tables"]], staging_schema=None, whole_database=True
+    )
     assert whole["views"] == BASELINES["views"] and len(whole["tables"]["public.billing"]["foreign_keys"]) == 1

@@ -5,11 +5,16 @@ set, its baselines, with the policy's smoke queries only for a whole database in
 from __future__ import annotations
 
 import pytest
-
-from hms_dr.dr.check_restored import QualityCheck, QualityChecks, RestoredTablesChecked, quality_check_for, smoke_queries_for
-from hms_dr.policy import SmokeQuery
-
 from restore_plans import point_in_time, validated
+
+from hms_dr.dr.check_restored import (
+    QualityCheck,
+    QualityChecks,
+    RestoredTablesChecked,
+    quality_check_for,
+    smoke_queries_for,
+)
+from hms_dr.policy import SmokeQuery
 
 SMOKE = (SmokeQuery("upcoming appointments", "SELECT count(*) FROM appointments WHERE starts_at > now()"),)
 
@@ -31,10 +36,21 @@ def test_smoke_queries_run_only_on_a_whole_database_restored_into_a_new_one() ->
 
 
 def test_the_check_record_carries_the_swap_digest_only_when_a_swap_was_planned() -> None:
-    checks = QualityChecks(passed=True, checks=[{"check": "row_count", "target": "public.appointments", "expected": 8538,
-                                                 "observed": 8538, "passed": True}], failed=[], note="against the baselines")
-    planned = RestoredTablesChecked(rows_restored={"public.appointments": 8538}, checks=checks, approval_body="body",
-                                    swap_plan={"digest": "a3" * 32, "tables": []}, rows_now={"public.appointments": 7723})
+    checks = QualityChecks(
+        passed=True,
+        checks=[
+            {"check": "row_count", "target": "public.appointments", "expected": 8538, "observed": 8538, "passed": True}
+        ],
+        failed=[],
+        note="against the baselines",
+    )
+    planned = RestoredTablesChecked(
+        rows_restored={"public.appointments": 8538},
+        checks=checks,
+        approval_body="body",
+        swap_plan={"digest": "a3" * 32, "tables": []},
+        rows_now={"public.appointments": 7723},
+    )
     assert planned.swap_digest == "a3" * 32
     assert RestoredTablesChecked.from_xcom(planned.to_xcom()) == planned
     with pytest.raises(ValueError, match="no swap was planned"):

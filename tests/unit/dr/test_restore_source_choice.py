@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from restore_plans import point_in_time, validated
+
 from hms_dr.dr.source import ScratchDatabase, remove_source, scratch_for
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.policy import DrPolicy, StagingPolicy
 from hms_dr.scratch.cluster import ScratchCluster
-
-from restore_plans import point_in_time, validated
 
 STAGING = StagingPolicy(dir=Path("/var/lib/hms-dr/staging"), min_free_mib=1024, reserve_ratio=1.5)
 

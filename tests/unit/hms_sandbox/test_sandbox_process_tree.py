@@ -38,7 +38,10 @@ def tree(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[int]]]:
     script = tmp_path / "tree.py"
     script.write_text(TREE)
     leader = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True,
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
         env={"HMS_DR_SANDBOX": str(tmp_path / "sandbox"), "PATH": "/usr/bin:/bin"},
     )
     assert leader.stdout is not None
@@ -56,7 +59,9 @@ def _running(pid: int) -> bool:
     return process is not None and not process.zombie
 
 
-def test_the_tree_holds_the_session_and_the_children_that_left_it(tree: tuple[subprocess.Popen[str], list[int]]) -> None:
+def test_the_tree_holds_the_session_and_the_children_that_left_it(
+    tree: tuple[subprocess.Popen[str], list[int]],
+) -> None:
     leader, children = tree
     found = session_tree(leader.pid)
     assert set(found) == {leader.pid, *children}
@@ -74,7 +79,9 @@ def test_stop_terminates_the_tree_and_kills_what_ignores_sigterm(tree: tuple[sub
     assert leader.poll() is not None
 
 
-def test_a_recorded_session_counts_only_with_the_sandbox_marker(tmp_path: Path, tree: tuple[subprocess.Popen[str], list[int]]) -> None:
+def test_a_recorded_session_counts_only_with_the_sandbox_marker(
+    tmp_path: Path, tree: tuple[subprocess.Popen[str], list[int]]
+) -> None:
     # After a reboot the recorded session id may belong to any process: only one started with
     # this sandbox's HMS_DR_SANDBOX is taken for its Airflow, and so stopped by `make stop`.
     leader, _ = tree

@@ -25,21 +25,34 @@ def by_target(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def test_equal_content_passes_and_says_so() -> None:
     rows = compare_content(baselines(public__patients=A), digests({("public", "patients"): A}))
-    assert rows == [{"check": "table_content", "target": "public.patients", "expected": A, "observed": A, "passed": True,
-                     "message": "table public.patients: every value of its 3 rows as in the backup (digest aaaaaaaaaaaa)",
-                     "data_docs_page": None}]
+    assert rows == [
+        {
+            "check": "table_content",
+            "target": "public.patients",
+            "expected": A,
+            "observed": A,
+            "passed": True,
+            "message": "table public.patients: every value of its 3 rows as in the backup (digest aaaaaaaaaaaa)",
+            "data_docs_page": None,
+        }
+    ]
 
 
 def test_same_count_other_digest_fails_as_a_changed_value() -> None:
     row = compare_content(baselines(public__billing=A), digests({("public", "billing"): B}))[0]
     assert not row["passed"]
-    assert row["message"] == ("table public.billing content differs from the backup: 3 rows as in the baseline, but at"
-                              " least one value differs (digest bbbbbbbbbbbb, baseline aaaaaaaaaaaa)")
+    assert row["message"] == (
+        "table public.billing content differs from the backup: 3 rows as in the baseline, but at"
+        " least one value differs (digest bbbbbbbbbbbb, baseline aaaaaaaaaaaa)"
+    )
 
 
 def test_other_count_fails_naming_both_counts_and_a_missing_table_fails() -> None:
-    rows = by_target(compare_content(baselines(public__a=A, public__b=A),
-                                     digests({("public", "a"): {"rows": 2, "digest": "c" * 32}})))
+    rows = by_target(
+        compare_content(
+            baselines(public__a=A, public__b=A), digests({("public", "a"): {"rows": 2, "digest": "c" * 32}})
+        )
+    )
     assert rows["public.a"]["message"] == "table public.a has 2 rows, baseline 3 (content digest)"
     assert rows["public.b"]["message"] == "table public.b has no data in the restored database (baseline 3 rows)"
     assert not rows["public.a"]["passed"] and not rows["public.b"]["passed"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -51,7 +51,13 @@ def a_store(root: Path) -> Store:
     return open_store(root.as_uri())
 
 
-def make_set(store: Store, kind: BackupKind, finished_at: datetime, sizes: tuple[int, ...] = (3000, 700), set_id: str | None = None) -> str:
+def make_set(
+    store: Store,
+    kind: BackupKind,
+    finished_at: datetime,
+    sizes: tuple[int, ...] = (3000, 700),
+    set_id: str | None = None,
+) -> str:
     set_id = set_id or new_backup_set_id(finished_at)
     payloads = []
     for index, size in enumerate(sizes):
@@ -59,27 +65,46 @@ def make_set(store: Store, kind: BackupKind, finished_at: datetime, sizes: tuple
         stored = store.put_bytes(key_for(CLUSTER, kind, set_id, name), os.urandom(size))
         payloads.append(Payload(name, stored.size_bytes, stored.sha256, "test"))
     body = {"base_backup": {"start_wal_file": "000000010000000000000001"}} if kind is BackupKind.BASE else {}
-    publish_set(store, kind=kind, cluster=CLUSTER, backup_set_id=set_id, started_at=finished_at - timedelta(minutes=1),
-                finished_at=finished_at, payloads=payloads, extra=body)
+    publish_set(
+        store,
+        kind=kind,
+        cluster=CLUSTER,
+        backup_set_id=set_id,
+        started_at=finished_at - timedelta(minutes=1),
+        finished_at=finished_at,
+        payloads=payloads,
+        extra=body,
+    )
     return set_id
 
 
 @pytest.fixture()
 def stores(tmp_path: Path) -> tuple[Store, Store, dict[BackupKind, list[str]]]:
     primary, offsite = a_store(tmp_path / "primary"), a_store(tmp_path / "offsite")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     made = {
         BackupKind.LOGICAL: [make_set(primary, BackupKind.LOGICAL, now - timedelta(days=d)) for d in (2, 1)],
         BackupKind.SCHEMA: [make_set(primary, BackupKind.SCHEMA, now - timedelta(days=1), sizes=(500,))],
         BackupKind.BASE: [make_set(primary, BackupKind.BASE, now - timedelta(days=3), sizes=(6000, 100, 50))],
-        BackupKind.WAL: [make_set(primary, BackupKind.WAL, now, sizes=(1200,), set_id=f"00000001000000000000000{n}") for n in (1, 2, 3)],
+        BackupKind.WAL: [
+            make_set(primary, BackupKind.WAL, now, sizes=(1200,), set_id=f"00000001000000000000000{n}")
+            for n in (1, 2, 3)
+        ],
         BackupKind.RESTORE_TEST: [make_set(primary, BackupKind.RESTORE_TEST, now - timedelta(days=5), sizes=(900,))],
     }
     return primary, offsite, made
 
 
 def sync(primary: Store, offsite: Store, **kwargs: Any) -> SyncReport:
-    return sync_offsite(primary, offsite, CLUSTER, window=WINDOW, now=datetime.now(timezone.utc), reverify_weeks=kwargs.pop("reverify_weeks", 52), **kwargs)
+    return sync_offsite(
+        primary,
+        offsite,
+        CLUSTER,
+        window=WINDOW,
+        now=datetime.now(UTC),
+        reverify_weeks=kwargs.pop("reverify_weeks", 52),
+        **kwargs,
+    )
 
 
 def contents(store: Store) -> dict[str, bytes]:
@@ -178,7 +203,7 @@ def test_damage_to_a_copy_the_primary_no_longer_holds_is_reported_not_hidden(sto
 
 def test_sets_outside_the_offsite_window_stay_behind_except_the_newest_of_a_kind(tmp_path: Path) -> None:
     primary, offsite = a_store(tmp_path / "primary"), a_store(tmp_path / "offsite")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     old = [make_set(primary, BackupKind.RESTORE_TEST, now - timedelta(days=d)) for d in (300, 200)]
     report = sync(primary, offsite, kinds=(BackupKind.RESTORE_TEST,))
     assert report.kinds["restore-test"].too_old == 1

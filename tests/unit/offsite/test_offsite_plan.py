@@ -3,26 +3,28 @@ re-verification rotation, the freshness verdict, and the policy's offsite sectio
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import yaml
 
+from hms_dr.catalog import SetFolder
 from hms_dr.errors import PolicyInvalid
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, new_backup_set_id
-from hms_dr.catalog import SetFolder
 from hms_dr.offsite.freshness import KindNewest, NewestOffsite, NewestPrimary, judge_offsite_freshness
 from hms_dr.offsite.plan import due_for_reverify, plan_kind_copies
 from hms_dr.policy import DEFAULT_POLICY_PATH, parse_policy
 from hms_dr.store import StoredObject
 
-NOW = datetime(2026, 11, 29, 5, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 29, 5, 0, tzinfo=UTC)
 
 
 def folder(set_id: str, sizes: dict[str, int], age: timedelta = timedelta(days=1)) -> SetFolder:
     at = NOW - age
-    return SetFolder(set_id, {name: StoredObject(f"c/logical/{set_id}/{name}", size, at) for name, size in sizes.items()})
+    return SetFolder(
+        set_id, {name: StoredObject(f"c/logical/{set_id}/{name}", size, at) for name, size in sizes.items()}
+    )
 
 
 COMPLETE = {"dump.gpg": 100, MANIFEST_NAME: 10}
@@ -30,8 +32,12 @@ COMPLETE = {"dump.gpg": 100, MANIFEST_NAME: 10}
 
 def plan(primary: list[SetFolder], offsite: list[SetFolder], weeks: int = 52) -> Any:
     return plan_kind_copies(
-        BackupKind.LOGICAL, {f.backup_set_id: f for f in primary}, {f.backup_set_id: f for f in offsite},
-        window=timedelta(days=90), now=NOW, reverify_weeks=weeks,
+        BackupKind.LOGICAL,
+        {f.backup_set_id: f for f in primary},
+        {f.backup_set_id: f for f in offsite},
+        window=timedelta(days=90),
+        now=NOW,
+        reverify_weeks=weeks,
     )
 
 
@@ -56,9 +62,16 @@ def test_old_sets_stay_behind_but_never_the_newest_of_the_kind() -> None:
     old, older = (new_backup_set_id(NOW - timedelta(days=d)) for d in (200, 300))
     result = plan([folder(old, COMPLETE), folder(older, COMPLETE)], [])
     assert result.to_copy == (old,) and result.too_old == (older,)
-    wal = [folder("000000010000000000000007", COMPLETE, timedelta(days=100)), folder("000000010000000000000008", COMPLETE)]
-    result = plan_kind_copies(BackupKind.WAL, {f.backup_set_id: f for f in wal}, {}, window=timedelta(days=90), now=NOW, reverify_weeks=4)
-    assert result.too_old == ("000000010000000000000007",)  # WAL is named after its segment: aged by its manifest's mtime
+    wal = [
+        folder("000000010000000000000007", COMPLETE, timedelta(days=100)),
+        folder("000000010000000000000008", COMPLETE),
+    ]
+    result = plan_kind_copies(
+        BackupKind.WAL, {f.backup_set_id: f for f in wal}, {}, window=timedelta(days=90), now=NOW, reverify_weeks=4
+    )
+    assert result.too_old == (
+        "000000010000000000000007",
+    )  # WAL is named after its segment: aged by its manifest's mtime
 
 
 def test_re_verification_visits_every_set_exactly_once_in_n_consecutive_weeks() -> None:
@@ -72,7 +85,11 @@ def test_re_verification_visits_every_set_exactly_once_in_n_consecutive_weeks() 
 
 
 def test_sets_being_copied_or_repaired_are_not_re_verified_too() -> None:
-    result = plan([folder("a", COMPLETE), folder("b", COMPLETE)], [folder("a", {**COMPLETE, "dump.gpg": 1}), folder("z", COMPLETE)], weeks=1)
+    result = plan(
+        [folder("a", COMPLETE), folder("b", COMPLETE)],
+        [folder("a", {**COMPLETE, "dump.gpg": 1}), folder("z", COMPLETE)],
+        weeks=1,
+    )
     assert result.to_reverify == ("z",)
 
 
@@ -99,7 +116,9 @@ def test_freshness_fails_a_kind_whose_newest_offsite_copy_is_too_old(
     kind: str, offsite_age: timedelta | None, primary_age: timedelta | None, problem: str | None
 ) -> None:
     limits = {"restore-test": 35}
-    verdict = judge_offsite_freshness({kind: kinds_report(offsite_age, primary_age)}, lambda k: limits.get(k.value, 8), NOW)
+    verdict = judge_offsite_freshness(
+        {kind: kinds_report(offsite_age, primary_age)}, lambda k: limits.get(k.value, 8), NOW
+    )
     assert len(verdict.lines) == 1
     if problem is None:
         assert verdict.problems == ()

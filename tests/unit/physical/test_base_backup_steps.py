@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from hms_dr.errors import BackupVerificationFailed, PreflightFailed, ReplicationNotPermitted, StagingSpaceShort, ToolFailed
+from hms_dr.errors import (
+    BackupVerificationFailed,
+    PreflightFailed,
+    ReplicationNotPermitted,
+    StagingSpaceShort,
+    ToolFailed,
+)
 from hms_dr.physical.basebackup import label_for
 from hms_dr.physical.pgbasebackup import explain_pg_basebackup_failure, pg_basebackup_argv
 from hms_dr.physical.preflight import SourceCluster, check_staging_space, judge_source, staging_space_needed
@@ -19,16 +25,32 @@ from hms_dr.physical.verifybackup import extract_destination, pg_verifybackup_ar
 
 MIB = 1 << 20
 SOURCE = SourceCluster(
-    server_version_num=150018, server_version="15.18", in_recovery=False, system_identifier="7311", data_checksums=True,
-    wal_segment_size_bytes=16 * MIB, wal_level="replica", max_wal_senders=4, role_name="hms_replica", can_replicate=True,
-    is_superuser=False, cluster_size_bytes=1200 * MIB, databases_not_measured=0,
+    server_version_num=150018,
+    server_version="15.18",
+    in_recovery=False,
+    system_identifier="7311",
+    data_checksums=True,
+    wal_segment_size_bytes=16 * MIB,
+    wal_level="replica",
+    max_wal_senders=4,
+    role_name="hms_replica",
+    can_replicate=True,
+    is_superuser=False,
+    cluster_size_bytes=1200 * MIB,
+    databases_not_measured=0,
 )
 
 
 def test_pg_basebackup_takes_tars_with_streamed_wal_and_a_sha256_manifest() -> None:
     argv = pg_basebackup_argv(Path("/staging/base-x/tars"), label=label_for("20261124T030000Z"))
     assert argv[0].endswith("pg_basebackup")
-    for option in ("--format=tar", "--wal-method=stream", "--manifest-checksums=SHA256", "--checkpoint=fast", "--no-password"):
+    for option in (
+        "--format=tar",
+        "--wal-method=stream",
+        "--manifest-checksums=SHA256",
+        "--checkpoint=fast",
+        "--no-password",
+    ):
         assert option in argv
     assert "--pgdata=/staging/base-x/tars" in argv and "--label=hms-dr-20261124T030000Z" in argv
     assert not any(a.startswith(("--max-rate", "--compress", "-Z", "--dbname", "-d")) for a in argv)
@@ -76,7 +98,9 @@ def test_staging_must_hold_the_tars_the_extracted_copy_and_the_wal_of_the_run() 
 
 def test_too_little_staging_space_is_refused_naming_the_directory_and_the_sizes() -> None:
     with pytest.raises(StagingSpaceShort) as caught:
-        check_staging_space(Path("/staging"), free_bytes=900 * MIB, needed_bytes=2264 * MIB, cluster_size_bytes=1000 * MIB)
+        check_staging_space(
+            Path("/staging"), free_bytes=900 * MIB, needed_bytes=2264 * MIB, cluster_size_bytes=1000 * MIB
+        )
     assert caught.value.message == (
         "not enough free space in base backup staging /staging: 900.0 MiB free, 2.2 GiB needed for a cluster of 1000.0 MiB"
     )
@@ -87,11 +111,17 @@ def test_too_little_staging_space_is_refused_naming_the_directory_and_the_sizes(
 @pytest.mark.parametrize(
     ("line", "hint"),
     [
-        ('connection to server at "127.0.0.1", port 5432 failed: FATAL:  password authentication failed for user "hms_replica"', "password"),
-        ('FATAL:  no pg_hba.conf entry for replication connection from host "10.0.0.5", user "hms_replica"', "pg_hba.conf"),
+        (
+            'connection to server at "127.0.0.1", port 5432 failed: FATAL:  password authentication failed for user "hms_replica"',
+            "password",
+        ),
+        (
+            'FATAL:  no pg_hba.conf entry for replication connection from host "10.0.0.5", user "hms_replica"',
+            "pg_hba.conf",
+        ),
         ("FATAL:  number of requested standby connections exceeds max_wal_senders (currently 1)", "max_wal_senders"),
         ("could not read COPY data: server closed the connection unexpectedly", "interrupted"),
-        ("could not create directory \"/s\": No space left on device", "task log"),
+        ('could not create directory "/s": No space left on device', "task log"),
     ],
 )
 def test_a_pg_basebackup_failure_keeps_its_line_and_gains_a_hint(line: str, hint: str) -> None:
@@ -145,7 +175,7 @@ def test_output_without_its_manifest_or_with_a_stray_file_is_refused(tmp_path: P
     with pytest.raises(BackupVerificationFailed, match="lacks backup_manifest"):
         staged_files(tmp_path)
     (tmp_path / "backup_manifest.tmp").write_bytes(b"x")
-    with pytest.raises(BackupVerificationFailed, match="unexpected file 'backup_manifest.tmp'"):
+    with pytest.raises(BackupVerificationFailed, match=r"unexpected file 'backup_manifest\.tmp'"):
         staged_files(tmp_path)
 
 

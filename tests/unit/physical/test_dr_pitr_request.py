@@ -7,9 +7,10 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ from hms_dr.physical.request import (
 )
 from hms_dr.physical.targets import TargetKind
 
-NOW = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 ROOT = Path("/var/lib/hms-dr/pitr")
 PORTS = (55432, 55532)
 GOOD = {
@@ -42,7 +43,7 @@ def read(**changes: Any) -> Any:
 
 def test_a_good_request_is_read_whole() -> None:
     request = read()
-    assert request.target.kind is TargetKind.TIME and request.target.time == datetime(2026, 11, 24, 14, 59, tzinfo=timezone.utc)
+    assert request.target.kind is TargetKind.TIME and request.target.time == datetime(2026, 11, 24, 14, 59, tzinfo=UTC)
     assert request.data_dir == Path("/var/lib/hms-dr/pitr/incident-42/data") and request.port == 55433
     assert request.backup_set_id is None and request.promote and request.reason.startswith("DELETE")
     assert request.to_dict()["target"] == {"kind": "time", "value": "2026-11-24T14:59:00Z", "inclusive": True}
@@ -64,7 +65,10 @@ def test_empty_optional_params_mean_automatic() -> None:
         ({"target": "2026-11-24T15:30:00Z"}, "2026-11-24T15:30:00Z is in the future (now 2026-11-24T15:00:00Z)"),
         ({"target_type": "lsn", "target": "16-B374D848"}, "is not of the form X/X"),
         ({"target_type": "latest", "target": "2026-11-24T14:59:00Z"}, "takes no value"),
-        ({"target_type": "latest", "target": None, "promote": False}, "promote=false needs a recovery target to pause at"),
+        (
+            {"target_type": "latest", "target": None, "promote": False},
+            "promote=false needs a recovery target to pause at",
+        ),
         ({"base_backup_id": "last-sunday"}, "base_backup_id must be empty (automatic) or a set id"),
         ({"data_directory": None}, "data_directory is required"),
         ({"data_directory": "pitr/data"}, "is not an absolute path"),
@@ -84,7 +88,7 @@ def test_each_bad_param_is_refused_with_one_line_naming_it(changes: dict[str, An
 
 
 def test_a_policy_without_allowed_roots_refuses_every_data_directory() -> None:
-    with pytest.raises(ParamInvalid, match="set dr.allowed_data_roots") as caught:
+    with pytest.raises(ParamInvalid, match=r"set dr\.allowed_data_roots") as caught:
         read_pitr_request(GOOD, allowed_roots=[], port_range=PORTS, now=NOW)
     assert not isinstance(caught.value, RequestRefused), "the policy's gap, not the operator's: it pages"
 
@@ -110,7 +114,10 @@ def listening() -> Iterator[int]:
 
 def on_host(tmp_path: Path, data_dir: Path, port: int | None, ports: tuple[int, int]) -> Any:
     request = read_pitr_request(
-        {**GOOD, "data_directory": str(data_dir), "port": port}, allowed_roots=[tmp_path / "root"], port_range=ports, now=NOW
+        {**GOOD, "data_directory": str(data_dir), "port": port},
+        allowed_roots=[tmp_path / "root"],
+        port_range=ports,
+        now=NOW,
     )
     return check_pitr_host(request, allowed_roots=[tmp_path / "root"], port_range=ports)
 
@@ -146,7 +153,9 @@ def test_without_a_port_the_first_free_one_of_the_range_is_chosen(tmp_path: Path
 
 
 def test_no_free_port_in_the_range_is_refused(tmp_path: Path, listening: int) -> None:
-    with pytest.raises(PreflightFailed, match=f"no free port on 127.0.0.1 in the policy's range {listening}-{listening}") as caught:
+    with pytest.raises(
+        PreflightFailed, match=f"no free port on 127.0.0.1 in the policy's range {listening}-{listening}"
+    ) as caught:
         on_host(tmp_path, tmp_path / "root" / "x" / "data", None, (listening, listening))
     assert not isinstance(caught.value, RequestRefused), "the host's problem, not the request's: it pages"
 
@@ -184,7 +193,11 @@ def test_the_report_says_how_to_connect_and_measures_the_rto_from_the_trigger() 
 def test_a_paused_cluster_is_reported_read_only_with_how_to_open_it() -> None:
     paused = {**RECOVERED, "promoted": False, "promoted_at": None, "paused_at": "2026-11-24T15:10:00Z", "timeline": 1}
     report = describe_recovered_cluster(
-        paused, database="hospital_management", user="hms_backup", queued_at=NOW - timedelta(hours=5), rto_target_s=4 * 3600
+        paused,
+        database="hospital_management",
+        user="hms_backup",
+        queued_at=NOW - timedelta(hours=5),
+        rto_target_s=4 * 3600,
     )
     assert report["state"] == "paused" and not report["within_rto"]
     assert any("SELECT pg_promote()" in line for line in report["lines"])

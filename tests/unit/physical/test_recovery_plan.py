@@ -3,19 +3,19 @@ reach: decisions from plain manifest records."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from hms_dr.catalog import BackupSet
 from hms_dr.errors import NoBackupForTarget, SetNotFound, TargetBeforeOldestBackup, WalMissing
 from hms_dr.manifest import BackupKind, Payload, build_manifest, parse_manifest
-from hms_dr.wal.names import segment_file_name
 from hms_dr.physical.recoveryplan import ArchivedWal, base_backup_of, plan_recovery, refuse_wal_gap
 from hms_dr.physical.targets import parse_recovery_target
 from hms_dr.physical.walpath import TimelineSpan, plan_wal_path
+from hms_dr.wal.names import segment_file_name
 
-T0 = datetime(2026, 11, 1, 3, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
 SEG = 16 << 20
 
 
@@ -28,14 +28,27 @@ def base_set(days: int, *, stop_segno: int, tablespace: bool = False, broken: bo
     if tablespace:
         payloads.append(Payload("16390.tar.zst.gpg", 10, "b" * 64, "pg_basebackup-tablespace-tar"))
     body = {
-        "start_lsn": f"0/{(stop_segno - 1) * SEG + 0x28:X}", "stop_lsn": f"0/{stop_segno * SEG + 0x100:X}", "timeline": 1,
-        "start_wal_file": segment_file_name(1, stop_segno - 1), "stop_wal_file": segment_file_name(1, stop_segno),
-        "start_time": started.isoformat(), "stop_time": stopped.isoformat(), "wal_segment_size": SEG, "system_identifier": "7312",
+        "start_lsn": f"0/{(stop_segno - 1) * SEG + 0x28:X}",
+        "stop_lsn": f"0/{stop_segno * SEG + 0x100:X}",
+        "timeline": 1,
+        "start_wal_file": segment_file_name(1, stop_segno - 1),
+        "stop_wal_file": segment_file_name(1, stop_segno),
+        "start_time": started.isoformat(),
+        "stop_time": stopped.isoformat(),
+        "wal_segment_size": SEG,
+        "system_identifier": "7312",
     }
     if broken:
         del body["stop_lsn"]
-    document = build_manifest(kind=BackupKind.BASE, backup_set_id=set_id, cluster="hms-primary", started_at=started,
-                              finished_at=stopped + timedelta(minutes=1), payloads=payloads, extra={"base_backup": body})
+    document = build_manifest(
+        kind=BackupKind.BASE,
+        backup_set_id=set_id,
+        cluster="hms-primary",
+        started_at=started,
+        finished_at=stopped + timedelta(minutes=1),
+        payloads=payloads,
+        extra={"base_backup": body},
+    )
     import json
 
     manifest = parse_manifest(json.dumps(document).encode(), where="test")
@@ -67,7 +80,9 @@ def chosen(kind: str, value: str | None = None, *, catalog: list[BackupSet] = CA
         ("name", "before_migration", WEEK3),
     ],
 )
-def test_picks_the_newest_base_backup_whose_stop_precedes_the_target(kind: str, value: str | None, expected: BackupSet) -> None:
+def test_picks_the_newest_base_backup_whose_stop_precedes_the_target(
+    kind: str, value: str | None, expected: BackupSet
+) -> None:
     assert chosen(kind, value) == expected.backup_set_id
 
 
@@ -103,9 +118,17 @@ def test_a_target_before_every_base_backup_is_told_apart_from_one_after_the_arch
 @pytest.mark.parametrize(
     ("kind", "value", "message"),
     [
-        ("time", "2026-11-01T03:09:59Z", r"before base backup set 20261101T030000Z, the oldest .* only from 2026-11-01T03:10:00Z"),
+        (
+            "time",
+            "2026-11-01T03:09:59Z",
+            r"before base backup set 20261101T030000Z, the oldest .* only from 2026-11-01T03:10:00Z",
+        ),
         ("lsn", "0/1", r"before base backup set 20261101T030000Z, the oldest .* only from LSN 0/10000100"),
-        ("time", "2026-11-16T03:00:01Z", r"after the newest archived WAL: 000000010000000000000090 was archived at 2026-11-16T03:00:00Z"),
+        (
+            "time",
+            "2026-11-16T03:00:01Z",
+            r"after the newest archived WAL: 000000010000000000000090 was archived at 2026-11-16T03:00:00Z",
+        ),
         ("lsn", f"0/{0x91 * SEG:X}", r"after the newest archived WAL: 000000010000000000000090 ends at 0/91000000"),
     ],
 )
@@ -123,8 +146,11 @@ def test_an_empty_archive_serves_latest_and_immediate_but_no_time() -> None:
 
 
 def test_unusable_sets_are_skipped_with_a_reason_and_none_left_is_refused() -> None:
-    plan = plan_recovery([WEEK1, base_set(20, stop_segno=0x88, tablespace=True), base_set(21, stop_segno=0x89, broken=True)],
-                         ARCHIVED, parse_recovery_target("latest"))
+    plan = plan_recovery(
+        [WEEK1, base_set(20, stop_segno=0x88, tablespace=True), base_set(21, stop_segno=0x89, broken=True)],
+        ARCHIVED,
+        parse_recovery_target("latest"),
+    )
     assert plan.base.backup_set_id == WEEK1.backup_set_id
     assert len(plan.skipped) == 2 and "tablespaces" in plan.skipped[0] and "stop_lsn" in plan.skipped[1]
     with pytest.raises(NoBackupForTarget, match="no usable base backup set"):
@@ -162,6 +188,8 @@ def test_a_gap_before_the_target_is_refused_naming_the_missing_file(
     if refused is None:
         refuse_wal_gap(PATH, target, archived_at_before_gap=archived_before_gap)
         return
-    with pytest.raises(WalMissing, match=f"WAL file 000000010000000000000044 is missing from the store .*{refused}") as caught:
+    with pytest.raises(
+        WalMissing, match=f"WAL file 000000010000000000000044 is missing from the store .*{refused}"
+    ) as caught:
         refuse_wal_gap(PATH, target, archived_at_before_gap=archived_before_gap)
     assert "it holds 000000010000000000000043 before it and 000000010000000000000047 after" in str(caught.value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -13,8 +13,8 @@ from hms_dr.physical.targets import TargetKind, parse_recovery_target, target_se
 @pytest.mark.parametrize(
     ("kind", "value", "expected"),
     [
-        ("time", "2026-11-24T03:15:00Z", datetime(2026, 11, 24, 3, 15, tzinfo=timezone.utc)),
-        ("time", "2026-11-24 04:15:00.250+01:00", datetime(2026, 11, 24, 3, 15, 0, 250000, tzinfo=timezone.utc)),
+        ("time", "2026-11-24T03:15:00Z", datetime(2026, 11, 24, 3, 15, tzinfo=UTC)),
+        ("time", "2026-11-24 04:15:00.250+01:00", datetime(2026, 11, 24, 3, 15, 0, 250000, tzinfo=UTC)),
         ("lsn", "16/B374D848", (0x16 << 32) | 0xB374D848),
         ("lsn", " 0/3000060 ", 0x3000060),
         ("xid", "726", 726),
@@ -62,10 +62,12 @@ def test_settings_name_the_target_and_inclusiveness() -> None:
     assert target_settings(parse_recovery_target("immediate")) == {"recovery_target": "immediate"}
     assert target_settings(parse_recovery_target("name", "p1")) == {"recovery_target_name": "p1"}
     assert target_settings(parse_recovery_target("xid", "726", inclusive=False)) == {
-        "recovery_target_xid": "726", "recovery_target_inclusive": "off",
+        "recovery_target_xid": "726",
+        "recovery_target_inclusive": "off",
     }
     assert target_settings(parse_recovery_target("lsn", "0/3000060")) == {
-        "recovery_target_lsn": "0/3000060", "recovery_target_inclusive": "on",
+        "recovery_target_lsn": "0/3000060",
+        "recovery_target_inclusive": "on",
     }
     assert target_settings(parse_recovery_target("time", "2026-11-24T04:15:00+01:00"))["recovery_target_time"] == (
         "2026-11-24T03:15:00+00:00"

@@ -47,10 +47,14 @@ class StandInSource:
 def run(tmp_path: Path) -> Iterator[object]:
     sources: list[StandInSource] = []
 
-    def fetch(*answers: tuple[dict[str, object], bytes], args: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    def fetch(
+        *answers: tuple[dict[str, object], bytes], args: list[str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         sources.append(StandInSource(tmp_path, list(answers)))
         argv = args if args is not None else [str(tmp_path), "000000010000000000000003", str(tmp_path / "RECOVERYXLOG")]
-        return subprocess.run([sys.executable, "-I", walfetch.__file__, *argv], capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-I", walfetch.__file__, *argv], capture_output=True, text=True, timeout=60
+        )
 
     yield fetch
     for source in sources:
@@ -58,7 +62,11 @@ def run(tmp_path: Path) -> Iterator[object]:
 
 
 def ok(body: bytes, sha256: str | None = None, size: int | None = None) -> tuple[dict[str, object], bytes]:
-    header = {"status": "ok", "size": len(body) if size is None else size, "sha256": sha256 or hashlib.sha256(body).hexdigest()}
+    header = {
+        "status": "ok",
+        "size": len(body) if size is None else size,
+        "sha256": sha256 or hashlib.sha256(body).hexdigest(),
+    }
     return header, body
 
 
@@ -78,7 +86,10 @@ def test_a_file_not_in_the_store_exits_1_the_normal_end_of_the_archive(run, tmp_
 @pytest.mark.parametrize(
     ("answer", "said"),
     [
-        (({"status": "error", "message": "000000010000000000000003: sha256 does not match"}, b""), "sha256 does not match"),
+        (
+            ({"status": "error", "message": "000000010000000000000003: sha256 does not match"}, b""),
+            "sha256 does not match",
+        ),
         (ok(SEGMENT, sha256="0" * 64), "do not match the sha256 the WAL source announced"),
         (ok(SEGMENT[:1000], size=len(SEGMENT)), "stopped after 1000 of"),
         (({"status": "what"}, b""), "answered 'what'"),
@@ -93,7 +104,9 @@ def test_every_other_failure_exits_255_so_postgresql_aborts_recovery(run, tmp_pa
 
 def test_no_source_and_bad_arguments_abort_too(tmp_path: Path) -> None:
     def call(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-I", walfetch.__file__, *args], capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-I", walfetch.__file__, *args], capture_output=True, text=True, timeout=60
+        )
 
     assert call(str(tmp_path), "000000010000000000000003", str(tmp_path / "x")).returncode == 255
     assert call(str(tmp_path)).returncode == 255
@@ -109,6 +122,10 @@ def test_walfetch_needs_only_the_standard_library() -> None:
     import ast
 
     tree = ast.parse(Path(walfetch.__file__).read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported

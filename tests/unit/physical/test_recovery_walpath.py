@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from hms_dr.errors import ManifestInvalid
-from hms_dr.wal.names import segment_file_name
 from hms_dr.physical.walpath import (
     TimelineSpan,
     history_reason,
@@ -16,6 +15,7 @@ from hms_dr.physical.walpath import (
     plan_wal_path,
     timeline_for,
 )
+from hms_dr.wal.names import segment_file_name
 
 SEG = 16 << 20
 HISTORY_3 = "1\t0/50000A0\tno recovery target specified\n\n# a comment\n2\t0/7000060\tbefore 2026-11-24 01:02:03+00\n"
@@ -27,14 +27,16 @@ def name(timeline: int, segno: int) -> str:
 
 def test_a_history_file_gives_the_path_to_its_timeline() -> None:
     assert parse_history(HISTORY_3, 3) == (
-        TimelineSpan(1, None, 0x50000A0), TimelineSpan(2, 0x50000A0, 0x7000060), TimelineSpan(3, 0x7000060, None),
+        TimelineSpan(1, None, 0x50000A0),
+        TimelineSpan(2, 0x50000A0, 0x7000060),
+        TimelineSpan(3, 0x7000060, None),
     )
     assert history_reason(HISTORY_3) == (2, 0x7000060, "before 2026-11-24 01:02:03+00")
 
 
 @pytest.mark.parametrize("text", ["1\tnot-an-lsn\tx\n", "2\t0/10\tx\n1\t0/20\tx\n", "3\t0/10\tx\n"])
 def test_a_malformed_history_file_is_refused(text: str) -> None:
-    with pytest.raises(ManifestInvalid, match="history file 00000003.history"):
+    with pytest.raises(ManifestInvalid, match=r"history file 00000003\.history"):
         parse_history(text, 3)
 
 

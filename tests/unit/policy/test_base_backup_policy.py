@@ -38,14 +38,23 @@ def test_a_policy_without_the_section_takes_the_defaults(section: object) -> Non
     policy = parse_policy(with_section(section))
     assert policy.base_backup is not None
     assert policy.base_backup.staging_dir == Path(committed()["staging"]["dir"]) / "base-backup"
-    assert (policy.base_backup.staging_space_ratio, policy.base_backup.zstd_level, policy.base_backup.zstd_threads) == (2.2, 1, 0)
+    assert (policy.base_backup.staging_space_ratio, policy.base_backup.zstd_level, policy.base_backup.zstd_threads) == (
+        2.2,
+        1,
+        0,
+    )
 
 
 def test_every_key_can_be_set() -> None:
     section = {"staging_dir": "/srv/hms-dr/base", "staging_space_ratio": 3, "zstd_level": 9, "zstd_threads": 4}
     base = parse_policy(with_section(section)).base_backup
     assert base is not None
-    assert (base.staging_dir, base.staging_space_ratio, base.zstd_level, base.zstd_threads) == (Path("/srv/hms-dr/base"), 3.0, 9, 4)
+    assert (base.staging_dir, base.staging_space_ratio, base.zstd_level, base.zstd_threads) == (
+        Path("/srv/hms-dr/base"),
+        3.0,
+        9,
+        4,
+    )
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,7 @@ import pytest
 import yaml
 
 from hms_dr.errors import PolicyInvalid
-from hms_dr.policy import DEFAULT_POLICY_PATH, load_policy, parse_policy
-from hms_dr.policy import DrPolicy
+from hms_dr.policy import DEFAULT_POLICY_PATH, DrPolicy, load_policy, parse_policy
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -83,19 +82,35 @@ print(json.dumps(results))
 """
 
 BAD = [
-    ("reason", "<missing>"), ("reason", ""), ("target_type", "yesterday"), ("data_directory", "<missing>"),
-    ("data_directory", "relative/data"), ("data_directory", "/" + "x" * 90), ("port", 5432), ("port", 70000),
-    ("base_backup_id", "last-sunday"), ("promote", "yes"), ("target", "t" * 101),
+    ("reason", "<missing>"),
+    ("reason", ""),
+    ("target_type", "yesterday"),
+    ("data_directory", "<missing>"),
+    ("data_directory", "relative/data"),
+    ("data_directory", "/" + "x" * 90),
+    ("port", 5432),
+    ("port", 70000),
+    ("base_backup_id", "last-sunday"),
+    ("promote", "yes"),
+    ("target", "t" * 101),
 ]
 GOOD = [
-    ("reason", "rows deleted by mistake"), ("target_type", "time"), ("data_directory", "/var/lib/hms-dr/pitr/i42/data"),
-    ("port", 5433), ("port", None), ("base_backup_id", None), ("base_backup_id", "20261122T030000Z"), ("target", None),
+    ("reason", "rows deleted by mistake"),
+    ("target_type", "time"),
+    ("data_directory", "/var/lib/hms-dr/pitr/i42/data"),
+    ("port", 5433),
+    ("port", None),
+    ("base_backup_id", None),
+    ("base_backup_id", "20261122T030000Z"),
+    ("target", None),
 ]
 
 
 def test_the_trigger_form_refuses_each_bad_value_and_takes_the_good_ones() -> None:
     env = {
-        **os.environ, "PYTHONPATH": str(REPO_ROOT / "plugins"), "AIRFLOW_HOME": tempfile.mkdtemp(prefix="hms-dr-af-"),
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT / "plugins"),
+        "AIRFLOW_HOME": tempfile.mkdtemp(prefix="hms-dr-af-"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     }
     env.pop("HMS_DR_POLICY", None)

@@ -29,8 +29,16 @@ def test_the_committed_policy_gives_the_defaults_or_its_own_values() -> None:
 
 
 def test_values_are_read() -> None:
-    settings = parse_policy(with_restore({"admin_connection_id": "hms_owner", "approval_timeout_hours": 4,
-                                                            "swap_lock_timeout_s": 5, "restore_jobs": 4})).dr_restore
+    settings = parse_policy(
+        with_restore(
+            {
+                "admin_connection_id": "hms_owner",
+                "approval_timeout_hours": 4,
+                "swap_lock_timeout_s": 5,
+                "restore_jobs": 4,
+            }
+        )
+    ).dr_restore
     assert settings == DrRestorePolicy("hms_owner", 4, 5, 4)
 
 
@@ -39,8 +47,15 @@ def test_nobody_may_approve_a_swap_until_the_policy_names_the_approvers() -> Non
     assert (defaults.approvers, defaults.approver_roles, defaults.allow_self_approval) == ((), (), False)
     committed = parse_policy(copy.deepcopy(COMMITTED)).dr_restore
     assert committed.allow_self_approval is False
-    settings = parse_policy(with_restore({"approvers": ["dba.alice", "bob@hospital.example", "dba.alice", "7"],
-                                                            "approver_roles": ["Op", "admin"], "allow_self_approval": True})).dr_restore
+    settings = parse_policy(
+        with_restore(
+            {
+                "approvers": ["dba.alice", "bob@hospital.example", "dba.alice", "7"],
+                "approver_roles": ["Op", "admin"],
+                "allow_self_approval": True,
+            }
+        )
+    ).dr_restore
     assert settings.approvers == ("dba.alice", "bob@hospital.example", "7")
     assert settings.approver_roles == ("op", "admin") and settings.allow_self_approval is True
 
@@ -54,11 +69,17 @@ def test_nobody_may_approve_a_swap_until_the_policy_names_the_approvers() -> Non
         ({"restore_jobs": 99}, r"dr.restore.restore_jobs must be at most 16"),
         (["hms_admin"], r"dr.restore must be a mapping"),
         ({"approvers": "alice"}, r"dr.restore.approvers must be a list, each an Airflow user id"),
-        ({"approvers": ["alice", "bob:admin"]}, r"dr.restore.approvers holds 'bob:admin': each must be an Airflow user id"),
+        (
+            {"approvers": ["alice", "bob:admin"]},
+            r"dr.restore.approvers holds 'bob:admin': each must be an Airflow user id",
+        ),
         ({"approvers": ["alice\n"]}, r"dr.restore.approvers holds 'alice\\n'"),
         ({"approvers": [7]}, r"dr.restore.approvers holds 7:"),
-        ({"approver_roles": ["viewer"]}, r"dr.restore.approver_roles holds 'viewer': each must be a simple auth manager role "
-                                         r"that may answer a form \(user, op, admin\)"),
+        (
+            {"approver_roles": ["viewer"]},
+            r"dr.restore.approver_roles holds 'viewer': each must be a simple auth manager role "
+            r"that may answer a form \(user, op, admin\)",
+        ),
         ({"allow_self_approval": "yes"}, r"dr.restore.allow_self_approval must be true or false"),
     ],
 )

@@ -94,15 +94,20 @@ def test_malformed_yaml_gives_one_line(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(PolicyInvalid, match="cannot read policy file .*nope.yaml"):
+    with pytest.raises(PolicyInvalid, match=r"cannot read policy file .*nope\.yaml"):
         load_policy(tmp_path / "nope.yaml")
 
 
 def test_the_restore_target_connection_is_read_from_the_policy_with_a_default() -> None:
     assert parse_policy(committed()).cluster.restore_target_connection_id == "hms_restore_target"
-    assert parse_policy(with_value("cluster.restore_target_connection_id", "dr_site_restore")).cluster.restore_target_connection_id == "dr_site_restore"
+    assert (
+        parse_policy(
+            with_value("cluster.restore_target_connection_id", "dr_site_restore")
+        ).cluster.restore_target_connection_id
+        == "dr_site_restore"
+    )
     data = committed()
     del data["cluster"]["restore_target_connection_id"]
     assert parse_policy(data).cluster.restore_target_connection_id == "hms_restore_target"
-    with pytest.raises(PolicyInvalid, match="cluster.restore_target_connection_id"):
+    with pytest.raises(PolicyInvalid, match=r"cluster\.restore_target_connection_id"):
         parse_policy(with_value("cluster.restore_target_connection_id", ""))

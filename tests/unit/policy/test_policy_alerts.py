@@ -11,8 +11,16 @@ import pytest
 import yaml
 
 from hms_dr.errors import PolicyInvalid
-from hms_dr.policy import DEFAULT_POLICY_PATH, load_policy, parse_policy
-from hms_dr.policy import AlertChannels, FreshnessKind, SmtpSecurity, describe_duration, parse_duration
+from hms_dr.policy import (
+    DEFAULT_POLICY_PATH,
+    AlertChannels,
+    FreshnessKind,
+    SmtpSecurity,
+    describe_duration,
+    load_policy,
+    parse_duration,
+    parse_policy,
+)
 
 
 def committed() -> dict[str, Any]:
@@ -56,7 +64,15 @@ def test_a_policy_without_alerts_loads_with_no_channel_and_the_default_deadlines
     assert alerts.deadlines["hms_weekly_base_backup"] == timedelta(hours=6)
 
 
-@pytest.mark.parametrize(("text", "expected"), [("90s", timedelta(seconds=90)), ("10m", timedelta(minutes=10)), ("2h", timedelta(hours=2)), (" 8d ", timedelta(days=8))])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("10m", timedelta(minutes=10)),
+        ("2h", timedelta(hours=2)),
+        (" 8d ", timedelta(days=8)),
+    ],
+)
 def test_durations_carry_their_unit(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
     assert parse_duration(describe_duration(expected)) == expected
@@ -66,12 +82,18 @@ def test_durations_carry_their_unit(text: str, expected: timedelta) -> None:
     ("changes", "message"),
     [
         ({"smtp__password": "hunter2"}, "alerts.smtp.password must not be in the policy"),
-        ({"slack__webhook_url": "https://hooks.slack.com/services/T/B/x", "slack__connection_id": "s"}, "alerts.slack.webhook_url must not be in the policy"),
+        (
+            {"slack__webhook_url": "https://hooks.slack.com/services/T/B/x", "slack__connection_id": "s"},
+            "alerts.slack.webhook_url must not be in the policy",
+        ),
         ({"smtp__to": ["not-an-address"]}, "alerts.smtp.to must be a list of e-mail addresses"),
         ({"smtp__port": 0}, "alerts.smtp.port must be a TCP port"),
         ({"smtp__security": "tls1.0"}, "alerts.smtp.security must be one of none | starttls | ssl"),
         ({"sns__topic_arn": "hms-dr-alerts"}, "alerts.sns.topic_arn must be an SNS topic ARN"),
-        ({"deadlines__hms_daily_logical_backup": "2 hours"}, "alerts.deadlines.hms_daily_logical_backup must be a duration"),
+        (
+            {"deadlines__hms_daily_logical_backup": "2 hours"},
+            "alerts.deadlines.hms_daily_logical_backup must be a duration",
+        ),
         ({"deadlines__hms_daily_logical_backup": "0m"}, "must be longer than zero"),
         ({"freshness__max_age__logical": "rto"}, "alerts.freshness.max_age.logical must be a duration"),
         ({"freshness__max_age__snapshot": "1d"}, "alerts.freshness.max_age names 'snapshot'"),
@@ -86,7 +108,9 @@ def test_a_bad_alerts_value_is_refused_with_a_line_naming_its_key(changes: dict[
 
 
 def test_a_deadline_or_an_age_set_to_null_is_switched_off() -> None:
-    alerts = parse_policy(with_alerts(deadlines__hms_wal_archive=None, **{"freshness__max_age__restore-test": None})).alerts
+    alerts = parse_policy(
+        with_alerts(deadlines__hms_wal_archive=None, **{"freshness__max_age__restore-test": None})
+    ).alerts
     assert alerts is not None
     assert "hms_wal_archive" not in alerts.deadlines
     assert FreshnessKind.RESTORE_TEST not in alerts.max_age
@@ -110,7 +134,9 @@ def _without_offsite_max_age() -> dict[str, Any]:
     return data
 
 
-def test_the_deprecated_offsite_max_age_is_read_as_offsite_max_age_days_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_deprecated_offsite_max_age_is_read_as_offsite_max_age_days_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     data = _without_offsite_max_age()
     data["alerts"]["freshness"]["max_age"]["offsite"] = "36h"
     with caplog.at_level(logging.WARNING):
@@ -118,7 +144,8 @@ def test_the_deprecated_offsite_max_age_is_read_as_offsite_max_age_days_with_a_w
     assert policy.offsite.max_age_days == 2  # whole days, rounded up
     assert FreshnessKind.OFFSITE not in policy.alerts.max_age and policy.alerts.watch_offsite is True
     assert any(
-        "old.yaml: alerts.freshness.max_age.offsite is deprecated: read as offsite.max_age_days: 2; write that instead" in r.getMessage()
+        "old.yaml: alerts.freshness.max_age.offsite is deprecated: read as offsite.max_age_days: 2; write that instead"
+        in r.getMessage()
         for r in caplog.records
     )
 
@@ -138,14 +165,19 @@ def test_the_deprecated_offsite_off_is_read_as_watch_offsite_false(caplog: pytes
     with caplog.at_level(logging.WARNING):
         alerts = parse_policy(data, source="old.yaml").alerts
     assert alerts.watch_offsite is False and FreshnessKind.OFFSITE not in alerts.max_age
-    assert any("read as alerts.freshness.watch_offsite: false; write that instead" in r.getMessage() for r in caplog.records)
+    assert any(
+        "read as alerts.freshness.watch_offsite: false; write that instead" in r.getMessage() for r in caplog.records
+    )
     assert parse_policy(with_alerts(freshness__watch_offsite=False)).alerts.watch_offsite is False
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"freshness__max_age__offsite": "soon"}, "alerts.freshness.max_age.offsite must be a duration such as 90s, 10m, 2h or 8d, got 'soon' (deprecated: write offsite.max_age_days instead)"),
+        (
+            {"freshness__max_age__offsite": "soon"},
+            "alerts.freshness.max_age.offsite must be a duration such as 90s, 10m, 2h or 8d, got 'soon' (deprecated: write offsite.max_age_days instead)",
+        ),
         ({"freshness__watch_offsite": "yes"}, "alerts.freshness.watch_offsite must be true or false, got 'yes'"),
     ],
 )

@@ -31,7 +31,8 @@ def imported_modules(path: Path) -> set[str]:
             for alias in node.names:
                 dotted = f"{node.module}.{alias.name}"
                 is_module = (PLUGINS / Path(*dotted.split("."))).with_suffix(".py").exists() or (
-                    PLUGINS / Path(*dotted.split(".")) / "__init__.py").exists()
+                    PLUGINS / Path(*dotted.split(".")) / "__init__.py"
+                ).exists()
                 found.add(dotted if is_module else node.module)
     return found
 
@@ -61,19 +62,26 @@ def reachable_engine_modules(start: str) -> set[str]:
 def test_a_section_module_takes_only_the_reader_from_the_policy_package(section: Path) -> None:
     from_policy = {m for m in imported_modules(section) if m == "hms_dr.policy" or m.startswith("hms_dr.policy.")}
     allowed = set() if section.stem == "reader" else {"hms_dr.policy.reader"}
-    assert from_policy <= allowed, f"{section.name} imports {sorted(from_policy - allowed)}: an import cycle in the making"
+    assert from_policy <= allowed, (
+        f"{section.name} imports {sorted(from_policy - allowed)}: an import cycle in the making"
+    )
 
 
 @pytest.mark.parametrize("module", ["hms_dr.crypto", "hms_dr.encryption_mode"])
 def test_the_encryption_code_does_not_depend_on_the_policy(module: str) -> None:
-    policy_modules = {m for m in reachable_engine_modules(module) if m == "hms_dr.policy" or m.startswith("hms_dr.policy.")}
+    policy_modules = {
+        m for m in reachable_engine_modules(module) if m == "hms_dr.policy" or m.startswith("hms_dr.policy.")
+    }
     assert policy_modules == set()
 
 
 def test_every_section_of_the_policy_is_required() -> None:
     optional = [f.name for f in dataclasses.fields(Policy) if "None" in str(f.type) or "Optional" in str(f.type)]
-    defaulted = [f.name for f in dataclasses.fields(Policy)
-                 if f.name != "raw" and (f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING)]
+    defaulted = [
+        f.name
+        for f in dataclasses.fields(Policy)
+        if f.name != "raw" and (f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING)
+    ]
     assert (optional, defaulted) == ([], [])
 
 

@@ -10,8 +10,7 @@ import pytest
 import yaml
 
 from hms_dr.errors import PolicyInvalid
-from hms_dr.policy import DEFAULT_POLICY_PATH, load_policy, parse_policy
-from hms_dr.policy import SmokeQuery, read_only_problem
+from hms_dr.policy import DEFAULT_POLICY_PATH, SmokeQuery, load_policy, parse_policy, read_only_problem
 
 
 def with_smoke_queries(value: Any) -> dict[str, Any]:
@@ -36,9 +35,13 @@ def test_a_policy_without_smoke_queries_runs_none() -> None:
 
 
 def test_a_trailing_semicolon_and_quoted_keywords_are_accepted() -> None:
-    queries = parse_policy(with_smoke_queries([
-        {"name": "orders", "sql": "SELECT count(*) FROM \"Order Details\" WHERE note <> 'delete; update';"},
-    ])).restore_test.smoke_queries
+    queries = parse_policy(
+        with_smoke_queries(
+            [
+                {"name": "orders", "sql": "SELECT count(*) FROM \"Order Details\" WHERE note <> 'delete; update';"},
+            ]
+        )
+    ).restore_test.smoke_queries
     assert queries == (SmokeQuery("orders", "SELECT count(*) FROM \"Order Details\" WHERE note <> 'delete; update'"),)
 
 
@@ -51,9 +54,14 @@ def test_a_trailing_semicolon_and_quoted_keywords_are_accepted() -> None:
         ([{"name": "one", "sql": "SELECT 1", "when": "daily"}], "must be a mapping with keys name and sql"),
         ([{"name": "one", "sql": "SELECT 1"}, {"name": "one", "sql": "SELECT 2"}], "names 'one' twice"),
         ([{"name": "two", "sql": "SELECT 1; SELECT 2"}], "('two') sql holds more than one statement"),
-        ([{"name": "wipe", "sql": "DELETE FROM patients"}], "('wipe') sql must start with SELECT, WITH, VALUES or TABLE, not DELETE"),
-        ([{"name": "cte", "sql": "WITH gone AS (DELETE FROM patients RETURNING *) SELECT count(*) FROM gone"}],
-         "('cte') sql is not read-only: it uses DELETE"),
+        (
+            [{"name": "wipe", "sql": "DELETE FROM patients"}],
+            "('wipe') sql must start with SELECT, WITH, VALUES or TABLE, not DELETE",
+        ),
+        (
+            [{"name": "cte", "sql": "WITH gone AS (DELETE FROM patients RETURNING *) SELECT count(*) FROM gone"}],
+            "('cte') sql is not read-only: it uses DELETE",
+        ),
         ([{"name": "copy", "sql": "SELECT * INTO patients_copy FROM patients"}], "it uses INTO"),
     ],
 )
@@ -90,10 +98,15 @@ def test_quoted_relation_names_are_accepted_in_baseline_views_and_data_only_tabl
     assert policy.logical_backup.baseline_views == (name,) == policy.logical_backup.data_only_tables
 
 
-@pytest.mark.parametrize(("name", "reason"), [
-    ("MixedCase", "capitals outside double quotes"), ('"unterminated', "a quote is not closed"),
-    ("a.b.c", "has 3 dot-separated parts"), ('""', "an empty quoted name"),
-])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("MixedCase", "capitals outside double quotes"),
+        ('"unterminated', "a quote is not closed"),
+        ("a.b.c", "has 3 dot-separated parts"),
+        ('""', "an empty quoted name"),
+    ],
+)
 def test_unquoted_mixed_case_and_malformed_names_are_refused(name: str, reason: str) -> None:
     data = copy.deepcopy(yaml.safe_load(DEFAULT_POLICY_PATH.read_text()))
     data["logical_backup"]["baseline_views"] = [name]

@@ -14,14 +14,24 @@ from hms_dr.quality.plan import CheckKind, CheckPlan, Survey, plan_checks
 
 def plan() -> CheckPlan:
     tables = {
-        "public.child": {"columns": [["id", "bigint", True]], "rows": 10, "primary_key": ["id"], "foreign_keys": [
-            {"name": "child_a_fkey", "columns": ["a"], "references": "public.parent", "referenced_columns": ["id"]},
-            {"name": "child_b_fkey", "columns": ["b"], "references": "public.parent", "referenced_columns": ["id"]},
-        ]},
+        "public.child": {
+            "columns": [["id", "bigint", True]],
+            "rows": 10,
+            "primary_key": ["id"],
+            "foreign_keys": [
+                {"name": "child_a_fkey", "columns": ["a"], "references": "public.parent", "referenced_columns": ["id"]},
+                {"name": "child_b_fkey", "columns": ["b"], "references": "public.parent", "referenced_columns": ["id"]},
+            ],
+        },
         "public.parent": {"columns": [["id", "bigint", True]], "rows": 3, "primary_key": ["id"], "foreign_keys": []},
     }
-    survey = Survey(frozenset(tables), frozenset({"public.v"}), {"public.v": "SELECT 1 AS row_count"}, frozenset(),
-                    {name: ("id",) for name in tables})
+    survey = Survey(
+        frozenset(tables),
+        frozenset({"public.v"}),
+        {"public.v": "SELECT 1 AS row_count"},
+        frozenset(),
+        {name: ("id",) for name in tables},
+    )
     return plan_checks({"tables": tables, "views": {"public.v": {"rows": 7, "fingerprint": "f" * 64}}}, survey, ())
 
 
@@ -29,13 +39,16 @@ def index_of(checks: Any, target: str) -> int:
     return next(i for i, check in enumerate(checks) if check.target == target)
 
 
-@pytest.mark.parametrize(("value", "literal"), [
-    (0, "CAST(0 AS bigint)"),
-    (2**63, "CAST('9223372036854775808' AS numeric)"),
-    ("it's", "CAST('it''s' AS text)"),
-    (Decimal("1.50"), "CAST('1.50' AS numeric)"),
-    (True, "TRUE"),
-])
+@pytest.mark.parametrize(
+    ("value", "literal"),
+    [
+        (0, "CAST(0 AS bigint)"),
+        (2**63, "CAST('9223372036854775808' AS numeric)"),
+        ("it's", "CAST('it''s' AS text)"),
+        (Decimal("1.50"), "CAST('1.50' AS numeric)"),
+        (True, "TRUE"),
+    ],
+)
 def test_measured_values_become_typed_literals(value: Any, literal: str) -> None:
     query = literal_rows(MeasuredRows(("x",), ((value,),), 0.1))
 
@@ -62,7 +75,9 @@ def test_only_the_measured_check_reads_its_measured_rows_and_says_so() -> None:
     assert check.observed is not None and check.observed.query in check.kwargs["description"]
     assert updated.checks[other] == original.checks[other]
     assert updated.assets == original.assets
-    assert [c for i, c in enumerate(updated.checks) if i != measured] == [c for i, c in enumerate(original.checks) if i != measured]
+    assert [c for i, c in enumerate(updated.checks) if i != measured] == [
+        c for i, c in enumerate(original.checks) if i != measured
+    ]
 
 
 def test_a_measurement_without_rows_leaves_the_query_to_great_expectations() -> None:

@@ -9,27 +9,44 @@ import pytest
 
 from hms_dr.quality.plan import CheckKind, ObservedRows, PlannedCheck, Survey, plan_checks, unexpected_rows_query
 
-FINGERPRINT_QUERY = 'SELECT count(*) AS row_count, \'0\' AS hash_sum_high, \'0\' AS hash_sum_low FROM "public"."v" AS r'
+FINGERPRINT_QUERY = "SELECT count(*) AS row_count, '0' AS hash_sum_high, '0' AS hash_sum_low FROM \"public\".\"v\" AS r"
 
 
 def baselines(**table_overrides: Any) -> dict[str, Any]:
     child = {
-        "columns": [["id", "bigint", True], ["parent_id", "bigint", False]], "rows": 10, "primary_key": ["id"],
-        "foreign_keys": [{"name": "child_parent_id_fkey", "columns": ["parent_id"], "references": "public.parent",
-                          "referenced_columns": ["id"]}],
+        "columns": [["id", "bigint", True], ["parent_id", "bigint", False]],
+        "rows": 10,
+        "primary_key": ["id"],
+        "foreign_keys": [
+            {
+                "name": "child_parent_id_fkey",
+                "columns": ["parent_id"],
+                "references": "public.parent",
+                "referenced_columns": ["id"],
+            }
+        ],
         **table_overrides,
     }
     parent = {"columns": [["id", "bigint", True]], "rows": 3, "primary_key": ["id"], "foreign_keys": []}
-    return {"tables": {"public.child": child, "public.parent": parent},
-            "views": {"public.v": {"rows": 7, "fingerprint": "ab" * 32}}}
+    return {
+        "tables": {"public.child": child, "public.parent": parent},
+        "views": {"public.v": {"rows": 7, "fingerprint": "ab" * 32}},
+    }
 
 
 def survey(parents: frozenset[str] = frozenset()) -> Survey:
-    return Survey(frozenset({"public.child", "public.parent"}), frozenset({"public.v"}), {"public.v": FINGERPRINT_QUERY},
-                  parents, {"public.child": ("id",), "public.parent": ("id",)})
+    return Survey(
+        frozenset({"public.child", "public.parent"}),
+        frozenset({"public.v"}),
+        {"public.v": FINGERPRINT_QUERY},
+        parents,
+        {"public.child": ("id",), "public.parent": ("id",)},
+    )
 
 
-def checks_of(kind: CheckKind, plan_baselines: dict[str, Any] | None = None, plan_survey: Survey | None = None) -> list[PlannedCheck]:
+def checks_of(
+    kind: CheckKind, plan_baselines: dict[str, Any] | None = None, plan_survey: Survey | None = None
+) -> list[PlannedCheck]:
     plan = plan_checks(plan_baselines or baselines(), plan_survey or survey(), ())
     return [check for check in plan.checks if check.kind is kind]
 

@@ -10,9 +10,17 @@ TABLE = {"columns": [["id", "integer", True]], "rows": 2, "primary_key": ["id"],
 
 
 def test_a_table_named_in_baseline_views_gets_a_table_asset_and_a_fingerprint_asset() -> None:
-    baselines = {"tables": {"public.Order Details": TABLE}, "views": {"public.Order Details": {"rows": 2, "fingerprint": "ab" * 32}}}
-    survey = Survey(frozenset({"public.Order Details"}), frozenset({"public.Order Details"}),
-                    {"public.Order Details": 'SELECT 1 FROM "public"."Order Details"'}, frozenset(), {"public.Order Details": ("id",)})
+    baselines = {
+        "tables": {"public.Order Details": TABLE},
+        "views": {"public.Order Details": {"rows": 2, "fingerprint": "ab" * 32}},
+    }
+    survey = Survey(
+        frozenset({"public.Order Details"}),
+        frozenset({"public.Order Details"}),
+        {"public.Order Details": 'SELECT 1 FROM "public"."Order Details"'},
+        frozenset(),
+        {"public.Order Details": ("id",)},
+    )
     plan = plan_checks(baselines, survey, ())
     names = [a.name for a in plan.assets]
     assert len(names) == len(set(names))

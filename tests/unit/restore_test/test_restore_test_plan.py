@@ -25,12 +25,25 @@ def request(params: dict[str, Any], triggered: str | None = None, default: Resto
 
 def test_latest_is_the_newest_set_or_the_one_whose_event_triggered_the_run() -> None:
     plain = request({})
-    assert (plain.named, plain.backup_id, plain.restore_jobs, plain.keep_scratch, plain.mode) == ("latest", "latest", 2, False, BOTH)
+    assert (plain.named, plain.backup_id, plain.restore_jobs, plain.keep_scratch, plain.mode) == (
+        "latest",
+        "latest",
+        2,
+        False,
+        BOTH,
+    )
     assert not plain.operator_named_the_set
     assert request({"backup_id": "latest"}, triggered="20261124T020001Z").backup_id == "20261124T020001Z"
-    named = request({"backup_id": " 20261123T020001Z ", "restore_jobs": 4, "keep_scratch": True, "mode": "logical"},
-                    triggered="20261124T020001Z")
-    assert (named.backup_id, named.restore_jobs, named.keep_scratch, named.mode) == ("20261123T020001Z", 4, True, LOGICAL)
+    named = request(
+        {"backup_id": " 20261123T020001Z ", "restore_jobs": 4, "keep_scratch": True, "mode": "logical"},
+        triggered="20261124T020001Z",
+    )
+    assert (named.backup_id, named.restore_jobs, named.keep_scratch, named.mode) == (
+        "20261123T020001Z",
+        4,
+        True,
+        LOGICAL,
+    )
     assert named.operator_named_the_set
     assert request({}, default=PHYSICAL).mode is PHYSICAL
 
@@ -59,7 +72,13 @@ def test_a_malformed_set_id_in_the_new_set_event_is_ours_and_pages() -> None:
 
 @pytest.mark.parametrize(
     ("requested", "base_sets", "mode"),
-    [(BOTH, [], LOGICAL), (PHYSICAL, [AFTER], LOGICAL), (BOTH, [BEFORE, AFTER], BOTH), (PHYSICAL, [BEFORE], PHYSICAL), (LOGICAL, [], LOGICAL)],
+    [
+        (BOTH, [], LOGICAL),
+        (PHYSICAL, [AFTER], LOGICAL),
+        (BOTH, [BEFORE, AFTER], BOTH),
+        (PHYSICAL, [BEFORE], PHYSICAL),
+        (LOGICAL, [], LOGICAL),
+    ],
 )
 def test_the_mode_falls_back_to_logical_while_no_base_backup_reaches_the_set(
     requested: RestoreTestMode, base_sets: list[Any], mode: RestoreTestMode, caplog: pytest.LogCaptureFixture
@@ -77,14 +96,25 @@ def staging(tmp_path: Path) -> StagingPolicy:
     return StagingPolicy(dir=tmp_path / "staging", min_free_mib=1, reserve_ratio=0.1)
 
 
-@pytest.mark.parametrize(("requested", "base_sets", "mode"), [(BOTH, [BEFORE], BOTH), (PHYSICAL, [BEFORE], PHYSICAL), (BOTH, [], LOGICAL)])
+@pytest.mark.parametrize(
+    ("requested", "base_sets", "mode"), [(BOTH, [BEFORE], BOTH), (PHYSICAL, [BEFORE], PHYSICAL), (BOTH, [], LOGICAL)]
+)
 def test_the_drill_is_planned_exactly_when_the_mode_has_it(
     requested: RestoreTestMode, base_sets: list[Any], mode: RestoreTestMode, tmp_path: Path
 ) -> None:
-    plan = plan_for_set(request({"mode": requested.value, "restore_jobs": 3}), daily_set(), base_sets,
-                        scratch="hms_restore_test_20261111t020000z_a1b2c3", staging=staging(tmp_path))
+    plan = plan_for_set(
+        request({"mode": requested.value, "restore_jobs": 3}),
+        daily_set(),
+        base_sets,
+        scratch="hms_restore_test_20261111t020000z_a1b2c3",
+        staging=staging(tmp_path),
+    )
     assert (plan.backup_set_id, plan.manifest_key, plan.restore_jobs, plan.mode) == (
-        DAILY_ID, f"hms-primary/logical/{DAILY_ID}/manifest.json", 3, mode)
+        DAILY_ID,
+        f"hms-primary/logical/{DAILY_ID}/manifest.json",
+        3,
+        mode,
+    )
     if not mode.physical:
         assert plan.physical is None
         return
@@ -102,26 +132,44 @@ def test_a_set_without_a_snapshot_lsn_cannot_be_drilled(tmp_path: Path) -> None:
 
 
 def a_plan(mode: RestoreTestMode, physical: DrillPlan | None = None) -> RestoreTestPlan:
-    return RestoreTestPlan(backup_set_id=DAILY_ID, manifest_key=f"hms-primary/logical/{DAILY_ID}/manifest.json",
-                           scratch_database="hms_restore_test_20261111t020000z_a1b2c3", restore_jobs=2, keep_scratch=False,
-                           mode=mode, physical=physical)
+    return RestoreTestPlan(
+        backup_set_id=DAILY_ID,
+        manifest_key=f"hms-primary/logical/{DAILY_ID}/manifest.json",
+        scratch_database="hms_restore_test_20261111t020000z_a1b2c3",
+        restore_jobs=2,
+        keep_scratch=False,
+        mode=mode,
+        physical=physical,
+    )
 
 
-DRILL = DrillPlan("0/40000500", Path("/s/restore-test/x-pitr"), Path("/s/restore-test/x-pitr/data"), Path("/tmp/hms-scratch-1"),
-                  Path("/s/restore-test/x-pitr/log/postgresql.log"))
+DRILL = DrillPlan(
+    "0/40000500",
+    Path("/s/restore-test/x-pitr"),
+    Path("/s/restore-test/x-pitr/data"),
+    Path("/tmp/hms-scratch-1"),
+    Path("/s/restore-test/x-pitr/log/postgresql.log"),
+)
 
 
 def test_the_plan_crosses_xcom_with_the_keys_it_always_had() -> None:
     logical = a_plan(LOGICAL).to_xcom()
     assert logical == {
-        "backup_set_id": DAILY_ID, "manifest_key": f"hms-primary/logical/{DAILY_ID}/manifest.json",
-        "scratch_database": "hms_restore_test_20261111t020000z_a1b2c3", "restore_jobs": 2, "keep_scratch": False, "mode": "logical",
+        "backup_set_id": DAILY_ID,
+        "manifest_key": f"hms-primary/logical/{DAILY_ID}/manifest.json",
+        "scratch_database": "hms_restore_test_20261111t020000z_a1b2c3",
+        "restore_jobs": 2,
+        "keep_scratch": False,
+        "mode": "logical",
     }
     assert "physical" not in logical
     both = a_plan(BOTH, DRILL).to_xcom()
     assert both["mode"] == "both" and both["physical"] == {
-        "target_lsn": "0/40000500", "home": "/s/restore-test/x-pitr", "data_dir": "/s/restore-test/x-pitr/data",
-        "socket_dir": "/tmp/hms-scratch-1", "log_file": "/s/restore-test/x-pitr/log/postgresql.log",
+        "target_lsn": "0/40000500",
+        "home": "/s/restore-test/x-pitr",
+        "data_dir": "/s/restore-test/x-pitr/data",
+        "socket_dir": "/tmp/hms-scratch-1",
+        "log_file": "/s/restore-test/x-pitr/log/postgresql.log",
     }
     assert RestoreTestPlan.from_xcom(both) == a_plan(BOTH, DRILL)
     assert RestoreTestPlan.from_xcom(logical) == a_plan(LOGICAL)
@@ -130,10 +178,16 @@ def test_the_plan_crosses_xcom_with_the_keys_it_always_had() -> None:
 
 @pytest.mark.parametrize(
     ("mode", "runs"),
-    [(LOGICAL, {RestoreTestPart.LOGICAL}), (PHYSICAL, {RestoreTestPart.PHYSICAL}), (BOTH, {RestoreTestPart.LOGICAL, RestoreTestPart.PHYSICAL})],
+    [
+        (LOGICAL, {RestoreTestPart.LOGICAL}),
+        (PHYSICAL, {RestoreTestPart.PHYSICAL}),
+        (BOTH, {RestoreTestPart.LOGICAL, RestoreTestPart.PHYSICAL}),
+    ],
 )
 def test_the_mode_decides_which_parts_run(mode: RestoreTestMode, runs: set[RestoreTestPart]) -> None:
     plan = a_plan(mode, DRILL if mode.physical else None)
     for part in RestoreTestPart:
         assert plan.runs(part) is (part in runs)
-        assert plan.left_out(part) == (None if part in runs else f"mode {mode.value}: no {part.value} restore in this run")
+        assert plan.left_out(part) == (
+            None if part in runs else f"mode {mode.value}: no {part.value} restore in this run"
+        )

@@ -5,7 +5,7 @@ the report stored as a restore-test set as the status page reads it."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,47 +20,116 @@ from hms_dr.restore_test.rto import rto_verdict
 from hms_dr.status import collect_status
 from hms_dr.store import open_store
 
-START = datetime(2026, 11, 24, 4, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)
 MANIFEST = f"file:///nas/{CLUSTER}/logical/{DAILY_ID}/manifest.json"
 ROWS = [
-    {"check": "row_count", "target": "public.patients", "passed": True, "expected": 500, "observed": 500, "message": "", "data_docs_page": None},
-    {"check": "row_count", "target": "public.payments", "passed": False, "expected": 900, "observed": 899,
-     "message": "public.payments has 899 rows, baseline 900", "data_docs_page": None},
+    {
+        "check": "row_count",
+        "target": "public.patients",
+        "passed": True,
+        "expected": 500,
+        "observed": 500,
+        "message": "",
+        "data_docs_page": None,
+    },
+    {
+        "check": "row_count",
+        "target": "public.payments",
+        "passed": False,
+        "expected": 900,
+        "observed": 899,
+        "message": "public.payments has 899 rows, baseline 900",
+        "data_docs_page": None,
+    },
 ]
 PASSED = {"passed": True, "checks": ROWS[:1], "failed": []}
 FAILED = {"passed": False, "checks": ROWS, "failed": ["public.payments has 899 rows, baseline 900"]}
 
-LOGICAL_COPY = RestoredCopy(RestoreTestPart.LOGICAL, "host=127.0.0.1 password=secret dbname=x", START,
-                            {"download_and_verify": 1.5, "decrypt": 0.25, "pg_restore": 3.0},
-                            scratch_database="hms_restore_test_20261111t020000z_a1b2c3")
-PHYSICAL_COPY = RestoredCopy(RestoreTestPart.PHYSICAL, "host=127.0.0.1 password=secret dbname=hms", START,
-                             {"restore_base_backup": 20.0, "replay_and_promote": 7.5},
-                             base_backup_set_id="20261108T030000Z", target_lsn="0/40000500", timeline=2, recovery_end_lsn="0/40000600")
+LOGICAL_COPY = RestoredCopy(
+    RestoreTestPart.LOGICAL,
+    "host=127.0.0.1 password=secret dbname=x",
+    START,
+    {"download_and_verify": 1.5, "decrypt": 0.25, "pg_restore": 3.0},
+    scratch_database="hms_restore_test_20261111t020000z_a1b2c3",
+)
+PHYSICAL_COPY = RestoredCopy(
+    RestoreTestPart.PHYSICAL,
+    "host=127.0.0.1 password=secret dbname=hms",
+    START,
+    {"restore_base_backup": 20.0, "replay_and_promote": 7.5},
+    base_backup_set_id="20261108T030000Z",
+    target_lsn="0/40000500",
+    timeline=2,
+    recovery_end_lsn="0/40000600",
+)
 
 
 def report(copy: RestoredCopy, outcome: dict[str, Any], took: timedelta, rto_minutes: int = 240) -> RestoreTestReport:
-    return build_report(copy, outcome, backup_set_id=DAILY_ID, backup_manifest=MANIFEST,
-                        rto=rto_verdict(START, START + took, rto_minutes), checks_s=4.1234)
+    return build_report(
+        copy,
+        outcome,
+        backup_set_id=DAILY_ID,
+        backup_manifest=MANIFEST,
+        rto=rto_verdict(START, START + took, rto_minutes),
+        checks_s=4.1234,
+    )
 
 
 def test_a_logical_report_has_the_keys_summary_json_always_had() -> None:
     summary = report(LOGICAL_COPY, PASSED, timedelta(seconds=12.34567)).to_xcom()
     assert summary == {
-        "backup_set_id": DAILY_ID, "backup_manifest": MANIFEST, "mode": "logical",
+        "backup_set_id": DAILY_ID,
+        "backup_manifest": MANIFEST,
+        "mode": "logical",
         "scratch_database": "hms_restore_test_20261111t020000z_a1b2c3",
-        "passed": True, "checks_passed": True, "checks": ROWS[:1], "failed": [], "rto_s": 12.346, "rto_target_s": 14400,
+        "passed": True,
+        "checks_passed": True,
+        "checks": ROWS[:1],
+        "failed": [],
+        "rto_s": 12.346,
+        "rto_target_s": 14400,
         "steps_s": {"download_and_verify": 1.5, "decrypt": 0.25, "pg_restore": 3.0, "quality_checks": 4.123},
     }
-    assert list(summary) == ["backup_set_id", "backup_manifest", "mode", "scratch_database", "passed", "checks_passed",
-                             "checks", "failed", "rto_s", "rto_target_s", "steps_s"]
+    assert list(summary) == [
+        "backup_set_id",
+        "backup_manifest",
+        "mode",
+        "scratch_database",
+        "passed",
+        "checks_passed",
+        "checks",
+        "failed",
+        "rto_s",
+        "rto_target_s",
+        "steps_s",
+    ]
 
 
 def test_a_drill_report_names_the_base_backup_the_lsn_and_the_timeline() -> None:
     summary = report(PHYSICAL_COPY, PASSED, timedelta(minutes=1)).to_xcom()
-    assert list(summary) == ["backup_set_id", "backup_manifest", "mode", "base_backup_set_id", "target_lsn", "timeline",
-                             "recovery_end_lsn", "passed", "checks_passed", "checks", "failed", "rto_s", "rto_target_s", "steps_s"]
-    assert (summary["mode"], summary["base_backup_set_id"], summary["target_lsn"], summary["timeline"], summary["recovery_end_lsn"]) == (
-        "physical", "20261108T030000Z", "0/40000500", 2, "0/40000600")
+    assert list(summary) == [
+        "backup_set_id",
+        "backup_manifest",
+        "mode",
+        "base_backup_set_id",
+        "target_lsn",
+        "timeline",
+        "recovery_end_lsn",
+        "passed",
+        "checks_passed",
+        "checks",
+        "failed",
+        "rto_s",
+        "rto_target_s",
+        "steps_s",
+    ]
+    assert (
+        summary["mode"],
+        summary["base_backup_set_id"],
+        summary["target_lsn"],
+        summary["timeline"],
+        summary["recovery_end_lsn"],
+    ) == ("physical", "20261108T030000Z", "0/40000500", 2, "0/40000600")
     assert summary["steps_s"] == {"restore_base_backup": 20.0, "replay_and_promote": 7.5, "quality_checks": 4.123}
 
 
@@ -85,7 +154,11 @@ def test_a_report_passes_only_with_every_check_passed_and_the_rto_within_target(
     over = report(LOGICAL_COPY, PASSED, timedelta(hours=4, seconds=1))
     assert (over.passed, over.checks_passed, over.rto_s) == (False, True, 14401.0)
     differs = report(LOGICAL_COPY, FAILED, timedelta(minutes=1))
-    assert (differs.passed, differs.checks_passed, differs.failed) == (False, False, ["public.payments has 899 rows, baseline 900"])
+    assert (differs.passed, differs.checks_passed, differs.failed) == (
+        False,
+        False,
+        ["public.payments has 899 rows, baseline 900"],
+    )
 
 
 def test_a_failed_check_fails_the_run_before_an_rto_over_target() -> None:
@@ -93,16 +166,24 @@ def test_a_failed_check_fails_the_run_before_an_rto_over_target() -> None:
     both = report(LOGICAL_COPY, FAILED, timedelta(hours=5))
     failure = report_failure(both, rto_over)
     assert failure is not None and failure.message == (
-        f"logical restore of {DAILY_ID} differs from its baselines: public.payments has 899 rows, baseline 900")
+        f"logical restore of {DAILY_ID} differs from its baselines: public.payments has 899 rows, baseline 900"
+    )
     slow = report(PHYSICAL_COPY, PASSED, timedelta(hours=5))
     failure = report_failure(slow, rto_over)
-    assert failure is not None and failure.message == f"physical restore of {DAILY_ID} took 300.0 min, over the RTO target of 240 min"
+    assert (
+        failure is not None
+        and failure.message == f"physical restore of {DAILY_ID} took 300.0 min, over the RTO target of 240 min"
+    )
     assert report_failure(report(LOGICAL_COPY, PASSED, timedelta(minutes=1)), rto_verdict(START, START, 240)) is None
 
 
 def test_the_stored_reports_manifest_says_what_the_status_page_and_freshness_read(tmp_path: Path) -> None:
     assert manifest_extra(report(LOGICAL_COPY, PASSED, timedelta(minutes=2))) == {
-        "tested_set": {"kind": "logical", "backup_set_id": DAILY_ID}, "mode": "logical", "passed": True, "rto_s": 120.0, "rto_target_s": 14400,
+        "tested_set": {"kind": "logical", "backup_set_id": DAILY_ID},
+        "mode": "logical",
+        "passed": True,
+        "rto_s": 120.0,
+        "rto_target_s": 14400,
     }
     (tmp_path / "nas").mkdir()
     store = open_store((tmp_path / "nas").as_uri())
@@ -127,4 +208,6 @@ def test_the_stored_reports_manifest_says_what_the_status_page_and_freshness_rea
 
     status = collect_status(store, None, CLUSTER, START + timedelta(days=1))
     assert [(p["mode"], p["rto_s"], p["rto_target_s"], p["passed"]) for p in status["rto_trend"]] == [
-        ("logical", 120.0, 14400, True), ("physical", 180.0, 14400, True)]
+        ("logical", 120.0, 14400, True),
+        ("physical", 180.0, 14400, True),
+    ]

@@ -24,8 +24,13 @@ def no_restore_server() -> ConnectionInfo:
 
 def planned(tmp_path: Path, mode: RestoreTestMode, *, keep: bool = False):  # type: ignore[no-untyped-def]
     request = read_request({"mode": mode.value, "keep_scratch": keep}, triggered_set_id=None, default_mode=mode)
-    return plan_for_set(request, daily_set(), [BEFORE], scratch=SCRATCH,
-                        staging=StagingPolicy(dir=tmp_path / "staging", min_free_mib=1, reserve_ratio=0.1))
+    return plan_for_set(
+        request,
+        daily_set(),
+        [BEFORE],
+        scratch=SCRATCH,
+        staging=StagingPolicy(dir=tmp_path / "staging", min_free_mib=1, reserve_ratio=0.1),
+    )
 
 
 def test_without_a_plan_the_teardowns_have_nothing_to_do() -> None:

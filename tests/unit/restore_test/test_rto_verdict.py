@@ -3,18 +3,23 @@ policy's target; exactly at the target still passes."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from hms_dr.restore_test.rto import rto_verdict
 
-START = datetime(2026, 11, 24, 4, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
     ("took", "within"),
-    [(timedelta(minutes=12, seconds=3), True), (timedelta(hours=4), True), (timedelta(hours=4, milliseconds=1), False), (timedelta(hours=5), False)],
+    [
+        (timedelta(minutes=12, seconds=3), True),
+        (timedelta(hours=4), True),
+        (timedelta(hours=4, milliseconds=1), False),
+        (timedelta(hours=5), False),
+    ],
 )
 def test_a_restore_is_within_its_rto_up_to_the_target_exactly(took: timedelta, within: bool) -> None:
     verdict = rto_verdict(START, START + took, rto_minutes=240)

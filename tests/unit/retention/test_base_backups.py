@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -13,7 +13,7 @@ from hms_dr.errors import RetentionRefused
 from hms_dr.manifest import BackupKind, Manifest, new_backup_set_id
 from hms_dr.retention import RetentionRule, plan_retention
 
-NOW = datetime(2026, 11, 29, 3, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 29, 3, 30, tzinfo=UTC)
 KEEP_4 = RetentionRule.keep_newest(4, orphan_max_age=timedelta(hours=24))
 
 
@@ -63,7 +63,10 @@ def test_keeping_none_is_refused() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(ages_hours=st.lists(st.integers(min_value=0, max_value=24 * 400), max_size=30), keep=st.integers(min_value=1, max_value=8))
+@given(
+    ages_hours=st.lists(st.integers(min_value=0, max_value=24 * 400), max_size=30),
+    keep=st.integers(min_value=1, max_value=8),
+)
 def test_exactly_the_newest_sets_survive_and_a_second_plan_expires_nothing(ages_hours: list[int], keep: int) -> None:
     rule = RetentionRule.keep_newest(keep, orphan_max_age=timedelta(hours=24))
     unique = {s.backup_set_id: s for s in (a_base_set(timedelta(hours=h)) for h in ages_hours)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -13,7 +13,7 @@ from hms_dr.errors import RetentionRefused
 from hms_dr.manifest import BackupKind, Manifest, new_backup_set_id
 from hms_dr.retention import RetentionRule, plan_retention
 
-NOW = datetime(2026, 11, 24, 2, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
 RULE = RetentionRule(max_age=timedelta(days=30), orphan_max_age=timedelta(hours=24))
 
 
@@ -45,7 +45,7 @@ def listing(*sets: BackupSet, orphans: tuple[OrphanFolder, ...] = ()) -> Catalog
 def test_expires_only_sets_older_than_the_window(ages_days: list[int], expired_ages: list[int]) -> None:
     sets = [a_set(timedelta(days=d)) for d in ages_days]
     plan = plan_retention(listing(*sets), BackupKind.LOGICAL, RULE, NOW)
-    by_id = {s.backup_set_id: d for s, d in zip(sets, ages_days)}
+    by_id = {s.backup_set_id: d for s, d in zip(sets, ages_days, strict=False)}
     assert sorted(by_id[e.backup_set_id] for e in plan.expire) == sorted(expired_ages)
 
 

@@ -5,7 +5,7 @@ WAL follows the base backups the same plan keeps."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from hms_dr.retention import (
 from hms_dr.retention.wal import wal_position
 from hms_dr.wal.listing import StoredWalSet
 
-EPOCH = datetime(2026, 11, 24, 2, 30, tzinfo=timezone.utc)
+EPOCH = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
 CLUSTER = "hms-primary"
 
 
@@ -72,7 +72,9 @@ def catalogs(draw: st.DrawFn) -> tuple[StoreCatalog, datetime]:
         )
     }
     orphans = tuple(
-        OrphanFolder(BackupKind.LOGICAL, new_backup_set_id(now - timedelta(hours=h, seconds=7)), ("k",), now - timedelta(hours=h))
+        OrphanFolder(
+            BackupKind.LOGICAL, new_backup_set_id(now - timedelta(hours=h, seconds=7)), ("k",), now - timedelta(hours=h)
+        )
         for h in draw(st.lists(st.integers(min_value=0, max_value=96), max_size=3))
     )
     listings = {
@@ -154,7 +156,9 @@ def test_random_catalogs_keep_the_newest_the_young_and_the_wal_of_kept_base_back
             if window is not None:
                 assert now - by_id[set_id].finished_at > window, (kind, set_id)
             else:
-                newest_n = sorted(by_id.values(), key=lambda s: (s.finished_at, s.backup_set_id))[-tiers.base_backups_keep:]
+                newest_n = sorted(by_id.values(), key=lambda s: (s.finished_at, s.backup_set_id))[
+                    -tiers.base_backups_keep :
+                ]
                 assert set_id not in {s.backup_set_id for s in newest_n}
     wal_window = window_of(BackupKind.WAL, tiers, offsite)
     assert wal_window is not None
@@ -191,10 +195,14 @@ def test_exports_stay_as_long_as_their_daily_set_even_past_their_own_window() ->
     newer = a_set(BackupKind.LOGICAL, NOW - timedelta(days=1))
     export = a_set(BackupKind.SCHEMA, kept_weekly.finished_at, set_id=kept_weekly.backup_set_id)
     lone_old_export = a_set(BackupKind.SCHEMA, NOW - timedelta(days=50))
-    catalog = StoreCatalog(listings={
-        BackupKind.LOGICAL: listing([kept_weekly, newer]),
-        BackupKind.SCHEMA: listing([export, lone_old_export, a_set(BackupKind.SCHEMA, newer.finished_at, set_id=newer.backup_set_id)]),
-    })
+    catalog = StoreCatalog(
+        listings={
+            BackupKind.LOGICAL: listing([kept_weekly, newer]),
+            BackupKind.SCHEMA: listing(
+                [export, lone_old_export, a_set(BackupKind.SCHEMA, newer.finished_at, set_id=newer.backup_set_id)]
+            ),
+        }
+    )
     plans = plan_store_retention(catalog, replace(TIERS, weekly_keep=8), NOW, offsite=False)
     assert kept_weekly.backup_set_id in plans[BackupKind.LOGICAL].keep
     assert export.backup_set_id in plans[BackupKind.SCHEMA].keep
@@ -207,16 +215,24 @@ def test_an_export_expires_with_its_daily_set() -> None:
     new = a_set(BackupKind.LOGICAL, NOW - timedelta(hours=3))
     exports = [a_set(BackupKind.DATA, s.finished_at, set_id=s.backup_set_id) for s in (old, new)]
     plans = plan_store_retention(
-        StoreCatalog(listings={BackupKind.LOGICAL: listing([old, new]), BackupKind.DATA: listing(exports)}), TIERS, NOW, offsite=False
+        StoreCatalog(listings={BackupKind.LOGICAL: listing([old, new]), BackupKind.DATA: listing(exports)}),
+        TIERS,
+        NOW,
+        offsite=False,
     )
-    assert expired_complete(plans[BackupKind.LOGICAL]) == expired_complete(plans[BackupKind.DATA]) == {old.backup_set_id}
+    assert (
+        expired_complete(plans[BackupKind.LOGICAL]) == expired_complete(plans[BackupKind.DATA]) == {old.backup_set_id}
+    )
 
 
 def test_weekly_and_monthly_keeps_hold_the_newest_set_of_each_period() -> None:
     daily = [a_set(BackupKind.LOGICAL, NOW - timedelta(days=d)) for d in range(0, 120)]
     rule = RetentionRule(max_age=timedelta(days=7), orphan_max_age=timedelta(hours=24), weekly_keep=4, monthly_keep=3)
     plan = plan_retention(listing(daily), BackupKind.LOGICAL, rule, NOW)
-    kept_old = sorted((s for s in daily if s.backup_set_id in plan.keep and NOW - s.finished_at > timedelta(days=7)), key=lambda s: s.finished_at)
+    kept_old = sorted(
+        (s for s in daily if s.backup_set_id in plan.keep and NOW - s.finished_at > timedelta(days=7)),
+        key=lambda s: s.finished_at,
+    )
     weekly = {s.backup_set_id for s in kept_old if "weekly" in plan.reasons[s.backup_set_id]}
     monthly = {s.backup_set_id for s in kept_old if "monthly" in plan.reasons[s.backup_set_id]}
     assert 1 <= len(weekly) <= 4 and 1 <= len(monthly) <= 3
@@ -225,19 +241,39 @@ def test_weekly_and_monthly_keeps_hold_the_newest_set_of_each_period() -> None:
         kept = next(s for s in daily if s.backup_set_id == set_id)
         week = kept.finished_at.isocalendar()[:2]
         month = (kept.finished_at.year, kept.finished_at.month)
-        same = [s for s in daily if (s.finished_at.isocalendar()[:2] == week if set_id in weekly else (s.finished_at.year, s.finished_at.month) == month)]
+        same = [
+            s
+            for s in daily
+            if (
+                s.finished_at.isocalendar()[:2] == week
+                if set_id in weekly
+                else (s.finished_at.year, s.finished_at.month) == month
+            )
+        ]
         assert max(same, key=lambda s: s.finished_at).backup_set_id == set_id
-    assert len(plan.keep) == len({s.backup_set_id for s in daily if NOW - s.finished_at <= timedelta(days=7)} | weekly | monthly)
+    assert len(plan.keep) == len(
+        {s.backup_set_id for s in daily if NOW - s.finished_at <= timedelta(days=7)} | weekly | monthly
+    )
 
 
 def test_wal_is_kept_from_the_oldest_base_backup_the_plan_keeps_not_the_oldest_stored() -> None:
     bases = [
-        a_set(BackupKind.BASE, NOW - timedelta(days=7 * weeks), body={"base_backup": {"start_wal_file": segment(100 * (10 - weeks))}})
+        a_set(
+            BackupKind.BASE,
+            NOW - timedelta(days=7 * weeks),
+            body={"base_backup": {"start_wal_file": segment(100 * (10 - weeks))}},
+        )
         for weeks in range(1, 7)
     ]
     wal = tuple(StoredWalSet(segment(n), True, NOW - timedelta(days=60 - n / 20)) for n in range(0, 1000, 50))
-    plans = plan_store_retention(StoreCatalog(listings={BackupKind.BASE: listing(bases)}, wal_sets=wal), TIERS, NOW, offsite=False)
-    kept_starts = [s.manifest.body["base_backup"]["start_wal_file"] for s in bases if s.backup_set_id in plans[BackupKind.BASE].keep]
+    plans = plan_store_retention(
+        StoreCatalog(listings={BackupKind.BASE: listing(bases)}, wal_sets=wal), TIERS, NOW, offsite=False
+    )
+    kept_starts = [
+        s.manifest.body["base_backup"]["start_wal_file"]
+        for s in bases
+        if s.backup_set_id in plans[BackupKind.BASE].keep
+    ]
     oldest_kept = min(kept_starts)
     assert len(kept_starts) == 4
     assert {w.name for w in wal if w.name >= oldest_kept} <= set(plans[BackupKind.WAL].keep)
@@ -245,7 +281,10 @@ def test_wal_is_kept_from_the_oldest_base_backup_the_plan_keeps_not_the_oldest_s
 
 
 def test_offsite_keeps_every_kind_for_its_window_and_base_backups_by_age() -> None:
-    bases = [a_set(BackupKind.BASE, NOW - timedelta(days=d), body={"base_backup": {"start_wal_file": segment(d)}}) for d in (7, 14, 80, 95)]
+    bases = [
+        a_set(BackupKind.BASE, NOW - timedelta(days=d), body={"base_backup": {"start_wal_file": segment(d)}})
+        for d in (7, 14, 80, 95)
+    ]
     plans = plan_store_retention(StoreCatalog(listings={BackupKind.BASE: listing(bases)}), TIERS, NOW, offsite=True)
     assert expired_complete(plans[BackupKind.BASE]) == {bases[-1].backup_set_id}
 
@@ -267,13 +306,21 @@ def test_applying_every_tier_to_a_real_store_twice_deletes_nothing_the_second_ti
 
     (tmp_path / "nas").mkdir()
     store = open_store((tmp_path / "nas").as_uri())
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     def publish(kind: BackupKind, age: timedelta, set_id: str | None = None, body: dict | None = None) -> str:
         set_id = set_id or new_backup_set_id(now - age)
         stored = store.put_bytes(key_for(CLUSTER, kind, set_id, "p.gpg"), os.urandom(64))
-        publish_set(store, kind=kind, cluster=CLUSTER, backup_set_id=set_id, started_at=now - age, finished_at=now - age,
-                    payloads=[Payload("p.gpg", stored.size_bytes, stored.sha256, "t")], extra=body or {})
+        publish_set(
+            store,
+            kind=kind,
+            cluster=CLUSTER,
+            backup_set_id=set_id,
+            started_at=now - age,
+            finished_at=now - age,
+            payloads=[Payload("p.gpg", stored.size_bytes, stored.sha256, "t")],
+            extra=body or {},
+        )
         return set_id
 
     for days in (1, 20, 40, 60):
@@ -292,7 +339,12 @@ def test_applying_every_tier_to_a_real_store_twice_deletes_nothing_the_second_ti
 
     first = expire_by_tiers(store, CLUSTER, tiers, now, offsite=False, kinds=tuple(BackupKind))
     assert {kind: len(entry.expired) for kind, entry in first.items()} == {
-        "wal": 3, "logical": 2, "schema": 2, "data": 0, "base": 1, "restore-test": 1,
+        "wal": 3,
+        "logical": 2,
+        "schema": 2,
+        "data": 0,
+        "base": 1,
+        "restore-test": 1,
     }
     left = sorted(o.key for o in store.list())
     second = expire_by_tiers(store, CLUSTER, tiers, now, offsite=False, kinds=tuple(BackupKind))

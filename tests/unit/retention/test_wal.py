@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hms_dr.retention.wal import BaseBackupWal, oldest_base_backup, plan_wal_expiry, wal_position
 from hms_dr.wal.listing import StoredWalSet
 
-NOW = datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 ORPHAN_MAX_AGE = timedelta(hours=24)
 
 
@@ -80,7 +80,9 @@ def test_the_oldest_base_backup_is_the_one_whose_wal_starts_first() -> None:
     starts=st.lists(st.integers(0, 45), max_size=5),
     keep_days=st.integers(1, 14),
 )
-def test_no_expired_wal_is_needed_by_a_base_backup_or_inside_the_window(ages: list[float], starts: list[int], keep_days: int) -> None:
+def test_no_expired_wal_is_needed_by_a_base_backup_or_inside_the_window(
+    ages: list[float], starts: list[int], keep_days: int
+) -> None:
     wal_sets = [wal(n, age) for n, age in enumerate(ages)]
     bases = [base(f"b{i}", start) for i, start in enumerate(starts)]
     gone = expired(wal_sets, bases, keep_days)

@@ -38,7 +38,9 @@ def test_a_dr_cluster_lives_in_a_short_home_under_dr_restore() -> None:
     assert dr_scratch_cluster(Path("/var/lib/hms-dr/pitr"), RUN_KEY) == cluster  # the teardown finds it again
 
 
-def test_the_drill_cluster_sits_beside_the_run_and_gets_a_private_socket_directory(tmp_path: Path, drill_cluster: ScratchCluster) -> None:
+def test_the_drill_cluster_sits_beside_the_run_and_gets_a_private_socket_directory(
+    tmp_path: Path, drill_cluster: ScratchCluster
+) -> None:
     assert drill_cluster.home == tmp_path / "staging" / "restore-test" / "hms_restore_test_20261124t020001z_a1b2c3-pitr"
     assert drill_cluster.log_file == drill_cluster.home / "log" / "postgresql.log"
     assert drill_cluster.socket_dir.parent == Path(tempfile.gettempdir()) and drill_cluster.socket_dir.is_dir()
@@ -73,7 +75,9 @@ def test_a_socket_directory_that_is_not_ours_is_left(tmp_path: Path) -> None:
     assert not home.exists() and foreign.is_dir()
 
 
-@pytest.mark.parametrize("home", ["var/lib/postgresql/15/main", "restore/0123456789", "dr-restore", "dr-restore-x/0123456789"])
+@pytest.mark.parametrize(
+    "home", ["var/lib/postgresql/15/main", "restore/0123456789", "dr-restore", "dr-restore-x/0123456789"]
+)
 def test_anything_outside_a_scratch_cluster_folder_is_refused_and_left_alone(tmp_path: Path, home: str) -> None:
     cluster = ScratchCluster(tmp_path / home, tmp_path / home / "sockets", tmp_path / home / "log" / "server.log")
     (cluster.data_dir).mkdir(parents=True)

@@ -21,9 +21,15 @@ PRODUCTION = ConnectionInfo("db.hospital.internal", 5432, "hms_backup", "hospita
 RESTORE_SERVER = ConnectionInfo("restore.hospital.internal", 5432, "postgres", "postgres")
 
 
-def refuse(target: ConnectionInfo = RESTORE_SERVER, scratch: str = "hms_restore_test_x", target_id: str = "222") -> None:
+def refuse(
+    target: ConnectionInfo = RESTORE_SERVER, scratch: str = "hms_restore_test_x", target_id: str = "222"
+) -> None:
     refuse_production_target(
-        target=target, production=PRODUCTION, scratch_name=scratch, target_system_id=target_id, production_system_id="111"
+        target=target,
+        production=PRODUCTION,
+        scratch_name=scratch,
+        target_system_id=target_id,
+        production_system_id="111",
     )
 
 
@@ -60,9 +66,13 @@ def test_scratch_names_are_unique_and_plain() -> None:
 
 
 def test_a_dr_source_name_keeps_its_prefix_and_fits_postgresql_names() -> None:
-    name = scratch_database_name(ScratchDatabaseKind.DR_SOURCE, "manual__2026_11_24t14_05_00_123456_00_00_and_more_of_it")
+    name = scratch_database_name(
+        ScratchDatabaseKind.DR_SOURCE, "manual__2026_11_24t14_05_00_123456_00_00_and_more_of_it"
+    )
     assert name.startswith("hms_dr_scratch_manual__2026_11_24t14_05_00_123456") and len(name) <= 63
-    assert scratch_database_name(ScratchDatabaseKind.DR_SOURCE, "k") != scratch_database_name(ScratchDatabaseKind.DR_SOURCE, "k")
+    assert scratch_database_name(ScratchDatabaseKind.DR_SOURCE, "k") != scratch_database_name(
+        ScratchDatabaseKind.DR_SOURCE, "k"
+    )
     refuse(scratch=name)
 
 
@@ -73,12 +83,23 @@ def test_every_name_made_is_known_as_its_own_kind(kind: ScratchDatabaseKind) -> 
 
 @pytest.mark.parametrize(
     "name",
-    ["hospital_management", "postgres", "template1", "hms_restore_test_", "hms_dr_scratch_", "x_hms_restore_test_1",
-     "HMS_RESTORE_TEST_1", "hms_restore_test_1; drop database hospital_management", "hms_dr_restore_x"],
+    [
+        "hospital_management",
+        "postgres",
+        "template1",
+        "hms_restore_test_",
+        "hms_dr_scratch_",
+        "x_hms_restore_test_1",
+        "HMS_RESTORE_TEST_1",
+        "hms_restore_test_1; drop database hospital_management",
+        "hms_dr_restore_x",
+    ],
 )
 def test_anything_not_named_like_a_scratch_database_is_neither_created_nor_dropped(name: str) -> None:
     assert scratch_kind_of(name) is None
-    with pytest.raises(ParamInvalid, match=r"refusing to drop .*: not a scratch database \(hms_restore_test_\* or hms_dr_scratch_\*\)"):
+    with pytest.raises(
+        ParamInvalid, match=r"refusing to drop .*: not a scratch database \(hms_restore_test_\* or hms_dr_scratch_\*\)"
+    ):
         refuse_unless_scratch(name, "drop")
     # Refused before any connection is made: this address has no server.
     nowhere = ConnectionInfo("127.0.0.1", 1, "postgres", "postgres")

@@ -19,10 +19,17 @@ def test_each_command_has_its_folder_and_each_run_a_private_one(tmp_path: Path) 
     assert work_folder(tmp_path / "staging", WorkPurpose.RESTORE_TEST, run.name) == run  # again: the same folder
 
 
-@pytest.mark.parametrize(("purpose", "name", "mode"), [
-    (WorkPurpose.RESTORE_TEST, "restore-test", 0o711), (WorkPurpose.DR_RESTORE, "dr-restore", 0o711), (WorkPurpose.PITR, "pitr", 0o700),
-])
-def test_the_command_folders_keep_their_names_and_modes(tmp_path: Path, purpose: WorkPurpose, name: str, mode: int) -> None:
+@pytest.mark.parametrize(
+    ("purpose", "name", "mode"),
+    [
+        (WorkPurpose.RESTORE_TEST, "restore-test", 0o711),
+        (WorkPurpose.DR_RESTORE, "dr-restore", 0o711),
+        (WorkPurpose.PITR, "pitr", 0o700),
+    ],
+)
+def test_the_command_folders_keep_their_names_and_modes(
+    tmp_path: Path, purpose: WorkPurpose, name: str, mode: int
+) -> None:
     folder = work_folder(tmp_path, purpose)
     assert folder == tmp_path / name and folder.stat().st_mode & 0o777 == mode
 

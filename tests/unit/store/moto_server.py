@@ -28,7 +28,7 @@ class MotoServer:
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self._startup_timeout_s = startup_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="moto-server-", suffix=".log", delete=False)
+        self._log = tempfile.NamedTemporaryFile(prefix="moto-server-", suffix=".log", delete=False)  # noqa: SIM115 (open for the server's life; stop() closes it)
 
     def start(self) -> MotoServer:
         """Start the server and wait until it answers HTTP."""

@@ -199,9 +199,8 @@ def test_a_failed_pipeline_stores_nothing(h: Harness) -> None:
 
     data = os.urandom(LARGE)
     failing = Stage("dies-late", ["sh", "-c", "cat; exit 3"])
-    with pytest.raises(ToolFailed):
-        with Pipeline([failing], source=io.BytesIO(data)) as pipeline:
-            h.store.put(KEY, pipeline.output)  # type: ignore[arg-type]
+    with pytest.raises(ToolFailed), Pipeline([failing], source=io.BytesIO(data)) as pipeline:
+        h.store.put(KEY, pipeline.output)  # type: ignore[arg-type]
     assert not h.store.exists(KEY)
 
 
@@ -333,13 +332,9 @@ def test_invalid_list_prefixes_are_rejected(h: Harness, prefix: str) -> None:
         h.store.list(prefix)
 
 
-@pytest.mark.parametrize(
-    "exc", [OSError("pg_dump pipe broke"), KeyboardInterrupt()], ids=["exception", "interrupt"]
-)
+@pytest.mark.parametrize("exc", [OSError("pg_dump pipe broke"), KeyboardInterrupt()], ids=["exception", "interrupt"])
 @pytest.mark.parametrize("good_bytes", [100, 2 * PART + 100], ids=["single-part", "multi-part"])
-def test_a_source_failing_mid_stream_leaves_nothing_behind(
-    h: Harness, exc: BaseException, good_bytes: int
-) -> None:
+def test_a_source_failing_mid_stream_leaves_nothing_behind(h: Harness, exc: BaseException, good_bytes: int) -> None:
     with pytest.raises(type(exc)) as raised:
         h.store.put(KEY, FailingSource(good_bytes, exc))  # type: ignore[arg-type]
     assert raised.value is exc  # the source's own error, not a store error

@@ -49,18 +49,53 @@ GxLikeError.__module__ = "great_expectations.exceptions"
 @pytest.mark.parametrize(
     ("make", "kind", "words"),
     [
-        (lambda: KeyError("expectation_config"), UnexpectedFailure, ["check_against_baselines failed: KeyError: 'expectation_config'"]),
-        (lambda: GxLikeError("Unrecognized\ndata asset\n  smoke_query_1"), UnexpectedFailure,
-         ["check_against_baselines failed in great_expectations: GxLikeError: Unrecognized data asset smoke_query_1"]),
-        (lambda: psycopg.errors.UndefinedTable('relation "patients" does not exist'), UnexpectedFailure,
-         ["failed in psycopg: UndefinedTable", "patients"]),
-        (lambda: psycopg.errors.QueryCanceled("canceling statement due to statement timeout"), UnexpectedFailure, ["QueryCanceled"]),
-        (refused_connection, DatabaseUnavailable, ["check_against_baselines lost its database connection: OperationalError"]),
-        (lambda: psycopg.errors.AdminShutdown("terminating connection due to administrator command"), DatabaseUnavailable, ["AdminShutdown"]),
-        (lambda: psycopg.errors.TooManyConnections("sorry, too many clients already"), DatabaseUnavailable, ["TooManyConnections"]),
-        (lambda: wrapped(refused_connection(), "Great Expectations could not run the batch"), DatabaseUnavailable,
-         ["lost its database connection: RuntimeError: Great Expectations could not run the batch"]),
-        (lambda: sqlalchemy.exc.OperationalError("SELECT 1", {}, refused_connection()), DatabaseUnavailable, ["lost its database connection"]),
+        (
+            lambda: KeyError("expectation_config"),
+            UnexpectedFailure,
+            ["check_against_baselines failed: KeyError: 'expectation_config'"],
+        ),
+        (
+            lambda: GxLikeError("Unrecognized\ndata asset\n  smoke_query_1"),
+            UnexpectedFailure,
+            [
+                "check_against_baselines failed in great_expectations: GxLikeError: Unrecognized data asset smoke_query_1"
+            ],
+        ),
+        (
+            lambda: psycopg.errors.UndefinedTable('relation "patients" does not exist'),
+            UnexpectedFailure,
+            ["failed in psycopg: UndefinedTable", "patients"],
+        ),
+        (
+            lambda: psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+            UnexpectedFailure,
+            ["QueryCanceled"],
+        ),
+        (
+            refused_connection,
+            DatabaseUnavailable,
+            ["check_against_baselines lost its database connection: OperationalError"],
+        ),
+        (
+            lambda: psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+            DatabaseUnavailable,
+            ["AdminShutdown"],
+        ),
+        (
+            lambda: psycopg.errors.TooManyConnections("sorry, too many clients already"),
+            DatabaseUnavailable,
+            ["TooManyConnections"],
+        ),
+        (
+            lambda: wrapped(refused_connection(), "Great Expectations could not run the batch"),
+            DatabaseUnavailable,
+            ["lost its database connection: RuntimeError: Great Expectations could not run the batch"],
+        ),
+        (
+            lambda: sqlalchemy.exc.OperationalError("SELECT 1", {}, refused_connection()),
+            DatabaseUnavailable,
+            ["lost its database connection"],
+        ),
         (lambda: ConnectionResetError(104, "Connection reset by peer"), DatabaseUnavailable, ["ConnectionResetError"]),
     ],
 )
@@ -101,11 +136,14 @@ def test_a_lost_connection_propagates_for_airflow_to_retry() -> None:
     assert caught.value.transient and isinstance(caught.value.__cause__, psycopg.OperationalError)
 
 
-@pytest.mark.parametrize(("exc", "raised"), [
-    (StoreUnavailable("s3://x unreachable"), StoreUnavailable),
-    (AirflowSkipException("mode logical: no physical restore in this run"), AirflowSkipException),
-    (PolicyInvalid("bad"), AirflowFailException),
-])
+@pytest.mark.parametrize(
+    ("exc", "raised"),
+    [
+        (StoreUnavailable("s3://x unreachable"), StoreUnavailable),
+        (AirflowSkipException("mode logical: no physical restore in this run"), AirflowSkipException),
+        (PolicyInvalid("bad"), AirflowFailException),
+    ],
+)
 def test_engine_errors_and_airflow_control_flow_keep_their_decision(exc: BaseException, raised: type) -> None:
     with pytest.raises(raised):
         run_task(exc)

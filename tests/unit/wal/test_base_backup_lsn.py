@@ -89,7 +89,13 @@ def test_timelines_start_at_1_and_fit_in_32_bits(timeline: int) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["00000001000000000000002", "000000000000000000000002", "000000010000000000000100", "00000001000000000000000g", "00000001.history"],
+    [
+        "00000001000000000000002",
+        "000000000000000000000002",
+        "000000010000000000000100",
+        "00000001000000000000000g",
+        "00000001.history",
+    ],
 )
 def test_only_segment_names_parse(name: str) -> None:
     with pytest.raises(ValueError, match="not a WAL segment file name"):
@@ -102,7 +108,9 @@ def test_only_segment_names_parse(name: str) -> None:
     position=st.integers(min_value=0, max_value=(1 << 64) - 1),
     size_shift=st.integers(min_value=20, max_value=30),
 )
-def test_a_segment_name_leads_back_to_the_range_holding_the_position(timeline: int, position: int, size_shift: int) -> None:
+def test_a_segment_name_leads_back_to_the_range_holding_the_position(
+    timeline: int, position: int, size_shift: int
+) -> None:
     size = 1 << size_shift
     name = wal_segment_name(timeline, position, size)
     assert parse_segment_name(name, size) == (timeline, position // size)

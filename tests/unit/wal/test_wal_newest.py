@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from hms_dr.store import open_store
 from hms_dr.wal.newest import NEWEST_SETS_READ, newest_stored_wal
 from hms_dr.wal.rpo import measure_rpo
 
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 CLUSTER = "hms-primary"
 
 
@@ -33,8 +33,13 @@ def ship(store: Any, root: Path, name: str, archived_at: datetime, stored_at: da
     """A complete WAL set archived at ``archived_at`` whose objects were written at ``stored_at``."""
     stored = store.put(key_for(CLUSTER, BackupKind.WAL, name, "wal.zst"), io.BytesIO(b"w"))
     publish_set(
-        store, kind=BackupKind.WAL, cluster=CLUSTER, backup_set_id=name, started_at=archived_at,
-        finished_at=archived_at + timedelta(seconds=1), payloads=[Payload("wal.zst", stored.size_bytes, stored.sha256, "test")],
+        store,
+        kind=BackupKind.WAL,
+        cluster=CLUSTER,
+        backup_set_id=name,
+        started_at=archived_at,
+        finished_at=archived_at + timedelta(seconds=1),
+        payloads=[Payload("wal.zst", stored.size_bytes, stored.sha256, "test")],
         extra={"wal_file": name, "archived_at": _iso(archived_at)},
     )
     for path in (root / CLUSTER / "wal" / name).iterdir():
@@ -69,7 +74,9 @@ def test_a_set_copied_later_is_as_old_as_its_archived_at_in_all_three_places(pri
     assert wal_row["count"] == 2
 
 
-def test_the_newest_archived_at_wins_among_the_newest_names_and_no_older_manifest_is_read(primary: tuple[Any, Path]) -> None:
+def test_the_newest_archived_at_wins_among_the_newest_names_and_no_older_manifest_is_read(
+    primary: tuple[Any, Path],
+) -> None:
     store, root = primary
     names = [f"0000000100000000000000{i:02X}" for i in range(1, NEWEST_SETS_READ + 4)]
     for i, name in enumerate(names):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from hms_dr.wal.newest import StoredWal
 from hms_dr.wal.rpo import ArchiverStatus, judge_archiver, measure_rpo
 
-NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
 SEGMENT = "000000010000000000000009"
 
 
@@ -38,8 +38,11 @@ def test_rpo_is_measured_against_the_newest_stored_wal(stored_age, spool_age, pr
 
 def status(archived_at: datetime | None, failed_at: datetime | None) -> ArchiverStatus:
     return ArchiverStatus(
-        archived_count=10, last_archived_wal=SEGMENT, last_archived_at=archived_at,
-        failed_count=0 if failed_at is None else 3, last_failed_wal=None if failed_at is None else "00000001000000000000000A",
+        archived_count=10,
+        last_archived_wal=SEGMENT,
+        last_archived_at=archived_at,
+        failed_count=0 if failed_at is None else 3,
+        last_failed_wal=None if failed_at is None else "00000001000000000000000A",
         last_failed_at=failed_at,
     )
 
@@ -54,7 +57,9 @@ def status(archived_at: datetime | None, failed_at: datetime | None) -> Archiver
         (None, None, False),
     ],
 )
-def test_archiving_is_failing_only_while_the_last_failure_is_newer_than_the_last_success(archived_at, failed_at, failing) -> None:  # type: ignore[no-untyped-def]
+def test_archiving_is_failing_only_while_the_last_failure_is_newer_than_the_last_success(
+    archived_at, failed_at, failing
+) -> None:  # type: ignore[no-untyped-def]
     verdict = judge_archiver(status(archived_at, failed_at))
     assert (verdict is not None) == failing
     if verdict:

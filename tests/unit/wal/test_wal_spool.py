@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,13 +12,15 @@ from hms_dr.errors import PreflightFailed
 from hms_dr.wal.names import parse_wal_name
 from hms_dr.wal.spool import SpoolFile, newest_spool_file, plan_shipping, read_spool
 
-NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
 
 
 def spool_file(name: str, age_s: int) -> SpoolFile:
     wal = parse_wal_name(name)
     assert wal is not None
-    return SpoolFile(wal=wal, path=Path("/spool") / name, size_bytes=16 << 20, modified_at=NOW - timedelta(seconds=age_s))
+    return SpoolFile(
+        wal=wal, path=Path("/spool") / name, size_bytes=16 << 20, modified_at=NOW - timedelta(seconds=age_s)
+    )
 
 
 SEG1 = spool_file("000000010000000000000001", 300)
@@ -63,10 +65,10 @@ def test_reading_the_spool_skips_in_flight_copies_and_reports_strangers(tmp_path
     os.utime(tmp_path / "000000010000000000000002", (old, old))
     listing = read_spool(tmp_path)
     assert [f.name for f in listing.files] == ["000000010000000000000002", "000000010000000000000001"]
-    assert listing.files[0].modified_at == datetime.fromtimestamp(old, tz=timezone.utc)
+    assert listing.files[0].modified_at == datetime.fromtimestamp(old, tz=UTC)
     assert listing.ignored == ("notes.txt",)
 
 
 def test_a_missing_spool_directory_fails_clearly(tmp_path: Path) -> None:
-    with pytest.raises(PreflightFailed, match="WAL spool directory .*/nope does not exist"):
+    with pytest.raises(PreflightFailed, match=r"WAL spool directory .*/nope does not exist"):
         read_spool(tmp_path / "nope")
