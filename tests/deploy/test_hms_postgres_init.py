@@ -122,7 +122,7 @@ def test_each_role_logs_in_with_its_password(server):
         with server.connect(DATABASE, user=role, password=password) as conn:
             assert conn.execute("SELECT current_user").fetchone()[0] == role
     with pytest.raises(psycopg.OperationalError):
-        server.connect(DATABASE, user="hms_backup", password="wrong")
+        server.connect(DATABASE, user="hms_backup", password=secrets.token_hex(16))
 
 
 def test_the_database_matches_what_the_sandbox_loader_builds(server):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -159,14 +160,13 @@ def test_a_wrong_restore_key_fails_before_any_restore_starts(dag_runner: Any, go
     home = sandbox.state_dir / f"gpg-{uuid.uuid4().hex[:8]}"
     home.mkdir(mode=0o700)
     try:
-        fingerprint = generate_key_pair(home, "Someone Else <else@example.invalid>", "other-passphrase-123")
-        other_key = export_secret_key(home, fingerprint, "other-passphrase-123")
+        other_passphrase = secrets.token_hex(16)  # a key that is not ours, generated per run
+        fingerprint = generate_key_pair(home, "Someone Else <else@example.invalid>", other_passphrase)
+        other_key = export_secret_key(home, fingerprint, other_passphrase)
     finally:
         stop_gpg_agent(home)
         shutil.rmtree(home, ignore_errors=True)
-    wrong = json.dumps(
-        {"conn_type": "generic", "password": "other-passphrase-123", "extra": {"private_key": other_key}}
-    )
+    wrong = json.dumps({"conn_type": "generic", "password": other_passphrase, "extra": {"private_key": other_key}})
     outcome = dag_runner.run(
         DAG_ID,
         conf={"mode": "logical", "backup_id": good_set.backup_set_id},

@@ -5,6 +5,7 @@ both scratch copies are gone afterwards. pg_checksums itself is proven to catch 
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 import time
@@ -103,9 +104,10 @@ def test_pg_checksums_names_a_damaged_page(sandbox: Any) -> None:
     root = Path(tempfile.mkdtemp(prefix="damaged-", dir=sandbox.state_dir))
     prepare_server_dir(root, 0o755)
     cluster = LocalCluster(data_dir=root / "data", port=free_port(), log_file=root / "server.log")
-    cluster.init(superuser_password="x", data_checksums=True)
+    superuser_password = secrets.token_hex(16)
+    cluster.init(superuser_password=superuser_password, data_checksums=True)
     cluster.start()
-    with psycopg.connect(cluster.dsn("postgres", "x"), autocommit=True) as conn:
+    with psycopg.connect(cluster.dsn("postgres", superuser_password), autocommit=True) as conn:
         conn.execute("CREATE TABLE ward (id int PRIMARY KEY, note text)")
         conn.execute("INSERT INTO ward SELECT g, repeat('x', 100) FROM generate_series(1, 2000) g")
         conn.execute("CHECKPOINT")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shlex
 import shutil
 import stat
@@ -82,7 +83,7 @@ def test_cluster_answers_as_hms_backup_over_tcp_with_its_password(sandbox: Sandb
     with psycopg.connect(sandbox.dsn("hms_backup")) as conn:
         row = conn.execute("SELECT current_user, current_database(), host(inet_server_addr())").fetchone()
     assert row == ("hms_backup", "hospital_management", "127.0.0.1")
-    wrong = sandbox.cluster().dsn("hms_backup", "not-the-password", "hospital_management")
+    wrong = sandbox.cluster().dsn("hms_backup", secrets.token_hex(16), "hospital_management")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(wrong).close()
 
@@ -209,7 +210,7 @@ def test_gpg_encrypts_to_exported_public_key_and_decrypts_with_exported_secret_k
             str(work / "wrong"),
             "--decrypt",
             str(work / "plain.gpg"),
-            passphrase="not-the-passphrase",
+            passphrase=secrets.token_hex(16),  # any passphrase but the key's
         )
         assert wrong.returncode != 0
         decrypted = _gpg(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,8 +40,9 @@ def test_records_are_stored_per_event_never_overwritten_and_read_in_order(tmp_pa
     root = tmp_path / "store"
     root.mkdir()
     store = open_store(root.as_uri())
+    password = secrets.token_hex(16)
     first = write_audit_record(
-        store, "hms-primary", a_record("started", STARTED, tables=["appointments"], password="x")
+        store, "hms-primary", a_record("started", STARTED, tables=["appointments"], password=password)
     )
     approved = AuditRecord(
         **{
@@ -54,7 +56,7 @@ def test_records_are_stored_per_event_never_overwritten_and_read_in_order(tmp_pa
     assert [r["event"] for r in records] == ["started", "approved"]
     assert records[0]["params"] == {"tables": ["appointments"], "password": "***"}
     assert records[1]["approvals"][0]["by"] == "dba.bob" and records[1]["triggered_by"] == "dba.alice"
-    assert "x" not in (root / first).read_text().split('"password": ')[1][:5]
+    assert password not in (root / first).read_text()
 
 
 def test_the_key_is_safe_for_any_run_id() -> None:

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -76,7 +77,7 @@ def make_key_pair(parent: Path, uid: str, passphrase: str) -> KeyPair:
 @pytest.fixture(scope="module")
 def ours(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
     return make_key_pair(
-        tmp_path_factory.mktemp("ours"), "Hospital restore key <dr@example.invalid>", "our-passphrase-1234567"
+        tmp_path_factory.mktemp("ours"), "Hospital restore key <dr@example.invalid>", secrets.token_hex(16)
     )
 
 
@@ -202,13 +203,14 @@ def test_a_key_file_read_half_written_is_an_agent_error_not_a_wrong_key(
 
 
 def test_a_wrong_passphrase_is_refused_when_the_key_is_imported(ours: KeyPair, tmp_path: Path) -> None:
+    wrong = secrets.token_hex(16)
     with gpg_home(tmp_path) as home, pytest.raises(DecryptionFailed) as failure:
-        prepare_decryption(home, ours.restore_key(passphrase="not-the-passphrase-000"))
+        prepare_decryption(home, ours.restore_key(passphrase=wrong))
     assert (
         failure.value.message
         == f"wrong passphrase for the restore key {ours.encryption_key_id} (gpg-agent: Bad passphrase)"
     )
-    assert "not-the-passphrase-000" not in str(failure.value) and ours.passphrase not in str(failure.value)
+    assert wrong not in str(failure.value) and ours.passphrase not in str(failure.value)
 
 
 def test_decryptions_at_once_after_the_import_never_rewrite_the_key(

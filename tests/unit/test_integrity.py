@@ -5,6 +5,7 @@ conf that repairs the damaged tables."""
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from hms_dr.pgtools import ConnectionInfo
 
 DB = "hospital_management"
 NOW = datetime(2026, 11, 28, 6, 0, 12, tzinfo=UTC)
+PASSWORD = secrets.token_hex(16)  # generated per run, never a literal
 
 VERBOSE_INDEX_ERROR = f'''btree index "{DB}.public.appointments_pkey":
     ERROR:  XX001: invalid page in block 5 of relation base/16387/16514
@@ -69,11 +71,11 @@ def test_the_command_line_is_read_only_and_takes_only_access_share_locks() -> No
 
 
 def test_the_session_is_read_only_with_a_lock_timeout_and_the_password_stays_out_of_argv() -> None:
-    conn = ConnectionInfo("db.internal", 5432, "hms_backup", DB, password="s3cret")
+    conn = ConnectionInfo("db.internal", 5432, "hms_backup", DB, password=PASSWORD)
     env = amcheck_env(conn, lock_timeout_s=60)
     assert "-c default_transaction_read_only=on" in env["PGOPTIONS"] and "-c lock_timeout=60s" in env["PGOPTIONS"]
-    assert env["PGPASSWORD"] == "s3cret" and env["PGDATABASE"] == DB
-    assert "s3cret" not in " ".join(pg_amcheck_argv(heapallindexed=True, jobs=1))
+    assert env["PGPASSWORD"] == PASSWORD and env["PGDATABASE"] == DB
+    assert PASSWORD not in " ".join(pg_amcheck_argv(heapallindexed=True, jobs=1))
 
 
 def test_a_check_that_raised_an_error_names_the_relation_without_the_query() -> None:

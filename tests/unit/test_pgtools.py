@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
+
 from hms_dr.pgtools import ConnectionInfo, parse_restore_list, parse_tool_version, pg_dump_argv
+
+PASSWORD = secrets.token_hex(16)  # generated per run, never a literal
 
 
 def test_password_goes_to_the_environment_never_argv_or_repr() -> None:
-    conn = ConnectionInfo("127.0.0.1", 5433, "hms_backup", "hospital_management", password="pa55-w0rd-xyz")
+    conn = ConnectionInfo("127.0.0.1", 5433, "hms_backup", "hospital_management", password=PASSWORD)
     argv = pg_dump_argv(snapshot="00000003-00000002-1", archive_format="c", compress_level=0)
-    assert not any("pa55" in a for a in argv)
-    assert "pa55" not in repr(conn)
-    assert conn.libpq_env()["PGPASSWORD"] == "pa55-w0rd-xyz"
+    assert not any(PASSWORD in a for a in argv)
+    assert PASSWORD not in repr(conn)
+    assert conn.libpq_env()["PGPASSWORD"] == PASSWORD
 
 
 def test_pg_dump_argv_shares_the_snapshot_and_selects_tables() -> None:
