@@ -77,10 +77,19 @@ CPU_LABELS = {
 # -- bare pg_basebackup ----------------------------------------------------------------------------
 
 
-def bare_argv(target: Path) -> list[str]:
-    from hms_dr.pgtools import tool_path
+def bare_argv(conn: Any, target: Path) -> list[str]:
+    from hms_dr.database import client_tools
 
-    return [tool_path("pg_basebackup"), "-D", str(target), "-Ft", "-X", "stream", "--checkpoint=fast", "--no-password"]
+    return [
+        client_tools(conn).program("pg_basebackup"),
+        "-D",
+        str(target),
+        "-Ft",
+        "-X",
+        "stream",
+        "--checkpoint=fast",
+        "--no-password",
+    ]
 
 
 def run_bare(conn: Any, workdir: Path, sampler: CpuSampler) -> dict[str, Any]:
@@ -90,7 +99,7 @@ def run_bare(conn: Any, workdir: Path, sampler: CpuSampler) -> dict[str, Any]:
     shutil.rmtree(target, ignore_errors=True)
 
     def backup() -> None:
-        subprocess.run(bare_argv(target), env=tool_env(conn), stdin=subprocess.DEVNULL, check=True)
+        subprocess.run(bare_argv(conn, target), env=tool_env(conn), stdin=subprocess.DEVNULL, check=True)
 
     wall, _, cpu = benchlib.measure(backup, sampler)
     sizes = {p.name: p.stat().st_size for p in target.iterdir()}
@@ -353,11 +362,11 @@ def parse_args() -> argparse.Namespace:
 
 def describe_run(sandbox: Any, policy: Any, with_pgbackrest: bool) -> dict[str, Any]:
     """Database size, server and tool versions, the machine and its other busy processes; printed too."""
-    from hms_dr.pgtools import tool_path
+    from hms_dr.database import client_tools
 
     conn = benchlib.backup_connection(sandbox)
     db_size = benchlib.database_size(conn)
-    tools = {"pg_basebackup": [tool_path("pg_basebackup"), "--version"]}
+    tools = {"pg_basebackup": [client_tools(conn).program("pg_basebackup"), "--version"]}
     if with_pgbackrest:
         tools["pgbackrest"] = ["pgbackrest", "version"]
     print(f"database {sandbox.database}: pg_database_size = {fmt_mb(db_size)} ({db_size / 2**30:.2f} GiB)")

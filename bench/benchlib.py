@@ -155,7 +155,7 @@ def machine_info(extra_tools: Mapping[str, Sequence[str]] | None = None) -> dict
                 mem_kib = int(line.split()[1])
     except OSError:
         pass
-    from hms_dr.pgtools import tool_path
+    from hms_dr.pginstalls import discover_installs
 
     return {
         "nproc": str(len(os.sched_getaffinity(0))),
@@ -163,7 +163,7 @@ def machine_info(extra_tools: Mapping[str, Sequence[str]] | None = None) -> dict
         "cpu": cpu_model,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "pg_dump": _first_line([tool_path("pg_dump"), "--version"]),
+        "PostgreSQL installs": ", ".join(install.describe() for install in discover_installs()),
         "zstd": _first_line(["zstd", "--version"]),
         "gpg": _first_line(["gpg", "--version"]),
         **{name: _first_line(argv) for name, argv in (extra_tools or {}).items()},

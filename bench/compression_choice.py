@@ -64,9 +64,10 @@ OPTIONS = (
 
 def run_option(option: Option, conn: Any, home: Path, key: Any, sampler: CpuSampler) -> dict[str, Any]:
     from hms_dr.crypto import encrypt_stage
+    from hms_dr.database import client_tools
     from hms_dr.pgtools import pg_dump_argv, tool_env
 
-    pg_dump = pg_dump_argv(snapshot=None, archive_format="c", compress_level=option.pg_dump_level)
+    pg_dump = pg_dump_argv(client_tools(conn), snapshot=None, archive_format="c", compress_level=option.pg_dump_level)
     chain = option.argv_chain(pg_dump, list(encrypt_stage(home, key).argv))
     script = " | ".join(shlex.join(argv) for argv in chain) + " | wc -c"
 

@@ -57,11 +57,12 @@ class _Capture(logging.Handler):
 
 
 def run_bare(conn: Any, workdir: Path, sampler: CpuSampler) -> dict[str, Any]:
-    from hms_dr.pgtools import tool_env, tool_path
+    from hms_dr.database import client_tools
+    from hms_dr.pgtools import tool_env
 
     target = workdir / "bare.pgdump"
     target.unlink(missing_ok=True)
-    argv = [tool_path("pg_dump"), "-Fc", "-f", str(target), "--no-password"]
+    argv = [client_tools(conn).program("pg_dump"), "-Fc", "-f", str(target), "--no-password"]
 
     def dump() -> None:
         subprocess.run(argv, env=tool_env(conn), check=True)
@@ -75,6 +76,7 @@ def run_bare(conn: Any, workdir: Path, sampler: CpuSampler) -> dict[str, Any]:
 def run_tools_chain(conn: Any, sandbox: Any, policy: Any, sampler: CpuSampler) -> dict[str, Any]:
     """pg_dump -Fc -Z0 | zstd | gpg --encrypt | wc -c, with the engine's own argv for each tool."""
     from hms_dr.crypto import check_encryption_key, encrypt_stage, gpg_home
+    from hms_dr.database import client_tools
     from hms_dr.pgtools import pg_dump_argv, tool_env
 
     compression = policy.compression
@@ -84,7 +86,7 @@ def run_tools_chain(conn: Any, sandbox: Any, policy: Any, sampler: CpuSampler) -
         # The engine's chain for the whole-database custom archive: gzip happens inside pg_dump (-Z),
         # zstd outside it (pg_dump -Z0 | zstd -q -c -<level> -T<threads>).
         gzip_level = compression.level if compression.method.value == "gzip" else 0
-        stages = [pg_dump_argv(snapshot=None, archive_format="c", compress_level=gzip_level)]
+        stages = [pg_dump_argv(client_tools(conn), snapshot=None, archive_format="c", compress_level=gzip_level)]
         if compression.method.value == "zstd":
             stages.append(["zstd", "-q", "-c", f"-{compression.level}", f"-T{compression.threads}"])
         stages.append(list(encrypt_stage(home, key).argv))

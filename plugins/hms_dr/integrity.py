@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from hms_dr import sqlfiles
 from hms_dr.errors import CorruptionFound, IntegrityCheckIncomplete, PreflightFailed, ToolFailed
 from hms_dr.names import spell_identifier, split_relation_key, sql_spelling
-from hms_dr.pgtools import ConnectionInfo, last_line, tool_env, tool_path
+from hms_dr.pginstalls import PgInstall
+from hms_dr.pgtools import ConnectionInfo, last_line, tool_env
 from hms_dr.records import Record
 
 if TYPE_CHECKING:
@@ -88,13 +89,13 @@ class AmcheckResult:
     output: str = field(default="", repr=False)
 
 
-def pg_amcheck_argv(*, heapallindexed: bool, jobs: int, tables: Sequence[str] = ()) -> list[str]:
+def pg_amcheck_argv(pg: PgInstall, *, heapallindexed: bool, jobs: int, tables: Sequence[str] = ()) -> list[str]:
     """pg_amcheck of the database the environment names (PGDATABASE, see :func:`amcheck_env`):
     heap and B-tree checks with ACCESS SHARE locks only, verbose (every relation it checks is
     listed on stderr), never prompting for a password."""
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
-    argv = [tool_path("pg_amcheck"), "--no-password", "--verbose", f"--jobs={jobs}"]
+    argv = [pg.program("pg_amcheck"), "--no-password", "--verbose", f"--jobs={jobs}"]
     if heapallindexed:
         argv.append("--heapallindexed")
     argv += [f"--table={name}" for name in tables]
@@ -246,7 +247,9 @@ def run_pg_amcheck(
     """Run pg_amcheck on ``conn``'s database as ``conn``'s role; the full stderr goes to the log."""
     import time
 
-    argv = pg_amcheck_argv(heapallindexed=heapallindexed, jobs=jobs, tables=tables)
+    from hms_dr.database import client_tools
+
+    argv = pg_amcheck_argv(client_tools(conn), heapallindexed=heapallindexed, jobs=jobs, tables=tables)
     log.info("running %s on %s", " ".join(argv[1:]), conn.describe())
     started = time.monotonic()
     try:

@@ -8,16 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from hms_dr.errors import PreflightFailed, ToolFailed
-
-PG_BIN_ENV_VAR = "HMS_DR_PG_BIN"
-DEFAULT_PG_BIN = Path("/usr/lib/postgresql/15/bin")
+from hms_dr.pginstalls import PgInstall
 
 
 @dataclass(frozen=True)
@@ -74,52 +68,14 @@ class ConnectionInfo:
         return f"{self.user}@{self.host}:{self.port}/{self.dbname}"
 
 
-def pg_bin_dir() -> Path | None:
-    """The PostgreSQL bin directory: $HMS_DR_PG_BIN, the Debian default, else None (use PATH)."""
-    configured = os.environ.get(PG_BIN_ENV_VAR)
-    if configured:
-        return Path(configured)
-    return DEFAULT_PG_BIN if DEFAULT_PG_BIN.is_dir() else None
-
-
-def tool_path(tool: str) -> str:
-    """Absolute path of a PostgreSQL client program; PreflightFailed if it is not installed."""
-    bin_dir = pg_bin_dir()
-    if bin_dir is not None and (bin_dir / tool).exists():
-        return str(bin_dir / tool)
-    found = shutil.which(tool)
-    if found is None:
-        raise PreflightFailed(
-            f"{tool} not found in {bin_dir or 'PATH'}",
-            hint=f"install the PostgreSQL client tools or set {PG_BIN_ENV_VAR}",
-        )
-    return found
-
-
 def tool_env(conn: ConnectionInfo) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update(conn.libpq_env())
     return env
 
 
-def parse_tool_version(output: str) -> tuple[int, str]:
-    """'pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)' -> (15, '15.18')."""
-    match = re.search(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?", output)
-    if not match:
-        raise ValueError(f"cannot read a PostgreSQL version from {output.strip()!r}")
-    major = int(match.group(1))
-    minor = match.group(2)
-    return major, f"{major}.{minor}" if minor is not None else str(major)
-
-
-def tool_version(tool: str) -> tuple[int, str]:
-    done = subprocess.run([tool_path(tool), "--version"], capture_output=True, text=True, timeout=30)
-    if done.returncode != 0:
-        raise ToolFailed(tool, done.returncode, last_line(done.stderr))
-    return parse_tool_version(done.stdout)
-
-
 def pg_dump_argv(
+    pg: PgInstall,
     *,
     snapshot: str | None,
     archive_format: str,
@@ -135,7 +91,7 @@ def pg_dump_argv(
         raise ValueError("schema_only and data_only exclude each other")
     if archive_format not in ("c", "p"):
         raise ValueError(f"unsupported pg_dump format {archive_format!r} (c or p)")
-    argv = [tool_path("pg_dump"), f"--format={archive_format}", f"--compress={compress_level}", "--no-password"]
+    argv = [pg.program("pg_dump"), f"--format={archive_format}", f"--compress={compress_level}", "--no-password"]
     if snapshot:
         argv.append(f"--snapshot={snapshot}")
     if schema_only:
@@ -149,9 +105,9 @@ def pg_dump_argv(
     return argv
 
 
-def pg_restore_list_argv() -> list[str]:
+def pg_restore_list_argv(pg: PgInstall) -> list[str]:
     """pg_restore --list reading an archive from stdin: proves the table of contents is readable."""
-    return [tool_path("pg_restore"), "--list"]
+    return [pg.program("pg_restore"), "--list"]
 
 
 def last_line(text: str) -> str:

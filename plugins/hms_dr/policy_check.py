@@ -20,8 +20,8 @@ import psycopg
 from hms_dr import baseline, sqlfiles
 from hms_dr.database import connect, first_line
 from hms_dr.errors import HmsDrError
-from hms_dr.pgtools import ConnectionInfo, tool_version
-from hms_dr.physical.preflight import judge_source, read_source_cluster
+from hms_dr.pgtools import ConnectionInfo
+from hms_dr.physical.preflight import judge_source, read_source_cluster, source_tools
 from hms_dr.policy import Policy
 from hms_dr.preflight import check_large_objects_readable, check_relations_readable
 from hms_dr.view_determinism import REFUSAL_HINT, fingerprints_under_two_plans, refusal_message, static_reasons
@@ -387,9 +387,9 @@ def _base_backup_findings(replication: ConnectionInfo | None) -> list[Finding]:
         ]
     try:
         source = read_source_cluster(replication)
-        judge_source(
-            source, where=f"{replication.host}:{replication.port}", pg_basebackup_major=tool_version("pg_basebackup")[0]
-        )
+        where = f"{replication.host}:{replication.port}"
+        judge_source(source, where=where)
+        source_tools(source, where=where)
     except HmsDrError as exc:
         return [_from_error("base backups", exc)]
     checksums = "" if source.data_checksums else " (no data checksums: the drill cannot run pg_checksums)"

@@ -19,7 +19,8 @@ from hms_dr.crypto import EncryptionKey, check_encryption_key, gpg_home
 from hms_dr.database import connect
 from hms_dr.errors import PreflightFailed
 from hms_dr.manifest import BackupKind
-from hms_dr.pgtools import ConnectionInfo, tool_version
+from hms_dr.pginstalls import client_install
+from hms_dr.pgtools import ConnectionInfo
 from hms_dr.policy import CompressionMethod, CompressionPolicy, EncryptionMode, LogicalBackupPolicy, StagingPolicy
 from hms_dr.store import Store, check_writable
 from hms_dr.view_determinism import refuse_nondeterministic_views
@@ -88,8 +89,6 @@ def run_preflight(
         if shutil.which(program) is None:
             raise PreflightFailed(f"{program} is not installed on this worker")
 
-    dump_major, dump_version = tool_version("pg_dump")
-    restore_major, _ = tool_version("pg_restore")
     schemas = list(logical_backup.schemas)
     with connect(conn) as connection, connection.cursor() as cursor:
         cursor.execute(sqlfiles.text("server_identity"))
@@ -103,12 +102,11 @@ def run_preflight(
             "database_size_bytes": database_size,
             "system_identifier": system_id,
         }
-        report["tools"] = {"pg_dump": dump_version}
-        if dump_major < server_major or restore_major < server_major:
-            raise PreflightFailed(
-                f"pg_dump {dump_version} is older than the server ({server_version}): "
-                "a dump must be taken with pg_dump of the server's major version or newer"
-            )
+        # The client tools of the server's major or the nearest newer: refused in one line
+        # naming both versions when this worker has none that new.
+        pg = client_install(server_major, server=f"the server at {conn.host}:{conn.port} ({server_version})")
+        pg.program("pg_restore")  # the archive is proven readable by pg_restore of the same install
+        report["tools"] = {"pg_dump": pg.version, "bin_dir": str(pg.bin_dir)}
         cursor.execute(sqlfiles.text("backup_role_attributes"))
         role, is_superuser, _, reads_all_data, reads_settings, reads_stats = cursor.fetchone()
         report["role"] = role
@@ -155,7 +153,7 @@ def run_preflight(
         server_version,
         database_size / MIB,
         role,
-        dump_version,
+        pg.version,
         store.url,
         key.key_id,
     )

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from hms_dr.catalog import BackupSet, key_for
 from hms_dr.crypto import DecryptionKey
+from hms_dr.database import client_tools
 from hms_dr.decrypt import decrypt_file, download_verified, plain_matches
 from hms_dr.errors import ChecksumMismatch, ToolFailed
-from hms_dr.pgtools import ConnectionInfo, tool_env, tool_path
+from hms_dr.pginstalls import PgInstall
+from hms_dr.pgtools import ConnectionInfo, tool_env
 from hms_dr.units import human_bytes
 
 if TYPE_CHECKING:
@@ -59,11 +61,11 @@ def fetch_for_restore(store: Store, backup_set: BackupSet, key: DecryptionKey, w
     return FetchedPayload(plain, payload.size_bytes, digest.size_bytes, download_s, decrypt_s)
 
 
-def pg_restore_argv(archive: Path, *, dbname: str, jobs: int) -> list[str]:
+def pg_restore_argv(pg: PgInstall, archive: Path, *, dbname: str, jobs: int) -> list[str]:
     """pg_restore into ``dbname``; owners and grants are left out because the isolated restore
     server need not have production's roles. The connection comes from the environment."""
     return [
-        tool_path("pg_restore"),
+        pg.program("pg_restore"),
         "--exit-on-error",
         "--no-owner",
         "--no-privileges",
@@ -77,7 +79,9 @@ def pg_restore_argv(archive: Path, *, dbname: str, jobs: int) -> list[str]:
 def run_pg_restore(target: ConnectionInfo, archive: Path, *, jobs: int) -> dict[str, Any]:
     """pg_restore -j N --exit-on-error into ``target``; ToolFailed with pg_restore's error line."""
     started = time.monotonic()
-    argv = pg_restore_argv(archive, dbname=target.dbname, jobs=jobs)
+    # pg_restore of the target server's major (or newer): an upgrade rehearsal restores a set taken
+    # from an older server, whose archive every newer pg_restore reads.
+    argv = pg_restore_argv(client_tools(target), archive, dbname=target.dbname, jobs=jobs)
     done = subprocess.run(argv, env=tool_env(target), capture_output=True, text=True)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]

@@ -21,7 +21,6 @@ from hms_dr.errors import PreflightFailed, ToolFailed
 
 log = logging.getLogger(__name__)
 
-PG_BIN = Path(os.environ.get("HMS_DR_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SERVER_OS_USER = "postgres"
 
 
@@ -84,7 +83,7 @@ def run_server_tool(
         )
     except FileNotFoundError as exc:
         raise ToolFailed(
-            tool, None, f"not found: {exc.filename}", hint=f"install PostgreSQL 15 or set HMS_DR_PG_BIN (now {PG_BIN})"
+            tool, None, f"not found: {exc.filename}", hint="install that PostgreSQL major or set HMS_DR_PG_BIN_<major>"
         ) from exc
     except subprocess.TimeoutExpired as exc:
         raise ToolFailed(tool, None, f"timed out after {timeout_s} s") from exc

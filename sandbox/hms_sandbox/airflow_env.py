@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from hms_dr.files import write_file_atomically
 from hms_sandbox.cluster import SUPERUSER
+from hms_sandbox.pgmajors import announce_embedded_postgres
 from hms_sandbox.s3server import S3_REGION
 
 if TYPE_CHECKING:
@@ -104,7 +105,14 @@ def build_airflow_env(sandbox: Sandbox) -> dict[str, str]:
         ),
         "AIRFLOW_CONN_HMS_ADMIN": _postgres_connection(sandbox, SUPERUSER),
         **_restore_target_connection(sandbox),
+        **_pg_installs(),
     }
+
+
+def _pg_installs() -> dict[str, str]:
+    """Where Airflow's tasks find the PostgreSQL majors beyond Debian's: the embedded 18."""
+    announce_embedded_postgres()
+    return {name: value for name, value in os.environ.items() if name.startswith("HMS_DR_PG_BIN")}
 
 
 def airflow_process_env(env: Mapping[str, str], plugins_dir: Path) -> dict[str, str]:

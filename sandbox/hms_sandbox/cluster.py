@@ -1,4 +1,4 @@
-"""A local PostgreSQL 15 cluster built with ``initdb`` for the sandbox, the tests and the benchmarks.
+"""A local PostgreSQL cluster (15 or 18) built with ``initdb`` for the sandbox, the tests and the benchmarks.
 
 Server programs run as the right OS user through :mod:`hms_dr.server_user` (the ``postgres`` OS
 user when this process is root); its helpers are re-exported here for the sandbox's callers.
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hms_dr.errors import PreflightFailed, ToolFailed
+from hms_dr.pginstalls import PgInstall, data_dir_major, data_install
 from hms_dr.server_user import (  # noqa: F401  (re-exported: the sandbox, tests and benches import them from here)
-    PG_BIN,
     SERVER_OS_USER,
     chown_to_server,
     ensure_reachable_by_server,
@@ -27,6 +27,7 @@ from hms_dr.server_user import (  # noqa: F401  (re-exported: the sandbox, tests
     server_command,
     server_user,
 )
+from hms_sandbox.pgmajors import DEFAULT_MAJOR, announce_embedded_postgres
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,14 @@ class LocalCluster:
     port: int
     log_file: Path
     socket_dir: Path | None = None
+    major: int = DEFAULT_MAJOR  # the major initdb makes; an existing data directory says its own
+
+    @property
+    def pg(self) -> PgInstall:
+        """The server programs of this cluster's major (of its data directory once it exists)."""
+        announce_embedded_postgres()
+        major = data_dir_major(self.data_dir) if self.is_initialized() else self.major
+        return data_install(major, data=f"the cluster in {self.data_dir}")
 
     @property
     def socket_directory(self) -> Path:
@@ -118,7 +127,7 @@ class LocalCluster:
             pwfile.chmod(0o600)
             chown_to_server(pwfile)
             argv: list[str | os.PathLike[str]] = [
-                PG_BIN / "initdb",
+                self.pg.program("initdb"),
                 "-D",
                 self.data_dir.absolute(),
                 "-U",
@@ -154,7 +163,7 @@ class LocalCluster:
         self, *args: str, check: bool = True, timeout_s: float | None = None
     ) -> subprocess.CompletedProcess[str]:
         return run_server_tool(
-            [PG_BIN / "pg_ctl", "-D", self.data_dir.absolute(), *args], check=check, timeout_s=timeout_s
+            [self.pg.program("pg_ctl"), "-D", self.data_dir.absolute(), *args], check=check, timeout_s=timeout_s
         )
 
     def is_running(self) -> bool:

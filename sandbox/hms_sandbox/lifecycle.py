@@ -19,9 +19,9 @@ from typing import Any
 
 from hms_dr.errors import PreflightFailed
 from hms_dr.files import write_file_atomically
+from hms_dr.pginstalls import INCREMENTAL_BACKUP_MAJOR, data_dir_major, data_install
 from hms_sandbox.airflow_env import write_airflow_env
 from hms_sandbox.cluster import (
-    PG_BIN,
     LocalCluster,
     ensure_reachable_by_server,
     free_port,
@@ -30,6 +30,7 @@ from hms_sandbox.cluster import (
 )
 from hms_sandbox.detached import environ_has, session_tree, stop_session_tree
 from hms_sandbox.keys import export_public_key, export_secret_key, generate_key_pair, stop_gpg_agent
+from hms_sandbox.pgmajors import DEFAULT_MAJOR, MAJOR_ENV_VAR, announce_embedded_postgres, sandbox_major
 from hms_sandbox.policy_file import sandbox_policy_overrides, write_sandbox_policy
 from hms_sandbox.s3server import MotoServer, create_buckets
 from hms_sandbox.smtpsink import SmtpSink, mail_dir
@@ -63,14 +64,28 @@ def _check_prerequisites(paths: SandboxPaths) -> None:
             raise PreflightFailed(f"{required} is missing; the sandbox needs it")
     if not os.access(paths.archive_script, os.X_OK):
         raise PreflightFailed(f"{paths.archive_script} is not executable", hint=f"chmod 0755 {paths.archive_script}")
-    for program in (PG_BIN / "initdb", PG_BIN / "pg_ctl"):
-        if not program.exists():
-            raise PreflightFailed(f"{program} not found", hint="install PostgreSQL 15 or set HMS_DR_PG_BIN")
     for program_name in ("gpg", "gpgconf") + (("runuser",) if server_user() else ()):
         if shutil.which(program_name) is None:
             raise PreflightFailed(f"{program_name} not found on PATH")
     for server_path in (paths.data_dir, paths.spool_dir):
         ensure_reachable_by_server(server_path)
+
+
+def _sandbox_major(paths: SandboxPaths, state: dict[str, Any], asked: int | None) -> int:
+    """The major this sandbox runs: its data directory's once it exists, else the one asked for;
+    the server programs of that major must be installed (PreflightFailed naming it otherwise)."""
+    wanted = asked or sandbox_major()
+    if (paths.data_dir / "PG_VERSION").exists():
+        existing = data_dir_major(paths.data_dir)
+        if (asked is not None or os.environ.get(MAJOR_ENV_VAR)) and existing != wanted:
+            raise PreflightFailed(
+                f"the sandbox in {paths.state_dir} runs PostgreSQL {existing}, not {wanted}",
+                hint=f"make clean (or another SANDBOX=...) for a PostgreSQL {wanted} sandbox",
+            )
+        wanted = existing
+    for program in ("initdb", "pg_ctl", "postgres"):
+        data_install(wanted, data=f"the sandbox's PostgreSQL {wanted}").program(program)
+    return wanted
 
 
 def _make_private_dir(path: Path) -> None:
@@ -104,20 +119,30 @@ def _server_files(paths: SandboxPaths) -> tuple[Path, Path]:
     return copies[0], copies[1]
 
 
-def _start_postgres(paths: SandboxPaths, state: dict[str, Any], sandbox_secrets: SandboxSecrets) -> LocalCluster:
+def _start_postgres(
+    paths: SandboxPaths, state: dict[str, Any], sandbox_secrets: SandboxSecrets, major: int
+) -> LocalCluster:
     postgres_state = state.setdefault("postgres", {})
     cluster = LocalCluster(
-        paths.data_dir, int(postgres_state.setdefault("port", free_port())), paths.pg_log_file, paths.socket_dir
+        paths.data_dir,
+        int(postgres_state.setdefault("port", free_port())),
+        paths.pg_log_file,
+        paths.socket_dir,
+        major=major,
     )
     prepare_server_dir(paths.spool_dir, 0o700)
     conf_fragment, archive_script = _server_files(paths)
     if not cluster.is_initialized():
+        conf = {"archive_command": archive_command(archive_script, paths.spool_dir)}
+        if major >= INCREMENTAL_BACKUP_MAJOR:
+            conf["summarize_wal"] = "on"  # incremental base backups read the WAL summaries
         cluster.init(
             sandbox_secrets.role_passwords["postgres"],
             data_checksums=True,
-            conf={"archive_command": archive_command(archive_script, paths.spool_dir)},
+            conf=conf,
             conf_fragment=conf_fragment,
         )
+        postgres_state["major"] = major
         postgres_state["initialized_at"] = _now()
         save_state(paths, state)
     cluster.start()
@@ -128,9 +153,9 @@ def _start_postgres(paths: SandboxPaths, state: dict[str, Any], sandbox_secrets:
 RESTORE_SUPERUSER_KEY = "restore_target_postgres"
 
 
-def _restore_cluster(paths: SandboxPaths, port: int) -> LocalCluster:
+def _restore_cluster(paths: SandboxPaths, port: int, major: int = DEFAULT_MAJOR) -> LocalCluster:
     base = paths.state_dir / "pg" / "restore-target"
-    return LocalCluster(base / "data", port, base / "log" / "postgresql.log", base / "sockets")
+    return LocalCluster(base / "data", port, base / "log" / "postgresql.log", base / "sockets", major=major)
 
 
 def _with_restore_password(paths: SandboxPaths, sandbox_secrets: SandboxSecrets) -> SandboxSecrets:
@@ -145,10 +170,10 @@ def _with_restore_password(paths: SandboxPaths, sandbox_secrets: SandboxSecrets)
     return sandbox_secrets
 
 
-def _init_restore_target(paths: SandboxPaths, port: int, superuser_password: str) -> bool:
+def _init_restore_target(paths: SandboxPaths, port: int, superuser_password: str, major: int) -> bool:
     """initdb of the restore-test server unless done before; whether it ran. Touches nothing but
     its own directory, so it may run beside the primary's start."""
-    cluster = _restore_cluster(paths, port)
+    cluster = _restore_cluster(paths, port, major)
     if cluster.is_initialized():
         return False
     cluster.init(superuser_password, data_checksums=True)
@@ -161,7 +186,7 @@ def _start_restore_target(paths: SandboxPaths, state: dict[str, Any], *, initial
     if initialized_now:
         target_state["initialized_at"] = _now()
         save_state(paths, state)
-    cluster = _restore_cluster(paths, int(target_state["port"]))
+    cluster = _restore_cluster(paths, int(target_state["port"]))  # its data directory says its major
     cluster.start()
     target_state["pid"] = cluster.postmaster_pid()
 
@@ -299,12 +324,17 @@ def _record_gpg_key(
     return with_keys
 
 
-def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50) -> Sandbox:
-    """Bring the sandbox up (creating whatever does not exist yet) and return it."""
+def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50, pg_major: int | None = None) -> Sandbox:
+    """Bring the sandbox up (creating whatever does not exist yet) and return it.
+
+    :param pg_major: the PostgreSQL major of a new sandbox (default $HMS_DR_SANDBOX_PG, else 15);
+        an existing sandbox keeps its own, and asking for another is refused."""
     paths = SandboxPaths.at(state_dir)
+    announce_embedded_postgres()
     _check_prerequisites(paths)
     _make_private_dir(paths.state_dir)
     state = load_state(paths)
+    major = _sandbox_major(paths, state, pg_major)
     if paths.data_dir.exists() and any(paths.data_dir.iterdir()) and "postgres" not in state:
         raise PreflightFailed(
             f"{paths.data_dir} holds a cluster but {paths.state_file} does not record it",
@@ -335,8 +365,9 @@ def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50) -> Sandbo
             paths,
             int(state["restore_target"]["port"]),
             sandbox_secrets.role_passwords[RESTORE_SUPERUSER_KEY],
+            major,
         )
-        cluster = _start_postgres(paths, state, sandbox_secrets)
+        cluster = _start_postgres(paths, state, sandbox_secrets, major)
         save_state(paths, state)
         _load_hms_database(cluster, state, sandbox_secrets, scale_mb)
         save_state(paths, state)

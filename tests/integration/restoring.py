@@ -12,8 +12,16 @@ import psycopg
 
 from hms_dr import baseline
 from hms_dr.catalog import BackupSet
-from hms_dr.pgtools import tool_path
+from hms_dr.pginstalls import PgInstall, client_install
 from hms_dr.restore import fetch_for_restore
+
+
+def programs_for(dsn: str) -> PgInstall:
+    """The client programs hms-dr would choose for the server ``dsn`` reaches (its major or newer)."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
+    assert row is not None
+    return client_install(row[0] // 10000)
 
 
 def fetch_plain(store: Any, backup_set: BackupSet, restore_key: Any, workdir: Path) -> Path:
@@ -28,7 +36,7 @@ def restore_into_new_database(sandbox: Any, archive: Path) -> str:
         conn.execute(f'CREATE DATABASE "{name}" OWNER hms_admin')
     dsn = sandbox.superuser_dsn(name)
     done = subprocess.run(
-        [tool_path("pg_restore"), "--exit-on-error", "-j", "2", "-d", dsn, str(archive)],
+        [programs_for(dsn).program("pg_restore"), "--exit-on-error", "-j", "2", "-d", dsn, str(archive)],
         capture_output=True,
         text=True,
         timeout=900,

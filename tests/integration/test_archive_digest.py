@@ -17,10 +17,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
+from restoring import programs_for
 
 from hms_dr.logical.archive_digest import ArchiveError, digest_archive
 from hms_dr.logical.content import ContentDigests, digest_argv, digest_env
-from hms_dr.pgtools import tool_path
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,11 @@ def dump(dsn: str, *options: str) -> bytes:
         "PATH": "/usr/bin:/bin",
     }
     done = subprocess.run(
-        [tool_path("pg_dump"), "--format=c", "--blobs", *options], env=env, capture_output=True, timeout=120, check=True
+        [programs_for(dsn).program("pg_dump"), "--format=c", "--blobs", *options],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=True,
     )
     return done.stdout
 

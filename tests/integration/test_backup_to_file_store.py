@@ -23,7 +23,7 @@ from hms_dr.catalog import find_set, key_for
 from hms_dr.crypto import DecryptionKey
 from hms_dr.errors import DecryptionFailed
 from hms_dr.manifest import MANIFEST_NAME, BackupKind
-from hms_dr.pgtools import tool_path
+from hms_dr.pginstalls import newest_install
 from hms_dr.policy import EncryptionMode
 from hms_dr.store import open_store
 
@@ -147,7 +147,7 @@ def test_dump_decrypts_with_the_passphrase_and_restores_to_exactly_the_baselines
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
     assert hashlib.sha256(archive.read_bytes()).hexdigest() == newest_set.manifest.payloads[0].plain_sha256
     listing = subprocess.run(
-        [tool_path("pg_restore"), "--list", str(archive)], capture_output=True, text=True, check=True
+        [newest_install().program("pg_restore"), "--list", str(archive)], capture_output=True, text=True, check=True
     ).stdout
     header = {
         line.split(":", 1)[0].strip("; \t"): line.split(":", 1)[1].strip()

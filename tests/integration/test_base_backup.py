@@ -37,6 +37,7 @@ from hms_dr.errors import (
     ToolFailed,
 )
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Payload, parse_utc
+from hms_dr.pginstalls import PgInstall, data_install
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.backup_manifest import parse_backup_manifest
 from hms_dr.physical.basebackup import take_base_backup
@@ -57,6 +58,11 @@ PLAIN_NAMES = {
     "pg_wal.tar.zst.gpg": "pg_wal.tar",
     "backup_manifest.zst.gpg": "backup_manifest",
 }
+
+
+def PG15() -> PgInstall:
+    """The sandbox and scratch clusters of this module run PostgreSQL 15: its programs verify them."""
+    return data_install(15)
 
 
 def server_facts(dsn: str) -> dict[str, Any]:
@@ -190,7 +196,7 @@ def test_the_payloads_decrypt_to_tars_that_pg_verifybackup_accepts(
         plain = tars / PLAIN_NAMES[payload.name]
         decrypt_file(encrypted, payload.name, restore_key, plain, staging_dir=tmp_path)
         assert hashlib.sha256(plain.read_bytes()).hexdigest() == payload.plain_sha256
-    verification = verify_tar_backup(tars, tmp_path / "scratch")
+    verification = verify_tar_backup(PG15(), tars, tmp_path / "scratch")
     assert verification.verified_by.startswith("pg_verifybackup 15.") and verification.extracted_bytes > 16 << 20
     assert not (tmp_path / "scratch" / "extract").exists()
     pg_manifest = parse_backup_manifest((tars / "backup_manifest").read_bytes(), where="decrypted")
@@ -391,7 +397,7 @@ def test_too_little_staging_space_is_refused_before_anything_is_copied(
 def scratch_tars(scratch_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pg_basebackup's tar output of the scratch cluster, untouched: tests copy what they tamper with."""
     tars = tmp_path_factory.mktemp("scratch-backup") / "tars"
-    run_pg_basebackup(connection(scratch_cluster), tars, label="hms-dr-verify-test")
+    run_pg_basebackup(connection(scratch_cluster), PG15(), tars, label="hms-dr-verify-test")
     return tars
 
 
@@ -403,7 +409,7 @@ def extracted(scratch_tars: Path, tmp_path: Path) -> Path:
 
 
 def test_an_untouched_extract_passes(scratch_tars: Path, extracted: Path) -> None:
-    run_pg_verifybackup(scratch_tars / "backup_manifest", extracted)
+    run_pg_verifybackup(PG15(), scratch_tars / "backup_manifest", extracted)
 
 
 def test_a_truncated_file_fails_verification_naming_it(scratch_tars: Path, extracted: Path) -> None:
@@ -412,7 +418,7 @@ def test_a_truncated_file_fails_verification_naming_it(scratch_tars: Path, extra
     with victim.open("r+b") as handle:
         handle.truncate(victim.stat().st_size // 2)
     with pytest.raises(BackupVerificationFailed) as caught:
-        run_pg_verifybackup(scratch_tars / "backup_manifest", extracted)
+        run_pg_verifybackup(PG15(), scratch_tars / "backup_manifest", extracted)
     assert f'"{relative}" has size' in caught.value.message and "in the manifest" in caught.value.message
     assert caught.value.message.startswith(f"pg_verifybackup rejected the base backup in {extracted}: ")
     assert "\n" not in caught.value.message
@@ -422,14 +428,14 @@ def test_an_edited_backup_manifest_fails_verification(scratch_tars: Path, extrac
     edited = tmp_path / "backup_manifest"
     edited.write_bytes((scratch_tars / "backup_manifest").read_bytes().replace(b'"Size": 3,', b'"Size": 4,', 1))
     with pytest.raises(BackupVerificationFailed, match="manifest checksum mismatch"):
-        run_pg_verifybackup(edited, extracted)
+        run_pg_verifybackup(PG15(), edited, extracted)
 
 
 def test_missing_wal_fails_verification(scratch_tars: Path, extracted: Path) -> None:
     for segment in (extracted / "pg_wal").glob("0000*"):
         segment.unlink()
     with pytest.raises(BackupVerificationFailed, match="could not find any WAL file"):
-        run_pg_verifybackup(scratch_tars / "backup_manifest", extracted)
+        run_pg_verifybackup(PG15(), scratch_tars / "backup_manifest", extracted)
 
 
 def test_a_truncated_tar_fails_verification_and_its_extract_is_removed(scratch_tars: Path, tmp_path: Path) -> None:
@@ -439,7 +445,7 @@ def test_a_truncated_tar_fails_verification_and_its_extract_is_removed(scratch_t
         data = source.read_bytes()
         (tars / source.name).write_bytes(data[: len(data) // 3] if source.name == "base.tar" else data)
     with pytest.raises(BackupVerificationFailed):
-        verify_tar_backup(tars, tmp_path / "scratch")
+        verify_tar_backup(PG15(), tars, tmp_path / "scratch")
     assert leftovers(tmp_path / "scratch") == []
 
 

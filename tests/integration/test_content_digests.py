@@ -25,13 +25,14 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from restoring import programs_for
 
 from hms_dr import restore
 from hms_dr.catalog import find_set, key_for, list_catalog
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home
 from hms_dr.logical import publish_logical_sets, take_logical_backup
 from hms_dr.manifest import BackupKind, dump_manifest, new_backup_set_id
-from hms_dr.pgtools import ConnectionInfo, tool_path
+from hms_dr.pgtools import ConnectionInfo
 from hms_dr.policy import EncryptionMode, load_policy
 from hms_dr.quality import check_restored_database
 from hms_dr.scratch.database import (
@@ -223,7 +224,7 @@ def doctor_set(world: DigestWorld, backup_set_id: str, damage: Callable[[str], N
         env = {"PGPASSWORD": world.sandbox.secrets.role_passwords["postgres"]}
         subprocess.run(
             [
-                tool_path("pg_dump"),
+                programs_for(world.sandbox.superuser_dsn()).program("pg_dump"),
                 "--format=c",
                 "--compress=0",
                 "--blobs",

@@ -26,7 +26,7 @@ import pytest
 from hms_dr.errors import PreflightFailed
 from hms_dr.integrity import check_amcheck_ready
 from hms_dr.pgtools import ConnectionInfo
-from hms_sandbox.cluster import PG_BIN, LocalCluster, free_port, prepare_server_dir, run_server_tool
+from hms_sandbox.cluster import LocalCluster, free_port, prepare_server_dir, run_server_tool
 from hms_sandbox.smtpsink import mail_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
@@ -43,7 +43,7 @@ def copy_of_production(sandbox: Any, home: Path) -> LocalCluster:
         prepare_server_dir(directory, 0o700)
     run_server_tool(
         [
-            PG_BIN / "pg_basebackup",
+            sandbox.cluster().pg.program("pg_basebackup"),
             "-h",
             "127.0.0.1",
             "-p",

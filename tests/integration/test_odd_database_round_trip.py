@@ -38,7 +38,8 @@ from hms_dr.dr.request import TableName, TargetFacts, parse_request, resolve_req
 from hms_dr.dr.verify import baselines_for_restored
 from hms_dr.logical import publish_logical_sets, take_logical_backup
 from hms_dr.manifest import BackupKind
-from hms_dr.pgtools import ConnectionInfo, parse_restore_list, tool_path
+from hms_dr.pginstalls import newest_install
+from hms_dr.pgtools import ConnectionInfo, parse_restore_list
 from hms_dr.quality import check_restored_database
 from hms_dr.scratch.database import ScratchDatabaseKind, create_scratch_database, scratch_database_name
 from hms_dr.store import open_store
@@ -156,7 +157,10 @@ def test_the_data_only_export_holds_every_partitions_rows_and_the_spaced_and_mix
     }
     fetched = restore.fetch_for_restore(backed_up["store"], data_set, backed_up["key"], workdir / "fetch-data-listing")
     listing = subprocess.run(
-        [tool_path("pg_restore"), "--list", str(fetched.path)], capture_output=True, text=True, check=True
+        [newest_install().program("pg_restore"), "--list", str(fetched.path)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     fetched.path.unlink()
     expected = {tuple(key.split(".", 1)) for key in (*LEAF_PARTITIONS, SPACED, MIXED_CASE)}

@@ -48,7 +48,7 @@ from hms_dr.policy import EncryptionMode
 from hms_dr.publish import publish_set
 from hms_dr.streams import Pipeline, Stage
 from hms_dr.wal.ship import ship_spool
-from hms_sandbox.cluster import PG_BIN, LocalCluster, free_port, prepare_server_dir, run_server_tool
+from hms_sandbox.cluster import LocalCluster, free_port, prepare_server_dir, run_server_tool
 from hms_sandbox.lifecycle import archive_command
 
 pytestmark = pytest.mark.integration
@@ -515,7 +515,7 @@ def test_latest_follows_a_promotion_onto_the_new_timeline(
     env = {"PGPASSWORD": source.password}
     run_server_tool(
         [
-            PG_BIN / "pg_basebackup",
+            source.cluster.pg.program("pg_basebackup"),
             "-h",
             "127.0.0.1",
             "-p",
@@ -536,7 +536,7 @@ def test_latest_follows_a_promotion_onto_the_new_timeline(
     run_server_tool(["touch", str(standby.data_dir / "standby.signal")])
     standby.start()
     try:
-        run_server_tool([PG_BIN / "pg_ctl", "-D", str(standby.data_dir), "promote", "-w"], timeout_s=60)
+        run_server_tool([standby.pg.program("pg_ctl"), "-D", str(standby.data_dir), "promote", "-w"], timeout_s=60)
         import psycopg
 
         dsn = standby.dsn("postgres", source.password)

@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from restoring import programs_for
 
 from hms_dr.catalog import find_set, key_for
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, dump_manifest
@@ -220,7 +221,10 @@ def encrypted_dump_without(sandbox: Any, table: str, staging: Any) -> tuple[byte
         password=sandbox.secrets.role_passwords["hms_backup"],
     )
     key = EncryptionKey(EncryptionMode.PUBLIC_KEY, sandbox.fingerprint, public_key=sandbox.secrets.gpg_public_key)
-    argv = [*pg_dump_argv(snapshot=None, archive_format="c", compress_level=0), f"--exclude-table={table}"]
+    argv = [
+        *pg_dump_argv(programs_for(sandbox.superuser_dsn()), snapshot=None, archive_format="c", compress_level=0),
+        f"--exclude-table={table}",
+    ]
     with gpg_home(staging) as home:
         check_encryption_key(home, key)
         stages = [

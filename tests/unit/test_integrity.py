@@ -27,6 +27,7 @@ from hms_dr.integrity import (
     store_report,
     suggested_restore,
 )
+from hms_dr.pginstalls import PgInstall
 from hms_dr.pgtools import ConnectionInfo
 
 DB = "hospital_management"
@@ -62,20 +63,20 @@ def report_of(findings: list[Finding], owners: dict[str, dict[str, str]]) -> dic
     )
 
 
-def test_the_command_line_is_read_only_and_takes_only_access_share_locks() -> None:
-    argv = pg_amcheck_argv(heapallindexed=True, jobs=2, tables=["appointments"])
+def test_the_command_line_is_read_only_and_takes_only_access_share_locks(pg15: PgInstall) -> None:
+    argv = pg_amcheck_argv(pg15, heapallindexed=True, jobs=2, tables=["appointments"])
     assert argv[1:] == ["--no-password", "--verbose", "--jobs=2", "--heapallindexed", "--table=appointments"]
     for unsafe in ("--parent-check", "--rootdescend", "--install-missing"):
         assert unsafe not in argv
-    assert "--heapallindexed" not in pg_amcheck_argv(heapallindexed=False, jobs=1)
+    assert "--heapallindexed" not in pg_amcheck_argv(pg15, heapallindexed=False, jobs=1)
 
 
-def test_the_session_is_read_only_with_a_lock_timeout_and_the_password_stays_out_of_argv() -> None:
+def test_the_session_is_read_only_with_a_lock_timeout_and_the_password_stays_out_of_argv(pg15: PgInstall) -> None:
     conn = ConnectionInfo("db.internal", 5432, "hms_backup", DB, password=PASSWORD)
     env = amcheck_env(conn, lock_timeout_s=60)
     assert "-c default_transaction_read_only=on" in env["PGOPTIONS"] and "-c lock_timeout=60s" in env["PGOPTIONS"]
     assert env["PGPASSWORD"] == PASSWORD and env["PGDATABASE"] == DB
-    assert PASSWORD not in " ".join(pg_amcheck_argv(heapallindexed=True, jobs=1))
+    assert PASSWORD not in " ".join(pg_amcheck_argv(pg15, heapallindexed=True, jobs=1))
 
 
 def test_a_check_that_raised_an_error_names_the_relation_without_the_query() -> None:

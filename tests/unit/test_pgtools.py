@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import secrets
 
-from hms_dr.pgtools import ConnectionInfo, parse_restore_list, parse_tool_version, pg_dump_argv
+from hms_dr.pginstalls import PgInstall, parse_tool_version
+from hms_dr.pgtools import ConnectionInfo, parse_restore_list, pg_dump_argv
 
 PASSWORD = secrets.token_hex(16)  # generated per run, never a literal
 
 
-def test_password_goes_to_the_environment_never_argv_or_repr() -> None:
+def test_password_goes_to_the_environment_never_argv_or_repr(pg15: PgInstall) -> None:
     conn = ConnectionInfo("127.0.0.1", 5433, "hms_backup", "hospital_management", password=PASSWORD)
-    argv = pg_dump_argv(snapshot="00000003-00000002-1", archive_format="c", compress_level=0)
+    argv = pg_dump_argv(pg15, snapshot="00000003-00000002-1", archive_format="c", compress_level=0)
     assert not any(PASSWORD in a for a in argv)
     assert PASSWORD not in repr(conn)
     assert conn.libpq_env()["PGPASSWORD"] == PASSWORD
 
 
-def test_pg_dump_argv_shares_the_snapshot_and_selects_tables() -> None:
-    argv = pg_dump_argv(snapshot="S-1", archive_format="c", compress_level=0, data_only=True, tables=["public.billing"])
+def test_pg_dump_argv_shares_the_snapshot_and_selects_tables(pg15: PgInstall) -> None:
+    argv = pg_dump_argv(
+        pg15, snapshot="S-1", archive_format="c", compress_level=0, data_only=True, tables=["public.billing"]
+    )
     assert "--snapshot=S-1" in argv and "--data-only" in argv and "--table=public.billing" in argv
     assert "--format=c" in argv and "--compress=0" in argv
     assert "--blobs" not in argv
 
 
-def test_whole_database_dump_includes_large_objects() -> None:
-    assert "--blobs" in pg_dump_argv(snapshot=None, archive_format="c", compress_level=6)
+def test_whole_database_dump_includes_large_objects(pg15: PgInstall) -> None:
+    assert "--blobs" in pg_dump_argv(pg15, snapshot=None, archive_format="c", compress_level=6)
 
 
 def test_reads_versions_of_debian_builds() -> None:

@@ -9,6 +9,8 @@ SELECT current_setting('server_version_num')::int AS server_version_num,
        pg_size_bytes(current_setting('wal_segment_size')) AS wal_segment_size_bytes,
        current_setting('wal_level') AS wal_level,
        current_setting('max_wal_senders')::int AS max_wal_senders,
+       -- incremental backups (17+) read the WAL summaries; NULL on servers older than 17
+       current_setting('summarize_wal', true) AS summarize_wal,
        r.rolname AS role_name,
        r.rolreplication AS can_replicate,
        r.rolsuper AS is_superuser,

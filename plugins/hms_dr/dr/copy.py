@@ -24,8 +24,9 @@ import logging
 import time
 from typing import Any
 
-from hms_dr.database import connect
-from hms_dr.pgtools import ConnectionInfo, tool_env, tool_path
+from hms_dr.database import client_tools, connect
+from hms_dr.pginstalls import PgInstall
+from hms_dr.pgtools import ConnectionInfo, tool_env
 from hms_dr.streams import Pipeline, Stage
 from hms_dr.units import human_bytes, human_rate
 
@@ -34,11 +35,11 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 
 
-def dump_argv(*, schema: str | None) -> list[str]:
+def dump_argv(pg: PgInstall, *, schema: str | None) -> list[str]:
     """pg_dump of one schema (or, with None, the whole database) as plain SQL on stdout; the
     connection comes from the environment."""
     argv = [
-        tool_path("pg_dump"),
+        pg.program("pg_dump"),
         "--format=plain",
         "--no-owner",
         "--no-privileges",
@@ -52,10 +53,10 @@ def dump_argv(*, schema: str | None) -> list[str]:
     return argv
 
 
-def load_argv() -> list[str]:
+def load_argv(pg: PgInstall) -> list[str]:
     """psql running its stdin as one transaction, stopping at the first error."""
     return [
-        tool_path("psql"),
+        pg.program("psql"),
         "--no-psqlrc",
         "--quiet",
         "--no-password",
@@ -76,8 +77,8 @@ def copy_objects(source: ConnectionInfo, target: ConnectionInfo, *, schema: str 
         copied += len(chunk)
 
     stages = [
-        Stage("pg_dump", dump_argv(schema=schema), env=tool_env(source)),
-        Stage("psql", load_argv(), env=tool_env(target)),
+        Stage("pg_dump", dump_argv(client_tools(source), schema=schema), env=tool_env(source)),
+        Stage("psql", load_argv(client_tools(target)), env=tool_env(target)),
     ]
     with Pipeline(stages, tap=count, tap_after=1) as pipeline:
         while pipeline.output.read(CHUNK):

@@ -26,7 +26,8 @@ from typing import IO, Any
 from hms_dr.errors import BackupVerificationFailed, HmsDrError
 from hms_dr.logical import archive_digest
 from hms_dr.names import split_relation_key
-from hms_dr.pgtools import exact_table_pattern, tool_path
+from hms_dr.pginstalls import PgInstall
+from hms_dr.pgtools import exact_table_pattern
 from hms_dr.streams import FedProgram, Pipeline, Stage
 
 DIGEST_PROGRAM = Path(archive_digest.__file__)
@@ -109,9 +110,14 @@ class RestoredDigest:
     background while the other checks run; ``result()`` waits for it."""
 
     def __init__(
-        self, env: Mapping[str, str], *, tables: Sequence[tuple[str, str]] | None, large_objects: bool
+        self,
+        env: Mapping[str, str],
+        pg: PgInstall,
+        *,
+        tables: Sequence[tuple[str, str]] | None,
+        large_objects: bool,
     ) -> None:
-        argv = [tool_path("pg_dump"), "--format=c", "--compress=0", "--data-only", "--no-password"]
+        argv = [pg.program("pg_dump"), "--format=c", "--compress=0", "--data-only", "--no-password"]
         if tables is None:
             argv.append("--blobs" if large_objects else "--no-blobs")
         else:
@@ -163,7 +169,9 @@ class RestoredContent:
 
 
 @contextmanager
-def digesting_restored(conninfo: Mapping[str, str], baselines: Mapping[str, Any]) -> Iterator[RestoredContent]:
+def digesting_restored(
+    conninfo: Mapping[str, str], baselines: Mapping[str, Any], pg: PgInstall
+) -> Iterator[RestoredContent]:
     """Digest the restored database at ``conninfo`` while the block runs; nothing outlives it.
 
     Baselines without content digests (sets taken before they existed) check nothing here.
@@ -192,7 +200,9 @@ def digesting_restored(conninfo: Mapping[str, str], baselines: Mapping[str, Any]
     if tables == []:
         yield RestoredContent(baselines, None)
         return
-    digest = RestoredDigest(restored_dump_env(conninfo, recorded.get("encoding")), tables=tables, large_objects=whole)
+    digest = RestoredDigest(
+        restored_dump_env(conninfo, recorded.get("encoding")), pg, tables=tables, large_objects=whole
+    )
     try:
         yield RestoredContent(baselines, digest)
     finally:

@@ -17,6 +17,7 @@ from hms_dr.errors import HmsDrError
 from hms_dr.logical.content import ContentDigests, dump_session_options
 from hms_dr.logical.verify import StreamVerifier
 from hms_dr.manifest import BackupKind, Payload
+from hms_dr.pginstalls import PgInstall
 from hms_dr.pgtools import ConnectionInfo, pg_dump_argv, tool_env
 from hms_dr.policy import CompressionMethod, CompressionPolicy, LogicalBackupPolicy
 from hms_dr.store import Store
@@ -94,6 +95,7 @@ def stream_dump(
     spec: DumpSpec,
     *,
     conn: ConnectionInfo,
+    pg: PgInstall,
     snapshot_id: str,
     schemas: tuple[str, ...],
     compression: CompressionPolicy,
@@ -104,6 +106,7 @@ def stream_dump(
     """pg_dump | [zstd] | gpg into the store under ``key``, verified and hashed on the way."""
     started = time.monotonic()
     argv = pg_dump_argv(
+        pg,
         snapshot=snapshot_id,
         archive_format=spec.archive_format,
         compress_level=pg_dump_compress_level(compression, spec.archive_format),
@@ -118,7 +121,7 @@ def stream_dump(
     if compressor is not None:
         stages.append(compressor)
     stages.append(encryption_stage)
-    verifier = StreamVerifier(spec.archive_format, digest_content=spec.digest_content)
+    verifier = StreamVerifier(spec.archive_format, pg, digest_content=spec.digest_content)
     verifier.start()
     progress = _ProgressLog(store.describe(key), lambda: verifier.plain_size, started)
     try:

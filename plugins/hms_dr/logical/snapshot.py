@@ -23,7 +23,8 @@ from hms_dr.logical.content import record_content
 from hms_dr.logical.dump import DumpResult, dump_specs, payload_name, stream_dump
 from hms_dr.logical.run import LogicalRun, StoredDump
 from hms_dr.manifest import BackupKind, new_backup_set_id
-from hms_dr.pgtools import ConnectionInfo, exact_table_pattern, tool_version
+from hms_dr.pginstalls import client_install
+from hms_dr.pgtools import ConnectionInfo, exact_table_pattern
 from hms_dr.policy import CompressionMethod, CompressionPolicy, LogicalBackupPolicy, StagingPolicy
 from hms_dr.publish import remove_unpublished
 from hms_dr.store import Store
@@ -70,6 +71,8 @@ def take_logical_backup(
             "database_size_bytes": database_size,
             "system_identifier": system_identifier,
         }
+        # pg_dump of the server's major or newer, chosen for this server (never an older one).
+        pg = client_install(version_num // 10000, server=f"the server at {conn.host}:{conn.port} ({version})")
         log.info("backup set %s: snapshot %s exported at WAL %s", backup_set_id, snapshot_id, wal_lsn)
 
         # The table list and the relations are resolved first (quick catalog queries); the
@@ -119,6 +122,7 @@ def take_logical_backup(
                     stream_dump(
                         spec,
                         conn=conn,
+                        pg=pg,
                         snapshot_id=snapshot_id,
                         schemas=schemas,
                         compression=compression,
@@ -140,7 +144,7 @@ def take_logical_backup(
 
     finished_at = now()
     baselines = baseline_outcome["baselines"]
-    _, dump_version = tool_version("pg_dump")
+    dump_version = pg.version
     return LogicalRun(
         backup_set_id=backup_set_id,
         cluster=cluster,

@@ -14,6 +14,7 @@ from typing import Any
 from hms_dr.errors import BackupVerificationFailed
 from hms_dr.logical.content import ArchiveDigester, ContentDigests
 from hms_dr.names import split_relation_key
+from hms_dr.pginstalls import PgInstall
 from hms_dr.pgtools import parse_restore_list, pg_restore_list_argv
 from hms_dr.streams import FedProgram
 
@@ -26,6 +27,7 @@ class StreamVerifier:
     custom archives, the closing line for plain SQL."""
 
     archive_format: str
+    pg: PgInstall  # the pg_restore of the pg_dump that wrote the archive
     digest_content: bool = False
     lister: FedProgram | None = None
     tail: bytes = b""
@@ -40,7 +42,7 @@ class StreamVerifier:
         if self.digest_content:
             self.digester = ArchiveDigester()
         # pg_restore --list stops reading once it has the table of contents: fine, its exit code says.
-        self.lister = FedProgram(pg_restore_list_argv(), "pg_restore-list")
+        self.lister = FedProgram(pg_restore_list_argv(self.pg), "pg_restore-list")
 
     def feed(self, chunk: bytes) -> None:
         self.plain_hash.update(chunk)

@@ -6,7 +6,7 @@ must not outlive the run:
 1. preflight: tools, the role's REPLICATION, WAL senders, staging space (~2 x the cluster), the key;
 2. ``pg_basebackup -Ft -X stream --manifest-checksums=SHA256`` as the replication role into a
    private staging directory (base.tar, pg_wal.tar, backup_manifest, <oid>.tar per tablespace);
-3. the tars are extracted into scratch and ``pg_verifybackup`` checks them against the manifest;
+3. ``pg_verifybackup`` checks them against the manifest (on an extracted copy before 18, in place from 18);
 4. each file streams ``zstd | gpg`` into the store while its plain bytes are hashed, is read back
    against its sha256, and only then is ``manifest.json`` written (``publish_set``).
 
@@ -31,6 +31,7 @@ from hms_dr.catalog import key_for, preflight_prefix
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home, gpg_version
 from hms_dr.errors import PreflightFailed
 from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
+from hms_dr.pginstalls import PgInstall
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.backup_manifest import check_label_matches_manifest, parse_backup_label, parse_backup_manifest
 from hms_dr.physical.pgbasebackup import run_pg_basebackup
@@ -117,7 +118,7 @@ def take_base_backup(
     set_folder = key_for(cluster, BackupKind.BASE, backup_set_id)
     stored_keys: list[str] = []
 
-    source, tools = check_source_and_staging(conn, staging_dir, space_ratio=staging_space_ratio)
+    source, pg = check_source_and_staging(conn, staging_dir, space_ratio=staging_space_ratio)
     check_writable(store, preflight_prefix(cluster))
     if store.list(set_folder):
         raise PreflightFailed(
@@ -132,14 +133,14 @@ def take_base_backup(
             tar_dir = workdir / "tars"
             backup_started_at = now()
             seconds["pg_basebackup"] = run_pg_basebackup(
-                conn, tar_dir, label=label, expected_bytes=source.cluster_size_bytes, max_rate_kib_s=max_rate_kib_s
+                conn, pg, tar_dir, label=label, expected_bytes=source.cluster_size_bytes, max_rate_kib_s=max_rate_kib_s
             )
             backup_stopped_at = now()
             files = staged_files(tar_dir)
             for staged in files:
                 staged.path.chmod(0o600)
 
-            verification = verify_tar_backup(tar_dir, workdir)
+            verification = verify_tar_backup(pg, tar_dir, workdir)
             seconds["verify"] = verification.extract_seconds + verification.verify_seconds
             base_backup = describe_backup(tar_dir, source, verification, label=label)
             # The server's backup interval lies inside this worker's [start, stop] clock readings:
@@ -173,7 +174,7 @@ def take_base_backup(
         finished_at = now()
         extra = manifest_extra(
             base_backup,
-            tools,
+            pg,
             zstd_level=zstd_level,
             encryption_key=encryption_key,
             verification=verification,
@@ -227,7 +228,7 @@ def take_base_backup(
 
 def manifest_extra(
     base_backup: Mapping[str, Any],
-    tools: Mapping[str, Any],
+    pg: PgInstall,
     *,
     zstd_level: int,
     encryption_key: EncryptionKey,
@@ -241,12 +242,13 @@ def manifest_extra(
         "compression": {"method": "zstd", "level": zstd_level},
         "encryption": {"mode": encryption_key.mode.value, "key_id": encryption_key.key_id, "cipher": CIPHER},
         "tools": {
-            **{k: v for k, v in tools.items() if k != "pg_basebackup_major"},
+            "pg_basebackup": pg.version,
+            "pg_verifybackup": pg.version,
             "zstd": zstd_version(),
             "gpg": gpg_version(),
         },
         "verification": {
-            "pg_verifybackup": f"passed on the extracted copy before upload ({verification.verified_by})",
+            "pg_verifybackup": verification.described,
             "readback": "sha256" if verify_readback else "size",
         },
         **({"producer": dict(producer)} if producer else {}),

@@ -30,6 +30,7 @@ from hms_dr.errors import BackupVerificationFailed, ChecksumMismatch, ManifestIn
 from hms_dr.files import write_file_atomically
 from hms_dr.gpghome import gpg_home
 from hms_dr.manifest import BackupKind, Payload
+from hms_dr.pginstalls import data_dir_major, data_install
 from hms_dr.physical.progress import ProgressLog
 from hms_dr.physical.recoveryplan import BaseBackup
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, pg_verifybackup_argv, read_verify_errors
@@ -180,7 +181,8 @@ def _last_line(text: str) -> str:
 def verify_data_dir(base: BaseBackup, pg_manifest: Path, data_dir: Path) -> str:
     """pg_verifybackup of the extracted set against its backup_manifest; BackupVerificationFailed
     with the first error (it names the file) otherwise."""
-    done = subprocess.run(pg_verifybackup_argv(pg_manifest, data_dir), capture_output=True, text=True)
+    pg = data_install(data_dir_major(data_dir), data=f"base backup set {base.backup_set_id}")
+    done = subprocess.run(pg_verifybackup_argv(pg, pg_manifest, data_dir), capture_output=True, text=True)
     if done.returncode != 0:
         errors = read_verify_errors(done.stderr) or [line for line in done.stderr.splitlines() if line.strip()][-1:]
         for line in done.stderr.splitlines():

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hms_dr.errors import DataCorruption
-from hms_dr.pgtools import tool_path
+from hms_dr.pginstalls import data_dir_major, data_install
 from hms_dr.physical.server import RecoveringServer
 from hms_dr.server_user import run_server_tool
 
@@ -59,7 +59,8 @@ def check_checksums_offline(recovered: Mapping[str, Any]) -> dict[str, Any]:
     server = server_of(recovered)
     server.stop("fast")
     data_dir = Path(recovered["data_dir"])
-    done = run_server_tool([tool_path("pg_checksums"), "--check", "-D", data_dir], check=False, timeout_s=6 * 3600)
+    pg = data_install(data_dir_major(data_dir), data=f"the recovered data directory {data_dir}")
+    done = run_server_tool([pg.program("pg_checksums"), "--check", "-D", data_dir], check=False, timeout_s=6 * 3600)
     result = parse_pg_checksums(done.stdout + "\n" + done.stderr)
     if not result["checksums_enabled"]:
         log.warning(

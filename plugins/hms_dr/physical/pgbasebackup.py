@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from hms_dr.errors import ToolFailed
-from hms_dr.pgtools import ConnectionInfo, tool_env, tool_path
+from hms_dr.pginstalls import PgInstall
+from hms_dr.pgtools import ConnectionInfo, tool_env
 from hms_dr.physical.progress import ProgressLog
 from hms_dr.streams import telling_line
 from hms_dr.units import human_bytes, human_rate
@@ -24,11 +25,11 @@ from hms_dr.units import human_bytes, human_rate
 log = logging.getLogger(__name__)
 
 
-def pg_basebackup_argv(target_dir: Path, *, label: str, max_rate_kib_s: int | None = None) -> list[str]:
+def pg_basebackup_argv(pg: PgInstall, target_dir: Path, *, label: str, max_rate_kib_s: int | None = None) -> list[str]:
     """pg_basebackup in tar format with streamed WAL and a SHA-256 manifest; the connection
     (password included) comes from the environment, never from argv."""
     argv = [
-        tool_path("pg_basebackup"),
+        pg.program("pg_basebackup"),
         f"--pgdata={target_dir}",
         "--format=tar",
         "--wal-method=stream",
@@ -83,6 +84,7 @@ def directory_bytes(directory: Path) -> int:
 
 def run_pg_basebackup(
     conn: ConnectionInfo,
+    pg: PgInstall,
     target_dir: Path,
     *,
     label: str,
@@ -93,7 +95,7 @@ def run_pg_basebackup(
 
     ToolFailed carries pg_basebackup's error line; its whole stderr goes to the log."""
     started = time.monotonic()
-    argv = pg_basebackup_argv(target_dir, label=label, max_rate_kib_s=max_rate_kib_s)
+    argv = pg_basebackup_argv(pg, target_dir, label=label, max_rate_kib_s=max_rate_kib_s)
     where = f"{conn.host}:{conn.port}"
     log.info("pg_basebackup from %s as %s into %s (label %s)", where, conn.user, target_dir, label)
     # Not a streams.Pipeline: pg_basebackup -X stream forks a WAL receiver that inherits its

@@ -17,7 +17,8 @@ from typing import Any
 from hms_dr import sqlfiles
 from hms_dr.database import connect
 from hms_dr.errors import PreflightFailed, ReplicationNotPermitted, StagingSpaceShort
-from hms_dr.pgtools import ConnectionInfo, tool_path, tool_version
+from hms_dr.pginstalls import PgInstall, data_install
+from hms_dr.pgtools import ConnectionInfo
 from hms_dr.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class SourceCluster:
     is_superuser: bool
     cluster_size_bytes: int
     databases_not_measured: int
+    summarize_wal: str | None = None  # "on"/"off" from 17 on; None before (no incremental backups)
 
     @property
     def server_major(self) -> int:
@@ -65,7 +67,7 @@ def read_source_cluster(conn: ConnectionInfo) -> SourceCluster:
     return SourceCluster(**dict(zip(names, row, strict=False)))
 
 
-def judge_source(source: SourceCluster, *, where: str, pg_basebackup_major: int) -> None:
+def judge_source(source: SourceCluster, *, where: str) -> None:
     """Raise for the first reason pg_basebackup would fail against ``source`` (a pure decision)."""
     if not (source.can_replicate or source.is_superuser):
         raise ReplicationNotPermitted(
@@ -77,11 +79,6 @@ def judge_source(source: SourceCluster, *, where: str, pg_basebackup_major: int)
             f"{where} has wal_level={source.wal_level}, max_wal_senders={source.max_wal_senders}: "
             f"a base backup with streamed WAL needs wal_level replica and {WAL_SENDERS_NEEDED} free WAL senders",
             hint="include include/postgres/postgresql.hms.conf in postgresql.conf and restart the server",
-        )
-    if pg_basebackup_major < source.server_major:
-        raise PreflightFailed(
-            f"pg_basebackup {pg_basebackup_major} is older than the server on {where} ({source.server_version})",
-            hint="install the PostgreSQL client tools of the server's major version, or set HMS_DR_PG_BIN",
         )
 
 
@@ -108,29 +105,32 @@ def free_bytes(directory: Path) -> int:
     return stats.f_bavail * stats.f_frsize
 
 
-def check_programs() -> dict[str, Any]:
-    """pg_basebackup, pg_verifybackup, zstd and gpg are installed; returns the PostgreSQL tools' versions."""
+def check_programs() -> None:
+    """zstd and gpg are installed (the PostgreSQL programs are chosen per source: ``source_tools``)."""
     for program in REQUIRED_PROGRAMS:
         if shutil.which(program) is None:
             raise PreflightFailed(f"{program} is not installed on this worker", hint="apt-get install zstd gnupg")
-    tool_path("pg_verifybackup")  # PreflightFailed naming the tool when it is missing
-    basebackup_major, basebackup_version = tool_version("pg_basebackup")
-    _, verifybackup_version = tool_version("pg_verifybackup")
-    return {
-        "pg_basebackup_major": basebackup_major,
-        "pg_basebackup": basebackup_version,
-        "pg_verifybackup": verifybackup_version,
-    }
+
+
+def source_tools(source: SourceCluster, *, where: str) -> PgInstall:
+    """The PostgreSQL programs of the source's own major: its base backup is verified, and later
+    recovered, by that major's programs alone (pg_verifybackup parses its WAL with pg_waldump,
+    which reads one major's WAL format)."""
+    pg = data_install(source.server_major, data=f"the cluster at {where} ({source.server_version})")
+    for program in ("pg_basebackup", "pg_verifybackup", "pg_waldump"):
+        pg.program(program)  # PreflightFailed naming the program when that install lacks it
+    return pg
 
 
 def check_source_and_staging(
     conn: ConnectionInfo, staging_dir: Path, *, space_ratio: float
-) -> tuple[SourceCluster, dict[str, Any]]:
-    """Tools, source cluster, role and staging space; the source and the tool versions."""
-    tools = check_programs()
+) -> tuple[SourceCluster, PgInstall]:
+    """Tools, source cluster, role and staging space; the source and the PostgreSQL programs chosen for it."""
+    check_programs()
     source = read_source_cluster(conn)
     where = f"{conn.host}:{conn.port}"
-    judge_source(source, where=where, pg_basebackup_major=tools["pg_basebackup_major"])
+    judge_source(source, where=where)
+    pg = source_tools(source, where=where)
     if source.databases_not_measured:
         log.warning(
             "role %s may not connect to %d database(s): their size is not in the staging estimate",
@@ -151,7 +151,7 @@ def check_source_and_staging(
         source.system_identifier,
         human_bytes(source.cluster_size_bytes),
         source.role_name,
-        tools["pg_basebackup"],
+        pg.version,
         staging_dir,
     )
-    return source, tools
+    return source, pg

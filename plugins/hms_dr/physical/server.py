@@ -19,7 +19,8 @@ from typing import Any
 from hms_dr import sqlfiles
 from hms_dr.errors import DatabaseUnavailable, PreflightFailed, RecoveryFailed
 from hms_dr.files import write_file_atomically
-from hms_dr.pgtools import ConnectionInfo, tool_path
+from hms_dr.pginstalls import data_dir_major, data_install
+from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical import walfetch
 from hms_dr.physical.datadir import RECOVERY_SETTINGS_RESET_AFTER_PROMOTION, conf_value, remove_recovery_trust
 from hms_dr.physical.targets import format_time
@@ -100,7 +101,9 @@ class RecoveringServer:
         self.conn = ConnectionInfo(str(socket_dir), port, superuser, "postgres")
 
     def _pg_ctl(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-        argv = [tool_path("pg_ctl"), "-D", str(self.data_dir), *args]
+        # The data directory's own major: a recovered 15 cluster is run by 15's pg_ctl and postgres.
+        pg = data_install(data_dir_major(self.data_dir), data=f"the recovered data directory {self.data_dir}")
+        argv = [pg.program("pg_ctl"), "-D", str(self.data_dir), *args]
         return subprocess.run(
             server_command(argv), capture_output=True, text=True, cwd="/", env=server_environment(), timeout=timeout_s
         )

@@ -18,6 +18,7 @@ from typing import Any
 from hms_dr import baseline
 from hms_dr.errors import DatabaseUnavailable
 from hms_dr.logical.content import digesting_restored
+from hms_dr.pginstalls import client_install
 from hms_dr.policy import SmokeQuery
 from hms_dr.quality.gxrun import connection_settings, import_great_expectations, run_plan
 from hms_dr.quality.measure import MEASURING_CONNECTIONS, measuring_ahead
@@ -54,9 +55,14 @@ def check_restored_database(
     conninfo = {key: str(value) for key, value in conninfo_to_dict(dsn).items() if value is not None}
     with _connect(conninfo) as connection, connection.cursor() as cursor:
         survey = survey_database(cursor, baselines)
+        cursor.execute("SELECT current_setting('server_version_num')::int, current_setting('server_version')")
+        version_num, version = cursor.fetchone()
+    # The digest's pg_dump is chosen for the restored server: an upgrade rehearsal restores into
+    # a newer major than the one the set was taken from.
+    pg = client_install(version_num // 10000, server=f"the restored server ({version})")
     # The content digest reads every restored row in programs of its own (pg_dump and the digest),
     # from now until the GX checks are done.
-    with digesting_restored(conninfo, baselines) as restored_content:
+    with digesting_restored(conninfo, baselines, pg) as restored_content:
         checks, docs_index = _checks(baselines, survey, smoke_queries, conninfo, report_dir, backup_set_id)
         checks += restored_content.rows()
     failed = [check["message"] for check in checks if not check["passed"]]
