@@ -1,4 +1,4 @@
-"""A local sandbox for hms-dr: a PostgreSQL 15 cluster with WAL archiving and the HMS demo data,
+"""A local sandbox for hms-dr: a PostgreSQL cluster (15, or 18 with HMS_DR_SANDBOX_PG=18) with WAL archiving and the HMS demo data,
 a moto S3 server, a demo GPG key, and the Airflow settings and Connections that point at them.
 
 Run it with ``PYTHONPATH=plugins:sandbox python -m hms_sandbox start|stop|status|env``, or from Python

@@ -551,7 +551,7 @@ def describe_sandbox(sandbox: Sandbox) -> list[str]:
     paths = sandbox.paths
     return [
         f"hms-dr sandbox in {paths.state_dir}",
-        f"  PostgreSQL 15  127.0.0.1:{sandbox.pg_port}  database {sandbox.database}  log {paths.pg_log_file}",
+        f"  PostgreSQL {sandbox.pg_major}  127.0.0.1:{sandbox.pg_port}  database {sandbox.database}  log {paths.pg_log_file}",
         f"  WAL spool      {paths.spool_dir}",
         f"  S3 (moto)      {sandbox.s3_endpoint_url}  buckets {sandbox.primary_bucket}, {sandbox.offsite_bucket} (object lock)",
         f"  SMTP sink      alerts to {mail_dir(paths.state_dir)}/*.eml",

@@ -18,6 +18,7 @@ from typing import Any
 
 from hms_dr.errors import PreflightFailed
 from hms_dr.files import write_file_atomically
+from hms_dr.pginstalls import data_dir_major
 from hms_sandbox.cluster import SUPERUSER, LocalCluster
 from hms_sandbox.s3server import MotoServer
 
@@ -152,6 +153,11 @@ class Sandbox:
     def s3_endpoint_url(self) -> str:
         """The moto S3 endpoint."""
         return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def pg_major(self) -> int:
+        """The PostgreSQL major the sandbox runs (its data directory's)."""
+        return data_dir_major(self.paths.data_dir)
 
     def cluster(self) -> LocalCluster:
         """The primary PostgreSQL cluster."""
