@@ -62,7 +62,21 @@ HEALTHCHECKED_SERVICES = (
     "hms-restore-target",
     "minio",
 )
-REQUIRED_APT_PACKAGES = ("postgresql-15", "postgresql-client-15", "gnupg", "zstd")
+# The PostgreSQL major is the build argument PG_MAJOR (compose passes HMS_PG_MAJOR), default 15:
+# Debian 12's own; hms-dr supports 13 and later.
+PG_MAJOR_ARG = "PG_MAJOR"
+PG_MAJOR_VARIABLE = "HMS_PG_MAJOR"
+DEFAULT_PG_MAJOR = "15"
+MIN_PG_MAJOR = 13
+# The PostgreSQL services of the layout, both of HMS_PG_MAJOR (airflow-postgres is Airflow's own).
+PG_SERVICES = (HMS_SERVICE, "hms-restore-target")
+# The postgres image's layout from 18 on, used for every major: one volume at PG_VOLUME_TARGET and
+# the cluster in <major>/docker under it; 18+ refuses a mount at the old PGDATA.
+PG_VOLUME_TARGET = "/var/lib/postgresql"
+OLD_PGDATA = "/var/lib/postgresql/data"
+REQUIRED_APT_PACKAGES = ("postgresql-${PG_MAJOR}", "postgresql-client-${PG_MAJOR}", "gnupg", "zstd")
+# The PGDG repository's set-up script from Debian's postgresql-common (its key ships with it).
+PGDG_SETUP = "/usr/share/postgresql-common/pgdg/apt.postgresql.org.sh"
 # A variable with one of these in its name holds a credential: it must come from .env and fail
 # loudly when missing (${VAR:?...}), and .env.example must leave it empty.
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|PASSPHRASE|PRIVATE|FERNET|TOKEN|_KEY$")
@@ -134,6 +148,19 @@ def interpolate(value: str, env: Mapping[str, str], *, marker: bool = False) -> 
         return current or ""
 
     return _REFERENCE.sub(substitute, value)
+
+
+def interpolated(node: Any, env: Mapping[str, str]) -> Any:
+    """``node`` (the compose file or a part of it) with every string interpolated from ``env``,
+    defaults applied; a required variable ``env`` lacks becomes ``@@NAME@@``."""
+    if isinstance(node, str):
+        missing = {ref.name: _MARKER.format(ref.name) for ref in references(node) if ref.op in (":?", "?")}
+        return interpolate(node, {**missing, **{k: v for k, v in env.items() if v}})
+    if isinstance(node, Mapping):
+        return {key: interpolated(child, env) for key, child in node.items()}
+    if isinstance(node, list):
+        return [interpolated(child, env) for child in node]
+    return node
 
 
 def defaults_only(value: str) -> str:
@@ -477,6 +504,60 @@ def spool_problems(compose: Mapping[str, Any], spool_dir: str, spool_queue: str)
     return problems
 
 
+def pg_major_problems(compose: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
+    """With the variables ``env`` (HMS_PG_MAJOR set or not), one major runs everywhere: the
+    image's build argument, the image tag, both PostgreSQL services' images and data directories;
+    each data volume is mounted at /var/lib/postgresql with PGDATA in <major>/docker inside it
+    and no other mount at or in PGDATA; no HMS_DR_PG_BIN pins the tools, and no string of the
+    file names another major (Airflow's own airflow-postgres aside)."""
+    major = env.get(PG_MAJOR_VARIABLE) or DEFAULT_PG_MAJOR
+    data = interpolated(compose, env)
+    common = data.get(AIRFLOW_COMMON) or {}
+    build = common.get("build") or {}
+    args = build.get("args") or {} if isinstance(build, Mapping) else {}
+    if isinstance(args, list):
+        args = dict(item.split("=", 1) for item in args if "=" in item)
+    problems = []
+    if str(args.get(PG_MAJOR_ARG)) != major:
+        problems.append(f"{AIRFLOW_COMMON}: build argument {PG_MAJOR_ARG} is {args.get(PG_MAJOR_ARG)!r}, not {major}")
+    if not str(common.get("image", "")).endswith(f"-pg{major}"):
+        problems.append(f"{AIRFLOW_COMMON}: image {common.get('image')} does not name PostgreSQL {major} in its tag")
+    for name in PG_SERVICES:
+        service = services(data).get(name) or {}
+        image = str(service.get("image", ""))
+        if not image.startswith(f"postgres:{major}-"):
+            problems.append(f"{name}: image {image}, expected postgres:{major}-<debian release>")
+        pgdata = environment(service).get("PGDATA", "")
+        expected = f"{PG_VOLUME_TARGET}/{major}/docker"
+        if pgdata != expected:
+            problems.append(f"{name}: PGDATA is {pgdata or 'unset'}, expected {expected}")
+        found = mounts(service)
+        volumes_at_root = [m for m in found if m.kind == "volume" and m.source and m.target == PG_VOLUME_TARGET]
+        if not volumes_at_root:
+            problems.append(f"{name}: no named volume at {PG_VOLUME_TARGET} (the data would not persist)")
+        for mount in found:
+            if mount.target.rstrip("/") == OLD_PGDATA:
+                problems.append(f"{name}: mounts {mount.source} at {OLD_PGDATA}, which PostgreSQL 18+ images refuse")
+            if pgdata and (mount.target == pgdata or mount.target.startswith(pgdata + "/")):
+                problems.append(f"{name}: {mount.source} is mounted at {mount.target}, at or inside PGDATA")
+    holders = [(AIRFLOW_COMMON, common), *list(services(data).items())]
+    for holder, service in holders:
+        problems += [
+            f"{holder}: {key} pins the PostgreSQL tools; hms-dr finds /usr/lib/postgresql/<major>/bin"
+            for key in environment(service)
+            if key == "HMS_DR_PG_BIN" or (key.startswith("HMS_DR_PG_BIN_") and key != f"HMS_DR_PG_BIN_{major}")
+        ]
+    other_major = re.compile(r"postgres(?:ql)?[:/-](\d+)(?![\d.])|-pg(\d+)\b")
+    for path, value in strings(data):
+        if path.startswith("services.airflow-postgres."):
+            continue
+        for match in other_major.finditer(value):
+            number = next(group for group in match.groups() if group)
+            if number != major:
+                problems.append(f"{path}: {value!r} names PostgreSQL {number}, not {major}")
+    return problems
+
+
 # ------------------------------------------------------------------ the Dockerfile
 
 
@@ -512,9 +593,62 @@ def apt_packages(instructions: Sequence[tuple[str, str]]) -> set[str]:
     return packages
 
 
-def dockerfile_problems(text: str, root: Path) -> list[str]:
+def dockerfile_args(instructions: Sequence[tuple[str, str]]) -> dict[str, str | None]:
+    """ARG name -> default (None without one)."""
+    found: dict[str, str | None] = {}
+    for keyword, args in instructions:
+        if keyword == "ARG":
+            name, sep, default = args.partition("=")
+            found[name.strip()] = default.strip().strip("'\"") if sep else None
+    return found
+
+
+def install_script(text: str) -> str:
+    """The shell of the RUN that installs PostgreSQL (the one naming postgresql-${PG_MAJOR})."""
+    runs = [
+        args for keyword, args in dockerfile_instructions(text) if keyword == "RUN" and "postgresql-client-" in args
+    ]
+    if len(runs) != 1:
+        raise ValueError(f"expected one RUN installing postgresql-client-*, found {len(runs)}")
+    return runs[0]
+
+
+def pg_major_dockerfile_problems(text: str) -> list[str]:
+    """The major is the build argument PG_MAJOR, default 15, declared before the install and used
+    for the packages and the version checks; nothing is pinned to one major (no HMS_DR_PG_BIN, no
+    postgresql-NN), and a major other than 15 sets up the PGDG repository."""
     instructions = dockerfile_instructions(text)
     problems = []
+    args = dockerfile_args(instructions)
+    if args.get(PG_MAJOR_ARG) != DEFAULT_PG_MAJOR:
+        problems.append(
+            f"Dockerfile: no ARG {PG_MAJOR_ARG}={DEFAULT_PG_MAJOR} (found {args.get(PG_MAJOR_ARG, 'none')!r})"
+        )
+    try:
+        script = install_script(text)
+    except ValueError as exc:
+        return [*problems, f"Dockerfile: {exc}"]
+    run_at = next(i for i, (kw, a) in enumerate(instructions) if kw == "RUN" and a == script)
+    if PG_MAJOR_ARG not in dockerfile_args(instructions[:run_at]):
+        problems.append(f"Dockerfile: ARG {PG_MAJOR_ARG} is declared after the RUN that uses it")
+    for tool in ("pg_dump", "initdb"):
+        if f"/usr/lib/postgresql/${{{PG_MAJOR_ARG}}}/bin/{tool} --version" not in script:
+            problems.append(f"Dockerfile: the build does not print {tool} --version of PG_MAJOR's major")
+    if PGDG_SETUP not in script:
+        problems.append(f"Dockerfile: no {PGDG_SETUP} for majors Debian 12 does not ship")
+    for keyword, args_text in instructions:
+        if keyword in ("RUN", "ENV") and re.search(r"postgresql(?:-client)?-\d|/postgresql/\d", args_text):
+            problems.append(f"Dockerfile: {keyword} pins a PostgreSQL major: {args_text[:80]}...")
+        if keyword == "ENV" and re.search(r"\bHMS_DR_PG_BIN\b", args_text):
+            problems.append(
+                "Dockerfile: ENV HMS_DR_PG_BIN pins one major; hms-dr finds /usr/lib/postgresql/<major>/bin"
+            )
+    return problems
+
+
+def dockerfile_problems(text: str, root: Path) -> list[str]:
+    instructions = dockerfile_instructions(text)
+    problems = pg_major_dockerfile_problems(text)
     froms = [args.split()[0] for keyword, args in instructions if keyword == "FROM"]
     if not froms or not (froms[0] == AIRFLOW_BASE_IMAGE or froms[0].startswith(AIRFLOW_BASE_IMAGE + "-")):
         problems.append(f"Dockerfile: FROM {froms[0] if froms else 'nothing'}, expected {AIRFLOW_BASE_IMAGE}")

@@ -6,7 +6,9 @@
 #   2. in the new database, ONE transaction as hms_admin: the load settings, hms.scale_mb,
 #      schema.sql, generate.sql, constraints.sql, views.sql, ANALYZE of the public tables, and
 #      the database comment recording the scale.
-# Passwords reach psql through \getenv (never argv) and statement logging is off meanwhile.
+# Passwords reach psql through the environment, read by a backquoted printenv (never argv; psql's
+# \getenv would do, but only from psql 15 on, and this runs with the server's major's psql), and
+# statement logging is off meanwhile.
 set -euo pipefail
 sql_dir=${HMS_DR_INCLUDE:?HMS_DR_INCLUDE is not set}/sql/hms
 database=${HMS_DATABASE:-hospital_management}
@@ -31,16 +33,16 @@ echo "20-hms-database: roles and database $database"
 SET log_statement = 'none';
 SET log_min_error_statement = 'panic';
 \i roles.sql
-\getenv admin_password HMS_ADMIN_PASSWORD
-\getenv backup_password HMS_BACKUP_PASSWORD
-\getenv replica_password HMS_REPLICA_PASSWORD
+\set admin_password `printenv HMS_ADMIN_PASSWORD`
+\set backup_password `printenv HMS_BACKUP_PASSWORD`
+\set replica_password `printenv HMS_REPLICA_PASSWORD`
 ALTER ROLE hms_admin PASSWORD :'admin_password';
 ALTER ROLE hms_backup PASSWORD :'backup_password';
 ALTER ROLE hms_replica PASSWORD :'replica_password';
 \unset admin_password
 \unset backup_password
 \unset replica_password
-\getenv database HMS_DATABASE_NAME
+\set database `printenv HMS_DATABASE_NAME`
 SELECT format('CREATE DATABASE %I OWNER hms_admin TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L',
               :'database', 'UTF8', 'C', 'C')
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'database') \gexec
@@ -48,7 +50,7 @@ SQL
 
 echo "20-hms-database: loading the HMS schema and demo data at scale $scale MB"
 "${psql[@]}" --dbname "$database" <<'SQL'
-\getenv scale_mb HMS_SCALE_MB
+\set scale_mb `printenv HMS_SCALE_MB`
 BEGIN;
 SET LOCAL ROLE hms_admin;
 SELECT set_config('synchronous_commit', 'off', true),
