@@ -118,11 +118,3 @@ def take_base_set(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return TakenSet(find_set(store, cluster, BackupKind.BASE, backup_set_id), kept)
-
-
-def copy_prefix(store: Store, source_prefix: str, suffix: str) -> str:
-    """Every object of ``source_prefix`` copied to a new prefix, which is returned."""
-    target = f"{source_prefix}-{suffix}"
-    for obj in store.list(f"{source_prefix}/"):
-        store.put_bytes(target + obj.key[len(source_prefix) :], store.get_bytes(obj.key))
-    return target

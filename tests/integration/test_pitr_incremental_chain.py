@@ -3,15 +3,19 @@
 A full backup and two incrementals with rows inserted, updated and deleted between them and after
 the last; recovery to a time after the last incremental gives exactly the rows of that moment
 (counts and a content hash of every changed table). Then the broken chains: a missing link, a
-link of another cluster, and a corrupted link each fail before anything is written: the data
-directory stays empty (or absent) and nothing is left in staging or beside the data directory.
+link of another cluster, a corrupted link (stored bytes that differ from their sha256) and a
+tampered one (republished with matching sha256s, but a file differs from PostgreSQL's
+backup_manifest) each fail before anything is written into the data directory: it stays empty
+(or absent) and nothing is left in staging or beside the data directory.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
 import shutil
+import tarfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from incremental_sets import TakenSet, copy_prefix, take_base_set
+from incremental_sets import TakenSet, take_base_set
+from test_pitr import copy_prefix, republish_base
 from workdirs import state_root
 
 from hms_dr.catalog import key_for
 from hms_dr.crypto import EncryptionKey
-from hms_dr.errors import BackupChainBroken, ChecksumMismatch
+from hms_dr.errors import BackupChainBroken, BackupVerificationFailed, ChecksumMismatch
 from hms_dr.manifest import MANIFEST_NAME, BackupKind
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.recovery import check_recovery, recover
@@ -52,6 +57,7 @@ class Chain:
     password: str
     base: Path
     prefix: str
+    encryption_key: EncryptionKey
     sets: list[TakenSet] = field(default_factory=list)
     target_time: str = ""
     at_target: dict[str, tuple[int, str]] = field(default_factory=dict)
@@ -110,7 +116,7 @@ def chain(sandbox: Any, primary_store: Any) -> Iterator[Chain]:
     )
     cluster.start()
     key = EncryptionKey(EncryptionMode.PUBLIC_KEY, sandbox.fingerprint, public_key=sandbox.secrets.gpg_public_key)
-    src = Chain(cluster, password, base, f"chain-{uuid.uuid4().hex[:8]}")
+    src = Chain(cluster, password, base, f"chain-{uuid.uuid4().hex[:8]}", key)
     conn_info = ConnectionInfo("127.0.0.1", cluster.port, "postgres", "postgres", password=password)
     dsn = cluster.dsn("postgres", password)
 
@@ -317,4 +323,45 @@ def test_a_corrupted_link_is_named_before_anything_is_written(
         run_recover(chain, primary_store, restore_key, where, prefix=prefix)
     message = refused.value.message
     assert f"base.tar.zst.gpg of base backup set {chain.ids[1]}" in message and "nothing was restored" in message
+    assert_nothing_written(chain, where, staging_before)
+
+
+def test_a_tampered_link_fails_pg_verifybackup_before_the_data_directory_is_written(
+    chain: Chain, primary_store: Any, restore_key: Any, attempt: Callable[[str], Attempt]
+) -> None:
+    prefix = copy_prefix(primary_store, chain.prefix, "tampered")
+    changed: list[str] = []
+
+    def flip_a_byte_of_the_largest_file(plain: Path) -> None:
+        edited = plain.with_suffix(".edited")
+        with tarfile.open(plain) as original:
+            victim = max((m for m in original if m.isfile()), key=lambda m: m.size)
+            with tarfile.open(edited, "w", format=tarfile.GNU_FORMAT) as out:
+                for member in original:
+                    handle = original.extractfile(member) if member.isfile() else None
+                    if member.name == victim.name and handle is not None:
+                        data = bytearray(handle.read())
+                        data[len(data) // 2] ^= 0xFF
+                        out.addfile(member, io.BytesIO(bytes(data)))
+                        changed.append(member.name)
+                    else:
+                        out.addfile(member, handle)
+        edited.replace(plain)
+
+    republish_base(
+        primary_store,
+        prefix,
+        chain.ids[1],
+        "pg_basebackup-base-tar",
+        flip_a_byte_of_the_largest_file,
+        chain.encryption_key,
+        restore_key,
+        chain.work,
+    )
+    where = attempt("tampered")
+    staging_before = {p.name for p in chain.work.iterdir()}
+    with pytest.raises(BackupVerificationFailed) as refused:
+        run_recover(chain, primary_store, restore_key, where, prefix=prefix)
+    assert f"base backup set {chain.ids[1]} of the chain of base backup set {chain.ids[2]}" in refused.value.message
+    assert changed[0] in refused.value.message
     assert_nothing_written(chain, where, staging_before)
