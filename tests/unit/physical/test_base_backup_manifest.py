@@ -66,7 +66,7 @@ def test_a_backup_taken_across_a_timeline_switch_starts_on_the_first_and_stops_o
     [
         (b"{not json", "is not valid JSON"),
         (b"[1, 2]", "is not a JSON object"),
-        (manifest_with(PostgreSQL_Backup_Manifest_Version=2), "has version 2"),
+        (manifest_with(PostgreSQL_Backup_Manifest_Version=3), "has version 3"),
         (manifest_with(WAL_Ranges=None), "missing or has a malformed field"),
         (manifest_with(Files=None), "missing or has a malformed field"),
         (manifest_with(WAL_Ranges=[]), "names no WAL range"),
