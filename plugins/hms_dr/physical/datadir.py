@@ -145,6 +145,7 @@ def restore_chain(
         return restore_base_backup(store, cluster, chain[0], key, data_dir, staging_dir=staging_dir)
     tip = chain[-1]
     what = f"the chain of base backup set {tip.backup_set_id} ({len(chain)} sets)"
+    refuse_short_staging(chain, staging_dir, what=what)
     seconds: dict[str, float] = {}
     workdir = staging_dir / f"chain-{tip.backup_set_id}-{os.getpid()}"
     # Beside the data directory, so on its file system: pg_combinebackup --link can hard-link.
@@ -214,6 +215,19 @@ def restore_chain(
         "verified_by": verified_by,
         "links_verified_by": "pg_verifybackup",
     }
+
+
+def refuse_short_staging(chain: Sequence[BaseBackup], staging_dir: Path, *, what: str) -> None:
+    """PreflightFailed when staging cannot hold every stored payload of ``chain`` at once: they
+    are all downloaded and proven before the first is decrypted."""
+    needed = sum(p.size_bytes for base in chain for p in base.backup_set.manifest.payloads)
+    free = shutil.disk_usage(staging_dir).free
+    if free < needed:
+        raise PreflightFailed(
+            f"staging {staging_dir} has {human_bytes(free)} free; {what} needs {human_bytes(needed)} to download "
+            "and prove every link before anything is restored: refused, nothing was touched",
+            hint="free space in staging, or recover from an older full base backup set (backup_set_id)",
+        )
 
 
 def _restored_payloads(base: BaseBackup) -> list[Payload]:

@@ -89,3 +89,25 @@ def test_a_chain_of_one_full_set_takes_the_full_sets_path_unchanged(monkeypatch:
     full = object()
     assert datadir.restore_chain("store", "c", [full], "key", Path("/d"), staging_dir=Path("/s")) == {"x": 1}  # type: ignore[list-item,arg-type]
     assert calls == [("store", "c", full, "key", Path("/d"), {"staging_dir": Path("/s")})]
+
+
+def test_a_chain_staging_cannot_hold_is_refused_before_anything_is_downloaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_recovery_plan_chains import FULL, INC1
+
+    from hms_dr.physical import datadir
+    from hms_dr.physical.recoveryplan import base_backup_of
+
+    chain = [base_backup_of(FULL), base_backup_of(INC1)]
+    monkeypatch.setattr(datadir.shutil, "disk_usage", lambda path: shutil_usage(free=10))
+    monkeypatch.setattr(datadir, "_download_chain", lambda *args: pytest.fail("refused before downloading"))
+    with pytest.raises(PreflightFailed, match="needs 20 B to download and prove every link"):
+        datadir.restore_chain("store", "c", chain, "key", tmp_path / "data", staging_dir=tmp_path)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+def shutil_usage(*, free: int) -> Any:
+    import shutil
+
+    return shutil._ntuple_diskusage(free * 10, free * 9, free)  # type: ignore[attr-defined]
