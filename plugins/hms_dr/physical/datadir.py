@@ -150,6 +150,10 @@ def restore_chain(
     workdir = staging_dir / f"chain-{tip.backup_set_id}-{os.getpid()}"
     # Beside the data directory, so on its file system: pg_combinebackup --link can hard-link.
     extracts = data_dir.parent / f".{data_dir.name}.chain-{os.getpid()}"
+    for stale in sorted(data_dir.parent.glob(f".{data_dir.name}.chain-*")):
+        # Left by a recovery that was killed (a clean failure removes its own): a copy of the
+        # cluster, so it is named; not removed, since another recovery might be using it.
+        log.warning("extracts of an earlier chain restore are still in %s: remove it once no recovery runs", stale)
     workdir.mkdir(mode=0o700, parents=True, exist_ok=False)
     try:
         started = time.monotonic()

@@ -4,7 +4,8 @@ and promoted.
 
 ``recover`` decides first and touches nothing until every refusal has had its chance: a data
 directory that is not empty, a target before the oldest base backup or after the newest archived
-WAL, a gap in the stored WAL the target needs. Then it builds the data directory (``datadir``),
+WAL, a gap in the stored WAL the target needs, an incremental base backup whose chain is broken.
+Then it builds the data directory (``datadir``; an incremental from its whole chain),
 serves WAL to ``restore_command`` (``walsource`` + ``walfetch``), starts the server and waits
 until it has promoted, and returns what happened as plain data. A failed recovery stops the
 server and raises RecoveryFailed with the server's FATAL line; it never leaves a promoted
