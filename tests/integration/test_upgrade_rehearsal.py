@@ -1,0 +1,162 @@
+"""The upgrade rehearsal through Airflow: the sandbox's daily set, taken from PostgreSQL 15, restored
+by hms_restore_test (upgrade_rehearsal=true) into a PostgreSQL 18 server of its own, passes every
+check against the unchanged baselines (content digests included) and says "PostgreSQL 15.x → 18.y";
+the scratch database is created and dropped on the 18 server, never on the normal restore target.
+A rehearsal server of the set's own major is refused in one line before anything is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from hms_dr.catalog import find_set
+from hms_dr.manifest import BackupKind
+
+pytestmark = [pytest.mark.integration, pytest.mark.airflow]
+
+CLUSTER = "hms-primary"
+DAG_ID = "hms_restore_test"
+REHEARSAL_CONN_ID = "hms_upgrade_rehearsal"
+REHEARSAL_POLICY = {"restore_test.upgrade_rehearsal_connection_id": REHEARSAL_CONN_ID}
+
+
+@dataclass(frozen=True)
+class RehearsalServer:
+    """The PostgreSQL 18 server the rehearsal restores into, and its Airflow Connection."""
+
+    dsn: str
+    version: str  # "18.6"
+    log_file: Path
+    env: dict[str, str]  # AIRFLOW_CONN_HMS_UPGRADE_REHEARSAL
+
+
+@pytest.fixture(scope="module")
+def rehearsal_server(sandbox: Any) -> Iterator[RehearsalServer]:
+    """A throw-away PostgreSQL 18 cluster beside the sandbox, superuser login by scram password;
+    its server log records every DDL statement, so the test sees where the scratch database went."""
+    from hms_sandbox.cluster import SUPERUSER, LocalCluster, free_port
+
+    base = Path(sandbox.state_dir).parent / f"rehearsal18-{uuid.uuid4().hex[:8]}"
+    cluster = LocalCluster(base / "data", free_port(), base / "log" / "server.log", base / "sockets", major=18)
+    password = secrets.token_urlsafe(24)
+    cluster.init(password, data_checksums=False, conf={"fsync": "off", "log_statement": "ddl"})
+    cluster.start()
+    try:
+        dsn = cluster.dsn(SUPERUSER, password)
+        with psycopg.connect(dsn) as conn:
+            version = str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]
+        connection = {
+            "conn_type": "postgres",
+            "host": "127.0.0.1",
+            "port": cluster.port,
+            "login": SUPERUSER,
+            "password": password,
+            "schema": "postgres",
+        }
+        env = {f"AIRFLOW_CONN_{REHEARSAL_CONN_ID.upper()}": json.dumps(connection)}
+        yield RehearsalServer(dsn, version, cluster.log_file, env)
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def daily_set(dag_runner: Any, primary_store: Any) -> Any:
+    outcome = dag_runner.run("hms_daily_logical_backup")
+    assert outcome.state == "success", outcome.output[-4000:]
+    return find_set(primary_store, CLUSTER, BackupKind.LOGICAL, "latest")
+
+
+def restore_test_databases(dsn: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'hms_restore_test_%'").fetchall()
+    return [r[0] for r in rows]
+
+
+def restore_target_dsn(sandbox: Any) -> str:
+    password = sandbox.secrets.role_passwords["restore_target_postgres"]
+    return f"host=127.0.0.1 port={sandbox.restore_target_port} user=postgres password={password} dbname=postgres"
+
+
+def stored_report(store: Any, name: str) -> bytes:
+    summaries = sorted(o.key for o in store.list(f"{CLUSTER}/restore-test/") if o.key.endswith("/summary.json"))
+    return bytes(store.get_bytes(summaries[-1].rsplit("/", 1)[0] + "/" + name))
+
+
+def test_a_15_set_restores_into_18_with_every_baseline_exact(
+    dag_runner: Any, daily_set: Any, rehearsal_server: RehearsalServer, primary_store: Any, sandbox: Any
+) -> None:
+    set_version = str(daily_set.manifest.body["server"]["version"]).split()[0]
+    assert set_version.startswith("15.") and rehearsal_server.version.startswith("18.")
+    outcome = dag_runner.run(
+        DAG_ID,
+        policy=REHEARSAL_POLICY,
+        env=rehearsal_server.env,
+        conf={"mode": "logical", "backup_id": daily_set.backup_set_id, "upgrade_rehearsal": True},
+        name="rehearsal",
+    )
+    assert outcome.state == "success", outcome.output[-6000:]
+    rehearsal = f"PostgreSQL {set_version} → {rehearsal_server.version}"
+
+    summary = json.loads(stored_report(primary_store, "summary.json"))
+    assert summary["backup_set_id"] == daily_set.backup_set_id
+    assert summary["passed"] is True and summary["failed"] == []
+    assert summary["upgrade_rehearsal"] == rehearsal
+    assert f"upgrade rehearsal: {rehearsal}" in stored_report(primary_store, "report.html").decode()
+    returned = dag_runner.returned(DAG_ID, outcome.run_id, "check_against_baselines")
+    assert returned["upgrade_rehearsal"] == rehearsal and returned["passed"] is True
+    plan = dag_runner.returned(DAG_ID, outcome.run_id, "choose_backup_set")
+    assert plan["upgrade_rehearsal"] == {
+        "connection_id": REHEARSAL_CONN_ID,
+        "from_version": set_version,
+        "to_version": rehearsal_server.version,
+    }
+
+    # Every baseline was checked, not only some: each table's rows and content digest, the views.
+    baselines = daily_set.manifest.baselines
+    by_kind: dict[str, set[str]] = {}
+    for check in summary["checks"]:
+        assert check["passed"], check
+        by_kind.setdefault(check["check"], set()).add(check["target"])
+    assert set(baselines["tables"]) <= by_kind["row_count"]
+    assert set(baselines["views"]) <= by_kind["view_rows"]
+    assert set(baselines["tables"]) <= by_kind["table_content"]
+
+    # The scratch database was created, restored into and dropped on the 18 server (its DDL log
+    # says so), and none is left there or on the normal restore target.
+    scratch = plan["scratch_database"]
+    server_log = rehearsal_server.log_file.read_text(errors="replace")
+    assert f'CREATE DATABASE "{scratch}"' in server_log or f"CREATE DATABASE {scratch}" in server_log
+    assert f'DROP DATABASE "{scratch}"' in server_log or f"DROP DATABASE {scratch}" in server_log
+    assert restore_test_databases(rehearsal_server.dsn) == []
+    assert restore_test_databases(restore_target_dsn(sandbox)) == []
+
+
+def test_a_rehearsal_server_of_the_sets_own_major_is_refused_in_one_line(
+    dag_runner: Any, daily_set: Any, sandbox: Any
+) -> None:
+    # The normal restore target runs 15, like production: restoring there rehearses no upgrade.
+    outcome = dag_runner.run(
+        DAG_ID,
+        policy={"restore_test.upgrade_rehearsal_connection_id": "hms_restore_target"},
+        conf={"mode": "logical", "backup_id": daily_set.backup_set_id, "upgrade_rehearsal": True},
+        name="rehearsal-same-major",
+    )
+    assert outcome.state == "failed"
+    assert outcome.task_states["choose_backup_set"] == "failed"
+    assert outcome.task_states["restore_into_scratch"] != "success"
+    set_version = str(daily_set.manifest.body["server"]["version"]).split()[0]
+    refusal = next(line for line in outcome.output.splitlines() if "upgrade_rehearsal: the rehearsal server" in line)
+    assert "'hms_restore_target' runs PostgreSQL 15." in refusal
+    assert f"not a newer major than PostgreSQL {set_version} that set {daily_set.backup_set_id}" in refusal
+    assert restore_test_databases(restore_target_dsn(sandbox)) == []
