@@ -3,6 +3,9 @@ by hms_restore_test (upgrade_rehearsal=true) into a PostgreSQL 18 server of its 
 check against the unchanged baselines (content digests included) and says "PostgreSQL 15.x → 18.y";
 the scratch database is created and dropped on the 18 server, never on the normal restore target.
 A rehearsal server of the set's own major is refused in one line before anything is downloaded.
+The odd database (odd_schema.sql: partitions, an enum, a domain, jsonb, a materialized view, a
+large object, odd names), backed up from a 15 cluster, restores into 18 with every check exact too:
+the engine, directly, as the rehearsal's tasks call it.
 """
 
 from __future__ import annotations
@@ -19,9 +22,22 @@ from typing import Any
 
 import psycopg
 import pytest
+from odd_database import LEAF_PARTITIONS, SPACED, create_odd_database, odd_policy, symmetric_keys
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from hms_dr import restore
 from hms_dr.catalog import find_set
+from hms_dr.logical import publish_logical_sets, take_logical_backup
 from hms_dr.manifest import BackupKind
+from hms_dr.pgtools import ConnectionInfo
+from hms_dr.quality import check_restored_database
+from hms_dr.scratch.database import (
+    ScratchDatabaseKind,
+    create_scratch_database,
+    drop_scratch_database,
+    scratch_database_name,
+)
+from hms_dr.store import open_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -161,3 +177,61 @@ def test_a_rehearsal_server_of_the_sets_own_major_is_refused_in_one_line(
     assert "'hms_restore_target' runs PostgreSQL 15." in refusal
     assert f"not a newer major than PostgreSQL {set_version} that set {daily_set.backup_set_id}" in refusal
     assert restore_test_databases(restore_target_dsn(sandbox)) == []
+
+
+def test_the_odd_database_of_a_15_cluster_restores_into_18_with_every_check_exact(
+    scratch_cluster: str, rehearsal_server: RehearsalServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    odd = create_odd_database(scratch_cluster, "odd_rehearsal")
+    workdir = tmp_path_factory.mktemp("odd-rehearsal")
+    policy = odd_policy(
+        cluster_name="odd-rehearsal",
+        database=odd.name,
+        store_url=f"file://{workdir / 'store'}",
+        staging_dir=workdir / "staging",
+    )
+    (workdir / "store").mkdir()
+    store = open_store(policy.store.primary_url)
+    encryption, decryption = symmetric_keys()
+    result = take_logical_backup(
+        odd.backup,
+        store,
+        encryption,
+        cluster=policy.cluster.name,
+        logical_backup=policy.logical_backup,
+        compression=policy.compression,
+        staging=policy.staging,
+    )
+    publish_logical_sets(store, result, {"dag_id": "test", "run_id": "odd rehearsal"})
+    backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, result.backup_set_id)
+    assert str(backup_set.manifest.body["server"]["version"]).startswith("15.")
+
+    fetched = restore.fetch_for_restore(store, backup_set, decryption, workdir / "fetch")
+    params = conninfo_to_dict(rehearsal_server.dsn)
+    admin = ConnectionInfo(
+        str(params["host"]), int(str(params["port"])), str(params["user"]), "postgres", str(params["password"])
+    )
+    scratch = scratch_database_name(ScratchDatabaseKind.RESTORE_TEST, "odd18")
+    create_scratch_database(admin, scratch)
+    try:
+        restore.run_pg_restore(admin.with_database(scratch), fetched.path, jobs=2)
+        summary = check_restored_database(
+            make_conninfo(rehearsal_server.dsn, dbname=scratch),
+            backup_set.manifest.baselines,
+            report_dir=workdir / "report",
+            backup_set_id=backup_set.backup_set_id,
+            smoke_queries=(),
+        )
+    finally:
+        drop_scratch_database(admin, scratch)
+        fetched.path.unlink(missing_ok=True)
+    assert summary["failed"] == [] and summary["passed"]
+    by_kind: dict[str, set[str]] = {}
+    for check in summary["checks"]:
+        by_kind.setdefault(check["check"], set()).add(check["target"])
+    tables = set(backup_set.manifest.baselines["tables"])
+    assert {SPACED, *LEAF_PARTITIONS} <= tables
+    assert tables <= by_kind["row_count"] and by_kind["large_objects"]
+    assert {t for t in tables if backup_set.manifest.baselines["tables"][t].get("relkind") != "p"} <= by_kind[
+        "table_content"
+    ]

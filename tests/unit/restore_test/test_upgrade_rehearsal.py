@@ -5,13 +5,14 @@ physical drill), planned with both versions, and named in the plan, the report a
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from restore_test_sets import DAILY_ID
+from restore_test_sets import CLUSTER, DAILY_ID
 
 from hms_dr.errors import PreflightFailed, RequestRefused
 from hms_dr.pgtools import ConnectionInfo
@@ -24,8 +25,10 @@ from hms_dr.restore_test.plan import (
     rehearsal_server,
 )
 from hms_dr.restore_test.records import RestoreTestPart, RestoreTestPlan, RestoreTestReport, UpgradeRehearsal
-from hms_dr.restore_test.report import RestoredCopy, build_report, manifest_extra
+from hms_dr.restore_test.report import RestoredCopy, build_report, manifest_extra, store_report
 from hms_dr.restore_test.rto import rto_verdict
+from hms_dr.status import collect_status, render_rto_chart
+from hms_dr.store import open_store
 
 REHEARSAL = UpgradeRehearsal("hms_upgrade_rehearsal", "15.18", "18.6")
 START = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)
@@ -165,3 +168,17 @@ def test_the_policy_key_is_optional_and_the_committed_policies_set_none() -> Non
     assert parse_policy(data).restore_test.upgrade_rehearsal_connection_id is None
     data["restore_test"]["upgrade_rehearsal_connection_id"] = " hms_pg18_rehearsal "
     assert parse_policy(data).restore_test.upgrade_rehearsal_connection_id == "hms_pg18_rehearsal"
+
+
+def test_a_stored_rehearsal_shows_on_the_status_pages_rto_trend(tmp_path: Path) -> None:
+    report = rehearsal_report()
+    report_dir = tmp_path / "report"
+    report_dir.mkdir()
+    (report_dir / "summary.json").write_text(json.dumps(report.to_xcom()))
+    (report_dir / "report.html").write_text("<html>report</html>")
+    (tmp_path / "nas").mkdir()
+    store = open_store((tmp_path / "nas").as_uri())
+    store_report(store, CLUSTER, report_dir, START, START + timedelta(minutes=1), report)
+    (point,) = collect_status(store, None, CLUSTER, START + timedelta(days=1))["rto_trend"]
+    assert point["mode"] == "logical" and point["upgrade_rehearsal"] == "PostgreSQL 15.18 → 18.6"
+    assert "logical (upgrade rehearsal: PostgreSQL 15.18 → 18.6), passed" in render_rto_chart([point])
