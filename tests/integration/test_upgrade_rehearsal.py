@@ -215,10 +215,23 @@ def test_the_odd_database_of_a_15_cluster_restores_into_18_with_every_check_exac
     create_scratch_database(admin, scratch)
     try:
         restore.run_pg_restore(admin.with_database(scratch), fetched.path, jobs=2)
+        restored_dsn = make_conninfo(rehearsal_server.dsn, dbname=scratch)
         summary = check_restored_database(
-            make_conninfo(rehearsal_server.dsn, dbname=scratch),
+            restored_dsn,
             backup_set.manifest.baselines,
             report_dir=workdir / "report",
+            backup_set_id=backup_set.backup_set_id,
+            smoke_queries=(),
+        )
+        # Not vacuous on 18: one value changed in one row (same row count, in no baseline view)
+        # fails exactly that table's content digest.
+        with psycopg.connect(restored_dsn, autocommit=True) as conn:
+            changed = conn.execute("UPDATE sales.events SET detail = '{\"n\": -1}' WHERE detail = '{\"n\": 1}'")
+            assert changed.rowcount == 1
+        doctored = check_restored_database(
+            restored_dsn,
+            backup_set.manifest.baselines,
+            report_dir=workdir / "report-doctored",
             backup_set_id=backup_set.backup_set_id,
             smoke_queries=(),
         )
@@ -235,3 +248,30 @@ def test_the_odd_database_of_a_15_cluster_restores_into_18_with_every_check_exac
     assert {t for t in tables if backup_set.manifest.baselines["tables"][t].get("relkind") != "p"} <= by_kind[
         "table_content"
     ]
+    failed = [(c["check"], c["target"]) for c in doctored["checks"] if not c["passed"]]
+    assert failed == [("table_content", "sales.events")], doctored["failed"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "refusal"),
+    [
+        (
+            {"restore_test.upgrade_rehearsal_connection_id": "hms_no_such_server"},
+            "upgrade_rehearsal: Airflow connection 'hms_no_such_server' is not defined",
+        ),
+        ({}, "the policy's restore_test.upgrade_rehearsal_connection_id is not set"),
+    ],
+)
+def test_a_rehearsal_without_its_server_is_refused_before_anything_is_downloaded(
+    dag_runner: Any, daily_set: Any, policy: dict[str, str], refusal: str
+) -> None:
+    outcome = dag_runner.run(
+        DAG_ID,
+        policy=policy,  # {}: the sandbox's policy, which (like the committed one) names no rehearsal server
+        conf={"mode": "logical", "backup_id": daily_set.backup_set_id, "upgrade_rehearsal": True},
+        name="rehearsal-without-server",
+    )
+    assert outcome.state == "failed"
+    assert outcome.task_states["choose_backup_set"] == "failed"
+    assert outcome.task_states["restore_into_scratch"] == "upstream_failed"  # nothing was downloaded
+    assert refusal in outcome.output
