@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from hms_dr import patterns
 from hms_dr.catalog import BackupSet, find_requested_set, find_set, list_catalog
 from hms_dr.database import server_version
-from hms_dr.errors import HmsDrError, NoBackupForTarget, ParamInvalid, RequestRefused
+from hms_dr.errors import NoBackupForTarget, ParamInvalid, PreflightFailed, RequestRefused
 from hms_dr.manifest import BackupKind
 from hms_dr.patterns import matcher
 from hms_dr.pginstalls import server_version_major
@@ -117,7 +117,7 @@ def rehearsal_server(connection_id: str, connect: Callable[[str], ConnectionInfo
     """The rehearsal server's Connection (``connect`` reads it); a missing or incomplete one refuses the request."""
     try:
         return connect(connection_id)
-    except HmsDrError as exc:  # PreflightFailed: the Connection is not defined, or lacks host, login or schema
+    except PreflightFailed as exc:  # the Connection is not defined, or lacks host, login or schema
         raise RequestRefused(f"upgrade_rehearsal: {exc.message}") from None
 
 
