@@ -29,7 +29,7 @@ from hms_dr.policy import EncryptionMode, load_policy
 from hms_dr.server_user import port_is_open
 from hms_dr.wal.ship import ship_spool
 
-pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.pg_majors(15, 18)]
+pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
 CLUSTER = "hms-primary"
 

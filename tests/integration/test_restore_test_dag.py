@@ -71,7 +71,6 @@ def clone_set(
     return new_id
 
 
-@pytest.mark.pg_majors(15, 18)
 def test_a_good_set_restores_and_every_check_shows_baseline_equal_to_observed(
     dag_runner: Any, good_set: Any, primary_store: Any, sandbox: Any
 ) -> None:
