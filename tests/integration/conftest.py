@@ -165,6 +165,17 @@ def sandbox(sandboxes: Sandboxes, pg_major: int) -> Any:
     return sandboxes.sandbox(pg_major)
 
 
+@pytest.fixture(autouse=True)
+def the_sandbox_runs_the_tests_major(request: pytest.FixtureRequest) -> None:
+    """A test that uses a sandbox gets the one of its pg_major: a module fixture cached for another
+    major (a module mixing marked and unmarked tests by hand) fails the test instead of passing it
+    on the wrong server."""
+    if "sandbox" in request.fixturenames:
+        major = request.getfixturevalue("pg_major")
+        running = request.getfixturevalue("sandbox").pg_major
+        assert running == major, f"{request.node.nodeid}: the sandbox runs PostgreSQL {running}, not {major}"
+
+
 @pytest.fixture(scope="module")
 def scratch_cluster(worker_id: str, pg_major: int) -> Iterator[str]:
     """A throw-away cluster of the test's major, of its own (not the sandbox's): its superuser DSN."""
