@@ -167,13 +167,14 @@ def sandbox(sandboxes: Sandboxes, pg_major: int) -> Any:
 
 @pytest.fixture(autouse=True)
 def the_sandbox_runs_the_tests_major(request: pytest.FixtureRequest) -> None:
-    """A test that uses a sandbox gets the one of its pg_major: a module fixture cached for another
-    major (a module mixing marked and unmarked tests by hand) fails the test instead of passing it
-    on the wrong server."""
-    if "sandbox" in request.fixturenames:
-        major = request.getfixturevalue("pg_major")
-        running = request.getfixturevalue("sandbox").pg_major
-        assert running == major, f"{request.node.nodeid}: the sandbox runs PostgreSQL {running}, not {major}"
+    """A test that uses a sandbox (or DAG runner) gets the one of its pg_major: a module fixture
+    cached for another major (a module mixing pg_major parametrized by hand with unparametrized
+    tests) fails the test instead of passing it on the wrong server."""
+    for name, sandbox_of in (("sandbox", lambda s: s), ("dag_runner", lambda r: r.sandbox)):
+        if name in request.fixturenames:
+            major = request.getfixturevalue("pg_major")
+            running = sandbox_of(request.getfixturevalue(name)).pg_major
+            assert running == major, f"{request.node.nodeid}: {name}'s sandbox runs PostgreSQL {running}, not {major}"
 
 
 @pytest.fixture(scope="module")
