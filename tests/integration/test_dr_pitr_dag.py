@@ -139,6 +139,7 @@ def audit_of(primary_store: Any, run_id: str) -> list[dict[str, Any]]:
     return [r for r in read_audit_records(primary_store, CLUSTER) if r["run_id"] == run_id]
 
 
+@pytest.mark.pg_majors(15, 18)
 def test_recovery_to_just_before_the_delete_builds_a_new_cluster_with_the_rows(
     scenario: Scenario, dag_runner: Any, primary_store: Any
 ) -> None:

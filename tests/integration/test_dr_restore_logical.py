@@ -166,6 +166,7 @@ def acl_of(sandbox: Any, relation: str) -> list[tuple[Any, ...]]:
     )
 
 
+@pytest.mark.pg_majors(15, 18)
 def test_deleted_appointments_come_back_from_the_latest_set_and_the_damaged_table_is_quarantined(
     dag_runner: Any,
     sandbox: Any,

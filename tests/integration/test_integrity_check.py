@@ -29,7 +29,7 @@ from hms_dr.pgtools import ConnectionInfo
 from hms_sandbox.cluster import LocalCluster, free_port, prepare_server_dir, run_server_tool
 from hms_sandbox.smtpsink import mail_dir
 
-pytestmark = [pytest.mark.integration, pytest.mark.airflow]
+pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.pg_majors(15, 18)]
 
 DAG_ID = "hms_integrity_check"
 PAGE = 8192

@@ -21,7 +21,7 @@ from hms_dr.manifest import BackupKind
 from hms_dr.physical import drill
 from hms_sandbox.cluster import LocalCluster, free_port, prepare_server_dir
 
-pytestmark = [pytest.mark.integration, pytest.mark.airflow]
+pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.pg_majors(15, 18)]
 
 DAG_ID = "hms_restore_test"
 CLUSTER = "hms-drill"  # a cluster name of its own: only this module's sets are in its folders
@@ -103,7 +103,9 @@ def test_pg_checksums_names_a_damaged_page(sandbox: Any) -> None:
     # Under the sandbox, not pytest's tmp_path: the server user must be able to walk to it.
     root = Path(tempfile.mkdtemp(prefix="damaged-", dir=sandbox.state_dir))
     prepare_server_dir(root, 0o755)
-    cluster = LocalCluster(data_dir=root / "data", port=free_port(), log_file=root / "server.log")
+    cluster = LocalCluster(
+        data_dir=root / "data", port=free_port(), log_file=root / "server.log", major=sandbox.pg_major
+    )
     superuser_password = secrets.token_hex(16)
     cluster.init(superuser_password=superuser_password, data_checksums=True)
     cluster.start()

@@ -75,10 +75,12 @@ def first_run(dag_runner: Any, forced: dict[str, bytes]) -> Any:
     return outcome
 
 
+@pytest.mark.pg_majors(15, 18)
 def test_every_task_succeeded_once(first_run: Any) -> None:
     assert first_run.task_states == {task: "success" for task in TASKS}
 
 
+@pytest.mark.pg_majors(15, 18)
 def test_each_forced_segment_is_a_set_that_decrypts_to_the_original_bytes(
     first_run: Any, forced: dict[str, bytes], primary_store: Any, restore_key: Any, tmp_path: Path
 ) -> None:
@@ -101,6 +103,7 @@ def test_each_forced_segment_is_a_set_that_decrypts_to_the_original_bytes(
         assert fetched.path.read_bytes() == original
 
 
+@pytest.mark.pg_majors(15, 18)
 def test_the_catalog_lists_the_wal_sets_oldest_first(
     first_run: Any, forced: dict[str, bytes], primary_store: Any
 ) -> None:
@@ -111,6 +114,7 @@ def test_the_catalog_lists_the_wal_sets_oldest_first(
     assert listing.unreadable == () and listing.orphans == ()
 
 
+@pytest.mark.pg_majors(15, 18)
 def test_the_rpo_is_handed_on_as_an_asset_event_and_xcom(first_run: Any, dag_runner: Any) -> None:
     measured = dag_runner.returned(DAG_ID, first_run.run_id, "measure_rpo")
     assert measured["problem"] is None and 0 <= measured["store_age_s"] < 15 * 60
@@ -126,11 +130,13 @@ def test_the_rpo_is_handed_on_as_an_asset_event_and_xcom(first_run: Any, dag_run
     )
 
 
+@pytest.mark.pg_majors(15, 18)
 def test_fresh_wal_is_kept_by_the_expiry(first_run: Any, forced: dict[str, bytes], dag_runner: Any) -> None:
     expiry = dag_runner.returned(DAG_ID, first_run.run_id, "expire_wal")
     assert expiry["expired"] == [] and expiry["kept"] >= len(forced)
 
 
+@pytest.mark.pg_majors(15, 18)
 def test_shipped_files_are_gone_from_the_spool(
     first_run: Any, forced: dict[str, bytes], spool: Path, dag_runner: Any
 ) -> None:
@@ -141,6 +147,7 @@ def test_shipped_files_are_gone_from_the_spool(
     assert "MiB/s" in first_run.output
 
 
+@pytest.mark.pg_majors(15, 18)
 def test_rpo_figures_are_measured_and_handed_on(first_run: Any, dag_runner: Any) -> None:
     report = dag_runner.returned(DAG_ID, first_run.run_id, "measure_rpo")
     assert report["problem"] is None and report["target_minutes"] == 15

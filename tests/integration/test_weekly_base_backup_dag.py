@@ -13,7 +13,7 @@ import pytest
 from hms_dr.catalog import list_catalog
 from hms_dr.manifest import BackupKind
 
-pytestmark = [pytest.mark.integration, pytest.mark.airflow]
+pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.pg_majors(15, 18)]
 
 DAG_ID = "hms_weekly_base_backup"
 CLUSTER = "hms-weekly-drill"  # a cluster name of its own: only this module's sets are counted

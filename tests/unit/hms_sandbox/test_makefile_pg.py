@@ -1,0 +1,47 @@
+"""`make ... PG=18` runs the sandbox on PostgreSQL 18 in a sandbox of its own, and `make clean`
+removes every major's sandbox: read from make's own database (`make -n -p`), nothing started."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def make_variables(*args: str) -> dict[str, str]:
+    """The variables of the Makefile as make evaluates them with ``args`` (``-p``, nothing run)."""
+    done = subprocess.run(
+        ["make", "-C", str(REPO_ROOT), "--no-print-directory", "-n", "-p", *args, "help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found = re.findall(r"^([A-Z_][A-Z0-9_]*) :?= (.*)$", done.stdout, flags=re.MULTILINE)
+    return dict(found)
+
+
+def test_without_pg_the_sandbox_is_15s_own_folder_and_no_major_is_asked_for() -> None:
+    variables = make_variables()
+    assert variables["HMS_DR_SANDBOX"] == f"{REPO_ROOT}/.sandbox"
+    assert "HMS_DR_SANDBOX_PG" not in variables
+
+
+def test_pg_18_asks_the_sandbox_for_18_in_a_folder_of_its_own() -> None:
+    variables = make_variables("PG=18")
+    assert variables["HMS_DR_SANDBOX"] == f"{REPO_ROOT}/.sandbox-pg18"
+    assert variables["HMS_DR_SANDBOX_PG"] == "18"
+
+
+def test_clean_stops_and_removes_every_majors_sandbox() -> None:
+    commands = subprocess.run(
+        ["make", "-C", str(REPO_ROOT), "--no-print-directory", "-n", "clean"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert f"{REPO_ROOT}/.sandbox-pg*" in commands and "hms_sandbox stop" in commands
+    assert re.search(r"^rm -rf .*\.sandbox-pg\*", commands, flags=re.MULTILINE)
