@@ -121,6 +121,23 @@ class TargetBeforeOldestBackup(NoBackupForTarget):
     """A recovery target older than the oldest base backup that could serve it."""
 
 
+class BackupChainBroken(NoBackupForTarget):
+    """An incremental base backup cannot be restored: a link of its chain (the sets from its full
+    backup to its parent, which pg_combinebackup needs every one of, in order) is missing from the
+    store, comes from another cluster (system identifier), records another chain than the link
+    itself does, is not older than its child, or the parents loop. The message names the tip and
+    the link at fault; the hint always says what to do instead.
+
+    ``missing_backup_set_id`` is set when the fault is a link the store does not hold."""
+
+    def __init__(
+        self, message: str, *, tip_backup_set_id: str, hint: str, missing_backup_set_id: str | None = None
+    ) -> None:
+        self.tip_backup_set_id = tip_backup_set_id
+        self.missing_backup_set_id = missing_backup_set_id
+        super().__init__(message, hint=hint)
+
+
 class QualityCheckFailed(HmsDrError):
     """A restored database differs from the baselines recorded at backup time."""
 
