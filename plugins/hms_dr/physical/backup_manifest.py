@@ -15,7 +15,9 @@ from typing import Any
 from hms_dr.errors import BackupVerificationFailed
 from hms_dr.wal.names import format_lsn, parse_lsn
 
-SUPPORTED_VERSIONS = (1,)
+# Version 2 (PostgreSQL 17 and later) adds the cluster's System-Identifier; the fields hms-dr reads
+# (Files, WAL-Ranges) are the same in both.
+SUPPORTED_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hms_dr.catalog import key_for, list_catalog, preflight_prefix
+from hms_dr.catalog import key_for, kind_prefix, list_catalog, preflight_prefix
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home, gpg_version
 from hms_dr.errors import PreflightFailed, ToolFailed
 from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
@@ -336,7 +336,7 @@ def _plan(
     unreadable: list[str] = []
     if wants_incremental(request, incremental_enabled=incremental_enabled):
         listing = list_catalog(store, cluster, BackupKind.BASE)
-        prefix = key_for(cluster, BackupKind.BASE, "")
+        prefix = kind_prefix(cluster, BackupKind.BASE)
         sets = listing.sets
         unreadable = [key.removeprefix(prefix).partition("/")[0] for key in listing.unreadable]
     plan = plan_base_backup(
