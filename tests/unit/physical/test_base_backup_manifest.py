@@ -1,4 +1,4 @@
-"""PostgreSQL's backup_manifest and backup_label, as pg_basebackup 15 writes them."""
+"""PostgreSQL's backup_manifest and backup_label, as pg_basebackup 15 (and 18: manifest version 2) writes them."""
 
 from __future__ import annotations
 
@@ -50,6 +50,17 @@ def test_reads_the_wal_range_and_the_files_of_a_real_manifest() -> None:
     assert (manifest.file_count, manifest.total_size_bytes, manifest.version) == (3, 208 + 8192, 1)
 
 
+def test_reads_a_version_2_manifest_as_postgresql_17_and_later_write_it() -> None:
+    # Version 2 adds the cluster's System-Identifier after the version; the rest is unchanged.
+    raw = MANIFEST.replace(
+        b'"PostgreSQL-Backup-Manifest-Version": 1,',
+        b'"PostgreSQL-Backup-Manifest-Version": 2,\n"System-Identifier": 7578236101829134862,',
+    )
+    manifest = parse_backup_manifest(raw, where="tars/backup_manifest")
+    assert (manifest.version, manifest.file_count) == (2, 3)
+    assert (manifest.start_lsn, manifest.stop_lsn) == (0x2000028, 0x2000100)
+
+
 def test_a_backup_taken_across_a_timeline_switch_starts_on_the_first_and_stops_on_the_last() -> None:
     # The server lists the newest timeline first.
     ranges = [
@@ -66,7 +77,7 @@ def test_a_backup_taken_across_a_timeline_switch_starts_on_the_first_and_stops_o
     [
         (b"{not json", "is not valid JSON"),
         (b"[1, 2]", "is not a JSON object"),
-        (manifest_with(PostgreSQL_Backup_Manifest_Version=2), "has version 2"),
+        (manifest_with(PostgreSQL_Backup_Manifest_Version=3), "has version 3"),
         (manifest_with(WAL_Ranges=None), "missing or has a malformed field"),
         (manifest_with(Files=None), "missing or has a malformed field"),
         (manifest_with(WAL_Ranges=[]), "names no WAL range"),
