@@ -35,7 +35,7 @@ from hms_dr.catalog import key_for, kind_prefix, list_catalog, preflight_prefix
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home, gpg_version
 from hms_dr.errors import PreflightFailed, ToolFailed
 from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
-from hms_dr.pginstalls import PgInstall
+from hms_dr.pginstalls import INCREMENTAL_BACKUP_MAJOR, PgInstall
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.backup_manifest import check_label_matches_manifest, parse_backup_label, parse_backup_manifest
 from hms_dr.physical.chain import BackupType, chain_fields_for_child, full_backup_fields
@@ -214,6 +214,7 @@ def take_base_backup(
             # Kept after publishing, for the next incremental of this worker (parentmanifest).
             kept_manifest = workdir / "published.backup_manifest"
             shutil.copyfile(tar_dir / BACKUP_MANIFEST, kept_manifest)
+            kept_manifest.chmod(0o600)
             # The server's backup interval lies inside this worker's [start, stop] clock readings:
             # recovery targets after stop_time can always be reached from this set.
             base_backup.update(start_time=_iso(backup_started_at), stop_time=_iso(backup_stopped_at))
@@ -264,7 +265,10 @@ def take_base_backup(
             extra=extra,
         )
         try:
-            keep_backup_manifest(staging_dir, backup_set_id, kept_manifest)
+            # Only a server that can take incrementals (17+) needs its parent's file; a 15
+            # deployment's staging stays empty between runs.
+            if source.server_major >= INCREMENTAL_BACKUP_MAJOR:
+                keep_backup_manifest(staging_dir, backup_set_id, kept_manifest)
         except OSError as exc:  # the set is published and whole: the next run decrypts or takes a full
             log.warning("could not keep the backup_manifest of set %s on this worker: %s", backup_set_id, exc)
     except BaseException:

@@ -5,8 +5,9 @@ the stored bytes and the sha256 of the plain file. Two ways lead back to the pla
 end with the plain sha256 proven before pg_basebackup sees it (a wrong manifest would make the
 server send the wrong blocks, an incremental that restores to silently broken data):
 
-1. **the worker's kept copy**: every base backup run keeps its own plain backup_manifest (0600, in
-   ``<base_backup.staging_dir>/backup-manifests/``, the newest few) after its set is published.
+1. **the worker's kept copy**: every base backup run of a 17+ server keeps its own plain
+   backup_manifest (0600, in ``<base_backup.staging_dir>/backup-manifests/``, the newest few)
+   after its set is published.
    In ``public_key`` mode this is the only way: the backup host holds the public key alone and
    cannot decrypt anything it stored, by design, and that must not change for incrementals.
 2. **the stored payload** (``symmetric`` mode only, where the backup's passphrase decrypts it):
