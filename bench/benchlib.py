@@ -46,16 +46,23 @@ def setup_logging(verbose: bool) -> None:
 # -- the bench sandbox -------------------------------------------------------------------------
 
 
-def start_bench_sandbox(scale_mb: float) -> Any:
-    """The sandbox in <repo>/.sandbox-bench, started (and loaded once) at ``scale_mb``."""
+def bench_state_dir(pg_major: int = 15) -> Path:
+    """<repo>/.sandbox-bench for PostgreSQL 15, <repo>/.sandbox-bench-pg<major> for another major."""
+    return BENCH_STATE_DIR if pg_major == 15 else BENCH_STATE_DIR.with_name(f"{BENCH_STATE_DIR.name}-pg{pg_major}")
+
+
+def start_bench_sandbox(scale_mb: float, pg_major: int = 15) -> Any:
+    """The bench sandbox of ``pg_major``, started (and loaded once) at ``scale_mb``."""
     from hms_sandbox import start_sandbox
 
+    state_dir = bench_state_dir(pg_major)
     started = time.monotonic()
     print(
-        f"starting the bench sandbox in {BENCH_STATE_DIR} (scale {scale_mb:g} MB; the first start loads the data)...",
+        f"starting the bench sandbox in {state_dir} (PostgreSQL {pg_major}, scale {scale_mb:g} MB; "
+        "the first start loads the data)...",
         flush=True,
     )
-    sandbox = start_sandbox(state_dir=BENCH_STATE_DIR, scale_mb=scale_mb)
+    sandbox = start_sandbox(state_dir=state_dir, scale_mb=scale_mb, pg_major=pg_major)
     print(
         f"sandbox up in {time.monotonic() - started:.1f} s: PostgreSQL 127.0.0.1:{sandbox.pg_port}, S3 {sandbox.s3_endpoint_url}",
         flush=True,
@@ -63,11 +70,12 @@ def start_bench_sandbox(scale_mb: float) -> Any:
     return sandbox
 
 
-def stop_bench_sandbox() -> None:
+def stop_bench_sandbox(pg_major: int = 15) -> None:
     from hms_sandbox import stop_sandbox
 
-    stop_sandbox(state_dir=BENCH_STATE_DIR)
-    print(f"bench sandbox stopped (data kept in {BENCH_STATE_DIR}; the next run reuses it)")
+    state_dir = bench_state_dir(pg_major)
+    stop_sandbox(state_dir=state_dir)
+    print(f"bench sandbox stopped (data kept in {state_dir}; the next run reuses it)")
 
 
 def backup_connection(sandbox: Any) -> Any:

@@ -14,6 +14,12 @@ the daily set's snapshot LSN into a throw-away cluster (WAL fetched, verified an
 the store), runs the same checks against the same baselines, stops it and runs
 `pg_checksums --check` (the runbook's offline corruption check), then removes it.
 
+The upgrade rehearsal (param `upgrade_rehearsal`, mode logical) restores the set into a server of a
+newer PostgreSQL major instead (`restore_test.upgrade_rehearsal_connection_id`) and runs the same
+checks against the same baselines; the report names both versions ("upgrade rehearsal:
+PostgreSQL 15.18 → 18.6"). It is refused before anything is downloaded when the policy names no such
+server, its Connection is missing, or its major is not newer than the set's.
+
 Pages: the on-call DBA, when a restore differs from its baselines or takes longer than the RTO.
 A trigger the first task refuses (an unknown or malformed param, a set id the store lacks) fails
 the run without paging.
@@ -86,6 +92,20 @@ with DAG(
                 "`logical`: pg_restore the daily set into a scratch database. `physical`: point-in-time recovery of "
                 "the newest base backup to that set's snapshot LSN into a throw-away cluster, then `pg_checksums`. "
                 "`both`: the two, each checked against the set's baselines, so the backups verify each other."
+            ),
+        ),
+        "upgrade_rehearsal": Param(
+            False,
+            type="boolean",
+            title="Upgrade rehearsal",
+            description=(
+                "Restore the daily set into the policy's upgrade-rehearsal server "
+                "(`restore_test.upgrade_rehearsal_connection_id`: isolated, a NEWER PostgreSQL major than the "
+                "server the set was taken from) instead of the restore server, and hold it to the same exact "
+                "baselines: every table's rows and content digest, keys, the views' fingerprints, the smoke "
+                "queries. Passing proves the backup restores into the new major with the data unchanged, before "
+                "you upgrade. Needs mode `logical` (a base backup cannot cross majors); the report names both "
+                "versions."
             ),
         ),
         "restore_jobs": Param(

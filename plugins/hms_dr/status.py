@@ -70,6 +70,12 @@ def _rto_trend(restore_tests: Sequence[BackupSet]) -> list[dict[str, Any]]:
                 "passed": report.manifest.body.get("passed") is True,
                 "mode": str(report.manifest.body.get("mode") or ""),
                 "backup_set_id": report.backup_set_id,
+                # An upgrade rehearsal restored into a newer major's server: its RTO is that server's.
+                **(
+                    {"upgrade_rehearsal": str(report.manifest.body["upgrade_rehearsal"])}
+                    if report.manifest.body.get("upgrade_rehearsal")
+                    else {}
+                ),
             }
         )
     return points
@@ -259,7 +265,8 @@ def render_rto_chart(points: Sequence[Mapping[str, Any]], width: int = 640, heig
     parts.append(f'<polyline class="trend" points="{path}"/>')
     for i, p in enumerate(points):
         css = "point pass" if p.get("passed") else "point fail"
-        title = f"{p.get('finished_at')}: {float(p['rto_s']):.1f} s, {p.get('mode')}, {'passed' if p.get('passed') else 'failed'}"
+        rehearsal = f" (upgrade rehearsal: {p['upgrade_rehearsal']})" if p.get("upgrade_rehearsal") else ""
+        title = f"{p.get('finished_at')}: {float(p['rto_s']):.1f} s, {p.get('mode')}{rehearsal}, {'passed' if p.get('passed') else 'failed'}"
         parts.append(
             f'<circle class="{css}" cx="{x_of(i):.1f}" cy="{y_of(float(p["rto_s"])):.1f}" r="4"><title>{e(title)}</title></circle>'
         )

@@ -175,4 +175,6 @@ def check_point_in_time(
         backup_set_id=str(checked["backup_set_id"]),
         plan_reason=str(checked["plan_reason"]),
         wal_files=int(checked["wal_files"]),
+        chain=tuple(str(set_id) for set_id in checked.get("chain") or (checked["backup_set_id"],)),
+        plan_warnings=tuple(str(line) for line in checked.get("plan_warnings") or ()),
     )

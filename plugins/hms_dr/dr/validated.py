@@ -24,6 +24,10 @@ class RecoveryPlanCheck(Record):
     backup_set_id: str
     plan_reason: str
     wal_files: int
+    # The base sets rebuilt before replay, full first (one id: a full set); and what the plan
+    # passed over (a newer chain with a missing link), for the approver to read.
+    chain: tuple[str, ...] = ()
+    plan_warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,14 @@ then ``gpg -d | zstd -d | tar -x`` streams it into place (no plain tar is staged
 bytes are hashed against the sha256 the backup recorded. ``pg_verifybackup`` then checks every
 file against PostgreSQL's own backup_manifest before the server is ever started.
 
+An incremental base backup (PostgreSQL 17+) is restored from its chain (``restore_chain``): every
+payload of every link is downloaded and proven first, so a corrupt or missing link is named
+before a byte is written; then each link is extracted into its own directory beside the data
+directory (same file system: ``pg_combinebackup --link`` hard-links instead of copying), proven
+with pg_verifybackup against its own backup_manifest, and ``pg_combinebackup`` (tip last)
+writes the data directory, which pg_verifybackup proves against the manifest pg_combinebackup
+wrote. A full set alone takes ``restore_base_backup``, unchanged.
+
 The recovered server listens on 127.0.0.1 only, never archives (archive_mode=off, so it cannot
 write into production's WAL spool or store), and while it recovers it also accepts trusted
 local connections on a private socket directory (0700, the server's OS user) so the engine can
@@ -16,9 +24,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +43,7 @@ from hms_dr.pginstalls import data_dir_major, data_install
 from hms_dr.physical.progress import ProgressLog
 from hms_dr.physical.recoveryplan import BaseBackup
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, pg_verifybackup_argv, read_verify_errors
-from hms_dr.server_user import prepare_server_dir, server_command
+from hms_dr.server_user import chown_to_server, prepare_server_dir, run_server_tool, server_command
 from hms_dr.units import human_bytes, human_rate
 
 if TYPE_CHECKING:
@@ -120,6 +129,213 @@ def restore_base_backup(
     return {"seconds": {k: round(v, 3) for k, v in seconds.items()}, **sizes, "verified_by": verified_by}
 
 
+def restore_chain(
+    store: Store,
+    cluster: str,
+    chain: Sequence[BaseBackup],
+    key: DecryptionKey,
+    data_dir: Path,
+    *,
+    staging_dir: Path,
+) -> dict[str, Any]:
+    """Build ``data_dir`` (already created for the server, empty) from ``chain``: the full set
+    first, the tip last. One set is ``restore_base_backup``, unchanged. Returns the chain's ids,
+    sizes and seconds per step."""
+    if len(chain) == 1:
+        return restore_base_backup(store, cluster, chain[0], key, data_dir, staging_dir=staging_dir)
+    tip = chain[-1]
+    what = f"the chain of base backup set {tip.backup_set_id} ({len(chain)} sets)"
+    refuse_short_staging(chain, staging_dir, what=what)
+    seconds: dict[str, float] = {}
+    workdir = staging_dir / f"chain-{tip.backup_set_id}-{os.getpid()}"
+    # Beside the data directory, so on its file system: pg_combinebackup --link can hard-link.
+    extracts = data_dir.parent / f".{data_dir.name}.chain-{os.getpid()}"
+    for stale in sorted(data_dir.parent.glob(f".{data_dir.name}.chain-*")):
+        # Left by a recovery that was killed (a clean failure removes its own): a copy of the
+        # cluster, so it is named; not removed, since another recovery might be using it.
+        log.warning("extracts of an earlier chain restore are still in %s: remove it once no recovery runs", stale)
+    workdir.mkdir(mode=0o700, parents=True, exist_ok=False)
+    try:
+        started = time.monotonic()
+        downloaded = _download_chain(store, cluster, chain, workdir)
+        seconds["download"] = time.monotonic() - started
+
+        started = time.monotonic()
+        prepare_server_dir(extracts, 0o700)
+        link_dirs = []
+        with gpg_home(staging_dir) as home:
+            imported = prepare_decryption(home, key)
+            for base in chain:
+                link_dirs.append(_extract_link(base, downloaded, imported, extracts / base.backup_set_id))
+        seconds["extract"] = time.monotonic() - started
+
+        started = time.monotonic()
+        for base, link_dir in zip(chain, link_dirs, strict=True):
+            verify_data_dir(
+                base, link_dir / BACKUP_MANIFEST, link_dir, what=f"base backup set {base.backup_set_id} of {what}"
+            )
+        seconds["verify_links"] = time.monotonic() - started
+
+        started = time.monotonic()
+        linked = _same_file_system(extracts, data_dir)
+        combined_bytes = _combine(link_dirs, data_dir, link=linked, what=what)
+        seconds["combine"] = time.monotonic() - started
+
+        started = time.monotonic()
+        verified_by = verify_data_dir(
+            tip, data_dir / BACKUP_MANIFEST, data_dir, what=f"the data directory combined from {what}"
+        )
+        seconds["pg_verifybackup"] = time.monotonic() - started
+        # pg_combinebackup's manifest has served; the data directory is then what a full set gives.
+        (data_dir / BACKUP_MANIFEST).unlink()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(extracts, ignore_errors=True)
+        if extracts.exists():  # a copy of the cluster, patients' rows included: never left silently
+            log.error("could not remove the chain's extracts in %s: remove that directory by hand", extracts)
+    payloads = [p for base in chain for p in _restored_payloads(base)]
+    plain = sum(p.plain_size_bytes or 0 for p in payloads)
+    log.info(
+        "restored %s (%s) into %s: %s plain; download %.1f s, extract %.1f s, verify links %.1f s, "
+        "pg_combinebackup %s %.1f s, pg_verifybackup %.1f s",
+        what,
+        ", ".join(b.backup_set_id for b in chain),
+        data_dir,
+        human_bytes(plain),
+        seconds["download"],
+        seconds["extract"],
+        seconds["verify_links"],
+        "--link" if linked else "(copy)",
+        seconds["combine"],
+        seconds["pg_verifybackup"],
+    )
+    return {
+        "chain": [b.backup_set_id for b in chain],
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "stored_bytes": sum(p.size_bytes for p in payloads),
+        "plain_bytes": plain,
+        "combined_bytes": combined_bytes,
+        "combined_with": "pg_combinebackup --link" if linked else "pg_combinebackup (copy)",
+        "verified_by": verified_by,
+        "links_verified_by": "pg_verifybackup",
+    }
+
+
+def refuse_short_staging(chain: Sequence[BaseBackup], staging_dir: Path, *, what: str) -> None:
+    """PreflightFailed when staging cannot hold every stored payload of ``chain`` at once: they
+    are all downloaded and proven before the first is decrypted."""
+    needed = sum(p.size_bytes for base in chain for p in base.backup_set.manifest.payloads)
+    free = shutil.disk_usage(staging_dir).free
+    if free < needed:
+        raise PreflightFailed(
+            f"staging {staging_dir} has {human_bytes(free)} free; {what} needs {human_bytes(needed)} to download "
+            "and prove every link before anything is restored: refused, nothing was touched",
+            hint="free space in staging, or recover from an older full base backup set (backup_set_id)",
+        )
+
+
+def _restored_payloads(base: BaseBackup) -> list[Payload]:
+    return [payload_of(base, fmt) for fmt in (BASE_TAR_FORMAT, WAL_TAR_FORMAT, MANIFEST_FORMAT)]
+
+
+def _download_chain(
+    store: Store, cluster: str, chain: Sequence[BaseBackup], workdir: Path
+) -> dict[tuple[str, str], Path]:
+    """Every payload of every link into ``workdir``, each proven against its sha256; the first
+    that fails is named (set and payload) before anything is decrypted or extracted."""
+    downloaded: dict[tuple[str, str], Path] = {}
+    expected = sum(p.size_bytes for base in chain for p in _restored_payloads(base))
+    done = 0
+    with ProgressLog(f"downloading the {len(chain)} sets of the chain", lambda: done, expected_bytes=expected):
+        for position, base in enumerate(chain, start=1):
+            set_dir = workdir / base.backup_set_id
+            set_dir.mkdir(mode=0o700)
+            for payload in _restored_payloads(base):
+                object_key = key_for(cluster, BackupKind.BASE, base.backup_set_id, payload.name)
+                try:
+                    download_verified(store, object_key, payload, set_dir / payload.name)
+                except ChecksumMismatch as exc:
+                    raise ChecksumMismatch(
+                        f"{payload.name} of base backup set {base.backup_set_id} (link {position} of {len(chain)} of "
+                        f"the chain of {chain[-1].backup_set_id}) is corrupt, nothing was restored: {exc.message}",
+                        hint="recover from another base backup set (backup_set_id), repair the set from the offsite "
+                        "copy, and take a new full base backup",
+                    ) from None
+                downloaded[(base.backup_set_id, payload.format)] = set_dir / payload.name
+                done += payload.size_bytes
+    return downloaded
+
+
+def _extract_link(
+    base: BaseBackup, downloaded: Mapping[tuple[str, str], Path], imported: ImportedKey, link_dir: Path
+) -> Path:
+    """One proven link decrypted into ``link_dir`` (the server's), laid out as pg_combinebackup
+    reads it: base.tar's files, pg_wal.tar in pg_wal/, backup_manifest beside them. Each
+    encrypted download is removed once extracted, freeing staging as the chain goes."""
+    prepare_server_dir(link_dir, 0o700)
+    for fmt, destination in ((BASE_TAR_FORMAT, link_dir), (WAL_TAR_FORMAT, link_dir / "pg_wal")):
+        encrypted = downloaded[(base.backup_set_id, fmt)]
+        prepare_server_dir(destination, 0o700)
+        _decrypt_and_extract(encrypted, payload_of(base, fmt), imported, destination)
+        encrypted.unlink()
+    encrypted = downloaded[(base.backup_set_id, MANIFEST_FORMAT)]
+    _decrypt_to_file(encrypted, payload_of(base, MANIFEST_FORMAT), imported, link_dir / BACKUP_MANIFEST)
+    chown_to_server(link_dir / BACKUP_MANIFEST)
+    encrypted.unlink()
+    return link_dir
+
+
+def _same_file_system(a: Path, b: Path) -> bool:
+    return a.stat().st_dev == b.stat().st_dev
+
+
+def _combine(link_dirs: Sequence[Path], data_dir: Path, *, link: bool, what: str) -> int:
+    """pg_combinebackup of ``link_dirs`` (full first, tip last) into the empty ``data_dir``, run
+    as the server's OS user with the chain's own major; the bytes of the result.
+
+    --link hard-links the unchanged files from the extracts (which are removed afterwards)
+    instead of copying them. --no-sync: as for a full set extracted by tar, the server syncs the
+    whole data directory before it replays (it starts from a backup, not a clean shutdown). The
+    manifest it writes keeps the default CRC32C checksums: every input was already proven
+    against PostgreSQL's own SHA-256 manifest, so the check of the result only has to catch what
+    the combination itself wrote wrong, and CRC32C does that at memory speed. pg_wal of the
+    result is the tip's (the WAL of the tip's backup window); replay goes on from the archive."""
+    pg = data_install(data_dir_major(link_dirs[-1]), data=what)
+    argv = [
+        pg.program("pg_combinebackup"),
+        *(["--link"] if link else []),
+        "--no-sync",
+        f"--output={data_dir}",
+        *map(str, link_dirs),
+    ]
+    started = time.monotonic()
+    with ProgressLog(f"pg_combinebackup of {what}", lambda: _tree_bytes(data_dir)):
+        run_server_tool(argv)
+    seconds = time.monotonic() - started
+    size = _tree_bytes(data_dir)
+    log.info(
+        "pg_combinebackup %s %s into %s: %s in %.1f s, %s",
+        pg.version,
+        "hard-linked" if link else "copied",
+        data_dir,
+        human_bytes(size),
+        seconds,
+        human_rate(size, seconds),
+    )
+    return size
+
+
+def _tree_bytes(directory: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except FileNotFoundError:
+                continue
+    return total
+
+
 def _check_plain(payload: Payload, digest: PlainDigest, where: str) -> None:
     if not plain_matches(payload, digest):
         raise ChecksumMismatch(
@@ -178,10 +394,12 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def verify_data_dir(base: BaseBackup, pg_manifest: Path, data_dir: Path) -> str:
+def verify_data_dir(base: BaseBackup, pg_manifest: Path, data_dir: Path, *, what: str | None = None) -> str:
     """pg_verifybackup of the extracted set against its backup_manifest; BackupVerificationFailed
-    with the first error (it names the file) otherwise."""
-    pg = data_install(data_dir_major(data_dir), data=f"base backup set {base.backup_set_id}")
+    with the first error (it names the file) otherwise. ``what`` names the directory's contents
+    in the messages (default: the set)."""
+    what = what or f"base backup set {base.backup_set_id}"
+    pg = data_install(data_dir_major(data_dir), data=what)
     done = subprocess.run(pg_verifybackup_argv(pg, pg_manifest, data_dir), capture_output=True, text=True)
     if done.returncode != 0:
         errors = read_verify_errors(done.stderr) or [line for line in done.stderr.splitlines() if line.strip()][-1:]
@@ -189,15 +407,12 @@ def verify_data_dir(base: BaseBackup, pg_manifest: Path, data_dir: Path) -> str:
             log.error("pg_verifybackup: %s", line)
         more = f" (and {len(errors) - 1} more, see the log)" if len(errors) > 1 else ""
         raise BackupVerificationFailed(
-            f"base backup set {base.backup_set_id} fails pg_verifybackup after extraction into {data_dir}: "
+            f"{what} fails pg_verifybackup after extraction into {data_dir}: "
             f"{errors[0] if errors else f'exit {done.returncode}'}{more}",
             hint="the stored set differs from what PostgreSQL recorded in its backup_manifest: recover from another base "
             "backup set (backup_set_id) and investigate this one",
         )
-    log.info(
-        "pg_verifybackup: every file of base backup set %s and its WAL range match its backup_manifest",
-        base.backup_set_id,
-    )
+    log.info("pg_verifybackup: every file of %s and its WAL range match its backup_manifest", what)
     return "pg_verifybackup"
 
 

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hms_dr.catalog import BackupSet
-from hms_dr.errors import ManifestInvalid
+from hms_dr.errors import BackupChainBroken, ManifestInvalid
+from hms_dr.physical.chain import resolve_chain
 from hms_dr.physical.recoveryplan import base_backup_of
 from hms_dr.policy import RestoreTestMode
 from hms_dr.wal.names import format_lsn, parse_lsn
@@ -34,10 +35,12 @@ def choose_drill_mode(
     if not snapshot_lsn:
         return DrillModeChoice(requested)  # the drill's planning refuses such a set, naming it
     usable = []
+    by_id = {backup_set.backup_set_id: backup_set for backup_set in base_sets}
     for backup_set in base_sets:
         try:
+            resolve_chain(backup_set, by_id)  # an incremental is usable only with every link before it
             usable.append(base_backup_of(backup_set))
-        except ManifestInvalid:
+        except (ManifestInvalid, BackupChainBroken):
             continue  # recovery skips it too, and says so when it plans
     target = parse_lsn(str(snapshot_lsn))
     fallback = f"mode {requested.value} runs logical only"

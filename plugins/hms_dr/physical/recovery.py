@@ -4,7 +4,8 @@ and promoted.
 
 ``recover`` decides first and touches nothing until every refusal has had its chance: a data
 directory that is not empty, a target before the oldest base backup or after the newest archived
-WAL, a gap in the stored WAL the target needs. Then it builds the data directory (``datadir``),
+WAL, a gap in the stored WAL the target needs, an incremental base backup whose chain is broken.
+Then it builds the data directory (``datadir``; an incremental from its whole chain),
 serves WAL to ``restore_command`` (``walsource`` + ``walfetch``), starts the server and waits
 until it has promoted, and returns what happened as plain data. A failed recovery stops the
 server and raises RecoveryFailed with the server's FATAL line; it never leaves a promoted
@@ -35,7 +36,7 @@ from hms_dr.errors import (
     WalMissing,
 )
 from hms_dr.manifest import BackupKind, parse_utc
-from hms_dr.physical.datadir import recovery_settings, refuse_non_empty, restore_base_backup, write_recovery_config
+from hms_dr.physical.datadir import recovery_settings, refuse_non_empty, restore_chain, write_recovery_config
 from hms_dr.physical.recoveryplan import ArchivedWal, RecoveryPlan, base_backup_of, plan_recovery, refuse_wal_gap
 from hms_dr.physical.request import refuse_pause_without_target
 from hms_dr.physical.server import RecoveringServer, walfetch_restore_command
@@ -125,7 +126,7 @@ def recover(
         for directory in (data_dir, socket_dir, log_file.parent):
             prepare_server_dir(directory, 0o700)
         try:
-            restored = restore_base_backup(store, cluster, base, decryption_key, data_dir, staging_dir=staging_dir)
+            restored = restore_chain(store, cluster, plan.chain, decryption_key, data_dir, staging_dir=staging_dir)
             source.serve()
             restore_command = walfetch_restore_command(source.directory)
             stop_at = {**target_settings(target), **({} if promote else {"recovery_target_action": "pause"})}
@@ -157,7 +158,9 @@ def recover(
         "target": target.to_dict(),
         "backup_set_id": base.backup_set_id,
         "base_backup": base.to_dict(),
+        "chain": list(plan.chain_ids),
         "plan_reason": plan.reason,
+        "plan_warnings": list(plan.warnings),
         "wal_path": {
             "timelines": path.describe_spans(),
             "first_needed": path.expected[0] if path.expected else None,
@@ -205,7 +208,12 @@ def check_recovery(
     The validation steps of the DR DAGs call this with what the operator asked for: a base backup
     id the store lacks and a target older than every base backup are the request's to fix
     (RequestRefused, no page); missing WAL, or WAL not yet archived up to the target, is the
-    system's (it pages)."""
+    system's (it pages). So is a broken chain of incremental base backups (BackupChainBroken: a
+    link missing from the store, of another cluster, or contradicting its child), even for a
+    set the operator named: the store lost or mixed up what the set needs. A broken newest chain
+    that an older whole one replaces is reported in ``plan_warnings``. A corrupt link (bytes
+    that differ from their sha256) is found by ``recover``, before anything is written: this
+    check reads manifests only."""
     with WalSource(store, cluster, decryption_key, staging_dir=staging_dir, server_uid=_server_uid()) as source:
         try:
             plan, path = choose_recovery(
@@ -220,9 +228,14 @@ def check_recovery(
     return {
         "backup_set_id": plan.base.backup_set_id,
         "base_backup": plan.base.to_dict(),
+        "chain": list(plan.chain_ids),
         "plan_reason": plan.reason,
-        # what the base backup extracts to (its tars, plain): the least the data directory needs
-        "base_plain_bytes": sum(p.plain_size_bytes or p.size_bytes for p in plan.base.backup_set.manifest.payloads),
+        "plan_warnings": list(plan.warnings),
+        # what the base backup extracts to (its tars, plain): the least the data directory needs;
+        # for a chain every link is extracted beside it (then hard-linked into it), so all of them
+        "base_plain_bytes": sum(
+            p.plain_size_bytes or p.size_bytes for link in plan.chain for p in link.backup_set.manifest.payloads
+        ),
         "wal_files": len(path.expected),
         "wal_path": {
             "timelines": path.describe_spans(),
@@ -280,7 +293,7 @@ def choose_recovery(
     source.expect([name for name in path.expected if name not in carried_not_stored], gap_hint=gap_hint)
     log.info(
         "plan: base backup set %s (%s); WAL %s to %s over timeline(s) %s, %d file(s)%s",
-        base.backup_set_id,
+        base.backup_set_id if not plan.is_incremental else f"{base.backup_set_id} (chain {', '.join(plan.chain_ids)})",
         plan.reason,
         path.expected[0] if path.expected else base.start_wal_file,
         path.newest or "-",

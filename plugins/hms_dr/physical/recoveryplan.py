@@ -5,6 +5,14 @@ Rule: the newest base backup whose stop point (stop_time for a time target, stop
 target) precedes the target; ``latest``, ``immediate``, a transaction id or a restore point name
 start from the newest base backup, unless the operator names one. A target before the oldest
 base backup, or after the newest archived WAL, is refused with one line naming both ends.
+
+A base backup may be an incremental (PostgreSQL 17+): it is restored from its whole chain, the
+full backup first and itself (the tip) last (``chain.resolve_chain``), and replay starts at the
+tip's WAL. Every base set, full or incremental, is a candidate tip; the newest candidate whose
+chain is whole wins. A broken chain is skipped when an older whole one serves the target, but
+when it was the newest candidate the plan says so in a WARNING line (the DBA must repair it or
+take a new full backup); when no candidate's chain is whole, BackupChainBroken names the link at
+fault of the newest one. All of this is decided from manifests, before anything is touched.
 """
 
 from __future__ import annotations
@@ -15,8 +23,16 @@ from datetime import datetime
 from typing import Any
 
 from hms_dr.catalog import MAX_IDS_LISTED, BackupSet
-from hms_dr.errors import ManifestInvalid, NoBackupForTarget, SetNotFound, TargetBeforeOldestBackup, WalMissing
+from hms_dr.errors import (
+    BackupChainBroken,
+    ManifestInvalid,
+    NoBackupForTarget,
+    SetNotFound,
+    TargetBeforeOldestBackup,
+    WalMissing,
+)
 from hms_dr.manifest import BackupKind, parse_utc
+from hms_dr.physical.chain import BROKEN_CHAIN_HINT, resolve_chain
 from hms_dr.physical.targets import RecoveryTarget, TargetKind, format_time
 from hms_dr.physical.walpath import WalPath
 from hms_dr.wal.names import (
@@ -108,9 +124,36 @@ class ArchivedWal:
 
 @dataclass(frozen=True)
 class RecoveryPlan:
-    base: BaseBackup
+    """The base backup to restore: its chain, full first and the tip (where replay starts) last;
+    one set for a full backup."""
+
+    chain: tuple[BaseBackup, ...]
     reason: str
-    skipped: tuple[str, ...] = ()  # base sets left out, with why
+    skipped: tuple[str, ...] = ()  # base sets left out, with why; a WARNING line for a broken newest chain
+
+    def __post_init__(self) -> None:
+        if not self.chain:
+            raise ValueError("a recovery plan restores at least one base backup set")
+
+    @property
+    def base(self) -> BaseBackup:
+        """The tip: its start WAL, carried WAL, stop point and timeline are the recovery's."""
+        return self.chain[-1]
+
+    @property
+    def chain_ids(self) -> tuple[str, ...]:
+        return tuple(link.backup_set_id for link in self.chain)
+
+    @property
+    def is_incremental(self) -> bool:
+        return len(self.chain) > 1
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(line for line in self.skipped if line.startswith(WARNING_PREFIX))
+
+
+WARNING_PREFIX = "WARNING: "
 
 
 def plan_recovery(
@@ -120,19 +163,22 @@ def plan_recovery(
     *,
     backup_set_id: str | None = None,
 ) -> RecoveryPlan:
-    """The base backup to recover ``target`` from; NoBackupForTarget (one line) when none can."""
+    """The base backup (with its chain) to recover ``target`` from; NoBackupForTarget (one line)
+    when none can, BackupChainBroken when every candidate's chain is broken or the named set's is."""
     usable: list[BaseBackup] = []
     skipped: list[str] = []
+    unusable: dict[str, str] = {}  # set id -> why it cannot be restored (nor be a link of a chain)
     for backup_set in base_sets:
         try:
             base = base_backup_of(backup_set)
         except ManifestInvalid as exc:
             skipped.append(exc.message)
+            unusable[backup_set.backup_set_id] = exc.message
             continue
         if any(p.format == TABLESPACE_TAR_FORMAT for p in backup_set.manifest.payloads):
-            skipped.append(
-                f"base backup set {backup_set.backup_set_id} has tablespaces, which recovery does not restore yet"
-            )
+            why = f"base backup set {backup_set.backup_set_id} has tablespaces, which recovery does not restore yet"
+            skipped.append(why)
+            unusable[backup_set.backup_set_id] = why
             continue
         usable.append(base)
     usable.sort(key=lambda b: (b.stop_lsn, b.stop_time, b.backup_set_id))
@@ -141,6 +187,7 @@ def plan_recovery(
         raise NoBackupForTarget(
             f"no usable base backup set in the catalog{why}", hint="run hms_weekly_base_backup first"
         )
+    chains = _Chains(base_sets, usable, unusable)
 
     if backup_set_id is not None:
         chosen = next((b for b in usable if b.backup_set_id == backup_set_id), None)
@@ -154,29 +201,91 @@ def plan_recovery(
             )
         _refuse_before(chosen, target)
         _refuse_after(archived, target)
-        return RecoveryPlan(chosen, f"base backup set {backup_set_id} was named", tuple(skipped))
+        chain = chains.of(chosen)  # the operator named it: a broken chain is refused, never replaced
+        return RecoveryPlan(chain, _with_chain(f"base backup set {backup_set_id} was named", chain), tuple(skipped))
 
-    newest = usable[-1]
     if target.kind is TargetKind.TIME:
         assert target.time is not None
-        candidates = [b for b in usable if b.stop_time <= target.time]
+        candidates = sorted((b for b in usable if b.stop_time <= target.time), key=lambda b: (b.stop_time, b.stop_lsn))
         if not candidates:
             _refuse_before(min(usable, key=lambda b: b.stop_time), target)
         _refuse_after(archived, target)
-        chosen = max(candidates, key=lambda b: (b.stop_time, b.stop_lsn))
-        reason = f"newest base backup consistent before {format_time(target.time)} (at {format_time(chosen.stop_time)})"
+        chain = chains.newest_whole(candidates, skipped)
+        reason = (
+            f"newest base backup consistent before {format_time(target.time)} (at {format_time(chain[-1].stop_time)})"
+        )
     elif target.kind is TargetKind.LSN:
         assert target.lsn is not None
         candidates = [b for b in usable if b.stop_lsn <= target.lsn]
         if not candidates:
             _refuse_before(usable[0], target)
         _refuse_after(archived, target)
-        chosen = candidates[-1]
-        reason = f"newest base backup consistent before LSN {format_lsn(target.lsn)} (at {format_lsn(chosen.stop_lsn)})"
+        chain = chains.newest_whole(candidates, skipped)
+        reason = (
+            f"newest base backup consistent before LSN {format_lsn(target.lsn)} (at {format_lsn(chain[-1].stop_lsn)})"
+        )
     else:
-        chosen = newest
+        chain = chains.newest_whole(usable, skipped)
         reason = f"the newest base backup serves a {target.kind.value} target"
-    return RecoveryPlan(chosen, reason, tuple(skipped))
+    return RecoveryPlan(chain, _with_chain(reason, chain), tuple(skipped))
+
+
+def _with_chain(reason: str, chain: tuple[BaseBackup, ...]) -> str:
+    if len(chain) == 1:
+        return reason
+    return f"{reason}; an incremental, restored from its chain of {len(chain)} sets: {', '.join(b.backup_set_id for b in chain)}"
+
+
+class _Chains:
+    """Resolving candidate tips into whole chains of usable sets, over one catalog listing."""
+
+    def __init__(self, base_sets: Sequence[BackupSet], usable: Sequence[BaseBackup], unusable: dict[str, str]) -> None:
+        self.sets_by_id = {s.backup_set_id: s for s in base_sets}
+        self.usable_by_id = {b.backup_set_id: b for b in usable}
+        self.unusable = unusable
+
+    def of(self, tip: BaseBackup) -> tuple[BaseBackup, ...]:
+        """``tip``'s chain, full first; BackupChainBroken (naming the link at fault) otherwise."""
+        try:
+            chain = resolve_chain(tip.backup_set, self.sets_by_id)
+        except ManifestInvalid as exc:
+            raise BackupChainBroken(
+                f"the chain of base backup set {tip.backup_set_id} cannot be read: {exc.message}",
+                tip_backup_set_id=tip.backup_set_id,
+                hint=BROKEN_CHAIN_HINT,
+            ) from None
+        for link_id in chain.ids:
+            if link_id not in self.usable_by_id:
+                raise BackupChainBroken(
+                    f"base backup set {link_id}, a link of the chain of base backup set {tip.backup_set_id}, "
+                    f"cannot be restored: {self.unusable.get(link_id, 'not usable')}",
+                    tip_backup_set_id=tip.backup_set_id,
+                    hint=BROKEN_CHAIN_HINT,
+                )
+        return tuple(self.usable_by_id[link_id] for link_id in chain.ids)
+
+    def newest_whole(self, candidates: Sequence[BaseBackup], skipped: list[str]) -> tuple[BaseBackup, ...]:
+        """The chain of the newest of ``candidates`` (oldest first) whose chain is whole; each
+        broken one newer than it goes to ``skipped``, the newest candidate's as a WARNING. When
+        none is whole: the newest candidate's BackupChainBroken."""
+        broken: list[BackupChainBroken] = []
+        for tip in reversed(candidates):
+            try:
+                chain = self.of(tip)
+            except BackupChainBroken as exc:
+                broken.append(exc)
+                continue
+            for position, refusal in enumerate(broken):
+                if position == 0:
+                    skipped.append(
+                        f"{WARNING_PREFIX}the newest base backup set that can serve the target, {refusal.tip_backup_set_id}, "
+                        f"cannot be restored ({refusal.message}); recovering from the older {tip.backup_set_id} instead, "
+                        "which replays more WAL"
+                    )
+                else:
+                    skipped.append(refusal.message)
+            return chain
+        raise broken[0]
 
 
 def _refuse_before(oldest: BaseBackup, target: RecoveryTarget) -> None:

@@ -1,5 +1,12 @@
 """The policy's ``restore_test:`` section: whether every backup is restore-tested, what is restored
-(logical, physical or both), and the smoke queries asked of every restored copy.
+(logical, physical or both), the smoke queries asked of every restored copy, and the server an
+upgrade rehearsal restores into.
+
+An upgrade rehearsal (the DAG's ``upgrade_rehearsal`` param) restores the daily set into a server
+of a NEWER PostgreSQL major than production's and holds it to the same exact baselines: what a
+hospital wants to know before upgrading. That server is a Connection of its own
+(``restore_test.upgrade_rehearsal_connection_id``), isolated from production like the normal
+restore target; without one, no rehearsal can be asked for.
 
 Smoke queries are the application's own questions. The policy lists them under
 ``restore_test.smoke_queries`` as ``{name, sql}``; a restore test passes only if each runs on the
@@ -109,15 +116,22 @@ class RestoreTestPolicy:
     mode: RestoreTestMode = RestoreTestMode.BOTH
     # The application's own queries, run on every restored copy; none by default.
     smoke_queries: tuple[SmokeQuery, ...] = ()
+    # postgres Connection to a restore-target server of a newer major (a role that may CREATE
+    # DATABASE there), for upgrade rehearsals; None: rehearsals are refused.
+    upgrade_rehearsal_connection_id: str | None = None
 
 
 def parse_restore_test(reader: PolicyReader) -> RestoreTestPolicy:
-    """The ``restore_test:`` section; mode and smoke_queries are optional."""
+    """The ``restore_test:`` section; mode, smoke_queries and upgrade_rehearsal_connection_id are optional."""
+    section = reader.data["restore_test"]
     return RestoreTestPolicy(
         on_every_backup=reader.boolean("restore_test.on_every_backup"),
         restore_jobs=reader.integer("restore_test.restore_jobs", minimum=1, maximum=16),
-        mode=reader.choice("restore_test.mode", RestoreTestMode)
-        if "mode" in reader.data["restore_test"]
-        else RestoreTestPolicy.mode,
+        mode=reader.choice("restore_test.mode", RestoreTestMode) if "mode" in section else RestoreTestPolicy.mode,
         smoke_queries=parse_smoke_queries(reader),
+        upgrade_rehearsal_connection_id=(
+            reader.text("restore_test.upgrade_rehearsal_connection_id")
+            if section.get("upgrade_rehearsal_connection_id") is not None
+            else None
+        ),
     )

@@ -224,6 +224,8 @@ def write_report_html(summary: Mapping[str, Any], report_dir: Path) -> Path:
         facts.append(("manifest", _h(summary["backup_manifest"])))
     if summary.get("scratch_database"):
         facts.append(("scratch database", _h(summary["scratch_database"])))
+    if summary.get("upgrade_rehearsal"):
+        facts.append(("upgrade rehearsal", _h(summary["upgrade_rehearsal"])))
     checks_passed = summary.get("checks_passed", passed == len(checks))
     facts.append(
         ("checks", f'<span class="{"ok" if checks_passed else "bad"}">{passed} of {len(checks)} passed</span>')
@@ -264,6 +266,8 @@ def write_report_html(summary: Mapping[str, Any], report_dir: Path) -> Path:
     if rto_over:
         reasons.append("the restore took longer than the RTO target")
     why = f'<p class="bad">Failed because {" and ".join(reasons)}.</p>' if reasons and not summary["passed"] else ""
+    # An upgrade rehearsal says so in the title: its verdict is about the newer major.
+    rehearsal = f" (upgrade rehearsal: {_h(summary['upgrade_rehearsal'])})" if summary.get("upgrade_rehearsal") else ""
     fact_rows = "\n".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in facts)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Restore test {_h(summary["backup_set_id"])}: {verdict}</title>
@@ -278,7 +282,7 @@ tr.fail td {{ background: #fdd; }} tr.pass td:nth-child(5) {{ color: #060; }}
 .verdict, .ok, .bad {{ font-weight: bold; }} .ok {{ color: #060; }} .bad {{ color: #b00; }}
 .verdict {{ color: {"#060" if summary["passed"] else "#b00"}; }}
 </style></head><body>
-<h1>Restore test of backup set {_h(summary["backup_set_id"])}: <span class="verdict">{verdict}</span></h1>
+<h1>Restore test of backup set {_h(summary["backup_set_id"])}{rehearsal}: <span class="verdict">{verdict}</span></h1>
 {why}
 <table class="facts"><tbody>
 {fact_rows}

@@ -2,6 +2,10 @@
 manifest, decrypted with the restore key and restored with ``pg_restore -j`` into a fresh scratch
 database on the isolated restore server (``hms_dr.restore``), checked against the set's baselines,
 and the scratch database dropped whatever happened (unless the run keeps it).
+
+In an upgrade rehearsal the "restore server" is the rehearsal server of a newer major (the edge
+passes it as ``target``); pg_restore and the checks' pg_dump are then that major's
+(``hms_dr.database.client_tools``), and the baselines are the same, exact ones.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ def check_logical_restore(
         restored.fetch_started_at,
         restored.steps_s,
         scratch_database=plan.scratch_database,
+        upgrade_rehearsal=plan.upgrade_rehearsal.describe() if plan.upgrade_rehearsal else None,
     )
     return check_and_report(
         plan,

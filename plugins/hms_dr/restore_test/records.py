@@ -45,6 +45,19 @@ class DrillPlan(Record):
 
 
 @dataclass(frozen=True)
+class UpgradeRehearsal(Record):
+    """An upgrade rehearsal: the set, taken from a server of ``from_version``, restored into the
+    rehearsal server (``restore_test.upgrade_rehearsal_connection_id``) of the newer ``to_version``."""
+
+    connection_id: str
+    from_version: str  # the set's manifest: server.version ("15.18")
+    to_version: str  # the rehearsal server, as it reported itself when the run was planned ("18.6")
+
+    def describe(self) -> str:
+        return f"PostgreSQL {self.from_version} → {self.to_version}"
+
+
+@dataclass(frozen=True)
 class RestoreTestPlan(Record):
     """One run's plan: the set, its scratch database, the mode this store can serve, the drill's plan."""
 
@@ -55,11 +68,15 @@ class RestoreTestPlan(Record):
     keep_scratch: bool
     mode: RestoreTestMode
     physical: DrillPlan | None = None  # set exactly when the mode has the drill
+    # Set when the run is an upgrade rehearsal (logical only): every step then uses its server.
+    upgrade_rehearsal: UpgradeRehearsal | None = None
 
     def to_xcom(self) -> dict[str, Any]:
         data = super().to_xcom()
-        if self.physical is None:
-            del data["physical"]  # no drill planned: no key (as always; readers test its absence)
+        # No drill planned, no rehearsal: no key (as always; readers test their absence).
+        for name in ("physical", "upgrade_rehearsal"):
+            if data[name] is None:
+                del data[name]
         return data
 
     def runs(self, part: RestoreTestPart) -> bool:
@@ -141,13 +158,19 @@ class RestoreTestReport(Record):
     rto_s: float
     rto_target_s: int
     steps_s: dict[str, float]
+    # An upgrade rehearsal's versions, "PostgreSQL 15.18 → 18.6" (UpgradeRehearsal.describe);
+    # absent from the summary of an ordinary restore test.
+    upgrade_rehearsal: str | None = None
 
     def to_xcom(self) -> dict[str, Any]:
         """The report as ``summary.json`` stores it (and the task returns it): the other part's
-        fields left out."""
+        fields left out, and ``upgrade_rehearsal`` unless the run was one."""
         others = {name for part, names in _FIELDS_OF_PART.items() if part is not self.mode for name in names}
+        if self.upgrade_rehearsal is None:
+            others.add("upgrade_rehearsal")
         return {name: value for name, value in super().to_xcom().items() if name not in others}
 
     @property
     def restored_what(self) -> str:
-        return f"{self.mode.value} restore of {self.backup_set_id}"
+        rehearsal = f" (upgrade rehearsal: {self.upgrade_rehearsal})" if self.upgrade_rehearsal else ""
+        return f"{self.mode.value} restore of {self.backup_set_id}{rehearsal}"

@@ -53,6 +53,7 @@ class RestoredCopy:
     target_lsn: str | None = None
     timeline: int | None = None
     recovery_end_lsn: str | None = None
+    upgrade_rehearsal: str | None = None  # logical, rehearsing an upgrade: "PostgreSQL 15.18 → 18.6"
 
 
 def build_report(
@@ -82,6 +83,7 @@ def build_report(
         rto_s=round(rto.seconds, 3),
         rto_target_s=rto.target_s,
         steps_s={**copy.steps_s, "quality_checks": round(checks_s, 3)},
+        upgrade_rehearsal=copy.upgrade_rehearsal,
     )
 
 
@@ -102,6 +104,8 @@ def manifest_extra(report: RestoreTestReport) -> dict[str, Any]:
         "passed": report.passed,
         "rto_s": report.rto_s,
         "rto_target_s": report.rto_target_s,
+        # A rehearsal passed proves the set restores exactly on the newer major too.
+        **({"upgrade_rehearsal": report.upgrade_rehearsal} if report.upgrade_rehearsal else {}),
     }
 
 

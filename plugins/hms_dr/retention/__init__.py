@@ -1,8 +1,9 @@
 """Retention: which backup sets and leftovers to delete, decided by a pure planner, then applied.
 
 ``records`` holds the rule and the plan; ``plan`` plans every tier of a store without reading
-anything (``wal`` plans the WAL, which follows the base backups kept); ``apply`` reads a store,
-plans and deletes, manifest first.
+anything (base backups a whole chain of incrementals at a time; ``wal`` plans the WAL, which
+follows the base backups kept); ``apply`` reads a store, plans and deletes, manifest first,
+an incremental before the links of its chain.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hms_dr.retention.plan import (
     base_backup_wal_start,
     grandfather_father_son_keeps,
     keep_newest_wal_set,
+    plan_base_backup_retention,
     plan_retention,
     plan_store_retention,
 )
@@ -45,6 +47,7 @@ __all__ = [
     "grandfather_father_son_keeps",
     "keep_newest_wal_set",
     "oldest_base_backup",
+    "plan_base_backup_retention",
     "plan_retention",
     "plan_store_retention",
     "plan_wal_expiry",

@@ -17,7 +17,7 @@ from hms_dr.catalog import CatalogListing, key_for, list_catalog
 from hms_dr.errors import HmsDrError, ObjectLocked, ObjectMissing, RetentionRefused
 from hms_dr.manifest import MANIFEST_NAME, BackupKind
 from hms_dr.retention.plan import DAILY_EXPORT_KINDS, RetentionTiers, StoreCatalog, plan_store_retention
-from hms_dr.retention.records import KindExpiry, RetentionPlan
+from hms_dr.retention.records import Expiry, KindExpiry, RetentionPlan
 from hms_dr.wal.listing import read_wal_sets
 
 if TYPE_CHECKING:
@@ -32,6 +32,9 @@ class RetentionOutcome:
 
     deleted: tuple[str, ...]
     locked: Mapping[str, str] = field(default_factory=dict)  # set id -> which objects are locked, until when
+    # Set id -> why it stays though the plan expires it: a link of the chain of a set that could
+    # not be deleted (locked, or a failure), which would otherwise lose its parent.
+    held: Mapping[str, str] = field(default_factory=dict)
 
 
 def apply_retention(plan: RetentionPlan, store: Store, cluster: str) -> list[str]:
@@ -42,11 +45,32 @@ def apply_retention(plan: RetentionPlan, store: Store, cluster: str) -> list[str
 
 def apply_retention_plan(plan: RetentionPlan, store: Store, cluster: str, *, now: datetime) -> RetentionOutcome:
     """As :func:`apply_retention`; in a store with Object Lock every object of an expiring set is
-    checked first and a set with any locked object is left whole and reported, never half deleted."""
+    checked first and a set with any locked object is left whole and reported, never half deleted.
+
+    Sets are deleted in the plan's order, which puts an incremental base backup before every link
+    of its chain (``plan_base_backup_retention``): a run interrupted anywhere leaves chains that
+    are shorter but whole. A set that stays (locked, or its deletion failed) holds back the links
+    it ``needs`` too, so no incremental is ever left without its parent."""
     deleted: list[str] = []
     locked: dict[str, str] = {}
+    held: dict[str, str] = {}
     failures: list[str] = []
+
+    def hold_links_of(expiry: Expiry, why: str) -> None:
+        for needed in expiry.needs:
+            held.setdefault(needed, f"a link of the chain of {expiry.backup_set_id}, which {why}")
+
     for expiry in plan.expire:
+        if expiry.backup_set_id in held:
+            log.warning(
+                "kept %s set %s: %s (it expires: %s)",
+                expiry.kind.value,
+                expiry.backup_set_id,
+                held[expiry.backup_set_id],
+                expiry.reason,
+            )
+            hold_links_of(expiry, "stays too")
+            continue
         folder = key_for(cluster, expiry.kind, expiry.backup_set_id)
         manifest_key = folder + MANIFEST_NAME
         try:
@@ -54,6 +78,7 @@ def apply_retention_plan(plan: RetentionPlan, store: Store, cluster: str, *, now
             lock = _lock_of(store, keys, now) if store.features.supports_object_lock else None
             if lock is not None:
                 locked[expiry.backup_set_id] = lock
+                hold_links_of(expiry, "Object Lock holds")
                 log.warning(
                     "kept %s set %s: %s (it expires: %s)", expiry.kind.value, expiry.backup_set_id, lock, expiry.reason
                 )
@@ -75,14 +100,16 @@ def apply_retention_plan(plan: RetentionPlan, store: Store, cluster: str, *, now
         except ObjectLocked as exc:
             # The lock check above saw none (a listing race, or a lock the head did not show).
             locked[expiry.backup_set_id] = exc.message
+            hold_links_of(expiry, "Object Lock holds")
             log.warning("%s", exc.message)
         except HmsDrError as exc:
             failures.append(f"{store.describe(folder)}: {exc.message}")
+            hold_links_of(expiry, "could not be deleted")
     for key in plan.unreadable:
         log.warning("retention left %s alone: its manifest cannot be read", store.describe(key))
     if failures:
         raise RetentionRefused(f"{len(failures)} expiry(ies) failed; first: {failures[0]}")
-    return RetentionOutcome(deleted=tuple(deleted), locked=locked)
+    return RetentionOutcome(deleted=tuple(deleted), locked=locked, held=held)
 
 
 def _lock_of(store: Store, keys: Iterable[str], now: datetime) -> str | None:
@@ -128,8 +155,10 @@ def expire_by_tiers(
             failures.append(f"{kind.value}: {exc.message}")
             continue
         kept_by_reason = Counter(_reason_kind(plan.reasons[set_id]) for set_id in plan.keep)
+        # A set held back as a link of a locked set's chain is reported with the locked sets.
+        stayed = {**outcome.held, **outcome.locked}
         log.info(
-            "%s retention of %s sets in %s: %d kept (%s), %d expired (%d objects deleted), %d left under Object Lock",
+            "%s retention of %s sets in %s: %d kept (%s), %d expired (%d objects deleted), %d left under Object Lock (or as links of a locked set)",
             "offsite" if offsite else "primary",
             kind.value,
             store.url,
@@ -137,13 +166,13 @@ def expire_by_tiers(
             "; ".join(f"{count}: {reason}" for reason, count in kept_by_reason.items()) or "none",
             len(plan.expire),
             len(outcome.deleted),
-            len(outcome.locked),
+            len(stayed),
         )
         report[kind.value] = KindExpiry(
             kept=len(plan.keep),
-            expired=[e.backup_set_id for e in plan.expire if e.backup_set_id not in outcome.locked],
+            expired=[e.backup_set_id for e in plan.expire if e.backup_set_id not in stayed],
             deleted_objects=len(outcome.deleted),
-            locked=dict(outcome.locked),
+            locked=stayed,
         )
     if failures:
         raise RetentionRefused(f"retention failed for {len(failures)} kind(s); first: {failures[0]}")

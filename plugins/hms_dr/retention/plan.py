@@ -4,7 +4,9 @@
 that carries its reasons; it reads no clock, store or database, so its safety rules are tested
 directly. ``plan_store_retention`` plans every tier of one store at once (daily sets with their
 exports, base backups and the WAL they need (``retention.wal``), restore-test reports; or the
-offsite store's window).
+offsite store's window). Base backups are counted in full backups and kept or expired a chain at
+a time (``plan_base_backup_retention``): an incremental cannot be restored without every older
+link of its chain (``hms_dr.physical.chain``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from hms_dr.catalog import BackupSet, CatalogListing
-from hms_dr.errors import ManifestInvalid
-from hms_dr.manifest import BackupKind
+from hms_dr.errors import BackupChainBroken, ManifestInvalid
+from hms_dr.manifest import BackupKind, parse_backup_set_id
+from hms_dr.physical.chain import ChainLink, ancestors_of, chain_link_of, deletion_order, resolve_chain
 from hms_dr.retention.records import Expiry, RetentionPlan, RetentionRule, describe_age
 from hms_dr.retention.wal import BaseBackupWal, plan_wal_expiry, wal_position
 from hms_dr.wal.listing import StoredWalSet
@@ -30,34 +33,52 @@ def plan_retention(
     pinned: Mapping[str, str] | None = None,
 ) -> RetentionPlan:
     """Decide what expires. Never the newest ``min_keep`` sets, never a set inside its window,
-    never a weekly/monthly keep, never a ``pinned`` set (set id -> why it must stay)."""
+    never a weekly/monthly keep, never a ``pinned`` set (set id -> why it must stay). Base
+    backups follow the same rule counted in full backups, chains kept whole
+    (:func:`plan_base_backup_retention`)."""
+    if kind is BackupKind.BASE:
+        return plan_base_backup_retention(listing, rule, now, pinned=pinned)
     sets = sorted(listing.sets, key=lambda s: (s.finished_at, s.backup_set_id))
+    kept, expired = _decide_by_rule(sets, rule, now, pinned, noun="complete set(s)")
+    keep = [s.backup_set_id for s in sets if s.backup_set_id in kept]
+    expire = [Expiry(kind, s.backup_set_id, True, expired[s.backup_set_id]) for s in sets if s.backup_set_id in expired]
+    reasons = {**kept, **expired}
+    expire += _expired_orphans(listing, kind, rule, now, reasons)
+    return RetentionPlan(keep=tuple(keep), expire=tuple(expire), reasons=reasons, unreadable=listing.unreadable)
+
+
+def _decide_by_rule(
+    sets: Sequence[BackupSet], rule: RetentionRule, now: datetime, pinned: Mapping[str, str] | None, *, noun: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The rule applied to ``sets`` (oldest first): set id -> why it is kept, set id -> why it expires."""
     protected = {s.backup_set_id for s in sets[-rule.min_keep :]}
     long_term = {**grandfather_father_son_keeps(sets, rule), **(pinned or {})}
-    keep: list[str] = []
-    expire: list[Expiry] = []
-    reasons: dict[str, str] = {}
+    kept: dict[str, str] = {}
+    expired: dict[str, str] = {}
     for backup_set in sets:
         set_id = backup_set.backup_set_id
         age = now - backup_set.finished_at
         if set_id in protected:
-            keep.append(set_id)
-            reasons[set_id] = f"among the newest {rule.min_keep} complete set(s)"
+            kept[set_id] = f"among the newest {rule.min_keep} {noun}"
         elif set_id in long_term:
-            keep.append(set_id)
-            reasons[set_id] = long_term[set_id]
+            kept[set_id] = long_term[set_id]
         elif rule.max_age is not None and age <= rule.max_age:
-            keep.append(set_id)
-            reasons[set_id] = f"inside the {describe_age(rule.max_age)} window ({describe_age(age)} old)"
+            kept[set_id] = f"inside the {describe_age(rule.max_age)} window ({describe_age(age)} old)"
         else:
-            reason = (
+            expired[set_id] = (
                 f"older than the {describe_age(rule.max_age)} window ({describe_age(age)} old)"
                 if rule.max_age is not None
-                else f"not among the newest {rule.min_keep} complete set(s) ({describe_age(age)} old)"
+                else f"not among the newest {rule.min_keep} {noun} ({describe_age(age)} old)"
             )
-            expire.append(Expiry(kind, set_id, True, reason))
-            reasons[set_id] = reason
-    complete_ids = {s.backup_set_id for s in sets}
+    return kept, expired
+
+
+def _expired_orphans(
+    listing: CatalogListing, kind: BackupKind, rule: RetentionRule, now: datetime, reasons: dict[str, str]
+) -> list[Expiry]:
+    """Folders without a manifest, past ``orphan_max_age``; their reasons are added to ``reasons``."""
+    complete_ids = {s.backup_set_id for s in listing.sets}
+    expire: list[Expiry] = []
     for orphan in listing.orphans:
         if orphan.backup_set_id in complete_ids:
             continue
@@ -66,7 +87,143 @@ def plan_retention(
             reason = f"payloads without a manifest, last written {describe_age(age)} ago (interrupted run)"
             expire.append(Expiry(kind, orphan.backup_set_id, False, reason))
             reasons[orphan.backup_set_id] = reason
-    return RetentionPlan(keep=tuple(keep), expire=tuple(expire), reasons=reasons, unreadable=listing.unreadable)
+    return expire
+
+
+# -- base backups: chains kept whole -----------------------------------------------------------
+
+
+def plan_base_backup_retention(
+    listing: CatalogListing, rule: RetentionRule, now: datetime, *, pinned: Mapping[str, str] | None = None
+) -> RetentionPlan:
+    """Base backups, whose incrementals cannot be restored without every older link of their
+    chain (``hms_dr.physical.chain``). The rule (keep N, a window, weekly/monthly keeps) counts
+    FULL backups: a chain is kept or expired whole, with its full backup.
+
+    - An incremental whose chain is whole is kept exactly when its full backup is kept.
+    - Every link (ancestor) of a kept set is kept, whatever the rule says of it.
+    - An incremental whose chain is broken (a link missing from the store, of another cluster,
+      disagreeing) can never be restored: it is kept unless it is older than the oldest full
+      backup the rule keeps; then it expires, its reason naming the fault.
+    - Nothing expires because of a manifest that cannot be read: a set whose chain fields do not
+      read is kept, and so is every older set (any of them may be a link of its chain); the same
+      for a manifest that does not parse at all (``listing.unreadable``), whose set may be an
+      incremental on any older set; and an incremental whose missing link is such a set is kept.
+
+    Expiring sets are listed in the order to delete them: each after every set that depends on
+    it, otherwise newest first, so an expiry interrupted anywhere leaves shorter chains that are
+    still whole, never an incremental without its parent (``retention.apply`` deletes in order
+    and holds back the links of a set it could not delete).
+    """
+    kind = BackupKind.BASE
+    pins = pinned or {}
+    sets = sorted(listing.sets, key=lambda s: (s.finished_at, s.backup_set_id))
+    by_id = {s.backup_set_id: s for s in sets}
+    links: dict[str, ChainLink] = {}
+    kept: dict[str, str] = {}
+    expired: dict[str, str] = {}
+    unreadable_ids = {_set_id_of_manifest_key(key) for key in listing.unreadable}
+    unknown_chains: list[tuple[datetime | None, str]] = []  # sets whose ancestors cannot be told: (start, why)
+    # Which sets are links of which chains; a set that does not say cannot be placed in any.
+    for backup_set in sets:
+        try:
+            links[backup_set.backup_set_id] = chain_link_of(backup_set)
+        except ManifestInvalid as exc:
+            kept[backup_set.backup_set_id] = f"its chain fields cannot be read, so it is never expired ({exc.message})"
+            unknown_chains.append((backup_set.manifest.started_at, f"set {backup_set.backup_set_id}"))
+    for key in listing.unreadable:
+        unknown_chains.append((_set_start(_set_id_of_manifest_key(key)), f"set {_set_id_of_manifest_key(key)}"))
+
+    # The rule counts full backups only: an incremental is a day's changes, not a restore point of its own.
+    fulls = [by_id[set_id] for set_id, link in links.items() if not link.is_incremental]
+    fulls.sort(key=lambda s: (s.finished_at, s.backup_set_id))
+    kept_fulls, expired_fulls = _decide_by_rule(fulls, rule, now, pins, noun="full base backup(s)")
+    kept.update(kept_fulls)
+    expired.update(expired_fulls)
+    oldest_kept_full = min((by_id[set_id] for set_id in kept_fulls), key=lambda s: s.finished_at, default=None)
+
+    whole: dict[str, str] = {}  # incremental -> its full backup, for incrementals whose chain is whole
+    for set_id, link in links.items():
+        if not link.is_incremental:
+            continue
+        backup_set = by_id[set_id]
+        try:
+            whole[set_id] = resolve_chain(backup_set, by_id).full.backup_set_id
+        except BackupChainBroken as exc:
+            missing = exc.missing_backup_set_id
+            if missing is not None and missing in unreadable_ids:
+                kept[set_id] = f"a link of its chain has a manifest that cannot be read ({missing})"
+            elif oldest_kept_full is None or backup_set.finished_at >= oldest_kept_full.finished_at:
+                kept[set_id] = (
+                    f"its chain is broken, but it is not older than the oldest kept full backup ({exc.message})"
+                )
+            else:
+                expired[set_id] = (
+                    f"its chain is broken and it is older than the oldest kept full backup "
+                    f"{oldest_kept_full.backup_set_id} ({exc.message})"
+                )
+        except ManifestInvalid as exc:
+            kept[set_id] = f"a link of its chain has chain fields that cannot be read ({exc.message})"
+        if set_id in pins:
+            expired.pop(set_id, None)
+            kept[set_id] = pins[set_id]
+
+    # A set whose chain cannot be read may need any set older than it: none of those expires.
+    for start, whose in unknown_chains:
+        for backup_set in sets:
+            set_id = backup_set.backup_set_id
+            if set_id not in kept and (start is None or backup_set.finished_at <= start):
+                expired.pop(set_id, None)
+                kept[set_id] = f"may be a link of the chain of a set whose chain cannot be read ({whose})"
+    _keep_links_of_kept_sets(links, kept, expired)
+    # Whole chains go with their full backup, which may by now be kept as a link of another set.
+    for set_id, full_id in whole.items():
+        if set_id in kept:
+            continue
+        if full_id in kept:
+            kept[set_id] = f"in the chain of a kept full backup ({full_id}: {kept[full_id]})"
+        else:
+            expired.pop(set_id, None)
+            expired[set_id] = f"in the chain of an expiring full backup ({full_id}: {expired[full_id]})"
+    _keep_links_of_kept_sets(links, kept, expired)
+
+    keep = [s.backup_set_id for s in sets if s.backup_set_id in kept]
+    expire = [
+        Expiry(kind, link.backup_set_id, True, expired[link.backup_set_id], needs=ancestors_of(link, links))
+        for link in deletion_order(links[set_id] for set_id in expired)
+    ]
+    reasons = {**expired, **kept}
+    expire += _expired_orphans(listing, kind, rule, now, reasons)
+    unreadable = (*listing.unreadable, *(s.manifest_key for s in sets if s.backup_set_id not in links))
+    return RetentionPlan(keep=tuple(keep), expire=tuple(expire), reasons=reasons, unreadable=unreadable)
+
+
+def _keep_links_of_kept_sets(links: Mapping[str, ChainLink], kept: dict[str, str], expired: dict[str, str]) -> None:
+    """Keep every link (ancestor) the store holds of a kept set, whether it was to expire or not
+    decided yet, saying whose link it is."""
+    pending = [set_id for set_id in kept if set_id in links]
+    while pending:
+        set_id = pending.pop()
+        for ancestor in ancestors_of(links[set_id], links):
+            if ancestor in links and ancestor not in kept:
+                expired.pop(ancestor, None)
+                kept[ancestor] = f"a link of the chain of a kept set ({set_id})"
+                pending.append(ancestor)
+
+
+def _set_id_of_manifest_key(manifest_key: str) -> str:
+    """<cluster>/<kind>/<backup_set_id>/manifest.json -> backup_set_id."""
+    parts = manifest_key.rstrip("/").split("/")
+    return parts[-2] if len(parts) >= 2 else manifest_key
+
+
+def _set_start(backup_set_id: str) -> datetime | None:
+    """When a set started, read from its id; None when the id is not a timestamp (then nothing
+    is known of its age, and every set is taken as possibly older)."""
+    try:
+        return parse_backup_set_id(backup_set_id)
+    except ManifestInvalid:
+        return None
 
 
 def grandfather_father_son_keeps(sets: Sequence[BackupSet], rule: RetentionRule) -> dict[str, str]:

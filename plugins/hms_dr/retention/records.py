@@ -49,6 +49,9 @@ class Expiry:
     backup_set_id: str
     complete: bool  # a set with a manifest (False: an orphan folder)
     reason: str
+    # The sets this one's restore needs (an incremental base backup's chain): when this set
+    # cannot be deleted (Object Lock, a failure), retention.apply leaves these in place too.
+    needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

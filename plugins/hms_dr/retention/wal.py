@@ -6,7 +6,10 @@ restorable at all (start to stop) and what lets a point-in-time recovery startin
 any later moment. So everything from the start of the OLDEST retained base backup on is kept,
 whatever its age; before it, WAL goes once it is older than ``keep_days``. Base backup
 retention (keep N) therefore decides how far back point-in-time recovery reaches, as in
-pgBackRest's default.
+pgBackRest's default. With incremental base backups nothing changes here: base retention keeps
+every link of a kept incremental's chain, so the oldest kept set is a full backup (or, with a
+broken chain, whatever set is oldest), and its WAL start is the one that counts; an
+incremental's own restore needs WAL only from its own start, which is later.
 
 With no base backup in the store nothing expires: the expiry cannot tell what a future restore
 will need, and a warning says so. ``.history`` files are never expired: they are tiny and a

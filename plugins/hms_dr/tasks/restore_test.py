@@ -4,6 +4,8 @@ isolated restore server, check it against the set's baselines, publish the repor
 Each task reads its params, context, Connections and policy, calls one function of the engine's
 ``hms_dr.restore_test`` and returns the record it gets (``to_xcom()``). The drill's tasks are in
 ``physical_drill``; both skip the tasks of the part the run's mode leaves out (``skip_unless``).
+An upgrade rehearsal's plan names its server's Connection, and every logical task after the
+plan restores into, checks and drops on that server (``restore_server``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from hms_dr.policy import load_policy
+from hms_dr.pgtools import ConnectionInfo
+from hms_dr.policy import Policy, load_policy
 from hms_dr.restore_test import logical
 from hms_dr.restore_test.plan import plan_restore_test
 from hms_dr.restore_test.records import LogicalRestore, RestoreTestPart, RestoreTestPlan, RestoreTestReport
@@ -31,6 +34,14 @@ def skip_unless(plan: RestoreTestPlan, part: RestoreTestPart) -> None:
     reason = plan.left_out(part)
     if reason:
         raise AirflowSkipException(reason)
+
+
+def restore_server(plan: RestoreTestPlan | None, policy: Policy) -> ConnectionInfo:
+    """The server this run restores into: the rehearsal server its plan names (the one the plan
+    checked, even if the policy changed since), else the policy's restore target."""
+    if plan is not None and plan.upgrade_rehearsal is not None:
+        return database_connection(plan.upgrade_rehearsal.connection_id)
+    return restore_target_connection(policy)
 
 
 def announce_report(report: RestoreTestReport, stored_at: str) -> None:
@@ -68,6 +79,7 @@ def choose_backup_set() -> dict[str, Any]:
         staging=policy.staging,
         production=database_connection(policy.cluster.connection_id, policy.cluster.database),
         target=restore_target_connection(policy),
+        connect=database_connection,
     ).to_xcom()
 
 
@@ -84,7 +96,7 @@ def restore_into_scratch(plan: dict[str, Any]) -> dict[str, Any]:
         cluster=policy.cluster,
         staging=policy.staging,
         key=decryption_key(policy),
-        target=restore_target_connection(policy),
+        target=restore_server(planned, policy),
     ).to_xcom()
 
 
@@ -99,7 +111,7 @@ def check_against_baselines(plan: dict[str, Any], restored: dict[str, Any]) -> d
     return logical.check_logical_restore(
         planned,
         LogicalRestore.from_xcom(restored),
-        target=restore_target_connection(policy),
+        target=restore_server(planned, policy),
         store=open_policy_store(policy),
         cluster=policy.cluster,
         restore_test=policy.restore_test,
@@ -114,4 +126,4 @@ def check_against_baselines(plan: dict[str, Any], restored: dict[str, Any]) -> d
 def drop_scratch_database(plan: dict[str, Any] | None) -> str:
     """Teardown: drop the scratch database whether the run passed or failed (unless kept)."""
     planned = RestoreTestPlan.from_xcom(plan) if plan else None
-    return logical.drop_scratch_database(planned, target=lambda: restore_target_connection(load_policy()))
+    return logical.drop_scratch_database(planned, target=lambda: restore_server(planned, load_policy()))

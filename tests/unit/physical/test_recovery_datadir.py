@@ -4,6 +4,7 @@ off production's paths (its own port, 127.0.0.1 only, no archiving)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,38 @@ def test_a_backup_without_config_files_gets_minimal_ones(tmp_path: Path) -> None
     write_recovery_config(tmp_path, {"port": "6543"})
     assert (tmp_path / "postgresql.conf").exists()
     assert (tmp_path / "pg_hba.conf").read_text().endswith("host all all 127.0.0.1/32 scram-sha-256\n")
+
+
+def test_a_chain_of_one_full_set_takes_the_full_sets_path_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hms_dr.physical import datadir
+
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(
+        datadir, "restore_base_backup", lambda *args, **kwargs: calls.append((*args, kwargs)) or {"x": 1}
+    )
+    monkeypatch.setattr(datadir, "_download_chain", lambda *args: pytest.fail("a full set is not a chain"))
+    full = object()
+    assert datadir.restore_chain("store", "c", [full], "key", Path("/d"), staging_dir=Path("/s")) == {"x": 1}  # type: ignore[list-item,arg-type]
+    assert calls == [("store", "c", full, "key", Path("/d"), {"staging_dir": Path("/s")})]
+
+
+def test_a_chain_staging_cannot_hold_is_refused_before_anything_is_downloaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_recovery_plan_chains import FULL, INC1
+
+    from hms_dr.physical import datadir
+    from hms_dr.physical.recoveryplan import base_backup_of
+
+    chain = [base_backup_of(FULL), base_backup_of(INC1)]
+    monkeypatch.setattr(datadir.shutil, "disk_usage", lambda path: shutil_usage(free=10))
+    monkeypatch.setattr(datadir, "_download_chain", lambda *args: pytest.fail("refused before downloading"))
+    with pytest.raises(PreflightFailed, match="needs 20 B to download and prove every link"):
+        datadir.restore_chain("store", "c", chain, "key", tmp_path / "data", staging_dir=tmp_path)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+def shutil_usage(*, free: int) -> Any:
+    import shutil
+
+    return shutil._ntuple_diskusage(free * 10, free * 9, free)  # type: ignore[attr-defined]

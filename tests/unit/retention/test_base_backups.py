@@ -1,4 +1,5 @@
-"""Base backups are kept by count ("keep 4"), not by age: the planner with no age window."""
+"""Base backups are kept by count ("keep 4"), not by age: the planner with no age window (these
+sets are all full backups; chains of incrementals: test_base_backup_chains)."""
 
 from __future__ import annotations
 
@@ -33,15 +34,17 @@ def test_keeps_the_newest_four_and_expires_the_rest_whatever_their_age(count: in
     sets = weekly(count)
     plan = plan_retention(CatalogListing(tuple(reversed(sets)), (), ()), BackupKind.BASE, KEEP_4, NOW)
     assert sorted(plan.keep) == sorted(s.backup_set_id for s in sets[:4])
-    assert [e.backup_set_id for e in plan.expire] == [s.backup_set_id for s in reversed(sets[4:])]
+    # Newest first: an incremental is always deleted before its parent (test_base_backup_chains).
+    assert [e.backup_set_id for e in plan.expire] == [s.backup_set_id for s in sets[4:]]
     assert len(plan.expire) == expired and all(e.complete and e.kind is BackupKind.BASE for e in plan.expire)
 
 
 def test_an_expired_set_says_why_and_a_kept_one_too() -> None:
     sets = weekly(5)
     plan = plan_retention(CatalogListing(tuple(sets), (), ()), BackupKind.BASE, KEEP_4, NOW)
-    assert plan.reasons[sets[4].backup_set_id] == "not among the newest 4 complete set(s) (28 days old)"
-    assert plan.reasons[sets[0].backup_set_id] == "among the newest 4 complete set(s)"
+    # The count is of full backups: incrementals go with their full (test_base_backup_chains).
+    assert plan.reasons[sets[4].backup_set_id] == "not among the newest 4 full base backup(s) (28 days old)"
+    assert plan.reasons[sets[0].backup_set_id] == "among the newest 4 full base backup(s)"
 
 
 def test_four_sets_taken_today_still_expire_an_older_fifth() -> None:
