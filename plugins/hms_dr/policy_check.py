@@ -21,7 +21,8 @@ from hms_dr import baseline, sqlfiles
 from hms_dr.database import connect, first_line
 from hms_dr.errors import HmsDrError
 from hms_dr.pgtools import ConnectionInfo
-from hms_dr.physical.preflight import judge_source, read_source_cluster, source_tools
+from hms_dr.physical.incremental import SUMMARIZE_WAL_HINT, check_incremental_source
+from hms_dr.physical.preflight import SourceCluster, judge_source, read_source_cluster, source_tools
 from hms_dr.policy import Policy
 from hms_dr.preflight import check_large_objects_readable, check_relations_readable
 from hms_dr.view_determinism import REFUSAL_HINT, fingerprints_under_two_plans, refusal_message, static_reasons
@@ -85,7 +86,7 @@ def check_policy_against(
                 "check host, port, user and password; the role needs LOGIN and CONNECT on the database",
             )
         return findings
-    findings.extend(_base_backup_findings(replication))
+    findings.extend(_base_backup_findings(replication, incremental=policy.base_backup.incremental))
     return findings
 
 
@@ -375,7 +376,7 @@ def _archiver_findings(cursor: Any) -> list[Finding]:
     return [_ok("WAL archiver", f"{archived} file(s) archived, newest {last_archived or '-'}")]
 
 
-def _base_backup_findings(replication: ConnectionInfo | None) -> list[Finding]:
+def _base_backup_findings(replication: ConnectionInfo | None, *, incremental: bool = False) -> list[Finding]:
     if replication is None:
         return [
             Finding(
@@ -398,8 +399,26 @@ def _base_backup_findings(replication: ConnectionInfo | None) -> list[Finding]:
             "base backups",
             f"{source.role_name} may stream a base backup (wal_level {source.wal_level}, "
             f"max_wal_senders {source.max_wal_senders}){checksums}",
-        )
+        ),
+        incremental_finding(source, where=where, incremental=incremental),
     ]
+
+
+def incremental_finding(source: SourceCluster, *, where: str, incremental: bool) -> Finding:
+    """base_backup.incremental against the server: the same check the backup run makes."""
+    subject = "base_backup.incremental"
+    if not incremental:
+        could = (
+            f"; this server could take them ({SUMMARIZE_WAL_HINT.split(';')[0]} first if summarize_wal is off)"
+            if source.summarize_wal is not None
+            else ""
+        )
+        return _ok(subject, f"off: every base backup is a full one{could}")
+    try:
+        check_incremental_source(source, where=where, asked_by="the policy (base_backup.incremental: true)")
+    except HmsDrError as exc:
+        return _from_error(subject, exc)
+    return _ok(subject, f"on: {where} runs PostgreSQL {source.server_version} with summarize_wal on")
 
 
 def has_problems(findings: Sequence[Finding]) -> bool:

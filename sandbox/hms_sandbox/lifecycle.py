@@ -392,6 +392,7 @@ def start_sandbox(state_dir: Path | None = None, scale_mb: float = 50, pg_major:
             staging_dir=paths.staging_dir,
             spool_dir=paths.spool_dir,
             smtp_port=sink.port,
+            pg_major=sandbox.pg_major,
         ),
     )
     write_airflow_env(sandbox)

@@ -2,7 +2,8 @@
 
 Only the values that name sandbox resources are overridden: the key fingerprint, the staging and
 WAL spool directories, the two S3 stores, the SMTP server alerts go to (the sandbox's sink), and
-the folder point-in-time recoveries may build clusters in.
+the folder point-in-time recoveries may build clusters in. A sandbox on PostgreSQL 17+ also takes
+incremental base backups (its cluster runs with summarize_wal on), so they are exercised daily.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import yaml
 
 from hms_dr.errors import PolicyInvalid
 from hms_dr.files import write_file_atomically
+from hms_dr.pginstalls import INCREMENTAL_BACKUP_MAJOR
 from hms_sandbox.state import OFFSITE_BUCKET, PRIMARY_BUCKET
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,16 @@ SANDBOX_APPROVER = "approver"
 
 
 def sandbox_policy_overrides(
-    *, fingerprint: str, staging_dir: Path, spool_dir: Path, smtp_port: int | None = None
+    *,
+    fingerprint: str,
+    staging_dir: Path,
+    spool_dir: Path,
+    smtp_port: int | None = None,
+    pg_major: int | None = None,
 ) -> dict[str, Any]:
     """The policy values that point at the sandbox's key, directories and buckets, and alerts at
-    its SMTP sink (plain SMTP, no login) when ``smtp_port`` is given."""
+    its SMTP sink (plain SMTP, no login) when ``smtp_port`` is given; incremental base backups on
+    when the sandbox's PostgreSQL (``pg_major``) can take them."""
     overrides: dict[str, Any] = {
         "encryption": {"key_id": fingerprint},
         "staging": {"dir": str(staging_dir)},
@@ -43,6 +51,8 @@ def sandbox_policy_overrides(
         # hms_dr_pitr builds recovered clusters only below this (the sandbox's own pitr/ folder).
         "dr": {"allowed_data_roots": [str(staging_dir.parent / "pitr")], "restore": {"approvers": [SANDBOX_APPROVER]}},
     }
+    if pg_major is not None and pg_major >= INCREMENTAL_BACKUP_MAJOR:
+        overrides["base_backup"] = {"incremental": True}
     if smtp_port is not None:
         overrides["alerts"] = {
             "smtp": {

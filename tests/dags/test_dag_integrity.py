@@ -146,3 +146,36 @@ def test_restore_test_refuses_a_malformed_backup_id_in_the_trigger_form(dagbag) 
     assert params.get_param("backup_id").resolve("20261124T020001Z") == "20261124T020001Z"
     with pytest.raises(ParamValidationError):
         params.get_param("restore_jobs").resolve(0)
+
+
+@pytest.mark.parametrize(("incremental", "expected"), [(False, "0 3 * * 0"), (True, "30 2 * * *")])
+def test_the_base_backup_runs_daily_on_its_own_schedule_when_incrementals_are_on(
+    tmp_path: Path, incremental: bool, expected: str
+) -> None:
+    import yaml
+
+    policy = yaml.safe_load((REPO_ROOT / "include" / "policy.yaml").read_text())
+    policy["base_backup"]["incremental"] = incremental
+    policy["schedules"]["incremental_base_backup"] = "30 2 * * *"
+    variant = tmp_path / "policy.yaml"
+    variant.write_text(yaml.safe_dump(policy))
+    probe = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "d = DagBag(dag_folder={!r}).dags['hms_weekly_base_backup']\n"
+        "print(d.timetable.expression)\n".format(str(REPO_ROOT / "dags"))
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "plugins"), "HMS_DR_POLICY": str(variant)}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == expected
+
+
+def test_the_base_backup_type_param_offers_auto_full_and_incremental(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    param = dagbag.dags["hms_weekly_base_backup"].params.get_param("backup_type")
+    assert param.resolve(None if param.value is None else param.value) == "auto"
+    for good in ("auto", "full", "incremental"):
+        assert param.resolve(good) == good
+    with pytest.raises(ParamValidationError):
+        param.resolve("differential")

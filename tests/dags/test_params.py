@@ -15,7 +15,14 @@ from hms_dr.params import refuse_unknown_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Every DAG that declares params; the integration test triggers each with an unknown key.
-DAGS_WITH_PARAMS = ("hms_dr_restore", "hms_dr_pitr", "hms_restore_test", "hms_integrity_check", "hms_offsite_sync")
+DAGS_WITH_PARAMS = (
+    "hms_dr_restore",
+    "hms_dr_pitr",
+    "hms_restore_test",
+    "hms_integrity_check",
+    "hms_offsite_sync",
+    "hms_weekly_base_backup",
+)
 
 
 @pytest.fixture(scope="module")

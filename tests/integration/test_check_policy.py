@@ -63,9 +63,29 @@ def test_the_sandbox_policy_is_green_on_the_hms_database(sandbox: Any) -> None:
         "archive_command:",
         "WAL archiver:",
         "base backups: hms_replica may stream a base backup",
+        "base_backup.incremental: off: every base backup is a full one",
         "cluster.name:",
     ):
         assert any(line.startswith("OK") and subject in line for line in lines), (subject, lines)
+
+
+def test_incremental_base_backups_asked_of_the_15_sandbox_are_a_problem_with_the_fix(
+    sandbox: Any, tmp_path: Path
+) -> None:
+    env = build_airflow_env(sandbox)
+    policy = yaml.safe_load(Path(env["HMS_DR_POLICY"]).read_text())
+    policy["base_backup"]["incremental"] = True
+    variant = tmp_path / "policy.yaml"
+    variant.write_text(yaml.safe_dump(policy))
+    code, lines = check_policy(env={**env, "HMS_DR_POLICY": str(variant)})
+    assert code == 1, "\n".join(lines)
+    problems = lines_starting(lines, "PROBLEM")
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(
+        "PROBLEM base_backup.incremental: the policy (base_backup.incremental: true) asks for incremental base backups, "
+        f"but 127.0.0.1:{sandbox.pg_port} runs PostgreSQL 15."
+    ), problems
+    assert "| fix: set base_backup.incremental: false in the policy" in problems[0]
 
 
 @pytest.fixture(scope="module")

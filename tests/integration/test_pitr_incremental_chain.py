@@ -90,7 +90,6 @@ def chain(sandbox: Any, primary_store: Any) -> Iterator[Chain]:
     base.mkdir(parents=True)
     base.chmod(0o711)
     (base / "work").mkdir(mode=0o700)
-    (base / "kept").mkdir(mode=0o700)
     spool = base / "spool"
     prepare_server_dir(spool, 0o700)
     script = base / ARCHIVE_SCRIPT.name
@@ -128,7 +127,6 @@ def chain(sandbox: Any, primary_store: Any) -> Iterator[Chain]:
                 src.prefix,
                 encryption_key=key,
                 staging_dir=src.work,
-                keep_dir=base / "kept",
                 parent=parent,
             )
         )

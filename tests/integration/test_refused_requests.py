@@ -187,6 +187,7 @@ UNKNOWN_KEY = {
     ),
     "hms_integrity_check": ("check_amcheck_installed", {"table": ["appointments"]}, "'table' (did you mean 'tables'?)"),
     "hms_offsite_sync": ("check_both_stores", {"reverify": True}, "'reverify' (did you mean 'reverify_all'?)"),
+    "hms_weekly_base_backup": ("back_up_cluster", {"backuptype": "full"}, "'backuptype' (did you mean 'backup_type'?)"),
 }
 
 

@@ -64,6 +64,24 @@ def test_the_set_is_announced_as_an_asset_event(runs: list[Any], primary_store: 
     event = json.loads(row[0])
     assert event["backup_set_id"] == newest.backup_set_id
     assert event["stop_lsn"] == newest.manifest.body["base_backup"]["stop_lsn"]
+    # base_backup.incremental is off (the default): full sets, said so in the event and the manifest.
+    assert (event["backup_type"], event["parent_backup_set_id"], event["chain"]) == ("full", None, [])
+    assert newest.manifest.body["base_backup"]["backup_type"] == "full"
+
+
+def test_an_incremental_asked_of_the_15_sandbox_is_refused_in_one_line_before_anything_is_copied(
+    runs: list[Any], dag_runner: Any, primary_store: Any
+) -> None:
+    before = [s.backup_set_id for s in list_catalog(primary_store, CLUSTER, BackupKind.BASE).sets]
+    outcome = dag_runner.run(
+        DAG_ID, name="weekly-incremental", policy={"cluster.name": CLUSTER}, conf={"backup_type": "incremental"}
+    )
+    assert outcome.state == "failed", outcome.output[-4000:]
+    assert outcome.task_states["back_up_cluster"] == "failed" and outcome.task_tries["back_up_cluster"] == 1
+    assert "PreflightFailed: backup_type incremental asks for incremental base backups, but" in outcome.output
+    assert "runs PostgreSQL 15." in outcome.output and "pg_basebackup (" not in outcome.output
+    listing = list_catalog(primary_store, CLUSTER, BackupKind.BASE)
+    assert [s.backup_set_id for s in listing.sets] == before and listing.orphans == ()
 
 
 def test_no_secret_reaches_the_task_logs(runs: list[Any], sandbox: Any) -> None:

@@ -11,6 +11,10 @@ SELECT current_setting('server_version_num')::int AS server_version_num,
        current_setting('max_wal_senders')::int AS max_wal_senders,
        -- incremental backups (17+) read the WAL summaries; NULL on servers older than 17
        current_setting('summarize_wal', true) AS summarize_wal,
+       -- the timeline the server writes now (an incremental only extends a chain on it): a
+       -- primary's from its current WAL file name, a standby's from its last checkpoint
+       CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())
+            ELSE ('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int END AS timeline,
        r.rolname AS role_name,
        r.rolreplication AS can_replicate,
        r.rolsuper AS is_superuser,

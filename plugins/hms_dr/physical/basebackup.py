@@ -10,6 +10,10 @@ must not outlive the run:
 4. each file streams ``zstd | gpg`` into the store while its plain bytes are hashed, is read back
    against its sha256, and only then is ``manifest.json`` written (``publish_set``).
 
+With ``base_backup.incremental`` on (PostgreSQL 17+), step 2 may instead be an incremental backup
+against the newest set (``physical.incremental`` decides, ``physical.parentmanifest`` brings back
+the parent's backup_manifest, proven); its manifest then records the chain (``physical.chain``).
+
 Compression happens here, on the worker, after verification, rather than with pg_basebackup's
 server-side ``--compress``: pg_verifybackup needs the plain tars anyway, and the database host
 keeps its CPU. A failure at any step removes what this run stored and the staging directory:
@@ -27,14 +31,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hms_dr.catalog import key_for, preflight_prefix
+from hms_dr.catalog import key_for, kind_prefix, list_catalog, preflight_prefix
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home, gpg_version
-from hms_dr.errors import PreflightFailed
+from hms_dr.errors import PreflightFailed, ToolFailed
 from hms_dr.manifest import BackupKind, Payload, new_backup_set_id
-from hms_dr.pginstalls import PgInstall
+from hms_dr.pginstalls import INCREMENTAL_BACKUP_MAJOR, PgInstall
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.backup_manifest import check_label_matches_manifest, parse_backup_label, parse_backup_manifest
-from hms_dr.physical.pgbasebackup import run_pg_basebackup
+from hms_dr.physical.chain import BackupType, chain_fields_for_child, full_backup_fields
+from hms_dr.physical.incremental import (
+    BackupPlan,
+    BackupTypeRequest,
+    check_incremental_source,
+    plan_base_backup,
+    wants_incremental,
+)
+from hms_dr.physical.parentmanifest import ParentManifestUnavailable, fetch_parent_manifest, keep_backup_manifest
+from hms_dr.physical.pgbasebackup import needs_full_backup, run_pg_basebackup
 from hms_dr.physical.preflight import SourceCluster, check_source_and_staging
 from hms_dr.physical.staging import staged_files, store_staged_file, zstd_stage
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, BASE_TAR, Verification, read_backup_label, verify_tar_backup
@@ -103,12 +116,17 @@ def take_base_backup(
     max_rate_kib_s: int | None = None,
     producer: Mapping[str, Any] | None = None,
     now: Callable[[], datetime] = _utc_now,
+    backup_type: BackupTypeRequest = BackupTypeRequest.AUTO,
+    incremental_enabled: bool = False,
+    full_every_days: int = 7,
 ) -> dict[str, Any]:
     """Take, verify, store and publish one base backup set of the cluster ``conn`` reaches.
 
     ``conn`` logs in as the replication role (hms_replica). Returns plain data (fits XCom): the
-    set id, the manifest key, the ``base_backup`` manifest fields, the payloads, sizes and the
-    seconds of every step. On failure nothing of this run is left in the store or in staging.
+    set id, the manifest key, the ``base_backup`` manifest fields (the chain fields included),
+    the payloads, sizes and the seconds of every step. On failure nothing of this run is left in
+    the store or in staging. ``backup_type`` is the run's request (auto follows
+    ``incremental_enabled`` and ``full_every_days``, see ``physical.incremental``).
     """
     started_at = now()
     started = time.monotonic()
@@ -119,22 +137,71 @@ def take_base_backup(
     stored_keys: list[str] = []
 
     source, pg = check_source_and_staging(conn, staging_dir, space_ratio=staging_space_ratio)
+    where = f"{conn.host}:{conn.port}"
+    if wants_incremental(backup_type, incremental_enabled=incremental_enabled):
+        asked_by = (
+            "backup_type incremental"
+            if backup_type is BackupTypeRequest.INCREMENTAL
+            else "the policy (base_backup.incremental: true)"
+        )
+        check_incremental_source(source, where=where, asked_by=asked_by)
     check_writable(store, preflight_prefix(cluster))
     if store.list(set_folder):
         raise PreflightFailed(
             f"{store.describe(set_folder)} already holds objects: another run uses backup set id {backup_set_id}"
         )
+    plan = _plan(store, cluster, source, backup_type, incremental_enabled, full_every_days, started_at)
     workdir = Path(tempfile.mkdtemp(prefix=f"base-{backup_set_id}-", dir=staging_dir))  # 0700
     try:
         with gpg_home(staging_dir) as home:
             check_encryption_key(home, encryption_key)  # before the copy: a bad key fails in seconds
+            parent_manifest: Path | None = None
+            if plan.is_incremental:
+                assert plan.parent is not None
+                try:
+                    parent_manifest = fetch_parent_manifest(
+                        store,
+                        cluster,
+                        plan.parent,
+                        encryption_key=encryption_key,
+                        staging_dir=staging_dir,
+                        workdir=workdir,
+                        gpg_home_dir=home,
+                    )
+                except ParentManifestUnavailable as exc:
+                    if backup_type is BackupTypeRequest.INCREMENTAL:
+                        raise
+                    plan = _fall_back_to_full(plan, exc.message)
             seconds["preflight"] = time.monotonic() - started
 
             tar_dir = workdir / "tars"
             backup_started_at = now()
-            seconds["pg_basebackup"] = run_pg_basebackup(
-                conn, pg, tar_dir, label=label, expected_bytes=source.cluster_size_bytes, max_rate_kib_s=max_rate_kib_s
-            )
+            try:
+                seconds["pg_basebackup"] = run_pg_basebackup(
+                    conn,
+                    pg,
+                    tar_dir,
+                    label=label,
+                    expected_bytes=source.cluster_size_bytes,
+                    max_rate_kib_s=max_rate_kib_s,
+                    incremental_manifest=parent_manifest,
+                )
+            except ToolFailed as exc:
+                if not (plan.is_incremental and backup_type is BackupTypeRequest.AUTO and needs_full_backup(exc)):
+                    raise
+                # The server cannot take this incremental (e.g. WAL summaries missing since the
+                # parent's start): a full backup now, rather than no backup tonight.
+                plan = _fall_back_to_full(plan, f"the server refused the incremental: {exc.last_stderr_line}")
+                shutil.rmtree(tar_dir, ignore_errors=True)
+                backup_started_at = now()
+                seconds["pg_basebackup"] = run_pg_basebackup(
+                    conn,
+                    pg,
+                    tar_dir,
+                    label=label,
+                    expected_bytes=source.cluster_size_bytes,
+                    max_rate_kib_s=max_rate_kib_s,
+                )
             backup_stopped_at = now()
             files = staged_files(tar_dir)
             for staged in files:
@@ -143,11 +210,17 @@ def take_base_backup(
             verification = verify_tar_backup(pg, tar_dir, workdir)
             seconds["verify"] = verification.extract_seconds + verification.verify_seconds
             base_backup = describe_backup(tar_dir, source, verification, label=label)
+            base_backup.update(chain_fields_for_child(plan.parent) if plan.parent is not None else full_backup_fields())
+            # Kept after publishing, for the next incremental of this worker (parentmanifest).
+            kept_manifest = workdir / "published.backup_manifest"
+            shutil.copyfile(tar_dir / BACKUP_MANIFEST, kept_manifest)
+            kept_manifest.chmod(0o600)
             # The server's backup interval lies inside this worker's [start, stop] clock readings:
             # recovery targets after stop_time can always be reached from this set.
             base_backup.update(start_time=_iso(backup_started_at), stop_time=_iso(backup_stopped_at))
             log.info(
-                "base backup %s: WAL %s to %s on timeline %d (files %s to %s)",
+                "%s base backup %s: WAL %s to %s on timeline %d (files %s to %s)",
+                base_backup["backup_type"],
                 backup_set_id,
                 base_backup["start_lsn"],
                 base_backup["stop_lsn"],
@@ -191,6 +264,13 @@ def take_base_backup(
             payloads=payloads,
             extra=extra,
         )
+        try:
+            # Only a server that can take incrementals (17+) needs its parent's file; a 15
+            # deployment's staging stays empty between runs.
+            if source.server_major >= INCREMENTAL_BACKUP_MAJOR:
+                keep_backup_manifest(staging_dir, backup_set_id, kept_manifest)
+        except OSError as exc:  # the set is published and whole: the next run decrypts or takes a full
+            log.warning("could not keep the backup_manifest of set %s on this worker: %s", backup_set_id, exc)
     except BaseException:
         remove_unpublished(store, stored_keys)
         raise
@@ -200,13 +280,33 @@ def take_base_backup(
     plain = sum(p.plain_size_bytes or 0 for p in payloads)
     stored_total = sum(p.size_bytes for p in payloads)
     log.info(
-        "base backup set %s complete: %s (%s plain, %s stored) in %.0f s",
+        "%s base backup set %s complete: %s (%s plain, %s stored) in %.0f s",
+        base_backup["backup_type"],
         backup_set_id,
         store.describe(manifest_key),
         human_bytes(plain),
         human_bytes(stored_total),
         seconds["total"],
     )
+    sizes: dict[str, Any] = {
+        "cluster_bytes": source.cluster_size_bytes,
+        "plain_bytes": plain,
+        "stored_bytes": stored_total,
+        "compression_ratio": round(plain / max(stored_total, 1), 2),
+    }
+    if plan.chain is not None:
+        full = plan.chain.full
+        sizes["full_stored_bytes"] = full.size_bytes
+        sizes["share_of_full"] = round(stored_total / max(full.size_bytes, 1), 4)
+        log.info(
+            "incremental set %s stores %s, %.1f%% of its chain's full set %s (%s); chain: %s",
+            backup_set_id,
+            human_bytes(stored_total),
+            100 * stored_total / max(full.size_bytes, 1),
+            full.backup_set_id,
+            human_bytes(full.size_bytes),
+            " -> ".join([*plan.chain.ids, backup_set_id]),
+        )
     return {
         "backup_set_id": backup_set_id,
         "cluster": cluster,
@@ -215,15 +315,51 @@ def take_base_backup(
         "started_at": _iso(started_at),
         "finished_at": _iso(finished_at),
         "base_backup": base_backup,
+        "backup_type": base_backup["backup_type"],
+        "parent_backup_set_id": plan.parent_backup_set_id,
+        "chain": base_backup.get("chain", []),
+        "plan_reasons": list(plan.reasons),
         "payloads": [p.to_dict() for p in payloads],
-        "sizes": {
-            "cluster_bytes": source.cluster_size_bytes,
-            "plain_bytes": plain,
-            "stored_bytes": stored_total,
-            "compression_ratio": round(plain / max(stored_total, 1), 2),
-        },
+        "sizes": sizes,
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
     }
+
+
+def _plan(
+    store: Store,
+    cluster: str,
+    source: SourceCluster,
+    request: BackupTypeRequest,
+    incremental_enabled: bool,
+    full_every_days: int,
+    started_at: datetime,
+) -> BackupPlan:
+    """This run's type (physical.incremental), each reason logged on its own line. The catalog is
+    read only when an incremental is possible at all."""
+    sets: tuple[Any, ...] = ()
+    unreadable: list[str] = []
+    if wants_incremental(request, incremental_enabled=incremental_enabled):
+        listing = list_catalog(store, cluster, BackupKind.BASE)
+        prefix = kind_prefix(cluster, BackupKind.BASE)
+        sets = listing.sets
+        unreadable = [key.removeprefix(prefix).partition("/")[0] for key in listing.unreadable]
+    plan = plan_base_backup(
+        request,
+        incremental_enabled=incremental_enabled,
+        full_every_days=full_every_days,
+        sets=sets,
+        unreadable_ids=unreadable,
+        source=source,
+        now=started_at,
+    )
+    for reason in plan.reasons:
+        log.info("%s base backup: %s", plan.backup_type.value, reason)
+    return plan
+
+
+def _fall_back_to_full(plan: BackupPlan, why: str) -> BackupPlan:
+    log.warning("full base backup instead of an incremental: %s", why)
+    return BackupPlan(BackupType.FULL, (*plan.reasons, f"full instead: {why}"))
 
 
 def manifest_extra(

@@ -3,6 +3,12 @@
 ``pg_basebackup_argv`` is pure; ``run_pg_basebackup`` runs it as the replication role (password in
 the child's environment, never argv) into a private directory and logs its progress by the bytes
 written there; ``explain_pg_basebackup_failure`` turns its last error line into one line with a hint.
+
+An incremental (``--incremental=<parent's backup_manifest>``, PostgreSQL 17+) can be refused by the
+server for reasons only a full backup cures: WAL summaries missing from the parent's start on
+(summarize_wal was off then, or wal_summary_keep_time removed them), or a parent of another
+cluster or timeline history. ``needs_full_backup`` recognises them; the auto mode then takes a
+full backup in the same run (a missed backup is worse than a larger one).
 """
 
 from __future__ import annotations
@@ -25,9 +31,28 @@ from hms_dr.units import human_bytes, human_rate
 log = logging.getLogger(__name__)
 
 
-def pg_basebackup_argv(pg: PgInstall, target_dir: Path, *, label: str, max_rate_kib_s: int | None = None) -> list[str]:
+# The server's refusals of an incremental that no retry cures: only a new full backup does.
+_NEEDS_FULL = (
+    "wal summar",  # "WAL summaries are required on timeline 1 from 0/2000028 to ...", "...unless WAL summarization is enabled"
+    "manifest requires wal",  # the parent's WAL range is not in this server's timeline history
+    "manifest system identifier",  # the parent is of another cluster
+    "not in this server's history",
+    "does not support incremental",
+)
+
+
+def pg_basebackup_argv(
+    pg: PgInstall,
+    target_dir: Path,
+    *,
+    label: str,
+    max_rate_kib_s: int | None = None,
+    incremental_manifest: Path | None = None,
+) -> list[str]:
     """pg_basebackup in tar format with streamed WAL and a SHA-256 manifest; the connection
-    (password included) comes from the environment, never from argv."""
+    (password included) comes from the environment, never from argv. With
+    ``incremental_manifest`` (the parent's plain backup_manifest), an incremental backup: the
+    server sends only the blocks changed since the parent's start (PostgreSQL 17+)."""
     argv = [
         pg.program("pg_basebackup"),
         f"--pgdata={target_dir}",
@@ -41,7 +66,15 @@ def pg_basebackup_argv(pg: PgInstall, target_dir: Path, *, label: str, max_rate_
     ]
     if max_rate_kib_s:
         argv.append(f"--max-rate={max_rate_kib_s}k")  # protects the primary's I/O; 32 to 1048576 kB/s
+    if incremental_manifest is not None:
+        argv.append(f"--incremental={incremental_manifest}")
     return argv
+
+
+def needs_full_backup(failure: ToolFailed) -> bool:
+    """Whether pg_basebackup failed because the server cannot take this incremental at all."""
+    line = failure.last_stderr_line.lower()
+    return any(words in line for words in _NEEDS_FULL)
 
 
 def explain_pg_basebackup_failure(failure: ToolFailed, where: str) -> ToolFailed:
@@ -51,7 +84,12 @@ def explain_pg_basebackup_failure(failure: ToolFailed, where: str) -> ToolFailed
         # Its last words were progress (--verbose), not the reason: the reason is the signal.
         failure = ToolFailed(failure.tool, failure.exit_code, _signal_name(-(failure.exit_code or 0)))
     line = failure.last_stderr_line.lower()
-    if "password authentication failed" in line or "no password supplied" in line:
+    if needs_full_backup(failure):
+        hint = (
+            "this incremental cannot be taken: a full base backup is needed (the auto mode takes one; "
+            "or run with backup_type full). If summarize_wal was just turned on, incrementals work from that full on"
+        )
+    elif "password authentication failed" in line or "no password supplied" in line:
         hint = "check the password of the replication role in the Airflow connection"
     elif "pg_hba.conf" in line:
         hint = f"allow replication connections for the role in pg_hba.conf on {where} and reload"
@@ -90,14 +128,18 @@ def run_pg_basebackup(
     label: str,
     expected_bytes: int | None = None,
     max_rate_kib_s: int | None = None,
+    incremental_manifest: Path | None = None,
 ) -> float:
     """pg_basebackup into ``target_dir`` (which must not exist yet); the seconds it took.
 
     ToolFailed carries pg_basebackup's error line; its whole stderr goes to the log."""
     started = time.monotonic()
-    argv = pg_basebackup_argv(pg, target_dir, label=label, max_rate_kib_s=max_rate_kib_s)
+    argv = pg_basebackup_argv(
+        pg, target_dir, label=label, max_rate_kib_s=max_rate_kib_s, incremental_manifest=incremental_manifest
+    )
     where = f"{conn.host}:{conn.port}"
-    log.info("pg_basebackup from %s as %s into %s (label %s)", where, conn.user, target_dir, label)
+    kind = f"incremental against {incremental_manifest.name}" if incremental_manifest else "full"
+    log.info("pg_basebackup (%s) from %s as %s into %s (label %s)", kind, where, conn.user, target_dir, label)
     # Not a streams.Pipeline: pg_basebackup -X stream forks a WAL receiver that inherits its
     # output pipes, so a killed pg_basebackup would leave them open (no EOF) until the server
     # times the stream out. Its own session lets the whole group go together; stderr goes to an

@@ -49,6 +49,7 @@ class SourceCluster:
     cluster_size_bytes: int
     databases_not_measured: int
     summarize_wal: str | None = None  # "on"/"off" from 17 on; None before (no incremental backups)
+    timeline: int | None = None  # the timeline the server writes now
 
     @property
     def server_major(self) -> int:

@@ -1,6 +1,9 @@
 """The policy's optional ``base_backup:`` section: where hms_weekly_base_backup stages
-pg_basebackup's tars, how they are compressed, and the job's retries and time limit. How many
-sets are kept is retention.base_backups_keep."""
+pg_basebackup's tars, how they are compressed, whether it takes incremental backups (PostgreSQL
+17+), and the job's retries and time limit. How many sets are kept is retention.base_backups_keep.
+
+Incrementals are off by default: a server older than 17 cannot take them, and an existing
+deployment must keep working unchanged after an upgrade of hms-dr."""
 
 from __future__ import annotations
 
@@ -26,6 +29,10 @@ class BaseBackupPolicy:
     retry_delay_s: int = 600
     max_retry_delay_s: int = 3600
     execution_timeout_min: int = 360
+    # PostgreSQL 17+: when on, the DAG runs daily (schedules.incremental_base_backup) and takes an
+    # incremental against the newest set unless a full one is due (hms_dr.physical.incremental).
+    incremental: bool = False
+    full_every_days: int = 7  # a new full backup (a new chain) once the chain's full is this old
 
 
 def parse_base_backup(reader: PolicyReader, staging_dir: Path) -> BaseBackupPolicy:
@@ -69,5 +76,13 @@ def parse_base_backup(reader: PolicyReader, staging_dir: Path) -> BaseBackupPoli
             reader.integer("base_backup.execution_timeout_min", minimum=1)
             if present("execution_timeout_min")
             else defaults.execution_timeout_min
+        ),
+        incremental=reader.boolean("base_backup.incremental") if present("incremental") else defaults.incremental,
+        # At most 30: WAL summaries are kept for wal_summary_keep_time (10 days by default), and a
+        # chain longer than a month makes every restore combine that many sets.
+        full_every_days=(
+            reader.integer("base_backup.full_every_days", minimum=1, maximum=30)
+            if present("full_every_days")
+            else defaults.full_every_days
         ),
     )

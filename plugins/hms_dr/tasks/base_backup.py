@@ -9,10 +9,12 @@ from airflow.sdk import get_current_context, task
 
 from hms_dr.manifest import BackupKind
 from hms_dr.physical.basebackup import take_base_backup
+from hms_dr.physical.incremental import BackupTypeRequest
 from hms_dr.policy import load_policy
 from hms_dr.tasks.assets import BASE_BACKUPS
 from hms_dr.tasks.connections import database_connection, encryption_key, open_policy_store
 from hms_dr.tasks.failures import engine_errors_decide_retry
+from hms_dr.tasks.params import run_params
 from hms_dr.tasks.retention import expire_primary
 
 log = logging.getLogger(__name__)
@@ -21,12 +23,15 @@ log = logging.getLogger(__name__)
 @task(outlets=[BASE_BACKUPS])
 @engine_errors_decide_retry
 def back_up_cluster() -> dict[str, Any]:
-    """pg_basebackup as the replication role, pg_verifybackup on an extracted copy, then every tar
-    compressed, encrypted, stored, read back and published with the manifest last."""
+    """pg_basebackup (full, or incremental against the newest set: the ``backup_type`` param and
+    the policy decide) as the replication role, pg_verifybackup, then every file compressed,
+    encrypted, stored, read back and published with the manifest last."""
+    context = get_current_context()
+    params = run_params(context)
+    request = BackupTypeRequest(params.get("backup_type") or BackupTypeRequest.AUTO.value)
     policy = load_policy()
     settings = policy.base_backup
     settings.staging_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    context = get_current_context()
     result = take_base_backup(
         database_connection(policy.cluster.replication_connection_id, policy.cluster.database),
         open_policy_store(policy),
@@ -38,6 +43,9 @@ def back_up_cluster() -> dict[str, Any]:
         staging_space_ratio=settings.staging_space_ratio,
         verify_readback=policy.store.verify_readback,
         producer={"dag_id": context["dag"].dag_id, "run_id": context["run_id"]},
+        backup_type=request,
+        incremental_enabled=settings.incremental,
+        full_every_days=settings.full_every_days,
     )
     base = result["base_backup"]
     context["outlet_events"][BASE_BACKUPS].extra = {
@@ -47,6 +55,9 @@ def back_up_cluster() -> dict[str, Any]:
         "start_lsn": base["start_lsn"],
         "stop_lsn": base["stop_lsn"],
         "timeline": base["timeline"],
+        "backup_type": result["backup_type"],
+        "parent_backup_set_id": result["parent_backup_set_id"],
+        "chain": result["chain"],
     }
     return result
 

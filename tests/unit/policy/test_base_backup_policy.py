@@ -71,3 +71,39 @@ def test_every_key_can_be_set() -> None:
 def test_a_bad_value_is_refused_naming_its_key(section: object, message: str) -> None:
     with pytest.raises(PolicyInvalid, match=message):
         parse_policy(with_section(section), source="policy.yaml")
+
+
+def test_incremental_backups_are_off_by_default_and_a_full_is_due_weekly() -> None:
+    for data in (committed(), with_section(None)):
+        settings = parse_policy(data).base_backup
+        assert (settings.incremental, settings.full_every_days) == (False, 7)
+    settings = parse_policy(with_section({"incremental": True, "full_every_days": 14})).base_backup
+    assert (settings.incremental, settings.full_every_days) == (True, 14)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"incremental": "yes"}, "base_backup.incremental must be true or false, got 'yes'"),
+        ({"full_every_days": 0}, "base_backup.full_every_days must be at least 1, got 0"),
+        ({"full_every_days": 31}, "base_backup.full_every_days must be at most 30, got 31"),
+    ],
+)
+def test_a_bad_incremental_setting_is_refused_naming_its_key(section: object, message: str) -> None:
+    with pytest.raises(PolicyInvalid, match=message):
+        parse_policy(with_section(section))
+
+
+def test_the_incremental_schedule_is_daily_by_default_and_may_be_left_out() -> None:
+    assert parse_policy(committed()).schedules["incremental_base_backup"] == "0 3 * * *"
+    data = copy.deepcopy(committed())
+    del data["schedules"]["incremental_base_backup"]  # a policy written before incrementals
+    assert parse_policy(data).schedules["incremental_base_backup"] == "0 3 * * *"
+    data["schedules"]["incremental_base_backup"] = "30 1 * * *"
+    assert parse_policy(data).schedules["incremental_base_backup"] == "30 1 * * *"
+    data["schedules"]["incremental_base_backup"] = "daily"
+    with pytest.raises(PolicyInvalid, match=r"schedules\.incremental_base_backup must be a 5-field cron expression"):
+        parse_policy(data)
+    del data["schedules"]["weekly_base_backup"]  # the others stay required
+    with pytest.raises(PolicyInvalid, match=r"schedules\.weekly_base_backup is missing"):
+        parse_policy(data)
