@@ -76,6 +76,7 @@ bench: venv
 	$(PY) bench/restore_test_vs_pg_restore.py
 	$(PY) bench/base_backup_vs_pg_basebackup.py
 	$(PY) bench/offsite_copy_throughput.py
+	$(PY) bench/incremental_base_backup.py
 
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^pip==' > constraints.txt

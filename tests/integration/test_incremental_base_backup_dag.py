@@ -6,43 +6,22 @@ parent; a run asked for backup_type full starts a new chain."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
-from conftest import DagRunner, worker_state_dir
+from conftest import DagRunner
 
 from hms_dr.catalog import list_catalog
 from hms_dr.manifest import BackupKind
 from hms_dr.store import open_store
 
-pytestmark = [pytest.mark.integration, pytest.mark.airflow]
+# The worker's PostgreSQL 18 sandbox (tests/integration/conftest.py): its policy turns incrementals on.
+pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.pg_majors(18)]
 
 DAG_ID = "hms_weekly_base_backup"
 CLUSTER = "hms-incremental-drill"  # a cluster name of its own
-
-
-@pytest.fixture(scope="module")
-def sandbox18(worker_id: str) -> Iterator[Any]:
-    from hms_sandbox import start_sandbox, stop_sandbox
-
-    state_dir = worker_state_dir(worker_id).parent / f"{worker_id}-pg18-incr"
-    started = start_sandbox(state_dir=state_dir, scale_mb=10, pg_major=18)
-    try:
-        yield started
-    finally:
-        stop_sandbox(state_dir=state_dir)
-        shutil.rmtree(state_dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def runner18(sandbox18: Any) -> DagRunner:
-    runner = DagRunner(sandbox18)
-    runner.migrate()
-    return runner
 
 
 def events(runner: DagRunner) -> list[dict[str, Any]]:
@@ -54,21 +33,21 @@ def events(runner: DagRunner) -> list[dict[str, Any]]:
     return [json.loads(row[0]) for row in rows]
 
 
-def test_a_full_then_an_incremental_then_a_forced_full(sandbox18: Any, runner18: DagRunner) -> None:
+def test_a_full_then_an_incremental_then_a_forced_full(sandbox: Any, dag_runner: DagRunner) -> None:
     import psycopg
 
-    policy = yaml.safe_load(open(sandbox18.paths.policy_file).read())  # noqa: SIM115
+    policy = yaml.safe_load(open(sandbox.paths.policy_file).read())  # noqa: SIM115
     assert policy["base_backup"]["incremental"] is True  # the 18 sandbox's own policy
-    store = open_store(f"s3://{sandbox18.primary_bucket}", s3_client=sandbox18.s3_client())
+    store = open_store(f"s3://{sandbox.primary_bucket}", s3_client=sandbox.s3_client())
     variant = {"cluster.name": CLUSTER}
 
-    first = runner18.run(DAG_ID, name="incr-1", policy=variant)
+    first = dag_runner.run(DAG_ID, name="incr-1", policy=variant)
     assert first.state == "success", first.output[-6000:]
-    with psycopg.connect(sandbox18.superuser_dsn(sandbox18.database), autocommit=True) as conn:
+    with psycopg.connect(sandbox.superuser_dsn(sandbox.database), autocommit=True) as conn:
         conn.execute("UPDATE patients SET last_name = last_name WHERE id % 100 = 0")
-    second = runner18.run(DAG_ID, name="incr-2", policy=variant)
+    second = dag_runner.run(DAG_ID, name="incr-2", policy=variant)
     assert second.state == "success", second.output[-6000:]
-    third = runner18.run(DAG_ID, name="incr-3", policy=variant, conf={"backup_type": "full"})
+    third = dag_runner.run(DAG_ID, name="incr-3", policy=variant, conf={"backup_type": "full"})
     assert third.state == "success", third.output[-6000:]
 
     sets = list_catalog(store, CLUSTER, BackupKind.BASE).sets
@@ -76,13 +55,13 @@ def test_a_full_then_an_incremental_then_a_forced_full(sandbox18: Any, runner18:
     full, incremental, _ = sets
     assert incremental.manifest.body["base_backup"]["chain"] == [full.backup_set_id]
     assert incremental.size_bytes < full.size_bytes / 4, (incremental.size_bytes, full.size_bytes)
-    extras = [e for e in events(runner18) if e.get("cluster") == CLUSTER]
+    extras = [e for e in events(dag_runner) if e.get("cluster") == CLUSTER]
     assert [(e["backup_type"], e["parent_backup_set_id"]) for e in extras] == [
         ("full", None),
         ("incremental", full.backup_set_id),
         ("full", None),
     ]
-    returned = runner18.returned(DAG_ID, second.run_id, "back_up_cluster")
+    returned = dag_runner.returned(DAG_ID, second.run_id, "back_up_cluster")
     assert returned["backup_type"] == "incremental" and returned["chain"] == [full.backup_set_id]
     assert "incremental set" in second.output and "of its chain's full set" in second.output
     print(f"\nDAG runs: full {full.size_bytes} B stored, incremental {incremental.size_bytes} B stored")

@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""What does an incremental base backup (PostgreSQL 17+) save, and what does its chain cost a
+point-in-time recovery?
+
+On a PostgreSQL 18 bench sandbox (an HMS database of ≥ 1 GB in <repo>/.sandbox-bench-pg18,
+summarize_wal on), in one run and on the same data:
+
+1. a FULL base backup through the engine (``take_base_backup``, backup_type full: pg_basebackup,
+   pg_verifybackup, zstd | gpg, upload, read-back, manifest), and a bare ``pg_basebackup -Ft``;
+2. 1 % of the pages of every table of 100 pages or more changed (every row of every 100th page
+   rewritten in place: ``UPDATE ... SET <first column> = <first column>``), a checkpoint;
+3. an INCREMENTAL base backup through the engine against the full set, and a bare
+   ``pg_basebackup --incremental`` against the bare full's backup_manifest.
+   Goals: time ≤ 20 % and stored size ≤ 10 % of the full's;
+4. five more rounds of 1 % changes + incremental (a chain of the full and 6 incrementals), a
+   marker row, the WAL shipped to the store (the engine's ``ship_spool``);
+5. point-in-time recovery (``recover``, the engine's hms_dr_pitr path) to the same target after
+   the marker: from the full alone (its WAL replayed from the full's start) and from the chain
+   (pg_combinebackup of the 7 sets, WAL from the last incremental's start). Both recovered
+   clusters must hold the marker. Goal: chain RTO ≤ 1.3 × the full alone's.
+
+Writes bench/results/<date>-incremental-base-backup.md.
+
+    PYTHONPATH=plugins:sandbox .venv/bin/python bench/incremental_base_backup.py [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib
+from benchlib import fmt_mb, markdown_table
+
+NAME = "incremental-base-backup"
+PG_MAJOR = 18
+PAGE_SHARE = 100  # every 100th page: 1 % of the pages
+CHAIN_INCREMENTALS = 6
+TIME_GOAL = 0.20
+SIZE_GOAL = 0.10
+RTO_GOAL = 1.3
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale-mb", type=float, default=1100, help="HMS data scale of the first load (≥ 1 GB)")
+    parser.add_argument("--keep", action="store_true", help="leave the bench sandbox running")
+    parser.add_argument("--verbose", action="store_true", help="print the engine's INFO log lines")
+    return parser.parse_args()
+
+
+def change_one_percent_of_pages(dsn: str) -> dict[str, int]:
+    """Rewrite every row of every 100th page of each table of 100+ pages; the rows and pages touched."""
+    import psycopg
+    from psycopg import sql
+
+    rows = pages = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        tables = conn.execute(
+            """SELECT c.oid::regclass::text, c.relpages, a.attname
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = 1
+                WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                  AND c.relpages >= %s""",
+            (PAGE_SHARE,),
+        ).fetchall()
+        for table, relpages, column in tables:
+            done = conn.execute(
+                sql.SQL("UPDATE {} SET {} = {} WHERE ((ctid::text::point)[0])::bigint %% {} = 0").format(
+                    sql.SQL(table), sql.Identifier(column), sql.Identifier(column), sql.Literal(PAGE_SHARE)
+                )
+            )
+            rows += done.rowcount
+            pages += relpages // PAGE_SHARE
+        conn.execute("CHECKPOINT")
+    return {"rows": rows, "pages": pages}
+
+
+def take(conn: Any, store: Any, sandbox: Any, policy: Any, backup_type: str) -> dict[str, Any]:
+    from hms_dr.physical.basebackup import take_base_backup
+    from hms_dr.physical.incremental import BackupTypeRequest
+
+    settings = policy.base_backup
+    settings.staging_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    started = time.monotonic()
+    result = take_base_backup(
+        conn,
+        store,
+        policy.cluster.name,
+        encryption_key=benchlib.encryption_key(sandbox),
+        staging_dir=settings.staging_dir,
+        zstd_level=settings.zstd_level,
+        zstd_threads=settings.zstd_threads,
+        staging_space_ratio=settings.staging_space_ratio,
+        verify_readback=policy.store.verify_readback,
+        producer={"dag_id": "bench", "run_id": "bench"},
+        backup_type=BackupTypeRequest(backup_type),
+        incremental_enabled=True,
+    )
+    wall = time.monotonic() - started
+    base = result["base_backup"]
+    assert base["backup_type"] == backup_type, f"asked for {backup_type}, took {base['backup_type']}"
+    print(
+        f"engine {backup_type:11s} {wall:6.1f} s  {fmt_mb(result['sizes']['stored_bytes'])} stored "
+        f"({fmt_mb(result['sizes']['plain_bytes'])} plain)  set {result['backup_set_id']}",
+        flush=True,
+    )
+    return {"wall": wall, "result": result}
+
+
+def bare_pg_basebackup(conn: Any, target: Path, incremental_from: Path | None = None) -> dict[str, Any]:
+    from hms_dr.database import client_tools
+    from hms_dr.pgtools import tool_env
+
+    argv = [client_tools(conn).program("pg_basebackup"), "-D", str(target), "-Ft", "-X", "stream"]
+    argv += ["--checkpoint=fast", "--no-password"]
+    if incremental_from is not None:
+        argv.append(f"--incremental={incremental_from}")
+    started = time.monotonic()
+    subprocess.run(argv, env=tool_env(conn), stdin=subprocess.DEVNULL, check=True)
+    wall = time.monotonic() - started
+    size = sum(p.stat().st_size for p in target.iterdir())
+    print(
+        f"bare   {'incremental' if incremental_from else 'full':11s} {wall:6.1f} s  {fmt_mb(size)} on disk", flush=True
+    )
+    return {"wall": wall, "size": size}
+
+
+def drop_spool_before(sandbox: Any, first_needed: str) -> None:
+    """The bench sandbox's spool holds the WAL of its data load: no recovery here needs what
+    precedes the full backup, and shipping it would only time the load again."""
+    for segment in sandbox.paths.spool_dir.iterdir():
+        if len(segment.name) == 24 and segment.name < first_needed:
+            segment.unlink()
+
+
+def ship_wal_to_target(sandbox: Any, store: Any, policy: Any, superuser_dsn: str) -> datetime:
+    """A marker row, the time just after it, the segment switched, archived and shipped."""
+    import psycopg
+
+    from hms_dr.wal.ship import ship_spool
+
+    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_marker (id text PRIMARY KEY, at timestamptz DEFAULT now())")
+        conn.execute("INSERT INTO bench_marker (id) VALUES (%s)", (MARKER,))
+        time.sleep(1.1)
+        target = datetime.now(UTC)
+        time.sleep(1.1)
+        conn.execute("INSERT INTO bench_marker (id) VALUES (%s)", (MARKER + "-after",))
+        name = str(conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0])  # type: ignore[index]
+    deadline = time.monotonic() + 120
+    while not (sandbox.paths.spool_dir / name).exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} was not archived within 120 s")
+        time.sleep(0.2)
+    started = time.monotonic()
+    ship_spool(
+        store,
+        policy.cluster.name,
+        sandbox.paths.spool_dir,
+        encryption_key=benchlib.encryption_key(sandbox),
+        zstd_level=3,
+        staging_dir=policy.staging.dir,
+        remove_from_spool=True,
+    )
+    print(f"WAL shipped to the store in {time.monotonic() - started:.1f} s", flush=True)
+    return target
+
+
+MARKER = f"bench-{uuid.uuid4().hex[:8]}"
+
+
+def recover_to(store: Any, sandbox: Any, policy: Any, target_time: datetime, workdir: Path, set_id: str) -> dict:
+    import psycopg
+
+    from hms_dr.physical.recovery import recover
+    from hms_dr.physical.targets import RecoveryTarget, TargetKind
+    from hms_dr.server_user import free_port
+    from hms_sandbox.cluster import LocalCluster
+
+    home = workdir / f"pitr-{set_id}"
+    started = time.monotonic()
+    result = recover(
+        store,
+        policy.cluster.name,
+        RecoveryTarget(TargetKind.TIME, time=target_time),
+        data_dir=home / "data",
+        port=free_port(),
+        decryption_key=benchlib.decryption_key(sandbox),
+        staging_dir=policy.staging.dir,
+        backup_set_id=set_id,
+        socket_dir=home / "s",
+    )
+    wall = time.monotonic() - started
+    cluster = LocalCluster(
+        Path(result["data_dir"]), result["port"], Path(result["log_file"]), Path(result["socket_dir"])
+    )
+    dsn = cluster.dsn("postgres", sandbox.secrets.role_passwords["postgres"])
+    try:
+        with psycopg.connect(dsn.replace("dbname=postgres", f"dbname={sandbox.database}")) as conn:
+            markers = {row[0] for row in conn.execute("SELECT id FROM bench_marker").fetchall()}
+    finally:
+        cluster.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    assert MARKER in markers and MARKER + "-after" not in markers, f"recovered markers {markers}"
+    print(f"recovered from {set_id} in {wall:.1f} s: {result['seconds']}", flush=True)
+    return {"wall": wall, "seconds": result["seconds"], "chain": result.get("chain")}
+
+
+def main() -> int:
+    args = parse_args()
+    benchlib.configure_logging(args.verbose)
+    from hms_dr.policy import load_policy
+
+    sandbox = benchlib.start_bench_sandbox(args.scale_mb, pg_major=PG_MAJOR)
+    try:
+        policy = load_policy(sandbox.paths.policy_file)
+        conn = benchlib.replication_connection(sandbox)
+        db_size = benchlib.database_size(benchlib.backup_connection(sandbox))
+        superuser_dsn = sandbox.superuser_dsn()
+        machine = benchlib.machine_info()
+        pg_version = benchlib.server_version(benchlib.backup_connection(sandbox))
+        store = benchlib.empty_primary_store(sandbox, policy)
+        with tempfile.TemporaryDirectory(prefix="bench-incr-", dir=benchlib.bench_state_dir(PG_MAJOR)) as tmp:
+            workdir = Path(tmp)
+            workdir.chmod(0o711)  # the recovered servers' directories live here
+            bare_full = bare_pg_basebackup(conn, workdir / "bare-full")
+            full = take(conn, store, sandbox, policy, "full")
+            drop_spool_before(sandbox, full["result"]["base_backup"]["start_wal_file"])
+            changed = change_one_percent_of_pages(superuser_dsn)
+            print(f"changed {changed['rows']} rows on ~{changed['pages']} pages (1 % of every table's pages)")
+            incremental = take(conn, store, sandbox, policy, "incremental")
+            bare_incremental = bare_pg_basebackup(
+                conn, workdir / "bare-incremental", incremental_from=workdir / "bare-full" / "backup_manifest"
+            )
+            chain = [incremental]
+            for _ in range(CHAIN_INCREMENTALS - 1):
+                change_one_percent_of_pages(superuser_dsn)
+                chain.append(take(conn, store, sandbox, policy, "incremental"))
+            target_time = ship_wal_to_target(sandbox, store, policy, superuser_dsn)
+            full_id = full["result"]["backup_set_id"]
+            tip_id = chain[-1]["result"]["backup_set_id"]
+            from_full = recover_to(store, sandbox, policy, target_time, workdir, full_id)
+            from_chain = recover_to(store, sandbox, policy, target_time, workdir, tip_id)
+    finally:
+        if args.keep:
+            print(f"--keep: the bench sandbox keeps running in {benchlib.bench_state_dir(PG_MAJOR)}")
+        else:
+            benchlib.stop_bench_sandbox(PG_MAJOR)
+
+    body = report(db_size, changed, full, incremental, bare_full, bare_incremental, chain, from_full, from_chain)
+    print()
+    print(body)
+    benchlib.write_results(NAME, "Incremental base backups (PostgreSQL 18)", machine, pg_version, body)
+    return 0
+
+
+def report(
+    db_size: int,
+    changed: dict[str, int],
+    full: dict[str, Any],
+    incremental: dict[str, Any],
+    bare_full: dict[str, Any],
+    bare_incremental: dict[str, Any],
+    chain: list[dict[str, Any]],
+    from_full: dict[str, Any],
+    from_chain: dict[str, Any],
+) -> str:
+    full_stored = full["result"]["sizes"]["stored_bytes"]
+    inc_stored = incremental["result"]["sizes"]["stored_bytes"]
+    time_ratio = incremental["wall"] / full["wall"]
+    size_ratio = inc_stored / full_stored
+    rto_ratio = from_chain["wall"] / from_full["wall"]
+
+    def verdict(ratio: float, goal: float) -> str:
+        return "met" if ratio <= goal else "NOT met"
+
+    rows = [
+        ["database size", fmt_mb(db_size)],
+        ["changed between backups", f"{changed['rows']} rows on ~{changed['pages']} pages (1 % of the pages)"],
+        ["engine full: wall / stored", f"{full['wall']:.1f} s / {fmt_mb(full_stored)}"],
+        ["engine incremental: wall / stored", f"{incremental['wall']:.1f} s / {fmt_mb(inc_stored)}"],
+        ["**incremental / full time** (goal ≤ 0.20)", f"**{time_ratio:.3f}** ({verdict(time_ratio, TIME_GOAL)})"],
+        [
+            "**incremental / full stored size** (goal ≤ 0.10)",
+            f"**{size_ratio:.3f}** ({verdict(size_ratio, SIZE_GOAL)})",
+        ],
+        [
+            "bare pg_basebackup: full / incremental wall",
+            f"{bare_full['wall']:.1f} s / {bare_incremental['wall']:.1f} s "
+            f"(ratio {bare_incremental['wall'] / bare_full['wall']:.3f})",
+        ],
+        [
+            "bare pg_basebackup: full / incremental size (plain tars)",
+            f"{fmt_mb(bare_full['size'])} / {fmt_mb(bare_incremental['size'])} "
+            f"(ratio {bare_incremental['size'] / bare_full['size']:.3f})",
+        ],
+        ["chain incrementals (wall each)", ", ".join(f"{c['wall']:.1f} s" for c in chain)],
+        ["PITR from the full alone (RTO)", f"{from_full['wall']:.1f} s {from_full['seconds']}"],
+        [f"PITR from full + {len(chain)} incrementals (RTO)", f"{from_chain['wall']:.1f} s {from_chain['seconds']}"],
+        ["**chain RTO / full-alone RTO** (goal ≤ 1.3)", f"**{rto_ratio:.2f}** ({verdict(rto_ratio, RTO_GOAL)})"],
+    ]
+    return (
+        "Same cluster, same run. Engine sides are `take_base_backup` (verify, compress, encrypt, upload,\n"
+        "read back, publish) and `recover` (the hms_dr_pitr path) against moto S3 on 127.0.0.1.\n\n"
+        + markdown_table(["", "figure"], rows)
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
