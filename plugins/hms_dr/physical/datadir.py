@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,7 @@ RECOVERY_SETTINGS_RESET_AFTER_PROMOTION = (
     "recovery_target_lsn", "recovery_target_inclusive", "recovery_target_action", "recovery_target_timeline",
 )  # fmt: skip
 # Left in the base backup by the server it was taken from; never meaningful in a new cluster.
+CHAIN_EXTRACT_WORKERS = 2
 STALE_FILES = ("postmaster.pid", "postmaster.opts", "standby.signal", "recovery.signal")
 
 
@@ -162,19 +164,28 @@ def restore_chain(
 
         started = time.monotonic()
         prepare_server_dir(extracts, 0o700)
-        link_dirs = []
         with gpg_home(staging_dir) as home:
             imported = prepare_decryption(home, key)
-            for base in chain:
-                link_dirs.append(_extract_link(base, downloaded, imported, extracts / base.backup_set_id))
-        seconds["extract"] = time.monotonic() - started
 
-        started = time.monotonic()
-        for base, link_dir in zip(chain, link_dirs, strict=True):
-            verify_data_dir(
-                base, link_dir / BACKUP_MANIFEST, link_dir, what=f"base backup set {base.backup_set_id} of {what}"
-            )
-        seconds["verify_links"] = time.monotonic() - started
+            def extract_and_verify(base: BaseBackup) -> Path:
+                link_dir = _extract_link(
+                    base, downloaded, imported, extracts / base.backup_set_id, with_wal=base is tip
+                )
+                verify_data_dir(
+                    base,
+                    link_dir / BACKUP_MANIFEST,
+                    link_dir,
+                    what=f"base backup set {base.backup_set_id} of {what}",
+                    parse_wal=base is tip,
+                )
+                return link_dir
+
+            # The full set is most of the bytes; the incrementals are small and mostly gpg's and
+            # pg_verifybackup's start-up: they run beside it (two at a time: the decryption and
+            # decompression of one link already keep a core busy).
+            with ThreadPoolExecutor(max_workers=CHAIN_EXTRACT_WORKERS, thread_name_prefix="chain-link") as pool:
+                link_dirs = list(pool.map(extract_and_verify, chain))
+        seconds["extract_and_verify_links"] = time.monotonic() - started
 
         started = time.monotonic()
         linked = _same_file_system(extracts, data_dir)
@@ -193,18 +204,17 @@ def restore_chain(
         shutil.rmtree(extracts, ignore_errors=True)
         if extracts.exists():  # a copy of the cluster, patients' rows included: never left silently
             log.error("could not remove the chain's extracts in %s: remove that directory by hand", extracts)
-    payloads = [p for base in chain for p in _restored_payloads(base)]
+    payloads = [p for base in chain for p in _restored_payloads(base, with_wal=base is tip)]
     plain = sum(p.plain_size_bytes or 0 for p in payloads)
     log.info(
-        "restored %s (%s) into %s: %s plain; download %.1f s, extract %.1f s, verify links %.1f s, "
+        "restored %s (%s) into %s: %s plain; download %.1f s, extract and verify links %.1f s, "
         "pg_combinebackup %s %.1f s, pg_verifybackup %.1f s",
         what,
         ", ".join(b.backup_set_id for b in chain),
         data_dir,
         human_bytes(plain),
         seconds["download"],
-        seconds["extract"],
-        seconds["verify_links"],
+        seconds["extract_and_verify_links"],
         "--link" if linked else "(copy)",
         seconds["combine"],
         seconds["pg_verifybackup"],
@@ -234,8 +244,12 @@ def refuse_short_staging(chain: Sequence[BaseBackup], staging_dir: Path, *, what
         )
 
 
-def _restored_payloads(base: BaseBackup) -> list[Payload]:
-    return [payload_of(base, fmt) for fmt in (BASE_TAR_FORMAT, WAL_TAR_FORMAT, MANIFEST_FORMAT)]
+def _restored_payloads(base: BaseBackup, *, with_wal: bool = True) -> list[Payload]:
+    """What a chain's restore reads of one link: its files and its backup_manifest, and the WAL of
+    its backup window for the tip only (pg_combinebackup's result holds the tip's pg_wal alone,
+    and replay starts from the tip)."""
+    formats = (BASE_TAR_FORMAT, WAL_TAR_FORMAT, MANIFEST_FORMAT) if with_wal else (BASE_TAR_FORMAT, MANIFEST_FORMAT)
+    return [payload_of(base, fmt) for fmt in formats]
 
 
 def _download_chain(
@@ -244,13 +258,13 @@ def _download_chain(
     """Every payload of every link into ``workdir``, each proven against its sha256; the first
     that fails is named (set and payload) before anything is decrypted or extracted."""
     downloaded: dict[tuple[str, str], Path] = {}
-    expected = sum(p.size_bytes for base in chain for p in _restored_payloads(base))
+    expected = sum(p.size_bytes for base in chain for p in _restored_payloads(base, with_wal=base is chain[-1]))
     done = 0
     with ProgressLog(f"downloading the {len(chain)} sets of the chain", lambda: done, expected_bytes=expected):
         for position, base in enumerate(chain, start=1):
             set_dir = workdir / base.backup_set_id
             set_dir.mkdir(mode=0o700)
-            for payload in _restored_payloads(base):
+            for payload in _restored_payloads(base, with_wal=base is chain[-1]):
                 object_key = key_for(cluster, BackupKind.BASE, base.backup_set_id, payload.name)
                 try:
                     download_verified(store, object_key, payload, set_dir / payload.name)
@@ -267,13 +281,21 @@ def _download_chain(
 
 
 def _extract_link(
-    base: BaseBackup, downloaded: Mapping[tuple[str, str], Path], imported: ImportedKey, link_dir: Path
+    base: BaseBackup,
+    downloaded: Mapping[tuple[str, str], Path],
+    imported: ImportedKey,
+    link_dir: Path,
+    *,
+    with_wal: bool,
 ) -> Path:
     """One proven link decrypted into ``link_dir`` (the server's), laid out as pg_combinebackup
-    reads it: base.tar's files, pg_wal.tar in pg_wal/, backup_manifest beside them. Each
-    encrypted download is removed once extracted, freeing staging as the chain goes."""
+    reads it: base.tar's files, pg_wal.tar in pg_wal/ (the tip's; an inner link's pg_wal/ stays
+    empty), backup_manifest beside them. Each encrypted download is removed once extracted,
+    freeing staging as the chain goes."""
     prepare_server_dir(link_dir, 0o700)
-    for fmt, destination in ((BASE_TAR_FORMAT, link_dir), (WAL_TAR_FORMAT, link_dir / "pg_wal")):
+    steps = [(BASE_TAR_FORMAT, link_dir)] + ([(WAL_TAR_FORMAT, link_dir / "pg_wal")] if with_wal else [])
+    prepare_server_dir(link_dir / "pg_wal", 0o700)
+    for fmt, destination in steps:
         encrypted = downloaded[(base.backup_set_id, fmt)]
         prepare_server_dir(destination, 0o700)
         _decrypt_and_extract(encrypted, payload_of(base, fmt), imported, destination)
@@ -394,13 +416,16 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def verify_data_dir(base: BaseBackup, pg_manifest: Path, data_dir: Path, *, what: str | None = None) -> str:
+def verify_data_dir(
+    base: BaseBackup, pg_manifest: Path, data_dir: Path, *, what: str | None = None, parse_wal: bool = True
+) -> str:
     """pg_verifybackup of the extracted set against its backup_manifest; BackupVerificationFailed
     with the first error (it names the file) otherwise. ``what`` names the directory's contents
     in the messages (default: the set)."""
     what = what or f"base backup set {base.backup_set_id}"
     pg = data_install(data_dir_major(data_dir), data=what)
-    done = subprocess.run(pg_verifybackup_argv(pg, pg_manifest, data_dir), capture_output=True, text=True)
+    argv = pg_verifybackup_argv(pg, pg_manifest, data_dir, parse_wal=parse_wal)
+    done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         errors = read_verify_errors(done.stderr) or [line for line in done.stderr.splitlines() if line.strip()][-1:]
         for line in done.stderr.splitlines():

@@ -101,9 +101,11 @@ def extract_tar_backup(tar_dir: Path, extract_dir: Path) -> int:
     return written
 
 
-def pg_verifybackup_argv(pg: PgInstall, manifest_path: Path, backup_dir: Path) -> list[str]:
-    """pg_verifybackup of an extracted backup whose manifest lies elsewhere (tar format)."""
-    return [pg.program("pg_verifybackup"), "--quiet", f"--manifest-path={manifest_path}", str(backup_dir)]
+def pg_verifybackup_argv(pg: PgInstall, manifest_path: Path, backup_dir: Path, *, parse_wal: bool = True) -> list[str]:
+    """pg_verifybackup of an extracted backup whose manifest lies elsewhere (tar format);
+    ``parse_wal=False`` checks the files alone (a chain's inner link, whose WAL recovery never reads)."""
+    argv = [pg.program("pg_verifybackup"), "--quiet", f"--manifest-path={manifest_path}"]
+    return [*argv, *([] if parse_wal else ["--no-parse-wal"]), str(backup_dir)]
 
 
 def pg_verifybackup_tar_argv(pg: PgInstall, tar_dir: Path) -> list[str]:
