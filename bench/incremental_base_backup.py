@@ -7,8 +7,10 @@ summarize_wal on), in one run and on the same data:
 
 1. a FULL base backup through the engine (``take_base_backup``, backup_type full: pg_basebackup,
    pg_verifybackup, zstd | gpg, upload, read-back, manifest), and a bare ``pg_basebackup -Ft``;
-2. 1 % of the pages of every table of 100 pages or more changed (every row of every 100th page
-   rewritten: ``UPDATE ... SET <first unindexed column> = itself``), a checkpoint;
+2. about 1 % of the database's pages changed: every row of every 1000th page holding live rows
+   rewritten (``UPDATE ... SET <first unindexed column> = itself``; ``--page-stride``), which with
+   the rows' new versions and index entries changes ~1 % of the pages; a checkpoint; the blocks
+   changed are counted from PostgreSQL's WAL summaries (what the incremental must copy);
 3. an INCREMENTAL base backup through the engine against the full set, and a bare
    ``pg_basebackup --incremental`` against the bare full's backup_manifest.
    Goals: time ≤ 20 % and stored size ≤ 10 % of the full's;
@@ -43,7 +45,6 @@ from benchlib import fmt_mb, markdown_table
 
 NAME = "incremental-base-backup"
 PG_MAJOR = 18
-PAGE_SHARE = 100  # every 100th page: 1 % of the pages
 CHAIN_INCREMENTALS = 6
 TIME_GOAL = 0.20
 SIZE_GOAL = 0.10
@@ -53,6 +54,13 @@ RTO_GOAL = 1.3
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale-mb", type=float, default=1100, help="HMS data scale of the first load (≥ 1 GB)")
+    parser.add_argument(
+        "--page-stride",
+        type=int,
+        default=1000,
+        help="rewrite the rows of every Nth page holding live rows (default 1000: with the rows' index entries "
+        "and the moved row versions, about 1 %% of the database's pages as the WAL summaries count them)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the bench sandbox running")
     parser.add_argument("--verbose", action="store_true", help="print the engine's INFO log lines")
     return parser.parse_args()
@@ -69,9 +77,11 @@ def vacuum(dsn: str) -> None:
     print(f"VACUUM (ANALYZE) before the run: {time.monotonic() - started:.1f} s", flush=True)
 
 
-def change_one_percent_of_pages(dsn: str) -> dict[str, int]:
-    """Rewrite every row of every 100th page holding live rows, in each table of 100+ pages; the
-    rows and pages touched."""
+def change_pages(dsn: str, stride: int) -> dict[str, int]:
+    """Rewrite every row of every ``stride``-th page holding live rows, in each table of ``stride``+
+    pages; the rows and heap pages rewritten. A rewritten row is a new version (on its page when
+    there is room, else on another) with new entries in every index: the blocks changed in all
+    are counted afterwards from the WAL summaries."""
     import psycopg
     from psycopg import sql
 
@@ -91,21 +101,21 @@ def change_one_percent_of_pages(dsn: str) -> dict[str, int]:
                       ORDER BY a.attnum LIMIT 1) col
                 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                   AND c.relpages >= %s""",
-            (PAGE_SHARE,),
+            (stride,),
         ).fetchall()
         for table, relpages, column in tables:
             done = conn.execute(
-                # Every 100th page that holds live rows (by position, whatever earlier runs of
+                # Every stride-th page that holds live rows (by position, whatever earlier runs of
                 # this bench moved), all of its rows.
                 sql.SQL(
                     "UPDATE {t} SET {c} = {c} WHERE ((ctid::text::point)[0])::bigint IN ("
                     " SELECT page FROM (SELECT page, row_number() OVER (ORDER BY page) AS n"
                     " FROM (SELECT DISTINCT ((ctid::text::point)[0])::bigint AS page FROM {t}) live) ranked"
                     " WHERE n % {share} = 0)"
-                ).format(t=sql.SQL(table), c=sql.Identifier(column), share=sql.Literal(PAGE_SHARE))
+                ).format(t=sql.SQL(table), c=sql.Identifier(column), share=sql.Literal(stride))
             )
             rows += done.rowcount
-            pages += relpages // PAGE_SHARE
+            pages += relpages // stride
         conn.execute("CHECKPOINT")
     return {"rows": rows, "pages": pages}
 
@@ -295,7 +305,7 @@ def main() -> int:
             bare_full = bare_pg_basebackup(conn, workdir / "bare-full")
             full = take(conn, store, sandbox, policy, "full")
             drop_spool_before(sandbox, full["result"]["base_backup"]["start_wal_file"])
-            changed = change_one_percent_of_pages(superuser_dsn)
+            changed = change_pages(superuser_dsn, args.page_stride)
             incremental = take(conn, store, sandbox, policy, "incremental")
             changed["blocks"] = blocks_changed_between(
                 superuser_dsn,
@@ -304,7 +314,7 @@ def main() -> int:
             )
             changed["database_pages"] = cluster_pages(superuser_dsn)
             print(
-                f"changed {changed['rows']} rows on ~{changed['pages']} heap pages (1 % of every table's pages); "
+                f"rewrote {changed['rows']} rows on ~{changed['pages']} heap pages (every {args.page_stride}th page); "
                 f"the WAL summaries count {changed['blocks']} blocks modified "
                 f"({100 * changed['blocks'] / changed['database_pages']:.1f} % of the database's {changed['database_pages']} pages)"
             )
@@ -313,7 +323,7 @@ def main() -> int:
             )
             chain = [incremental]
             for _ in range(CHAIN_INCREMENTALS - 1):
-                change_one_percent_of_pages(superuser_dsn)
+                change_pages(superuser_dsn, args.page_stride)
                 chain.append(take(conn, store, sandbox, policy, "incremental"))
             target_time = ship_wal_to_target(sandbox, store, policy, superuser_dsn)
             full_id = full["result"]["backup_set_id"]
@@ -326,6 +336,7 @@ def main() -> int:
         else:
             benchlib.stop_bench_sandbox(PG_MAJOR)
 
+    changed["stride"] = args.page_stride
     body = report(db_size, changed, full, incremental, bare_full, bare_incremental, chain, from_full, from_chain)
     print()
     print(body)
@@ -357,7 +368,7 @@ def report(
         ["database size", fmt_mb(db_size)],
         [
             "changed between the full and the incremental",
-            f"{changed['rows']} rows on ~{changed['pages']} heap pages (1 % of each table's); "
+            f"{changed['rows']} rows rewritten on ~{changed['pages']} heap pages (every {changed['stride']}th); "
             f"{changed['blocks']} blocks modified per the WAL summaries = "
             f"{100 * changed['blocks'] / changed['database_pages']:.1f} % of the database's {changed['database_pages']} pages",
         ],

@@ -175,17 +175,21 @@ def take_base_backup(
             seconds["preflight"] = time.monotonic() - started
 
             tar_dir = workdir / "tars"
-            backup_started_at = now()
-            try:
-                seconds["pg_basebackup"] = run_pg_basebackup(
+
+            def copy_cluster(incremental_manifest: Path | None) -> float:
+                return run_pg_basebackup(
                     conn,
                     pg,
                     tar_dir,
                     label=label,
                     expected_bytes=source.cluster_size_bytes,
                     max_rate_kib_s=max_rate_kib_s,
-                    incremental_manifest=parent_manifest,
+                    incremental_manifest=incremental_manifest,
                 )
+
+            backup_started_at = now()
+            try:
+                seconds["pg_basebackup"] = copy_cluster(parent_manifest)
             except ToolFailed as exc:
                 if not (plan.is_incremental and backup_type is BackupTypeRequest.AUTO and needs_full_backup(exc)):
                     raise
@@ -194,14 +198,7 @@ def take_base_backup(
                 plan = _fall_back_to_full(plan, f"the server refused the incremental: {exc.last_stderr_line}")
                 shutil.rmtree(tar_dir, ignore_errors=True)
                 backup_started_at = now()
-                seconds["pg_basebackup"] = run_pg_basebackup(
-                    conn,
-                    pg,
-                    tar_dir,
-                    label=label,
-                    expected_bytes=source.cluster_size_bytes,
-                    max_rate_kib_s=max_rate_kib_s,
-                )
+                seconds["pg_basebackup"] = copy_cluster(None)
             backup_stopped_at = now()
             files = staged_files(tar_dir)
             for staged in files:
