@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -106,11 +105,11 @@ GOOD = [
 ]
 
 
-def test_the_trigger_form_refuses_each_bad_value_and_takes_the_good_ones() -> None:
+def test_the_trigger_form_refuses_each_bad_value_and_takes_the_good_ones(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT / "plugins"),
-        "AIRFLOW_HOME": tempfile.mkdtemp(prefix="hms-dr-af-"),
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     }
     env.pop("HMS_DR_POLICY", None)
