@@ -66,7 +66,7 @@ test: venv
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy --config-file mypy.ini plugins/hms_dr sandbox/hms_sandbox
 	MYPYPATH=plugins:sandbox:bench $(PY) -m mypy --config-file mypy.ini --allow-untyped-defs bench/*.py
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --durations=25
 
 test-unit: venv
 	$(PY) -m pytest tests/unit -q

@@ -159,26 +159,6 @@ def test_a_15_set_restores_into_18_with_every_baseline_exact(
     assert restore_test_databases(restore_target_dsn(sandbox)) == []
 
 
-def test_a_rehearsal_server_of_the_sets_own_major_is_refused_in_one_line(
-    dag_runner: Any, daily_set: Any, sandbox: Any
-) -> None:
-    # The normal restore target runs 15, like production: restoring there rehearses no upgrade.
-    outcome = dag_runner.run(
-        DAG_ID,
-        policy={"restore_test.upgrade_rehearsal_connection_id": "hms_restore_target"},
-        conf={"mode": "logical", "backup_id": daily_set.backup_set_id, "upgrade_rehearsal": True},
-        name="rehearsal-same-major",
-    )
-    assert outcome.state == "failed"
-    assert outcome.task_states["choose_backup_set"] == "failed"
-    assert outcome.task_states["restore_into_scratch"] != "success"
-    set_version = str(daily_set.manifest.body["server"]["version"]).split()[0]
-    refusal = next(line for line in outcome.output.splitlines() if "upgrade_rehearsal: the rehearsal server" in line)
-    assert "'hms_restore_target' runs PostgreSQL 15." in refusal
-    assert f"not a newer major than PostgreSQL {set_version} that set {daily_set.backup_set_id}" in refusal
-    assert restore_test_databases(restore_target_dsn(sandbox)) == []
-
-
 def test_the_odd_database_of_a_15_cluster_restores_into_18_with_every_check_exact(
     scratch_cluster: str, rehearsal_server: RehearsalServer, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
