@@ -74,6 +74,13 @@ class Pg18:
             assert time.monotonic() < deadline
             time.sleep(0.1)
 
+    def wait_for_summaries_through(self, lsn: str) -> None:
+        deadline = time.monotonic() + 30
+        query = f"SELECT summarized_lsn >= '{lsn}'::pg_lsn FROM pg_get_wal_summarizer_state()"
+        while not self.sql(query):
+            assert time.monotonic() < deadline, f"the WAL summarizer did not reach {lsn} in 30 s"
+            time.sleep(0.1)
+
 
 @pytest.fixture(scope="module")
 def pg18() -> Iterator[Pg18]:
@@ -278,6 +285,9 @@ def test_without_wal_summaries_since_the_parent_auto_takes_a_full_and_a_forced_i
     # parent's start on. (Turning summarize_wal off and on again is not enough: the summarizer
     # then catches up on the WAL still in pg_wal.)
     pg18.sql("CHECKPOINT")
+    # The summarizer writes asynchronously: wait until it has summarized past the checkpoint's
+    # redo point, or a summary of the parent's range written after the unlink closes the gap.
+    pg18.wait_for_summaries_through(pg18.sql("SELECT redo_lsn::text FROM pg_control_checkpoint()"))
     for summary in (pg18.cluster.data_dir / "pg_wal" / "summaries").glob("*.summary"):
         summary.unlink()
     change_one_percent(pg18, ROWS // 3)
