@@ -32,6 +32,7 @@ from hms_dr.errors import (
     DatabaseUnavailable,
     EncryptionFailed,
     HmsDrError,
+    PreflightFailed,
     ReplicationNotPermitted,
     StagingSpaceShort,
     ToolFailed,
@@ -44,6 +45,7 @@ from hms_dr.physical.basebackup import take_base_backup
 from hms_dr.physical.pgbasebackup import run_pg_basebackup
 from hms_dr.physical.verifybackup import extract_tar_backup, run_pg_verifybackup, verify_tar_backup
 from hms_dr.policy import EncryptionMode
+from hms_dr.policy.base_backup import BaseBackupMethod
 from hms_dr.publish import publish_set
 from hms_dr.retention import RetentionTiers, expire_by_tiers
 from hms_dr.store import Store, open_store
@@ -154,16 +156,16 @@ def test_the_set_records_the_wal_range_and_identity_the_server_reports(
     assert base["system_identifier"] == taken["before"]["system_identifier"]
     assert base["data_checksums"] is True and base["wal_segment_size"] == 16 << 20
     major = sandbox.pg_major
-    assert base["server_version"].startswith(f"{major}.") and base["verified_by"].startswith(
-        f"pg_verifybackup {major}."
-    )
+    # The default method proves the stream itself; pg_waldump (of the server's major) reads its WAL.
+    assert base["server_version"].startswith(f"{major}.") and base["method"] == "streamed"
+    assert base["verified_by"].startswith("hms-dr streamed check") and f"pg_waldump {major}." in base["verified_by"]
     assert base["label"] == f"hms-dr-{result['backup_set_id']}" and base["backup_from"] == "primary"
     manifest = backup_set.manifest
     assert manifest.started_at <= parse_utc(base["start_time"]) <= parse_utc(base["stop_time"]) <= manifest.finished_at
     body = manifest.body
     assert body["compression"] == {"method": "zstd", "level": 1}
     assert body["encryption"]["key_id"] == sandbox.fingerprint and body["encryption"]["mode"] == "public_key"
-    assert set(body["tools"]) >= {"pg_basebackup", "pg_verifybackup", "zstd", "gpg"}
+    assert set(body["tools"]) >= {"pg_basebackup", "pg_waldump", "zstd", "gpg"}
     assert body["producer"] == {"dag_id": "test", "run_id": "manual"}
 
 
@@ -289,11 +291,16 @@ def refused_by_hba(scratch_cluster: str) -> Iterator[ConnectionInfo]:
             conn.execute("SELECT pg_reload_conf()")
 
 
+@pytest.mark.parametrize("method", list(BaseBackupMethod), ids=lambda m: m.value)
 def test_pg_basebackup_refused_by_the_server_fails_in_one_line_and_leaves_nothing(
-    refused_by_hba: ConnectionInfo, primary_store: Store, encryption_key: EncryptionKey, tmp_path: Path
+    refused_by_hba: ConnectionInfo,
+    primary_store: Store,
+    encryption_key: EncryptionKey,
+    tmp_path: Path,
+    method: BaseBackupMethod,
 ) -> None:
-    cluster = f"{CLUSTER}-hba"
-    with pytest.raises(ToolFailed) as caught:
+    cluster = f"{CLUSTER}-hba-{method.value}"
+    with pytest.raises(HmsDrError) as caught:
         take_base_backup(
             refused_by_hba,
             primary_store,
@@ -301,46 +308,59 @@ def test_pg_basebackup_refused_by_the_server_fails_in_one_line_and_leaves_nothin
             encryption_key=encryption_key,
             staging_dir=tmp_path / "staging",
             zstd_level=1,
+            method=method,
         )
-    assert caught.value.tool == "pg_basebackup" and caught.value.exit_code == 1
+    if method is BaseBackupMethod.STAGED:
+        assert isinstance(caught.value, ToolFailed)
+        assert caught.value.tool == "pg_basebackup" and caught.value.exit_code == 1
+    else:  # refused already when the streamed method opens the connection that holds the WAL
+        assert isinstance(caught.value, PreflightFailed) and "to hold the backup's WAL" in caught.value.message
     assert "pg_hba.conf rejects replication connection" in caught.value.message and "bb_refused" in caught.value.message
     assert "pg_hba.conf" in str(caught.value.hint)
     assert_failed_cleanly(caught.value, primary_store, cluster, tmp_path / "staging")
 
 
-def pg_basebackups_under(staging: Path) -> dict[int, Path]:
-    """pid -> --pgdata of every pg_basebackup process (its forked WAL receiver too) writing under ``staging``."""
-    found = {}
+def pg_basebackups_of_this_process() -> list[int]:
+    """The pids of every pg_basebackup this test process started (the staged method's forked WAL
+    receiver is pg_basebackup's child: found through its parent)."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, bytes] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            stat = (proc / "stat").read_text()
+            names[int(proc.name)] = (proc / "cmdline").read_bytes().split(b"\0")[0]
         except OSError:
             continue
-        pgdata = next(
-            (a.decode().removeprefix("--pgdata=") for a in argv if a.startswith(f"--pgdata={staging}".encode())), None
-        )
-        if argv[0].endswith(b"pg_basebackup") and pgdata is not None:
-            found[int(proc.name)] = Path(pgdata)
-    return found
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(proc.name))
+    found, todo = [], list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        if names.get(pid, b"").endswith(b"pg_basebackup"):
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+    return sorted(found)
 
 
-def pg_basebackup_writing_into(staging: Path, timeout_s: float = 30) -> int:
-    """The pid of the first pg_basebackup under ``staging``, once base.tar has bytes."""
+def pg_basebackup_copying(timeout_s: float = 30) -> int:
+    """The pid of the first pg_basebackup of this process, once it has copied for a second."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for pid, tars in sorted(pg_basebackups_under(staging).items()):
-            if (tars / "base.tar").exists() and (tars / "base.tar").stat().st_size > 0:
-                return pid
+        found = pg_basebackups_of_this_process()
+        if found:
+            time.sleep(1)  # at 32 kB/s, a few dozen kB into the copy: mid-stream, far from its end
+            return found[0]
         time.sleep(0.05)
-    raise AssertionError(f"no pg_basebackup writing under {staging} within {timeout_s} s")
+    raise AssertionError(f"no pg_basebackup started within {timeout_s} s")
 
 
+@pytest.mark.parametrize("method", list(BaseBackupMethod), ids=lambda m: m.value)
 def test_a_pg_basebackup_killed_mid_copy_fails_in_one_line_and_leaves_nothing(
-    scratch_cluster: str, primary_store: Store, encryption_key: EncryptionKey, tmp_path: Path
+    scratch_cluster: str, primary_store: Store, encryption_key: EncryptionKey, tmp_path: Path, method: BaseBackupMethod
 ) -> None:
-    cluster = f"{CLUSTER}-killed"
+    cluster = f"{CLUSTER}-killed-{method.value}"
     staging = tmp_path / "staging"
     outcome: dict[str, BaseException] = {}
 
@@ -355,19 +375,20 @@ def test_a_pg_basebackup_killed_mid_copy_fails_in_one_line_and_leaves_nothing(
                 staging_dir=staging,
                 zstd_level=1,
                 max_rate_kib_s=32,
+                method=method,
             )
         except BaseException as exc:
             outcome["error"] = exc
 
     runner = threading.Thread(target=run, daemon=True)
     runner.start()
-    os.kill(pg_basebackup_writing_into(staging), signal.SIGKILL)
+    os.kill(pg_basebackup_copying(), signal.SIGKILL)
     runner.join(timeout=60)
     assert not runner.is_alive(), "take_base_backup did not return after pg_basebackup was killed"
     error = outcome.get("error")
     assert isinstance(error, ToolFailed), error
     assert error.message == "pg_basebackup was killed: SIGKILL" and "interrupted" in str(error.hint)
-    assert pg_basebackups_under(staging) == {}, "the WAL receiver pg_basebackup forked outlived it"
+    assert pg_basebackups_of_this_process() == [], "a process pg_basebackup started outlived it"
     assert_failed_cleanly(error, primary_store, cluster, staging)
 
 
@@ -383,10 +404,23 @@ def test_a_key_other_than_the_policys_is_refused_before_anything_is_copied(
     assert_failed_cleanly(caught.value, primary_store, cluster, tmp_path / "staging")
 
 
+@pytest.mark.parametrize(
+    "method, bound",
+    [
+        (BaseBackupMethod.STREAMED, {"staging_limit_bytes": 1 << 60}),
+        (BaseBackupMethod.STAGED, {"staging_space_ratio": 1e9}),
+    ],
+    ids=["streamed", "staged"],
+)
 def test_too_little_staging_space_is_refused_before_anything_is_copied(
-    replica: ConnectionInfo, primary_store: Store, encryption_key: EncryptionKey, tmp_path: Path
+    replica: ConnectionInfo,
+    primary_store: Store,
+    encryption_key: EncryptionKey,
+    tmp_path: Path,
+    method: BaseBackupMethod,
+    bound: dict[str, Any],
 ) -> None:
-    cluster = f"{CLUSTER}-space"
+    cluster = f"{CLUSTER}-space-{method.value}"
     with pytest.raises(
         StagingSpaceShort, match=f"not enough free space in base backup staging {tmp_path / 'staging'}: "
     ):
@@ -397,7 +431,8 @@ def test_too_little_staging_space_is_refused_before_anything_is_copied(
             encryption_key=encryption_key,
             staging_dir=tmp_path / "staging",
             zstd_level=1,
-            staging_space_ratio=1e9,
+            method=method,
+            **bound,
         )
     assert stored_under(primary_store, cluster) == [] and leftovers(tmp_path / "staging") == []
 

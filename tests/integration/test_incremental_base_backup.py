@@ -42,6 +42,7 @@ from hms_dr.physical.pgbasebackup import run_pg_basebackup
 from hms_dr.physical.preflight import read_source_cluster, source_tools
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, BASE_TAR, verify_tar_backup
 from hms_dr.policy import EncryptionMode
+from hms_dr.policy.base_backup import BaseBackupMethod
 from hms_sandbox.cluster import LocalCluster, free_port
 
 pytestmark = pytest.mark.integration
@@ -146,7 +147,8 @@ def test_a_full_then_incrementals_that_chain_store_little_and_pass_pg_verifyback
     assert full["base_backup"]["backup_type"] == "full" and "chain" not in full["base_backup"]
 
     change_one_percent(pg18, 0)
-    first = take(pg18, primary_store, prefix, public_key)
+    # The staged method: pg_verifybackup 18 proves the tars in place (the default streams them).
+    first = take(pg18, primary_store, prefix, public_key, method=BaseBackupMethod.STAGED)
     assert first["backup_type"] == "incremental"
     assert first["parent_backup_set_id"] == full["backup_set_id"] and first["chain"] == [full["backup_set_id"]]
     stored = find_set(primary_store, prefix, BackupKind.BASE, first["backup_set_id"]).manifest.body["base_backup"]
@@ -174,6 +176,9 @@ def test_a_full_then_incrementals_that_chain_store_little_and_pass_pg_verifyback
     assert second["backup_type"] == "incremental" and second["parent_backup_set_id"] == first["backup_set_id"]
     assert second["chain"] == [full["backup_set_id"], first["backup_set_id"]]
     assert second["sizes"]["stored_bytes"] < full_bytes * 0.25
+    # Streamed, an incremental's INCREMENTAL.* files are proven against its manifest in the stream.
+    assert second["base_backup"]["method"] == "streamed"
+    assert second["base_backup"]["verified_by"].startswith("hms-dr streamed check")
     kept_dir = pg18.work / prefix / KEPT_MANIFESTS_SUBDIR
     assert sorted(p.stat().st_mode & 0o777 for p in kept_dir.iterdir()) == [0o600] * 3
     assert kept_dir.stat().st_mode & 0o777 == 0o700

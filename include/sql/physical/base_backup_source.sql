@@ -15,6 +15,10 @@ SELECT current_setting('server_version_num')::int AS server_version_num,
        -- primary's from its current WAL file name, a standby's from its last checkpoint
        CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())
             ELSE ('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int END AS timeline,
+       -- the streamed method stages the WAL written during the copy: max_wal_size sizes it
+       pg_size_bytes(current_setting('max_wal_size')) AS max_wal_size_bytes,
+       -- tablespaces of the cluster's own: pg_basebackup writes only one tablespace to a pipe
+       (SELECT count(*)::int FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')) AS extra_tablespaces,
        r.rolname AS role_name,
        r.rolreplication AS can_replicate,
        r.rolsuper AS is_superuser,

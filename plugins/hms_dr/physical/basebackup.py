@@ -1,22 +1,24 @@
-"""The weekly base backup: pg_basebackup, proven by pg_verifybackup, compressed, encrypted, stored.
+"""The weekly base backup: pg_basebackup, proven against its backup_manifest, compressed, encrypted, stored.
 
 ``take_base_backup`` runs every step in one call, because they share a staging directory that
 must not outlive the run:
 
-1. preflight: tools, the role's REPLICATION, WAL senders, staging space (~2 x the cluster), the key;
-2. ``pg_basebackup -Ft -X stream --manifest-checksums=SHA256`` as the replication role into a
-   private staging directory (base.tar, pg_wal.tar, backup_manifest, <oid>.tar per tablespace);
-3. ``pg_verifybackup`` checks them against the manifest (on an extracted copy before 18, in place from 18);
-4. each file streams ``zstd | gpg`` into the store while its plain bytes are hashed, is read back
-   against its sha256, and only then is ``manifest.json`` written (``publish_set``).
+1. preflight: tools, the role's REPLICATION, WAL senders, staging space, the key;
+2. the copy, one of two methods (``base_backup.method``):
+   - streamed (the default, ``physical.streamcopy``): ``pg_basebackup -D - -X fetch`` flows through
+     the streamed check (every file's size and SHA-256 against backup_manifest, the WAL parsed)
+     and ``zstd | gpg`` into the store; staging holds only the backup's WAL and manifest;
+   - staged (``physical.stagedcopy``): tars on disk, ``pg_verifybackup``, then each file uploaded;
+     ~2.2 x the cluster in staging; also what a cluster with its own tablespaces takes;
+3. every payload is read back against its sha256, and only then is ``manifest.json`` written
+   (``publish_set``).
 
 With ``base_backup.incremental`` on (PostgreSQL 17+), step 2 may instead be an incremental backup
 against the newest set (``physical.incremental`` decides, ``physical.parentmanifest`` brings back
 the parent's backup_manifest, proven); its manifest then records the chain (``physical.chain``).
 
-Compression happens here, on the worker, after verification, rather than with pg_basebackup's
-server-side ``--compress``: pg_verifybackup needs the plain tars anyway, and the database host
-keeps its CPU. A failure at any step removes what this run stored and the staging directory:
+Compression happens here, on the worker, rather than with pg_basebackup's server-side
+``--compress``: the check needs the plain stream anyway, and the database host keeps its CPU. A failure at any step removes what this run stored and the staging directory:
 nothing is left that looks like a set.
 """
 
@@ -28,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,10 +50,18 @@ from hms_dr.physical.incremental import (
     wants_incremental,
 )
 from hms_dr.physical.parentmanifest import ParentManifestUnavailable, fetch_parent_manifest, keep_backup_manifest
-from hms_dr.physical.pgbasebackup import needs_full_backup, run_pg_basebackup
-from hms_dr.physical.preflight import SourceCluster, check_source_and_staging
-from hms_dr.physical.staging import staged_files, store_staged_file, zstd_stage
-from hms_dr.physical.verifybackup import BACKUP_MANIFEST, BASE_TAR, Verification, read_backup_label, verify_tar_backup
+from hms_dr.physical.pgbasebackup import needs_full_backup
+from hms_dr.physical.preflight import (
+    SourceCluster,
+    check_source_and_staging,
+    staging_space_needed,
+    streamed_space_needed,
+)
+from hms_dr.physical.stagedcopy import stage_base_backup
+from hms_dr.physical.staging import CopiedBackup, zstd_stage
+from hms_dr.physical.streamcopy import stream_base_backup
+from hms_dr.physical.verifybackup import BACKUP_MANIFEST, IN_THE_STREAM, Verification
+from hms_dr.policy.base_backup import DEFAULT_STAGING_LIMIT_MB, BaseBackupMethod
 from hms_dr.publish import publish_set, remove_unpublished, verify_stored_payload
 from hms_dr.store import check_writable
 from hms_dr.toolversions import zstd_version
@@ -69,11 +80,19 @@ def label_for(backup_set_id: str) -> str:
     return f"hms-dr-{backup_set_id}"
 
 
-def describe_backup(tar_dir: Path, source: SourceCluster, verification: Verification, *, label: str) -> dict[str, Any]:
+def describe_backup(
+    raw_manifest: bytes,
+    backup_label_text: str,
+    source: SourceCluster,
+    verification: Verification,
+    *,
+    label: str,
+    where: str,
+) -> dict[str, Any]:
     """The manifest's ``base_backup`` fields from PostgreSQL's backup_manifest and backup_label."""
-    pg_manifest = parse_backup_manifest((tar_dir / BACKUP_MANIFEST).read_bytes(), where=str(tar_dir / BACKUP_MANIFEST))
-    backup_label = parse_backup_label(read_backup_label(tar_dir / BASE_TAR), where=str(tar_dir / BASE_TAR))
-    check_label_matches_manifest(backup_label, pg_manifest, where=str(tar_dir))
+    pg_manifest = parse_backup_manifest(raw_manifest, where=f"{BACKUP_MANIFEST} of {where}")
+    backup_label = parse_backup_label(backup_label_text, where=f"backup_label of {where}")
+    check_label_matches_manifest(backup_label, pg_manifest, where=where)
     segment_size = source.wal_segment_size_bytes
     return {
         "start_lsn": format_lsn(pg_manifest.start_lsn),
@@ -111,6 +130,8 @@ def take_base_backup(
     staging_dir: Path,
     zstd_level: int,
     zstd_threads: int = 0,
+    method: BaseBackupMethod = BaseBackupMethod.STREAMED,
+    staging_limit_bytes: int = DEFAULT_STAGING_LIMIT_MB << 20,
     staging_space_ratio: float = 2.2,
     verify_readback: bool = True,
     max_rate_kib_s: int | None = None,
@@ -136,8 +157,21 @@ def take_base_backup(
     set_folder = key_for(cluster, BackupKind.BASE, backup_set_id)
     stored_keys: list[str] = []
 
-    source, pg = check_source_and_staging(conn, staging_dir, space_ratio=staging_space_ratio)
+    def space_needed(source: SourceCluster) -> int:
+        if copy_method_for(method, source) is BaseBackupMethod.STREAMED:
+            return streamed_space_needed(staging_limit_bytes, source)
+        return staging_space_needed(source.cluster_size_bytes, staging_space_ratio, source.wal_segment_size_bytes)
+
+    source, pg = check_source_and_staging(conn, staging_dir, space_needed=space_needed)
     where = f"{conn.host}:{conn.port}"
+    copy_method = copy_method_for(method, source)
+    if copy_method is not method:
+        log.warning(
+            "staged base backup instead of streamed: %s has %d tablespace(s) besides pg_default and pg_global, "
+            "and pg_basebackup writes only one tablespace to a pipe",
+            where,
+            source.extra_tablespaces,
+        )
     if wants_incremental(backup_type, incremental_enabled=incremental_enabled):
         asked_by = (
             "backup_type incremental"
@@ -174,49 +208,70 @@ def take_base_backup(
                     plan = _fall_back_to_full(plan, exc.message)
             seconds["preflight"] = time.monotonic() - started
 
-            tar_dir = workdir / "tars"
+            compressor, encryption = zstd_stage(zstd_level, zstd_threads), encrypt_stage(home, encryption_key)
+            attempts = iter(range(1, 3))
 
-            def copy_cluster(incremental_manifest: Path | None) -> float:
-                return run_pg_basebackup(
+            def copy_cluster(incremental_manifest: Path | None) -> CopiedBackup:
+                copy_dir = workdir / f"copy-{next(attempts)}"
+                copy_dir.mkdir(mode=0o700)
+                copier = (
+                    partial(stream_base_backup, staging_limit_bytes=staging_limit_bytes)
+                    if copy_method is BaseBackupMethod.STREAMED
+                    else stage_base_backup
+                )
+                copied = copier(
                     conn,
                     pg,
-                    tar_dir,
+                    store,
+                    cluster=cluster,
+                    backup_set_id=backup_set_id,
+                    workdir=copy_dir,
                     label=label,
                     expected_bytes=source.cluster_size_bytes,
+                    compressor=compressor,
+                    encryption=encryption,
+                    stored_keys=stored_keys,
                     max_rate_kib_s=max_rate_kib_s,
                     incremental_manifest=incremental_manifest,
+                    **(
+                        {"staging_limit_bytes": staging_limit_bytes} if copy_method is BaseBackupMethod.STREAMED else {}
+                    ),
                 )
+                shutil.rmtree(copy_dir, ignore_errors=True)
+                return copied
 
             backup_started_at = now()
             try:
-                seconds["pg_basebackup"] = copy_cluster(parent_manifest)
+                copied = copy_cluster(parent_manifest)
             except ToolFailed as exc:
                 if not (plan.is_incremental and backup_type is BackupTypeRequest.AUTO and needs_full_backup(exc)):
                     raise
                 # The server cannot take this incremental (e.g. WAL summaries missing since the
                 # parent's start): a full backup now, rather than no backup tonight.
                 plan = _fall_back_to_full(plan, f"the server refused the incremental: {exc.last_stderr_line}")
-                shutil.rmtree(tar_dir, ignore_errors=True)
+                remove_unpublished(store, stored_keys)
+                stored_keys.clear()
                 backup_started_at = now()
-                seconds["pg_basebackup"] = copy_cluster(None)
+                copied = copy_cluster(None)
             backup_stopped_at = now()
-            files = staged_files(tar_dir)
-            for staged in files:
-                staged.path.chmod(0o600)
-
-            verification = verify_tar_backup(pg, tar_dir, workdir)
-            seconds["verify"] = verification.extract_seconds + verification.verify_seconds
-            base_backup = describe_backup(tar_dir, source, verification, label=label)
+            seconds.update(copied.seconds)
+            payloads = copied.payloads
+            assert copied.verification is not None
+            verification = copied.verification
+            base_backup = describe_backup(
+                copied.raw_manifest, copied.backup_label, source, verification, label=label, where=where
+            )
+            base_backup["method"] = copy_method.value
             base_backup.update(chain_fields_for_child(plan.parent) if plan.parent is not None else full_backup_fields())
             # Kept after publishing, for the next incremental of this worker (parentmanifest).
             kept_manifest = workdir / "published.backup_manifest"
-            shutil.copyfile(tar_dir / BACKUP_MANIFEST, kept_manifest)
+            kept_manifest.write_bytes(copied.raw_manifest)
             kept_manifest.chmod(0o600)
             # The server's backup interval lies inside this worker's [start, stop] clock readings:
             # recovery targets after stop_time can always be reached from this set.
             base_backup.update(start_time=_iso(backup_started_at), stop_time=_iso(backup_stopped_at))
             log.info(
-                "%s base backup %s: WAL %s to %s on timeline %d (files %s to %s)",
+                "%s base backup %s: WAL %s to %s on timeline %d (files %s to %s); staged at most %s on this worker",
                 base_backup["backup_type"],
                 backup_set_id,
                 base_backup["start_lsn"],
@@ -224,17 +279,8 @@ def take_base_backup(
                 base_backup["timeline"],
                 base_backup["start_wal_file"],
                 base_backup["stop_wal_file"],
+                human_bytes(copied.staged_peak_bytes),
             )
-
-            step = time.monotonic()
-            compressor, encryption = zstd_stage(zstd_level, zstd_threads), encrypt_stage(home, encryption_key)
-            payloads = []
-            for staged in files:
-                key = key_for(cluster, BackupKind.BASE, backup_set_id, staged.payload_name)
-                stored_keys.append(key)
-                payloads.append(store_staged_file(store, key, staged, compressor=compressor, encryption=encryption))
-                staged.path.unlink()  # frees staging as the upload goes
-            seconds["upload"] = time.monotonic() - step
 
         step = time.monotonic()
         for key, payload in zip(stored_keys, payloads, strict=False):
@@ -287,6 +333,7 @@ def take_base_backup(
     )
     sizes: dict[str, Any] = {
         "cluster_bytes": source.cluster_size_bytes,
+        "staged_peak_bytes": copied.staged_peak_bytes,
         "plain_bytes": plain,
         "stored_bytes": stored_total,
         "compression_ratio": round(plain / max(stored_total, 1), 2),
@@ -320,6 +367,14 @@ def take_base_backup(
         "sizes": sizes,
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
     }
+
+
+def copy_method_for(method: BaseBackupMethod, source: SourceCluster) -> BaseBackupMethod:
+    """The policy's method, unless the cluster has tablespaces of its own: pg_basebackup writes
+    one tablespace to stdout, so such a cluster is copied the staged way."""
+    if method is BaseBackupMethod.STREAMED and source.extra_tablespaces:
+        return BaseBackupMethod.STAGED
+    return method
 
 
 def _plan(
@@ -376,7 +431,9 @@ def manifest_extra(
         "encryption": {"mode": encryption_key.mode.value, "key_id": encryption_key.key_id, "cipher": CIPHER},
         "tools": {
             "pg_basebackup": pg.version,
-            "pg_verifybackup": pg.version,
+            # the streamed check is hms-dr's own; the staged method's is pg_verifybackup's
+            **({} if verification.method == IN_THE_STREAM else {"pg_verifybackup": pg.version}),
+            "pg_waldump": pg.version,
             "zstd": zstd_version(),
             "gpg": gpg_version(),
         },

@@ -30,6 +30,9 @@ from hms_dr.units import human_bytes, human_rate
 
 log = logging.getLogger(__name__)
 
+# A stream that broke while pg_basebackup runs: how long it may take to exit with its own reason.
+STREAM_BREAK_GRACE_S = 3.0
+
 
 # The server's refusals of an incremental that no retry cures: only a new full backup does.
 _NEEDS_FULL = (
@@ -43,21 +46,23 @@ _NEEDS_FULL = (
 
 def pg_basebackup_argv(
     pg: PgInstall,
-    target_dir: Path,
+    target_dir: Path | None,
     *,
     label: str,
     max_rate_kib_s: int | None = None,
     incremental_manifest: Path | None = None,
 ) -> list[str]:
-    """pg_basebackup in tar format with streamed WAL and a SHA-256 manifest; the connection
-    (password included) comes from the environment, never from argv. With
-    ``incremental_manifest`` (the parent's plain backup_manifest), an incremental backup: the
-    server sends only the blocks changed since the parent's start (PostgreSQL 17+)."""
+    """pg_basebackup in tar format with a SHA-256 manifest; the connection (password included)
+    comes from the environment, never from argv. Into ``target_dir`` with the WAL streamed beside
+    (pg_wal.tar); with ``target_dir`` None, one tar to stdout, the WAL fetched into it at the end
+    and the manifest injected as its last member (the streamed method: pg_basebackup cannot
+    stream WAL to stdout). With ``incremental_manifest`` (the parent's plain backup_manifest), an
+    incremental backup: the server sends only the blocks changed since the parent's start (17+)."""
     argv = [
         pg.program("pg_basebackup"),
-        f"--pgdata={target_dir}",
+        f"--pgdata={target_dir if target_dir is not None else '-'}",
         "--format=tar",
-        "--wal-method=stream",
+        f"--wal-method={'stream' if target_dir is not None else 'fetch'}",
         "--checkpoint=fast",
         "--manifest-checksums=SHA256",
         f"--label={label}",
@@ -89,17 +94,26 @@ def explain_pg_basebackup_failure(failure: ToolFailed, where: str) -> ToolFailed
             "this incremental cannot be taken: a full base backup is needed (the auto mode takes one; "
             "or run with backup_type full). If summarize_wal was just turned on, incrementals work from that full on"
         )
-    elif "password authentication failed" in line or "no password supplied" in line:
-        hint = "check the password of the replication role in the Airflow connection"
-    elif "pg_hba.conf" in line:
-        hint = f"allow replication connections for the role in pg_hba.conf on {where} and reload"
-    elif "max_wal_senders" in line or "too many clients" in line or "remaining connection slots" in line:
-        hint = "raise max_wal_senders on the server or wait for other backups and replicas to finish"
+    elif (connection_hint := replication_connection_hint(line, where)) is not None:
+        hint = connection_hint
     elif killed or failure.exit_code is None or "server closed the connection" in line or "terminat" in line:
         hint = "the copy was interrupted; nothing was stored, the next run starts over"
     else:
         hint = "nothing was stored; the full pg_basebackup output is in the task log"
     return ToolFailed("pg_basebackup", failure.exit_code, failure.last_stderr_line, hint=hint)
+
+
+def replication_connection_hint(error_line: str, where: str) -> str | None:
+    """What an operator does about a refused replication connection (pg_basebackup's, or the one
+    holding a streamed backup's WAL), or None when the line is about something else."""
+    line = error_line.lower()
+    if "password authentication failed" in line or "no password supplied" in line:
+        return "check the password of the replication role in the Airflow connection"
+    if "pg_hba.conf" in line:
+        return f"allow replication connections for the role in pg_hba.conf on {where} and reload"
+    if "max_wal_senders" in line or "too many clients" in line or "remaining connection slots" in line:
+        return "raise max_wal_senders on the server or wait for other backups and replicas to finish"
+    return None
 
 
 def _signal_name(number: int) -> str:
@@ -171,6 +185,78 @@ def run_pg_basebackup(
     size = directory_bytes(target_dir)
     log.info("pg_basebackup finished: %s in %.1f s, %s", human_bytes(size), seconds, human_rate(size, seconds))
     return seconds
+
+
+class StreamingPgBasebackup:
+    """pg_basebackup writing its tar to a pipe (``stdout``), in a session of its own.
+
+    The reader calls ``ended(whole)`` when the stream stops: a whole stream waits for the exit, a
+    broken one gives pg_basebackup a moment to exit by itself (its own error then explains the
+    break) and ends it otherwise. A non-zero exit raises the explained ToolFailed either way.
+    """
+
+    def __init__(
+        self,
+        conn: ConnectionInfo,
+        pg: PgInstall,
+        scratch_dir: Path,
+        *,
+        label: str,
+        max_rate_kib_s: int | None = None,
+        incremental_manifest: Path | None = None,
+    ) -> None:
+        self._conn = conn
+        self._argv = pg_basebackup_argv(
+            pg, None, label=label, max_rate_kib_s=max_rate_kib_s, incremental_manifest=incremental_manifest
+        )
+        self._scratch_dir = scratch_dir
+        self._where = f"{conn.host}:{conn.port}"
+        kind = f"incremental against {incremental_manifest.name}" if incremental_manifest else "full"
+        self.description = f"pg_basebackup ({kind}, streamed) from {self._where} as {conn.user} (label {label})"
+        self.started = 0.0
+        self.seconds = 0.0
+
+    def __enter__(self) -> StreamingPgBasebackup:
+        log.info("%s", self.description)
+        self._stderr = tempfile.TemporaryFile(dir=self._scratch_dir)
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            self._argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=tool_env(self._conn),
+            start_new_session=True,
+        )
+        assert self.process.stdout is not None
+        self.stdout = self.process.stdout
+        return self
+
+    def ended(self, whole: bool) -> None:
+        if not whole:
+            try:
+                self.process.wait(timeout=STREAM_BREAK_GRACE_S)
+            except subprocess.TimeoutExpired:
+                _kill_process_group(self.process)
+                return  # ended by us: the stream's own error is the reason
+        exit_code = self.process.wait()
+        self.seconds = time.monotonic() - self.started
+        self._stderr.seek(0)
+        text = self._stderr.read().decode("utf-8", "replace")
+        lines = [line.strip().removeprefix("pg_basebackup: ") for line in text.splitlines() if line.strip()]
+        if exit_code != 0:
+            for line in lines:
+                log.error("pg_basebackup: %s", line)
+            raise explain_pg_basebackup_failure(
+                ToolFailed("pg_basebackup", exit_code, telling_line(lines)), self._where
+            )
+        for line in lines:
+            log.info("pg_basebackup: %s", line)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _kill_process_group(self.process)
+        self.stdout.close()
+        self._stderr.close()
 
 
 def _kill_process_group(process: subprocess.Popen[bytes]) -> None:

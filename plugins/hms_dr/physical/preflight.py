@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from hms_dr.units import human_bytes
 
 log = logging.getLogger(__name__)
 
-# pg_basebackup -X stream holds two WAL senders: one sends the files, one streams the WAL.
+# pg_basebackup -X stream holds two WAL senders: one sends the files, one streams the WAL; the
+# streamed method's -X fetch holds one, and its temporary slot (physical.walhold) the other.
 WAL_SENDERS_NEEDED = 2
 # WAL written while the copy runs lands in pg_wal.tar and again in the extracted copy: at least
 # one segment each, whatever the cluster's size (it dominates for a small cluster).
@@ -50,6 +52,8 @@ class SourceCluster:
     databases_not_measured: int
     summarize_wal: str | None = None  # "on"/"off" from 17 on; None before (no incremental backups)
     timeline: int | None = None  # the timeline the server writes now
+    max_wal_size_bytes: int = 1 << 30
+    extra_tablespaces: int = 0  # besides pg_default and pg_global
 
     @property
     def server_major(self) -> int:
@@ -89,6 +93,13 @@ def staging_space_needed(cluster_size_bytes: int, space_ratio: float, wal_segmen
     return int(cluster_size_bytes * space_ratio) + WAL_SEGMENTS_STAGED * wal_segment_size_bytes
 
 
+def streamed_space_needed(staging_limit_bytes: int, source: SourceCluster) -> int:
+    """Free bytes a streamed base backup needs in staging: its bound (the manifest) plus the WAL
+    written while the copy runs, estimated by the server's max_wal_size (what it writes between
+    checkpoints; a copy that outlasts several checkpoints on a busy primary may need more)."""
+    return staging_limit_bytes + max(source.max_wal_size_bytes, WAL_SEGMENTS_STAGED * source.wal_segment_size_bytes)
+
+
 def check_staging_space(staging_dir: Path, *, free_bytes: int, needed_bytes: int, cluster_size_bytes: int) -> None:
     """StagingSpaceShort when ``free_bytes`` is below ``needed_bytes`` (a pure decision)."""
     if free_bytes < needed_bytes:
@@ -124,7 +135,7 @@ def source_tools(source: SourceCluster, *, where: str) -> PgInstall:
 
 
 def check_source_and_staging(
-    conn: ConnectionInfo, staging_dir: Path, *, space_ratio: float
+    conn: ConnectionInfo, staging_dir: Path, *, space_needed: Callable[[SourceCluster], int]
 ) -> tuple[SourceCluster, PgInstall]:
     """Tools, source cluster, role and staging space; the source and the PostgreSQL programs chosen for it."""
     check_programs()
@@ -138,7 +149,7 @@ def check_source_and_staging(
             source.role_name,
             source.databases_not_measured,
         )
-    needed = staging_space_needed(source.cluster_size_bytes, space_ratio, source.wal_segment_size_bytes)
+    needed = space_needed(source)
     check_staging_space(
         staging_dir,
         free_bytes=free_bytes(staging_dir),

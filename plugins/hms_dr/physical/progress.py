@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from hms_dr.units import human_bytes, human_rate
+from hms_dr.units import human_bytes, human_duration, human_rate
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,17 @@ class ProgressLog:
             if self.expected_bytes
             else ""
         )
-        return f"{self.step}: {human_bytes(done)}{share} after {elapsed:.0f} s, {human_rate(done, elapsed)}"
+        return f"{self.step}: {human_bytes(done)}{share} after {elapsed:.0f} s, {human_rate(done, elapsed)}{self._eta(done, elapsed)}"
+
+    def _eta(self, done: int, elapsed: float) -> str:
+        """At the rate so far; the expected total is an estimate (the database's size), so a step
+        that passes it says so rather than counting down below zero."""
+        if not self.expected_bytes or done <= 0 or elapsed <= 0:
+            return ""
+        remaining = self.expected_bytes - done
+        if remaining <= 0:
+            return ", past the estimate, finishing"
+        return f", ETA {human_duration(remaining * elapsed / done)}"
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):

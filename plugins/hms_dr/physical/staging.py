@@ -1,22 +1,23 @@
-"""pg_basebackup's staged output on its way to the store: one payload per file, ``zstd | gpg``.
+"""pg_basebackup's output on its way to the store: one payload per file or stream, ``zstd | gpg``.
 
-Each staged file streams through the compressor and gpg into ``store.put`` while a tap hashes its
-plain bytes, so the payload carries both proofs: sha256 of the stored bytes and of the plain tar.
+Each staged file (or, in the streamed method, each stream) flows through the compressor and gpg
+into ``store.put`` while a tap hashes its plain bytes, so the payload carries both proofs: sha256
+of the stored bytes and of the plain tar.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from hms_dr.digests import PlainDigest
 from hms_dr.errors import BackupVerificationFailed
 from hms_dr.manifest import Payload
 from hms_dr.physical.progress import ProgressLog
-from hms_dr.physical.verifybackup import BACKUP_MANIFEST, BASE_TAR, WAL_TAR
+from hms_dr.physical.verifybackup import BACKUP_MANIFEST, BASE_TAR, WAL_TAR, Verification
 from hms_dr.streams import Pipeline, Stage
 from hms_dr.units import human_bytes, human_rate
 
@@ -43,6 +44,20 @@ class StagedFile:
     format: str
 
 
+@dataclass
+class CopiedBackup:
+    """What a copy step (staged or streamed) leaves for the set: its stored payloads, PostgreSQL's
+    own description of the backup (backup_manifest, backup_label), the proof, what it staged and
+    the seconds of its steps."""
+
+    payloads: list[Payload] = field(default_factory=list)
+    raw_manifest: bytes = b""
+    backup_label: str = ""
+    verification: Verification | None = None
+    staged_peak_bytes: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
 def staged_files(tar_dir: Path) -> list[StagedFile]:
     """pg_basebackup's output as payloads: base.tar, pg_wal.tar, tablespace tars, backup_manifest."""
     files = []
@@ -65,15 +80,39 @@ def zstd_stage(level: int, threads: int) -> Stage:
 
 def store_staged_file(store: Store, key: str, staged: StagedFile, *, compressor: Stage, encryption: Stage) -> Payload:
     """Stream one staged file ``zstd | gpg`` into the store, hashing its plain bytes on the way."""
+    with staged.path.open("rb") as source:
+        return store_stream(
+            store,
+            key,
+            source,
+            payload_name=staged.payload_name,
+            payload_format=staged.format,
+            compressor=compressor,
+            encryption=encryption,
+            expected_bytes=staged.path.stat().st_size,
+        )
+
+
+def store_stream(
+    store: Store,
+    key: str,
+    source: BinaryIO,
+    *,
+    payload_name: str,
+    payload_format: str,
+    compressor: Stage,
+    encryption: Stage,
+    expected_bytes: int | None = None,
+) -> Payload:
+    """Stream ``source`` ``zstd | gpg`` into the store as one payload, hashing its plain bytes on
+    the way; progress (and an ETA when ``expected_bytes`` is known) goes to the log."""
     started = time.monotonic()
     digest = PlainDigest()
-    plain_size = staged.path.stat().st_size
-    with ProgressLog(f"storing {staged.payload_name}", lambda: digest.size_bytes, expected_bytes=plain_size):
-        with (
-            staged.path.open("rb") as source,
-            Pipeline([compressor, encryption], source=source, tap=digest, tap_after=0) as pipeline,
-        ):
-            stored = store.put(key, pipeline.output)  # type: ignore[arg-type]
+    with (
+        ProgressLog(f"storing {payload_name}", lambda: digest.size_bytes, expected_bytes=expected_bytes),
+        Pipeline([compressor, encryption], source=source, tap=digest, tap_after=0) as pipeline,
+    ):
+        stored = store.put(key, pipeline.output)  # type: ignore[arg-type]
     seconds = time.monotonic() - started
     log.info(
         "stored %s: %s plain, %s stored (ratio %.2f) in %.1f s, %s",
@@ -85,10 +124,10 @@ def store_staged_file(store: Store, key: str, staged: StagedFile, *, compressor:
         human_rate(digest.size_bytes, seconds),
     )
     return Payload(
-        name=staged.payload_name,
+        name=payload_name,
         size_bytes=stored.size_bytes,
         sha256=stored.sha256,
-        format=staged.format,
+        format=payload_format,
         plain_size_bytes=digest.size_bytes,
         plain_sha256=digest.hash.hexdigest(),
     )

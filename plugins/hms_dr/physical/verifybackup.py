@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hms_dr.errors import BackupVerificationFailed
 from hms_dr.pginstalls import TAR_VERIFY_MAJOR, PgInstall
-from hms_dr.physical.backup_manifest import parse_backup_manifest
+from hms_dr.physical.backup_manifest import PgBackupManifest, parse_backup_manifest
 from hms_dr.physical.progress import ProgressLog
 from hms_dr.units import human_bytes, human_rate
 from hms_dr.wal.names import format_lsn
@@ -32,6 +32,7 @@ WAL_TAR = "pg_wal.tar"
 BACKUP_LABEL = "backup_label"
 EXTRACTED_COPY = "extracted-copy"
 TARS_IN_PLACE = "tars-in-place"
+IN_THE_STREAM = "in-the-stream"
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,16 @@ class Verification:
     extracted_bytes: int
     extract_seconds: float
     verify_seconds: float
-    method: str = ""  # EXTRACTED_COPY or TARS_IN_PLACE: what the report says was checked, and how
+    method: str = ""  # EXTRACTED_COPY, TARS_IN_PLACE or IN_THE_STREAM: what the report says was checked, and how
 
     @property
     def described(self) -> str:
         """One line for the manifest and the report: what was proven, on what, and what was not."""
+        if self.method == IN_THE_STREAM:
+            return (
+                f"passed in the stream before upload: {self.verified_by}; every file's size and SHA-256 against "
+                "backup_manifest, none missing or extra, the manifest's own checksum, the WAL of the backup window parsed"
+            )
         if self.method == TARS_IN_PLACE:
             return (
                 f"passed before upload: {self.verified_by}; every file checked inside the tars (nothing extracted), "
@@ -160,6 +166,21 @@ def _run_verifier(argv: list[str], backup_dir: Path) -> None:
     )
 
 
+def parse_backup_wal(pg: PgInstall, wal_dir: Path, pg_manifest: PgBackupManifest, *, where: Path) -> float:
+    """pg_waldump over every WAL range the manifest names, from the WAL files in ``wal_dir``; the seconds it took."""
+    started = time.monotonic()
+    for wal_range in pg_manifest.wal_ranges:
+        argv = pg_waldump_argv(
+            pg,
+            wal_dir,
+            timeline=wal_range.timeline,
+            start_lsn=format_lsn(wal_range.start_lsn),
+            stop_lsn=format_lsn(wal_range.end_lsn),
+        )
+        _run_verifier(argv, where)
+    return time.monotonic() - started
+
+
 def verify_tar_backup(pg: PgInstall, tar_dir: Path, scratch_dir: Path) -> Verification:
     """Prove pg_basebackup's tars in ``tar_dir`` against their backup_manifest.
 
@@ -213,17 +234,7 @@ def verify_tars_in_place(pg: PgInstall, tar_dir: Path, scratch_dir: Path) -> Ver
             raise BackupVerificationFailed(f"cannot extract {wal_tar}: {exc}") from None
         extracted = wal_tar.stat().st_size
         extract_seconds = time.monotonic() - started
-        started = time.monotonic()
-        for wal_range in pg_manifest.wal_ranges:
-            argv = pg_waldump_argv(
-                pg,
-                wal_dir,
-                timeline=wal_range.timeline,
-                start_lsn=format_lsn(wal_range.start_lsn),
-                stop_lsn=format_lsn(wal_range.end_lsn),
-            )
-            _run_verifier(argv, tar_dir)
-        wal_seconds = time.monotonic() - started
+        wal_seconds = parse_backup_wal(pg, wal_dir, pg_manifest, where=tar_dir)
     finally:
         shutil.rmtree(wal_dir, ignore_errors=True)
     log.info(

@@ -8,19 +8,32 @@ deployment must keep working unchanged after an upgrade of hms-dr."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from hms_dr.policy.reader import PolicyReader
 
 BASE_BACKUP_STAGING_SUBDIR = "base-backup"
+DEFAULT_STAGING_LIMIT_MB = 256
+
+
+class BaseBackupMethod(StrEnum):
+    """How pg_basebackup's output reaches the store (physical.streamcopy / physical.stagedcopy)."""
+
+    STREAMED = "streamed"  # one tar stream, proven on its way: staging holds the backup's WAL only
+    STAGED = "staged"  # tars on disk, pg_verifybackup, then upload: ~2.2 x the cluster in staging
 
 
 @dataclass(frozen=True)
 class BaseBackupPolicy:
     """hms_weekly_base_backup: where pg_basebackup stages its tars and how they are compressed."""
 
-    staging_dir: Path  # pg_basebackup's tars and the copy pg_verifybackup reads: about 2 x the cluster
-    staging_space_ratio: float = 2.2  # free space needed there, as a multiple of the cluster's size
+    staging_dir: Path  # the WAL and manifest of a streamed backup; a staged one's tars and extracted copy
+    # Streamed: the bound on what is staged besides the backup's WAL (the manifest, small); the
+    # free space needed is this plus the server's max_wal_size.
+    method: BaseBackupMethod = BaseBackupMethod.STREAMED
+    staging_limit_mb: int = DEFAULT_STAGING_LIMIT_MB
+    staging_space_ratio: float = 2.2  # staged: free space needed, as a multiple of the cluster's size
     zstd_level: int = 1
     zstd_threads: int = 0  # 0 = one per core
     # A weekly job: retry twice with a long back-off (a busy or restarting primary), and never
@@ -48,6 +61,12 @@ def parse_base_backup(reader: PolicyReader, staging_dir: Path) -> BaseBackupPoli
         staging_dir=Path(reader.absolute_path("base_backup.staging_dir"))
         if present("staging_dir")
         else defaults.staging_dir,
+        method=(reader.choice("base_backup.method", BaseBackupMethod) if present("method") else defaults.method),
+        staging_limit_mb=(
+            reader.integer("base_backup.staging_limit_mb", minimum=1, maximum=1 << 20)
+            if present("staging_limit_mb")
+            else defaults.staging_limit_mb
+        ),
         staging_space_ratio=(
             reader.number("base_backup.staging_space_ratio", minimum=2.0)
             if present("staging_space_ratio")

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 @engine_errors_decide_retry
 def back_up_cluster() -> dict[str, Any]:
     """pg_basebackup (full, or incremental against the newest set: the ``backup_type`` param and
-    the policy decide) as the replication role, pg_verifybackup, then every file compressed,
-    encrypted, stored, read back and published with the manifest last."""
+    the policy decide) as the replication role, proven against its backup_manifest (in the stream,
+    or by pg_verifybackup with base_backup.method staged), compressed, encrypted, stored, read back
+    and published with the manifest last."""
     context = get_current_context()
     params = run_params(context)
     request = BackupTypeRequest(params.get("backup_type") or BackupTypeRequest.AUTO.value)
@@ -40,6 +41,8 @@ def back_up_cluster() -> dict[str, Any]:
         staging_dir=settings.staging_dir,
         zstd_level=settings.zstd_level,
         zstd_threads=settings.zstd_threads,
+        method=settings.method,
+        staging_limit_bytes=settings.staging_limit_mb << 20,
         staging_space_ratio=settings.staging_space_ratio,
         verify_readback=policy.store.verify_readback,
         producer={"dag_id": context["dag"].dag_id, "run_id": context["run_id"]},
