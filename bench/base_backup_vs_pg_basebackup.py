@@ -7,9 +7,11 @@ rounds of:
 - bare:       ``pg_basebackup -D <dir> -Ft -X stream --checkpoint=fast`` as hms_replica to local
               disk (the password in the environment), plain tars, nothing else;
 - pipeline:   what hms_weekly_base_backup's back_up_cluster task does, without Airflow:
-              ``take_base_backup`` with the policy's base_backup settings into the sandbox's moto
-              S3 (pg_basebackup, extract + pg_verifybackup, zstd | gpg | upload per tar, read-back,
-              manifest), each step timed by the engine itself;
+              ``take_base_backup`` with the policy's base_backup settings, each step timed by the
+              engine itself, in three variants: the streamed method (pg_basebackup's stream proven
+              and stored as it comes) into the sandbox's moto S3, the same into a file store on
+              local disk (as pgBackRest's repository is; moto's own CPU is not a cost with real
+              S3), and the staged method (tars on disk, pg_verifybackup, then upload) into moto;
 - pgBackRest: ``pgbackrest backup --type=full`` of the same cluster to a local repository
               (zstd at the policy's level, aes-256-cbc, process-max=2, start-fast), run as the
               server's OS user with a config in a temp dir; installed with apt-get when missing
@@ -110,9 +112,31 @@ def run_bare(conn: Any, workdir: Path, sampler: CpuSampler) -> dict[str, Any]:
 # -- the pipeline ----------------------------------------------------------------------------------
 
 
-def run_pipeline(conn: Any, sandbox: Any, policy: Any, store: Any, sampler: CpuSampler) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the pipeline: its copy method and where it stores."""
+
+    side: str
+    described: str
+    method: str  # base_backup.method
+    store: str  # "s3" (the sandbox's moto) or "file" (a file store on the bench's local disk)
+
+
+VARIANTS = (
+    Variant("pipeline", "streamed (the default), moto S3", "streamed", "s3"),
+    Variant("pipeline-file", "streamed, file store on local disk (pgBackRest's repo is local too)", "streamed", "file"),
+    Variant(
+        "staged", "staged (tars on disk, pg_verifybackup, then upload; the method before), moto S3", "staged", "s3"
+    ),
+)
+
+
+def run_pipeline(
+    conn: Any, sandbox: Any, policy: Any, store: Any, sampler: CpuSampler, variant: Variant
+) -> dict[str, Any]:
     """take_base_backup with the arguments back_up_cluster passes; the set is deleted afterwards."""
     from hms_dr.physical.basebackup import take_base_backup
+    from hms_dr.policy.base_backup import BaseBackupMethod
 
     settings = policy.base_backup
     settings.staging_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -127,6 +151,8 @@ def run_pipeline(conn: Any, sandbox: Any, policy: Any, store: Any, sampler: CpuS
             staging_dir=settings.staging_dir,
             zstd_level=settings.zstd_level,
             zstd_threads=settings.zstd_threads,
+            method=BaseBackupMethod(variant.method),
+            staging_limit_bytes=settings.staging_limit_mb << 20,
             staging_space_ratio=settings.staging_space_ratio,
             verify_readback=policy.store.verify_readback,
             producer={"dag_id": "bench", "run_id": "bench"},
@@ -145,6 +171,7 @@ def run_pipeline(conn: Any, sandbox: Any, policy: Any, store: Any, sampler: CpuS
         "wal": wal.get("size_bytes", 0),
         "wal_plain": wal.get("plain_size_bytes", 0),
         "payloads": len(result["payloads"]),
+        "staged_peak": result["sizes"]["staged_peak_bytes"],
     }
 
 
@@ -395,13 +422,19 @@ def run_rounds(rounds: int, sandbox: Any, policy: Any, pgbackrest: PgBackRestSid
     conn = benchlib.replication_connection(sandbox)
     store = benchlib.empty_primary_store(sandbox, policy)
     sampler_args = {"moto_pid": sandbox.s3_server().pid(), "postmaster_pid": sandbox.cluster().postmaster_pid()}
-    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "pipeline": [], "pgbackrest": []}
+    runs: dict[str, list[dict[str, Any]]] = {"bare": [], **{v.side: [] for v in VARIANTS}, "pgbackrest": []}
     with tempfile.TemporaryDirectory(prefix="bench-", dir=benchlib.BENCH_STATE_DIR) as tmp:
+        from hms_dr.store import open_store
+
+        (Path(tmp) / "file-store").mkdir(mode=0o700)
+        stores = {"s3": store, "file": open_store(f"file://{tmp}/file-store")}
         for round_no in range(1, rounds + 1):
             runs["bare"].append(run_bare(conn, Path(tmp), CpuSampler(**sampler_args)))
             print_run(round_no, "bare", runs["bare"][-1])
-            runs["pipeline"].append(run_pipeline(conn, sandbox, policy, store, CpuSampler(**sampler_args)))
-            print_run(round_no, "pipeline", runs["pipeline"][-1])
+            for variant in VARIANTS:
+                run = run_pipeline(conn, sandbox, policy, stores[variant.store], CpuSampler(**sampler_args), variant)
+                runs[variant.side].append(run)
+                print_run(round_no, variant.side, run)
             if pgbackrest.tool is None:
                 continue
             try:
@@ -417,9 +450,9 @@ def run_rounds(rounds: int, sandbox: Any, policy: Any, pgbackrest: PgBackRestSid
 def print_run(round_no: int, side: str, run: dict[str, Any]) -> None:
     if side == "bare":
         what = f"bare pg_basebackup  {run['wall']:7.1f} s  {fmt_mb(run['size'])} on disk"
-    elif side == "pipeline":
+    elif side != "pgbackrest":
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in run["steps"].items())
-        what = f"pipeline           {run['wall']:7.1f} s  ({steps})  {fmt_mb(run['size'])} stored"
+        what = f"{side:18} {run['wall']:7.1f} s  ({steps})  {fmt_mb(run['size'])} stored"
     else:
         what = f"pgBackRest full    {run['wall']:7.1f} s  {fmt_mb(run['size'])} in the repo"
     print(f"round {round_no}: {what}", flush=True)
@@ -527,6 +560,7 @@ def report(
             "With archive-check=n its set holds no WAL (archive-copy needs the archive check); the other two carry pg_wal.tar."
         )
     lines += ["", "## Result", "", markdown_table(["figure", "value"], rows)]
+    lines += ["", "## Every variant of the pipeline (medians)", "", _variants_table(runs, bare_wall, cluster)]
     lines += [
         "",
         "## Pipeline steps (medians, as take_base_backup times them)",
@@ -545,7 +579,8 @@ def report(
     ]
     lines += ["", "## Every run", "", _every_run(runs)]
     lines += ["", "## Where the CPU went (last round; 2 cores = 2.0 CPU-s per wall second)", ""]
-    for side, title in (("bare", "Bare pg_basebackup"), ("pipeline", "Pipeline"), ("pgbackrest", "pgBackRest")):
+    titles = [(v.side, f"Pipeline, {v.described}") for v in VARIANTS]
+    for side, title in (("bare", "Bare pg_basebackup"), *titles, ("pgbackrest", "pgBackRest")):
         if runs[side]:
             last = runs[side][-1]
             lines += [
@@ -557,9 +592,27 @@ def report(
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _variants_table(runs: dict[str, list[dict[str, Any]]], bare_wall: float, cluster: float) -> str:
+    rest_wall = _med(runs["pgbackrest"], "wall") if runs["pgbackrest"] else None
+    rows = []
+    for variant in VARIANTS:
+        wall = _med(runs[variant.side], "wall")
+        rows.append(
+            [
+                variant.described,
+                f"{wall:.1f}",
+                f"{wall / bare_wall:.2f}",
+                f"{wall / rest_wall:.2f}" if rest_wall else "-",
+                f"{fmt_mb(_med(runs[variant.side], 'staged_peak'))} ({_med(runs[variant.side], 'staged_peak') / cluster:.2f} x cluster)",
+            ]
+        )
+    return markdown_table(["variant", "wall s", "/ bare", "/ pgBackRest", "staged on the worker at most"], rows)
+
+
 def _every_run(runs: dict[str, list[dict[str, Any]]]) -> str:
     rows: list[list[Any]] = []
-    for side, where in (("bare", "on disk"), ("pipeline", "in S3"), ("pgbackrest", "in the repo")):
+    where_stored = [(v.side, "in S3" if v.store == "s3" else "in the file store") for v in VARIANTS]
+    for side, where in (("bare", "on disk"), *where_stored, ("pgbackrest", "in the repo")):
         for i, r in enumerate(runs[side], 1):
             steps = ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items()) if "steps" in r else ""
             rows.append([i, side, f"{r['wall']:.1f}", steps, f"{fmt_mb(r['size'])} {where}", *benchlib.cpu_cells(r)])

@@ -118,7 +118,10 @@ def stream_base_backup(
                 expected_bytes=expected_bytes,
             )
         )
+    # pg_basebackup's time is the stream's; what the upload of base.tar took after the stream
+    # ended (the compressor's and the store's tail) counts as upload.
     result.seconds["pg_basebackup"] = copy.seconds
+    upload_tail = max(0.0, time.monotonic() - copy.started - copy.seconds)
     log.info(
         "pg_basebackup streamed %s in %.1f s (base.tar stored as it came; staged: %s of WAL, %s besides)",
         human_bytes(backup.bytes_read),
@@ -154,7 +157,7 @@ def stream_base_backup(
                 encryption=encryption,
             )
         )
-    result.seconds["upload"] = time.monotonic() - started
+    result.seconds["upload"] = upload_tail + time.monotonic() - started
     result.raw_manifest = backup.manifest_path.read_bytes()
     result.backup_label = backup.backup_label
     result.staged_peak_bytes = budget.staged_bytes
