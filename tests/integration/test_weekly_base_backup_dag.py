@@ -48,7 +48,8 @@ def test_the_newest_set_is_complete_and_describes_its_wal(runs: list[Any], prima
         system_identifier = str(conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0])  # type: ignore[index]
     assert base["system_identifier"] == system_identifier
     assert base["timeline"] >= 1 and base["start_wal_file"] <= base["stop_wal_file"]
-    assert base["data_checksums"] is True and base["verified_by"].startswith("pg_verifybackup")
+    assert base["data_checksums"] is True and base["method"] == "streamed"
+    assert base["verified_by"].startswith("hms-dr streamed check")
     names = {p.name for p in sets[0].manifest.payloads}
     assert {"base.tar.zst.gpg", "pg_wal.tar.zst.gpg", "backup_manifest.zst.gpg"} <= names
 
