@@ -2,10 +2,12 @@
 WAL shipping").
 
 Protects: the whole cluster, as `pg_basebackup` tars (WAL included, with PostgreSQL's backup
-manifest) taken as the replication role. Before anything is stored, `pg_verifybackup` checks an
-extracted copy against the backup manifest; then each tar is compressed, gpg-encrypted, streamed
-into the primary store, read back by sha256, and the set's manifest (start/stop LSN, timeline,
-times) is written last. Together with the WAL that hms_wal_archive ships, a base backup is the
+manifest) taken as the replication role. By default (`base_backup.method: streamed`) the tar stream
+flows through a check of every file against the backup manifest (size, SHA-256, none missing or
+extra, the WAL parsed by pg_waldump) and zstd | gpg into the primary store, staging only the
+backup's WAL; a stream that fails the check never completes its upload. (`staged`: tars on disk,
+`pg_verifybackup`, then upload.) Each payload is read back by sha256, and the set's manifest
+(start/stop LSN, timeline, times) is written last. Together with the WAL that hms_wal_archive ships, a base backup is the
 starting point of every point-in-time recovery. The newest sets (policy: 4) are kept; WAL expiry
 never removes WAL they need.
 
