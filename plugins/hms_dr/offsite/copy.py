@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from hms_dr.catalog import key_for
 from hms_dr.errors import ChecksumMismatch, ManifestInvalid, ObjectLocked, ObjectMissing, StoreRefused
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Manifest, Payload, parse_manifest
+from hms_dr.progress import ByteCounter
 from hms_dr.publish import verify_stored_payload
 from hms_dr.units import human_bytes, human_rate
 
@@ -50,8 +51,9 @@ class VerifyingReader(io.RawIOBase):
     """Streams a primary payload and fails at its end when the bytes are not the manifest's, so
     the upload that reads it is aborted instead of completed."""
 
-    def __init__(self, source: BinaryIO, payload: Payload, where: str) -> None:
+    def __init__(self, source: BinaryIO, payload: Payload, where: str, counted: ByteCounter | None = None) -> None:
         super().__init__()
+        self._counted = counted
         self._source = source
         self._payload = payload
         self._where = where
@@ -69,6 +71,8 @@ class VerifyingReader(io.RawIOBase):
             return 0
         self._digest.update(chunk)
         self._size += len(chunk)
+        if self._counted is not None:
+            self._counted.add(len(chunk))
         view[: len(chunk)] = chunk
         return len(chunk)
 
@@ -94,12 +98,15 @@ def read_primary_manifest(primary: Store, cluster: str, kind: BackupKind, backup
     return raw, manifest
 
 
-def copy_payload(primary: Store, offsite: Store, key: str, payload: Payload, *, overwrite: bool) -> int:
-    """Stream one payload across, then re-read it offsite against the manifest's sha256."""
+def copy_payload(
+    primary: Store, offsite: Store, key: str, payload: Payload, *, overwrite: bool, counted: ByteCounter | None = None
+) -> int:
+    """Stream one payload across (its bytes added to ``counted`` as they pass), then re-read it
+    offsite against the manifest's sha256."""
     with primary.open(key) as source:
         stored = offsite.put(
             key,
-            io.BufferedReader(VerifyingReader(source, payload, primary.describe(key)), 1 << 20),
+            io.BufferedReader(VerifyingReader(source, payload, primary.describe(key), counted), 1 << 20),
             overwrite=overwrite,
         )
     if (stored.size_bytes, stored.sha256) != (payload.size_bytes, payload.sha256):
@@ -127,9 +134,11 @@ def copy_set(
     kind: BackupKind,
     backup_set_id: str,
     leftovers: Mapping[str, StoredObject],
+    counted: ByteCounter | None = None,
 ) -> SetCopy:
     """Copy a set the offsite store lacks; ``leftovers`` are objects an interrupted copy stored
-    in its offsite folder (by file name), reused once their sha256 is proven."""
+    in its offsite folder (by file name), reused once their sha256 is proven. The bytes copied
+    are added to ``counted`` as they pass (the sync's progress line)."""
     started = time.monotonic()
     raw, manifest = read_primary_manifest(primary, cluster, kind, backup_set_id)
     copied = 0
@@ -146,7 +155,7 @@ def copy_set(
             )
             copied += replace_payload(primary, offsite, key, payload)
             continue
-        copied += copy_payload(primary, offsite, key, payload, overwrite=False)
+        copied += copy_payload(primary, offsite, key, payload, overwrite=False, counted=counted)
     manifest_key = key_for(cluster, kind, backup_set_id, MANIFEST_NAME)
     offsite.put_bytes(manifest_key, raw)  # the commit point: never over an existing manifest
     if offsite.get_bytes(manifest_key) != raw:

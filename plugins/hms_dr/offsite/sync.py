@@ -22,6 +22,7 @@ from hms_dr.manifest import BackupKind
 from hms_dr.offsite.copy import SetCopy, copy_set, repair_set, reverify_set
 from hms_dr.offsite.freshness import NewestOffsite, NewestPrimary, newest_primary, read_newest_offsite
 from hms_dr.offsite.plan import KindCopyPlan, plan_kind_copies
+from hms_dr.progress import ByteCounter, ProgressLog
 from hms_dr.records import Record
 from hms_dr.units import human_bytes, human_rate
 
@@ -150,9 +151,14 @@ def sync_kind(
         _log_set(outcome)
 
     primary_complete = {set_id for set_id, f in primary_folders.items() if f.complete}
-    for set_id in plan.to_copy:
-        leftovers = offsite_folders[set_id].objects if set_id in offsite_folders else {}
-        attempt(set_id, partial(copy_set, primary, offsite, cluster, kind, set_id, leftovers))
+    counted = ByteCounter()
+    to_copy_bytes = sum(o.size_bytes for set_id in plan.to_copy for o in primary_folders[set_id].objects.values())
+    with ProgressLog(
+        f"offsite copy of {len(plan.to_copy)} {kind.value} set(s)", lambda: counted.value, expected_bytes=to_copy_bytes
+    ):
+        for set_id in plan.to_copy:
+            leftovers = offsite_folders[set_id].objects if set_id in offsite_folders else {}
+            attempt(set_id, partial(copy_set, primary, offsite, cluster, kind, set_id, leftovers, counted))
     for set_id, names in plan.to_repair.items():
         attempt(set_id, partial(repair_set, primary, offsite, cluster, kind, set_id, names))
     for set_id in plan.to_reverify:

@@ -41,9 +41,9 @@ from hms_dr.files import write_file_atomically
 from hms_dr.gpghome import gpg_home
 from hms_dr.manifest import BackupKind, Payload
 from hms_dr.pginstalls import data_dir_major, data_install
-from hms_dr.physical.progress import ProgressLog
 from hms_dr.physical.recoveryplan import BaseBackup
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, pg_verifybackup_argv, read_verify_errors
+from hms_dr.progress import ProgressLog
 from hms_dr.server_user import chown_to_server, prepare_server_dir, run_server_tool, server_command
 from hms_dr.units import human_bytes, human_rate
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from hms_dr.errors import ToolFailed
 from hms_dr.pginstalls import PgInstall
 from hms_dr.pgtools import ConnectionInfo, tool_env
-from hms_dr.physical.progress import ProgressLog
+from hms_dr.progress import ProgressLog
 from hms_dr.streams import telling_line
 from hms_dr.units import human_bytes, human_rate
 

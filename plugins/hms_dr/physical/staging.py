@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, BinaryIO
 from hms_dr.digests import PlainDigest
 from hms_dr.errors import BackupVerificationFailed
 from hms_dr.manifest import Payload
-from hms_dr.physical.progress import ProgressLog
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, BASE_TAR, WAL_TAR, Verification
+from hms_dr.progress import ProgressLog
 from hms_dr.streams import Pipeline, Stage
 from hms_dr.units import human_bytes, human_rate
 

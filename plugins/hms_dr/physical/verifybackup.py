@@ -20,7 +20,7 @@ from pathlib import Path
 from hms_dr.errors import BackupVerificationFailed
 from hms_dr.pginstalls import TAR_VERIFY_MAJOR, PgInstall
 from hms_dr.physical.backup_manifest import PgBackupManifest, parse_backup_manifest
-from hms_dr.physical.progress import ProgressLog
+from hms_dr.progress import ProgressLog
 from hms_dr.units import human_bytes, human_rate
 from hms_dr.wal.names import format_lsn
 

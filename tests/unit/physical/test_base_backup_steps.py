@@ -20,9 +20,9 @@ from hms_dr.pginstalls import PgInstall
 from hms_dr.physical.basebackup import label_for
 from hms_dr.physical.pgbasebackup import explain_pg_basebackup_failure, pg_basebackup_argv
 from hms_dr.physical.preflight import SourceCluster, check_staging_space, judge_source, staging_space_needed
-from hms_dr.physical.progress import ProgressLog
 from hms_dr.physical.staging import staged_files
 from hms_dr.physical.verifybackup import extract_destination, pg_verifybackup_argv, read_verify_errors
+from hms_dr.progress import ProgressLog
 
 MIB = 1 << 20
 SOURCE = SourceCluster(
@@ -176,12 +176,22 @@ def test_output_without_its_manifest_or_with_a_stray_file_is_refused(tmp_path: P
 
 def test_a_long_step_logs_bytes_share_and_rate(caplog: pytest.LogCaptureFixture) -> None:
     done = {"bytes": 0}
-    with caplog.at_level(logging.INFO, logger="hms_dr.physical.progress"):
+    with caplog.at_level(logging.INFO, logger="hms_dr.progress"):
         with ProgressLog("pg_basebackup", lambda: done["bytes"], expected_bytes=400 * MIB, every_s=0.05) as progress:
             done["bytes"] = 100 * MIB
             time.sleep(0.3)
     assert "pg_basebackup: 100.0 MiB of ~400.0 MiB (25%) after" in progress.line()
     assert any("pg_basebackup: 100.0 MiB of ~400.0 MiB (25%)" in r.getMessage() for r in caplog.records)
+
+
+def test_the_eta_is_the_rest_at_the_rate_so_far_and_says_when_the_estimate_is_passed() -> None:
+    done = {"bytes": 100 * MIB}
+    progress = ProgressLog("storing base.tar", lambda: done["bytes"], expected_bytes=400 * MIB)
+    progress.started = time.monotonic() - 60  # a quarter in one minute: three more to go
+    assert progress.line().endswith(", ETA 3 min 0 s")
+    done["bytes"] = 500 * MIB
+    assert progress.line().endswith(", past the estimate, finishing")
+    assert "ETA" not in ProgressLog("zstd", lambda: 1).line()  # no total known: no ETA
 
 
 def test_a_killed_pg_basebackup_is_reported_by_its_signal_not_its_last_progress_line() -> None:

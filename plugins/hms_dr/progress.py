@@ -1,7 +1,8 @@
-"""Progress lines for the long steps of a physical backup (copy, extract, compress and upload).
+"""Progress lines for long work: a base backup's copy and upload, a restore's download, an offsite copy.
 
-A base backup of a 1 GB+ cluster runs for minutes per step; a line every few seconds with the
-bytes done, the share of the expected total and the rate tells the on-call DBA it is moving.
+On a hospital-sized database these steps run for minutes to hours; a line every 15 seconds with
+the bytes done, the share of the expected total (from the database or the manifest), the rate and
+an ETA tells the on-call DBA it is moving and when it will be done.
 """
 
 from __future__ import annotations
@@ -17,6 +18,17 @@ from hms_dr.units import human_bytes, human_duration, human_rate
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 15.0
+
+
+class ByteCounter:
+    """Bytes done, added from the thread doing the work and read by ProgressLog's (an int's
+    update is atomic under the GIL, and a progress line may lag a chunk)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def add(self, size: int) -> None:
+        self.value += size
 
 
 class ProgressLog:
