@@ -22,9 +22,19 @@ from hms_dr.database import connect, first_line
 from hms_dr.errors import HmsDrError
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.incremental import SUMMARIZE_WAL_HINT, check_incremental_source
-from hms_dr.physical.preflight import SourceCluster, judge_source, read_source_cluster, source_tools
+from hms_dr.physical.preflight import (
+    SourceCluster,
+    copy_method_for,
+    judge_source,
+    read_source_cluster,
+    source_tools,
+    staging_space_needed,
+    streamed_space_needed,
+)
 from hms_dr.policy import Policy
+from hms_dr.policy.base_backup import BaseBackupMethod, BaseBackupPolicy
 from hms_dr.preflight import check_large_objects_readable, check_relations_readable
+from hms_dr.units import human_bytes
 from hms_dr.view_determinism import REFUSAL_HINT, fingerprints_under_two_plans, refusal_message, static_reasons
 
 HMS_CLUSTER_NAME = "hms-primary"
@@ -86,7 +96,7 @@ def check_policy_against(
                 "check host, port, user and password; the role needs LOGIN and CONNECT on the database",
             )
         return findings
-    findings.extend(_base_backup_findings(replication, incremental=policy.base_backup.incremental))
+    findings.extend(_base_backup_findings(replication, policy.base_backup))
     return findings
 
 
@@ -376,7 +386,7 @@ def _archiver_findings(cursor: Any) -> list[Finding]:
     return [_ok("WAL archiver", f"{archived} file(s) archived, newest {last_archived or '-'}")]
 
 
-def _base_backup_findings(replication: ConnectionInfo | None, *, incremental: bool = False) -> list[Finding]:
+def _base_backup_findings(replication: ConnectionInfo | None, settings: BaseBackupPolicy) -> list[Finding]:
     if replication is None:
         return [
             Finding(
@@ -400,8 +410,31 @@ def _base_backup_findings(replication: ConnectionInfo | None, *, incremental: bo
             f"{source.role_name} may stream a base backup (wal_level {source.wal_level}, "
             f"max_wal_senders {source.max_wal_senders}){checksums}",
         ),
-        incremental_finding(source, where=where, incremental=incremental),
+        method_finding(source, settings),
+        incremental_finding(source, where=where, incremental=settings.incremental),
     ]
+
+
+def method_finding(source: SourceCluster, settings: BaseBackupPolicy) -> Finding:
+    """How the base backup will copy this cluster, and the staging space that takes."""
+    method = copy_method_for(settings.method, source)
+    subject = "base_backup.method"
+    if method is BaseBackupMethod.STREAMED:
+        needed = streamed_space_needed(settings.staging_limit_mb << 20, source)
+        return _ok(
+            subject,
+            f"streamed: the cluster ({human_bytes(source.cluster_size_bytes)}) flows into the store; staging needs "
+            f"{human_bytes(needed)} free (staging_limit_mb {settings.staging_limit_mb} + max_wal_size)",
+        )
+    needed = staging_space_needed(
+        source.cluster_size_bytes, settings.staging_space_ratio, source.wal_segment_size_bytes
+    )
+    why = (
+        f" (the cluster has {source.extra_tablespaces} tablespace(s) of its own: pg_basebackup streams only one)"
+        if settings.method is BaseBackupMethod.STREAMED
+        else ""
+    )
+    return _ok(subject, f"staged{why}: staging needs {human_bytes(needed)} free for the tars and the extracted copy")
 
 
 def incremental_finding(source: SourceCluster, *, where: str, incremental: bool) -> Finding:

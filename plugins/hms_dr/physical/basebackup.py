@@ -54,6 +54,7 @@ from hms_dr.physical.pgbasebackup import needs_full_backup
 from hms_dr.physical.preflight import (
     SourceCluster,
     check_source_and_staging,
+    copy_method_for,
     staging_space_needed,
     streamed_space_needed,
 )
@@ -367,14 +368,6 @@ def take_base_backup(
         "sizes": sizes,
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
     }
-
-
-def copy_method_for(method: BaseBackupMethod, source: SourceCluster) -> BaseBackupMethod:
-    """The policy's method, unless the cluster has tablespaces of its own: pg_basebackup writes
-    one tablespace to stdout, so such a cluster is copied the staged way."""
-    if method is BaseBackupMethod.STREAMED and source.extra_tablespaces:
-        return BaseBackupMethod.STAGED
-    return method
 
 
 def _plan(

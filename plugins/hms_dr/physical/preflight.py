@@ -20,6 +20,7 @@ from hms_dr.database import connect
 from hms_dr.errors import PreflightFailed, ReplicationNotPermitted, StagingSpaceShort
 from hms_dr.pginstalls import PgInstall, data_install
 from hms_dr.pgtools import ConnectionInfo
+from hms_dr.policy.base_backup import BaseBackupMethod
 from hms_dr.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,14 @@ def streamed_space_needed(staging_limit_bytes: int, source: SourceCluster) -> in
     written while the copy runs, estimated by the server's max_wal_size (what it writes between
     checkpoints; a copy that outlasts several checkpoints on a busy primary may need more)."""
     return staging_limit_bytes + max(source.max_wal_size_bytes, WAL_SEGMENTS_STAGED * source.wal_segment_size_bytes)
+
+
+def copy_method_for(method: BaseBackupMethod, source: SourceCluster) -> BaseBackupMethod:
+    """The policy's method, unless the cluster has tablespaces of its own: pg_basebackup writes
+    one tablespace to stdout, so such a cluster is copied the staged way."""
+    if method is BaseBackupMethod.STREAMED and source.extra_tablespaces:
+        return BaseBackupMethod.STAGED
+    return method
 
 
 def check_staging_space(staging_dir: Path, *, free_bytes: int, needed_bytes: int, cluster_size_bytes: int) -> None:

@@ -107,3 +107,24 @@ def test_the_incremental_schedule_is_daily_by_default_and_may_be_left_out() -> N
     del data["schedules"]["weekly_base_backup"]  # the others stay required
     with pytest.raises(PolicyInvalid, match=r"schedules\.weekly_base_backup is missing"):
         parse_policy(data)
+
+
+def test_the_streamed_method_with_a_256_mb_bound_is_the_default_and_both_can_be_set() -> None:
+    from hms_dr.policy.base_backup import BaseBackupMethod
+
+    default = parse_policy(with_section({})).base_backup
+    assert default is not None and (default.method, default.staging_limit_mb) == (BaseBackupMethod.STREAMED, 256)
+    chosen = parse_policy(with_section({"method": "staged", "staging_limit_mb": 64})).base_backup
+    assert chosen is not None and (chosen.method, chosen.staging_limit_mb) == (BaseBackupMethod.STAGED, 64)
+
+
+@pytest.mark.parametrize(
+    "section, words",
+    [
+        ({"method": "piped"}, "base_backup.method must be one of streamed | staged, got 'piped'"),
+        ({"staging_limit_mb": 0}, "base_backup.staging_limit_mb"),
+    ],
+)
+def test_a_bad_method_or_bound_names_its_key(section: dict, words: str) -> None:
+    with pytest.raises(PolicyInvalid, match=words):
+        parse_policy(with_section(section))
