@@ -30,7 +30,6 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +58,7 @@ from hms_dr.physical.preflight import (
     streamed_space_needed,
 )
 from hms_dr.physical.stagedcopy import stage_base_backup
-from hms_dr.physical.staging import CopiedBackup, zstd_stage
+from hms_dr.physical.staging import CopiedBackup, CopyJob, zstd_stage
 from hms_dr.physical.streamcopy import stream_base_backup
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, IN_THE_STREAM, Verification
 from hms_dr.policy.base_backup import DEFAULT_STAGING_LIMIT_MB, BaseBackupMethod
@@ -215,15 +214,10 @@ def take_base_backup(
             def copy_cluster(incremental_manifest: Path | None) -> CopiedBackup:
                 copy_dir = workdir / f"copy-{next(attempts)}"
                 copy_dir.mkdir(mode=0o700)
-                copier = (
-                    partial(stream_base_backup, staging_limit_bytes=staging_limit_bytes)
-                    if copy_method is BaseBackupMethod.STREAMED
-                    else stage_base_backup
-                )
-                copied = copier(
-                    conn,
-                    pg,
-                    store,
+                job = CopyJob(
+                    conn=conn,
+                    pg=pg,
+                    store=store,
                     cluster=cluster,
                     backup_set_id=backup_set_id,
                     workdir=copy_dir,
@@ -234,10 +228,11 @@ def take_base_backup(
                     stored_keys=stored_keys,
                     max_rate_kib_s=max_rate_kib_s,
                     incremental_manifest=incremental_manifest,
-                    **(
-                        {"staging_limit_bytes": staging_limit_bytes} if copy_method is BaseBackupMethod.STREAMED else {}
-                    ),
                 )
+                if copy_method is BaseBackupMethod.STREAMED:
+                    copied = stream_base_backup(job, staging_limit_bytes=staging_limit_bytes)
+                else:
+                    copied = stage_base_backup(job)
                 shutil.rmtree(copy_dir, ignore_errors=True)
                 return copied
 

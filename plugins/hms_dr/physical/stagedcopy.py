@@ -10,55 +10,35 @@ default ones takes (pg_basebackup writes only one tablespace to a pipe).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hms_dr.catalog import key_for
-from hms_dr.manifest import BackupKind
-from hms_dr.pginstalls import PgInstall
-from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.pgbasebackup import run_pg_basebackup
-from hms_dr.physical.staging import CopiedBackup, staged_files, store_staged_file
+from hms_dr.physical.staging import CopiedBackup, CopyJob, staged_files, store_staged_file
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, BASE_TAR, read_backup_label, verify_tar_backup
-from hms_dr.streams import Stage
 
 if TYPE_CHECKING:
-    from hms_dr.store import Store
+    pass
 
 
-def stage_base_backup(
-    conn: ConnectionInfo,
-    pg: PgInstall,
-    store: Store,
-    *,
-    cluster: str,
-    backup_set_id: str,
-    workdir: Path,
-    label: str,
-    expected_bytes: int,
-    compressor: Stage,
-    encryption: Stage,
-    stored_keys: list[str],
-    max_rate_kib_s: int | None = None,
-    incremental_manifest: Path | None = None,
-) -> CopiedBackup:
-    """Copy into staging, prove, store. Every key written is appended to ``stored_keys`` first."""
+def stage_base_backup(job: CopyJob) -> CopiedBackup:
+    """Copy into staging, prove with pg_verifybackup, store."""
+    pg = job.pg
     result = CopiedBackup()
-    tar_dir = workdir / "tars"
+    tar_dir = job.workdir / "tars"
     result.seconds["pg_basebackup"] = run_pg_basebackup(
-        conn,
+        job.conn,
         pg,
         tar_dir,
-        label=label,
-        expected_bytes=expected_bytes,
-        max_rate_kib_s=max_rate_kib_s,
-        incremental_manifest=incremental_manifest,
+        label=job.label,
+        expected_bytes=job.expected_bytes,
+        max_rate_kib_s=job.max_rate_kib_s,
+        incremental_manifest=job.incremental_manifest,
     )
     files = staged_files(tar_dir)
     for staged in files:
         staged.path.chmod(0o600)
     result.staged_peak_bytes = sum(staged.path.stat().st_size for staged in files)
-    result.verification = verify_tar_backup(pg, tar_dir, workdir)
+    result.verification = verify_tar_backup(pg, tar_dir, job.workdir)
     result.seconds["verify"] = result.verification.extract_seconds + result.verification.verify_seconds
     result.staged_peak_bytes += result.verification.extracted_bytes
     result.raw_manifest = (tar_dir / BACKUP_MANIFEST).read_bytes()
@@ -66,9 +46,10 @@ def stage_base_backup(
 
     started = time.monotonic()
     for staged in files:
-        key = key_for(cluster, BackupKind.BASE, backup_set_id, staged.payload_name)
-        stored_keys.append(key)
-        result.payloads.append(store_staged_file(store, key, staged, compressor=compressor, encryption=encryption))
+        key = job.payload_key(staged.payload_name)
+        result.payloads.append(
+            store_staged_file(job.store, key, staged, compressor=job.compressor, encryption=job.encryption)
+        )
         staged.path.unlink()  # frees staging as the upload goes
     result.seconds["upload"] = time.monotonic() - started
     return result

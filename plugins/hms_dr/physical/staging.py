@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from hms_dr.catalog import key_for
 from hms_dr.digests import PlainDigest
 from hms_dr.errors import BackupVerificationFailed
-from hms_dr.manifest import Payload
+from hms_dr.manifest import BackupKind, Payload
+from hms_dr.pginstalls import PgInstall
+from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.verifybackup import BACKUP_MANIFEST, BASE_TAR, WAL_TAR, Verification
 from hms_dr.progress import ProgressLog
 from hms_dr.streams import Pipeline, Stage
@@ -42,6 +45,34 @@ class StagedFile:
     path: Path
     payload_name: str
     format: str
+
+
+@dataclass(frozen=True)
+class CopyJob:
+    """What a copy step (staged or streamed) is asked to do: which cluster, as whom, with which
+    programs, into which set of which store, compressed and encrypted how. ``stored_keys`` is
+    the caller's list: every key is appended before its upload starts, so a failure anywhere
+    lets the caller remove them all."""
+
+    conn: ConnectionInfo
+    pg: PgInstall
+    store: Store
+    cluster: str
+    backup_set_id: str
+    workdir: Path
+    label: str
+    expected_bytes: int
+    compressor: Stage
+    encryption: Stage
+    stored_keys: list[str]
+    max_rate_kib_s: int | None = None
+    incremental_manifest: Path | None = None
+
+    def payload_key(self, payload_name: str) -> str:
+        """The key of one payload of the set, recorded in ``stored_keys`` before anything is written."""
+        key = key_for(self.cluster, BackupKind.BASE, self.backup_set_id, payload_name)
+        self.stored_keys.append(key)
+        return key
 
 
 @dataclass

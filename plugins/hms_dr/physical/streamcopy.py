@@ -13,16 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hms_dr.catalog import key_for
-from hms_dr.manifest import BackupKind
-from hms_dr.pginstalls import PgInstall
-from hms_dr.pgtools import ConnectionInfo
 from hms_dr.physical.backup_manifest import parse_backup_manifest
 from hms_dr.physical.pgbasebackup import StreamingPgBasebackup
-from hms_dr.physical.staging import PAYLOAD_FORMATS, PAYLOAD_SUFFIX, CopiedBackup, store_stream
+from hms_dr.physical.staging import PAYLOAD_FORMATS, PAYLOAD_SUFFIX, CopiedBackup, CopyJob, store_stream
 from hms_dr.physical.streamed import StagingBudget, StreamedBaseBackup, check_against_manifest
 from hms_dr.physical.tarstream import ChunkReader, tar_of_files
 from hms_dr.physical.verifybackup import (
@@ -34,43 +29,22 @@ from hms_dr.physical.verifybackup import (
     parse_backup_wal,
 )
 from hms_dr.physical.walhold import wal_held
-from hms_dr.streams import Stage
 from hms_dr.units import human_bytes
 
 if TYPE_CHECKING:
-    from hms_dr.store import Store
+    pass
 
 log = logging.getLogger(__name__)
 
 
-def stream_base_backup(
-    conn: ConnectionInfo,
-    pg: PgInstall,
-    store: Store,
-    *,
-    cluster: str,
-    backup_set_id: str,
-    workdir: Path,
-    label: str,
-    expected_bytes: int,
-    staging_limit_bytes: int,
-    compressor: Stage,
-    encryption: Stage,
-    stored_keys: list[str],
-    max_rate_kib_s: int | None = None,
-    incremental_manifest: Path | None = None,
-) -> CopiedBackup:
-    """Copy, prove and store one base backup without staging the cluster. Every key written is
-    appended to ``stored_keys`` before its upload starts, so the caller can remove them all."""
-    staging = workdir / "stream"
+def stream_base_backup(job: CopyJob, *, staging_limit_bytes: int) -> CopiedBackup:
+    """Copy, prove and store one base backup without staging the cluster: only its WAL and
+    backup_manifest, within ``staging_limit_bytes`` besides the WAL."""
+    pg = job.pg
+    staging = job.workdir / "stream"
     staging.mkdir(mode=0o700)
     budget = StagingBudget(staging_limit_bytes)
     result = CopiedBackup()
-
-    def payload_key(file_name: str) -> str:
-        key = key_for(cluster, BackupKind.BASE, backup_set_id, file_name + PAYLOAD_SUFFIX)
-        stored_keys.append(key)
-        return key
 
     def prove(backup: StreamedBaseBackup) -> None:
         raw = backup.manifest_path.read_bytes()
@@ -89,14 +63,14 @@ def stream_base_backup(
         )
 
     with (
-        wal_held(conn),
+        wal_held(job.conn),
         StreamingPgBasebackup(
-            conn,
+            job.conn,
             pg,
             staging,
-            label=label,
-            max_rate_kib_s=max_rate_kib_s,
-            incremental_manifest=incremental_manifest,
+            label=job.label,
+            max_rate_kib_s=job.max_rate_kib_s,
+            incremental_manifest=job.incremental_manifest,
         ) as copy,
     ):
         backup = StreamedBaseBackup(
@@ -108,14 +82,14 @@ def stream_base_backup(
         )
         result.payloads.append(
             store_stream(
-                store,
-                payload_key(BASE_TAR),
+                job.store,
+                job.payload_key(BASE_TAR + PAYLOAD_SUFFIX),
                 ChunkReader(backup.base_tar_chunks()),  # type: ignore[arg-type]
                 payload_name=BASE_TAR + PAYLOAD_SUFFIX,
                 payload_format=PAYLOAD_FORMATS[BASE_TAR],
-                compressor=compressor,
-                encryption=encryption,
-                expected_bytes=expected_bytes,
+                compressor=job.compressor,
+                encryption=job.encryption,
+                expected_bytes=job.expected_bytes,
             )
         )
     # pg_basebackup's time is the stream's; what the upload of base.tar took after the stream
@@ -134,13 +108,13 @@ def stream_base_backup(
     wal_files = [(name, backup.wal_dir / name) for name in sorted(backup.wal_files)]
     result.payloads.append(
         store_stream(
-            store,
-            payload_key(WAL_TAR),
+            job.store,
+            job.payload_key(WAL_TAR + PAYLOAD_SUFFIX),
             ChunkReader(tar_of_files(wal_files)),  # type: ignore[arg-type]
             payload_name=WAL_TAR + PAYLOAD_SUFFIX,
             payload_format=PAYLOAD_FORMATS[WAL_TAR],
-            compressor=compressor,
-            encryption=encryption,
+            compressor=job.compressor,
+            encryption=job.encryption,
         )
     )
     for _, path in wal_files:
@@ -148,13 +122,13 @@ def stream_base_backup(
     with backup.manifest_path.open("rb") as manifest:
         result.payloads.append(
             store_stream(
-                store,
-                payload_key(BACKUP_MANIFEST),
+                job.store,
+                job.payload_key(BACKUP_MANIFEST + PAYLOAD_SUFFIX),
                 manifest,
                 payload_name=BACKUP_MANIFEST + PAYLOAD_SUFFIX,
                 payload_format=PAYLOAD_FORMATS[BACKUP_MANIFEST],
-                compressor=compressor,
-                encryption=encryption,
+                compressor=job.compressor,
+                encryption=job.encryption,
             )
         )
     result.seconds["upload"] = upload_tail + time.monotonic() - started
