@@ -51,11 +51,12 @@ def bench_state_dir(pg_major: int = 15) -> Path:
     return BENCH_STATE_DIR if pg_major == 15 else BENCH_STATE_DIR.with_name(f"{BENCH_STATE_DIR.name}-pg{pg_major}")
 
 
-def start_bench_sandbox(scale_mb: float, pg_major: int = 15) -> Any:
-    """The bench sandbox of ``pg_major``, started (and loaded once) at ``scale_mb``."""
+def start_bench_sandbox(scale_mb: float, pg_major: int = 15, state_dir: Path | None = None) -> Any:
+    """The bench sandbox of ``pg_major`` (in ``state_dir``, default bench_state_dir), started
+    (and loaded once) at ``scale_mb``."""
     from hms_sandbox import start_sandbox
 
-    state_dir = bench_state_dir(pg_major)
+    state_dir = state_dir or bench_state_dir(pg_major)
     started = time.monotonic()
     print(
         f"starting the bench sandbox in {state_dir} (PostgreSQL {pg_major}, scale {scale_mb:g} MB; "
@@ -70,10 +71,10 @@ def start_bench_sandbox(scale_mb: float, pg_major: int = 15) -> Any:
     return sandbox
 
 
-def stop_bench_sandbox(pg_major: int = 15) -> None:
+def stop_bench_sandbox(pg_major: int = 15, state_dir: Path | None = None) -> None:
     from hms_sandbox import stop_sandbox
 
-    state_dir = bench_state_dir(pg_major)
+    state_dir = state_dir or bench_state_dir(pg_major)
     stop_sandbox(state_dir=state_dir)
     print(f"bench sandbox stopped (data kept in {state_dir}; the next run reuses it)")
 
@@ -536,15 +537,20 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
 
-def empty_primary_store(sandbox: Any, policy: Any) -> Any:
-    """The bench sandbox's primary S3 store, emptied of what an interrupted earlier run left."""
+def primary_store(sandbox: Any, policy: Any) -> Any:
+    """The bench sandbox's primary S3 store, with the policy's part size."""
     from hms_dr.store import open_store
 
-    store = open_store(
+    return open_store(
         f"s3://{sandbox.primary_bucket}",
         s3_client=s3_client(sandbox),
         part_size_bytes=policy.store.part_size_mib << 20,
     )
+
+
+def empty_primary_store(sandbox: Any, policy: Any) -> Any:
+    """The bench sandbox's primary S3 store, emptied of what an interrupted earlier run left."""
+    store = primary_store(sandbox, policy)
     for stale in store.list(""):
         store.delete(stale.key)
     return store
