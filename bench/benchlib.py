@@ -570,6 +570,7 @@ class PeakRss:
     pid: int
     interval: float = 0.1
     peak: int = 0
+    at_peak: dict[str, int] = field(default_factory=dict)  # RSS per program at the peak: who holds it
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -581,11 +582,14 @@ class PeakRss:
             tree = [root, *root.children(recursive=True)]
         except psutil.Error:
             return
-        total = 0
+        by_name: dict[str, int] = {}
         for proc in tree:
             with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        self.peak = max(self.peak, total)
+                name = proc.name()
+                by_name[name] = by_name.get(name, 0) + proc.memory_info().rss
+        total = sum(by_name.values())
+        if total > self.peak:
+            self.peak, self.at_peak = total, by_name
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
