@@ -571,7 +571,7 @@ def per_size_table(runs: Sequence[SizeRun]) -> str:
         "pipeline s",
         "pipeline / bare",
         "peak RSS MiB",
-        "CPU s of other work",
+        "CPU s of other work (bare + pipeline)",
     ]
     return markdown_table(header, rows)
 
