@@ -560,44 +560,30 @@ def empty_primary_store(sandbox: Any, policy: Any) -> Any:
 
 
 @dataclass
-class PeakRss:
-    """Samples, every ``interval`` seconds, the summed RSS of process ``pid`` and all its
-    descendants (pg_dump, zstd, gpg, pg_restore, a quality-check child): the high-water mark of
-    a pipeline's process tree. Servers it talks to (PostgreSQL, moto) daemonize and are not in
-    the tree. RSS counts shared pages once per process, so the sum over-counts shared libraries
-    a little; a process that lives shorter than ``interval`` may be missed."""
+class PeakSampler:
+    """Samples ``probe`` (a figure per part: bytes per program, per directory) every ``interval``
+    seconds in a thread and keeps the highest total and its parts. Something that lives shorter
+    than ``interval`` may be missed."""
 
-    pid: int
+    probe: Callable[[], dict[str, int]]
     interval: float = 0.1
     peak: int = 0
-    at_peak: dict[str, int] = field(default_factory=dict)  # RSS per program at the peak: who holds it
+    at_peak: dict[str, int] = field(default_factory=dict)  # the parts at the peak: who holds it
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def sample(self) -> None:
-        import psutil
-
-        try:
-            root = psutil.Process(self.pid)
-            tree = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return
-        by_name: dict[str, int] = {}
-        for proc in tree:
-            with contextlib.suppress(psutil.Error):
-                name = proc.name()
-                by_name[name] = by_name.get(name, 0) + proc.memory_info().rss
-        total = sum(by_name.values())
-        if total > self.peak:
-            self.peak, self.at_peak = total, by_name
+        parts = self.probe()
+        if sum(parts.values()) > self.peak:
+            self.peak, self.at_peak = sum(parts.values()), parts
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.sample()
 
-    def start(self) -> PeakRss:
+    def start(self) -> PeakSampler:
         self.sample()
-        self._thread = threading.Thread(target=self._run, name="bench-rss-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="bench-peak-sampler", daemon=True)
         self._thread.start()
         return self
 
@@ -606,6 +592,37 @@ class PeakRss:
         if self._thread is not None:
             self._thread.join()
         return self.peak
+
+
+def tree_rss(pid: int) -> dict[str, int]:
+    """RSS per program of process ``pid`` and all its descendants (pg_dump, zstd, gpg, pg_restore,
+    a quality-check child): a pipeline's process tree. Servers it talks to (PostgreSQL, moto)
+    daemonize and are not in it. RSS counts shared pages once per process, so the sum over-counts
+    shared libraries a little."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    by_name: dict[str, int] = {}
+    for proc in tree:
+        with contextlib.suppress(psutil.Error):
+            name = proc.name()
+            by_name[name] = by_name.get(name, 0) + proc.memory_info().rss
+    return by_name
+
+
+def peak_rss(pid: int) -> PeakSampler:
+    """The high-water mark of a process tree's summed RSS, sampled every 0.1 s."""
+    return PeakSampler(lambda: tree_rss(pid), interval=0.1)
+
+
+def peak_disk(directory: Path) -> PeakSampler:
+    """The high-water mark of the bytes under ``directory`` (a pipeline's local staging), sampled
+    every 0.5 s (a walk of a cluster's few thousand files takes milliseconds)."""
+    return PeakSampler(lambda: {str(directory): tree_bytes(directory)}, interval=0.5)
 
 
 # -- the pipelines as the DAGs' tasks run them (shared by the benches) --------------------------
@@ -673,6 +690,20 @@ def bare_pg_basebackup_argv(conn: Any, target: Path, *extra: str) -> list[str]:
 
 
 # -- the WAL archive of a bench sandbox ----------------------------------------------------------
+
+
+def vacuum(dsn: str) -> float:
+    """VACUUM (ANALYZE) of the whole database (not timed by any bench): dead row versions freed,
+    and every page's hint bits and visibility set, as in a database that has lived a while. Its
+    seconds, also printed."""
+    import psycopg
+
+    started = time.monotonic()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")
+    seconds = time.monotonic() - started
+    print(f"VACUUM (ANALYZE) before the run: {seconds:.1f} s", flush=True)
+    return seconds
 
 
 def switch_and_archive_wal(sandbox: Any, superuser_dsn: str, timeout_s: float = 120) -> str:

@@ -66,17 +66,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def vacuum(dsn: str) -> None:
-    """Not timed: the rows an earlier run of this bench rewrote left dead versions; VACUUM frees
-    them, so every run starts from a table whose pages hold only live rows and free space."""
-    import psycopg
-
-    started = time.monotonic()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE)")
-    print(f"VACUUM (ANALYZE) before the run: {time.monotonic() - started:.1f} s", flush=True)
-
-
 def change_pages(dsn: str, stride: int) -> dict[str, int]:
     """Rewrite every row of every ``stride``-th page holding live rows, in each table of ``stride``+
     pages; the rows and heap pages rewritten. A rewritten row is a new version (on its page when
@@ -261,7 +250,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-incr-", dir=benchlib.bench_state_dir(PG_MAJOR)) as tmp:
             workdir = Path(tmp)
             workdir.chmod(0o711)  # the recovered servers' directories live here
-            vacuum(superuser_dsn)
+            # Not timed: the rows an earlier run of this bench rewrote left dead versions; VACUUM frees
+            # them, so every run starts from a table whose pages hold only live rows and free space.
+            benchlib.vacuum(superuser_dsn)
             bare_full = bare_pg_basebackup(conn, workdir / "bare-full")
             full = take(conn, store, sandbox, policy, "full")
             benchlib.drop_spool_before(sandbox, full["result"]["base_backup"]["start_wal_file"])

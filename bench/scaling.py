@@ -50,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib
-from benchlib import MB, CpuSampler, PeakRss, fmt_mb, markdown_table
+from benchlib import MB, CpuSampler, fmt_mb, markdown_table
 
 NAME = "scaling"
 STATE_DIR = benchlib.REPO / ".sandbox-bench-scaling"
@@ -272,8 +272,10 @@ def child_main(side: str) -> int:
     return 0
 
 
-def run_pipeline(side: str, request: dict[str, Any], sampler: CpuSampler) -> dict[str, Any]:
-    """One pipeline in a fresh process; its own wall, its tree's peak RSS, the CPU while it ran."""
+def run_pipeline(side: str, request: dict[str, Any], staging: Path, sampler: CpuSampler) -> dict[str, Any]:
+    """One pipeline in a fresh process; its own wall, its tree's peak RSS, the peak of its files
+    under ``staging`` (the policy's staging.dir, where base_backup.staging_dir defaults to), the CPU
+    while it ran."""
     child = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), CHILD_FLAG, side],
         stdin=subprocess.PIPE,
@@ -281,17 +283,19 @@ def run_pipeline(side: str, request: dict[str, Any], sampler: CpuSampler) -> dic
         stderr=subprocess.PIPE,
         text=True,
     )
-    rss = PeakRss(child.pid).start()
+    rss = benchlib.peak_rss(child.pid).start()
+    disk = benchlib.peak_disk(staging).start()
     sampler.start()
     stdout, stderr = child.communicate(json.dumps(request))
     peak = rss.stop()
+    staging_peak = disk.stop()
     cpu = sampler.stop()
     line = next((x for x in stdout.splitlines() if x.startswith(RESULT_MARK)), None)
     if child.returncode != 0 or line is None:
         tail = "\n".join(stderr.strip().splitlines()[-20:])
         raise RuntimeError(f"the {side} pipeline failed (exit {child.returncode}):\n{tail}")
     result: dict[str, Any] = json.loads(line[len(RESULT_MARK) :])
-    return {**result, "rss": peak, "rss_by_program": rss.at_peak, "cpu": cpu}
+    return {**result, "rss": peak, "rss_by_program": rss.at_peak, "staging": staging_peak, "cpu": cpu}
 
 
 # -- the bare tools --------------------------------------------------------------------------------
@@ -412,11 +416,15 @@ def remove_state_dir() -> None:
 
 
 def generate(run: SizeRun) -> Any:
-    """A fresh sandbox loaded at this size; its load's WAL archived and dropped from the spool
-    (nothing here recovers to before the first backup, and shipping it would time the load)."""
+    """A fresh sandbox loaded at this size and vacuumed; the WAL of both archived and dropped from the
+    spool (nothing here recovers to before the first backup, and shipping it would time the load)."""
     remove_state_dir()
     started = time.monotonic()
     sandbox = benchlib.start_bench_sandbox(run.size_gb * GB / DB_BYTES_PER_SCALE_MB, state_dir=STATE_DIR)
+    # Freshly loaded rows carry no hint bits: the first scan (the bare pg_dump) would set them on
+    # every page and, with data checksums, write each page to the WAL again, a database's worth that
+    # the physical drill would then replay. A hospital's database has lived: its pages are hinted.
+    benchlib.vacuum(sandbox.superuser_dsn(sandbox.database))
     run.generation_s = time.monotonic() - started
     run.db_bytes = benchlib.database_size(benchlib.backup_connection(sandbox))
     run.pg_version = benchlib.server_version(benchlib.backup_connection(sandbox))
@@ -464,10 +472,10 @@ def run_size(size_gb: float) -> SizeRun:
         )
         run.bare["restore_physical"] = bare_physical_restore(tars, workdir, CpuSampler())
         shutil.rmtree(tars)
-        record(run, "base", None, run_pipeline("base", request, CpuSampler(**cpu_of_primary)))
+        record(run, "base", None, run_pipeline("base", request, policy.staging.dir, CpuSampler(**cpu_of_primary)))
 
         run.bare["daily"] = bare_pg_dump(benchlib.backup_connection(sandbox), workdir, CpuSampler(**cpu_of_primary))
-        daily = run_pipeline("daily", request, CpuSampler(**cpu_of_primary))
+        daily = run_pipeline("daily", request, policy.staging.dir, CpuSampler(**cpu_of_primary))
         record(run, "daily", None, daily)
         # The drill recovers to the daily set's snapshot: the WAL since the base backup goes to the store.
         benchlib.switch_and_archive_wal(sandbox, sandbox.superuser_dsn())
@@ -478,9 +486,14 @@ def run_size(size_gb: float) -> SizeRun:
         kept = benchlib.fetch_kept_dump(store, policy, benchlib.decryption_key(sandbox), daily["set_id"], workdir)
         run.bare["restore_logical"] = benchlib.bare_pg_restore(admin, kept.path, JOBS, CpuSampler(**cpu_of_target))
         kept.path.unlink()
-        logical = run_pipeline("restore_logical", set_request, CpuSampler(**cpu_of_target))
+        logical = run_pipeline("restore_logical", set_request, policy.staging.dir, CpuSampler(**cpu_of_target))
         record(run, "restore_logical", None, logical)
-        record(run, "restore_physical", None, run_pipeline("restore_physical", set_request, CpuSampler()))
+        record(
+            run,
+            "restore_physical",
+            None,
+            run_pipeline("restore_physical", set_request, policy.staging.dir, CpuSampler()),
+        )
 
         offsite_server = MotoServer(free_port(), workdir / "offsite-s3")
         offsite_server.start()
@@ -490,7 +503,7 @@ def run_size(size_gb: float) -> SizeRun:
             client = benchlib.plain_s3_client(endpoint)
             bucket = fresh_bucket(client)
             offsite_request = {**request, "endpoint_url": endpoint, "bucket": bucket}
-            record(run, "offsite", None, run_pipeline("offsite", offsite_request, CpuSampler()))
+            record(run, "offsite", None, run_pipeline("offsite", offsite_request, policy.staging.dir, CpuSampler()))
         finally:
             offsite_server.stop()
     return run
@@ -561,6 +574,7 @@ def per_size_table(runs: Sequence[SizeRun]) -> str:
                     f"{pipe['wall']:.1f}",
                     _ratio(r, p.key),
                     f"{pipe['rss'] / MIB_F:,.0f}",
+                    f"{pipe['staging'] / MIB_F:,.0f}",
                     f"{pipe['cpu'].get(benchlib.OTHER_LABEL, 0.0) + bare['cpu'].get(benchlib.OTHER_LABEL, 0.0):.0f}",
                 ]
             )
@@ -571,6 +585,7 @@ def per_size_table(runs: Sequence[SizeRun]) -> str:
         "pipeline s",
         "pipeline / bare",
         "peak RSS MiB",
+        "peak staging MiB",
         "CPU s of other work (bare + pipeline)",
     ]
     return markdown_table(header, rows)
@@ -667,7 +682,7 @@ def report(runs: Sequence[SizeRun], rto_minutes: int, part_mib: int, args: argpa
         f"Command: `{' '.join(['bench/scaling.py', *sys.argv[1:]])}`; one run of each side per size; "
         f"the whole run took {elapsed / 60:.1f} min.",
         "Sizes are the HMS database's pg_database_size (GB = 10^9 bytes); each size is a freshly generated sandbox.",
-        f"Data generation (not in any figure): {generation}.",
+        f"Data generation, load + VACUUM (not in any figure): {generation}.",
         "Pipelines run in a fresh Python process each, timed inside it around the engine's calls; peak RSS is the",
         "sampled (every 0.1 s) sum over that process and every tool it starts (servers excluded).",
         "",
@@ -683,6 +698,8 @@ def report(runs: Sequence[SizeRun], rto_minutes: int, part_mib: int, args: argpa
         "",
         *rto_lines(runs, rto_minutes),
         "",
+        "Peak staging is the most bytes the pipeline's files took at once under the policy's staging.dir on",
+        "local disk (the base backup's tars and extracted copy, the restore test's dump, the drill's recovered cluster).",
         f"Peak RSS is 'flat' when the largest size's peak is within ± {RSS_FLAT:.0%} of the smallest's. The store's",
         f"upload buffers (parts of store.part_size_mib = {part_mib} MiB, two in flight) fill up only once a payload",
         "outgrows them, so below about 0.5 GB of database a pipeline's RSS is expected to grow with its payloads;",
