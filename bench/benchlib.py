@@ -677,7 +677,22 @@ def take_weekly_base_backup(conn: Any, sandbox: Any, policy: Any, store: Any, **
         "producer": {"dag_id": "bench", "run_id": "bench"},
         **overrides,
     }
-    return take_base_backup(conn, store, policy.cluster.name, **kwargs)  # type: ignore[no-any-return]
+    return take_base_backup(conn, store, policy.cluster.name, **accepted(take_base_backup, kwargs))  # type: ignore[no-any-return]
+
+
+def accepted(function: Callable[..., Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` minus the ones ``function`` no longer takes, each named in a warning: the engine
+    behind a bench may be replaced (e.g. a streaming base backup without a staging ratio) and the
+    bench must measure whichever version is checked out. A required argument it lacks still fails."""
+    import inspect
+
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(kwargs)
+    dropped = sorted(set(kwargs) - set(parameters))
+    if dropped:
+        log.warning("%s takes no %s any more: not passed", function.__name__, ", ".join(dropped))
+    return {name: value for name, value in kwargs.items() if name in parameters}
 
 
 def bare_pg_basebackup_argv(conn: Any, target: Path, *extra: str) -> list[str]:
