@@ -77,6 +77,7 @@ bench: venv
 	$(PY) bench/base_backup_vs_pg_basebackup.py
 	$(PY) bench/offsite_copy_throughput.py
 	$(PY) bench/incremental_base_backup.py
+	$(PY) bench/scaling.py
 
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^pip==' > constraints.txt

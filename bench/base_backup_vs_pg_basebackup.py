@@ -79,21 +79,6 @@ CPU_LABELS = {
 # -- bare pg_basebackup ----------------------------------------------------------------------------
 
 
-def bare_argv(conn: Any, target: Path) -> list[str]:
-    from hms_dr.database import client_tools
-
-    return [
-        client_tools(conn).program("pg_basebackup"),
-        "-D",
-        str(target),
-        "-Ft",
-        "-X",
-        "stream",
-        "--checkpoint=fast",
-        "--no-password",
-    ]
-
-
 def run_bare(conn: Any, workdir: Path, sampler: CpuSampler) -> dict[str, Any]:
     from hms_dr.pgtools import tool_env
 
@@ -101,7 +86,9 @@ def run_bare(conn: Any, workdir: Path, sampler: CpuSampler) -> dict[str, Any]:
     shutil.rmtree(target, ignore_errors=True)
 
     def backup() -> None:
-        subprocess.run(bare_argv(conn, target), env=tool_env(conn), stdin=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            benchlib.bare_pg_basebackup_argv(conn, target), env=tool_env(conn), stdin=subprocess.DEVNULL, check=True
+        )
 
     wall, _, cpu = benchlib.measure(backup, sampler)
     sizes = {p.name: p.stat().st_size for p in target.iterdir()}
@@ -135,28 +122,10 @@ def run_pipeline(
     conn: Any, sandbox: Any, policy: Any, store: Any, sampler: CpuSampler, variant: Variant
 ) -> dict[str, Any]:
     """take_base_backup with the arguments back_up_cluster passes; the set is deleted afterwards."""
-    from hms_dr.physical.basebackup import take_base_backup
     from hms_dr.policy.base_backup import BaseBackupMethod
 
-    settings = policy.base_backup
-    settings.staging_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = benchlib.encryption_key(sandbox)
-
     def backup() -> dict[str, Any]:
-        return take_base_backup(  # type: ignore[no-any-return]
-            conn,
-            store,
-            policy.cluster.name,
-            encryption_key=key,
-            staging_dir=settings.staging_dir,
-            zstd_level=settings.zstd_level,
-            zstd_threads=settings.zstd_threads,
-            method=BaseBackupMethod(variant.method),
-            staging_limit_bytes=settings.staging_limit_mb << 20,
-            staging_space_ratio=settings.staging_space_ratio,
-            verify_readback=policy.store.verify_readback,
-            producer={"dag_id": "bench", "run_id": "bench"},
-        )
+        return benchlib.take_weekly_base_backup(conn, sandbox, policy, store, method=BaseBackupMethod(variant.method))
 
     wall, result, cpu = benchlib.measure(backup, sampler)
     delete_set(store, policy.cluster.name, result["backup_set_id"])  # not timed: moto keeps sets in memory

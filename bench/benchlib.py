@@ -51,11 +51,12 @@ def bench_state_dir(pg_major: int = 15) -> Path:
     return BENCH_STATE_DIR if pg_major == 15 else BENCH_STATE_DIR.with_name(f"{BENCH_STATE_DIR.name}-pg{pg_major}")
 
 
-def start_bench_sandbox(scale_mb: float, pg_major: int = 15) -> Any:
-    """The bench sandbox of ``pg_major``, started (and loaded once) at ``scale_mb``."""
+def start_bench_sandbox(scale_mb: float, pg_major: int = 15, state_dir: Path | None = None) -> Any:
+    """The bench sandbox of ``pg_major`` (in ``state_dir``, default bench_state_dir), started
+    (and loaded once) at ``scale_mb``."""
     from hms_sandbox import start_sandbox
 
-    state_dir = bench_state_dir(pg_major)
+    state_dir = state_dir or bench_state_dir(pg_major)
     started = time.monotonic()
     print(
         f"starting the bench sandbox in {state_dir} (PostgreSQL {pg_major}, scale {scale_mb:g} MB; "
@@ -70,10 +71,10 @@ def start_bench_sandbox(scale_mb: float, pg_major: int = 15) -> Any:
     return sandbox
 
 
-def stop_bench_sandbox(pg_major: int = 15) -> None:
+def stop_bench_sandbox(pg_major: int = 15, state_dir: Path | None = None) -> None:
     from hms_sandbox import stop_sandbox
 
-    state_dir = bench_state_dir(pg_major)
+    state_dir = state_dir or bench_state_dir(pg_major)
     stop_sandbox(state_dir=state_dir)
     print(f"bench sandbox stopped (data kept in {state_dir}; the next run reuses it)")
 
@@ -536,15 +537,328 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
 
-def empty_primary_store(sandbox: Any, policy: Any) -> Any:
-    """The bench sandbox's primary S3 store, emptied of what an interrupted earlier run left."""
+def primary_store(sandbox: Any, policy: Any) -> Any:
+    """The bench sandbox's primary S3 store, with the policy's part size."""
     from hms_dr.store import open_store
 
-    store = open_store(
+    return open_store(
         f"s3://{sandbox.primary_bucket}",
         s3_client=s3_client(sandbox),
         part_size_bytes=policy.store.part_size_mib << 20,
     )
+
+
+def empty_primary_store(sandbox: Any, policy: Any) -> Any:
+    """The bench sandbox's primary S3 store, emptied of what an interrupted earlier run left."""
+    store = primary_store(sandbox, policy)
     for stale in store.list(""):
         store.delete(stale.key)
     return store
+
+
+# -- peak memory -------------------------------------------------------------------------------
+
+
+@dataclass
+class PeakSampler:
+    """Samples ``probe`` (a figure per part: bytes per program, per directory) every ``interval``
+    seconds in a thread and keeps the highest total and its parts. Something that lives shorter
+    than ``interval`` may be missed."""
+
+    probe: Callable[[], dict[str, int]]
+    interval: float = 0.1
+    peak: int = 0
+    at_peak: dict[str, int] = field(default_factory=dict)  # the parts at the peak: who holds it
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        parts = self.probe()
+        if sum(parts.values()) > self.peak:
+            self.peak, self.at_peak = sum(parts.values()), parts
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def start(self) -> PeakSampler:
+        self.sample()
+        self._thread = threading.Thread(target=self._run, name="bench-peak-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> int:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return self.peak
+
+
+def tree_rss(pid: int) -> dict[str, int]:
+    """RSS per program of process ``pid`` and all its descendants (pg_dump, zstd, gpg, pg_restore,
+    a quality-check child): a pipeline's process tree. Servers it talks to (PostgreSQL, moto)
+    daemonize and are not in it. RSS counts shared pages once per process, so the sum over-counts
+    shared libraries a little."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    by_name: dict[str, int] = {}
+    for proc in tree:
+        with contextlib.suppress(psutil.Error):
+            name = proc.name()
+            by_name[name] = by_name.get(name, 0) + proc.memory_info().rss
+    return by_name
+
+
+def peak_rss(pid: int) -> PeakSampler:
+    """The high-water mark of a process tree's summed RSS, sampled every 0.1 s."""
+    return PeakSampler(lambda: tree_rss(pid), interval=0.1)
+
+
+def peak_disk(directory: Path) -> PeakSampler:
+    """The high-water mark of the bytes under ``directory`` (a pipeline's local staging), sampled
+    every 0.5 s (a walk of a cluster's few thousand files takes milliseconds)."""
+    return PeakSampler(lambda: {str(directory): tree_bytes(directory)}, interval=0.5)
+
+
+# -- the pipelines as the DAGs' tasks run them (shared by the benches) --------------------------
+
+
+def take_daily_set(conn: Any, sandbox: Any, policy: Any, store: Any) -> dict[str, Any]:
+    """What hms_daily_logical_backup's tasks do, without Airflow: ``take_logical_backup`` (baselines
+    and dumps), the read-back of every payload and the manifests. The set stays in the store.
+    Returns the seconds of each phase (dump_step, readback, publish) and the records as XCom holds them."""
+    from hms_dr import logical, publish
+
+    t0 = time.monotonic()
+    result = logical.take_logical_backup(
+        conn,
+        store,
+        encryption_key(sandbox),
+        cluster=policy.cluster.name,
+        logical_backup=policy.logical_backup,
+        compression=policy.compression,
+        staging=policy.staging,
+    )
+    t1 = time.monotonic()
+    readback = [publish.verify_stored_payload(store, d.key, d.payload) for d in result.dumps]
+    t2 = time.monotonic()
+    logical.publish_logical_sets(store, result, {"dag_id": "bench", "run_id": "bench"})  # the publish task's call
+    t3 = time.monotonic()
+    return {
+        "dump_step": t1 - t0,
+        "readback": t2 - t1,
+        "publish": t3 - t2,
+        "result": result.to_xcom(),
+        "readback_records": [r.to_xcom() for r in readback],
+    }
+
+
+def take_weekly_base_backup(conn: Any, sandbox: Any, policy: Any, store: Any, **overrides: Any) -> dict[str, Any]:
+    """``take_base_backup`` with the arguments hms_weekly_base_backup's back_up_cluster passes
+    (the policy's base_backup settings); ``overrides`` adds or replaces keyword arguments (e.g.
+    backup_type, method). The set stays in the store."""
+    from hms_dr.physical.basebackup import take_base_backup
+
+    settings = policy.base_backup
+    settings.staging_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    kwargs: dict[str, Any] = {
+        "encryption_key": encryption_key(sandbox),
+        "staging_dir": settings.staging_dir,
+        "zstd_level": settings.zstd_level,
+        "zstd_threads": settings.zstd_threads,
+        "method": settings.method,
+        "staging_limit_bytes": settings.staging_limit_mb << 20,
+        "staging_space_ratio": settings.staging_space_ratio,
+        "verify_readback": policy.store.verify_readback,
+        "producer": {"dag_id": "bench", "run_id": "bench"},
+        **overrides,
+    }
+    return take_base_backup(conn, store, policy.cluster.name, **kwargs)  # type: ignore[no-any-return]
+
+
+def bare_pg_basebackup_argv(conn: Any, target: Path, *extra: str) -> list[str]:
+    """The runbook's bare ``pg_basebackup -D <target> -Ft -X stream --checkpoint=fast`` (plain
+    tars on local disk, the password in the environment), plus ``extra`` options."""
+    from hms_dr.database import client_tools
+
+    program = client_tools(conn).program("pg_basebackup")
+    return [program, "-D", str(target), "-Ft", "-X", "stream", "--checkpoint=fast", "--no-password", *extra]
+
+
+# -- the WAL archive of a bench sandbox ----------------------------------------------------------
+
+
+def vacuum(dsn: str) -> float:
+    """VACUUM (ANALYZE) of the whole database (not timed by any bench): dead row versions freed,
+    and every page's hint bits and visibility set, as in a database that has lived a while. Its
+    seconds, also printed."""
+    import psycopg
+
+    started = time.monotonic()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")
+    seconds = time.monotonic() - started
+    print(f"VACUUM (ANALYZE) before the run: {seconds:.1f} s", flush=True)
+    return seconds
+
+
+def switch_and_archive_wal(sandbox: Any, superuser_dsn: str, timeout_s: float = 120) -> str:
+    """Switch to a new WAL segment and wait until the finished one is in the sandbox's spool;
+    its name (every segment before it is then archived too: the archiver goes in order)."""
+    import psycopg
+
+    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
+        name = str(conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0])  # type: ignore[index]
+    deadline = time.monotonic() + timeout_s
+    while not (sandbox.paths.spool_dir / name).exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} was not archived within {timeout_s:.0f} s")
+        time.sleep(0.2)
+    return name
+
+
+def drop_spool_before(sandbox: Any, first_needed: str) -> None:
+    """The bench sandbox's spool holds the WAL of its data load: no recovery here needs what
+    precedes ``first_needed``, and shipping it would only time the load again (and fill disk)."""
+    for segment in sandbox.paths.spool_dir.iterdir():
+        if len(segment.name) == 24 and segment.name < first_needed:
+            segment.unlink()
+
+
+def ship_wal(sandbox: Any, store: Any, policy: Any) -> Any:
+    """What hms_wal_archive does: every spool file not yet stored shipped (zstd | gpg) and removed."""
+    from hms_dr.wal.ship import ship_spool
+
+    return ship_spool(
+        store,
+        policy.cluster.name,
+        sandbox.paths.spool_dir,
+        encryption_key=encryption_key(sandbox),
+        zstd_level=3,
+        staging_dir=policy.staging.dir,
+        remove_from_spool=True,
+    )
+
+
+# -- the bare restore of a logical dump (restore_test_vs_pg_restore.py, scaling.py) ------------
+
+BARE_RESTORE_DB = "bench_bare_restore"
+
+
+def drop_database(admin: Any, name: str) -> None:
+    from hms_dr.database import client_tools
+    from hms_dr.pgtools import tool_env
+
+    subprocess.run(
+        [client_tools(admin).program("dropdb"), "--no-password", "--if-exists", "--force", name],
+        env=tool_env(admin),
+        check=True,
+    )
+
+
+def bare_pg_restore(admin: Any, dump: Path, jobs: int, sampler: CpuSampler | None = None) -> dict[str, Any]:
+    """createdb + pg_restore -j<jobs> of a local plain archive on the restore target, as a runbook
+    would type them; the database is dropped afterwards (not timed)."""
+    from hms_dr.database import client_tools
+    from hms_dr.pgtools import tool_env
+
+    env = tool_env(admin)
+    pg = client_tools(admin)
+    createdb = [pg.program("createdb"), "--no-password", "--template=template0", "--encoding=UTF8", BARE_RESTORE_DB]
+    pg_restore = [pg.program("pg_restore"), f"--jobs={jobs}", "--exit-on-error", "--no-owner", "--no-privileges"]
+    pg_restore += ["--no-password", f"--dbname={BARE_RESTORE_DB}", str(dump)]
+    phases: dict[str, float] = {}
+
+    def bare() -> None:
+        t0 = time.monotonic()
+        subprocess.run(createdb, env=env, check=True)
+        t1 = time.monotonic()
+        subprocess.run(pg_restore, env=env, check=True)
+        phases.update(createdb=t1 - t0, pg_restore=time.monotonic() - t1)
+
+    try:
+        wall, _, cpu = measure(bare, sampler)
+        size = database_size(admin.with_database(BARE_RESTORE_DB))
+    finally:
+        drop_database(admin, BARE_RESTORE_DB)  # not timed
+    return {"wall": wall, **phases, "restored_size": size, "cpu": cpu}
+
+
+def fetch_kept_dump(store: Any, policy: Any, key: Any, backup_set_id: str, workdir: Path) -> Any:
+    """The decrypted plain archive the restore test restores, kept for the bare side (not timed)."""
+    from hms_dr import restore
+    from hms_dr.catalog import find_set
+    from hms_dr.manifest import BackupKind
+
+    backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, backup_set_id)
+    return restore.fetch_for_restore(store, backup_set, key, workdir / "kept")
+
+
+def clean_restore_target(admin: Any) -> None:
+    """Scratch and bare databases an interrupted earlier run left on the bench restore target."""
+    from hms_dr.database import connect
+    from hms_dr.scratch.database import ScratchDatabaseKind, drop_scratch_database
+
+    with connect(admin) as connection:
+        names = [
+            r[0]
+            for r in connection.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s OR datname = %s",
+                (ScratchDatabaseKind.RESTORE_TEST.prefix + "%", BARE_RESTORE_DB),
+            ).fetchall()
+        ]
+    for name in names:
+        print(f"dropping {name}, left on the restore target by an interrupted run")
+        if name == BARE_RESTORE_DB:
+            drop_database(admin, name)
+        else:
+            drop_scratch_database(admin, name)
+
+
+# -- S3 copies (offsite_copy_throughput.py, scaling.py) -----------------------------------------
+
+
+def plain_s3_client(endpoint_url: str) -> Any:
+    """A boto3 client for a moto server started by a bench (any credentials do)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
+
+
+def bare_s3_copy(
+    source: Any, source_bucket: str, destination: Any, bucket: str, keys: Sequence[str], *, part_mib: int, prove: bool
+) -> None:
+    """GET stream -> s3transfer upload, as `aws s3 cp s3://a/k - | aws s3 cp - s3://b/k` does (10
+    threads, multipart at ``part_mib``), per key; with ``prove``, every copy read back and hashed
+    (sha256): the proof the offsite sync gives, done by hand."""
+    import hashlib
+
+    from boto3.s3.transfer import TransferConfig
+
+    config = TransferConfig(multipart_threshold=part_mib << 20, multipart_chunksize=part_mib << 20, max_concurrency=10)
+    for key in keys:
+        body = source.get_object(Bucket=source_bucket, Key=key)["Body"]
+        destination.upload_fileobj(body, bucket, key, Config=config)
+        if prove:
+            digest = hashlib.sha256()
+            stream = destination.get_object(Bucket=bucket, Key=key)["Body"]
+            while chunk := stream.read(4 << 20):
+                digest.update(chunk)
+
+
+def empty_and_drop_bucket(client: Any, bucket: str) -> None:
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=item["Key"])
+    client.delete_bucket(Bucket=bucket)

@@ -131,36 +131,17 @@ def run_baselines_alone(conn: Any, policy: Any) -> dict[str, float]:
 def run_pipeline(
     conn: Any, sandbox: Any, policy: Any, store: Any, capture: _Capture, sampler: CpuSampler
 ) -> dict[str, Any]:
-    from hms_dr import logical, publish
     from hms_dr.manifest import BackupKind
 
-    key = benchlib.encryption_key(sandbox)
-    phases: dict[str, float] = {}
     capture.messages.clear()
     out: dict[str, Any] = {}
 
     def whole() -> None:
-        t0 = time.monotonic()
-        result = logical.take_logical_backup(
-            conn,
-            store,
-            key,
-            cluster=policy.cluster.name,
-            logical_backup=policy.logical_backup,
-            compression=policy.compression,
-            staging=policy.staging,
-        )
-        t1 = time.monotonic()
-        readback = [publish.verify_stored_payload(store, d.key, d.payload) for d in result.dumps]
-        t2 = time.monotonic()
-        producer = {"dag_id": "bench", "run_id": "bench"}
-        logical.publish_logical_sets(store, result, producer)  # what the publish_manifests task calls
-        t3 = time.monotonic()
-        phases.update(dump_step=t1 - t0, readback=t2 - t1, publish=t3 - t2)
-        out.update(result=result.to_xcom(), readback=[r.to_xcom() for r in readback])  # as XCom holds them
+        out.update(benchlib.take_daily_set(conn, sandbox, policy, store))
 
     wall, _, cpu = benchlib.measure(whole, sampler)
     result = out["result"]
+    phases = {k: out[k] for k in ("dump_step", "readback", "publish")}
     dumps = {d["kind"]: d for d in result["dumps"]}
     logical_dump = dumps[BackupKind.LOGICAL.value]
     # Leave moto empty for the next round (not timed).
@@ -180,7 +161,7 @@ def run_pipeline(
             }
             for kind, d in dumps.items()
         },
-        "readback_per_payload": {r["key"].rsplit("/", 1)[-1]: r["seconds"] for r in out["readback"]},
+        "readback_per_payload": {r["key"].rsplit("/", 1)[-1]: r["seconds"] for r in out["readback_records"]},
         "stored_total": sum(d["payload"]["size_bytes"] for d in result["dumps"]),
         "plain_total": sum(d["payload"]["plain_size_bytes"] for d in result["dumps"]),
         "stored_logical": logical_dump["payload"]["size_bytes"],

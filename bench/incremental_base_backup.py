@@ -66,17 +66,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def vacuum(dsn: str) -> None:
-    """Not timed: the rows an earlier run of this bench rewrote left dead versions; VACUUM frees
-    them, so every run starts from a table whose pages hold only live rows and free space."""
-    import psycopg
-
-    started = time.monotonic()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE)")
-    print(f"VACUUM (ANALYZE) before the run: {time.monotonic() - started:.1f} s", flush=True)
-
-
 def change_pages(dsn: str, stride: int) -> dict[str, int]:
     """Rewrite every row of every ``stride``-th page holding live rows, in each table of ``stride``+
     pages; the rows and heap pages rewritten. A rewritten row is a new version (on its page when
@@ -153,26 +142,12 @@ def cluster_pages(dsn: str) -> int:
 
 
 def take(conn: Any, store: Any, sandbox: Any, policy: Any, backup_type: str) -> dict[str, Any]:
-    from hms_dr.physical.basebackup import take_base_backup
     from hms_dr.physical.incremental import BackupTypeRequest
 
-    settings = policy.base_backup
-    settings.staging_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     time.sleep(1.1)  # set ids are UTC seconds: two sets of one second would share a folder (refused)
     started = time.monotonic()
-    result = take_base_backup(
-        conn,
-        store,
-        policy.cluster.name,
-        encryption_key=benchlib.encryption_key(sandbox),
-        staging_dir=settings.staging_dir,
-        zstd_level=settings.zstd_level,
-        zstd_threads=settings.zstd_threads,
-        staging_space_ratio=settings.staging_space_ratio,
-        verify_readback=policy.store.verify_readback,
-        producer={"dag_id": "bench", "run_id": "bench"},
-        backup_type=BackupTypeRequest(backup_type),
-        incremental_enabled=True,
+    result = benchlib.take_weekly_base_backup(
+        conn, sandbox, policy, store, backup_type=BackupTypeRequest(backup_type), incremental_enabled=True
     )
     wall = time.monotonic() - started
     base = result["base_backup"]
@@ -186,13 +161,10 @@ def take(conn: Any, store: Any, sandbox: Any, policy: Any, backup_type: str) -> 
 
 
 def bare_pg_basebackup(conn: Any, target: Path, incremental_from: Path | None = None) -> dict[str, Any]:
-    from hms_dr.database import client_tools
     from hms_dr.pgtools import tool_env
 
-    argv = [client_tools(conn).program("pg_basebackup"), "-D", str(target), "-Ft", "-X", "stream"]
-    argv += ["--checkpoint=fast", "--no-password"]
-    if incremental_from is not None:
-        argv.append(f"--incremental={incremental_from}")
+    extra = [f"--incremental={incremental_from}"] if incremental_from is not None else []
+    argv = benchlib.bare_pg_basebackup_argv(conn, target, *extra)
     started = time.monotonic()
     subprocess.run(argv, env=tool_env(conn), stdin=subprocess.DEVNULL, check=True)
     wall = time.monotonic() - started
@@ -203,19 +175,9 @@ def bare_pg_basebackup(conn: Any, target: Path, incremental_from: Path | None = 
     return {"wall": wall, "size": size}
 
 
-def drop_spool_before(sandbox: Any, first_needed: str) -> None:
-    """The bench sandbox's spool holds the WAL of its data load: no recovery here needs what
-    precedes the full backup, and shipping it would only time the load again."""
-    for segment in sandbox.paths.spool_dir.iterdir():
-        if len(segment.name) == 24 and segment.name < first_needed:
-            segment.unlink()
-
-
 def ship_wal_to_target(sandbox: Any, store: Any, policy: Any, superuser_dsn: str) -> datetime:
     """A marker row, the time just after it, the segment switched, archived and shipped."""
     import psycopg
-
-    from hms_dr.wal.ship import ship_spool
 
     with psycopg.connect(superuser_dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_marker (id text PRIMARY KEY, at timestamptz DEFAULT now())")
@@ -224,22 +186,9 @@ def ship_wal_to_target(sandbox: Any, store: Any, policy: Any, superuser_dsn: str
         target = datetime.now(UTC)
         time.sleep(1.1)
         conn.execute("INSERT INTO bench_marker (id) VALUES (%s)", (MARKER + "-after",))
-        name = str(conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0])  # type: ignore[index]
-    deadline = time.monotonic() + 120
-    while not (sandbox.paths.spool_dir / name).exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{name} was not archived within 120 s")
-        time.sleep(0.2)
+    benchlib.switch_and_archive_wal(sandbox, superuser_dsn)
     started = time.monotonic()
-    ship_spool(
-        store,
-        policy.cluster.name,
-        sandbox.paths.spool_dir,
-        encryption_key=benchlib.encryption_key(sandbox),
-        zstd_level=3,
-        staging_dir=policy.staging.dir,
-        remove_from_spool=True,
-    )
+    benchlib.ship_wal(sandbox, store, policy)
     print(f"WAL shipped to the store in {time.monotonic() - started:.1f} s", flush=True)
     return target
 
@@ -301,10 +250,12 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-incr-", dir=benchlib.bench_state_dir(PG_MAJOR)) as tmp:
             workdir = Path(tmp)
             workdir.chmod(0o711)  # the recovered servers' directories live here
-            vacuum(superuser_dsn)
+            # Not timed: the rows an earlier run of this bench rewrote left dead versions; VACUUM frees
+            # them, so every run starts from a table whose pages hold only live rows and free space.
+            benchlib.vacuum(superuser_dsn)
             bare_full = bare_pg_basebackup(conn, workdir / "bare-full")
             full = take(conn, store, sandbox, policy, "full")
-            drop_spool_before(sandbox, full["result"]["base_backup"]["start_wal_file"])
+            benchlib.drop_spool_before(sandbox, full["result"]["base_backup"]["start_wal_file"])
             changed = change_pages(superuser_dsn, args.page_stride)
             incremental = take(conn, store, sandbox, policy, "incremental")
             changed["blocks"] = blocks_changed_between(

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import io
 import os
 import sys
@@ -52,18 +51,6 @@ SIDES = ("bare", "bare + proof", "offsite sync")
 RELABEL = {
     "python main thread (reads gpg output, sha256, S3 put; read-back GET + sha256)": "python main thread (primary GET stream, sha256, S3 put; offsite read-back GET + sha256)",
 }
-
-
-def s3_client(endpoint_url: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-    )
 
 
 class RandomStream(io.RawIOBase):
@@ -109,21 +96,6 @@ def make_source_set(store: Any, size_bytes: int) -> tuple[str, list[str]]:
     return set_id, [o.key for o in store.list(f"{CLUSTER}/")]
 
 
-def bare_copy(source: Any, destination: Any, bucket: str, keys: list[str], *, prove: bool) -> None:
-    """GET stream -> s3transfer upload, as `aws s3 cp - s3://...` streams stdin; optionally re-read."""
-    from boto3.s3.transfer import TransferConfig
-
-    config = TransferConfig(multipart_threshold=PART_MIB << 20, multipart_chunksize=PART_MIB << 20, max_concurrency=10)
-    for key in keys:
-        body = source.get_object(Bucket=SOURCE_BUCKET, Key=key)["Body"]
-        destination.upload_fileobj(body, bucket, key, Config=config)
-        if prove:
-            digest = hashlib.sha256()
-            stream = destination.get_object(Bucket=bucket, Key=key)["Body"]
-            while chunk := stream.read(4 << 20):
-                digest.update(chunk)
-
-
 def offsite_sync(primary: Any, destination: Any, bucket: str) -> Any:
     from hms_dr.manifest import BackupKind
     from hms_dr.offsite.sync import sync_offsite
@@ -139,13 +111,6 @@ def offsite_sync(primary: Any, destination: Any, bucket: str) -> Any:
         reverify_weeks=52,
         kinds=(BackupKind.LOGICAL,),
     )
-
-
-def empty_and_drop(client: Any, bucket: str) -> None:
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=bucket, Key=item["Key"])
-    client.delete_bucket(Bucket=bucket)
 
 
 def main() -> int:
@@ -167,8 +132,8 @@ def main() -> int:
         try:
             for server in servers.values():
                 server.start()
-            source = s3_client(servers["primary"].endpoint_url)
-            destination = s3_client(servers["offsite"].endpoint_url)
+            source = benchlib.plain_s3_client(servers["primary"].endpoint_url)
+            destination = benchlib.plain_s3_client(servers["offsite"].endpoint_url)
             source.create_bucket(Bucket=SOURCE_BUCKET)
             primary = open_store(f"s3://{SOURCE_BUCKET}", s3_client=source, part_size_bytes=PART_MIB << 20)
             print(f"writing a {fmt_mb(size_bytes)} set into the primary server...", flush=True)
@@ -180,8 +145,12 @@ def main() -> int:
                 servers["offsite"].pid(): "moto: offsite S3 server",
             }
             sides: dict[str, Callable[[str], Any]] = {
-                "bare": lambda bucket: bare_copy(source, destination, bucket, keys, prove=False),
-                "bare + proof": lambda bucket: bare_copy(source, destination, bucket, keys, prove=True),
+                "bare": lambda bucket: benchlib.bare_s3_copy(
+                    source, SOURCE_BUCKET, destination, bucket, keys, part_mib=PART_MIB, prove=False
+                ),
+                "bare + proof": lambda bucket: benchlib.bare_s3_copy(
+                    source, SOURCE_BUCKET, destination, bucket, keys, part_mib=PART_MIB, prove=True
+                ),
                 "offsite sync": lambda bucket: offsite_sync(primary, destination, bucket),
             }
             for round_number in range(1, args.rounds + 1):
@@ -193,7 +162,7 @@ def main() -> int:
                     cpu = _label_motos(cpu, sampler, labels)
                     runs[side].append({"wall": wall, "cpu": cpu})
                     print(f"round {round_number}: {side:13s} {wall:6.2f} s  {total / MB / wall:7.1f} MB/s", flush=True)
-                    empty_and_drop(destination, bucket)
+                    benchlib.empty_and_drop_bucket(destination, bucket)
         finally:
             for server in servers.values():
                 server.stop()

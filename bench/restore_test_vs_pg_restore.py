@@ -46,7 +46,6 @@ from benchlib import MB, CpuSampler, fmt_mb, markdown_table, median
 
 GOAL = 1.3
 NAME = "restore-test-vs-pg-restore"
-BARE_DB = "bench_bare_restore"
 JOBS = 2
 DQ_CHILD_FLAG = "--dq-child"
 DQ_RESULT_MARK = "DQ-RESULT "
@@ -183,52 +182,6 @@ def run_dq_in_child(dsn: str, baselines: Any, report_dir: Path, backup_set_id: s
 # -- the two sides ---------------------------------------------------------------------------------
 
 
-def _drop_database(admin: Any, name: str) -> None:
-    from hms_dr.database import client_tools
-    from hms_dr.pgtools import tool_env
-
-    subprocess.run(
-        [client_tools(admin).program("dropdb"), "--no-password", "--if-exists", "--force", name],
-        env=tool_env(admin),
-        check=True,
-    )
-
-
-def run_bare(admin: Any, dump: Path, sampler: CpuSampler) -> dict[str, Any]:
-    """createdb + pg_restore -j2 of the local plain archive, as a runbook would type them."""
-    from hms_dr.database import client_tools
-    from hms_dr.pgtools import tool_env
-
-    env = tool_env(admin)
-    pg = client_tools(admin)
-    createdb = [pg.program("createdb"), "--no-password", "--template=template0", "--encoding=UTF8", BARE_DB]
-    pg_restore = [
-        pg.program("pg_restore"),
-        f"--jobs={JOBS}",
-        "--exit-on-error",
-        "--no-owner",
-        "--no-privileges",
-        "--no-password",
-        f"--dbname={BARE_DB}",
-        str(dump),
-    ]
-    phases: dict[str, float] = {}
-
-    def bare() -> None:
-        t0 = time.monotonic()
-        subprocess.run(createdb, env=env, check=True)
-        t1 = time.monotonic()
-        subprocess.run(pg_restore, env=env, check=True)
-        phases.update(createdb=t1 - t0, pg_restore=time.monotonic() - t1)
-
-    try:
-        wall, _, cpu = benchlib.measure(bare, sampler)
-        size = benchlib.database_size(admin.with_database(BARE_DB))
-    finally:
-        _drop_database(admin, BARE_DB)  # not timed
-    return {"wall": wall, **phases, "restored_size": size, "cpu": cpu}
-
-
 def run_restore_test(
     policy: Any, store: Any, key: Any, admin: Any, backup_set_id: str, sampler: CpuSampler, keep_scratch: bool = False
 ) -> dict[str, Any]:
@@ -317,37 +270,6 @@ def run_restore_test(
     }
 
 
-def fetch_kept_dump(store: Any, policy: Any, key: Any, backup_set_id: str, workdir: Path) -> Any:
-    """The same decrypted plain archive the restore test restores, kept for the bare side (not timed)."""
-    from hms_dr import restore
-    from hms_dr.catalog import find_set
-    from hms_dr.manifest import BackupKind
-
-    backup_set = find_set(store, policy.cluster.name, BackupKind.LOGICAL, backup_set_id)
-    return restore.fetch_for_restore(store, backup_set, key, workdir / "kept")
-
-
-def clean_restore_target(admin: Any) -> None:
-    """Scratch and bare databases an interrupted earlier run left on the bench restore target."""
-    from hms_dr.database import connect
-    from hms_dr.scratch.database import ScratchDatabaseKind, drop_scratch_database
-
-    with connect(admin) as connection:
-        names = [
-            r[0]
-            for r in connection.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s OR datname = %s",
-                (ScratchDatabaseKind.RESTORE_TEST.prefix + "%", BARE_DB),
-            ).fetchall()
-        ]
-    for name in names:
-        print(f"dropping {name}, left on the restore target by an interrupted run")
-        if name == BARE_DB:
-            _drop_database(admin, name)
-        else:
-            drop_scratch_database(admin, name)
-
-
 def cpu_of(run: dict[str, Any]) -> dict[str, float]:
     labels = dict(CPU_LABELS)
     for name in {"python", "python3", Path(sys.executable).name, Path(os.path.realpath(sys.executable)).name}:
@@ -385,7 +307,7 @@ def main() -> int:
         admin = benchlib.restore_target_admin(sandbox)
         policy = load_policy(sandbox.paths.policy_file)
         store = benchlib.empty_primary_store(sandbox, policy)
-        clean_restore_target(admin)
+        benchlib.clean_restore_target(admin)
         db_size = benchlib.database_size(conn)
         pg_version = benchlib.server_version(admin)
         machine = benchlib.machine_info()
@@ -425,14 +347,14 @@ def main() -> int:
         bare_runs: list[dict[str, Any]] = []
         test_runs: list[dict[str, Any]] = []
         with tempfile.TemporaryDirectory(prefix="bench-", dir=benchlib.BENCH_STATE_DIR) as tmp:
-            kept = fetch_kept_dump(store, policy, key, backup_set_id, Path(tmp))
+            kept = benchlib.fetch_kept_dump(store, policy, key, backup_set_id, Path(tmp))
             print(
                 f"kept the decrypted plain archive for the bare side: {fmt_mb(kept.plain_size_bytes)} "
                 f"(stored {fmt_mb(kept.stored_size_bytes)})",
                 flush=True,
             )
             for round_no in range(1, args.rounds + 1):
-                bare = run_bare(admin, kept.path, CpuSampler(**sampler_args))
+                bare = benchlib.bare_pg_restore(admin, kept.path, JOBS, CpuSampler(**sampler_args))
                 bare_runs.append(bare)
                 print(
                     f"round {round_no}: bare createdb + pg_restore -j{JOBS}  {bare['wall']:7.1f} s  "
