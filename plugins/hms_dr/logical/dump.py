@@ -3,6 +3,8 @@
 What a run dumps (``dump_specs``), how each payload is named and compressed, and
 ``stream_dump``, which runs one pipeline into ``store.put`` and returns the payload's proof.
 A failed or killed stage makes the upload fail, so no truncated payload is ever committed.
+A directory-format whole-database dump is ``hms_dr.logical.directory``'s; it names and
+compresses its files with the same functions.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from typing import Any
 from hms_dr.errors import HmsDrError
 from hms_dr.logical.content import ContentDigests, dump_session_options
 from hms_dr.logical.verify import StreamVerifier
-from hms_dr.manifest import BackupKind, Payload
+from hms_dr.manifest import CUSTOM_ARCHIVE, BackupKind, Payload
 from hms_dr.pginstalls import PgInstall
 from hms_dr.pgtools import ConnectionInfo, pg_dump_argv, tool_env
-from hms_dr.policy import CompressionMethod, CompressionPolicy, LogicalBackupPolicy
+from hms_dr.policy import CompressionMethod, CompressionPolicy, DumpFormat, LogicalBackupPolicy
 from hms_dr.store import Store
 from hms_dr.streams import Pipeline, Stage
 from hms_dr.units import human_bytes, human_rate
@@ -35,7 +37,7 @@ class DumpSpec:
 
     kind: BackupKind
     label: str
-    archive_format: str  # "c" custom, "p" plain SQL
+    archive_format: str  # "c" custom, "p" plain SQL, "d" directory (hms_dr.logical.directory)
     schema_only: bool = False
     data_only: bool = False
     tables: tuple[str, ...] = ()
@@ -48,21 +50,23 @@ class DumpSpec:
 @dataclass
 class DumpResult:
     kind: BackupKind
-    payload: Payload
+    payloads: list[Payload]  # one, or one per file of a directory dump
     verification: dict[str, Any]
     seconds: float
     content: ContentDigests | None  # the whole dump: what every table and the large objects hold
+    archive_format: str | None = None  # the manifest's archive_format; None for a plain SQL export
 
 
 def compression_stage(compression: CompressionPolicy, archive_format: str) -> Stage | None:
     """The external compressor after the verifier's tap, if any.
 
     Custom archives under gzip compress their data blocks inside pg_dump (-Z); everything else
-    is compressed outside, after the tap, so the verifier and plain_sha256 see the plain dump.
+    (plain SQL, each -Z0 file of a directory dump) is compressed outside, after the tap, so the
+    verifier and plain_sha256 see the plain dump.
     """
     if compression.method is CompressionMethod.ZSTD:
         return Stage("zstd", ["zstd", "-q", "-c", f"-{compression.level}", f"-T{compression.threads}"])
-    if compression.method is CompressionMethod.GZIP and archive_format == "p":
+    if compression.method is CompressionMethod.GZIP and archive_format in ("p", "d"):
         return Stage("gzip", ["gzip", "-c", f"-{max(compression.level, 1)}"])
     return None
 
@@ -71,19 +75,26 @@ def pg_dump_compress_level(compression: CompressionPolicy, archive_format: str) 
     return compression.level if compression.method is CompressionMethod.GZIP and archive_format == "c" else 0
 
 
+def payload_suffix(archive_format: str, compression: CompressionPolicy) -> str:
+    """What follows a payload's plain name: the compressor's extension, then .gpg."""
+    if compression.method is CompressionMethod.ZSTD:
+        return ".zst.gpg"
+    if compression.method is CompressionMethod.GZIP and archive_format in ("p", "d"):
+        return ".gz.gpg"  # custom archives compress their data blocks inside the archive
+    return ".gpg"
+
+
 def payload_name(spec: DumpSpec, compression: CompressionPolicy) -> str:
     stem = {"c": f"{spec.label}.pgdump", "p": f"{spec.label}.sql"}[spec.archive_format]
-    if compression.method is CompressionMethod.ZSTD:
-        stem += ".zst"
-    elif compression.method is CompressionMethod.GZIP and spec.archive_format == "p":
-        stem += ".gz"  # custom archives compress their data blocks inside the archive
-    return stem + ".gpg"
+    return stem + payload_suffix(spec.archive_format, compression)
 
 
-def dump_specs(logical_backup: LogicalBackupPolicy) -> list[DumpSpec]:
-    """The dumps of one run, in the order they stream: whole database, schema, data-only tables."""
+def dump_specs(logical_backup: LogicalBackupPolicy, dump_format: DumpFormat = DumpFormat.CUSTOM) -> list[DumpSpec]:
+    """The dumps of one run, in the order they stream: whole database (in ``dump_format``,
+    custom or directory), schema, data-only tables."""
+    whole = "d" if dump_format is DumpFormat.DIRECTORY else "c"
     specs = [
-        DumpSpec(BackupKind.LOGICAL, "dump", "c", digest_content=True),
+        DumpSpec(BackupKind.LOGICAL, "dump", whole, digest_content=True),
         DumpSpec(BackupKind.SCHEMA, "schema", "p", schema_only=True),
     ]
     if logical_backup.data_only_tables:
@@ -153,7 +164,8 @@ def stream_dump(
         seconds,
         human_rate(verifier.plain_size, seconds),
     )
-    return DumpResult(spec.kind, payload, verification, seconds, verifier.content)
+    archive_format = CUSTOM_ARCHIVE if spec.archive_format == "c" else None
+    return DumpResult(spec.kind, [payload], verification, seconds, verifier.content, archive_format)
 
 
 class _ProgressLog:

@@ -1,4 +1,4 @@
-"""Progress lines for the long steps of a physical backup (copy, extract, compress and upload).
+"""Progress lines for long steps (a physical backup's copy, extract and upload; a directory dump).
 
 A base backup of a 1 GB+ cluster runs for minutes per step; a line every few seconds with the
 bytes done, the share of the expected total and the rate tells the on-call DBA it is moving.
@@ -56,12 +56,16 @@ class ProgressLog:
     def line(self) -> str:
         elapsed = time.monotonic() - self.started
         done = self.done_bytes()
-        share = (
-            f" of ~{human_bytes(self.expected_bytes)} ({100 * done / self.expected_bytes:.0f}%)"
-            if self.expected_bytes
-            else ""
-        )
-        return f"{self.step}: {human_bytes(done)}{share} after {elapsed:.0f} s, {human_rate(done, elapsed)}"
+        share = eta = ""
+        if self.expected_bytes:
+            share = f" of ~{human_bytes(self.expected_bytes)} ({100 * done / self.expected_bytes:.0f}%)"
+            # At the pace so far; the expected total is an estimate (a database's size on disk,
+            # not its dump's), so past it the ETA says so rather than counting below zero.
+            if 0 < done < self.expected_bytes:
+                eta = f", ETA ~{elapsed * (self.expected_bytes - done) / done:.0f} s"
+            elif done >= self.expected_bytes:
+                eta = ", past the estimate"
+        return f"{self.step}: {human_bytes(done)}{share} after {elapsed:.0f} s, {human_rate(done, elapsed)}{eta}"
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
