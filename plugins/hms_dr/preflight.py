@@ -224,6 +224,16 @@ def large_object_grant(role: str, oids: list[int] | None) -> str:
     )
 
 
+def free_space_of(directory: Path) -> int | None:
+    """Free bytes where ``directory`` is (its nearest existing parent), without creating it; None
+    when nothing of the path exists here (check-policy may run on another host than the worker)."""
+    for place in (directory, *directory.parents):
+        if place.exists():
+            stats = os.statvfs(place)
+            return stats.f_bavail * stats.f_frsize
+    return None
+
+
 def _free_bytes(directory: Path) -> int:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     stats = os.statvfs(directory)

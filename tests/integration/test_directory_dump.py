@@ -320,7 +320,9 @@ def test_the_daily_dag_takes_a_directory_set_and_the_restore_test_dag_passes_it(
     assert newest.manifest.body["archive_format"] == "directory"
     tested = dag_runner.run("hms_restore_test", conf={"mode": "logical", "backup_id": newest.backup_set_id})
     assert tested.state == "success", tested.output[-6000:]
-    summaries = sorted(o.key for o in primary_store.list("hms-primary/restore-test/") if o.key.endswith("/summary.json"))
+    summaries = sorted(
+        o.key for o in primary_store.list("hms-primary/restore-test/") if o.key.endswith("/summary.json")
+    )
     report = json.loads(primary_store.get_bytes(summaries[-1]))
     assert report["backup_set_id"] == newest.backup_set_id and report["passed"] is True
     print(f"daily DAG (directory) + restore-test DAG: {time.monotonic() - started:.1f} s")
