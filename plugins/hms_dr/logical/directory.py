@@ -272,8 +272,16 @@ class _Uploader:
         ]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:
+            # Interrupted (the task is being killed): no new file starts, and the ones in flight
+            # end before the caller removes what was stored, so no payload lands after the clean-up.
+            self._failed.set()
+            for thread in threads:
+                thread.join()
+            raise
         if self._errors:
             raise self._errors[0]
         return sorted(self._payloads, key=lambda p: p.name), self._records
