@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,14 +20,13 @@ from hms_dr.logical.verify import StreamVerifier
 from hms_dr.manifest import CUSTOM_ARCHIVE, BackupKind, Payload
 from hms_dr.pginstalls import PgInstall
 from hms_dr.pgtools import ConnectionInfo, pg_dump_argv, tool_env
+from hms_dr.physical.progress import ProgressLog
 from hms_dr.policy import CompressionMethod, CompressionPolicy, DumpFormat, LogicalBackupPolicy
 from hms_dr.store import Store
 from hms_dr.streams import Pipeline, Stage
 from hms_dr.units import human_bytes, human_rate
 
 log = logging.getLogger(__name__)
-
-PROGRESS_EVERY_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -113,8 +111,11 @@ def stream_dump(
     encryption_stage: Stage,
     store: Store,
     key: str,
+    expected_bytes: int | None = None,
 ) -> DumpResult:
-    """pg_dump | [zstd] | gpg into the store under ``key``, verified and hashed on the way."""
+    """pg_dump | [zstd] | gpg into the store under ``key``, verified and hashed on the way; a
+    progress line every 15 s, with the share of ``expected_bytes`` (the database's size, for the
+    whole-database dump) and an ETA when it is given."""
     started = time.monotonic()
     argv = pg_dump_argv(
         pg,
@@ -134,10 +135,12 @@ def stream_dump(
     stages.append(encryption_stage)
     verifier = StreamVerifier(spec.archive_format, pg, digest_content=spec.digest_content)
     verifier.start()
-    progress = _ProgressLog(store.describe(key), lambda: verifier.plain_size, started)
+    progress = ProgressLog(
+        f"pg_dump into {store.describe(key)}", lambda: verifier.plain_size, expected_bytes=expected_bytes
+    )
     try:
-        with Pipeline(stages, tap=verifier.feed, tap_after=1) as pipeline:
-            stored = store.put(key, pipeline.output, progress=progress)  # type: ignore[arg-type]
+        with progress, Pipeline(stages, tap=verifier.feed, tap_after=1) as pipeline:
+            stored = store.put(key, pipeline.output)  # type: ignore[arg-type]
     except BaseException:
         verifier.kill()
         raise
@@ -166,28 +169,3 @@ def stream_dump(
     )
     archive_format = CUSTOM_ARCHIVE if spec.archive_format == "c" else None
     return DumpResult(spec.kind, [payload], verification, seconds, verifier.content, archive_format)
-
-
-class _ProgressLog:
-    """The store's progress callback: a line every PROGRESS_EVERY_S seconds with sizes and speed."""
-
-    def __init__(self, where: str, plain_bytes: Callable[[], int], started: float) -> None:
-        self.where = where
-        self.plain_bytes = plain_bytes
-        self.started = started
-        self.last = started
-
-    def __call__(self, stored_bytes: int) -> None:
-        now = time.monotonic()
-        if now - self.last < PROGRESS_EVERY_S:
-            return
-        self.last = now
-        elapsed = now - self.started
-        log.info(
-            "%s: %s dumped, %s stored, %.0f s, %s",
-            self.where,
-            human_bytes(self.plain_bytes()),
-            human_bytes(stored_bytes),
-            elapsed,
-            human_rate(self.plain_bytes(), elapsed),
-        )

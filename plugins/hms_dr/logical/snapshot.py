@@ -154,6 +154,7 @@ def take_logical_backup(
                         encryption_stage=encryption,
                         store=store,
                         key=payload_key,
+                        expected_bytes=database_size if spec.kind is BackupKind.LOGICAL else None,
                     )
                 )
             counter.join()
