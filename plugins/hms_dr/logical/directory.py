@@ -12,7 +12,9 @@ Decisions:
 - ``-Z0``: the files are staged plain and compressed by the policy's compressor on their way to
   the store, as every other payload. pg_dump's own compression would compress twice (or leave the
   store's payload compressed by another tool than the manifest says), and the content digest reads
-  plain COPY text. zstd -1 outside is no slower than pg_dump's gzip inside, and one stage, not two.
+  plain COPY text. Measured on the 1.1 GB bench database (2 cores, -j2): bare ``pg_dump -Fd -j2``
+  with its default gzip took 20.8 s, with -Z0 4.9 s; this whole pipeline (-Z0, zstd -1 and gpg
+  outside, stored in S3, content digest) 14.5 s.
 - ``--snapshot``: pg_dump's leader and workers all take the exported snapshot, so the dump and the
   baselines counted beside it stay one snapshot, as with the custom format.
 - pg_dump runs under umask 077 in a 0700 folder of its own (``<staging>/logical-dump/dump-*``):
