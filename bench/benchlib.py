@@ -645,7 +645,7 @@ def take_daily_set(conn: Any, sandbox: Any, policy: Any, store: Any) -> dict[str
         staging=policy.staging,
     )
     t1 = time.monotonic()
-    readback = [publish.verify_stored_payload(store, d.key, d.payload) for d in result.dumps]
+    readback = [publish.verify_stored_payload(store, p.key, p.payload) for d in result.dumps for p in d.payloads]
     t2 = time.monotonic()
     logical.publish_logical_sets(store, result, {"dag_id": "bench", "run_id": "bench"})  # the publish task's call
     t3 = time.monotonic()

@@ -1,7 +1,8 @@
 """Daily logical backup of the HMS database (runbook: "Full Logical Backup with pg_dump").
 
-Protects: every table of the database, as a `pg_dump -Fc` archive plus the runbook's
-schema-only and data-only exports, all taken in ONE snapshot together with the baselines
+Protects: every table of the database, as a `pg_dump -Fc` archive (a directory-format
+`pg_dump -Fd -j` dump, one payload per file, for a database at or above the policy's
+logical_backup.directory_from_bytes) plus the runbook's schema-only and data-only exports, all taken in ONE snapshot together with the baselines
 (row counts, view fingerprints) that the restore test later proves the restore against.
 Every payload is compressed, gpg-encrypted and streamed into the primary store, read back
 and checked by sha256; the manifest is written last. Daily sets older than the policy's

@@ -19,6 +19,13 @@ from hms_dr.errors import ManifestInvalid
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
+# A logical set's "archive_format": "custom" (one pg_dump -Fc payload; also what a manifest without
+# the field means, as every set before directory dumps) or "directory" (pg_dump -Fd: one payload
+# per file of the dump's directory, named <label>.dir.<file>[.zst|.gz].gpg).
+ARCHIVE_FORMAT_FIELD = "archive_format"
+CUSTOM_ARCHIVE = "custom"
+DIRECTORY_ARCHIVE = "directory"
+_DIRECTORY_MARK = ".dir."
 
 
 class BackupKind(StrEnum):
@@ -90,6 +97,32 @@ class Manifest:
             if payload.name == name:
                 return payload
         raise ManifestInvalid(f"backup set {self.kind.value}/{self.backup_set_id} has no payload named {name!r}")
+
+
+def archive_format(manifest: Manifest) -> str:
+    """CUSTOM_ARCHIVE or DIRECTORY_ARCHIVE: how a logical set's dump is stored (absent: custom)."""
+    found = manifest.body.get(ARCHIVE_FORMAT_FIELD) or CUSTOM_ARCHIVE
+    if found not in (CUSTOM_ARCHIVE, DIRECTORY_ARCHIVE):
+        raise ManifestInvalid(
+            f"backup set {manifest.kind.value}/{manifest.backup_set_id} has archive_format {found!r};"
+            f" this hms-dr reads {CUSTOM_ARCHIVE} and {DIRECTORY_ARCHIVE}"
+        )
+    return str(found)
+
+
+def directory_payload_name(label: str, member: str, suffix: str) -> str:
+    """The payload holding the file ``member`` of a directory dump (``suffix``: .zst.gpg, .gpg...)."""
+    return f"{label}{_DIRECTORY_MARK}{member}{suffix}"
+
+
+def directory_member(payload_name: str) -> str:
+    """The dump directory's file a payload holds (directory_payload_name backwards); ManifestInvalid
+    for a name that is not one, so a restore never writes outside the directory it rebuilds."""
+    _, mark, rest = payload_name.partition(_DIRECTORY_MARK)
+    member = rest.removesuffix(".gpg").removesuffix(".zst").removesuffix(".gz")
+    if not mark or not member or "/" in member or member in (".", ".."):
+        raise ManifestInvalid(f"payload {payload_name!r} is not a file of a directory dump")
+    return member
 
 
 def build_manifest(

@@ -85,13 +85,20 @@ def pg_dump_argv(
     tables: Sequence[str] = (),
     schemas: Sequence[str] = (),
     large_objects: bool = True,
+    directory: str | None = None,
+    jobs: int = 1,
 ) -> list[str]:
-    """pg_dump writing to stdout; the connection comes from the environment (tool_env)."""
+    """pg_dump writing to stdout, or a directory-format dump into ``directory`` with ``jobs``
+    processes; the connection comes from the environment (tool_env)."""
     if schema_only and data_only:
         raise ValueError("schema_only and data_only exclude each other")
-    if archive_format not in ("c", "p"):
-        raise ValueError(f"unsupported pg_dump format {archive_format!r} (c or p)")
+    if archive_format not in ("c", "p", "d"):
+        raise ValueError(f"unsupported pg_dump format {archive_format!r} (c, p or d)")
+    if (archive_format == "d") != (directory is not None):
+        raise ValueError("a directory-format dump, and only one, writes into a directory")
     argv = [pg.program("pg_dump"), f"--format={archive_format}", f"--compress={compress_level}", "--no-password"]
+    if directory is not None:
+        argv += [f"--file={directory}", f"--jobs={jobs}"]
     if snapshot:
         argv.append(f"--snapshot={snapshot}")
     if schema_only:

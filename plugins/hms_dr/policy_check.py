@@ -33,7 +33,13 @@ from hms_dr.physical.preflight import (
 )
 from hms_dr.policy import Policy
 from hms_dr.policy.base_backup import BaseBackupMethod, BaseBackupPolicy
-from hms_dr.preflight import check_large_objects_readable, check_relations_readable
+from hms_dr.preflight import (
+    MIB,
+    check_large_objects_readable,
+    check_relations_readable,
+    free_space_of,
+    staging_needed_bytes,
+)
 from hms_dr.units import human_bytes
 from hms_dr.view_determinism import REFUSAL_HINT, fingerprints_under_two_plans, refusal_message, static_reasons
 
@@ -140,6 +146,7 @@ def _database_findings(policy: Policy, connection: Any, conn: ConnectionInfo, ru
                 f"{' (a standby)' if in_recovery else ''}, {size_bytes / (1 << 20):,.0f} MiB",
             )
         )
+        found.append(dump_format_finding(policy, int(size_bytes)))
         if is_superuser:
             found.append(
                 Finding(Verdict.WARN, "backup role", f"{role} is a superuser", "log in as a dedicated read-only role")
@@ -172,6 +179,26 @@ def _database_findings(policy: Policy, connection: Any, conn: ConnectionInfo, ru
         found.extend(_wal_findings(cursor, policy))
     found.extend(_smoke_query_findings(connection, policy))
     return found
+
+
+def dump_format_finding(policy: Policy, database_size_bytes: int) -> Finding:
+    """The whole-database dump's format for a database of this size, and, for a directory dump,
+    whether the staging disk has room for it (preflight refuses the run otherwise)."""
+    logical = policy.logical_backup
+    text = logical.describe_format_choice(database_size_bytes)
+    needed = policy.staging.min_free_mib * MIB + staging_needed_bytes(
+        logical.dump_format_for(database_size_bytes), database_size_bytes
+    )
+    free = free_space_of(policy.staging.dir)
+    if free is not None and free < needed:
+        return Finding(
+            Verdict.WARN,
+            "logical_backup.format",
+            f"{text}; staging.dir {policy.staging.dir} has {free / MIB:,.0f} MiB free on this host,"
+            f" the dump needs {needed / MIB:,.0f} MiB there",
+            "give the worker's staging.dir room for the database's size, or set logical_backup.format: custom",
+        )
+    return _ok("logical_backup.format", text)
 
 
 def _reach_finding(subject: str, check: Any, ok_text: str) -> Finding:

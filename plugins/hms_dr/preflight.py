@@ -21,7 +21,14 @@ from hms_dr.errors import PreflightFailed
 from hms_dr.manifest import BackupKind
 from hms_dr.pginstalls import client_install
 from hms_dr.pgtools import ConnectionInfo
-from hms_dr.policy import CompressionMethod, CompressionPolicy, EncryptionMode, LogicalBackupPolicy, StagingPolicy
+from hms_dr.policy import (
+    CompressionMethod,
+    CompressionPolicy,
+    DumpFormat,
+    EncryptionMode,
+    LogicalBackupPolicy,
+    StagingPolicy,
+)
 from hms_dr.store import Store, check_writable
 from hms_dr.view_determinism import refuse_nondeterministic_views
 
@@ -51,7 +58,8 @@ def check_space(checks: list[SpaceCheck]) -> None:
             raise PreflightFailed(
                 f"not enough free space in {check.place}: {check.free_bytes / MIB:,.0f} MiB free, "
                 f"{check.needed_bytes / MIB:,.0f} MiB needed",
-                hint="free space there, or lower staging.min_free_mib / staging.reserve_ratio in the policy",
+                hint="free space there, or lower staging.min_free_mib / staging.reserve_ratio in the policy"
+                " (a directory-format dump stages the database's size in staging.dir: see logical_backup.format)",
             )
 
 
@@ -60,6 +68,15 @@ def expected_set_size_bytes(previous_sizes: list[int], database_size_bytes: int)
     if previous_sizes:
         return max(previous_sizes[-3:])
     return database_size_bytes
+
+
+def staging_needed_bytes(dump_format: DumpFormat, database_size_bytes: int) -> int:
+    """What the dump itself stages on the worker: nothing for a custom-format stream; the database's
+    size for a directory dump. Its -Z0 files hold every row as COPY text, without the indexes, tuple
+    headers and free space the size also counts (the bench database's dump is 0.6 x its size), but
+    values TOAST keeps compressed, or bytea written as hex, can outgrow their heap: then pg_dump
+    fails on a full disk and the run leaves nothing behind (``hms_dr.logical.directory``)."""
+    return database_size_bytes if dump_format is DumpFormat.DIRECTORY else 0
 
 
 def run_preflight(
@@ -137,7 +154,15 @@ def run_preflight(
 
     previous = list_catalog(store, cluster, BackupKind.LOGICAL).sets
     expected = expected_set_size_bytes([s.size_bytes for s in previous], int(database_size))
-    spaces = [SpaceCheck(f"staging directory {staging.dir}", _free_bytes(staging.dir), staging.min_free_mib * MIB)]
+    dump_format = logical_backup.dump_format_for(int(database_size))
+    report["dump_format"] = dump_format.value
+    spaces = [
+        SpaceCheck(
+            f"staging directory {staging.dir}",
+            _free_bytes(staging.dir),
+            staging.min_free_mib * MIB + staging_needed_bytes(dump_format, int(database_size)),
+        )
+    ]
     store_free = store.free_bytes()
     if store_free is not None:
         spaces.append(SpaceCheck(f"store {store.url}", store_free, int(expected * staging.reserve_ratio)))
@@ -197,6 +222,16 @@ def large_object_grant(role: str, oids: list[int] | None) -> str:
         "DO $$DECLARE o oid; BEGIN FOR o IN SELECT oid FROM pg_largeobject_metadata LOOP "
         f"EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO {in_literal}', o); END LOOP; END$$;"
     )
+
+
+def free_space_of(directory: Path) -> int | None:
+    """Free bytes where ``directory`` is (its nearest existing parent), without creating it; None
+    when nothing of the path exists here (check-policy may run on another host than the worker)."""
+    for place in (directory, *directory.parents):
+        if place.exists():
+            stats = os.statvfs(place)
+            return stats.f_bavail * stats.f_frsize
+    return None
 
 
 def _free_bytes(directory: Path) -> int:

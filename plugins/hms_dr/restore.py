@@ -3,22 +3,29 @@ file, and ``pg_restore -j`` of that file into a scratch database (``hms_dr.scrat
 
 The set's payload is downloaded and its sha256 proven against the manifest BEFORE anything is
 decrypted (``hms_dr.decrypt``); the plain bytes are checked against the dump the backup verified.
+A directory-format set (the manifest's ``archive_format``) is rebuilt file by file into a private
+directory the same way, every payload proven before it is decrypted, and pg_restore reads that
+directory: every caller (the restore test, the DR restore) restores both formats through here.
 """
 
 from __future__ import annotations
 
 import logging
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hms_dr.catalog import BackupSet, key_for
-from hms_dr.crypto import DecryptionKey
+from hms_dr.crypto import DecryptionKey, ImportedKey, prepare_decryption
 from hms_dr.database import client_tools
-from hms_dr.decrypt import decrypt_file, download_verified, plain_matches
-from hms_dr.errors import ChecksumMismatch, ToolFailed
+from hms_dr.decrypt import decrypt_file, decrypt_to_file, download_verified, plain_matches
+from hms_dr.errors import ChecksumMismatch, ManifestInvalid, ToolFailed
+from hms_dr.gpghome import gpg_home
+from hms_dr.manifest import DIRECTORY_ARCHIVE, Payload, archive_format, directory_member
 from hms_dr.pginstalls import PgInstall
 from hms_dr.pgtools import ConnectionInfo, tool_env
 from hms_dr.units import human_bytes
@@ -31,7 +38,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FetchedPayload:
-    """A payload proven against its manifest and decrypted into a private local file."""
+    """A payload proven against its manifest and decrypted into a private local file (or, for a
+    directory-format set, every payload into a private directory: ``path`` is that directory)."""
 
     path: Path
     stored_size_bytes: int
@@ -40,8 +48,13 @@ class FetchedPayload:
     decrypt_seconds: float
 
 
-def fetch_for_restore(store: Store, backup_set: BackupSet, key: DecryptionKey, workdir: Path) -> FetchedPayload:
-    """Download, prove, then decrypt the set's single payload into ``workdir``."""
+def fetch_for_restore(
+    store: Store, backup_set: BackupSet, key: DecryptionKey, workdir: Path, *, jobs: int = 2
+) -> FetchedPayload:
+    """Download, prove, then decrypt the set's dump into ``workdir``: its single payload, or every
+    file of a directory-format dump (``jobs`` at a time) into a directory pg_restore reads."""
+    if archive_format(backup_set.manifest) == DIRECTORY_ARCHIVE:
+        return _fetch_directory(store, backup_set, key, workdir, jobs=jobs)
     payload = backup_set.manifest.payloads[0]
     object_key = key_for(backup_set.manifest.cluster, backup_set.kind, backup_set.backup_set_id, payload.name)
     workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -59,6 +72,72 @@ def fetch_for_restore(store: Store, backup_set: BackupSet, key: DecryptionKey, w
         raise ChecksumMismatch(f"{payload.name} decrypted to bytes that differ from the dump the backup verified")
     log.info("decrypted %s: %s plain in %.1f s", payload.name, human_bytes(digest.size_bytes), decrypt_s)
     return FetchedPayload(plain, payload.size_bytes, digest.size_bytes, download_s, decrypt_s)
+
+
+def _fetch_directory(
+    store: Store, backup_set: BackupSet, key: DecryptionKey, workdir: Path, *, jobs: int
+) -> FetchedPayload:
+    manifest = backup_set.manifest
+    members = {directory_member(p.name): p for p in manifest.payloads}
+    if len(members) != len(manifest.payloads) or "toc.dat" not in members:
+        raise ManifestInvalid(
+            f"backup set {backup_set.kind.value}/{backup_set.backup_set_id} is a directory dump without"
+            " a toc.dat or with a file listed twice"
+        )
+    workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory = workdir / "dump.dir"
+    directory.mkdir(mode=0o700)
+    totals = {"download": 0.0, "decrypt": 0.0, "plain": 0}
+    lock = threading.Lock()
+
+    def fetch(member: str, payload: Payload, imported: ImportedKey) -> None:
+        encrypted = workdir / payload.name
+        object_key = key_for(manifest.cluster, backup_set.kind, backup_set.backup_set_id, payload.name)
+        download_s = download_verified(store, object_key, payload, encrypted)
+        started = time.monotonic()
+        try:
+            digest = decrypt_to_file(encrypted, payload.name, imported, directory / member)
+        finally:
+            encrypted.unlink(missing_ok=True)
+        if not plain_matches(payload, digest):
+            raise ChecksumMismatch(f"{payload.name} decrypted to bytes that differ from the file the backup stored")
+        with lock:
+            totals["download"] += download_s
+            totals["decrypt"] += time.monotonic() - started
+            totals["plain"] += digest.size_bytes
+
+    started = time.monotonic()
+    with gpg_home(workdir) as home:
+        imported = prepare_decryption(home, key)
+        # Largest first, so the longest fetches start first; the first failure is raised once
+        # the fetches already running have ended (nothing is left running in the background).
+        ordered = sorted(members.items(), key=lambda item: -item[1].size_bytes)
+        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="fetch-dir") as pool:
+            futures = [pool.submit(fetch, member, payload, imported) for member, payload in ordered]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    seconds = time.monotonic() - started
+    log.info(
+        "fetched %d files of directory dump %s: %s plain in %.1f s",
+        len(members),
+        backup_set.backup_set_id,
+        human_bytes(int(totals["plain"])),
+        seconds,
+    )
+    # Summed over the parallel fetches, the two steps' shares of the wall time.
+    busy = max(totals["download"] + totals["decrypt"], 1e-9)
+    return FetchedPayload(
+        directory,
+        manifest.size_bytes,
+        int(totals["plain"]),
+        seconds * totals["download"] / busy,
+        seconds * totals["decrypt"] / busy,
+    )
 
 
 def pg_restore_argv(pg: PgInstall, archive: Path, *, dbname: str, jobs: int) -> list[str]:

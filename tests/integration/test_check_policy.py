@@ -52,6 +52,7 @@ def test_the_sandbox_policy_is_green_on_the_hms_database(sandbox: Any) -> None:
     assert lines_starting(lines, "PROBLEM") == []
     for subject in (
         "connection:",
+        "logical_backup.format: custom (pg_dump -Fc): the database's",
         "tables in scope:",
         "large objects:",
         "logical_backup.data_only_tables: appointments is public.appointments",

@@ -1,4 +1,5 @@
-"""hms_dr_restore, runbook scenario 1, from the latest daily set, through Airflow on the sandbox.
+"""hms_dr_restore, runbook scenario 1, from the latest daily set (a directory-format one), through
+Airflow on the sandbox.
 
 A bad clean-up job deletes the cancelled appointments (and their void invoices) in production
 after the nightly dump. The DR restore brings `appointments` back from the latest set into a
@@ -116,9 +117,15 @@ def assert_no_secret_in(records: list[dict[str, Any]], sandbox: Any) -> None:
 
 @pytest.fixture(scope="module")
 def backup_set(dag_runner: Any, primary_store: Any) -> Any:
-    outcome = dag_runner.run("hms_daily_logical_backup")
+    """A directory-format set (pg_dump -Fd, one payload per file): the DR restore rebuilds it and
+    pg_restores the tables from it. test_dr_restore_approval.py restores from a custom-format set."""
+    outcome = dag_runner.run(
+        "hms_daily_logical_backup", policy={"logical_backup.format": "directory"}, name="dr-directory-set"
+    )
     assert outcome.state == "success", outcome.output[-4000:]
-    return find_set(primary_store, CLUSTER, BackupKind.LOGICAL, "latest")
+    latest = find_set(primary_store, CLUSTER, BackupKind.LOGICAL, "latest")
+    assert latest.manifest.body["archive_format"] == "directory"
+    return latest
 
 
 @pytest.fixture(scope="module")

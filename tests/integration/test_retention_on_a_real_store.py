@@ -180,3 +180,41 @@ def test_newest_set_survives_when_every_set_is_older_than_the_window(tmp_path: P
     assert later_plan.expire == ()
     assert later_deleted == []
     assert {obj.key: store.get_bytes(obj.key) for obj in store.list()} == newest_bytes
+
+
+def make_directory_set(store: Store, finished_at: datetime) -> HandMadeSet:
+    """A directory-format set as the daily backup writes it: one payload per file of the dump."""
+    backup_set_id = new_backup_set_id(finished_at - timedelta(minutes=10))
+    names = ["dump.dir.toc.dat.zst.gpg", "dump.dir.3001.dat.zst.gpg", "dump.dir.3002.dat.zst.gpg"]
+    names.append("dump.dir.blob_16385.dat.zst.gpg")
+    payloads = [put_payload(store, BackupKind.LOGICAL, backup_set_id, name, os.urandom(700)) for name in names]
+    manifest_key = publish_set(
+        store,
+        kind=BackupKind.LOGICAL,
+        cluster=CLUSTER,
+        backup_set_id=backup_set_id,
+        started_at=finished_at - timedelta(minutes=10),
+        finished_at=finished_at,
+        payloads=payloads,
+        extra={"baselines": {"tables": {}, "views": {}}, "archive_format": "directory"},
+    )
+    keys = tuple(key_for(CLUSTER, BackupKind.LOGICAL, backup_set_id, p.name) for p in payloads)
+    return HandMadeSet(backup_set_id, finished_at, (*keys, manifest_key))
+
+
+def test_a_directory_format_set_is_kept_or_expired_whole(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "nas")
+    old = make_directory_set(store, NOW - timedelta(days=45))
+    kept = make_directory_set(store, NOW - timedelta(days=2))
+    custom = make_set(store, NOW - timedelta(days=1))
+
+    plan, deleted = plan_and_apply(store, NOW)
+
+    assert [(e.backup_set_id, e.complete) for e in plan.expire] == [(old.backup_set_id, True)]
+    assert deleted[0] == old.keys[-1] and sorted(deleted) == sorted(old.keys)  # manifest first, then every file
+    remaining = {obj.key for obj in store.list()}
+    assert remaining == set(kept.keys) | set(custom.keys)
+    assert [s.backup_set_id for s in list_catalog(store, CLUSTER, BackupKind.LOGICAL).sets] == [
+        kept.backup_set_id,
+        custom.backup_set_id,
+    ]

@@ -95,7 +95,9 @@ def build_source(
         backup_set = find_set(store, cluster.name, BackupKind.LOGICAL, plan.backup_set_id)
         workdir = work_dir(staging, plan.run_key)
         try:
-            fetched = restore.fetch_for_restore(store, backup_set, decryption_key, workdir)
+            fetched = restore.fetch_for_restore(
+                store, backup_set, decryption_key, workdir, jobs=restore_settings.restore_jobs
+            )
             scratch_databases.create_scratch_database(server, scratch.name)
             restore.run_pg_restore(server.with_database(scratch.name), fetched.path, jobs=restore_settings.restore_jobs)
         except BaseException:

@@ -21,6 +21,16 @@ method says (another hash algorithm, a random seed): a digest must mean the same
 archive layout it reads is PostgreSQL's (src/bin/pg_dump/pg_backup_archiver.c and
 pg_backup_custom.c), versions 1.12 to 1.16 (PostgreSQL 11 to 18), as pg_dump writes it to a pipe
 (to a seekable file, pg_dump 18 appends what this reader refuses).
+
+A directory-format dump (``pg_dump -Fd -Z0``, pg_backup_directory.c) holds the same COPY text one
+file per table (``<dump id>.dat``) and one file per large object (``blob_<oid>.dat``), and its
+``toc.dat`` is the same table of contents with a file name where the custom format has an
+offset. ``--members`` digests such files as they stream past the upload: the input is a series
+of frames, a line ``<file name>\t<size>`` followed by exactly that many bytes, and the output is
+one record per file (the rows' digest of a table file, the BLAKE2b hash of a large object; other
+files are read and skipped). ``read_directory_toc`` maps the table files to their tables; the
+caller puts the two together (``hms_dr.logical.content.DirectoryDigester``), so a table or large
+object digests the same whichever format carried it.
 """
 
 from __future__ import annotations
@@ -45,6 +55,8 @@ _BLOCK_LARGE_OBJECTS = 3
 _READ_BYTES = 1 << 20
 _CHUNK_HEADER = struct.Struct("<BI")  # a sign byte and a 4-byte length, as pg_dump writes an int
 _END_OF_DATA = b"\\."  # pg_dump up to 17 ends each table's data with it
+_FORMAT_CUSTOM = 1
+_FORMAT_DIRECTORY = 3
 
 
 class ArchiveError(ValueError):
@@ -114,6 +126,7 @@ class _TocEntry:
     schema: str | None
     tag: str
     definition: str
+    data_file: str | None = None
 
 
 class _Reader:
@@ -225,7 +238,7 @@ def digest_archive(stream: BinaryIO) -> ArchiveDigest:
     return result
 
 
-def _read_header(reader: _Reader) -> tuple[tuple[int, int], bool]:
+def _read_header(reader: _Reader, archive_format: int = _FORMAT_CUSTOM) -> tuple[tuple[int, int], bool]:
     """Check the header: the archive version, and whether data blocks are zlib-compressed."""
     if reader.take(5) != b"PGDMP":
         raise ArchiveError("not a pg_dump custom-format archive (no PGDMP header)")
@@ -234,8 +247,9 @@ def _read_header(reader: _Reader) -> tuple[tuple[int, int], bool]:
         raise ArchiveError(f"archive version {major}.{minor} is not one this reader knows (1.12 to 1.16)")
     reader.int_size = reader.byte()
     reader.offset_size = reader.byte()
-    if reader.byte() != 1:
-        raise ArchiveError("not a custom-format archive (another pg_dump format)")
+    if reader.byte() != archive_format:
+        wanted = "custom" if archive_format == _FORMAT_CUSTOM else "directory"
+        raise ArchiveError(f"not a {wanted}-format archive (another pg_dump format)")
     if (major, minor) >= (1, 15):
         algorithm = reader.byte()  # 0 none, 1 gzip, 2 lz4, 3 zstd
         if algorithm not in (0, 1):
@@ -250,7 +264,7 @@ def _read_header(reader: _Reader) -> tuple[tuple[int, int], bool]:
     return (major, minor), compressed
 
 
-def _read_toc(reader: _Reader, version: tuple[int, int]) -> list[_TocEntry]:
+def _read_toc(reader: _Reader, version: tuple[int, int], archive_format: int = _FORMAT_CUSTOM) -> list[_TocEntry]:
     """The table of contents (ReadToc), keeping what the data blocks need."""
     entries = []
     for _ in range(reader.int()):
@@ -274,8 +288,12 @@ def _read_toc(reader: _Reader, version: tuple[int, int]) -> list[_TocEntry]:
         reader.str()  # "false": tables WITH OIDS are gone
         while reader.str() is not None:  # dependencies, up to a NULL string
             pass
-        reader.take(1 + reader.offset_size)  # custom format: where the data is, when the file was seekable
-        entries.append(_TocEntry(dump_id, desc, schema, tag, definition))
+        if archive_format == _FORMAT_CUSTOM:
+            reader.take(1 + reader.offset_size)  # where the data is, when the file was seekable
+            data_file = None
+        else:
+            data_file = reader.str()  # the entry's data file (a table's <id>.dat, blobs' .toc), if any
+        entries.append(_TocEntry(dump_id, desc, schema, tag, definition, data_file))
     return entries
 
 
@@ -336,9 +354,105 @@ def _plain(chunks: Iterator[bytes], compressed: bool) -> Iterator[bytes]:
         yield rest
 
 
+@dataclass(frozen=True)
+class DirectoryToc:
+    """What a directory dump's toc.dat says: the archive's encoding, each table data file's
+    table, and the files listing its large objects (blobs.toc up to 16, blobs_<id>.toc after)."""
+
+    encoding: str | None
+    table_files: dict[str, tuple[str, str]]  # "<dump id>.dat" -> (schema, table)
+    large_object_tocs: tuple[str, ...]
+
+
+def read_directory_toc(stream: BinaryIO) -> DirectoryToc:
+    """Read a directory dump's toc.dat (no hashing: safe in any interpreter)."""
+    reader = _Reader(stream)
+    version, compressed = _read_header(reader, _FORMAT_DIRECTORY)
+    if compressed:
+        raise ArchiveError("the directory dump's data files are compressed: only -Z0 dumps can be digested")
+    entries = _read_toc(reader, version, _FORMAT_DIRECTORY)
+    tables: dict[str, tuple[str, str]] = {}
+    large_object_tocs: list[str] = []
+    for entry in entries:
+        if not entry.data_file:
+            continue
+        if entry.desc == "TABLE DATA":
+            tables[entry.data_file] = (entry.schema or "", entry.tag)
+        elif entry.desc in ("BLOBS", "LARGE OBJECTS"):
+            large_object_tocs.append(entry.data_file)
+    return DirectoryToc(_encoding(entries), tables, tuple(large_object_tocs))
+
+
+def large_object_files(listing: bytes) -> dict[str, int]:
+    """A blobs toc's lines ``<oid> blob_<oid>.dat`` as file name -> oid."""
+    files: dict[str, int] = {}
+    for line in listing.decode("ascii").splitlines():
+        if not line.strip():
+            continue
+        oid, _, name = line.partition(" ")
+        if not oid.isdigit() or not name:
+            raise ArchiveError(f"a line of a large objects' list that is not <oid> <file>: {line[:80]!r}")
+        files[name.strip()] = int(oid)
+    return files
+
+
+def _member_kind(name: str) -> tuple[str, int | None]:
+    """How a directory dump's file is digested: its rows, as a large object (with its oid), or not."""
+    if name.endswith(".dat") and name[: -len(".dat")].isdigit():
+        return "rows", None
+    if name.startswith("blob_") and name.endswith(".dat") and name[len("blob_") : -len(".dat")].isdigit():
+        return "large_object", int(name[len("blob_") : -len(".dat")])
+    return "skipped", None
+
+
+def digest_members(stream: BinaryIO) -> dict[str, dict[str, object]]:
+    """Digest framed files of a -Z0 directory dump (see the module's docstring): file name ->
+    {"rows", "digest"} for a table's data, {"oid", "hash"} for a large object, {"skipped": size}."""
+    reader = _Reader(stream)
+    records: dict[str, dict[str, object]] = {}
+    while not reader.at_end():
+        header = bytearray()
+        while (byte := reader.take(1)) != b"\n":
+            header += byte
+            if len(header) > 4096:
+                raise ArchiveError("a member header longer than 4096 bytes")
+        name, _, size_text = header.decode("utf-8", "surrogateescape").partition("\t")
+        if not size_text.isdigit() or not name or name in records:
+            raise ArchiveError(f"a malformed or repeated member header {name[:80]!r}")
+        size = int(size_text)
+        pieces = _member_pieces(reader, size)
+        kind, oid = _member_kind(name)
+        if kind == "rows":
+            digest = RelationDigest()
+            _digest_rows(pieces, False, digest)
+            records[name] = digest.record()
+        elif kind == "large_object":
+            hashed = hashlib.blake2b(f"{oid}:".encode(), digest_size=16)
+            for piece in pieces:
+                hashed.update(piece)
+            records[name] = {"oid": oid, "hash": hashed.hexdigest()}
+        else:
+            for _ in pieces:
+                pass
+            records[name] = {"skipped": size}
+    return records
+
+
+def _member_pieces(reader: _Reader, size: int) -> Iterator[bytes]:
+    left = size
+    while left:
+        piece = reader.take(min(left, _READ_BYTES))
+        left -= len(piece)
+        yield piece
+
+
 def main() -> int:
     try:
         check_interpreter()
+        if sys.argv[1:] == ["--members"]:
+            json.dump({"method": METHOD, "members": digest_members(sys.stdin.buffer)}, sys.stdout)
+            sys.stdout.write("\n")
+            return 0
         result = digest_archive(sys.stdin.buffer)
     except ArchiveError as exc:
         print(f"archive_digest: {exc}", file=sys.stderr)

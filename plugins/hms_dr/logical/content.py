@@ -2,7 +2,9 @@
 archive the daily backup streams, recomputed on a restored database, and compared.
 
 ``ArchiveDigester`` runs ``archive_digest.py`` as a program of its own beside a dump, fed the same
-bytes the verifier sees; ``digest_restored_database`` runs ``pg_dump --data-only`` of a restored
+bytes the verifier sees; for a directory-format dump, each upload worker feeds its files to a
+``MemberDigester`` and ``directory_content`` puts the files' records together by the dump's
+toc.dat (the same digests a custom archive of the same rows gives); ``digest_restored_database`` runs ``pg_dump --data-only`` of a restored
 database into the same program; ``compare_content`` turns the two into one report row per table
 (and one for the large objects). Both pg_dumps run with ``DUMP_SESSION_OPTIONS``, so equal rows
 give byte-equal COPY text whichever server, time zone or database defaults they were read under.
@@ -103,6 +105,63 @@ class ArchiveDigester:
 
     def kill(self) -> None:
         self._program.kill()
+
+
+class MemberDigester:
+    """``archive_digest.py --members`` fed the files of a directory dump one after the other
+    (one per upload worker, so the hashing of each worker's files has a core of its own)."""
+
+    def __init__(self) -> None:
+        self._program = FedProgram([*digest_argv(), "--members"], "archive_digest-members", env=digest_env())
+
+    def begin(self, name: str, size_bytes: int) -> None:
+        """The next ``size_bytes`` fed are the file ``name`` (pg_dump's names hold no tab or newline)."""
+        self._program.feed(f"{name}\t{size_bytes}\n".encode())
+
+    def feed(self, chunk: bytes) -> None:
+        self._program.feed(chunk)
+
+    def finish(self, label: str) -> dict[str, Mapping[str, Any]]:
+        if self._program.finish() != 0:
+            raise BackupVerificationFailed(
+                f"{label}: the content digest could not read the dump's files: {self._program.last_error_line()}"
+            )
+        members: dict[str, Mapping[str, Any]] = json.loads(self._program.stdout)["members"]
+        return members
+
+    def kill(self) -> None:
+        self._program.kill()
+
+
+def directory_content(
+    toc: archive_digest.DirectoryToc,
+    members: Mapping[str, Mapping[str, Any]],
+    large_object_listings: Mapping[str, bytes],
+    label: str,
+) -> ContentDigests:
+    """The content digests of a directory dump: each table file's record under its table (by
+    toc.dat), the large objects' hashes added up as the custom archive's reader adds them.
+    BackupVerificationFailed when a file the table of contents names was not digested."""
+    missing = [name for name in toc.table_files if name not in members]
+    large_objects = archive_digest.LargeObjectsDigest()
+    for listing in large_object_listings.values():
+        for name, oid in archive_digest.large_object_files(listing).items():
+            record = members.get(name)
+            if record is None or record.get("oid") != oid:
+                missing.append(name)
+                continue
+            large_objects.add(bytes.fromhex(str(record["hash"])))
+    if missing:
+        raise BackupVerificationFailed(
+            f"{label}: {len(missing)} file(s) the dump's table of contents names were not digested: "
+            + ", ".join(sorted(missing)[:5])
+        )
+    return ContentDigests(
+        method=METHOD,
+        encoding=toc.encoding,
+        tables={table: members[name] for name, table in toc.table_files.items()},
+        large_objects=large_objects.record() if large_object_listings else None,
+    )
 
 
 class RestoredDigest:

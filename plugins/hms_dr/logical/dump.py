@@ -3,30 +3,30 @@
 What a run dumps (``dump_specs``), how each payload is named and compressed, and
 ``stream_dump``, which runs one pipeline into ``store.put`` and returns the payload's proof.
 A failed or killed stage makes the upload fail, so no truncated payload is ever committed.
+A directory-format whole-database dump is ``hms_dr.logical.directory``'s; it names and
+compresses its files with the same functions.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hms_dr.errors import HmsDrError
 from hms_dr.logical.content import ContentDigests, dump_session_options
 from hms_dr.logical.verify import StreamVerifier
-from hms_dr.manifest import BackupKind, Payload
+from hms_dr.manifest import CUSTOM_ARCHIVE, BackupKind, Payload
 from hms_dr.pginstalls import PgInstall
 from hms_dr.pgtools import ConnectionInfo, pg_dump_argv, tool_env
-from hms_dr.policy import CompressionMethod, CompressionPolicy, LogicalBackupPolicy
+from hms_dr.policy import CompressionMethod, CompressionPolicy, DumpFormat, LogicalBackupPolicy
+from hms_dr.progress import ProgressLog
 from hms_dr.store import Store
 from hms_dr.streams import Pipeline, Stage
 from hms_dr.units import human_bytes, human_rate
 
 log = logging.getLogger(__name__)
-
-PROGRESS_EVERY_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class DumpSpec:
 
     kind: BackupKind
     label: str
-    archive_format: str  # "c" custom, "p" plain SQL
+    archive_format: str  # "c" custom, "p" plain SQL, "d" directory (hms_dr.logical.directory)
     schema_only: bool = False
     data_only: bool = False
     tables: tuple[str, ...] = ()
@@ -48,21 +48,23 @@ class DumpSpec:
 @dataclass
 class DumpResult:
     kind: BackupKind
-    payload: Payload
+    payloads: list[Payload]  # one, or one per file of a directory dump
     verification: dict[str, Any]
     seconds: float
     content: ContentDigests | None  # the whole dump: what every table and the large objects hold
+    archive_format: str | None = None  # the manifest's archive_format; None for a plain SQL export
 
 
 def compression_stage(compression: CompressionPolicy, archive_format: str) -> Stage | None:
     """The external compressor after the verifier's tap, if any.
 
     Custom archives under gzip compress their data blocks inside pg_dump (-Z); everything else
-    is compressed outside, after the tap, so the verifier and plain_sha256 see the plain dump.
+    (plain SQL, each -Z0 file of a directory dump) is compressed outside, after the tap, so the
+    verifier and plain_sha256 see the plain dump.
     """
     if compression.method is CompressionMethod.ZSTD:
         return Stage("zstd", ["zstd", "-q", "-c", f"-{compression.level}", f"-T{compression.threads}"])
-    if compression.method is CompressionMethod.GZIP and archive_format == "p":
+    if compression.method is CompressionMethod.GZIP and archive_format in ("p", "d"):
         return Stage("gzip", ["gzip", "-c", f"-{max(compression.level, 1)}"])
     return None
 
@@ -71,19 +73,26 @@ def pg_dump_compress_level(compression: CompressionPolicy, archive_format: str) 
     return compression.level if compression.method is CompressionMethod.GZIP and archive_format == "c" else 0
 
 
+def payload_suffix(archive_format: str, compression: CompressionPolicy) -> str:
+    """What follows a payload's plain name: the compressor's extension, then .gpg."""
+    if compression.method is CompressionMethod.ZSTD:
+        return ".zst.gpg"
+    if compression.method is CompressionMethod.GZIP and archive_format in ("p", "d"):
+        return ".gz.gpg"  # custom archives compress their data blocks inside the archive
+    return ".gpg"
+
+
 def payload_name(spec: DumpSpec, compression: CompressionPolicy) -> str:
     stem = {"c": f"{spec.label}.pgdump", "p": f"{spec.label}.sql"}[spec.archive_format]
-    if compression.method is CompressionMethod.ZSTD:
-        stem += ".zst"
-    elif compression.method is CompressionMethod.GZIP and spec.archive_format == "p":
-        stem += ".gz"  # custom archives compress their data blocks inside the archive
-    return stem + ".gpg"
+    return stem + payload_suffix(spec.archive_format, compression)
 
 
-def dump_specs(logical_backup: LogicalBackupPolicy) -> list[DumpSpec]:
-    """The dumps of one run, in the order they stream: whole database, schema, data-only tables."""
+def dump_specs(logical_backup: LogicalBackupPolicy, dump_format: DumpFormat = DumpFormat.CUSTOM) -> list[DumpSpec]:
+    """The dumps of one run, in the order they stream: whole database (in ``dump_format``,
+    custom or directory), schema, data-only tables."""
+    whole = "d" if dump_format is DumpFormat.DIRECTORY else "c"
     specs = [
-        DumpSpec(BackupKind.LOGICAL, "dump", "c", digest_content=True),
+        DumpSpec(BackupKind.LOGICAL, "dump", whole, digest_content=True),
         DumpSpec(BackupKind.SCHEMA, "schema", "p", schema_only=True),
     ]
     if logical_backup.data_only_tables:
@@ -102,8 +111,11 @@ def stream_dump(
     encryption_stage: Stage,
     store: Store,
     key: str,
+    expected_bytes: int | None = None,
 ) -> DumpResult:
-    """pg_dump | [zstd] | gpg into the store under ``key``, verified and hashed on the way."""
+    """pg_dump | [zstd] | gpg into the store under ``key``, verified and hashed on the way; a
+    progress line every 15 s, with the share of ``expected_bytes`` (the database's size, for the
+    whole-database dump) and an ETA when it is given."""
     started = time.monotonic()
     argv = pg_dump_argv(
         pg,
@@ -123,10 +135,12 @@ def stream_dump(
     stages.append(encryption_stage)
     verifier = StreamVerifier(spec.archive_format, pg, digest_content=spec.digest_content)
     verifier.start()
-    progress = _ProgressLog(store.describe(key), lambda: verifier.plain_size, started)
+    progress = ProgressLog(
+        f"pg_dump into {store.describe(key)}", lambda: verifier.plain_size, expected_bytes=expected_bytes
+    )
     try:
-        with Pipeline(stages, tap=verifier.feed, tap_after=1) as pipeline:
-            stored = store.put(key, pipeline.output, progress=progress)  # type: ignore[arg-type]
+        with progress, Pipeline(stages, tap=verifier.feed, tap_after=1) as pipeline:
+            stored = store.put(key, pipeline.output)  # type: ignore[arg-type]
     except BaseException:
         verifier.kill()
         raise
@@ -153,29 +167,5 @@ def stream_dump(
         seconds,
         human_rate(verifier.plain_size, seconds),
     )
-    return DumpResult(spec.kind, payload, verification, seconds, verifier.content)
-
-
-class _ProgressLog:
-    """The store's progress callback: a line every PROGRESS_EVERY_S seconds with sizes and speed."""
-
-    def __init__(self, where: str, plain_bytes: Callable[[], int], started: float) -> None:
-        self.where = where
-        self.plain_bytes = plain_bytes
-        self.started = started
-        self.last = started
-
-    def __call__(self, stored_bytes: int) -> None:
-        now = time.monotonic()
-        if now - self.last < PROGRESS_EVERY_S:
-            return
-        self.last = now
-        elapsed = now - self.started
-        log.info(
-            "%s: %s dumped, %s stored, %.0f s, %s",
-            self.where,
-            human_bytes(self.plain_bytes()),
-            human_bytes(stored_bytes),
-            elapsed,
-            human_rate(self.plain_bytes(), elapsed),
-        )
+    archive_format = CUSTOM_ARCHIVE if spec.archive_format == "c" else None
+    return DumpResult(spec.kind, [payload], verification, seconds, verifier.content, archive_format)

@@ -12,12 +12,21 @@ from hms_dr.records import Record
 
 
 @dataclass(frozen=True)
-class StoredDump(Record):
-    """One dump of the run, stored but not yet published."""
+class StoredPayload(Record):
+    """One stored payload of a dump and where it is."""
 
-    kind: BackupKind
     key: str
     payload: Payload
+
+
+@dataclass(frozen=True)
+class StoredDump(Record):
+    """One dump of the run, stored but not yet published: one payload, or one per file of a
+    directory-format dump (``archive_format``, the manifest's field of that name)."""
+
+    kind: BackupKind
+    archive_format: str | None  # None: a plain SQL export
+    payloads: list[StoredPayload]
     verification: dict[str, Any]
     seconds: float
 

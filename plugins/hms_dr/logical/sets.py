@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from hms_dr.logical.run import LogicalRun, StoredDump
-from hms_dr.manifest import BackupKind
+from hms_dr.manifest import ARCHIVE_FORMAT_FIELD, BackupKind
 from hms_dr.publish import publish_set
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ def manifest_extra(result: LogicalRun, dump: StoredDump) -> dict[str, Any]:
         "verification": dump.verification,
         "baselines": kind_baselines,
     }
+    if dump.archive_format is not None:
+        extra[ARCHIVE_FORMAT_FIELD] = dump.archive_format
     if kind is not BackupKind.LOGICAL:
         extra["parent"] = {"kind": BackupKind.LOGICAL.value, "backup_set_id": result.backup_set_id}
     return extra
@@ -67,7 +69,7 @@ def publish_logical_sets(store: Store, result: LogicalRun, producer: Mapping[str
             backup_set_id=result.backup_set_id,
             started_at=result.started_at,
             finished_at=result.finished_at,
-            payloads=[dump.payload],
+            payloads=[stored.payload for stored in dump.payloads],
             extra={**manifest_extra(result, dump), "producer": dict(producer)},
         )
     return manifests

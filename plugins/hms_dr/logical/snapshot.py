@@ -1,6 +1,8 @@
 """Baselines and every pg_dump of one run, taken in ONE exported snapshot.
 
-A REPEATABLE READ transaction exports its snapshot; the whole-database dump, the schema-only
+A REPEATABLE READ transaction exports its snapshot; the whole-database dump (custom format, or
+directory format with pg_dump -j whose every worker takes the snapshot: ``hms_dr.logical.directory``,
+chosen by ``LogicalBackupPolicy.dump_format_for`` from the database's size), the schema-only
 export and the data-only export all dump it, while the same transaction counts every table and
 fingerprints the policy's views. Under live writes the restore must therefore match the
 baselines exactly. Nothing here writes a manifest: the caller publishes after reading back.
@@ -13,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from hms_dr import baseline, sqlfiles
@@ -20,8 +23,9 @@ from hms_dr.catalog import key_for
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home, gpg_version
 from hms_dr.database import connect
 from hms_dr.logical.content import record_content
+from hms_dr.logical.directory import dump_directory
 from hms_dr.logical.dump import DumpResult, dump_specs, payload_name, stream_dump
-from hms_dr.logical.run import LogicalRun, StoredDump
+from hms_dr.logical.run import LogicalRun, StoredDump, StoredPayload
 from hms_dr.manifest import BackupKind, new_backup_set_id
 from hms_dr.pginstalls import client_install
 from hms_dr.pgtools import ConnectionInfo, exact_table_pattern
@@ -74,6 +78,8 @@ def take_logical_backup(
         # pg_dump of the server's major or newer, chosen for this server (never an older one).
         pg = client_install(version_num // 10000, server=f"the server at {conn.host}:{conn.port} ({version})")
         log.info("backup set %s: snapshot %s exported at WAL %s", backup_set_id, snapshot_id, wal_lsn)
+        dump_format = logical_backup.dump_format_for(database_size)
+        log.info("whole-database dump format: %s", logical_backup.describe_format_choice(database_size))
 
         # The table list and the relations are resolved first (quick catalog queries); the
         # counting and fingerprinting then run on this connection while the dumps stream.
@@ -103,7 +109,7 @@ def take_logical_backup(
         try:
             check_encryption_key(home, key)  # imports the public key into this private gpg home
             encryption = encrypt_stage(home, key)
-            for spec in dump_specs(logical_backup):
+            for spec in dump_specs(logical_backup, dump_format):
                 if spec.kind is BackupKind.DATA:
                     # pg_dump gets the names resolved in the snapshot, not the policy's spelling.
                     spec = replace(
@@ -116,6 +122,25 @@ def take_logical_backup(
                     spec = replace(
                         spec, expect_table_data=tuple(name for name, t in tables.items() if t["relkind"] != "p")
                     )
+                if spec.archive_format == "d":
+                    results.append(
+                        dump_directory(
+                            spec,
+                            conn=conn,
+                            pg=pg,
+                            snapshot_id=snapshot_id,
+                            schemas=schemas,
+                            compression=compression,
+                            encryption_stage=encryption,
+                            store=store,
+                            key_of=partial(key_for, cluster, spec.kind, backup_set_id),
+                            stored_keys=stored_keys,
+                            staging_dir=staging.dir,
+                            jobs=logical_backup.dump_jobs,
+                            database_size_bytes=database_size,
+                        )
+                    )
+                    continue
                 payload_key = key_for(cluster, spec.kind, backup_set_id, payload_name(spec, compression))
                 stored_keys.append(payload_key)
                 results.append(
@@ -129,6 +154,7 @@ def take_logical_backup(
                         encryption_stage=encryption,
                         store=store,
                         key=payload_key,
+                        expected_bytes=database_size if spec.kind is BackupKind.LOGICAL else None,
                     )
                 )
             counter.join()
@@ -161,8 +187,8 @@ def take_logical_backup(
         dumps=[
             StoredDump(
                 kind=r.kind,
-                key=key_for(cluster, r.kind, backup_set_id, r.payload.name),
-                payload=r.payload,
+                archive_format=r.archive_format,
+                payloads=[StoredPayload(key_for(cluster, r.kind, backup_set_id, p.name), p) for p in r.payloads],
                 verification=r.verification,
                 seconds=round(r.seconds, 3),
             )

@@ -1,6 +1,7 @@
 """Verifying a dump while it streams past, before it is encrypted.
 
-Custom-format archives are fed to ``pg_restore --list``, which must read the table of contents
+Custom-format archives are fed to ``pg_restore --list`` (a directory dump's toc.dat is listed
+from its staging directory, ``check_listing`` alike), which must read the table of contents
 and list the data of every table the baselines hold, and to the content digest (``content``);
 plain SQL must end with pg_dump's completion line. The plain bytes are hashed on the way (``plain_sha256`` in the manifest).
 """
@@ -67,20 +68,7 @@ class StreamVerifier:
             raise BackupVerificationFailed(f"{label}: pg_restore --list failed: {self.lister.last_error_line()}")
         if self.digester is not None:
             self.content = self.digester.finish(label)
-        # Matched as (schema, name) pairs: names may hold spaces and dots (see parse_restore_list).
-        expected = {table: split_relation_key(table) for table in expect_table_data}
-        entries = parse_restore_list(self.lister.stdout.decode("utf-8", "replace"), known=set(expected.values()))
-        listed = {(schema, name) for description, schema, name in entries if description == "TABLE DATA"}
-        missing = [table for table, pair in expected.items() if pair not in listed]
-        if missing:
-            raise BackupVerificationFailed(
-                f"{label}: pg_restore --list does not list the data of {len(missing)} table(s): {', '.join(missing[:5])}"
-            )
-        verification: dict[str, Any] = {
-            "check": "pg_restore --list",
-            "toc_entries": len(entries),
-            "tables_listed": len(listed),
-        }
+        verification = check_listing(self.lister.stdout, expect_table_data, label)
         if self.content is not None:
             verification.update(check="pg_restore --list; content digest", tables_digested=len(self.content.tables))
         return verification
@@ -90,3 +78,18 @@ class StreamVerifier:
             self.digester.kill()
         if self.lister is not None:
             self.lister.kill()
+
+
+def check_listing(listing: bytes, expect_table_data: tuple[str, ...], label: str) -> dict[str, Any]:
+    """Raise unless ``pg_restore --list``'s output lists the TABLE DATA of every table in
+    ``expect_table_data``; the verification record otherwise (custom and directory dumps alike)."""
+    # Matched as (schema, name) pairs: names may hold spaces and dots (see parse_restore_list).
+    expected = {table: split_relation_key(table) for table in expect_table_data}
+    entries = parse_restore_list(listing.decode("utf-8", "replace"), known=set(expected.values()))
+    listed = {(schema, name) for description, schema, name in entries if description == "TABLE DATA"}
+    missing = [table for table, pair in expected.items() if pair not in listed]
+    if missing:
+        raise BackupVerificationFailed(
+            f"{label}: pg_restore --list does not list the data of {len(missing)} table(s): {', '.join(missing[:5])}"
+        )
+    return {"check": "pg_restore --list", "toc_entries": len(entries), "tables_listed": len(listed)}

@@ -36,7 +36,7 @@ from hms_dr.policy.compression import CompressionMethod, CompressionPolicy, pars
 from hms_dr.policy.dr import DrPolicy, IntegrityPolicy, parse_dr
 from hms_dr.policy.dr_restore import DrRestorePolicy, parse_dr_restore
 from hms_dr.policy.encryption import EncryptionPolicy, parse_encryption
-from hms_dr.policy.logical_backup import LogicalBackupPolicy, parse_logical_backup
+from hms_dr.policy.logical_backup import DumpFormat, LogicalBackupPolicy, parse_logical_backup
 from hms_dr.policy.offsite import OffsitePolicy, parse_offsite
 from hms_dr.policy.reader import PolicyReader, parse_duration
 from hms_dr.policy.restore_test import (
@@ -65,6 +65,7 @@ __all__ = [
     "CompressionPolicy",
     "DrPolicy",
     "DrRestorePolicy",
+    "DumpFormat",
     "EncryptionMode",
     "EncryptionPolicy",
     "FreshnessKind",

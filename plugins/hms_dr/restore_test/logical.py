@@ -1,5 +1,5 @@
-"""The restore test's logical part: the daily set's payload downloaded and proven against its
-manifest, decrypted with the restore key and restored with ``pg_restore -j`` into a fresh scratch
+"""The restore test's logical part: the daily set's payload (or every file of a directory-format
+set) downloaded and proven against its manifest, decrypted with the restore key and restored with ``pg_restore -j`` into a fresh scratch
 database on the isolated restore server (``hms_dr.restore``), checked against the set's baselines,
 and the scratch database dropped whatever happened (unless the run keeps it).
 
@@ -48,7 +48,7 @@ def restore_into_scratch(
     backup_set = find_set(store, cluster.name, BackupKind.LOGICAL, plan.backup_set_id)
     workdir = work_folder(staging.dir, WorkPurpose.RESTORE_TEST, plan.scratch_database)
     try:
-        fetched = restore.fetch_for_restore(store, backup_set, key, workdir)
+        fetched = restore.fetch_for_restore(store, backup_set, key, workdir, jobs=plan.restore_jobs)
         scratch_databases.create_scratch_database(target, plan.scratch_database)
         restored = restore.run_pg_restore(
             target.with_database(plan.scratch_database), fetched.path, jobs=plan.restore_jobs

@@ -19,12 +19,13 @@ class WorkPurpose(Enum):
     RESTORE_TEST = "restore-test"  # the restore test's fetch and reports, the drill's cluster
     DR_RESTORE = "dr-restore"  # a DR restore's fetch, WAL and reports, its scratch cluster by default
     PITR = "pitr"  # hms_dr_pitr's WAL source (its cluster goes where the operator says)
+    LOGICAL_DUMP = "logical-dump"  # a directory-format daily dump, staged until its files are stored
 
     @property
     def folder_mode(self) -> int:
         # o+x where a scratch cluster may live below: its server runs as another OS user and
         # must walk through (it cannot list the folder). PITR's cluster is never under it.
-        return 0o700 if self is WorkPurpose.PITR else 0o711
+        return 0o700 if self in (WorkPurpose.PITR, WorkPurpose.LOGICAL_DUMP) else 0o711
 
 
 def work_folder(staging_dir: Path, purpose: WorkPurpose, run: str | None = None) -> Path:

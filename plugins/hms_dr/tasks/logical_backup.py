@@ -72,11 +72,11 @@ def read_back_payloads(run: dict[str, Any]) -> list[dict[str, Any]]:
     """Re-read every stored payload and compare its sha256 with what was written."""
     policy = load_policy()
     store = open_policy_store(policy)
-    dumps = LogicalRun.from_xcom(run).dumps
+    stored = [p for d in LogicalRun.from_xcom(run).dumps for p in d.payloads]
     if not policy.store.verify_readback:
         log.warning("store.verify_readback is off: payloads are checked by size only")
-        return [ReadBack(key=d.key, size_bytes=store.stat(d.key).size_bytes).to_xcom() for d in dumps]
-    return [publish.verify_stored_payload(store, d.key, d.payload).to_xcom() for d in dumps]
+        return [ReadBack(key=p.key, size_bytes=store.stat(p.key).size_bytes).to_xcom() for p in stored]
+    return [publish.verify_stored_payload(store, p.key, p.payload).to_xcom() for p in stored]
 
 
 @task(outlets=[LOGICAL_BACKUPS])
@@ -89,7 +89,7 @@ def publish_manifests(run: dict[str, Any], readback: list[dict[str, Any]]) -> di
     producer = {"dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
     result = LogicalRun.from_xcom(run)
     read = {ReadBack.from_xcom(r).key for r in readback}
-    unread = [d.key for d in result.dumps if d.key not in read]
+    unread = [p.key for d in result.dumps for p in d.payloads if p.key not in read]
     if unread:
         raise RuntimeError(f"refusing to publish payloads that were not read back: {unread}")
     manifests = logical.publish_logical_sets(store, result, producer)
@@ -99,12 +99,13 @@ def publish_manifests(run: dict[str, Any], readback: list[dict[str, Any]]) -> di
         "manifest": logical_manifest,
         "cluster": result.cluster,
     }
-    total = sum(d.payload.size_bytes for d in result.dumps)
+    total = sum(p.payload.size_bytes for d in result.dumps for p in d.payloads)
     log.info(
-        "backup set %s complete: %s (%s in %d payloads)",
+        "backup set %s complete: %s (%s in %d payloads of %d sets)",
         result.backup_set_id,
         logical_manifest,
         human_bytes(total),
+        sum(len(d.payloads) for d in result.dumps),
         len(manifests),
     )
     return {"backup_set_id": result.backup_set_id, "manifests": {k: store.describe(v) for k, v in manifests.items()}}

@@ -12,7 +12,7 @@ import pytest
 
 from hms_dr.freshness import FreshnessReport
 from hms_dr.integrity import AmcheckReady, IntegrityCheck
-from hms_dr.logical.run import LogicalRun, StoredDump
+from hms_dr.logical.run import LogicalRun, StoredDump, StoredPayload
 from hms_dr.manifest import BackupKind, Payload
 from hms_dr.offsite.freshness import KindNewest, NewestOffsite, NewestPrimary
 from hms_dr.offsite.sync import KindSyncReport, SyncReport
@@ -45,11 +45,18 @@ RECORDS: list[tuple[Record, set[str]]] = [
             dumps=[
                 StoredDump(
                     BackupKind.LOGICAL,
-                    "hms-primary/logical/20261124T020001Z/dump.zst.gpg",
-                    PAYLOAD,
+                    "custom",
+                    [StoredPayload("hms-primary/logical/20261124T020001Z/dump.zst.gpg", PAYLOAD)],
                     {"check": "ok"},
                     1.5,
-                )
+                ),
+                StoredDump(
+                    BackupKind.SCHEMA,
+                    None,
+                    [StoredPayload("hms-primary/schema/20261124T020001Z/schema.sql.zst.gpg", PAYLOAD)],
+                    {"check": "ok"},
+                    0.5,
+                ),
             ],
         ),
         {"backup_set_id", "cluster", "dumps", "baselines"},
