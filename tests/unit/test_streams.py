@@ -77,3 +77,19 @@ def test_reading_again_after_the_end_keeps_returning_nothing() -> None:
     assert read_all(pipeline) == b"abc"
     assert pipeline.output.read(10) == b""
     assert pipeline.output.read() == b""
+
+
+def test_pipes_between_stages_are_widened_to_a_mebibyte() -> None:
+    import fcntl
+
+    from hms_dr.streams import PIPE_BYTES, widen_pipe
+
+    read_end, write_end = os.pipe()
+    try:
+        widen_pipe(write_end)
+        assert fcntl.fcntl(read_end, 1032) == PIPE_BYTES  # F_GETPIPE_SZ: both ends share the buffer
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    with open(os.devnull, "rb") as not_a_pipe:
+        widen_pipe(not_a_pipe.fileno())  # refused by the system (EBADF): quietly, the caller keeps going

@@ -25,7 +25,7 @@ from hms_dr.errors import ToolFailed
 from hms_dr.pginstalls import PgInstall
 from hms_dr.pgtools import ConnectionInfo, tool_env
 from hms_dr.progress import ProgressLog
-from hms_dr.streams import telling_line
+from hms_dr.streams import telling_line, widen_pipe
 from hms_dr.units import human_bytes, human_rate
 
 log = logging.getLogger(__name__)
@@ -229,6 +229,7 @@ class StreamingPgBasebackup:
             start_new_session=True,
         )
         assert self.process.stdout is not None
+        widen_pipe(self.process.stdout.fileno())
         self.stdout = self.process.stdout
         return self
 
