@@ -14,6 +14,7 @@ import logging
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from hms_dr.catalog import BackupSet, key_for
 from hms_dr.crypto import DecryptionKey, ImportedKey, prepare_decryption
-from hms_dr.database import client_tools
+from hms_dr.database import client_tools, connect
 from hms_dr.decrypt import decrypt_file, decrypt_to_file, download_verified, plain_matches
 from hms_dr.errors import ChecksumMismatch, ManifestInvalid, ToolFailed
 from hms_dr.gpghome import gpg_home
 from hms_dr.manifest import DIRECTORY_ARCHIVE, Payload, archive_format, directory_member
 from hms_dr.pginstalls import PgInstall
 from hms_dr.pgtools import ConnectionInfo, tool_env
+from hms_dr.progress import ProgressLog
 from hms_dr.units import human_bytes
 
 if TYPE_CHECKING:
@@ -155,13 +157,43 @@ def pg_restore_argv(pg: PgInstall, archive: Path, *, dbname: str, jobs: int) -> 
     ]
 
 
-def run_pg_restore(target: ConnectionInfo, archive: Path, *, jobs: int) -> dict[str, Any]:
-    """pg_restore -j N --exit-on-error into ``target``; ToolFailed with pg_restore's error line."""
+def source_database_size(backup_set: BackupSet) -> int | None:
+    """The dumped database's size as its server reported it in the snapshot (the manifest's
+    ``server``), the total a restore's progress counts towards; None for older manifests."""
+    size = (backup_set.manifest.body.get("server") or {}).get("database_size_bytes")
+    return int(size) if size else None
+
+
+def restored_bytes(target: ConnectionInfo) -> Callable[[], int]:
+    """pg_database_size of ``target`` as a restore fills it, read when a progress line is due;
+    a refused or busy connection repeats the last reading rather than stopping the restore."""
+    last = [0]
+
+    def read() -> int:
+        try:
+            with connect(target) as connection:
+                row = connection.execute("SELECT pg_database_size(current_database())").fetchone()
+            last[0] = int(row[0]) if row else last[0]
+        except Exception as exc:  # progress must never fail the restore it reports on
+            log.debug("restore progress: cannot read the size of %s: %s", target.describe(), exc)
+        return last[0]
+
+    return read
+
+
+def run_pg_restore(
+    target: ConnectionInfo, archive: Path, *, jobs: int, expected_bytes: int | None = None
+) -> dict[str, Any]:
+    """pg_restore -j N --exit-on-error into ``target``; ToolFailed with pg_restore's error line.
+    Progress (the restored database's size of ``expected_bytes``, the source's) goes to the log."""
     started = time.monotonic()
     # pg_restore of the target server's major (or newer): an upgrade rehearsal restores a set taken
     # from an older server, whose archive every newer pg_restore reads.
     argv = pg_restore_argv(client_tools(target), archive, dbname=target.dbname, jobs=jobs)
-    done = subprocess.run(argv, env=tool_env(target), capture_output=True, text=True)
+    with ProgressLog(
+        f"pg_restore -j {jobs} into {target.describe()}", restored_bytes(target), expected_bytes=expected_bytes
+    ):
+        done = subprocess.run(argv, env=tool_env(target), capture_output=True, text=True)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         for line in lines[-20:]:

@@ -99,7 +99,12 @@ def build_source(
                 store, backup_set, decryption_key, workdir, jobs=restore_settings.restore_jobs
             )
             scratch_databases.create_scratch_database(server, scratch.name)
-            restore.run_pg_restore(server.with_database(scratch.name), fetched.path, jobs=restore_settings.restore_jobs)
+            restore.run_pg_restore(
+                server.with_database(scratch.name),
+                fetched.path,
+                jobs=restore_settings.restore_jobs,
+                expected_bytes=restore.source_database_size(backup_set),
+            )
         except BaseException:
             _drop_quietly(server, scratch.name)
             raise

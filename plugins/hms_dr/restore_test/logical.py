@@ -51,7 +51,10 @@ def restore_into_scratch(
         fetched = restore.fetch_for_restore(store, backup_set, key, workdir, jobs=plan.restore_jobs)
         scratch_databases.create_scratch_database(target, plan.scratch_database)
         restored = restore.run_pg_restore(
-            target.with_database(plan.scratch_database), fetched.path, jobs=plan.restore_jobs
+            target.with_database(plan.scratch_database),
+            fetched.path,
+            jobs=plan.restore_jobs,
+            expected_bytes=restore.source_database_size(backup_set),
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # the decrypted dump never outlives the step
