@@ -3,6 +3,7 @@ read when a progress line is due, and never an error that could stop the restore
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import psycopg
@@ -23,5 +24,5 @@ def test_the_restored_size_is_read_from_the_server_and_a_refused_login_repeats_t
     assert row is not None
     reading = restored_bytes(connection(dsn))()
     assert abs(reading - int(row[0])) <= 1 << 20 and reading > 1 << 20
-    refused = restored_bytes(connection(dsn, password="not-the-password"))
+    refused = restored_bytes(connection(dsn, password=secrets.token_hex(16)))  # a wrong one, made up here
     assert refused() == 0 and refused() == 0  # logged at debug, never raised
