@@ -10,7 +10,8 @@ local plain archive (not timed), then alternating rounds of:
 - restore test: what hms_restore_test's tasks do, without Airflow, timed as the DAG measures RTO
                 (fetch start to end of the checks): ``find_set``, ``restore.fetch_for_restore``
                 (download + sha256 proof + gpg | zstd -d + plain sha256), ``create_scratch_database``,
-                ``run_pg_restore(jobs=2)``, removal of the decrypted dump, and
+                ``restore_taking_digests(jobs=2)`` (pg_restore with each table's content digest
+                taken as its rows are in), removal of the decrypted dump, and
                 ``quality.check_restored_database`` (the GX checks, report into a temp dir).
 
 The quality check runs in a fresh Python process each round, as each Airflow task does, so every
@@ -81,6 +82,7 @@ def dq_child() -> int:
     engine_log.addHandler(Keep(level=logging.INFO))
 
     import hms_dr.quality as quality  # the task imports it before its clock starts
+    from hms_dr.logical.content import DigestTaken
     from hms_dr.policy import DEFAULT_POLICY_PATH, load_policy
 
     spent: dict[str, float] = {}
@@ -119,6 +121,7 @@ def dq_child() -> int:
         smoke_queries=load_policy(
             DEFAULT_POLICY_PATH
         ).restore_test.smoke_queries,  # the runbook's, as the task runs them
+        content_taken=DigestTaken.from_json(request["content"]) if request.get("content") else None,
     )
     seconds = time.monotonic() - started
 
@@ -160,9 +163,17 @@ def dq_child() -> int:
     return 0
 
 
-def run_dq_in_child(dsn: str, baselines: Any, report_dir: Path, backup_set_id: str) -> dict[str, Any]:
+def run_dq_in_child(
+    dsn: str, baselines: Any, report_dir: Path, backup_set_id: str, content: dict[str, Any] | None
+) -> dict[str, Any]:
     request = json.dumps(
-        {"dsn": dsn, "baselines": baselines, "report_dir": str(report_dir), "backup_set_id": backup_set_id}
+        {
+            "dsn": dsn,
+            "baselines": baselines,
+            "report_dir": str(report_dir),
+            "backup_set_id": backup_set_id,
+            "content": content,
+        }
     )
     started = time.monotonic()
     done = subprocess.run(
@@ -191,6 +202,7 @@ def run_restore_test(
     from hms_dr import restore
     from hms_dr.catalog import find_set
     from hms_dr.manifest import BackupKind
+    from hms_dr.restore_test.logical import restore_taking_digests
     from hms_dr.scratch.database import (
         ScratchDatabaseKind,
         create_scratch_database,
@@ -214,13 +226,23 @@ def run_restore_test(
             t2 = time.monotonic()
             create_scratch_database(admin, scratch)
             t3 = time.monotonic()
-            restore.run_pg_restore(admin.with_database(scratch), fetched.path, jobs=JOBS)
+            restored, content, digest_after = restore_taking_digests(
+                admin.with_database(scratch),
+                fetched.path,
+                backup_set.manifest.baselines,
+                jobs=JOBS,
+                expected_bytes=None,
+            )
             t4 = time.monotonic()
         finally:
             shutil.rmtree(workdir, ignore_errors=True)  # the decrypted dump never outlives the task
         t5 = time.monotonic()
         dq = run_dq_in_child(
-            admin.with_database(scratch).libpq_dsn(), backup_set.manifest.baselines, report_dir, backup_set_id
+            admin.with_database(scratch).libpq_dsn(),
+            backup_set.manifest.baselines,
+            report_dir,
+            backup_set_id,
+            content.to_json() if content is not None else None,
         )
         steps.update(
             catalog=t1 - t0,
@@ -229,7 +251,8 @@ def run_restore_test(
             fetch_rest=(t2 - t1) - fetched.download_seconds - fetched.decrypt_seconds,
             fetch=t2 - t1,
             createdb=t3 - t2,
-            pg_restore=t4 - t3,
+            pg_restore=restored["seconds"],
+            digest_after=digest_after,
             cleanup=t5 - t4,
             dq=dq["seconds"],
             dq_startup=dq["process_wall"] - dq["seconds"],
@@ -491,7 +514,8 @@ def report(
                 step("  decrypt (gpg -d | zstd -d to file)", med(test_runs, "decrypt")),
                 step("  plain sha256 re-read of the decrypted file, rest", med(test_runs, "fetch_rest")),
                 step("create_scratch_database", med(test_runs, "createdb")),
-                step(f"run_pg_restore -j{JOBS}", med(test_runs, "pg_restore")),
+                step(f"run_pg_restore -j{JOBS} (the content digests taken meanwhile)", med(test_runs, "pg_restore")),
+                step("  content digests left after pg_restore ended", med(test_runs, "digest_after")),
                 step("remove the decrypted dump", med(test_runs, "cleanup")),
                 step("**DQ step: check_restored_database**", dq),
                 step("  connect + survey of the restored database", survey),

@@ -121,7 +121,7 @@ def child_daily(ctx: ChildContext) -> dict[str, Any]:
     result = out["result"]
     return {
         "set_id": result["backup_set_id"],
-        "stored": sum(d["payload"]["size_bytes"] for d in result["dumps"]),
+        "stored": sum(p["payload"]["size_bytes"] for d in result["dumps"] for p in d["payloads"]),
         "steps": {k: out[k] for k in ("dump_step", "readback", "publish")},
     }
 

@@ -11,9 +11,11 @@ directory: every caller (the restore test, the DR restore) restores both formats
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
     from hms_dr.store import Store
 
 log = logging.getLogger(__name__)
+
+# A line of pg_restore --verbose's progress ("pg_restore: creating TABLE ...", "finished item
+# ..."): its errors, warnings and details say "error:", "warning:", "detail:" or "hint:".
+_VERBOSE_PROGRESS = re.compile(r"^pg_restore: (?!error:|warning:|detail:|hint:)")
 
 
 @dataclass(frozen=True)
@@ -142,7 +148,7 @@ def _fetch_directory(
     )
 
 
-def pg_restore_argv(pg: PgInstall, archive: Path, *, dbname: str, jobs: int) -> list[str]:
+def pg_restore_argv(pg: PgInstall, archive: Path, *, dbname: str, jobs: int, verbose: bool = False) -> list[str]:
     """pg_restore into ``dbname``; owners and grants are left out because the isolated restore
     server need not have production's roles. The connection comes from the environment."""
     return [
@@ -151,6 +157,7 @@ def pg_restore_argv(pg: PgInstall, archive: Path, *, dbname: str, jobs: int) -> 
         "--no-owner",
         "--no-privileges",
         "--no-password",
+        *(["--verbose"] if verbose else []),
         f"--jobs={jobs}",
         f"--dbname={dbname}",
         str(archive),
@@ -182,24 +189,48 @@ def restored_bytes(target: ConnectionInfo) -> Callable[[], int]:
 
 
 def run_pg_restore(
-    target: ConnectionInfo, archive: Path, *, jobs: int, expected_bytes: int | None = None
+    target: ConnectionInfo,
+    archive: Path,
+    *,
+    jobs: int,
+    expected_bytes: int | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """pg_restore -j N --exit-on-error into ``target``; ToolFailed with pg_restore's error line.
-    Progress (the restored database's size of ``expected_bytes``, the source's) goes to the log."""
+    Progress (the restored database's size of ``expected_bytes``, the source's) goes to the log.
+    ``on_line``: called with each line of ``pg_restore --verbose`` as it comes (which item it
+    restores, which it has finished)."""
     started = time.monotonic()
     # pg_restore of the target server's major (or newer): an upgrade rehearsal restores a set taken
     # from an older server, whose archive every newer pg_restore reads.
-    argv = pg_restore_argv(client_tools(target), archive, dbname=target.dbname, jobs=jobs)
+    argv = pg_restore_argv(client_tools(target), archive, dbname=target.dbname, jobs=jobs, verbose=on_line is not None)
+    # What pg_restore says besides its verbose progress: the error and the lines around it.
+    said: deque[str] = deque(maxlen=40)
     with ProgressLog(
         f"pg_restore -j {jobs} into {target.describe()}", restored_bytes(target), expected_bytes=expected_bytes
     ):
-        done = subprocess.run(argv, env=tool_env(target), capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        process = subprocess.Popen(
+            argv, env=tool_env(target), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        assert process.stderr is not None
+        with process:
+            try:
+                for raw in process.stderr:
+                    line = raw.decode("utf-8", "replace").rstrip("\n")
+                    if on_line is not None:
+                        on_line(line)
+                    if line.strip() and not _VERBOSE_PROGRESS.match(line):
+                        said.append(line)
+            except BaseException:
+                process.kill()  # interrupted: no pg_restore left writing into the database
+                raise
+        returncode = process.returncode
+    if returncode != 0:
+        lines = list(said)
         for line in lines[-20:]:
             log.error("pg_restore: %s", line)
         error = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else "")
-        raise ToolFailed("pg_restore", done.returncode, error)
+        raise ToolFailed("pg_restore", returncode, error)
     seconds = time.monotonic() - started
     log.info("pg_restore -j %d into %s finished in %.1f s", jobs, target.describe(), seconds)
     return {"seconds": round(seconds, 3), "jobs": jobs}

@@ -35,6 +35,7 @@ from hms_dr.manifest import BackupKind, dump_manifest, new_backup_set_id
 from hms_dr.pgtools import ConnectionInfo
 from hms_dr.policy import EncryptionMode, load_policy
 from hms_dr.quality import check_restored_database
+from hms_dr.restore_test.logical import restore_taking_digests
 from hms_dr.scratch.database import (
     ScratchDatabaseKind,
     create_scratch_database,
@@ -82,14 +83,28 @@ class DigestWorld:
     restore_key: Any
     admin: ConnectionInfo
 
-    def restore_test(self, backup_set_id: str, workdir: Path) -> dict[str, Any]:
-        """restore_into_scratch + check_against_baselines, as the restore-test DAG's tasks run them."""
+    def restore_test(self, backup_set_id: str, workdir: Path, *, digests_as_restored: bool = True) -> dict[str, Any]:
+        """restore_into_scratch + check_against_baselines, as the restore-test DAG's tasks run them:
+        the content digests taken as pg_restore restores each table, compared by the checks.
+        ``digests_as_restored`` False: restored alone, every digest taken by the checks (the DR
+        restore's and the physical drill's way)."""
         backup_set = find_set(self.store, CLUSTER, BackupKind.LOGICAL, backup_set_id)
         scratch = scratch_database_name(ScratchDatabaseKind.RESTORE_TEST, "digests")
         fetched = restore.fetch_for_restore(self.store, backup_set, self.restore_key, workdir / "fetch")
+        taken = None
         try:
             create_scratch_database(self.admin, scratch)
-            restore.run_pg_restore(self.admin.with_database(scratch), fetched.path, jobs=2)
+            if digests_as_restored:
+                _, taken, _ = restore_taking_digests(
+                    self.admin.with_database(scratch),
+                    fetched.path,
+                    backup_set.manifest.baselines,
+                    jobs=2,
+                    expected_bytes=None,
+                )
+                assert taken is not None and taken.error is None, taken
+            else:
+                restore.run_pg_restore(self.admin.with_database(scratch), fetched.path, jobs=2)
         finally:
             shutil.rmtree(workdir / "fetch", ignore_errors=True)
         try:
@@ -99,6 +114,7 @@ class DigestWorld:
                 report_dir=workdir / "report",
                 backup_set_id=backup_set_id,
                 smoke_queries=(),
+                content_taken=taken,
             )
         finally:
             drop_scratch_database(self.admin, scratch)
@@ -191,8 +207,11 @@ def test_baselines_hold_a_digest_of_every_table_and_of_the_large_objects(
     assert baselines["content_digest"]["session_settings"]["TimeZone"] == "UTC"
 
 
-def test_an_untouched_set_passes_every_content_check(world: DigestWorld, backup_set_id: str, tmp_path: Path) -> None:
-    summary = world.restore_test(backup_set_id, tmp_path)
+@pytest.mark.parametrize("as_restored", [True, False], ids=["digests-as-restored", "digests-by-the-checks"])
+def test_an_untouched_set_passes_every_content_check(
+    world: DigestWorld, backup_set_id: str, tmp_path: Path, as_restored: bool
+) -> None:
+    summary = world.restore_test(backup_set_id, tmp_path, digests_as_restored=as_restored)
     assert summary["passed"], summary["failed"]
     rows = content_rows(summary)
     assert set(rows) == {

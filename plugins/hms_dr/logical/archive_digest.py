@@ -383,6 +383,19 @@ def read_directory_toc(stream: BinaryIO) -> DirectoryToc:
     return DirectoryToc(_encoding(entries), tables, tuple(large_object_tocs))
 
 
+def table_data_entries(stream: BinaryIO, *, directory: bool = False) -> dict[int, tuple[str, str]]:
+    """Dump id -> (schema, table) of every TABLE DATA entry in the table of contents of a custom
+    archive, or of a directory dump's toc.dat (``directory``); read no further (no hashing)."""
+    archive_format = _FORMAT_DIRECTORY if directory else _FORMAT_CUSTOM
+    reader = _Reader(stream)
+    version, _compressed = _read_header(reader, archive_format)
+    return {
+        entry.dump_id: (entry.schema or "", entry.tag)
+        for entry in _read_toc(reader, version, archive_format)
+        if entry.desc == "TABLE DATA"
+    }
+
+
 def large_object_files(listing: bytes) -> dict[str, int]:
     """A blobs toc's lines ``<oid> blob_<oid>.dat`` as file name -> oid."""
     files: dict[str, int] = {}

@@ -74,13 +74,25 @@ class ContentDigests:
 
     @classmethod
     def from_program_output(cls, output: bytes) -> ContentDigests:
-        data = json.loads(output)
+        return cls.from_json(json.loads(output))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ContentDigests:
+        """From the program's JSON object (or ``to_json``'s: the same shape)."""
         return cls(
             method=data["method"],
             encoding=data.get("encoding"),
             tables={(schema, name): record for schema, name, record in data["tables"]},
             large_objects=data.get("large_objects"),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "encoding": self.encoding,
+            "tables": [[schema, name, dict(record)] for (schema, name), record in sorted(self.tables.items())],
+            "large_objects": dict(self.large_objects) if self.large_objects is not None else None,
+        }
 
     def table(self, schema: str, name: str) -> Mapping[str, Any]:
         """A table's (rows, digest); a table the archive has no data block for holds no rows."""
@@ -166,7 +178,9 @@ def directory_content(
 
 class RestoredDigest:
     """``pg_dump --data-only -Fc | archive_digest.py`` of a restored database, running in the
-    background while the other checks run; ``result()`` waits for it."""
+    background while the other checks run; ``result()`` waits for it. ``tables`` None: the whole
+    database (its large objects when ``large_objects``) but the rows of the tables ``without``
+    names; else only those tables."""
 
     def __init__(
         self,
@@ -175,10 +189,12 @@ class RestoredDigest:
         *,
         tables: Sequence[tuple[str, str]] | None,
         large_objects: bool,
+        without: Sequence[tuple[str, str]] = (),
     ) -> None:
         argv = [pg.program("pg_dump"), "--format=c", "--compress=0", "--data-only", "--no-password"]
         if tables is None:
             argv.append("--blobs" if large_objects else "--no-blobs")
+            argv += [f"--exclude-table-data={exact_table_pattern(schema, name)}" for schema, name in without]
         else:
             # Exact names: inside double quotes a pattern's wildcards are plain characters.
             argv += [f"--table={exact_table_pattern(schema, name)}" for schema, name in tables]
@@ -209,15 +225,48 @@ class RestoredDigest:
         self._thread.join(timeout=30)
 
 
-class RestoredContent:
-    """The content checks of one restored database: its digest, taken in the background, and
-    the report rows comparing it with the baselines."""
+@dataclass(frozen=True)
+class DigestTaken:
+    """The restored database's content digests, already taken (as it was restored: see
+    ``as_restored``), or why they could not be."""
 
-    def __init__(self, baselines: Mapping[str, Any], digest: RestoredDigest | None) -> None:
+    digests: ContentDigests | None
+    error: str | None = None
+    while_restoring: int = 0  # tables whose digest started before the restore had ended
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "digests": self.digests.to_json() if self.digests else None,
+            "error": self.error,
+            "while_restoring": self.while_restoring,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DigestTaken:
+        digests = data.get("digests")
+        return cls(
+            ContentDigests.from_json(digests) if digests else None,
+            data.get("error"),
+            int(data.get("while_restoring") or 0),
+        )
+
+
+class RestoredContent:
+    """The content checks of one restored database: its digest (being taken in the background,
+    or taken already), and the report rows comparing it with the baselines."""
+
+    def __init__(
+        self, baselines: Mapping[str, Any], digest: RestoredDigest | None = None, *, taken: DigestTaken | None = None
+    ) -> None:
         self._baselines = baselines
         self._digest = digest
+        self._taken = taken
 
     def rows(self) -> list[dict[str, Any]]:
+        if self._taken is not None:
+            if self._taken.digests is None:
+                return compare_content(self._baselines, None, error=self._taken.error or "no digest was taken")
+            return compare_content(self._baselines, self._taken.digests)
         if self._digest is None:
             return []
         try:
@@ -227,41 +276,50 @@ class RestoredContent:
         return compare_content(self._baselines, observed)
 
 
-@contextmanager
-def digesting_restored(
-    conninfo: Mapping[str, str], baselines: Mapping[str, Any], pg: PgInstall
-) -> Iterator[RestoredContent]:
-    """Digest the restored database at ``conninfo`` while the block runs; nothing outlives it.
-
-    Baselines without content digests (sets taken before they existed) check nothing here.
-    Baselines with large objects are those of a whole database, dumped whole; otherwise only the
-    baseline's tables are dumped (a DR restore of a few tables into a staging schema).
-    """
+def tables_to_digest(baselines: Mapping[str, Any]) -> tuple[list[tuple[str, str]], bool] | None:
+    """Which of the restored database's tables the baselines hold digests of, and whether its
+    large objects too (baselines with large objects are those of a whole database); None when the
+    baselines hold no content digests (sets taken before they existed): nothing to digest.
+    BackupVerificationFailed when they were taken with a method this version does not compute."""
     recorded = baselines.get("content_digest")
     if not recorded:
-        yield RestoredContent(baselines, None)
-        return
+        return None
     if recorded.get("method") != METHOD:
         raise BackupVerificationFailed(
             f"the set's content digests were taken with method {recorded.get('method')!r};"
             f" this version computes {METHOD!r}"
         )
-    whole = baselines.get("large_objects") is not None
-    tables = (
-        None
-        if whole
-        else [
-            split_relation_key(name)
-            for name, record in sorted(baselines.get("tables", {}).items())
-            if "content" in record
-        ]
-    )
-    if tables == []:
-        yield RestoredContent(baselines, None)
+    tables = [
+        split_relation_key(name) for name, record in sorted(baselines.get("tables", {}).items()) if "content" in record
+    ]
+    return tables, baselines.get("large_objects") is not None
+
+
+@contextmanager
+def digesting_restored(
+    conninfo: Mapping[str, str], baselines: Mapping[str, Any], pg: PgInstall, *, taken: DigestTaken | None = None
+) -> Iterator[RestoredContent]:
+    """Digest the restored database at ``conninfo`` while the block runs; nothing outlives it.
+    ``taken``: the digests were taken already, as the database was restored; only compared here.
+
+    Baselines without content digests (sets taken before they existed) check nothing here.
+    Baselines with large objects are those of a whole database, dumped whole; otherwise only the
+    baseline's tables are dumped (a DR restore of a few tables into a staging schema).
+    """
+    wanted = tables_to_digest(baselines)
+    if wanted is None:
+        yield RestoredContent(baselines)
         return
-    digest = RestoredDigest(
-        restored_dump_env(conninfo, recorded.get("encoding")), pg, tables=tables, large_objects=whole
-    )
+    if taken is not None:
+        yield RestoredContent(baselines, taken=taken)
+        return
+    listed, whole = wanted
+    tables = None if whole else listed
+    if tables == []:
+        yield RestoredContent(baselines)
+        return
+    encoding = baselines["content_digest"].get("encoding")
+    digest = RestoredDigest(restored_dump_env(conninfo, encoding), pg, tables=tables, large_objects=whole)
     try:
         yield RestoredContent(baselines, digest)
     finally:

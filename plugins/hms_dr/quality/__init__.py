@@ -17,7 +17,7 @@ from typing import Any
 
 from hms_dr import baseline
 from hms_dr.errors import DatabaseUnavailable
-from hms_dr.logical.content import digesting_restored
+from hms_dr.logical.content import DigestTaken, digesting_restored
 from hms_dr.pginstalls import client_install
 from hms_dr.policy import SmokeQuery
 from hms_dr.quality.gxrun import connection_settings, import_great_expectations, run_plan
@@ -37,12 +37,15 @@ def check_restored_database(
     report_dir: Path,
     backup_set_id: str,
     smoke_queries: Sequence[SmokeQuery],
+    content_taken: DigestTaken | None = None,
 ) -> dict[str, Any]:
     """Check the restored database against the baselines; a failed check is reported, not raised.
 
     :param dsn: libpq key=value connection string of the restored database.
     :param baselines: the manifest's ``baselines`` (see ``hms_dr.baseline``).
     :param smoke_queries: the policy's ``restore_test.smoke_queries`` (or none: an empty sequence).
+    :param content_taken: the content digests, taken already as the database was restored
+        (``hms_dr.logical.as_restored``); without them the checks take them now.
     :param report_dir: where ``summary.json``, ``report.html`` and the Data Docs (``data_docs/``) go.
     :returns: ``backup_set_id``, ``passed``, ``checks`` (one row per check, with the Data Docs
         page that decided it relative to report_dir), ``failed`` (their messages), ``data_docs``
@@ -62,7 +65,7 @@ def check_restored_database(
     pg = client_install(version_num // 10000, server=f"the restored server ({version})")
     # The content digest reads every restored row in programs of its own (pg_dump and the digest),
     # from now until the GX checks are done.
-    with digesting_restored(conninfo, baselines, pg) as restored_content:
+    with digesting_restored(conninfo, baselines, pg, taken=content_taken) as restored_content:
         checks, docs_index = _checks(baselines, survey, smoke_queries, conninfo, report_dir, backup_set_id)
         checks += restored_content.rows()
     failed = [check["message"] for check in checks if not check["passed"]]

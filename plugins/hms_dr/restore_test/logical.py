@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hms_dr import restore
 from hms_dr.catalog import find_set
+from hms_dr.database import client_tools
+from hms_dr.logical.as_restored import digesting_as_restored
+from hms_dr.logical.content import DigestTaken
 from hms_dr.manifest import BackupKind
 from hms_dr.policy import ClusterPolicy, RestoreTestPolicy, StagingPolicy
 from hms_dr.restore_test.records import LogicalRestore, RestoreTestPart, RestoreTestPlan, RestoreTestReport
@@ -47,27 +52,54 @@ def restore_into_scratch(
     fetch_started_at = datetime.now(UTC)
     backup_set = find_set(store, cluster.name, BackupKind.LOGICAL, plan.backup_set_id)
     workdir = work_folder(staging.dir, WorkPurpose.RESTORE_TEST, plan.scratch_database)
+    scratch = target.with_database(plan.scratch_database)
     try:
         fetched = restore.fetch_for_restore(store, backup_set, key, workdir, jobs=plan.restore_jobs)
         scratch_databases.create_scratch_database(target, plan.scratch_database)
-        restored = restore.run_pg_restore(
-            target.with_database(plan.scratch_database),
+        restored, content, digest_s = restore_taking_digests(
+            scratch,
             fetched.path,
+            backup_set.manifest.baselines,
             jobs=plan.restore_jobs,
             expected_bytes=restore.source_database_size(backup_set),
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # the decrypted dump never outlives the step
+    steps_s = {
+        "download_and_verify": round(fetched.download_seconds, 3),
+        "decrypt": round(fetched.decrypt_seconds, 3),
+        "pg_restore": restored["seconds"],
+    }
+    if content is not None:
+        steps_s["content_digest_after_restore"] = round(digest_s, 3)
     return LogicalRestore(
         fetch_started_at=fetch_started_at,
-        steps_s={
-            "download_and_verify": round(fetched.download_seconds, 3),
-            "decrypt": round(fetched.decrypt_seconds, 3),
-            "pg_restore": restored["seconds"],
-        },
+        steps_s=steps_s,
         stored_size_bytes=fetched.stored_size_bytes,
         plain_size_bytes=fetched.plain_size_bytes,
+        content=content.to_json() if content is not None else None,
     )
+
+
+def restore_taking_digests(
+    scratch: ConnectionInfo,
+    archive: Path,
+    baselines: Mapping[str, Any],
+    *,
+    jobs: int,
+    expected_bytes: int | None,
+) -> tuple[dict[str, Any], DigestTaken | None, float]:
+    """``pg_restore -j`` of ``archive`` into ``scratch`` while the content digests of its tables are
+    taken as each table's rows are in (``as_restored``). Returns pg_restore's record, the digests
+    (None when the set has none: the checks then take none), and the seconds the digests took
+    after pg_restore ended."""
+    with digesting_as_restored(scratch, archive, baselines, client_tools(scratch)) as digesting:
+        restored = restore.run_pg_restore(
+            scratch, archive, jobs=jobs, expected_bytes=expected_bytes, on_line=digesting.line if digesting else None
+        )
+        started = time.monotonic()
+        content = digesting.result() if digesting is not None else None
+        return restored, content, time.monotonic() - started
 
 
 def check_logical_restore(
@@ -91,6 +123,7 @@ def check_logical_restore(
         restored.steps_s,
         scratch_database=plan.scratch_database,
         upgrade_rehearsal=plan.upgrade_rehearsal.describe() if plan.upgrade_rehearsal else None,
+        content=DigestTaken.from_json(restored.content) if restored.content is not None else None,
     )
     return check_and_report(
         plan,

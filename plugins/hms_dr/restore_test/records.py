@@ -92,9 +92,12 @@ class LogicalRestore(Record):
     """What restoring the set into the scratch database took (RTO runs from ``fetch_started_at``)."""
 
     fetch_started_at: datetime
-    steps_s: dict[str, float]  # download_and_verify, decrypt, pg_restore
+    steps_s: dict[str, float]  # download_and_verify, decrypt, pg_restore[, content_digest_after_restore]
     stored_size_bytes: int
     plain_size_bytes: int
+    # The scratch database's content digests, taken as pg_restore restored each table
+    # (content.DigestTaken.to_json); None: the set has none, the checks take them.
+    content: Any = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from hms_dr.restore_test.rto import RtoVerdict, rto_verdict
 from hms_dr.scratch.workdir import WorkPurpose, work_folder
 
 if TYPE_CHECKING:
+    from hms_dr.logical.content import DigestTaken
     from hms_dr.store import Store
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class RestoredCopy:
     timeline: int | None = None
     recovery_end_lsn: str | None = None
     upgrade_rehearsal: str | None = None  # logical, rehearsing an upgrade: "PostgreSQL 15.18 → 18.6"
+    content: DigestTaken | None = None  # logical: the content digests taken as it was restored
 
 
 def build_report(
@@ -171,6 +173,7 @@ def check_and_report(
             report_dir=report_dir,
             backup_set_id=backup_set.backup_set_id,
             smoke_queries=restore_test.smoke_queries,
+            content_taken=copy.content,
         )
         finished = datetime.now(UTC)
         rto = rto_verdict(copy.started_at, finished, rto_minutes)
