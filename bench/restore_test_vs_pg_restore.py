@@ -194,11 +194,19 @@ def run_dq_in_child(
 
 
 def run_restore_test(
-    policy: Any, store: Any, key: Any, admin: Any, backup_set_id: str, sampler: CpuSampler, keep_scratch: bool = False
+    policy: Any,
+    store: Any,
+    key: Any,
+    admin: Any,
+    backup_set_id: str,
+    sampler: CpuSampler,
+    keep_scratch: bool = False,
+    digests_as_restored: bool = True,
 ) -> dict[str, Any]:
     """The tasks restore_into_scratch + check_against_baselines, back to back (no Airflow).
     keep_scratch: leave the scratch database (not timed either way) for measuring the checks
-    alone, and write its DSN and baselines to KEPT_SCRATCH_FILE."""
+    alone, and write its DSN and baselines to KEPT_SCRATCH_FILE. digests_as_restored False: the
+    design before, pg_restore alone and every content digest taken by the checks after it."""
     from hms_dr import restore
     from hms_dr.catalog import find_set
     from hms_dr.manifest import BackupKind
@@ -226,13 +234,17 @@ def run_restore_test(
             t2 = time.monotonic()
             create_scratch_database(admin, scratch)
             t3 = time.monotonic()
-            restored, content, digest_after = restore_taking_digests(
-                admin.with_database(scratch),
-                fetched.path,
-                backup_set.manifest.baselines,
-                jobs=JOBS,
-                expected_bytes=None,
-            )
+            if digests_as_restored:
+                restored, content, digest_after = restore_taking_digests(
+                    admin.with_database(scratch),
+                    fetched.path,
+                    backup_set.manifest.baselines,
+                    jobs=JOBS,
+                    expected_bytes=None,
+                )
+            else:
+                restored = restore.run_pg_restore(admin.with_database(scratch), fetched.path, jobs=JOBS)
+                content, digest_after = None, 0.0
             t4 = time.monotonic()
         finally:
             shutil.rmtree(workdir, ignore_errors=True)  # the decrypted dump never outlives the task
@@ -313,9 +325,25 @@ def main() -> int:
         action="store_true",
         help=f"keep the last round's scratch database (implies --keep); its DSN and baselines go to {KEPT_SCRATCH_FILE}",
     )
+    parser.add_argument(
+        "--digests-after-restore",
+        action="store_true",
+        help="also run, each round, the restore test as it was before the content digests were taken during"
+        " pg_restore (the checks take them all after it), and report both",
+    )
+    parser.add_argument(
+        "--split-cores",
+        action="store_true",
+        help="the production layout on one machine: the restore-target server on CPU 1, everything else"
+        " (this bench, the tools it runs, the quality check, the primary, moto) on CPU 0; both sides alike",
+    )
     parser.add_argument("--verbose", action="store_true", help="print the engine's INFO log lines")
     args = parser.parse_args()
     args.keep = args.keep or args.keep_scratch
+    if args.split_cores:
+        if len(os.sched_getaffinity(0)) < 2:
+            parser.error("--split-cores needs two CPUs")
+        os.sched_setaffinity(0, {0})  # inherited by the sandbox's servers and every tool started from here
 
     benchlib.configure_logging(args.verbose)
 
@@ -350,6 +378,9 @@ def main() -> int:
             "moto_pid": sandbox.s3_server().pid(),
             "postmaster_pid": benchlib.restore_target_postmaster_pid(sandbox),
         }
+        if args.split_cores:
+            pinned = pin_process_tree(sampler_args["postmaster_pid"], {1})
+            print(f"--split-cores: the restore-target server ({pinned} processes) on CPU 1, the rest on CPU 0")
 
         print("taking one logical backup set into the sandbox's S3 (not timed)...", flush=True)
         t0 = time.monotonic()
@@ -369,6 +400,7 @@ def main() -> int:
 
         bare_runs: list[dict[str, Any]] = []
         test_runs: list[dict[str, Any]] = []
+        before_runs: list[dict[str, Any]] = []
         with tempfile.TemporaryDirectory(prefix="bench-", dir=benchlib.BENCH_STATE_DIR) as tmp:
             kept = benchlib.fetch_kept_dump(store, policy, key, backup_set_id, Path(tmp))
             print(
@@ -404,6 +436,17 @@ def main() -> int:
                 )
                 for message in dq["failed"]:
                     print(f"  FAILED check: {message}")
+                if args.digests_after_restore:
+                    before = run_restore_test(
+                        policy, store, key, admin, backup_set_id, CpuSampler(**sampler_args), digests_as_restored=False
+                    )
+                    before_runs.append(before)
+                    print(
+                        f"round {round_no}: restore test, digests after  {before['wall']:7.1f} s  (pg_restore "
+                        f"{before['pg_restore']:.1f} s, DQ {before['dq']:.1f} s; "
+                        f"{'all PASS' if before['dq_result']['passed'] else 'FAILED'})",
+                        flush=True,
+                    )
     finally:
         if store is not None:
             for stored in store.list(""):  # leave moto empty (not timed)
@@ -413,7 +456,7 @@ def main() -> int:
         else:
             benchlib.stop_bench_sandbox()
 
-    body = report(db_size, policy, bare_runs, test_runs, args)
+    body = report(db_size, policy, bare_runs, test_runs, args, before_runs)
     print()
     print(body)
     benchlib.write_results(
@@ -423,7 +466,20 @@ def main() -> int:
         pg_version,
         body + ("\n## Other busy processes at start\n\n" + "\n".join(f"- {b}" for b in busy) + "\n" if busy else ""),
     )
-    return 0 if all(r["dq_result"]["passed"] for r in test_runs) else 1
+    return 0 if all(r["dq_result"]["passed"] for r in [*test_runs, *before_runs]) else 1
+
+
+def pin_process_tree(pid: int | None, cpus: set[int]) -> int:
+    """Pin ``pid`` and every process under it to ``cpus`` (the backends it forks later inherit it)."""
+    import psutil
+
+    if pid is None:
+        raise RuntimeError("--split-cores: the restore-target server's postmaster was not found")
+    root = psutil.Process(pid)
+    processes = [root, *root.children(recursive=True)]
+    for process in processes:
+        process.cpu_affinity(sorted(cpus))
+    return len(processes)
 
 
 def _pct(part: float, whole: float) -> str:
@@ -436,6 +492,7 @@ def report(
     bare_runs: list[dict[str, Any]],
     test_runs: list[dict[str, Any]],
     args: argparse.Namespace,
+    before_runs: list[dict[str, Any]],
 ) -> str:
     def med(runs: list[dict[str, Any]], k: str) -> float:
         return median([r[k] for r in runs])
@@ -500,6 +557,22 @@ def report(
                     + ("**all PASS** in every round" if passed else "**FAILED**: " + "; ".join(last_dq["failed"][:5])),
                 ],
                 ["Great Expectations version", last_dq["gx_version"]],
+                *(
+                    [
+                        [
+                            "restore test with every content digest taken after pg_restore (the design before), wall",
+                            f"{med(before_runs, 'wall'):.1f} s (ratio {med(before_runs, 'wall') / bare_wall:.2f}; "
+                            f"pg_restore {med(before_runs, 'pg_restore'):.1f} s, DQ {med(before_runs, 'dq'):.1f} s)",
+                        ]
+                    ]
+                    if before_runs
+                    else []
+                ),
+                *(
+                    [["layout", "--split-cores: the restore-target server on CPU 1, everything else on CPU 0"]]
+                    if args.split_cores
+                    else []
+                ),
             ],
         ),
         "",

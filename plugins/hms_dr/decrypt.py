@@ -24,6 +24,7 @@ from hms_dr.digests import PlainDigest
 from hms_dr.errors import ChecksumMismatch, ToolFailed
 from hms_dr.gpghome import gpg_home
 from hms_dr.manifest import Payload
+from hms_dr.progress import ByteCounter, ProgressLog
 from hms_dr.streams import Pipeline, Stage
 from hms_dr.units import human_bytes, human_rate
 
@@ -50,15 +51,20 @@ def download_verified(store: Store, key: str, payload: Payload, destination: Pat
     manifest; ChecksumMismatch (file removed) names the object otherwise. Returns seconds."""
     started = time.monotonic()
     digest = hashlib.sha256()
-    size = 0
+    done = ByteCounter()
+    where = store.describe(key)
     fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(fd, "wb") as out, store.open(key) as source:
+        with (
+            os.fdopen(fd, "wb") as out,
+            store.open(key) as source,
+            ProgressLog(f"download of {where}", lambda: done.value, expected_bytes=payload.size_bytes),
+        ):
             while chunk := source.read(CHUNK_BYTES):
                 digest.update(chunk)
-                size += len(chunk)
+                done.add(len(chunk))
                 out.write(chunk)
-        where = store.describe(key)
+        size = done.value
         if size != payload.size_bytes:
             raise ChecksumMismatch(
                 f"{where} is {size} bytes, its manifest says {payload.size_bytes} (truncated or replaced)"
@@ -106,15 +112,27 @@ def decrypt_payload(
 
 
 def decrypt_to_file(
-    encrypted: Path, payload_name: str, imported: ImportedKey, destination: Path, *, replace: bool = False
+    encrypted: Path,
+    payload_name: str,
+    imported: ImportedKey,
+    destination: Path,
+    *,
+    replace: bool = False,
+    expected_bytes: int | None = None,
 ) -> PlainDigest:
     """Decrypt the proven file ``encrypted`` into ``destination`` (0600; new unless ``replace``),
-    removed again when anything fails. Returns the plain bytes' digest."""
+    removed again when anything fails. Returns the plain bytes' digest. ``expected_bytes``: the
+    plain size the manifest records, the total of the progress lines of a long decryption."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
     fd = os.open(destination, flags, 0o600)
+    digest = PlainDigest()
     try:
-        with os.fdopen(fd, "wb") as out, encrypted.open("rb") as source:
-            return decrypt_payload(source, payload_name, imported, out.write)
+        with (
+            os.fdopen(fd, "wb") as out,
+            encrypted.open("rb") as source,
+            ProgressLog(f"decryption of {payload_name}", lambda: digest.size_bytes, expected_bytes=expected_bytes),
+        ):
+            return decrypt_payload(source, payload_name, imported, out.write, digest=digest)
     except BaseException:
         destination.unlink(missing_ok=True)
         raise

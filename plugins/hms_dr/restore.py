@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from hms_dr.catalog import BackupSet, key_for
 from hms_dr.crypto import DecryptionKey, ImportedKey, prepare_decryption
 from hms_dr.database import client_tools, connect
-from hms_dr.decrypt import decrypt_file, decrypt_to_file, download_verified, plain_matches
+from hms_dr.decrypt import decrypt_to_file, download_verified, plain_matches
 from hms_dr.errors import ChecksumMismatch, ManifestInvalid, ToolFailed
 from hms_dr.gpghome import gpg_home
 from hms_dr.manifest import DIRECTORY_ARCHIVE, Payload, archive_format, directory_member
@@ -68,13 +68,18 @@ def fetch_for_restore(
     workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     encrypted = workdir / payload.name
     plain = workdir / (payload.name.split(".", 1)[0] + ".plain")
-    download_s = download_verified(store, object_key, payload, encrypted)
-    started = time.monotonic()
-    try:
-        digest = decrypt_file(encrypted, payload.name, key, plain, staging_dir=workdir)
-    finally:
-        encrypted.unlink(missing_ok=True)
-    decrypt_s = time.monotonic() - started
+    with gpg_home(workdir) as home:
+        # The key first: a wrong key or passphrase is said before a byte is downloaded.
+        started = time.monotonic()
+        imported = prepare_decryption(home, key)
+        key_s = time.monotonic() - started
+        download_s = download_verified(store, object_key, payload, encrypted)
+        started = time.monotonic()
+        try:
+            digest = decrypt_to_file(encrypted, payload.name, imported, plain, expected_bytes=payload.plain_size_bytes)
+        finally:
+            encrypted.unlink(missing_ok=True)
+        decrypt_s = key_s + time.monotonic() - started
     if not plain_matches(payload, digest):
         plain.unlink(missing_ok=True)
         raise ChecksumMismatch(f"{payload.name} decrypted to bytes that differ from the dump the backup verified")
@@ -104,7 +109,9 @@ def _fetch_directory(
         download_s = download_verified(store, object_key, payload, encrypted)
         started = time.monotonic()
         try:
-            digest = decrypt_to_file(encrypted, payload.name, imported, directory / member)
+            digest = decrypt_to_file(
+                encrypted, payload.name, imported, directory / member, expected_bytes=payload.plain_size_bytes
+            )
         finally:
             encrypted.unlink(missing_ok=True)
         if not plain_matches(payload, digest):

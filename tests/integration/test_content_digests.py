@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import secrets
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ from restoring import programs_for
 from hms_dr import restore
 from hms_dr.catalog import find_set, key_for, list_catalog
 from hms_dr.crypto import EncryptionKey, check_encryption_key, encrypt_stage, gpg_home
+from hms_dr.errors import DecryptionFailed
 from hms_dr.logical import publish_logical_sets, take_logical_backup
 from hms_dr.manifest import BackupKind, dump_manifest, new_backup_set_id
 from hms_dr.pgtools import ConnectionInfo
@@ -381,3 +383,33 @@ def test_an_edited_baseline_digest_fails_naming_the_table(
 
     assert [row["target"] for row in summary["checks"] if not row["passed"]] == ["public.readings"]
     assert "content differs from the backup" in summary["failed"][0]
+
+
+class OpenedKeys:
+    """The world's store, noting every object a restore opens for reading (a real store, watched)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.opened: list[str] = []
+
+    def open(self, key: str) -> Any:
+        self.opened.append(key)
+        return self._store.open(key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_a_wrong_restore_passphrase_is_said_before_a_byte_is_downloaded(
+    world: DigestWorld, backup_set_id: str, tmp_path: Path
+) -> None:
+    backup_set = find_set(world.store, CLUSTER, BackupKind.LOGICAL, backup_set_id)
+    wrong = dataclasses.replace(world.restore_key, passphrase=secrets.token_hex(12))
+    watched = OpenedKeys(world.store)
+
+    with pytest.raises(DecryptionFailed) as failure:
+        restore.fetch_for_restore(watched, backup_set, wrong, tmp_path / "fetch")  # type: ignore[arg-type]
+
+    assert "passphrase" in failure.value.message.lower(), failure.value.message
+    assert watched.opened == []
+    assert list((tmp_path / "fetch").iterdir()) == []

@@ -197,19 +197,19 @@ class DigestAsRestored:
             self._digest(tables=rest)
 
     def _digest(self, *, tables: list[tuple[str, str]] | None, without: Sequence[tuple[str, str]] = ()) -> None:
-        with self._changed:
-            if self._cancelled:
-                return
-            digest = RestoredDigest(
-                self._env, self._pg, tables=tables, large_objects=self._large_objects, without=without
-            )
-            self._running = digest
         try:
+            with self._changed:
+                if self._cancelled:
+                    return
+                digest = RestoredDigest(
+                    self._env, self._pg, tables=tables, large_objects=self._large_objects, without=without
+                )
+                self._running = digest
             taken = digest.result()
-        except HmsDrError as exc:
+        except Exception as exc:  # the checks report it (every content row fails, naming it); after a cancel, nothing
             with self._changed:
                 if not self._cancelled and self._error is None:
-                    self._error = exc.message
+                    self._error = exc.message if isinstance(exc, HmsDrError) else f"{type(exc).__name__}: {exc}"
             return
         finally:
             with self._changed:

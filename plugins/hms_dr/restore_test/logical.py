@@ -1,7 +1,9 @@
 """The restore test's logical part: the daily set's payload (or every file of a directory-format
-set) downloaded and proven against its manifest, decrypted with the restore key and restored with ``pg_restore -j`` into a fresh scratch
-database on the isolated restore server (``hms_dr.restore``), checked against the set's baselines,
-and the scratch database dropped whatever happened (unless the run keeps it).
+set) downloaded and proven against its manifest, decrypted with the restore key and restored
+with ``pg_restore -j`` into a fresh scratch database on the isolated restore server
+(``hms_dr.restore``), each table's content digest taken as soon as its rows are in
+(``hms_dr.logical.as_restored``), checked against the set's baselines, and the scratch database
+dropped whatever happened (unless the run keeps it).
 
 In an upgrade rehearsal the "restore server" is the rehearsal server of a newer major (the edge
 passes it as ``target``); pg_restore and the checks' pg_dump are then that major's
@@ -48,7 +50,8 @@ def restore_into_scratch(
     target: ConnectionInfo,
 ) -> LogicalRestore:
     """Download and prove the payload, decrypt it, pg_restore it into a fresh scratch database on
-    ``target`` (the restore server, as a role that may create databases)."""
+    ``target`` (the restore server, as a role that may create databases), taking the content
+    digests of its tables as pg_restore restores them (handed to the checks in the record)."""
     fetch_started_at = datetime.now(UTC)
     backup_set = find_set(store, cluster.name, BackupKind.LOGICAL, plan.backup_set_id)
     workdir = work_folder(staging.dir, WorkPurpose.RESTORE_TEST, plan.scratch_database)

@@ -86,7 +86,8 @@ def choose_backup_set() -> dict[str, Any]:
 @task
 @engine_errors_decide_retry
 def restore_into_scratch(plan: dict[str, Any]) -> dict[str, Any]:
-    """Download and prove the payload, decrypt it, pg_restore it into a fresh scratch database."""
+    """Download and prove the payload, decrypt it, pg_restore it into a fresh scratch database,
+    taking each table's content digest as soon as its rows are in."""
     planned = RestoreTestPlan.from_xcom(plan)
     skip_unless(planned, RestoreTestPart.LOGICAL)
     policy = load_policy()
