@@ -14,7 +14,7 @@ into a fresh, empty destination bucket (default 2 rounds, medians reported):
                   the same proof the sync gives, done by hand;
 - offsite sync:   ``sync_offsite`` of the engine (what the copy_missing_sets task runs): listing
                   both stores, streaming each payload through the sha256-checking reader into a
-                  multipart upload (one upload thread, two parts in flight), re-reading it offsite
+                  multipart upload (two upload threads, two parts queued), re-reading it offsite
                   against the manifest's sha256, the manifest last.
 
 MB/s counts the set's bytes once (copied bytes / wall), whatever a side reads back. Prints
@@ -213,7 +213,7 @@ def _report(
             "",
             "The bare copy proves nothing; the sync reads every byte back from the offsite store and checks it against the",
             "manifest before writing the manifest, so 'bare + proof' is the like-for-like figure. The bare side uploads with",
-            "s3transfer's 10 threads; the sync's S3 driver keeps two parts in flight on one thread.",
+            "s3transfer's 10 threads; the sync's S3 driver sends two parts at once (two threads, two more queued).",
             "",
             "## Where the CPU went (offsite sync, last round)",
             "",

@@ -477,17 +477,28 @@ class S3Store:
         return StoreRefused(f"S3 client failed {op} {where}: {type(exc).__name__}: {exc}")
 
 
-class _PartUploader:
-    """Uploads parts on one background thread; at most two parts are in flight (one sending, one queued)."""
+# Parts sent at once. One connection's round trips left the link idle between parts (the
+# offsite sync at 1.6 x an s3transfer copy with 10 threads); two keep it busy. With as many parts
+# queued, at most 2 + 2 parts of store.part_size_mib are held at once, whatever the payload's size.
+PART_UPLOAD_THREADS = 2
 
-    def __init__(self, upload: Callable[[int, bytes], str]) -> None:
+
+class _PartUploader:
+    """Uploads parts on PART_UPLOAD_THREADS background threads; at most that many parts are being
+    sent and as many queued (``submit`` blocks beyond that)."""
+
+    def __init__(self, upload: Callable[[int, bytes], str], threads: int = PART_UPLOAD_THREADS) -> None:
         self._upload = upload
-        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=1)
+        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=threads)
         self._cancelled = threading.Event()
+        self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._etags: dict[int, str] = {}
-        self._thread = threading.Thread(target=self._run, name="hms-dr-s3-parts", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"hms-dr-s3-parts-{n}", daemon=True) for n in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def _run(self) -> None:
         while True:
@@ -498,28 +509,37 @@ class _PartUploader:
                 continue  # keep draining so the producer never blocks on a full queue
             number, data = item
             try:
-                self._etags[number] = self._upload(number, data)
+                etag = self._upload(number, data)
             except BaseException as exc:
-                self._error = exc
+                with self._lock:
+                    self._error = self._error or exc  # the first failure is the one to report
+                continue
+            with self._lock:
+                self._etags[number] = etag
 
     def submit(self, number: int, data: bytes) -> None:
-        """Queue a part, blocking while two are in flight; raises a failure of an earlier part."""
+        """Queue a part, blocking while the threads are busy and the queue full; raises a failure
+        of an earlier part."""
         self._raise_if_failed()
         self._queue.put((number, data))
 
     def finish(self) -> builtins.list[dict[str, Any]]:
         """Wait for every queued part; return them for complete_multipart_upload."""
-        self._queue.put(None)
-        self._thread.join()
+        self._stop()
         self._raise_if_failed()
         return [{"PartNumber": n, "ETag": self._etags[n]} for n in sorted(self._etags)]
 
     def cancel(self) -> None:
-        """Drop queued parts, let the part being sent finish, and stop the thread."""
+        """Drop queued parts, let the parts being sent finish, and stop the threads."""
         self._cancelled.set()
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+        self._stop()
+
+    def _stop(self) -> None:
+        for thread in self._threads:
+            if thread.is_alive():
+                self._queue.put(None)  # one per thread: each takes one and ends
+        for thread in self._threads:
+            thread.join()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
