@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from archiving import Archiver, switch_wal
 
 from hms_dr.audit import read_audit_records
 from hms_dr.crypto import EncryptionKey
@@ -83,17 +84,14 @@ def scenario(sandbox: Any, primary_store: Any) -> Iterator[Scenario]:
             before_delete = conn.execute("SELECT clock_timestamp()").fetchone()[0].isoformat()  # type: ignore[index]
             time.sleep(1.0)
             conn.execute("DELETE FROM dr_pitr_probe")  # the destructive statement, committed at once
-            segment = str(conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0])  # type: ignore[index]
-        spool = Path(sandbox.paths.spool_dir)
-        deadline = time.monotonic() + 60
-        while not (spool / segment).exists():
-            assert time.monotonic() < deadline, f"{segment} was not archived within 60 s"
-            time.sleep(0.2)
+            segment = switch_wal(conn)
+        archiver = Archiver.of_sandbox(sandbox)
+        archiver.wait_spooled([segment])
         # Left in the spool: hms_wal_archive ships them for the sandbox's own cluster name too.
         ship_spool(
             primary_store,
             CLUSTER,
-            spool,
+            archiver.spool,
             encryption_key=key,
             zstd_level=1,
             staging_dir=staging,

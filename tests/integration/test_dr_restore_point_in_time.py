@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from archiving import Archiver, switch_wal
 from test_dr_restore_logical import REASON, assert_no_secret_in, audit_of, run_dr, sql
 
 from hms_dr.catalog import find_set
@@ -73,14 +74,18 @@ def incident(sandbox: Any, dag_runner: Any, primary_store: Any) -> Iterator[dict
                 "DELETE FROM billing WHERE appointment_id IN (SELECT id FROM appointments WHERE status = 'cancelled')"
             )
             conn.execute("DELETE FROM appointments WHERE status = 'cancelled'")
-        segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]  # type: ignore[index]
-    spool = Path(policy.wal.spool_dir)
-    deadline = time.monotonic() + 60
-    while not (spool / segment).exists():
-        assert time.monotonic() < deadline, f"{segment} was not archived into {spool}"
-        time.sleep(0.2)
+        segment = switch_wal(conn)
+    archiver = Archiver.of_sandbox(sandbox)
+    assert archiver.spool == Path(policy.wal.spool_dir)
+    archiver.wait_spooled([segment])
     ship_spool(
-        primary_store, CLUSTER, spool, encryption_key=key, zstd_level=1, staging_dir=staging, remove_from_spool=True
+        primary_store,
+        CLUSTER,
+        archiver.spool,
+        encryption_key=key,
+        zstd_level=1,
+        staging_dir=staging,
+        remove_from_spool=True,
     )
     yield {
         "booked": booked,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from archiving import Archiver
 from workdirs import state_root
 
 from hms_dr.catalog import find_set, key_for
@@ -85,14 +86,9 @@ class Source:
 
     def switch_and_ship(self, store: Any, staging: Path, dsn: str | None = None) -> str:
         """Close the current segment, wait until it is spooled, and ship the spool to the store."""
-        import psycopg
-
-        with psycopg.connect(dsn or self.cluster.dsn("postgres", self.password), autocommit=True) as conn:
-            name = str(conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0])  # type: ignore[index]
-        deadline = time.monotonic() + 60
-        while not (self.spool / name).exists():
-            assert time.monotonic() < deadline, f"{name} was not archived into {self.spool} within 60 s"
-            time.sleep(0.1)
+        archiver = Archiver(self.cluster.dsn("postgres", self.password), self.spool, self.cluster.log_file)
+        name = archiver.switch(dsn)
+        archiver.wait_spooled([name])
         ship_spool(
             store,
             self.prefix,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from archiving import Archiver, switch_wal
 from incremental_sets import TakenSet, take_base_set
 from test_pitr import copy_prefix, republish_base
 from workdirs import state_root
@@ -151,11 +152,8 @@ def chain(sandbox: Any, primary_store: Any) -> Iterator[Chain]:
             time.sleep(0.05)
             conn.execute("DELETE FROM visits WHERE id > 5500")  # after the target: must not be replayed
             conn.execute("UPDATE patients SET name = 'after the target'")
-            name = str(conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0])  # type: ignore[index]
-        deadline = time.monotonic() + 60
-        while not (spool / name).exists():
-            assert time.monotonic() < deadline, f"{name} was not archived into {spool} within 60 s"
-            time.sleep(0.1)
+            name = switch_wal(conn)
+        Archiver(dsn, spool, cluster.log_file).wait_spooled([name])
         ship_spool(
             primary_store,
             src.prefix,

@@ -8,12 +8,12 @@ from __future__ import annotations
 import secrets
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from archiving import Archiver
 
 from hms_dr.catalog import list_catalog
 from hms_dr.errors import DataCorruption
@@ -30,12 +30,7 @@ POLICY = {"cluster.name": CLUSTER}
 
 def ship_wal_through(dag_runner: Any, sandbox: Any) -> None:
     """Complete the current WAL segment, wait until the archiver has it, then ship the spool."""
-    with psycopg.connect(sandbox.superuser_dsn(), autocommit=True) as conn:
-        name = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]  # type: ignore[index]
-        deadline = time.monotonic() + 60
-        while conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0] < name:  # type: ignore[index, operator]
-            assert time.monotonic() < deadline, f"{name} was not archived within 60 s"
-            time.sleep(0.2)
+    Archiver.of_sandbox(sandbox).switch_and_wait()
     outcome = dag_runner.run("hms_wal_archive", name="drill", policy=POLICY)
     assert outcome.task_states["ship_spool"] == "success", outcome.output[-4000:]
 

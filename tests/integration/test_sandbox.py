@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from archiving import Archiver, switch_wal
 
 from hms_sandbox import Sandbox, load_sandbox, sandbox_status, start_sandbox, stop_sandbox
 from hms_sandbox.airflow_env import build_airflow_env
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 SCALE_MB = 5
 ARCHIVE_SCRIPT = REPO_ROOT / "include" / "postgres" / "archive_wal.sh"
-WAL_ARCHIVE_TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +110,9 @@ def test_switched_wal_segment_reaches_the_spool_with_mode_0600(sandbox: Sandbox)
             "CREATE TABLE IF NOT EXISTS sandbox_wal_probe (id serial PRIMARY KEY, at timestamptz DEFAULT now())"
         )
         conn.execute("INSERT INTO sandbox_wal_probe DEFAULT VALUES")
-        segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]  # type: ignore[index]
+        segment = switch_wal(conn)
+    Archiver.of_sandbox(sandbox).wait_spooled([segment])
     archived = sandbox.paths.spool_dir / segment
-    deadline = time.monotonic() + WAL_ARCHIVE_TIMEOUT_S
-    while not archived.exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert archived.exists(), f"{segment} not in {sandbox.paths.spool_dir} after {WAL_ARCHIVE_TIMEOUT_S} s"
     assert stat.S_IMODE(archived.stat().st_mode) == 0o600
     assert archived.stat().st_size == 16 * 1024 * 1024
     if server_user() is not None:

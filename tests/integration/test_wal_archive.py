@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from archiving import Archiver, switch_wal
 
 from hms_dr.catalog import find_set, key_for, list_catalog
 from hms_dr.manifest import BackupKind, parse_utc
@@ -37,17 +38,8 @@ def force_segments(sandbox: Any, count: int) -> list[str]:
         )
         for _i in range(count):
             conn.execute("INSERT INTO wal_archive_probe (note) SELECT md5(g::text) FROM generate_series(1, 500) g")
-            names.append(conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0])  # type: ignore[index]
+            names.append(switch_wal(conn))
     return names
-
-
-def wait_in_spool(spool: Path, names: list[str], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not all((spool / n).exists() for n in names):
-        assert time.monotonic() < deadline, (
-            f"not archived into {spool} within {timeout_s} s: {[n for n in names if not (spool / n).exists()]}"
-        )
-        time.sleep(0.2)
 
 
 def spool_names(spool: Path) -> set[str]:
@@ -62,7 +54,7 @@ def spool(sandbox: Any) -> Path:
 @pytest.fixture(scope="module")
 def forced(sandbox: Any, spool: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     names = force_segments(sandbox, 3)
-    wait_in_spool(spool, names)
+    Archiver.of_sandbox(sandbox).wait_spooled(names)
     return {name: (spool / name).read_bytes() for name in names}  # copies: shipping removes them
 
 
@@ -191,7 +183,7 @@ def test_a_different_file_with_a_stored_name_fails_the_run_and_is_not_overwritte
 
 def test_rpo_over_target_fails_the_run_with_one_line(sandbox: Any, dag_runner: Any, spool: Path) -> None:
     # Deterministic: a cluster name with an empty store, and every spool file archived "two hours ago".
-    wait_in_spool(spool, force_segments(sandbox, 1))
+    Archiver.of_sandbox(sandbox).wait_spooled(force_segments(sandbox, 1))
     two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).timestamp()
     for name in spool_names(spool):
         os.utime(spool / name, (two_hours_ago, two_hours_ago))

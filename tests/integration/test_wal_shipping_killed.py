@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from archiving import Archiver, switch_wal
 
 from hms_dr.catalog import find_set, key_for
 from hms_dr.manifest import MANIFEST_NAME, BackupKind
@@ -38,7 +39,7 @@ def force_full_segments(sandbox: Any, count: int) -> list[str]:
             conn.execute(
                 "INSERT INTO wal_kill_probe (note) SELECT md5(random()::text) || md5(random()::text) FROM generate_series(1, 120000)"
             )
-            names.append(conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0])  # type: ignore[index]
+            names.append(switch_wal(conn))
     return names
 
 
@@ -51,10 +52,7 @@ def test_killed_shipping_then_rerun_stores_every_segment_exactly_once(
 ) -> None:
     spool = Path(sandbox.paths.spool_dir)
     names = force_full_segments(sandbox, SEGMENTS)
-    deadline = time.monotonic() + 120
-    while not all((spool / n).exists() for n in names):
-        assert time.monotonic() < deadline, "the segments were not archived into the spool"
-        time.sleep(0.2)
+    Archiver.of_sandbox(sandbox).wait_spooled(names)
     originals = {n: hashlib.sha256((spool / n).read_bytes()).hexdigest() for n in names}
 
     env = {**dag_runner.env, "HMS_DR_POLICY": str(dag_runner.policy_variant("kill-drill", {"cluster.name": CLUSTER}))}
