@@ -83,7 +83,10 @@ lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^pip==' > constraints.txt
 
 # Every sandbox: 15's, each PG=<major>'s (.sandbox-pg18 ...), and the test workers' (.sandbox-test/gw0, gw0-pg18 ...).
+# The tests' state is in the system's temporary directory when the server could not reach the clone.
+TEST_STATE_OUTSIDE = $(shell test -x $(PY) && PYTHONPATH=$(PYTHONPATH) $(PY) tests/workdirs.py)
 clean:
-	-test -x $(PY) && for dir in $(CURDIR)/.sandbox $(CURDIR)/.sandbox-pg* $(CURDIR)/.sandbox-test $(CURDIR)/.sandbox-test/*; do \
+	-test -x $(PY) && for dir in $(CURDIR)/.sandbox $(CURDIR)/.sandbox-pg* $(CURDIR)/.sandbox-test $(CURDIR)/.sandbox-test/* \
+		$(if $(TEST_STATE_OUTSIDE),$(TEST_STATE_OUTSIDE)/*); do \
 		test -d "$$dir" && $(PY) -m hms_sandbox stop --state-dir "$$dir"; done; true
-	rm -rf .sandbox .sandbox-pg* .sandbox-test .pytest_cache .mypy_cache test-artifacts
+	rm -rf .sandbox .sandbox-pg* .sandbox-test .pytest_cache .mypy_cache test-artifacts $(TEST_STATE_OUTSIDE)

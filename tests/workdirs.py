@@ -28,8 +28,18 @@ def state_root() -> Path:
         ensure_reachable_by_server(inside)
         return inside
     except PreflightFailed:
-        digest = hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:12]
-        outside = Path(tempfile.gettempdir()) / f"hms-dr-test-{digest}"
+        outside = outside_state_root()
         outside.mkdir(exist_ok=True)
         os.chmod(outside, 0o711)  # the server user walks through it; nobody else lists it
         return outside
+
+
+def outside_state_root() -> Path:
+    """The folder of the system's temporary directory this clone's tests use when the server
+    cannot reach the clone (`make clean` removes it too)."""
+    digest = hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"hms-dr-test-{digest}"
+
+
+if __name__ == "__main__":
+    print(outside_state_root())

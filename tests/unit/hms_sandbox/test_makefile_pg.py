@@ -3,8 +3,10 @@ removes every major's sandbox: read from make's own database (`make -n -p`), not
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -45,3 +47,26 @@ def test_clean_stops_and_removes_every_majors_sandbox() -> None:
     ).stdout
     assert f"{REPO_ROOT}/.sandbox-pg*" in commands and "hms_sandbox stop" in commands
     assert re.search(r"^rm -rf .*\.sandbox-pg\*", commands, flags=re.MULTILINE)
+
+
+def test_clean_also_removes_the_tests_state_kept_in_the_temporary_directory() -> None:
+    """A clone the server cannot reach (a root-owned `mktemp -d`) keeps its test servers' state in
+    /tmp/hms-dr-test-<digest>: `make clean` stops those servers and removes that folder too."""
+    outside = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tests/workdirs.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": f"{REPO_ROOT}/plugins:{REPO_ROOT}/sandbox"},
+    ).stdout.strip()
+    assert re.fullmatch(r".*/hms-dr-test-[0-9a-f]{12}", outside)
+    commands = subprocess.run(
+        ["make", "-C", str(REPO_ROOT), "--no-print-directory", "-n", "clean"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert f"{outside}/*" in commands
+    assert re.search(rf"^rm -rf .*{re.escape(outside)}$", commands, flags=re.MULTILINE)
