@@ -5,26 +5,25 @@ offsite store (never held in memory) and then re-read there and proven by the sh
 manifest records; the manifest last, byte for byte the primary's. A crash at any point leaves
 payloads without a manifest offsite, which is not a set; the next run proves what is already
 there and copies only the rest, so each payload is stored once. A primary payload whose bytes do
-not hash to its manifest is never stored offsite: the stream fails at its end, before the upload
-completes.
+not hash to its manifest is never stored offsite: the offsite store is told the size and sha256
+to expect, and refuses to complete the upload of any other bytes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING
 
 from hms_dr.catalog import key_for
 from hms_dr.errors import ChecksumMismatch, ManifestInvalid, ObjectLocked, ObjectMissing, StoreRefused
 from hms_dr.manifest import MANIFEST_NAME, BackupKind, Manifest, Payload, parse_manifest
 from hms_dr.progress import ByteCounter
 from hms_dr.publish import verify_stored_payload
+from hms_dr.store import Expected
 from hms_dr.units import human_bytes, human_rate
 
 if TYPE_CHECKING:
@@ -47,45 +46,6 @@ class SetCopy:
     repaired: tuple[str, ...] = ()
 
 
-class VerifyingReader(io.RawIOBase):
-    """Streams a primary payload and fails at its end when the bytes are not the manifest's, so
-    the upload that reads it is aborted instead of completed."""
-
-    def __init__(self, source: BinaryIO, payload: Payload, where: str, counted: ByteCounter | None = None) -> None:
-        super().__init__()
-        self._counted = counted
-        self._source = source
-        self._payload = payload
-        self._where = where
-        self._digest = hashlib.sha256()
-        self._size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        chunk = self._source.read(len(view))
-        if not chunk:
-            self._check()
-            return 0
-        self._digest.update(chunk)
-        self._size += len(chunk)
-        if self._counted is not None:
-            self._counted.add(len(chunk))
-        view[: len(chunk)] = chunk
-        return len(chunk)
-
-    def _check(self) -> None:
-        sha256 = self._digest.hexdigest()
-        if (self._size, sha256) != (self._payload.size_bytes, self._payload.sha256):
-            raise ChecksumMismatch(
-                f"{self._where} reads as {self._size} bytes with sha256 {sha256[:16]}…, its manifest says "
-                f"{self._payload.size_bytes} bytes, {self._payload.sha256[:16]}…: not copied offsite",
-                hint="the primary copy is damaged: read the set back on the primary and take a new backup",
-            )
-
-
 def read_primary_manifest(primary: Store, cluster: str, kind: BackupKind, backup_set_id: str) -> tuple[bytes, Manifest]:
     """The primary's manifest of the set, as bytes (copied verbatim) and parsed."""
     key = key_for(cluster, kind, backup_set_id, MANIFEST_NAME)
@@ -102,19 +62,33 @@ def copy_payload(
     primary: Store, offsite: Store, key: str, payload: Payload, *, overwrite: bool, counted: ByteCounter | None = None
 ) -> int:
     """Stream one payload across (its bytes added to ``counted`` as they pass), then re-read it
-    offsite against the manifest's sha256."""
+    offsite against the manifest's sha256. The offsite store checks the stream against the
+    manifest before it commits the object: a damaged primary payload is never stored offsite."""
+    progress = None if counted is None else _counting(counted)
     with primary.open(key) as source:
-        stored = offsite.put(
-            key,
-            io.BufferedReader(VerifyingReader(source, payload, primary.describe(key), counted), 1 << 20),
-            overwrite=overwrite,
-        )
-    if (stored.size_bytes, stored.sha256) != (payload.size_bytes, payload.sha256):
-        raise ChecksumMismatch(
-            f"{offsite.describe(key)} was written as {stored.size_bytes} bytes, sha256 {stored.sha256[:16]}…, not as its manifest says"
-        )
+        try:
+            stored = offsite.put(
+                key, source, overwrite=overwrite, progress=progress, expect=Expected(payload.size_bytes, payload.sha256)
+            )
+        except ChecksumMismatch as exc:
+            raise ChecksumMismatch(
+                f"{primary.describe(key)} does not read as its manifest says, not copied offsite: {exc.message}",
+                hint="the primary copy is damaged: read the set back on the primary and take a new backup",
+            ) from exc
     verify_stored_payload(offsite, key, payload)
     return stored.size_bytes
+
+
+def _counting(counted: ByteCounter) -> Callable[[int], None]:
+    """A put's progress callback (the running total of bytes sent) adding the news to ``counted``."""
+    sent = 0
+
+    def progress(total: int) -> None:
+        nonlocal sent
+        counted.add(total - sent)
+        sent = total
+
+    return progress
 
 
 def is_proven(offsite: Store, key: str, payload: Payload) -> bool:

@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from hms_dr.store.base import (
     DEFAULT_PART_SIZE_BYTES,
+    Expected,
     ObjectLockRetention,
     PutResult,
     Store,
@@ -67,6 +68,7 @@ def open_store(
 
 __all__ = [
     "DEFAULT_PART_SIZE_BYTES",
+    "Expected",
     "ObjectLockRetention",
     "PutResult",
     "Store",

@@ -84,6 +84,23 @@ class PutResult:
     sha256: str
 
 
+@dataclass(frozen=True)
+class Expected:
+    """The size and sha256 (hex) a stream must have for `put` to store it: checked on the bytes
+    as they pass, before the object is committed, so a mismatch stores nothing."""
+
+    size_bytes: int
+    sha256: str
+
+    def check(self, where: str, size_bytes: int, sha256: str) -> None:
+        """ChecksumMismatch (one line) unless ``size_bytes`` and ``sha256`` are these."""
+        if (size_bytes, sha256) != (self.size_bytes, self.sha256):
+            raise ChecksumMismatch(
+                f"the bytes sent to {where} are {size_bytes} bytes with sha256 {sha256[:16]}…, not the "
+                f"{self.size_bytes} bytes with sha256 {self.sha256[:16]}… expected: nothing stored"
+            )
+
+
 class Store(Protocol):
     """One configured store. Keys are relative POSIX paths; see :func:`validate_key`."""
 
@@ -97,8 +114,10 @@ class Store(Protocol):
         *,
         overwrite: bool = False,
         progress: Callable[[int], None] | None = None,
+        expect: Expected | None = None,
     ) -> PutResult:
-        """Stream `src` to `key`; refuse (StoreRefused) if it exists unless `overwrite`."""
+        """Stream `src` to `key`; refuse (StoreRefused) if it exists unless `overwrite`; with
+        `expect`, store nothing (ChecksumMismatch) unless the bytes are the expected ones."""
         ...
 
     def put_bytes(self, key: str, data: bytes, *, overwrite: bool = False) -> PutResult:

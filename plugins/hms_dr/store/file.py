@@ -23,6 +23,7 @@ from typing import BinaryIO
 from hms_dr.errors import HmsDrError, ObjectMissing, StoreRefused, StoreUnavailable
 from hms_dr.store.base import (
     TEMP_NAME,
+    Expected,
     GuardedReader,
     ProgressMeter,
     PutResult,
@@ -62,8 +63,10 @@ class FileStore:
         *,
         overwrite: bool = False,
         progress: Callable[[int], None] | None = None,
+        expect: Expected | None = None,
     ) -> PutResult:
-        """Stream `src` into `key` through a temp file; refuse an existing key unless `overwrite`."""
+        """Stream `src` into `key` through a temp file, renamed into place only once every byte is
+        written and, with `expect`, proven; refuse an existing key unless `overwrite`."""
         validate_key(key)
         self._check_root()
         final = self._path(key)
@@ -90,6 +93,8 @@ class FileStore:
                 with self._guard(final):
                     out.flush()
                     os.fsync(out.fileno())
+            if expect is not None:
+                expect.check(self.describe(key), meter.total, digest.hexdigest())
             with self._guard(final):
                 self._commit(tmp, final, key, overwrite=overwrite)
                 _fsync_dir(final.parent)

@@ -42,6 +42,7 @@ from botocore.exceptions import (
 from hms_dr.errors import HmsDrError, ObjectLocked, ObjectMissing, StoreRefused, StoreUnavailable
 from hms_dr.store.base import (
     DEFAULT_PART_SIZE_BYTES,
+    Expected,
     GuardedReader,
     ObjectLockRetention,
     ProgressMeter,
@@ -122,8 +123,10 @@ class S3Store:
         *,
         overwrite: bool = False,
         progress: Callable[[int], None] | None = None,
+        expect: Expected | None = None,
     ) -> PutResult:
-        """Stream `src` to `key`: one put_object if it fits in a part, else a multipart upload."""
+        """Stream `src` to `key`: one put_object if it fits in a part, else a multipart upload
+        (completed only once every byte is read and, with `expect`, proven)."""
         validate_key(key)
         if not overwrite and self._head(key) is not None:
             # Early refusal before streaming; the conditional write (IfNoneMatch) is the real guard.
@@ -134,9 +137,11 @@ class S3Store:
         digest.update(first)
         meter.add(len(first))
         if len(first) < self.part_size_bytes:
+            if expect is not None:
+                expect.check(self.describe(key), len(first), digest.hexdigest())
             self._put_object(key, first, digest.hexdigest(), overwrite=overwrite)
         else:
-            self._put_multipart(key, first, src, digest, meter, overwrite=overwrite)
+            self._put_multipart(key, first, src, digest, meter, overwrite=overwrite, expect=expect)
         meter.finish()
         return PutResult(key=key, size_bytes=meter.total, sha256=digest.hexdigest())
 
@@ -166,6 +171,7 @@ class S3Store:
         meter: ProgressMeter,
         *,
         overwrite: bool,
+        expect: Expected | None,
     ) -> None:
         full = self._full(key)
         lock_args = self._lock_args()
@@ -204,6 +210,8 @@ class S3Store:
                 meter.add(len(chunk))
                 uploader.submit(number, chunk)
             parts = uploader.finish()
+            if expect is not None:
+                expect.check(self.describe(key), meter.total, digest.hexdigest())
             args: dict[str, Any] = {
                 "Bucket": self.bucket,
                 "Key": full,

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from moto_server import MotoServer, free_port  # noqa: E402
 
-from hms_dr.errors import ObjectMissing, StoreRefused, StoreUnavailable  # noqa: E402
-from hms_dr.store import Store, check_writable, open_store  # noqa: E402
+from hms_dr.errors import ChecksumMismatch, ObjectMissing, StoreRefused, StoreUnavailable  # noqa: E402
+from hms_dr.store import Expected, Store, check_writable, open_store  # noqa: E402
 
 PART = 5 * 2**20  # S3's minimum part size
 LARGE = 12 * 2**20 + 12345  # three parts: 5 + 5 + ~2 MiB
@@ -340,6 +340,33 @@ def test_a_source_failing_mid_stream_leaves_nothing_behind(h: Harness, exc: Base
     assert raised.value is exc  # the source's own error, not a store error
     assert not h.store.exists(KEY)
     assert h.leftovers() == []
+
+
+@pytest.mark.parametrize("size", [100, 2 * PART + 100], ids=["single-part", "multi-part"])
+@pytest.mark.parametrize("wrong", ["one-bit", "one-byte-short"])
+def test_bytes_other_than_the_expected_ones_are_refused_and_nothing_is_stored(
+    h: Harness, size: int, wrong: str
+) -> None:
+    data = os.urandom(size)
+    sent = bytearray(data)
+    if wrong == "one-bit":
+        sent[size // 2] ^= 0x01
+    else:
+        del sent[-1]
+    with pytest.raises(ChecksumMismatch) as refused:
+        h.store.put(KEY, io.BytesIO(bytes(sent)), expect=Expected(size, sha256(data)))
+    assert h.store.describe(KEY) in refused.value.message and "nothing stored" in refused.value.message
+    assert "\n" not in refused.value.message
+    assert not h.store.exists(KEY)
+    assert h.leftovers() == []  # no temp file, no multipart upload left open
+
+
+@pytest.mark.parametrize("size", [0, 2 * PART + 100], ids=["empty", "multi-part"])
+def test_the_expected_bytes_are_stored(h: Harness, size: int) -> None:
+    data = os.urandom(size)
+    result = h.store.put(KEY, io.BytesIO(data), expect=Expected(size, sha256(data)))
+    assert (result.size_bytes, result.sha256) == (size, sha256(data))
+    assert h.store.get_bytes(KEY) == data
 
 
 def test_check_writable_passes_and_leaves_nothing_behind(h: Harness) -> None:
