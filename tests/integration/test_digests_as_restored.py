@@ -7,10 +7,12 @@ behind, and the scratch database can be dropped."""
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -33,6 +35,7 @@ from hms_dr.restore_test.logical import restore_taking_digests
 pytestmark = [pytest.mark.integration, pytest.mark.pg_majors(15, 18)]
 
 SOURCE = "digests_as_restored_source"
+BACKENDS_GONE_WITHIN_S = 5
 # Tables big enough that pg_restore -j2 is still building indexes when the first ones are in, a
 # partitioned table (its parent has no rows of its own), a quoted name, an empty table, two
 # large objects.
@@ -189,6 +192,20 @@ def test_a_serial_restore_takes_every_digest_once_it_has_ended(
         assert dict(taken.digests.table(schema, name)) == baselines["tables"][f"{schema}.{name}"]["content"], name
 
 
+def restore_programs_running() -> list[str]:
+    """This test process's children that a restore with digests starts (pg_restore, pg_dump and the
+    digest's python), as command lines; other children (the worker's sandbox servers) are left out."""
+    running = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            name, command = child.name(), " ".join(child.cmdline())
+        except psutil.NoSuchProcess:
+            continue  # ended while listed
+        if name in ("pg_restore", "pg_dump") or "archive_digest" in command:
+            running.append(command)
+    return running
+
+
 def test_a_failed_restore_leaves_no_digest_running(
     archive: Path, baselines: dict[str, Any], scratch: ConnectionInfo, tmp_path: Path, scratch_cluster: str
 ) -> None:
@@ -200,6 +217,14 @@ def test_a_failed_restore_leaves_no_digest_running(
     with pytest.raises(ToolFailed, match="pg_restore"):
         restore_taking_digests(scratch, broken, baselines, jobs=2, expected_bytes=None)
 
+    # When it raises, every program it started has ended: no pg_dump still reading the database.
+    assert restore_programs_running() == []
+    # Their server backends end as they notice their client gone (a moment, not a dump's length);
+    # the scratch fixture then drops the database without FORCE.
+    deadline = time.monotonic() + BACKENDS_GONE_WITHIN_S
     with psycopg.connect(scratch_cluster, autocommit=True) as admin:
-        left = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (scratch.dbname,)).fetchone()
-    assert left == (0,)  # the scratch fixture then drops it without FORCE
+        while left := admin.execute(
+            "SELECT application_name, state FROM pg_stat_activity WHERE datname = %s", (scratch.dbname,)
+        ).fetchall():
+            assert time.monotonic() < deadline, f"still connected {BACKENDS_GONE_WITHIN_S} s after the failure: {left}"
+            time.sleep(0.05)
