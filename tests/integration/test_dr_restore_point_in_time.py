@@ -75,17 +75,10 @@ def incident(sandbox: Any, dag_runner: Any, primary_store: Any) -> Iterator[dict
             )
             conn.execute("DELETE FROM appointments WHERE status = 'cancelled'")
         segment = switch_wal(conn)
-    archiver = Archiver.of_sandbox(sandbox)
-    assert archiver.spool == Path(policy.wal.spool_dir)
-    archiver.wait_spooled([segment])
+    spool = Path(policy.wal.spool_dir)
+    Archiver.of_sandbox(sandbox).wait_spooled([segment])
     ship_spool(
-        primary_store,
-        CLUSTER,
-        archiver.spool,
-        encryption_key=key,
-        zstd_level=1,
-        staging_dir=staging,
-        remove_from_spool=True,
+        primary_store, CLUSTER, spool, encryption_key=key, zstd_level=1, staging_dir=staging, remove_from_spool=True
     )
     yield {
         "booked": booked,

@@ -37,14 +37,19 @@ def test_pg_18_asks_the_sandbox_for_18_in_a_folder_of_its_own() -> None:
     assert variables["HMS_DR_SANDBOX_PG"] == "18"
 
 
-def test_clean_stops_and_removes_every_majors_sandbox() -> None:
-    commands = subprocess.run(
+def clean_commands() -> str:
+    """What `make clean` would run (``-n``: nothing run)."""
+    return subprocess.run(
         ["make", "-C", str(REPO_ROOT), "--no-print-directory", "-n", "clean"],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     ).stdout
+
+
+def test_clean_stops_and_removes_every_majors_sandbox() -> None:
+    commands = clean_commands()
     assert f"{REPO_ROOT}/.sandbox-pg*" in commands and "hms_sandbox stop" in commands
     assert re.search(r"^rm -rf .*\.sandbox-pg\*", commands, flags=re.MULTILINE)
 
@@ -61,12 +66,6 @@ def test_clean_also_removes_the_tests_state_kept_in_the_temporary_directory() ->
         env={**os.environ, "PYTHONPATH": f"{REPO_ROOT}/plugins:{REPO_ROOT}/sandbox"},
     ).stdout.strip()
     assert re.fullmatch(r".*/hms-dr-test-[0-9a-f]{12}", outside)
-    commands = subprocess.run(
-        ["make", "-C", str(REPO_ROOT), "--no-print-directory", "-n", "clean"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    commands = clean_commands()
     assert f"{outside}/*" in commands
     assert re.search(rf"^rm -rf .*{re.escape(outside)}$", commands, flags=re.MULTILINE)
