@@ -1,8 +1,7 @@
 """The S3 store: backup sets in a bucket (AWS, MinIO, moto), addressed as ``s3://bucket[/prefix]``.
 
-Large payloads stream through a multipart upload whose parts go up on background threads while the
-next part is read; any failure aborts the upload so no invisible parts are left. Large objects are
-read back as ranges fetched ahead on a few connections (``hms_dr.store.ranged``). Only this module
+Large payloads stream through a multipart upload whose parts go up on a background thread while the
+next part is read; any failure aborts the upload so no invisible parts are left. Only this module
 imports botocore, and it is imported only when an ``s3://`` store is opened.
 
 Object Lock: opened with an :class:`ObjectLockRetention`, the store asks the bucket once whether
@@ -16,7 +15,6 @@ adding a delete marker that hides the object and frees nothing.
 from __future__ import annotations
 
 import builtins
-import functools
 import hashlib
 import io
 import logging
@@ -41,10 +39,11 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from hms_dr.errors import ChecksumMismatch, HmsDrError, ObjectLocked, ObjectMissing, StoreRefused, StoreUnavailable
+from hms_dr.errors import HmsDrError, ObjectLocked, ObjectMissing, StoreRefused, StoreUnavailable
 from hms_dr.store.base import (
     DEFAULT_PART_SIZE_BYTES,
     Expected,
+    GuardedReader,
     ObjectLockRetention,
     ProgressMeter,
     PutResult,
@@ -54,7 +53,6 @@ from hms_dr.store.base import (
     validate_key,
     validate_prefix,
 )
-from hms_dr.store.ranged import RANGE_BYTES, RangedReader
 
 log = logging.getLogger(__name__)
 
@@ -256,43 +254,15 @@ class S3Store:
     # -- reading -------------------------------------------------------------------------------
 
     def open(self, key: str) -> BinaryIO:
-        """Open `key` for a streaming read. The first GET asks for the first range: an object that
-        fits in it is read whole; a larger one continues as ranges fetched ahead on a few
-        connections (:class:`RangedReader`), each asking for the version the first answer described
-        (If-Match), so an object replaced meanwhile fails the read instead of mixing two versions."""
+        """Open `key` for a streaming read of the get_object body."""
         validate_key(key)
-        try:
-            response = self._client.get_object(
-                Bucket=self.bucket, Key=self._full(key), Range=f"bytes=0-{RANGE_BYTES - 1}"
-            )
-            first = bytes(response["Body"].read())
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
-                return io.BytesIO(b"")  # S3 answers a range of an empty object so
-            raise self._translate(exc, key, "read") from exc
-        except BotoCoreError as exc:
-            raise self._translate(exc, key, "read") from exc
-        content_range = response.get("ContentRange")  # "bytes 0-8388607/123456789"
-        size = int(content_range.rsplit("/", 1)[1]) if content_range else len(first)
-        if size <= len(first):
-            return io.BytesIO(first)
-        etag = str(response["ETag"])
-        fetch = functools.partial(self._get_range, key, etag)
-        return buffered(RangedReader(fetch, size, self.describe(key), first=first))
-
-    def _get_range(self, key: str, etag: str, first: int, last: int) -> bytes:
-        """Bytes ``first``..``last`` of the version of `key` whose ETag is ``etag``."""
-        try:
-            response = self._client.get_object(
-                Bucket=self.bucket, Key=self._full(key), Range=f"bytes={first}-{last}", IfMatch=etag
-            )
-            return bytes(response["Body"].read())
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
-                raise ChecksumMismatch(f"{self.describe(key)} was replaced while it was being read") from exc
-            raise self._translate(exc, key, "read") from exc
-        except BotoCoreError as exc:
-            raise self._translate(exc, key, "read") from exc
+        response = self._call("read", key, self._client.get_object, Bucket=self.bucket, Key=self._full(key))
+        reader = GuardedReader(
+            response["Body"],
+            lambda exc: self._translate(exc, key, "read"),
+            catch=(BotoCoreError, ClientError),
+        )
+        return buffered(reader)
 
     def get_bytes(self, key: str) -> bytes:
         """Read the whole object at `key`."""

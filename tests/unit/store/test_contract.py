@@ -480,21 +480,6 @@ def test_s3_uploads_a_large_payload_as_a_multipart_upload(s3: Harness) -> None:
     assert etag.strip('"').endswith("-3")  # S3's multipart ETag carries the part count
 
 
-def test_s3_reads_a_large_object_in_ranges_and_fails_if_it_is_replaced_meanwhile(s3: Harness) -> None:
-    from hms_dr.store.ranged import RANGE_BYTES, READ_STREAMS
-
-    size = RANGE_BYTES * (READ_STREAMS + 4)  # more ranges than are fetched ahead at the open
-    data = os.urandom(size)
-    s3.store.put(KEY, io.BytesIO(data))
-    with s3.store.open(KEY) as whole:
-        assert sha256(whole.read()) == sha256(data)
-
-    with s3.store.open(KEY) as reading:  # the first range is in, the next few on their way
-        s3.store.put(KEY, io.BytesIO(os.urandom(size)), overwrite=True)
-        with pytest.raises(ChecksumMismatch, match="was replaced while it was being read"):
-            reading.read()
-
-
 def test_s3_keeps_keys_under_the_store_prefix(s3: Harness) -> None:
     s3.store.put_bytes(KEY, b"x")
     assert s3.leftovers() == [f"hms/{KEY}"]
