@@ -10,14 +10,14 @@ into a fresh, empty destination bucket (default 2 rounds, medians reported):
 - bare:           what `aws s3 cp s3://primary/... - | aws s3 cp - s3://offsite/...` does: a GET
                   stream into boto3's managed transfer (s3transfer, as the CLI uses: 10 threads,
                   multipart at the policy's part size), per object, nothing verified;
-- bare + proof:   the bare copy, then every destination object read back and hashed (sha256)
-                  as `aws s3 cp s3://offsite/... - | sha256sum` does (s3transfer's ranged GETs on
-                  10 threads, in order) — the same proof the sync gives, done by hand;
+- bare + proof:   the bare copy, then every destination object read back in one GET stream and
+                  hashed (sha256) — the same proof the sync gives, done by hand (s3transfer's
+                  ranged download is slower here: moto copies the whole object for every range);
 - offsite sync:   ``sync_offsite`` of the engine (what the copy_missing_sets task runs): listing
                   both stores, streaming each payload into a multipart upload (two upload threads,
                   two parts queued) that the offsite store completes only if the bytes hash to the
-                  manifest's sha256, re-reading it offsite (ranged GETs on four connections)
-                  against the manifest's sha256, the manifest last.
+                  manifest's sha256, re-reading it offsite against the manifest's sha256, the
+                  manifest last.
 
 MB/s counts the set's bytes once (copied bytes / wall), whatever a side reads back. Prints
 medians, the sync / bare and sync / (bare + proof) ratios and where the CPU went; writes
@@ -214,9 +214,9 @@ def _report(
             f"- offsite sync / (bare copy + sha256 read-back): **{sync_vs_proof:.2f}x**",
             "",
             "The bare copy proves nothing; the sync reads every byte back from the offsite store and checks it against the",
-            "manifest before writing the manifest, so 'bare + proof' is the like-for-like figure. The bare side uploads and",
-            "reads back with s3transfer's 10 threads; the sync's S3 driver sends two parts at once (two threads, two more",
-            "queued) and reads back ranges on four connections.",
+            "manifest before writing the manifest, so 'bare + proof' is the like-for-like figure. The bare side uploads with",
+            "s3transfer's 10 threads; the sync's S3 driver sends two parts at once (two threads, two more queued). Both read",
+            "back in one GET stream.",
             "",
             "## Where the CPU went (offsite sync, last round)",
             "",
