@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import re
+import secrets
 import shutil
 import stat
 import subprocess
@@ -63,6 +64,10 @@ from compose_checks import (
 )
 
 from hms_dr.policy import load_policy
+
+# Made up per run: no password of a test is a literal in the code.
+SMTP_RELAY_PASSWORD = secrets.token_urlsafe(12)
+MADE_UP_PASSWORD = secrets.token_urlsafe(12)
 
 
 @pytest.fixture(scope="module")
@@ -257,14 +262,14 @@ def test_new_env_fills_every_variable_and_gives_working_connections(tmp_path, co
         text=True,
         timeout=300,
         check=False,
-        env={**os.environ, "HMS_SMTP_LOGIN": "alerts", "HMS_SMTP_PASSWORD": "relay-secret"},
+        env={**os.environ, "HMS_SMTP_LOGIN": "alerts", "HMS_SMTP_PASSWORD": SMTP_RELAY_PASSWORD},
     )
     assert run.returncode == 0, run.stderr
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     values = read_env_file(env_file)
     assert set(values) == set(read_env_file(ENV_EXAMPLE))
     assert all(values.values()), [name for name, value in values.items() if not value]
-    assert (values["HMS_SMTP_LOGIN"], values["HMS_SMTP_PASSWORD"]) == ("alerts", "relay-secret")
+    assert (values["HMS_SMTP_LOGIN"], values["HMS_SMTP_PASSWORD"]) == ("alerts", SMTP_RELAY_PASSWORD)
 
     # Every ${VAR:?...} is satisfied, and every connection is JSON that Airflow can read.
     for _path, value in strings(compose):
@@ -318,7 +323,7 @@ def _drop_connection(data: dict[str, Any]) -> None:
 def _literal_password(data: dict[str, Any]) -> None:
     env = data[AIRFLOW_COMMON]["environment"]
     env["AIRFLOW_CONN_HMS_POSTGRES"] = re.sub(
-        r"\$\{HMS_BACKUP_PASSWORD:\?[^}]*\}", "hunter2", env["AIRFLOW_CONN_HMS_POSTGRES"]
+        r"\$\{HMS_BACKUP_PASSWORD:\?[^}]*\}", MADE_UP_PASSWORD, env["AIRFLOW_CONN_HMS_POSTGRES"]
     )
 
 

@@ -4,6 +4,7 @@ one-line reason, retries only what is transient, and leaves no set that looks va
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import threading
 import time
@@ -37,7 +38,7 @@ def test_unreachable_store_is_retried_then_fails_with_no_manifest(
 ) -> None:
     closed_port = free_port()
     unreachable = (
-        '{"conn_type": "aws", "login": "AKIAEXAMPLE", "password": "not-a-real-secret-key",'
+        f'{{"conn_type": "aws", "login": "AKIAEXAMPLE", "password": "{secrets.token_urlsafe(12)}",'
         f' "extra": {{"endpoint_url": "http://127.0.0.1:{closed_port}", "region_name": "us-east-1"}}}}'
     )
     outcome = dag_runner.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -81,7 +82,7 @@ def test_durations_carry_their_unit(text: str, expected: timedelta) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"smtp__password": "hunter2"}, "alerts.smtp.password must not be in the policy"),
+        ({"smtp__password": secrets.token_urlsafe(12)}, "alerts.smtp.password must not be in the policy"),
         (
             {"slack__webhook_url": "https://hooks.slack.com/services/T/B/x", "slack__connection_id": "s"},
             "alerts.slack.webhook_url must not be in the policy",
